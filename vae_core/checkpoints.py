@@ -1,0 +1,104 @@
+"""Checkpoint I/O, the one module that touches weight files.
+
+Format: one safetensors file (no code runs on load). Its string metadata holds the JSON of the
+model config, train config, dataset info, training history and final metrics. Writes go to a
+temp file in the same folder, then os.replace, so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import ConfigError, ModelConfig, TrainConfig
+from .model import VAE
+
+FORMAT = "vae_core/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, foreign or does not match its architecture."""
+
+
+@dataclass
+class Checkpoint:
+    model: VAE
+    model_config: ModelConfig
+    train_config: TrainConfig
+    history: list = field(default_factory=list)  # one dict per epoch
+    dataset: dict = field(default_factory=dict)   # name, fingerprint, sizes
+    metrics: dict = field(default_factory=dict)   # final test numbers
+    path: str | None = None
+
+
+def save_checkpoint(path: str, model: VAE, train_config: TrainConfig, *, history=None,
+                    dataset=None, metrics=None) -> str:
+    from safetensors.torch import save_file
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "model_config": json.dumps(model.cfg.to_dict()),
+        "train_config": json.dumps(train_config.to_dict()),
+        "history": json.dumps(history or []),
+        "dataset": json.dumps(dataset or {}),
+        "metrics": json.dumps(metrics or {}),
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_metadata(path: str) -> dict:
+    """Parse only the header: configs, history and metrics, without loading weights."""
+    from safetensors import safe_open
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint (corrupt or truncated: "
+                              f"{type(e).__name__}: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a vae_core checkpoint (format tag {meta.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    try:
+        return {k: json.loads(meta[k]) for k in
+                ("model_config", "train_config", "history", "dataset", "metrics")}
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: checkpoint metadata is incomplete or corrupt ({e})") from None
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model from its stored config and load the weights (strict)."""
+    from safetensors.torch import load_file
+    meta = read_metadata(path)
+    try:
+        mcfg = ModelConfig.from_dict(meta["model_config"])
+        tcfg = TrainConfig.from_dict(meta["train_config"])
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: stored config is invalid ({e})") from None
+    try:
+        state = load_file(path, device=str(map_location))
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read weights (corrupt or truncated: {e})") from None
+    model = VAE(mcfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{path}: weights do not match the stored architecture "
+                              f"({' '.join(first[:3])[:400]})") from None
+    model.to(map_location).eval()
+    return Checkpoint(model, mcfg, tcfg, meta["history"], meta["dataset"], meta["metrics"], path)

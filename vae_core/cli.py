@@ -1,0 +1,178 @@
+"""Command line: python -m vae_core {train,evaluate,list} ... (each with --help)."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+
+from .config import ARCHS, BINARIZE, LIKELIHOODS, OBJECTIVES, SIGMA_MODES, ConfigError, ModelConfig, TrainConfig
+
+
+def _hidden(s: str) -> tuple[int, ...]:
+    s = s.strip()
+    if s in ("", "none", "linear"):
+        return ()
+    try:
+        return tuple(int(v) for v in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated ints like 400 or 512,256 "
+                                         f"('' for linear), got {s!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vae_core", description="Train and evaluate Gaussian VAEs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a model (or load it from the cache if already trained)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d, m = TrainConfig(), ModelConfig()
+    t.add_argument("--dataset", default=d.dataset,
+                   help="mnist-5k, digits, mnist, fashion-mnist, kmnist, cifar10, a .npz file or an image folder")
+    t.add_argument("--data-root", default=None, help="folder holding torchvision datasets")
+    t.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+    t.add_argument("--arch", choices=ARCHS, default=m.arch)
+    t.add_argument("--latent-dim", type=int, default=m.latent_dim)
+    t.add_argument("--hidden", type=_hidden, default=m.hidden,
+                   help="hidden widths, comma-separated; '' for a linear encoder and decoder")
+    t.add_argument("--conv-channels", type=_hidden, default=m.conv_channels)
+    t.add_argument("--likelihood", choices=LIKELIHOODS, default=m.likelihood)
+    t.add_argument("--sigma", type=float, default=m.sigma, help="fixed sigma of the 'gaussian' likelihood")
+    t.add_argument("--sigma-mode", choices=SIGMA_MODES, default=m.sigma_mode,
+                   help="gaussian-learned: one sigma or one per pixel")
+    t.add_argument("--objective", choices=OBJECTIVES, default=d.objective)
+    t.add_argument("--beta", type=float, default=d.beta)
+    t.add_argument("--warmup", type=float, default=d.warmup_epochs, help="KL warm-up epochs")
+    t.add_argument("--free-bits", type=float, default=d.free_bits, help="min KL per latent dim, nats")
+    t.add_argument("--mc-samples", type=int, default=d.mc_samples, help="L samples for the recon term")
+    t.add_argument("--iw-samples", type=int, default=d.iw_samples, help="K for --objective iwae")
+    t.add_argument("--mmd-weight", type=float, default=d.mmd_weight, help="lambda for --objective mmd")
+    t.add_argument("--binarize", choices=BINARIZE, default=d.binarize,
+                   help="targets for the Bernoulli likelihood: grey levels (none), x>0.5, or resampled")
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    t.add_argument("--max-train", type=int, default=d.max_train, help="0 = all training examples")
+    t.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
+    t.add_argument("--cache-dir", default=None, help="checkpoint cache folder (default: checkpoints/)")
+    t.add_argument("--final-iw-samples", type=int, default=100,
+                   help="K for the test log p(x) stored with the checkpoint")
+    t.add_argument("--out", default=None, help="also copy the checkpoint to this path")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on its test set; prints one JSON object",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("checkpoint")
+    e.add_argument("--iw-samples", type=int, default=1000, help="K for importance-sampled log p(x); 0 skips")
+    e.add_argument("--mc-samples", type=int, default=1)
+    e.add_argument("--n", type=int, default=0, help="evaluate the first N test examples (0 = all)")
+    e.add_argument("--data-root", default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+
+    ls = sub.add_parser("list", help="list cached checkpoints with their configs and test ELBO")
+    ls.add_argument("--cache-dir", default=None)
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def _train(a) -> int:
+    from .cache import train_or_load
+    from .data import load_dataset, target_description
+    tcfg = TrainConfig(dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                       objective=a.objective, beta=a.beta, warmup_epochs=a.warmup, free_bits=a.free_bits,
+                       mc_samples=a.mc_samples, iw_samples=a.iw_samples, mmd_weight=a.mmd_weight,
+                       binarize=a.binarize, test_fraction=a.test_fraction, max_train=a.max_train)
+    data = load_dataset(a.dataset, data_root=a.data_root, download=a.download, test_fraction=a.test_fraction)
+    mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=a.latent_dim, arch=a.arch, hidden=a.hidden,
+                       conv_channels=a.conv_channels, likelihood=a.likelihood, sigma=a.sigma,
+                       sigma_mode=a.sigma_mode)
+    bar = None
+    if not a.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=tcfg.epochs, unit="epoch", file=sys.stderr)
+
+    def progress(ev):
+        if ev.kind == "epoch" and bar is not None:
+            h = ev.history[-1]
+            bar.update(1)
+            bar.set_postfix(test_elbo=f"{h['test_elbo']:.2f}", kl=f"{h['test_kl']:.2f}",
+                            img_s=f"{h['images_per_s']:.0f}")
+
+    try:
+        ckpt, cached = train_or_load(mcfg, tcfg, data, cache_dir=a.cache_dir, progress=progress,
+                                     device=a.device, final_iw_samples=a.final_iw_samples)
+    finally:
+        if bar is not None:
+            bar.close()
+    if a.out:
+        shutil.copyfile(ckpt.path, a.out)
+    m = ckpt.metrics
+    print(json.dumps({"checkpoint": ckpt.path, "cached": cached, "test_elbo": m.get("elbo"),
+                      "test_recon": m.get("recon"), "test_kl": m.get("kl"),
+                      "test_log_likelihood": m.get("log_likelihood"), "iw_samples": m.get("iw_samples"),
+                      "active_units": m.get("active_units"),
+                      "target": target_description(mcfg.likelihood, tcfg.binarize)}))
+    return 0
+
+
+def _evaluate(a) -> int:
+    from .checkpoints import load_checkpoint
+    from .data import eval_targets, load_dataset, target_description
+    from .device import pick_device
+    from .estimators import evaluate
+    ck = load_checkpoint(a.checkpoint)
+    tc = ck.train_config
+    data = load_dataset(tc.dataset, data_root=a.data_root, test_fraction=tc.test_fraction)
+    fp = ck.dataset.get("fingerprint")
+    if fp and fp != data.fingerprint:
+        print(f"warning: dataset {tc.dataset!r} differs from the one this checkpoint was trained on "
+              f"(fingerprint {data.fingerprint} != {fp})", file=sys.stderr)
+    x = eval_targets(data.x_test, tc.binarize)
+    if a.n:
+        x = x[: a.n]
+    model = ck.model.to(pick_device(a.device))
+    res = evaluate(model, x, iw_samples=a.iw_samples, mc_samples=a.mc_samples, seed=a.seed)
+    res["target"] = target_description(ck.model_config.likelihood, tc.binarize)
+    res["checkpoint"] = a.checkpoint
+    print(json.dumps(res))
+    return 0
+
+
+def _list(a) -> int:
+    from .cache import DEFAULT_CACHE_DIR, list_checkpoints
+    rows = list_checkpoints(a.cache_dir)
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"no checkpoints in {a.cache_dir or DEFAULT_CACHE_DIR}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['path']}: UNREADABLE ({r['error']})")
+            continue
+        mc, tc = r["model_config"], r["train_config"]
+        elbo = r["test_elbo"]
+        print(f"{r['path']}\n  {tc['dataset']} {mc['arch']} hidden={mc['hidden']} z={mc['latent_dim']} "
+              f"{mc['likelihood']} binarize={tc['binarize']} objective={tc['objective']} beta={tc['beta']} "
+              f"epochs={tc['epochs']} seed={tc['seed']}\n  test ELBO "
+              + (f"{elbo:.2f} nats" if elbo is not None else "n/a")
+              + (f", log p(x) {r['log_likelihood']:.2f}" if r.get("log_likelihood") is not None else ""))
+    return 0
+
+
+def main(argv=None) -> int:
+    from .checkpoints import CheckpointError
+    from .data import DatasetError
+    from .train import TrainingDivergedError
+    a = build_parser().parse_args(argv)
+    try:
+        return {"train": _train, "evaluate": _evaluate, "list": _list}[a.cmd](a)
+    except (ConfigError, DatasetError, CheckpointError, TrainingDivergedError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
