@@ -19,7 +19,13 @@ from .train import TrainingDivergedError, fit
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CACHE_DIR = os.environ.get("VAE_CHECKPOINT_DIR", os.path.join(REPO_ROOT, "checkpoints"))
-DEFAULT_CHECKPOINT = "default-mnist5k.safetensors"
+
+# The shipped default model (reproduce: see README "Shipped checkpoint"). Its file is an ordinary
+# cache entry, so training this config again is a cache hit.
+DEFAULT_MODEL = ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="mlp", hidden=(400,),
+                            likelihood="bernoulli")
+DEFAULT_TRAIN = TrainConfig(dataset="mnist-5k", epochs=100, batch_size=128, lr=1e-3, seed=0,
+                            binarize="dynamic")
 
 
 def checkpoint_name(model_cfg: ModelConfig, train_cfg: TrainConfig, key: str) -> str:
@@ -102,4 +108,7 @@ def list_checkpoints(cache_dir: str | None = None) -> list[dict]:
 
 
 def default_checkpoint_path(cache_dir: str | None = None) -> str:
-    return os.path.join(cache_dir or DEFAULT_CACHE_DIR, DEFAULT_CHECKPOINT)
+    """Cache path of the shipped default (DEFAULT_MODEL, DEFAULT_TRAIN on mnist-5k)."""
+    from .data import load_dataset
+    data = load_dataset(DEFAULT_TRAIN.dataset, test_fraction=DEFAULT_TRAIN.test_fraction)
+    return cache_path(DEFAULT_MODEL, DEFAULT_TRAIN, data, cache_dir)

