@@ -52,6 +52,7 @@ def save_checkpoint(path: str, model: VAE, train_config: TrainConfig, *, history
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared with other users/processes
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

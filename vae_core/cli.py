@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mc-samples", type=int, default=d.mc_samples, help="L samples for the recon term")
     t.add_argument("--iw-samples", type=int, default=d.iw_samples, help="K for --objective iwae")
     t.add_argument("--mmd-weight", type=float, default=d.mmd_weight, help="lambda for --objective mmd")
-    t.add_argument("--binarize", choices=BINARIZE, default=d.binarize,
-                   help="targets for the Bernoulli likelihood: grey levels (none), x>0.5, or resampled")
+    t.add_argument("--binarize", choices=BINARIZE, default=None,
+                   help="targets for the Bernoulli likelihood: grey levels (none), x>0.5 (fixed), or "
+                        "resampled each epoch (dynamic). Default: dynamic for bernoulli, none otherwise")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--lr", type=float, default=d.lr)
@@ -81,10 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(a) -> int:
     from .cache import train_or_load
     from .data import load_dataset, target_description
+    binarize = a.binarize or ("dynamic" if a.likelihood == "bernoulli" else "none")
     tcfg = TrainConfig(dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                        objective=a.objective, beta=a.beta, warmup_epochs=a.warmup, free_bits=a.free_bits,
                        mc_samples=a.mc_samples, iw_samples=a.iw_samples, mmd_weight=a.mmd_weight,
-                       binarize=a.binarize, test_fraction=a.test_fraction, max_train=a.max_train)
+                       binarize=binarize, test_fraction=a.test_fraction, max_train=a.max_train)
     data = load_dataset(a.dataset, data_root=a.data_root, download=a.download, test_fraction=a.test_fraction)
     mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=a.latent_dim, arch=a.arch, hidden=a.hidden,
                        conv_channels=a.conv_channels, likelihood=a.likelihood, sigma=a.sigma,

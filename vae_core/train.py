@@ -55,6 +55,15 @@ def train_targets(x: torch.Tensor, binarize: str) -> torch.Tensor:
     return binarize_fixed(x) if binarize == "fixed" else x
 
 
+def _resident(x: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """The whole training set on the device when it fits in half the free memory, else on the host."""
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        if x.numel() * x.element_size() > free // 2:
+            return x.pin_memory()
+    return x.to(dev)
+
+
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
         progress: Optional[Callable[[Progress], None]] = None, device: str = "auto",
         final_iw_samples: int = 100, step_every: float = 0.25) -> FitResult:
@@ -69,10 +78,11 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     dev = pick_device(device)
     torch.manual_seed(train_cfg.seed)
     g = torch.Generator(device=dev).manual_seed(train_cfg.seed)
+    g_host = torch.Generator().manual_seed(train_cfg.seed)  # for a set too big for the device
     model = VAE(model_cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
 
-    x_all = data.x_train[: train_cfg.max_train or None].to(dev)
+    x_all = _resident(data.x_train[: train_cfg.max_train or None], dev)
     x_fixed = train_targets(x_all, train_cfg.binarize)
     x_test = eval_targets(data.x_test, train_cfg.binarize).to(dev)
     n, bs = len(x_all), train_cfg.batch_size
@@ -83,13 +93,14 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
 
     for epoch in range(1, tc.epochs + 1):
         model.train()
-        x_ep = binarize_stochastic(x_all, g) if tc.binarize == "dynamic" else x_fixed
+        x_ep = (binarize_stochastic(x_all, g if x_all.device.type == dev.type else g_host)
+                if tc.binarize == "dynamic" else x_fixed)
         perm = torch.randperm(n, device=dev, generator=g)
         sums = torch.zeros(4, device=dev)  # loss, recon, kl, count (summed over examples)
         t0 = last_report = time.perf_counter()
         for s in range(steps):
             idx = perm[s * bs:(s + 1) * bs]
-            xb = x_ep[idx]
+            xb = x_ep[idx.to(x_ep.device)].to(dev, non_blocking=True)
             beta = beta_at(tc.beta, tc.warmup_epochs, epoch - 1 + s / steps)
             loss, t = training_loss(model, xb, objective=tc.objective, beta=beta, free_bits=tc.free_bits,
                                     mc_samples=tc.mc_samples, iw_samples=tc.iw_samples,
@@ -112,7 +123,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
             now = time.perf_counter()
             if progress is not None and now - last_report >= step_every:
                 last_report = now
-                progress(Progress("step", epoch, tc.epochs, s + 1, steps, float(loss), history))
+                progress(Progress("step", epoch, tc.epochs, s + 1, steps, float(loss.detach()), history))
         if dev.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
@@ -135,7 +146,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
         })
         last_good = copy.deepcopy(model.state_dict())
         if progress is not None:
-            progress(Progress("epoch", epoch, tc.epochs, steps, steps, float(loss), history))
+            progress(Progress("epoch", epoch, tc.epochs, steps, steps, float(loss.detach()), history))
 
     metrics = evaluate(model, x_test, iw_samples=final_iw_samples, seed=tc.seed)
     return FitResult(model.cpu().eval(), history, metrics)
