@@ -1,0 +1,77 @@
+"""Every bench script runs end to end with --smoke (tiny sizes, no targets), in a subprocess.
+
+Results go to a tmp file via --results; the committed bench/RESULTS.md is never touched.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED = os.path.join(ROOT, "bench", "RESULTS.md")
+
+
+def _digest(path: str) -> str | None:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else None
+
+
+def run_bench(script: str, tmp_path, *args: str, timeout: int = 300) -> tuple[str, str]:
+    """Run bench/<script> --smoke; returns (stdout, the appended results text)."""
+    results = tmp_path / "RESULTS.md"
+    before = _digest(COMMITTED)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, os.path.join("bench", script), "--smoke", "--threads", "1",
+                        "--results", str(results), *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    assert p.returncode == 0, f"{script} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    assert _digest(COMMITTED) == before, "a smoke run must not write bench/RESULTS.md"
+    text = results.read_text()
+    assert text.startswith("# Benchmark results")
+    assert "- machine: CPU " in text and "torch " + torch.__version__ in text
+    assert "- load average (1/5/15 min): before " in text
+    assert "(smoke)" in text
+    return p.stdout, text
+
+
+def test_train_throughput_smoke(tmp_path):
+    out, text = run_bench("train_throughput.py", tmp_path)
+    assert "| reference (pytorch/examples) |" in text and "| vae_core fit |" in text
+    assert "Compute floor" in text
+    # both sides reach a finite test ELBO after one tiny epoch
+    row = next(line for line in text.splitlines() if line.startswith("| vae_core fit |"))
+    elbo = float(row.split("|")[5].replace(",", ""))
+    assert -1000 < elbo < 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_train_throughput_says_no_gpu(tmp_path):
+    out, text = run_bench("train_throughput.py", tmp_path, "--device", "cuda")
+    assert out.startswith("no GPU") and "no GPU" in text
+
+
+def test_projection_smoke(tmp_path):
+    out, text = run_bench("projection.py", tmp_path)
+    assert "| 300 | new model | PCA fit + transform |" in text
+    assert "| 300 | cached | np.load of the cache arrays |" in text
+    assert "FAILED" not in text
+
+
+@pytest.mark.slow
+def test_projection_smoke_with_umap(tmp_path):
+    # numba JIT costs ~30 s in every fresh child process
+    out, text = run_bench("projection.py", tmp_path, "--umap", timeout=600)
+    assert "first fit (numba JIT incl.)" in text and "second fit, same process" in text
+    assert "worst stall of the main thread" in text
+
+
+def test_eval_cost_smoke(tmp_path):
+    out, text = run_bench("eval_cost.py", tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| cpu |"))
+    mean_log_px = float(row.split("|")[5].replace(",", ""))
+    assert -500 < mean_log_px < 0
+    assert "Chunk sweep" in text and "aten::addmm" in text
