@@ -1,0 +1,141 @@
+"""Per-checkpoint latent data shared by the explorer pages (cached, read-only) and the UMAP job.
+
+ModelView holds the encoder means of the test points the map shows, their labels, the PCA
+projection and the per-dim KL / collapse flags. UMAP runs in a child process (see
+vae_core.projection) tracked by a process-wide registry, so two sessions start it once.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app.common import dataset_for, test_targets
+from vae_core import projection as proj
+from vae_core.checkpoints import Checkpoint
+from vae_core.estimators import evaluate
+from vae_core.latent import collapsed_dims, mean_variance
+
+
+@dataclass(frozen=True)
+class ModelView:
+    index: np.ndarray         # (N,) test-set indices of the map points, in projection.point_order
+    labels: np.ndarray        # (N,) int, -1 without labels
+    means: np.ndarray         # (N, k) encoder means
+    pca: proj.PCAProjection
+    kl_per_dim: list          # average KL per dim over the test set, nats
+    collapsed: list           # per dim: KL < 0.01 nats or inactive (Var_x mu_d <= 0.01)
+    n_test: int
+
+    @property
+    def latent_dim(self) -> int:
+        return self.means.shape[1]
+
+    def slider_labels(self) -> list[str]:
+        return [f"z{d + 1} · KL {kl:.2f}" + (" · collapsed" if c else "")
+                for d, (kl, c) in enumerate(zip(self.kl_per_dim, self.collapsed))]
+
+    def row_of(self, test_index: int) -> int | None:
+        hits = np.flatnonzero(self.index == test_index)
+        return int(hits[0]) if len(hits) else None
+
+
+@st.cache_resource(max_entries=8, show_spinner="Encoding the test set…")
+def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
+    x = test_targets(_ckpt)
+    data = dataset_for(_ckpt)
+    cached = proj.read_cache(path)
+    if cached is not None:
+        index, labels, means = cached.index, cached.labels, cached.means
+    else:
+        index = proj.point_order(len(x))
+        means = proj.encode_means(_ckpt.model, x[torch.from_numpy(index)])
+        labels = (data.y_test[torch.from_numpy(index)].numpy() if data.y_test is not None
+                  else np.full(len(index), -1))
+    kl = _ckpt.metrics.get("kl_per_dim")
+    if not kl or len(kl) != means.shape[1]:
+        kl = evaluate(_ckpt.model, x, iw_samples=0)["kl_per_dim"]
+    flags = collapsed_dims(kl, mean_variance(torch.from_numpy(means)))
+    return ModelView(index, labels, means, proj.fit_pca(means), list(kl), flags, len(x))
+
+
+def model_view(ckpt: Checkpoint) -> ModelView:
+    return _model_view(ckpt.path, os.path.getmtime(ckpt.path), ckpt)
+
+
+# --- UMAP in a child process -------------------------------------------------------------------
+
+@st.cache_resource
+def _umap_jobs() -> tuple[dict, threading.Lock]:
+    """Process-wide: checkpoint sha -> (Popen, log path). Shared by all sessions."""
+    return {}, threading.Lock()
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _umap_projection(path: str, mtime: float) -> proj.KNNProjection | None:
+    cache = proj.read_cache(path)
+    return cache.umap_projection() if cache is not None and cache.umap is not None else None
+
+
+def umap_projection(path: str) -> proj.KNNProjection | None:
+    """The cached UMAP map of this checkpoint, or None while it is not on disk."""
+    pp = proj.cache_path_for(path)
+    if not os.path.exists(pp):
+        return None
+    return _umap_projection(path, os.path.getmtime(pp))  # keyed on mtime: a rewrite is re-read
+
+
+def umap_status(path: str) -> tuple[str, str]:
+    """('ready'|'running'|'failed'|'idle', message)."""
+    if umap_projection(path) is not None:
+        return "ready", "UMAP map ready"
+    jobs, lock = _umap_jobs()
+    with lock:
+        job = jobs.get(path)
+    if job is None:
+        return "idle", "UMAP not computed yet"
+    p, log = job
+    code = p.poll()
+    if code is None:
+        return "running", "computing UMAP in a background process (about 30 s of compilation, then the fit)"
+    if code == 0:
+        if umap_projection(path) is not None:
+            return "ready", "UMAP map ready"
+        return "running", "another process is computing this UMAP map"
+    try:
+        with open(log, errors="replace") as f:
+            tail = f.read()[-600:].strip()
+    except OSError:
+        tail = ""
+    return "failed", f"UMAP failed (exit code {code}). {tail}"
+
+
+def start_umap(path: str) -> None:
+    """Start the child process once per checkpoint (a failed or finished one can be restarted)."""
+    jobs, lock = _umap_jobs()
+    with lock:
+        job = jobs.get(path)
+        if job is not None and job[0].poll() is None:
+            return
+        log = os.path.join(tempfile.gettempdir(), f"vae_umap_{proj.file_sha(path)}.log")
+        jobs[path] = (proj.start_umap_process(path, log), log)
+
+
+def stop_all_umap_jobs() -> None:
+    """For tests: end the child processes this server started."""
+    jobs, lock = _umap_jobs()
+    with lock:
+        for p, _ in jobs.values():
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        jobs.clear()

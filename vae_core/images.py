@@ -1,0 +1,171 @@
+"""Images in and out: upload/drawing preprocessing to a model's input, display arrays, PNG export.
+
+Preprocessing follows how MNIST was made (LeCun et al.): grey, ink bright on a dark background,
+the ink's bounding box scaled to fit 20/28 of the frame and centred by its centre of mass.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+FORMATS = ("PNG", "JPEG")
+MAX_PIXELS = 25_000_000  # refuse decompression bombs before decoding
+
+
+class ImageError(ValueError):
+    """An upload is not a usable PNG/JPEG image."""
+
+
+def open_upload(data: bytes, name: str = "upload"):
+    """Bytes -> PIL image, checked: size, format (PNG or JPEG by content, not by name), integrity."""
+    from PIL import Image, UnidentifiedImageError
+    if len(data) == 0:
+        raise ImageError(f"{name}: the file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ImageError(f"{name}: {len(data) / 2**20:.1f} MB is too big (limit {MAX_UPLOAD_BYTES // 2**20} MB)")
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = img.format
+        if fmt not in FORMATS:
+            raise ImageError(f"{name}: a {fmt} image; only PNG and JPEG are accepted")
+        if img.width * img.height > MAX_PIXELS:
+            raise ImageError(f"{name}: {img.width}x{img.height} pixels is too large")
+        img.load()  # decodes fully: a truncated or corrupt file fails here
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (only PNG and JPEG are accepted)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"{name}: the image is corrupt or truncated ({e})") from None
+    return img
+
+
+def _to_grey_array(img) -> np.ndarray:
+    """PIL image -> (H, W) float in [0, 1]; transparency is composited onto white paper."""
+    from PIL import Image
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, rgba)
+    return np.asarray(img.convert("L"), np.float32) / 255.0
+
+
+def _to_rgb_array(img) -> np.ndarray:
+    from PIL import Image
+    if img.mode in ("RGBA", "LA", "PA"):
+        paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, img.convert("RGBA"))
+    return np.asarray(img.convert("RGB"), np.float32) / 255.0
+
+
+def _resize(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    from PIL import Image
+    if a.ndim == 2:
+        return np.asarray(Image.fromarray(a, mode="F").resize((w, h), Image.BILINEAR), np.float32)
+    return np.stack([_resize(a[..., c], h, w) for c in range(a.shape[-1])], -1)
+
+
+def light_background(a: np.ndarray) -> bool:
+    """Is the border (outer 1/10 of each side) mostly light? (H, W) in [0, 1]."""
+    h, w = a.shape
+    bh, bw = max(1, h // 10), max(1, w // 10)
+    border = np.concatenate([a[:bh].ravel(), a[-bh:].ravel(), a[:, :bw].ravel(), a[:, -bw:].ravel()])
+    return float(np.median(border)) > 0.5
+
+
+def center_like_mnist(a: np.ndarray, size: int, box: float = 20 / 28) -> np.ndarray:
+    """Ink (H, W) bright-on-dark -> (size, size): crop to the ink, fit in box*size keeping the aspect
+    ratio, then shift so the centre of mass sits at the centre."""
+    ink = a > 0.1 * a.max() if a.max() > 0 else np.zeros_like(a, bool)
+    if not ink.any():
+        return _resize(a, size, size)
+    rows, cols = np.where(ink.any(1))[0], np.where(ink.any(0))[0]
+    crop = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    scale = box * size / max(crop.shape)
+    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    small = np.clip(_resize(crop, h, w), 0, 1)
+    out = np.zeros((size, size), np.float32)
+    top, left = (size - h) // 2, (size - w) // 2
+    out[top:top + h, left:left + w] = small
+    total = out.sum()
+    if total > 0:
+        yy, xx = np.mgrid[:size, :size]
+        dy = int(round((size - 1) / 2 - (yy * out).sum() / total))
+        dx = int(round((size - 1) / 2 - (xx * out).sum() / total))
+        out = np.roll(out, (dy, dx), (0, 1))  # ink stays inside: the box leaves a 4px margin
+    return out
+
+
+def preprocess(img, input_shape: tuple[int, ...], *, invert: str = "auto", center: bool = True
+               ) -> torch.Tensor:
+    """PIL image -> (*input_shape) float32 in [0, 1].
+
+    invert: 'auto' flips light backgrounds (paper, a white canvas) to MNIST's white-on-black,
+    'yes' / 'no' force it. center: MNIST-style crop, scale and centre (grey square inputs only).
+    """
+    if invert not in ("auto", "yes", "no"):
+        raise ValueError(f"invert must be auto, yes or no, got {invert!r}")
+    if len(input_shape) == 1:
+        side = int(round(input_shape[0] ** 0.5))
+        if side * side != input_shape[0]:
+            raise ImageError(f"this model takes flat vectors of length {input_shape[0]}, not images")
+        shape = (1, side, side)
+    else:
+        shape = tuple(input_shape)
+    c, h, w = shape
+    if c == 1:
+        a = _to_grey_array(img)
+        if invert == "yes" or (invert == "auto" and light_background(a)):
+            a = 1.0 - a
+        a = center_like_mnist(a, h) if center and h == w else _resize(a, h, w)
+        x = np.clip(a, 0, 1)[None]
+    elif c == 3:
+        a = _resize(_to_rgb_array(img), h, w)
+        x = np.clip(1.0 - a if invert == "yes" else a, 0, 1).transpose(2, 0, 1)
+    else:
+        raise ImageError(f"cannot feed an image to a model with {c} channels")
+    return torch.from_numpy(np.ascontiguousarray(x, np.float32)).reshape(input_shape)
+
+
+def to_display(x: torch.Tensor, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Model-space images (..., *input_shape) -> (..., H, W) grey or (..., H, W, 3) RGB in [0, 1].
+    Flat inputs are shown as a square when D is a square number, else as a 1-pixel-high strip."""
+    a = torch.as_tensor(x).detach().float().clamp(0, 1).cpu().numpy()
+    if len(input_shape) == 1:
+        d = input_shape[0]
+        side = int(round(d ** 0.5))
+        return a.reshape(*a.shape[:-1], side, side) if side * side == d else a.reshape(*a.shape[:-1], 1, d)
+    c = input_shape[0]
+    a = np.moveaxis(a, -3, -1)  # (..., H, W, C)
+    return a[..., 0] if c == 1 else a[..., :3]
+
+
+def upscale(a: np.ndarray, target: int = 196) -> np.ndarray:
+    """Nearest-neighbour upscale so small images stay crisp in the browser (no smoothing)."""
+    f = max(1, target // max(a.shape[0], a.shape[1]))
+    return np.repeat(np.repeat(a, f, 0), f, 1)
+
+
+def tile(images: np.ndarray, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+    """(R, C, H, W[, 3]) -> one (R*(H+pad)-pad, C*(W+pad)-pad[, 3]) mosaic."""
+    r, c, h, w = images.shape[:4]
+    extra = images.shape[4:]
+    out = np.full((r * (h + pad) - pad, c * (w + pad) - pad, *extra), pad_value, np.float32)
+    for i in range(r):
+        for j in range(c):
+            out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = images[i, j]
+    return out
+
+
+def png_bytes(a: np.ndarray, scale: int = 1) -> bytes:
+    """(H, W) or (H, W, 3) in [0, 1] -> PNG bytes (8-bit), optionally upscaled by nearest neighbour."""
+    from PIL import Image
+    a = np.clip(np.asarray(a, np.float32), 0, 1)
+    if scale > 1:
+        a = np.repeat(np.repeat(a, scale, 0), scale, 1)
+    buf = io.BytesIO()
+    Image.fromarray((a * 255 + 0.5).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,287 @@
+"""2-D maps of the latent space: PCA (exact, instant), UMAP (slow, cached on disk), kNN transform.
+
+The map shows the encoder MEANS mu(x) of test examples (never sampled z: a point must not move
+between plots). A new z (a slider position, an uploaded image) is placed on the map by:
+  - PCA:  y = (z - center) @ components.T, exact and linear;
+  - UMAP: the kNN-weighted mean of its neighbours' embeddings, UMAP's own transform
+          initialisation (umap_.init_graph_transform with the weights of smooth_knn_dist at
+          local_connectivity 0). No UMAP object or pickle is stored: only means + embedding.
+
+The UMAP cache is one .npz beside the checkpoint (`x.safetensors` -> `x.proj.npz`), written
+atomically, tied to the checkpoint's bytes by sha256. `python -m vae_core.projection CKPT` computes
+it in a separate process (numba JIT costs ~30 s per process, so the app never waits on it).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+FORMAT = 1
+MAX_POINTS = 10_000      # test points kept in the cache (UMAP on more is slow on 2 cores)
+N_NEIGHBORS = 15         # UMAP n_neighbors, also k of the kNN transform
+MIN_DIST = 0.1
+_SMOOTH_K_TOLERANCE = 1e-5  # umap_.SMOOTH_K_TOLERANCE
+_MIN_K_DIST_SCALE = 1e-3    # umap_.MIN_K_DIST_SCALE
+SAME_POINT = 1e-4  # a z within this distance of a mean is that mean (batched vs single encodes differ ~1e-6)
+
+
+# --- encoder means ------------------------------------------------------------------------------
+
+def point_order(n: int, cap: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
+    """Test indices in a seeded random order, at most `cap`. A smaller display cap is a prefix,
+    so raising the cap only adds points."""
+    return np.random.default_rng(seed).permutation(n)[:cap]
+
+
+@torch.no_grad()
+def encode_means(model, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """Encoder means mu(x), (N, k) float32."""
+    return torch.cat([model.encode(x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]).numpy()
+
+
+# --- projections --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PCAProjection:
+    center: np.ndarray      # (k,)
+    components: np.ndarray  # (2, k) orthonormal rows
+    explained: np.ndarray   # (2,) fraction of variance per axis
+
+    def transform(self, z: np.ndarray) -> np.ndarray:
+        """(M, k) -> (M, 2): exact linear projection."""
+        return (np.asarray(z, np.float64) - self.center) @ self.components.T
+
+
+def fit_pca(means: np.ndarray) -> PCAProjection:
+    """Top-2 principal axes of the means via SVD. Signs fixed (largest loading positive) so the map
+    does not flip between runs. With k = 1 the second axis is zero."""
+    x = np.asarray(means, np.float64)
+    center = x.mean(0)
+    _, s, vt = np.linalg.svd(x - center, full_matrices=False)
+    comps = np.zeros((2, x.shape[1]))
+    comps[: min(2, len(vt))] = vt[:2]
+    for r in comps:
+        if np.abs(r).max() > 0 and r[np.abs(r).argmax()] < 0:
+            r *= -1
+    var = s ** 2
+    explained = np.zeros(2)
+    explained[: min(2, len(var))] = (var / max(var.sum(), 1e-300))[:2]
+    return PCAProjection(center, comps, explained)
+
+
+@dataclass(frozen=True)
+class LatentPlane:
+    """k <= 2: the map is the latent space itself (k = 1 is drawn on the x axis)."""
+    latent_dim: int
+
+    def transform(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, np.float64).reshape(-1, self.latent_dim)
+        return np.pad(z, ((0, 0), (0, 2 - self.latent_dim)))
+
+
+def smooth_knn_sigma(dists: np.ndarray, k: float, n_iter: int = 64) -> np.ndarray:
+    """Per-row sigma with sum_{j>=1} exp(-d_j / sigma) = log2(k): umap_.smooth_knn_dist with
+    local_connectivity = 0 (so rho = 0), as UMAP.transform calls it. dists (M, n) sorted ascending.
+    The floor 1e-3 * mean distance is taken per row (UMAP takes the batch mean)."""
+    d = np.asarray(dists, np.float64)[:, 1:]
+    target = np.log2(k)
+    lo, hi, mid = np.zeros(len(d)), np.full(len(d), np.inf), np.ones(len(d))
+    for _ in range(n_iter):  # vectorised version of UMAP's bisection
+        psum = np.where(d > 0, np.exp(-d / mid[:, None]), 1.0).sum(1)
+        done = np.abs(psum - target) < _SMOOTH_K_TOLERANCE
+        big = (psum > target) & ~done
+        hi = np.where(big, mid, hi)
+        lo = np.where(~big & ~done, mid, lo)
+        mid = np.where(done, mid, np.where(np.isinf(hi), mid * 2, (lo + hi) / 2))
+    return np.maximum(mid, _MIN_K_DIST_SCALE * np.asarray(dists, np.float64).mean(1))
+
+
+@dataclass(frozen=True)
+class KNNProjection:
+    """Place new z on a fixed 2-D embedding (UMAP's transform initialisation)."""
+    means: np.ndarray      # (N, k) the points the embedding was fit on
+    embedding: np.ndarray  # (N, 2)
+    n_neighbors: int = N_NEIGHBORS
+
+    def transform(self, z: np.ndarray) -> np.ndarray:
+        """(M, k) -> (M, 2). w_j = exp(-d_j / sigma) over the n nearest means; an exact match
+        (d = 0, weight 1) takes that point's own coordinates, as in umap_.init_graph_transform
+        (here d < SAME_POINT counts as exact, to absorb float rounding)."""
+        z = np.asarray(z, np.float64).reshape(-1, self.means.shape[1])
+        n = min(self.n_neighbors, len(self.means))
+        d2 = ((z[:, None, :] - self.means[None].astype(np.float64)) ** 2).sum(-1)  # (M, N)
+        idx = np.argsort(d2, axis=1)[:, :n]
+        d = np.sqrt(np.take_along_axis(d2, idx, 1))                                 # (M, n) ascending
+        sigma = smooth_knn_sigma(d, float(n))
+        w = np.where(d > 0, np.exp(-d / sigma[:, None]), 1.0)
+        out = (w[..., None] * self.embedding[idx]).sum(1) / w.sum(1, keepdims=True)
+        exact = d[:, 0] < SAME_POINT
+        out[exact] = self.embedding[idx[exact, 0]]
+        return out
+
+
+def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS,
+             min_dist: float = MIN_DIST) -> np.ndarray:
+    """(N, k) -> (N, 2) UMAP embedding. Slow on first call in a process (numba JIT)."""
+    import umap  # deferred: importing umap alone costs seconds
+    n = min(n_neighbors, len(means) - 1)
+    reducer = umap.UMAP(n_components=2, n_neighbors=n, min_dist=min_dist, random_state=seed,
+                        transform_seed=seed, n_jobs=1)
+    with warnings.catch_warnings():  # "random_state forces n_jobs=1": intended, reproducible maps
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        return reducer.fit_transform(np.asarray(means, np.float32)).astype(np.float32)
+
+
+# --- disk cache ---------------------------------------------------------------------------------
+
+def cache_path_for(checkpoint_path: str) -> str:
+    base = checkpoint_path[:-len(".safetensors")] if checkpoint_path.endswith(".safetensors") else checkpoint_path
+    return base + ".proj.npz"
+
+
+def file_sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ProjectionCache:
+    checkpoint_sha: str
+    index: np.ndarray              # (N,) test-set indices, in point_order
+    labels: np.ndarray             # (N,) int64, -1 when the dataset has no labels
+    means: np.ndarray              # (N, k)
+    umap: np.ndarray | None        # (N, 2) or None while not computed
+    n_neighbors: int = N_NEIGHBORS
+    min_dist: float = MIN_DIST
+
+    def umap_projection(self) -> KNNProjection:
+        if self.umap is None:
+            raise ValueError("this projection cache has no UMAP embedding yet")
+        return KNNProjection(self.means, self.umap, self.n_neighbors)
+
+
+def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
+    """Atomic: temp file in the same folder, then os.replace."""
+    path = cache_path_for(checkpoint_path)
+    arrays = {"format": np.array(FORMAT), "checkpoint_sha": np.array(cache.checkpoint_sha),
+              "index": cache.index.astype(np.int64), "labels": cache.labels.astype(np.int64),
+              "means": cache.means.astype(np.float32), "n_neighbors": np.array(cache.n_neighbors),
+              "min_dist": np.array(cache.min_dist)}
+    if cache.umap is not None:
+        arrays["umap"] = cache.umap.astype(np.float32)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_cache(checkpoint_path: str) -> ProjectionCache | None:
+    """The cache for this checkpoint, or None if missing, unreadable or made for other weights."""
+    path = cache_path_for(checkpoint_path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if int(f["format"]) != FORMAT or str(f["checkpoint_sha"]) != file_sha(checkpoint_path):
+                return None
+            return ProjectionCache(str(f["checkpoint_sha"]), f["index"], f["labels"], f["means"],
+                                   f["umap"] if "umap" in f.files else None,
+                                   int(f["n_neighbors"]), float(f["min_dist"]))
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+
+
+def build_cache(checkpoint_path: str, model, x_test: torch.Tensor, y_test: torch.Tensor | None,
+                with_umap: bool, seed: int = 0) -> ProjectionCache:
+    """Means of up to MAX_POINTS test examples (+ UMAP if asked), written beside the checkpoint."""
+    index = point_order(len(x_test), MAX_POINTS, seed)
+    means = encode_means(model, x_test[torch.from_numpy(index)])
+    labels = y_test[torch.from_numpy(index)].numpy() if y_test is not None else np.full(len(index), -1)
+    emb = fit_umap(means, seed) if with_umap and means.shape[1] > 2 and len(means) > 2 else None
+    cache = ProjectionCache(file_sha(checkpoint_path), index, labels, means, emb)
+    write_cache(checkpoint_path, cache)
+    return cache
+
+
+@contextlib.contextmanager
+def _try_lock(path: str):
+    """Yields True if we hold the lock, False if another process does (it is computing already)."""
+    with open(path + ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.unlink(path + ".lock")
+
+
+def ensure_umap_cache(checkpoint_path: str) -> ProjectionCache | None:
+    """Compute the UMAP cache unless present. None when another process holds the lock."""
+    from .checkpoints import load_checkpoint
+    from .data import eval_targets, load_dataset
+    cached = read_cache(checkpoint_path)
+    if cached is not None and cached.umap is not None:
+        return cached
+    with _try_lock(cache_path_for(checkpoint_path)) as mine:
+        if not mine:
+            return None
+        ck = load_checkpoint(checkpoint_path)
+        tc = ck.train_config
+        data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
+        return build_cache(checkpoint_path, ck.model, eval_targets(data.x_test, tc.binarize), data.y_test,
+                           with_umap=True)
+
+
+def start_umap_process(checkpoint_path: str, log_path: str) -> subprocess.Popen:
+    """Run ensure_umap_cache in a child process (own GIL, own numba JIT); stderr goes to log_path."""
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "vae_core.projection", checkpoint_path],
+                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    finally:
+        log.close()
+
+
+def main(argv=None) -> int:
+    import argparse
+    from .checkpoints import CheckpointError
+    from .data import DatasetError
+    p = argparse.ArgumentParser(prog="python -m vae_core.projection",
+                                description="Compute the UMAP map cache (<checkpoint>.proj.npz) for checkpoints.")
+    p.add_argument("checkpoints", nargs="+")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    for path in a.checkpoints:
+        try:
+            res = ensure_umap_cache(path)
+        except (CheckpointError, DatasetError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"{cache_path_for(path)}: " + ("ready" if res is not None else "another process is computing it"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
