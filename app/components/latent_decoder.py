@@ -57,6 +57,23 @@ def _forget_sent(sent_key: str) -> None:
     st.session_state.pop(sent_key, None)
 
 
+def _z_revision(sync: dict, z: list[float]) -> int:
+    """Bump the revision when z is a new value from Python; the browser moves its sliders only then.
+
+    A z the browser itself released comes back one run later (the caller stores the return value
+    and passes it in again). Such echoes, even of an older release while a newer one is in flight,
+    must not move the sliders back, so they keep the revision.
+    """
+    if z != sync["z"]:
+        if z in sync["released"]:
+            sync["released"] = sync["released"][sync["released"].index(z) + 1:]
+        else:
+            sync["rev"] += 1
+            sync["released"] = []
+        sync["z"] = z
+    return sync["rev"]
+
+
 def _as_z(z, k: int, what: str) -> list[float]:
     vals = [float(v) for v in (z.tolist() if hasattr(z, "tolist") else z)]
     if len(vals) != k:
@@ -85,13 +102,17 @@ def latent_decoder(weights: dict, z: Sequence[float], labels: Sequence[str], ina
                          f"latent dim ({k})")
     sent_key = f"{key}__weights_sent"
     send = st.session_state.get(sent_key) != weights["id"]
+    rev = _z_revision(st.session_state.setdefault(f"{key}__sync", {"z": None, "rev": 0, "released": []}), z)
     data = {"key": key, "weights_id": weights["id"], "weights": weights if send else None,
-            "z": z, "labels": labels, "inactive": inactive, "height": int(height)}
+            "z": z, "z_rev": rev, "labels": labels, "inactive": inactive, "height": int(height)}
     result = _COMPONENT(key=key, data=data, on_z_change=on_change or (lambda: None),
                         on_need_weights_change=partial(_forget_sent, sent_key))
     st.session_state[sent_key] = weights["id"]
-    released = result.get("z")
     try:
-        return _as_z(released, k, "released z") if released is not None else None
+        released = _as_z(result["z"], k, "released z") if result.get("z") is not None else None
     except (TypeError, ValueError):
         return None  # a malformed message from the browser is ignored, not shown as an error
+    if released is not None:
+        sync = st.session_state[f"{key}__sync"]
+        sync["released"] = (sync["released"] + [released])[-8:]
+    return released

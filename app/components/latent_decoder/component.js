@@ -9,12 +9,6 @@
 const NETS = (globalThis.__vaeDecoderNets ??= new Map());  // payload id -> parsed net
 const RING = 600;  // timings kept for measurement
 
-function sameZ(a, b) {
-  if (!a || !b || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 function push(arr, v) {
   arr.push(v);
   if (arr.length > RING) arr.shift();
@@ -29,7 +23,7 @@ class LatentDecoder {
     this.sliders = root.querySelector(".vae-dec-sliders");
     this.net = null; this.image = null;
     this.z = null; this.inputs = []; this.values = [];
-    this.lastDataZ = null; this.lastSent = null; this.requested = null;
+    this.rev = null; this.requested = null;
     this.raf = 0; this.pendingSince = null;
     // Measurement hook for tests/benchmarks (window.__vaeDecoder is the last updated instance).
     this.hook = { frames: 0, lastDecodeMs: NaN, decodeMs: [], inputToPaintMs: [], weightsReceived: 0,
@@ -68,12 +62,10 @@ class LatentDecoder {
     const size = `${data.height}px`;
     this.canvas.style.height = size;
     this.canvas.style.width = `${Math.round(data.height * net.W / net.H)}px`;
-    // Take z from Python when it is new: not the z we already showed, nor our own release echoed back
-    // (that echo can arrive while another slider is being dragged).
-    if (rebuilt || (!sameZ(data.z, this.lastDataZ) && !sameZ(data.z, this.lastSent))) {
-      this.setZ(data.z);
-    }
-    this.lastDataZ = data.z.slice();
+    // Python bumps z_rev only for a new z (map click, buttons), not when it echoes our own
+    // release back, which can arrive while another slider is being dragged.
+    if (rebuilt || data.z_rev !== this.rev) this.setZ(data.z);
+    this.rev = data.z_rev;
     this.schedule();
   }
 
@@ -134,9 +126,8 @@ class LatentDecoder {
 
   onChange() {
     if (!this.net) return;
-    this.lastSent = Array.from(this.z);
     this.hook.sent++;
-    this.setTriggerValue("z", this.lastSent);
+    this.setTriggerValue("z", Array.from(this.z));
   }
 
   schedule() {

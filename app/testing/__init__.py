@@ -1,0 +1,1 @@
+"""Test and benchmark support (not used by the app itself)."""

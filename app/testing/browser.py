@@ -1,0 +1,195 @@
+"""Browser-test plumbing: a `streamlit run` server, headless Chromium, and measurements.
+
+Used by tests/browser/ and by bench/ scripts (latency benchmarks):
+
+    from app.testing.browser import StreamlitServer, chromium, new_page, first_paint_ms, drag_slider
+
+    with StreamlitServer("app/main.py") as server, chromium() as browser:
+        page = new_page(browser)
+        ms = first_paint_ms(page, server.url + "/explorer")
+        lat = drag_slider(page, 0, [0.5 + 0.01 * i for i in range(1, 50)])  # ms per step
+
+Measurements read the canvas pixels themselves (independent of the component) plus the
+component's own hook window.__vaeDecoder = {frames, lastDecodeMs, decodeMs, inputToPaintMs, ...}.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # app/testing -> repo root
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+SCREENSHOT_DIR = os.path.join(REPO, "tests", "browser", "screenshots")
+
+# The decoder component lives in a shadow root; Playwright CSS locators pierce open shadow roots.
+CANVAS = "[data-testid=vae-decoder-canvas]"
+
+
+def slider(i: int) -> str:
+    return f"[data-testid=vae-decoder-slider-{i}]"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StreamlitServer:
+    """`streamlit run <script>` on a free port, from the repo root; waits for /_stcore/health."""
+
+    def __init__(self, script: str, env: dict | None = None, timeout: float = 90.0):
+        self.script, self.timeout = script, timeout
+        self.env = {**os.environ, **(env or {})}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)
+
+    def __enter__(self) -> "StreamlitServer":
+        cmd = [sys.executable, "-m", "streamlit", "run", self.script, "--server.headless", "true",
+               "--server.port", str(self.port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.25)
+        self.__exit__(None, None, None)
+        raise TimeoutError(f"streamlit did not answer /_stcore/health in {self.timeout:.0f} s:\n{self.read_log()}")
+
+    def read_log(self) -> str:
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()[-4000:]
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def chromium():
+    """Headless Debian Chromium via Playwright; the caller checks CHROMIUM exists."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, width: int = 1400, height: int = 1000):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(60_000)
+    return page
+
+
+def hook(page, key: str | None = None) -> dict:
+    """The component's measurement hook (a copy), {} if it is not there yet."""
+    return page.evaluate("k => JSON.parse(JSON.stringify((k ? (window.__vaeDecoders || {})[k] "
+                         ": window.__vaeDecoder) || {}))", key)
+
+
+def wait_for_frames(page, at_least: int = 1, timeout_ms: float = 60_000) -> None:
+    page.wait_for_function("n => window.__vaeDecoder && window.__vaeDecoder.frames >= n", arg=at_least,
+                           timeout=timeout_ms)
+
+
+def canvas_pixels(page) -> list[int]:
+    """RGBA bytes of the decoded image, read back from the canvas."""
+    return page.locator(CANVAS).first.evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)")
+
+
+def slider_values(page) -> list[float]:
+    return page.locator("[data-testid^=vae-decoder-slider-]").evaluate_all(
+        "els => els.map(e => parseFloat(e.value))")
+
+
+def first_paint_ms(page, url: str, timeout_ms: float = 120_000) -> float:
+    """Navigation start to the first decoded frame on the canvas, in ms."""
+    t0 = time.perf_counter()
+    page.goto(url)
+    wait_for_frames(page, 1, timeout_ms)
+    return (time.perf_counter() - t0) * 1000
+
+
+def drag_slider(page, dim: int, fractions: list[float], on_step=None) -> list[float]:
+    """Press the mouse on slider `dim`, move through `fractions` of its width, then release.
+
+    After each move waits for a new frame and calls on_step(i) while the mouse is still down.
+    Returns the move-to-new-frame latency (ms) of every step, measured from Python.
+    """
+    box = page.locator(slider(dim)).bounding_box()
+    y = box["y"] + box["height"] / 2
+    x_of = lambda f: box["x"] + 8 + f * (box["width"] - 16)  # noqa: E731 (thumb half-width margins)
+    page.mouse.move(x_of(0.5), y)
+    page.mouse.down()
+    lat = []
+    for i, f in enumerate(fractions):
+        before = page.evaluate("window.__vaeDecoder.frames")
+        t0 = time.perf_counter()
+        page.mouse.move(x_of(f), y)
+        page.wait_for_function("n => window.__vaeDecoder.frames > n", arg=before, timeout=10_000)
+        lat.append((time.perf_counter() - t0) * 1000)
+        if on_step is not None:
+            on_step(i)
+    page.mouse.up()
+    return lat
+
+
+def percentiles(xs: list[float]) -> dict:
+    xs = sorted(xs)
+    q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]  # noqa: E731
+    return {"n": len(xs), "p50": q(0.5), "p95": q(0.95), "mean": statistics.fmean(xs), "max": xs[-1]}
+
+
+class WebSocketBytes:
+    """Sizes of the websocket frames the page receives (Streamlit deltas), for "sent once" checks."""
+
+    def __init__(self, page):
+        self.frames: list[int] = []
+        page.on("websocket", lambda ws: ws.on("framereceived", self._add))
+
+    def _add(self, payload) -> None:
+        self.frames.append(len(payload))
+
+    def mark(self) -> int:
+        return len(self.frames)
+
+    def since(self, mark: int) -> list[int]:
+        return self.frames[mark:]
+
+
+def save_screenshot(page, name: str, extra_dir: str | None = None) -> str:
+    """Full-page PNG in tests/browser/screenshots/ (gitignored) and optionally extra_dir too."""
+    os.makedirs(SCREENSHOT_DIR, exist_ok=True)
+    path = os.path.join(SCREENSHOT_DIR, name)
+    page.screenshot(path=path, full_page=True)
+    if extra_dir:
+        os.makedirs(extra_dir, exist_ok=True)
+        page.screenshot(path=os.path.join(extra_dir, name), full_page=True)
+    return path

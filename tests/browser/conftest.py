@@ -1,0 +1,52 @@
+"""Fixtures for the browser tests: Chromium, `streamlit run` servers, tiny seeded checkpoints."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from app.testing.browser import CHROMIUM, StreamlitServer, chromium
+from vae_core.checkpoints import save_checkpoint
+from vae_core.config import ModelConfig, TrainConfig
+from vae_core.model import VAE
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install Debian chromium to run the browser tests")
+    pytest.importorskip("playwright.sync_api", reason="python playwright is not installed")
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser):
+    from app.testing.browser import new_page
+    p = new_page(browser)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="session")
+def component_server(browser):
+    """The latent_decoder component alone (tests/browser/component_app.py)."""
+    with StreamlitServer("tests/browser/component_app.py") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """Untrained seeded MLP VAEs (random decoders still give varied images): grey and RGB."""
+    folder = tmp_path_factory.mktemp("ckpts")
+    out = {}
+    for name, shape, like in [("grey", (1, 10, 12), "bernoulli"), ("rgb", (3, 9, 9), "continuous-bernoulli")]:
+        torch.manual_seed(3)
+        model = VAE(ModelConfig(input_shape=shape, latent_dim=4, hidden=(16,), likelihood=like))
+        with torch.no_grad():
+            for p in model.decoder.parameters():
+                p.mul_(4.0)  # wider logits: visible contrast in the decoded image
+        out[name] = save_checkpoint(str(folder / f"{name}.safetensors"), model,
+                                    TrainConfig(dataset="digits", epochs=1))
+    return out

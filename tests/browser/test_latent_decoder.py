@@ -1,0 +1,143 @@
+"""The latent_decoder component in real headless Chromium (tests/browser/component_app.py)."""
+from __future__ import annotations
+
+import urllib.parse
+
+import numpy as np
+import pytest
+import torch
+
+from app.testing.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
+                                 slider, slider_values, wait_for_frames)
+from vae_core.checkpoints import load_checkpoint
+
+pytestmark = pytest.mark.browser
+
+
+def open_app(page, server, ckpt: str | None = None) -> None:
+    url = server.url + ("/?ckpt=" + urllib.parse.quote(ckpt) if ckpt else "")
+    page.goto(url)
+    wait_for_frames(page, 1)
+
+
+def expected_rgba(ckpt_path: str, z: list[float]) -> np.ndarray:
+    """What the canvas must show: PyTorch E[x|z] as (H, W, 3) bytes (grey repeated, RGB as is).
+
+    float64: in float32 torch's ContinuousBernoulli clamps probs to [eps, 1-eps], which bends
+    the mean for |logit| > 16; the JS decoder uses the exact formula.
+    """
+    model = load_checkpoint(ckpt_path).model.double()
+    with torch.no_grad():
+        mean = model.decode_mean(torch.tensor([z], dtype=torch.float64)).clamp(0, 1)[0].numpy()  # (C, H, W)
+    img = np.repeat(mean, 3, axis=0) if mean.shape[0] == 1 else mean[:3]
+    return np.round(img.transpose(1, 2, 0) * 255)
+
+
+def shown_rgb(page) -> np.ndarray:
+    h, w = page.locator("[data-testid=vae-decoder-canvas]").evaluate("c => [c.height, c.width]")
+    return np.array(canvas_pixels(page), dtype=np.float64).reshape(h, w, 4)[..., :3]
+
+
+def wait_for_python_state(page, total: float) -> None:
+    """component_app prints sum(z) as Python holds it."""
+    page.wait_for_function("t => { const e = document.querySelector('[data-testid=t-state]');"
+                           " return e && Math.abs(parseFloat(e.textContent) - t) < 1e-3; }", arg=total)
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+def test_first_frame_matches_pytorch(page, component_server, tiny_checkpoints, kind):
+    path = tiny_checkpoints[kind]
+    open_app(page, component_server, path)
+    got = shown_rgb(page)
+    want = expected_rgba(path, [0.0] * 4)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1.0)
+    assert want.std() > 10, "test model decodes to a flat image; the comparison would prove little"
+
+
+def test_image_changes_while_dragging(page, component_server, tiny_checkpoints):
+    path = tiny_checkpoints["grey"]
+    open_app(page, component_server, path)
+    sent_before = hook(page)["sent"]
+    images, sent_during = [], []
+
+    def sample(_):  # the mouse button is still down here
+        images.append(shown_rgb(page))
+        sent_during.append(hook(page)["sent"])
+
+    fractions = [0.5 + 0.05 * i for i in range(1, 10)]
+    drag_slider(page, 1, fractions, on_step=sample)
+    distinct = {img.tobytes() for img in images}
+    assert len(distinct) >= len(fractions) - 1, "the image must follow the slider while it is dragged"
+    assert sent_during == [sent_before] * len(fractions), "z must reach Python only on release"
+    # each mid-drag frame is the PyTorch decode of the z the slider showed at that moment
+    z = hook(page)["z"]
+    np.testing.assert_allclose(images[-1], expected_rgba(path, z), atol=1.0)
+    # release: one message to Python, which now holds the dragged z
+    page.wait_for_function("n => window.__vaeDecoder.sent > n", arg=sent_before)
+    wait_for_python_state(page, sum(z))
+    assert z[1] > 1.5 and z[0] == 0.0
+
+
+def test_z_from_python_moves_sliders(page, component_server, tiny_checkpoints):
+    path = tiny_checkpoints["rgb"]
+    open_app(page, component_server, path)
+    frames = hook(page)["frames"]
+    page.get_by_role("button", name="point").click()
+    want = torch.linspace(-2, 2, 4).tolist()
+    page.wait_for_function("w => window.__vaeDecoder.z.every((v, i) => Math.abs(v - w[i]) < 1e-6)", arg=want)
+    assert slider_values(page) == pytest.approx(want, abs=0.006)  # sliders snap to their 0.01 step
+    assert hook(page)["frames"] > frames
+    np.testing.assert_allclose(shown_rgb(page), expected_rgba(path, want), atol=1.0)
+    page.get_by_role("button", name="zero").click()
+    page.wait_for_function("() => window.__vaeDecoder.z.every(v => v === 0)")
+    assert slider_values(page) == [0.0] * 4
+
+
+def test_release_echo_does_not_move_other_sliders(page, component_server, tiny_checkpoints):
+    """Python echoes the released z back; it must not undo a second slider dragged meanwhile."""
+    open_app(page, component_server, tiny_checkpoints["grey"])
+    drag_slider(page, 0, [0.9])
+    wait_for_python_state(page, hook(page)["z"][0])
+    drag_slider(page, 2, [0.1, 0.2])
+    page.wait_for_function("() => window.__vaeDecoder.sent >= 2")
+    z = hook(page)["z"]
+    wait_for_python_state(page, sum(z))
+    assert z[0] > 1.5 and z[2] < -1.5
+    assert slider_values(page)[0] == pytest.approx(z[0]) and slider_values(page)[2] == pytest.approx(z[2])
+
+
+def test_weights_are_sent_and_parsed_once(page, component_server):
+    """The ~1.7 MB shipped decoder goes over the websocket once; reruns carry only its id."""
+    ws = WebSocketBytes(page)
+    open_app(page, component_server)  # default: the shipped 784-400-16 checkpoint
+    first = hook(page)
+    assert first["weightsReceived"] == 1 and first["weightsParsed"] == 1
+    assert max(ws.frames) > 1_000_000  # the payload itself was seen on the wire
+    mark = ws.mark()
+    for name in ["point", "zero", "point"]:
+        page.get_by_role("button", name=name).click()
+        page.wait_for_timeout(300)
+    drag_slider(page, 3, [0.7])
+    page.wait_for_function("() => window.__vaeDecoder.sent >= 1")
+    page.wait_for_timeout(500)
+    later = hook(page)
+    assert later["weightsReceived"] == 1 and later["weightsParsed"] == 1
+    assert ws.since(mark) and max(ws.since(mark)) < 50_000, ws.since(mark)
+
+
+def test_lost_weights_are_requested_again(page, component_server, tiny_checkpoints):
+    open_app(page, component_server, tiny_checkpoints["grey"])
+    page.evaluate("() => globalThis.__vaeDecoderNets.clear()")
+    page.get_by_role("button", name="point").click()  # a rerun without weights: the browser asks for them
+    page.wait_for_function("() => window.__vaeDecoder.weightsParsed === 2")
+    page.wait_for_function("() => window.__vaeDecoder.z[0] === -2")
+    assert hook(page)["weightsReceived"] == 2
+
+
+def test_screenshot_for_review(page, component_server):
+    open_app(page, component_server)
+    drag_slider(page, 0, [0.8])
+    page.locator(slider(0)).wait_for()
+    path = save_screenshot(page, "latent_decoder_component.png")
+    assert path.endswith(".png")
