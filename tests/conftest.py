@@ -61,7 +61,7 @@ def linear_gaussian():
 
     from vae_core.model import VAE
 
-    def make(d=5, k=2, s=0.6, widen=0.3, perturb=0.1, seed=0):
+    def make(d=5, k=2, s=0.6, widen=0.3, perturb=0.02, seed=0):
         torch.manual_seed(seed)
         m = VAE(ModelConfig(input_shape=(d,), latent_dim=k, hidden=(), likelihood="gaussian",
                             sigma=s)).double()
