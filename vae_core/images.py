@@ -33,7 +33,9 @@ def open_upload(data: bytes, name: str = "upload"):
             raise ImageError(f"{name}: a {fmt} image; only PNG and JPEG are accepted")
         if img.width * img.height > MAX_PIXELS:
             raise ImageError(f"{name}: {img.width}x{img.height} pixels is too large")
-        img.load()  # decodes fully: a truncated or corrupt file fails here
+        img.verify()  # checks chunk CRCs and the end marker (load() alone pads short files)
+        img = Image.open(io.BytesIO(data))  # verify() leaves the image unusable: open again
+        img.load()  # decodes fully: a corrupt pixel stream fails here
     except ImageError:
         raise
     except UnidentifiedImageError:
