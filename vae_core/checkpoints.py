@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import ConfigError, ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig
 from .model import VAE
 
 FORMAT = "vae_core/1"
@@ -65,6 +65,13 @@ def read_metadata(path: str) -> dict:
     from safetensors import safe_open
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # torch.save writes a zip (PK..) or, in the legacy format, a pickle (0x80 protocol byte). A
+    # safetensors file starts with an 8-byte header length (its first byte can be 0x80) then '{'.
+    if (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80") and head[8:9] != b"{":
+        raise CheckpointError(f"{path}: this is a PyTorch pickle (torch.save / .pt), not a safetensors "
+                              f"checkpoint; pickles can run code on load, so they are never opened")
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
@@ -88,10 +95,10 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Chec
     try:
         mcfg = ModelConfig.from_dict(meta["model_config"])
         tcfg = TrainConfig.from_dict(meta["train_config"])
-    except (ConfigError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # ConfigError, or e.g. int('abc') in a shape
         raise CheckpointError(f"{path}: stored config is invalid ({e})") from None
     try:
-        state = load_file(path, device=str(map_location))
+        state = load_file(path)  # safetensors holds CPU tensors; the model moves below
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read weights (corrupt or truncated: {e})") from None
     model = VAE(mcfg)
@@ -101,5 +108,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Chec
         first = str(e).strip().splitlines()
         raise CheckpointError(f"{path}: weights do not match the stored architecture "
                               f"({' '.join(first[:3])[:400]})") from None
-    model.to(map_location).eval()
+    try:
+        model.to(map_location).eval()
+    except (RuntimeError, AssertionError) as e:  # e.g. map_location='cuda' on a CPU-only machine
+        raise CheckpointError(f"{path}: loaded, but cannot move the model to {map_location!r} ({e})") from None
     return Checkpoint(model, mcfg, tcfg, meta["history"], meta["dataset"], meta["metrics"], path)
