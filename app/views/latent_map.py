@@ -119,6 +119,8 @@ def point_from_event(event) -> int | None:
         return None
     for p in points:
         cd = p.get("customdata") if hasattr(p, "get") else None
+        if isinstance(cd, dict):  # a typed-array row from plotly.js arrives as {"0": index, "1": label}
+            cd = [cd[k] for k in sorted(cd, key=int)]
         if cd is not None and len(cd) >= 1:
             return int(cd[0])
     return None
