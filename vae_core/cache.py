@@ -41,14 +41,16 @@ def cache_path(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
 
 @contextlib.contextmanager
 def _locked(path: str):
-    with open(path + ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    with contextlib.suppress(OSError):
-        os.unlink(path + ".lock")
+    try:
+        with open(path + ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:  # also when training raised: no stale .lock files in the cache folder
+        with contextlib.suppress(OSError):
+            os.unlink(path + ".lock")
 
 
 def dataset_info(data: Dataset) -> dict:
