@@ -41,7 +41,7 @@ def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[Checkpoint] |
         except (ValueError, RuntimeError) as e:
             st.error(f"Training failed: {e}")
             return None
-        bar.empty()
+        st.rerun()  # redraw without the train button, now that every run is cached
     out = []
     for r in runs:
         p = run_path(r, data)
