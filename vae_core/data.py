@@ -188,10 +188,12 @@ def _image_folder(path, test_fraction, **_):
         ds = ImageFolder(path)
     except (FileNotFoundError, RuntimeError) as e:
         raise DatasetError(f"{path}: not an image folder ({e})") from None
+    from PIL import Image
     imgs, sizes = [], set()
     for p, _lab in ds.samples:
-        im = ds.loader(p)
-        im = im.convert("L") if im.mode in ("L", "1", "P", "I") else im.convert("RGB")
+        # not ds.loader: torchvision's loader converts everything to RGB, tripling grey images
+        with Image.open(p) as im:
+            im = im.convert("L") if im.mode in ("L", "1", "P", "I") else im.convert("RGB")
         a = np.asarray(im)
         sizes.add(a.shape)
         imgs.append(a)
