@@ -20,8 +20,15 @@ def _hidden(s: str) -> tuple[int, ...]:
                                          f"('' for linear), got {s!r}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line: the full train usage is 20 lines that bury the actual error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vae_core", description="Train and evaluate Gaussian VAEs.")
+    p = _Parser(prog="python -m vae_core", description="Train and evaluate Gaussian VAEs.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a model (or load it from the cache if already trained)",
