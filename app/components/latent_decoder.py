@@ -74,6 +74,21 @@ def _z_revision(sync: dict, z: list[float]) -> int:
     return sync["rev"]
 
 
+def _pending_release(key: str):
+    try:
+        return (st.session_state.get(key) or {}).get("z")
+    except Exception:  # no component state yet
+        return None
+
+
+def _valid_z(z, k: int) -> list[float] | None:
+    """z from the browser, or None if absent or malformed (ignored rather than shown as an error)."""
+    try:
+        return _as_z(z, k, "released z") if z is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _as_z(z, k: int, what: str) -> list[float]:
     vals = [float(v) for v in (z.tolist() if hasattr(z, "tolist") else z)]
     if len(vals) != k:
@@ -91,7 +106,8 @@ def latent_decoder(weights: dict, z: Sequence[float], labels: Sequence[str], ina
     weights: decoder_payload(...) / browser_weights(ckpt). z: the z to show; a z that differs from
     the last one passed moves the sliders (map click, "zero", prior sample). labels[i] names slider
     i, e.g. "z3 · KL 2.31"; inactive[i] greys it out. height: image height in CSS pixels.
-    on_change runs as a callback when a slider is released (read the z from the return value).
+    on_change runs as a callback when a slider is released; in it, st.session_state[key]["z"] is
+    the released z.
     Returns the z the user released a slider at during this run, else None.
     """
     k = int(weights["latent_dim"])
@@ -102,17 +118,16 @@ def latent_decoder(weights: dict, z: Sequence[float], labels: Sequence[str], ina
                          f"latent dim ({k})")
     sent_key = f"{key}__weights_sent"
     send = st.session_state.get(sent_key) != weights["id"]
-    rev = _z_revision(st.session_state.setdefault(f"{key}__sync", {"z": None, "rev": 0, "released": []}), z)
+    sync = st.session_state.setdefault(f"{key}__sync", {"z": None, "rev": 0, "released": []})
+    # A release is visible before the mount (callers may already have stored it in a callback):
+    # record it first so that z, if it is that release, counts as an echo.
+    released = _valid_z(_pending_release(key), k)
+    if released is not None:
+        sync["released"] = (sync["released"] + [released])[-8:]
     data = {"key": key, "weights_id": weights["id"], "weights": weights if send else None,
-            "z": z, "z_rev": rev, "labels": labels, "inactive": inactive, "height": int(height)}
+            "z": z, "z_rev": _z_revision(sync, z), "labels": labels, "inactive": inactive,
+            "height": int(height)}
     result = _COMPONENT(key=key, data=data, on_z_change=on_change or (lambda: None),
                         on_need_weights_change=partial(_forget_sent, sent_key))
     st.session_state[sent_key] = weights["id"]
-    try:
-        released = _as_z(result["z"], k, "released z") if result.get("z") is not None else None
-    except (TypeError, ValueError):
-        return None  # a malformed message from the browser is ignored, not shown as an error
-    if released is not None:
-        sync = st.session_state[f"{key}__sync"]
-        sync["released"] = (sync["released"] + [released])[-8:]
-    return released
+    return _valid_z(result.get("z"), k)

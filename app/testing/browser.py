@@ -161,6 +161,79 @@ def drag_slider(page, dim: int, fractions: list[float], on_step=None) -> list[fl
     return lat
 
 
+# Screen centres of the map's data points: traces with many points (the label groups), away from
+# one-point overlay traces (selected ring, current-z star) that would swallow the click.
+_MAP_POINTS_JS = """plot => {
+  const traces = [...plot.querySelectorAll('.scatterlayer .trace')].map(t =>
+    [...t.querySelectorAll('path.point')].map(p => { const r = p.getBoundingClientRect();
+      return [r.x + r.width / 2, r.y + r.height / 2]; }));
+  const avoid = traces.filter(t => t.length < 3).flat();
+  return traces.filter(t => t.length >= 3).flat().filter(([x, y]) =>
+    avoid.every(([u, v]) => Math.hypot(x - u, y - v) > 30));
+}"""
+
+
+def map_points(page, chart: str = ".js-plotly-plot") -> list[list[float]]:
+    return page.locator(chart).first.evaluate(_MAP_POINTS_JS)
+
+
+def click_to_sliders_ms(page, xy, timeout_ms: float = 30_000) -> float:
+    """Click a map point at screen xy; ms until the decoder's z (the sliders) has changed."""
+    z0 = page.evaluate("window.__vaeDecoder.z")
+    t0 = time.perf_counter()
+    page.mouse.click(*xy)
+    page.wait_for_function("z0 => window.__vaeDecoder.z.some((v, i) => v !== z0[i])", arg=z0, timeout=timeout_ms)
+    return (time.perf_counter() - t0) * 1000
+
+
+def drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) -> dict:
+    """Drag slider `dim` back and forth with mouse moves paced at `hz` (like a hand) for `seconds`.
+
+    Returns frames per second drawn while dragging, and the component's own per-frame timings.
+    """
+    box = page.locator(slider(dim)).bounding_box()
+    y, x0, w = box["y"] + box["height"] / 2, box["x"] + 8, box["width"] - 16
+    page.mouse.move(x0 + w / 2, y)
+    page.mouse.down()
+    h0 = hook(page)
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < seconds:
+        phase = (n / hz) % 2.0  # a 1 s sweep right, then 1 s back
+        page.mouse.move(x0 + w * (phase if phase < 1 else 2 - phase), y)
+        n += 1
+        time.sleep(max(0.0, t0 + n / hz - time.perf_counter()))
+    elapsed = time.perf_counter() - t0
+    h1 = hook(page)
+    page.mouse.up()
+    frames = h1["frames"] - h0["frames"]
+    new = min(frames, len(h1["decodeMs"]))
+    return {"fps": frames / elapsed, "moves": n, "frames": frames,
+            "decode_ms": h1["decodeMs"][-new:] if new else [],
+            "input_to_paint_ms": h1["inputToPaintMs"][-new:] if new else []}
+
+
+def synthetic_drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) -> dict:
+    """In-page `input` events on slider `dim` at `hz` for `seconds`: frames per second the component
+    draws when input is not limited by the test driver's round trips (rAF caps it at the display rate)."""
+    return page.locator(slider(dim)).evaluate("""(el, [seconds, hz]) => new Promise(resolve => {
+      const h = window.__vaeDecoder, f0 = h.frames, t0 = performance.now();
+      let n = 0;
+      const timer = setInterval(() => {
+        const t = (performance.now() - t0) / 1000;
+        if (t >= seconds) {
+          clearInterval(timer);
+          resolve({ fps: (h.frames - f0) / t, events: n, frames: h.frames - f0 });
+          return;
+        }
+        const ph = t % 2;
+        el.value = String(-3 + 6 * (ph < 1 ? ph : 2 - ph));
+        el.dispatchEvent(new Event("input", { bubbles: true }));
+        n++;
+      }, 1000 / hz);
+    })""", [seconds, hz])
+
+
 def percentiles(xs: list[float]) -> dict:
     xs = sorted(xs)
     q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]  # noqa: E731

@@ -141,3 +141,19 @@ def test_screenshot_for_review(page, component_server):
     page.locator(slider(0)).wait_for()
     path = save_screenshot(page, "latent_decoder_component.png")
     assert path.endswith(".png")
+
+
+def test_decoding_is_throttled_to_animation_frames(page, component_server, tiny_checkpoints):
+    """200 input events in one task draw one frame, showing the last value."""
+    path = tiny_checkpoints["grey"]
+    open_app(page, component_server, path)
+    page.wait_for_timeout(200)
+    frames = hook(page)["frames"]
+    page.locator(slider(3)).evaluate("""el => { for (let i = 0; i < 200; i++) {
+        el.value = String(-2 + i * 0.01); el.dispatchEvent(new Event("input", { bubbles: true })); } }""")
+    page.wait_for_function("n => window.__vaeDecoder.frames > n", arg=frames)
+    page.wait_for_timeout(200)
+    h = hook(page)
+    assert h["frames"] == frames + 1
+    assert h["z"][3] == pytest.approx(-0.01)
+    np.testing.assert_allclose(shown_rgb(page), expected_rgba(path, h["z"]), atol=1.0)

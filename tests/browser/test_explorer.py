@@ -1,0 +1,89 @@
+"""The whole app (`streamlit run app/main.py`) in headless Chromium: the Explorer page on the default model."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from app.testing.browser import (StreamlitServer, canvas_pixels, click_to_sliders_ms, drag_slider, hook,
+                                 map_points, new_page, save_screenshot, slider_values, wait_for_frames)
+from vae_core.cache import default_checkpoint_path
+from vae_core.checkpoints import load_checkpoint
+from vae_core.data import eval_targets, load_dataset
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    path = default_checkpoint_path()
+    if not os.path.exists(path):
+        pytest.skip(f"the shipped default checkpoint {path} is not present")
+    return load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def app_server(browser, default_model):
+    with StreamlitServer("app/main.py") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_server):
+    """One Explorer page for this module's tests (a load costs 5-20 s on a busy 2-core machine)."""
+    p = new_page(browser)
+    p.goto(app_server.url + "/")  # the Explorer is the default page
+    wait_for_frames(p, 1, timeout_ms=120_000)
+    yield p
+    p.close()
+
+
+def shown(page) -> np.ndarray:
+    h, w = page.locator("[data-testid=vae-decoder-canvas]").evaluate("c => [c.height, c.width]")
+    return np.array(canvas_pixels(page), dtype=np.float64).reshape(h, w, 4)[..., 0]
+
+
+def decoded_grey(model, z) -> np.ndarray:
+    with torch.no_grad():
+        return np.round(model.decode_mean(torch.tensor([z]))[0, 0].numpy() * 255)
+
+
+def test_explorer_loads_on_the_default_model(page, default_model):
+    assert hook(page)["key"] == "explorer_decoder"
+    assert page.get_by_text("Latent explorer").first.is_visible()
+    k = default_model.model_config.latent_dim
+    assert len(slider_values(page)) == k
+    # the sliders start on the encoder mean of a test point, and the canvas shows its decode
+    z = hook(page)["z"]
+    assert any(abs(v) > 0.05 for v in z)
+    np.testing.assert_allclose(shown(page), decoded_grey(default_model.model, z), atol=1.0)
+    assert slider_values(page) == pytest.approx(z, abs=0.006)
+    save_screenshot(page, "explorer_loaded.png")
+
+
+def test_explorer_image_follows_slider_while_dragging(page, default_model):
+    images = []
+    fractions = [0.5 + 0.04 * i for i in range(1, 12)]
+    drag_slider(page, 0, fractions, on_step=lambda _: images.append(shown(page)))
+    assert len({im.tobytes() for im in images}) >= len(fractions) - 1
+    np.testing.assert_allclose(images[-1], decoded_grey(default_model.model, hook(page)["z"]), atol=1.0)
+    page.wait_for_function("() => window.__vaeDecoder.sent >= 1")
+
+
+def test_explorer_map_click_loads_the_points_z(page, default_model):
+    data = load_dataset(default_model.train_config.dataset, test_fraction=default_model.train_config.test_fraction)
+    x = eval_targets(data.x_test, default_model.train_config.binarize)
+    rng = random.Random(0)
+    for _ in range(3):
+        ms = click_to_sliders_ms(page, rng.choice(map_points(page)))
+        assert ms < 30_000
+        page.wait_for_timeout(300)  # let the rerun settle (number input, breakdown)
+        idx = int(page.get_by_label("Test example #", exact=True).input_value())
+        with torch.no_grad():
+            mu = default_model.model.encode(x[idx:idx + 1])[0][0].clamp(-3, 3)
+        np.testing.assert_allclose(hook(page)["z"], mu.numpy(), atol=1e-5)
+        assert slider_values(page) == pytest.approx(mu.tolist(), abs=0.006)
+    save_screenshot(page, "explorer_after_click.png")
