@@ -156,7 +156,7 @@ def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
     """k = 2: decode a grid at Gaussian quantiles (Kingma & Welling 2014, fig. 4)."""
     grid = manifold_grid(n)
     imgs = to_display(decode(ckpt.model, grid), ckpt.model_config.input_shape)
-    st.image(tile(imgs, pad=1), caption=f"Decoded manifold: z on a {n}×{n} grid at N(0,1) quantiles 5%–95% "
+    st.image(upscale(tile(imgs, pad=1), 720), caption=f"Decoded manifold: z on a {n}×{n} grid at N(0,1) quantiles 5%–95% "
              "(z1 → right, z2 → up)", clamp=True, width="stretch")
 
 
@@ -186,9 +186,9 @@ def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> Non
                          selected_row=view.row_of(sel) if sel is not None else None)
         st.plotly_chart(fig, key=P + "map", on_select=functools.partial(_on_map_select, ckpt),
                         selection_mode="points", config={"displaylogo": False})
+        placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
         st.caption(f"Showing **{n:,}** of {view.n_test:,} test points · encoder means μ(x) · "
-                   f"★ = current z placed by {proj.name.upper()} · click a point to load its μ.",
-                   help=proj.help)
+                   f"★ = current z{placed} · click a point to load its μ.", help=proj.help)
         clipped = st.session_state.get(P + "clipped")
         if clipped:
             st.caption("⚠ z was clipped to the sliders' ±3 range in " + ", ".join(f"z{i + 1}" for i in clipped)

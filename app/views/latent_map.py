@@ -39,6 +39,7 @@ def choose_projection(view: ModelView, ckpt_path: str, key: str) -> MapProjectio
     k = view.latent_dim
     if k <= 2:
         plane = LatentPlane(k)
+        st.markdown(f"**Map: the latent plane itself** (k = {k}, no projection needed)")
         return MapProjection("latent", plane.transform, plane.transform(view.means),
                              ("z1", "z2" if k == 2 else "(k = 1)"), "The latent plane itself (k ≤ 2).")
     umap = umap_projection(ckpt_path)

@@ -1,0 +1,224 @@
+"""Train: a new model on any registered dataset, in a background thread, with live curves.
+
+Jobs live in a process-wide registry (st.cache_resource) keyed by the checkpoint's cache path:
+two sessions asking for the same config watch one job; across processes train_or_load's file lock
+makes the second wait and load. A cached config loads at once. The page polls with a fragment.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app.common import current_checkpoint, select_checkpoint
+from app.views.latent_data import start_umap
+from vae_core import projection as proj
+from vae_core.cache import DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, train_or_load
+from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig
+from vae_core.data import REGISTRY, DatasetError, eval_targets, load_dataset
+from vae_core.train import TrainingDivergedError
+
+P = "train_"
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    path: str
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    status: str = "running"      # running | done | cached | failed | cancelled
+    fraction: float = 0.0
+    epoch: int = 0
+    loss: float = float("nan")
+    history: list = field(default_factory=list)
+    error: str | None = None
+    cancel: bool = False
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+
+@st.cache_resource
+def _warm_up() -> threading.Thread:
+    """torch.optim.Adam's first construction imports torch._dynamo (seconds): do it before a job needs it."""
+    def work():
+        import torch
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    th = threading.Thread(target=work, name="torch-optim-warm-up", daemon=True)
+    th.start()
+    return th
+
+
+@st.cache_resource
+def _registry() -> tuple[dict, threading.Lock]:
+    """Process-wide: cache path -> Job (running or recently finished)."""
+    return {}, threading.Lock()
+
+
+def _save_projection(ckpt) -> None:
+    """Right after training: the map's means (PCA is instant from them); UMAP starts afterwards."""
+    tc = ckpt.train_config
+    data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
+    proj.build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test, with_umap=False)
+
+
+def _run(job: Job, data) -> None:
+    def progress(ev):
+        if job.cancel:
+            raise _Cancelled()
+        job.fraction, job.epoch, job.loss = ev.fraction, ev.epoch, ev.loss
+        job.history = list(ev.history)
+
+    try:
+        ckpt, cached = train_or_load(job.model_cfg, job.train_cfg, data, progress=progress,
+                                     on_trained=_save_projection)
+        job.history = list(ckpt.history)
+        job.status, job.fraction = ("cached" if cached else "done"), 1.0
+    except _Cancelled:
+        job.status = "cancelled"
+    except TrainingDivergedError as e:
+        job.status, job.error = "failed", str(e)
+    except Exception as e:  # shown in the UI; the thread must not die silently
+        job.status, job.error = "failed", f"{type(e).__name__}: {e}"
+    job.finished = time.time()
+
+
+def start_job(model_cfg: ModelConfig, train_cfg: TrainConfig, data) -> tuple[Job, bool]:
+    """(job, started_now). Joins a running job for the same cache path instead of starting another."""
+    path = cache_path(model_cfg, train_cfg, data)
+    jobs, lock = _registry()
+    with lock:
+        job = jobs.get(path)
+        if job is not None and job.status == "running":
+            return job, False
+        job = Job(path, model_cfg, train_cfg)
+        jobs[path] = job
+    threading.Thread(target=_run, args=(job, data), name=f"train-{os.path.basename(path)}", daemon=True).start()
+    return job, True
+
+
+def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
+    m, t = DEFAULT_MODEL, DEFAULT_TRAIN
+    with st.form(P + "form"):
+        c = st.columns(4)
+        names = sorted(REGISTRY)
+        ds = c[0].selectbox("Dataset", names + ["a .npz file or image folder…"], index=names.index("mnist-5k"),
+                            key=P + "dataset", help="mnist-5k and digits ship with the Python packages; the "
+                            "torchvision sets must already be on disk (~/.cache/vae_core/data).")
+        path = c[0].text_input("Path (for .npz / folder)", key=P + "path")
+        arch = c[1].selectbox("Architecture", ARCHS, key=P + "arch")
+        hidden = c[1].text_input("Hidden widths", "400", key=P + "hidden", help="comma-separated, '' = linear")
+        k = c[2].number_input("Latent dim", 1, 128, 16, key=P + "k", help="2 shows the latent plane directly")
+        like = c[2].selectbox("Likelihood", LIKELIHOODS, key=P + "likelihood")
+        binarize = c[3].selectbox("Binarize (Bernoulli)", ["dynamic", "fixed", "none"], key=P + "binarize",
+                                  help="dynamic: a fresh Bernoulli draw of each image every epoch (IWAE paper)")
+        objective = c[3].selectbox("Objective", OBJECTIVES, key=P + "objective")
+        c = st.columns(5)
+        beta = c[0].number_input("β", 0.0, 100.0, 1.0, 0.1, key=P + "beta")
+        warm = c[1].number_input("KL warm-up (epochs)", 0.0, 100.0, 0.0, 1.0, key=P + "warmup")
+        fb = c[2].number_input("Free bits (nats/dim)", 0.0, 10.0, 0.0, 0.1, key=P + "free_bits")
+        epochs = c[3].number_input("Epochs", 1, 500, 20, key=P + "epochs")
+        seed = c[4].number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed")
+        with st.expander("Optimiser"):
+            c = st.columns(2)
+            lr = c[0].number_input("Learning rate", 1e-5, 1e-1, t.lr, format="%.5f", key=P + "lr")
+            bs = c[1].number_input("Batch size", 8, 4096, t.batch_size, key=P + "bs")
+        go_ = st.form_submit_button("Train (or load if cached)", type="primary")
+    if not go_:
+        return None
+    name = path.strip() if ds.startswith("a .npz") else ds
+    try:
+        hid = tuple(int(v) for v in hidden.split(",") if v.strip())
+    except ValueError:
+        st.error(f"Hidden widths must be comma-separated integers like 400 or 512,256, got {hidden!r}.")
+        return None
+    try:
+        with st.spinner(f"Loading {name}…"):
+            data = load_dataset(name, test_fraction=t.test_fraction)
+        tcfg = TrainConfig(dataset=name, epochs=int(epochs), batch_size=int(bs), lr=float(lr), seed=int(seed),
+                           objective=objective, beta=float(beta), warmup_epochs=float(warm), free_bits=float(fb),
+                           binarize=binarize if like == "bernoulli" else "none")
+        mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=int(k), arch=arch, hidden=hid, likelihood=like)
+    except (DatasetError, ConfigError, ValueError) as e:
+        st.error(f"Cannot train this: {e}")
+        return None
+    if like == "bernoulli" and not data.in_unit_interval:
+        st.error(f"{name} has values outside [0, 1]: the Bernoulli likelihoods need pixel values in [0, 1]; "
+                 "pick a Gaussian likelihood.")
+        return None
+    return mcfg, tcfg, data
+
+
+def _curves(history: list) -> go.Figure:
+    ep = [h["epoch"] for h in history]
+    fig = go.Figure()
+    for key, name in (("test_elbo", "test ELBO"), ("test_recon", "test recon"), ("train_elbo", "train ELBO")):
+        fig.add_trace(go.Scatter(x=ep, y=[h[key] for h in history], name=name, mode="lines+markers"))
+    fig.add_trace(go.Scatter(x=ep, y=[h["test_kl"] for h in history], name="test KL", yaxis="y2",
+                             mode="lines+markers"))
+    fig.update_layout(height=340, xaxis_title="epoch", yaxis_title="nats per example",
+                      yaxis2=dict(title="KL (nats)", overlaying="y", side="right"),
+                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+@st.fragment(run_every=1.0)
+def _watch() -> None:
+    path = st.session_state.get(P + "job")
+    jobs, lock = _registry()
+    with lock:
+        job = jobs.get(path)
+    if job is None:
+        return
+    name = os.path.basename(job.path)
+    if job.status == "running":
+        text = (f"Training {name}: epoch {job.epoch}/{job.train_cfg.epochs} · batch loss {job.loss:.2f}"
+                if job.epoch else f"Starting {name}: setting up the model and optimiser…")
+        st.progress(min(1.0, job.fraction), text=f"{text} · {time.time() - job.started:.0f} s")
+        if st.button("Cancel", key=P + "cancel"):
+            job.cancel = True
+    elif job.status in ("done", "cached"):
+        st.success(("Loaded from the cache: " if job.status == "cached" else "Trained and saved: ") + name)
+        if st.session_state.get(P + "opened") != job.path:
+            st.session_state[P + "opened"] = job.path
+            start_umap(job.path)  # the map's UMAP, in the background
+            select_checkpoint(job.path)
+            st.rerun()  # whole app: the sidebar picker shows the new model
+        st.caption("It is now the open model (sidebar) for the explorer pages.")
+    elif job.status == "cancelled":
+        st.warning("Training was cancelled; nothing was saved.")
+    else:
+        st.error(f"Training failed: {job.error}")
+    if job.history:
+        st.plotly_chart(_curves(job.history), key=P + "curves")
+
+
+def render() -> None:
+    st.title("🏋️ Train a model")
+    current_checkpoint()  # the sidebar picker: training switches it to the new model
+    _warm_up()
+    st.caption("Trains in the background (the page stays usable), then joins the checkpoint cache. A "
+               "config that was trained before loads at once; two sessions asking for the same config "
+               "share one training run.")
+    got = _form()
+    if got is not None:
+        mcfg, tcfg, data = got
+        path = cache_path(mcfg, tcfg, data)
+        if os.path.exists(path):
+            st.toast(f"Loaded from the cache: {os.path.basename(path)} is now the open model.", icon="✅")
+            select_checkpoint(path)
+            st.session_state.pop(P + "job", None)
+            st.rerun()
+        job, started = start_job(mcfg, tcfg, data)
+        st.session_state[P + "job"] = job.path
+        st.session_state.pop(P + "opened", None)
+        if not started:
+            st.info("Another session is training this exact config: showing its progress.")
+    _watch()

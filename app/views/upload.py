@@ -1,0 +1,90 @@
+"""Upload or draw: your own image, preprocessed like MNIST, encoded, placed on the map, with its ELBO."""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+import torch
+
+from app.common import current_checkpoint
+from app.views.breakdown import render_breakdown, show_image
+from app.views.latent_data import model_view
+from app.views.latent_map import choose_projection, map_figure
+from vae_core.data import eval_targets
+from vae_core.images import MAX_UPLOAD_BYTES, ImageError, open_upload, png_bytes, preprocess, to_display
+
+P = "upload_"
+
+
+def _source() -> tuple[bytes | None, str]:
+    """(image bytes or None, name) from the uploader or the drawing canvas."""
+    tab_up, tab_draw = st.tabs(["📁 Upload a PNG / JPEG", "✏️ Draw"])
+    with tab_up:
+        f = st.file_uploader("Image file", type=["png", "jpg", "jpeg"], key=P + "file",
+                             help=f"PNG or JPEG, at most {MAX_UPLOAD_BYTES // 2**20} MB. A photo of a digit on "
+                                  "paper works: it is turned grey, inverted if the background is light, cropped "
+                                  "to the ink and centred like MNIST.")
+    with tab_draw:
+        try:
+            from app.components.draw_canvas import draw_canvas
+            drawn = draw_canvas(key=P + "canvas")
+        except Exception as e:  # no component support: uploading still works
+            st.warning(f"The drawing canvas is unavailable here ({type(e).__name__}); upload a file instead.")
+            drawn = None
+    if f is not None:
+        return f.getvalue(), f.name
+    return drawn, "drawing"
+
+
+def render() -> None:
+    st.title("✏️ Upload or draw")
+    ckpt = current_checkpoint()
+    if ckpt is None:
+        return
+    shape = ckpt.model_config.input_shape
+    st.caption(f"This model takes {'×'.join(map(str, shape))} inputs. Your image is converted to that "
+               "(grey or RGB, resized, scaled to [0, 1]), encoded, and shown on the map with its ELBO.")
+    data, name = _source()
+    c1, c2 = st.columns(2)
+    invert = c1.radio("Invert", ["auto", "yes", "no"], horizontal=True, key=P + "invert",
+                      help="auto: invert when the border is light (dark ink on white paper → MNIST's "
+                           "white-on-black)")
+    center = c2.toggle("Crop and centre like MNIST", value=True, key=P + "center",
+                       help="crop to the ink, scale it into a 20×20 box, centre it by its centre of mass")
+    if data is None:
+        st.info("Upload an image or draw a digit to encode it.")
+        return
+    try:
+        x = preprocess(open_upload(data, name), shape, invert=invert, center=center)
+    except ImageError as e:
+        st.error(f"Cannot use this image: {e}")
+        return
+    tc = ckpt.train_config
+    # what the likelihood scores: binarized like the test set when the model was trained so
+    target = eval_targets(x[None], tc.binarize)[0]
+    with torch.no_grad():
+        mu, _ = ckpt.model.encode(target[None])
+    view = model_view(ckpt)
+    left, right = st.columns([3, 2])
+    with right:
+        c = st.columns(2)
+        with c[0]:
+            show_image(x, ckpt, "preprocessed (grey levels)", 168)
+        with c[1]:
+            show_image(target, ckpt, "as the likelihood sees it" + (f" ({tc.binarize} binarized)"
+                       if tc.binarize != "none" else ""), 168)
+        st.download_button("⬇ preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
+                           "image/png", on_click="ignore", key=P + "dl_png")
+        st.download_button("⬇ its z = μ(x) (JSON)", json.dumps({"checkpoint": ckpt.path, "z": mu[0].tolist()}),
+                           "z.json", "application/json", on_click="ignore", key=P + "dl_z")
+    with left:
+        proj = choose_projection(view, ckpt.path, key=P + "projection")
+        xy = proj.transform(mu.numpy())[0]
+        fig = map_figure(proj, view, len(view.means), extra=[("your image μ(x)", xy, "#d62728", "diamond")],
+                         height=460)
+        st.plotly_chart(fig, key=P + "map", config={"displaylogo": False})
+        st.caption(f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).",
+                   help=proj.help)
+    st.divider()
+    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({name})",
+                     original_caption="your image (target)")
