@@ -66,8 +66,8 @@ def _map_figure(xy: np.ndarray, prior_xy: np.ndarray, y, title: str) -> go.Figur
     fig.add_scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="test codes μ(x)",
                       marker=dict(size=4, color=labels, colorscale="Turbo", opacity=0.7),
                       text=[f"label {int(v)}" for v in labels], hoverinfo="text")
-    fig.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="PC 1",
-                      yaxis_title="PC 2", legend=dict(orientation="h"))
+    fig.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=70, b=10), xaxis_title="PC 1",
+                      yaxis_title="PC 2", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
 
@@ -107,7 +107,8 @@ def render() -> None:
     }).set_index("model"))
     st.markdown(f"The AE reconstructs {'better' if a['log_px_z'] > v['log_px_z'] else 'no better'} "
                 f"(log p(x|z=μ) {a['log_px_z']:.1f} vs {v['log_px_z']:.1f} nats): it spends nothing on KL. "
-                f"Its codes have a mean per-dim std of {a['code_std'].mean():.2f} against the prior's 1.")
+                f"Its codes have a mean per-dim std of {a['code_std'].mean():.2f} against the prior's 1, so N(0, I) "
+                "draws (crosses on the maps) crowd into the middle of its code cloud.")
 
     st.subheader("Latent maps")
     maps = aligned_maps({"vae": v["codes"], "ae": a["codes"]}, reference="vae")
@@ -122,7 +123,7 @@ def render() -> None:
     rows = [("VAE, z ~ N(0, I)", v["samplers"]["N(0, I)"])] + \
            [(f"AE, z ~ {k}", s) for k, s in a["samplers"].items()]
     shape = ckpt.model_config.input_shape
-    st.image(image_grid([s["images"] for _, s in rows], shape, 40), clamp=True,
+    st.image(image_grid([s["images"] for _, s in rows], shape, 64), clamp=True,
              caption="Rows: " + " · ".join(name for name, _ in rows))
     rows.append(("real test images (reference)", num["data"]))
     fmt = lambda q: "— (no labels)" if q is None else f"{q:.3f}"
@@ -143,5 +144,5 @@ def render() -> None:
     with torch.no_grad():
         lines = [m.decode_mean(interpolate(m.encode(x[[i]])[0][0], m.encode(x[[j]])[0][0], STEPS))
                  for m in (vae, ae)]
-    st.image(image_grid(lines, shape, 48), clamp=True,
+    st.image(image_grid(lines, shape, 64), clamp=True,
              caption=f"Straight lines between the two codes, {STEPS} steps: top VAE, bottom AE")

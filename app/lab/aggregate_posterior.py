@@ -93,8 +93,8 @@ def _hole_map(v: dict, title: str) -> go.Figure:
     fig.add_scattergl(x=v["map_prior"][:, 0], y=v["map_prior"][:, 1], mode="markers", name="z ~ p(z)",
                       marker=dict(size=5, color=s, colorscale="RdBu", showscale=True,
                                   colorbar=dict(title="log Q/p", len=0.8)))
-    fig.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="PC 1",
-                      yaxis_title="PC 2", legend=dict(orientation="h"))
+    fig.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=70, b=10), xaxis_title="PC 1",
+                      yaxis_title="PC 2", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
     return fig
 
 
@@ -106,14 +106,15 @@ def render() -> None:
     data = dataset_for(ckpt)
     x = test_targets(ckpt)
     st.latex(r"Q(z) = \frac1N\sum_{n=1}^{N} q(z|x_n) \qquad "
-             r"\mathrm{KL}(Q\,\|\,p) = \mathbb{E}_{z\sim Q}\big[\log Q(z) - \log p(z)\big],\quad "
-             r"\log Q(z) = \operatorname{logsumexp}_n \log\mathcal{N}(z;\mu_n,\sigma_n^2) - \log N")
+             r"\mathrm{KL}(Q\,\|\,p) = \mathbb{E}_{z\sim Q}\big[\log Q(z) - \log p(z)\big]")
+    st.latex(r"\log Q(z) = \operatorname{logsumexp}_n \log\mathcal{N}(z;\mu_n,\sigma_n^2) - \log N")
     st.latex(r"\underbrace{\frac1N\sum_n \mathrm{KL}\big(q(z|x_n)\,\|\,p\big)}_{\text{the ELBO's KL}} "
              r"= \underbrace{I_q(n; z)}_{\le \log N} + \mathrm{KL}(Q\,\|\,p)"
              r"\qquad\text{(ELBO surgery, Hoffman \& Johnson 2016)}")
     st.latex(r"\mathrm{MMD}^2(Q, p) = \mathbb{E}\,k(z,z') + \mathbb{E}\,k(\tilde z,\tilde z') - 2\,\mathbb{E}\,k(z,\tilde z),"
-             r"\quad k(a,b) = e^{-\|a-b\|^2/k},\qquad "
-             r"\mathcal{L}_{\text{MMD-VAE}} = \mathbb{E}_q[\log p(x|z)] - \lambda\,\mathrm{MMD}^2(Q, p)")
+             r"\quad z\sim Q,\ \tilde z\sim p,\quad k(a,b) = e^{-\|a-b\|^2/k}")
+    st.latex(r"\mathcal{L}_{\text{MMD-VAE}} = \mathbb{E}_q[\log p(x|z)] - \lambda\,\mathrm{MMD}^2(Q, p)"
+             r"\qquad\text{(InfoVAE, Zhao et al. 2019; no per-example KL)}")
     base = ckpt.train_config
     lam = st.select_slider("MMD-VAE weight λ (another λ trains a new model through the cache)",
                            options=sorted({10.0, 100.0, 1000.0, float(base.mmd_weight)}),
@@ -129,13 +130,16 @@ def render() -> None:
     nums = [_numbers((c.path, os.path.getmtime(c.path)), c.model, x) for c in ckpts]
     st.dataframe(_table(labels, nums))
     a, b = nums
+    a_marg, b_marg = sum(a["marginal"]), sum(b["marginal"])
     st.markdown(
         f"Measured now: MMD²(Q, p) = **{a['mmd']:.4f}** for the KL-VAE vs **{b['mmd']:.4f}** for the MMD-VAE "
         f"(noise floor of the estimator with N = {a['n']}: two prior samples give {a['noise_floor']:+.4f}). "
         f"KL(Q‖p) = **{a['agg'].kl_q_p:.1f}** vs **{b['agg'].kl_q_p:.1f}** nats. The MMD-VAE has no per-example "
         f"KL, so its posteriors shrink (mean σ {b['sigma_mean']:.3f} vs {a['sigma_mean']:.3f}): Q becomes "
-        "N narrow spikes whose mixture KL is large even when their *spread* matches N(0, I), which is what MMD "
-        "(a wide kernel) and the per-dimension marginals measure. With N test points, KL(Q‖p) ≥ mean KL − log N.")
+        "N narrow spikes. Any density comparison sees the spikes, in the joint KL and in each 1-D marginal alike "
+        f"(Σ_d marginal KL {a_marg:.2f} vs {b_marg:.2f}), even where their *spread* matches N(0, I); that spread is "
+        "what MMD with its wide kernel, and the histograms' 0.25-wide bins, measure. With N test points, "
+        "KL(Q‖p) ≥ mean KL − log N, and the KL-VAE's I(n; z) is near that ceiling.")
     st.subheader("Per-dimension histograms of z ~ Q against N(0, 1)")
     st.plotly_chart(_histograms(labels, nums), key="lab5_hist")
     st.subheader("Holes: where the prior puts mass and Q does not")

@@ -54,8 +54,8 @@ def _per_dim_figure(labels, stats, field: str, title: str, log: bool = False, th
         fig.add_bar(x=list(range(k)), y=s[field], name=lab)
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"active-unit threshold {threshold}")
-    fig.update_layout(barmode="group", title=title, height=300, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title="latent dim d", legend=dict(orientation="h"))
+    fig.update_layout(barmode="group", title=title, height=320, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="latent dim d", legend=dict(orientation="h", y=-0.3))
     if log:
         fig.update_yaxes(type="log")
     return fig
@@ -121,8 +121,8 @@ def _history_figure(labels, ckpts, field: str, title: str) -> go.Figure:
     for lab, c in zip(labels, ckpts):
         fig.add_scatter(x=[h["epoch"] for h in c.history], y=[h[field] for h in c.history], name=lab,
                         mode="lines")
-    fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch",
-                      legend=dict(orientation="h"))
+    fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch",
+                      legend=dict(orientation="h", y=-0.3))
     return fig
 
 
