@@ -73,6 +73,19 @@ def test_explorer_image_follows_slider_while_dragging(page, default_model):
     page.wait_for_function("() => window.__vaeDecoder.sent >= 1")
 
 
+def test_explorer_release_is_not_echoed_back_into_the_sliders(page):
+    """The page stores the released z and passes it back: that rerun must not reset the sliders
+    (which would yank a slider the user is already dragging again)."""
+    h0 = hook(page)
+    drag_slider(page, 5, [0.2])
+    page.wait_for_function("n => window.__vaeDecoder.updates > n", arg=h0["updates"], timeout=60_000)
+    page.wait_for_timeout(300)
+    h1 = hook(page)
+    assert h1["sent"] == h0["sent"] + 1
+    assert h1["zFromPython"] == h0["zFromPython"]
+    assert slider_values(page)[5] == pytest.approx(h1["z"][5]) and h1["z"][5] < -1
+
+
 def test_explorer_map_click_loads_the_points_z(page, default_model):
     data = load_dataset(default_model.train_config.dataset, test_fraction=default_model.train_config.test_fraction)
     x = eval_targets(data.x_test, default_model.train_config.binarize)

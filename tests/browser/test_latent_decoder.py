@@ -97,6 +97,7 @@ def test_z_from_python_moves_sliders(page, component_server, tiny_checkpoints):
 def test_release_echo_does_not_move_other_sliders(page, component_server, tiny_checkpoints):
     """Python echoes the released z back; it must not undo a second slider dragged meanwhile."""
     open_app(page, component_server, tiny_checkpoints["grey"])
+    from_python = hook(page)["zFromPython"]
     drag_slider(page, 0, [0.9])
     wait_for_python_state(page, hook(page)["z"][0])
     drag_slider(page, 2, [0.1, 0.2])
@@ -105,6 +106,7 @@ def test_release_echo_does_not_move_other_sliders(page, component_server, tiny_c
     wait_for_python_state(page, sum(z))
     assert z[0] > 1.5 and z[2] < -1.5
     assert slider_values(page)[0] == pytest.approx(z[0]) and slider_values(page)[2] == pytest.approx(z[2])
+    assert hook(page)["zFromPython"] == from_python  # the echoes never reset the sliders
 
 
 def test_weights_are_sent_and_parsed_once(page, component_server):

@@ -27,7 +27,8 @@ class LatentDecoder {
     this.raf = 0; this.pendingSince = null;
     // Measurement hook for tests/benchmarks (window.__vaeDecoder is the last updated instance).
     this.hook = { frames: 0, lastDecodeMs: NaN, decodeMs: [], inputToPaintMs: [], weightsReceived: 0,
-                  weightsParsed: 0, parseMs: NaN, sent: 0, z: [], key: null };
+                  weightsParsed: 0, parseMs: NaN, sent: 0, updates: 0, zFromPython: 0, z: [],
+                  key: null };
     this.sliders.addEventListener("input", (e) => this.onInput(e));
     this.sliders.addEventListener("change", () => this.onChange());
   }
@@ -35,6 +36,7 @@ class LatentDecoder {
   update(data, setTriggerValue) {
     this.setTriggerValue = setTriggerValue;
     this.hook.key = data.key;
+    this.hook.updates++;
     globalThis.__vaeDecoder = this.hook;
     (globalThis.__vaeDecoders ??= {})[data.key] = this.hook;
     if (data.weights) {
@@ -108,6 +110,7 @@ class LatentDecoder {
   }
 
   setZ(z) {
+    this.hook.zFromPython++;
     for (let i = 0; i < this.z.length; i++) {
       this.z[i] = Number(z[i]) || 0;
       this.inputs[i].value = String(this.z[i]);  // the slider clamps to [-3, 3]; z keeps the exact value
