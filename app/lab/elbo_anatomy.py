@@ -92,12 +92,11 @@ def render() -> None:
     controls(P, DEFAULTS)
     left, right = st.columns([1, 3])
     with left:
-        idx, _ = example_picker(ckpt, P)
+        idx, x = example_picker(ckpt, P)
         k_max = st.select_slider("Largest K for L_K", [10, 30, 100, 300, 1000, 3000], key=P + "k_max")
         repeats = st.slider("Repeats (error bars)", 2, 32, key=P + "repeats")
         k_ref = st.select_slider("K for log p(x)", [100, 500, 1000, 5000, 20000], key=P + "k_ref")
     bar, report = progress_bar(right, "Sampling importance weights…")
-    x = test_targets(ckpt)[idx:idx + 1]
     a = memo(P + "results", (ckpt.path, os.path.getmtime(ckpt.path), idx, k_max, repeats, k_ref),
              lambda: anatomy(ckpt.model, x, k_max=k_max, repeats=repeats, k_ref=k_ref, seed=idx, progress=report))
     bar.empty()
