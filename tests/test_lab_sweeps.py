@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal, Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import load_dataset

@@ -1,7 +1,8 @@
 """Lab 4 · β and KL vanishing: a β sweep, a collapse case and its fixes, sum-vs-mean loss scaling."""
 from __future__ import annotations
 
-import numpy as np
+import os
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -12,7 +13,7 @@ from app.common import current_checkpoint, dataset_for, test_targets
 from app.lab.sweep_ui import base_caption, image_grid, open_runs
 from vae_core.checkpoints import Checkpoint
 from vae_core.lab.alignment import aligned_maps
-from vae_core.lab.sweeps import (BETAS, FREE_BITS, beta_runs, collapse_runs, effective_beta, mean_loss_run,
+from vae_core.lab.sweeps import (FREE_BITS, beta_runs, collapse_runs, effective_beta, mean_loss_run,
                                  summarize)
 
 N_SHOW = 10          # reconstructions / prior samples per model
@@ -33,7 +34,6 @@ def _sweep_numbers(key: tuple, _models: list, _x: torch.Tensor, seed: int = 0) -
 
 
 def _key(ckpts: list[Checkpoint], labels: list[str]) -> tuple:
-    import os
     return tuple((lab, c.path, os.path.getmtime(c.path)) for lab, c in zip(labels, ckpts))
 
 

@@ -53,13 +53,6 @@ def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[Checkpoint] |
     return out
 
 
-def image_row(x: torch.Tensor, input_shape, size: int = 56) -> np.ndarray:
-    """(n, *input_shape) images in [0, 1] -> one display strip, each upscaled to ~size px."""
-    imgs = to_display(x, input_shape)
-    imgs = np.stack([upscale(a, size) for a in imgs])
-    return tile(imgs[None], pad=2)
-
-
 def image_grid(rows: list[torch.Tensor], input_shape, size: int = 56) -> np.ndarray:
     """List of R tensors (n, *input_shape) -> an R x n mosaic."""
     imgs = np.stack([np.stack([upscale(a, size) for a in to_display(r, input_shape)]) for r in rows])

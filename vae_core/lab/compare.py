@@ -66,12 +66,6 @@ def nearest_distance(samples: torch.Tensor, reference: torch.Tensor, chunk: int 
 
 
 @torch.no_grad()
-def code_distance(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance of each latent z (M, k) to its nearest code (N, k) -> (M,)."""
-    return torch.cdist(z, codes).min(1).values
-
-
-@torch.no_grad()
 def knn_label_agreement(samples: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor,
                         k: int = 10) -> float:
     """Mean fraction of each sample's k nearest reference images (pixel L2) that share their majority label.
