@@ -116,7 +116,7 @@ def test_explorer_point_selection_loads_its_mean_into_the_sliders(use_cache):
     z = np.array(at.session_state["explorer_z"])
     np.testing.assert_allclose(z, np.clip(mu.numpy(), -3, 3), atol=1e-5)
     assert at.session_state["explorer_selected"] == 17
-    assert any("Test example #17" in m.value for m in at.markdown)  # its ELBO breakdown is shown
+    assert any("test example #17" in m.value for m in at.markdown)  # its ELBO breakdown is shown
     # buttons: z = 0, then a prior sample
     at.button(key="explorer_btn_zero").click().run()
     assert at.session_state["explorer_z"] == [0.0, 0.0, 0.0]

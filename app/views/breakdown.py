@@ -1,6 +1,9 @@
 """ELBO breakdown panel of one example: images, the terms in nats, KL per dim, log p(x) and the gap."""
 from __future__ import annotations
 
+import hashlib
+import os
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -16,7 +19,8 @@ K_HELP = ("K importance samples z_k ~ q(z|x): log p(x) ≈ log (1/K) Σ_k p(x|z_
 
 
 def show_image(x: torch.Tensor, ckpt: Checkpoint, caption: str, size: int = 168) -> None:
-    st.image(upscale(to_display(x, ckpt.model_config.input_shape), size), caption=caption, clamp=True)
+    a = upscale(to_display(x, ckpt.model_config.input_shape), size)
+    st.image(a, caption=caption, clamp=True, width=min(size, a.shape[1]))
 
 
 def kl_bar(kl_per_dim, collapsed, height: int = 220, title: str = "KL per latent dim (nats)") -> go.Figure:
@@ -29,16 +33,25 @@ def kl_bar(kl_per_dim, collapsed, height: int = 220, title: str = "KL per latent
     return fig
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _breakdown(path: str, mtime: float, x_key: bytes, k: int, _model, _x: torch.Tensor) -> ELBOBreakdown:
+    """Seeded, so a rerun (a slider move elsewhere on the page) reuses the numbers."""
+    with torch.no_grad():
+        return elbo_breakdown(_model, _x, k=k)
+
+
 def render_breakdown(ckpt: Checkpoint, x: torch.Tensor, *, key: str, collapsed=None,
                      title: str = "ELBO breakdown", original_caption: str = "input x") -> ELBOBreakdown:
     """x (*input_shape), as the likelihood sees it. key prefixes this panel's widgets."""
-    k = st.select_slider("K importance samples for log p(x)", [10, 100, 300, 1000, 3000, 5000], value=1000,
-                         key=f"{key}_k", help=K_HELP)
-    with torch.no_grad():
-        b = elbo_breakdown(ckpt.model, x, k=k)
-    st.markdown(f"**{title}** — {target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize)}, "
-                f"nats for this one example.")
+    st.markdown(f"#### {title}")
+    st.caption(f"{target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize)}; nats for this "
+               "one example.")
     c1, c2, c3 = st.columns([1, 1, 3])
+    with c3:
+        k = st.select_slider("K importance samples for log p(x)", [10, 100, 300, 1000, 3000, 5000], value=1000,
+                             key=f"{key}_k", help=K_HELP)
+    b = _breakdown(ckpt.path, os.path.getmtime(ckpt.path), hashlib.sha1(x.numpy().tobytes()).digest(), k,
+                   ckpt.model, x)
     with c1:
         show_image(x, ckpt, original_caption, 140)
     with c2:

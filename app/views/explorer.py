@@ -152,6 +152,20 @@ def _decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
                    "moving them changes little.")
 
 
+def _preview(ckpt: Checkpoint, view: ModelView, sel: int) -> None:
+    """The clicked point, next to the map (plotly hover labels cannot show images)."""
+    x = test_targets(ckpt)[sel]
+    with torch.no_grad():
+        recon = ckpt.model.decode_mean(ckpt.model.encode(x[None])[0])[0]
+    c = st.columns([1, 1, 2], vertical_alignment="center")
+    with c[0]:
+        show_image(x, ckpt, f"test #{sel}", 112)
+    with c[1]:
+        show_image(recon, ckpt, "reconstruction", 112)
+    c[2].markdown(f"**Selected: test #{sel}**, label {_label_of(view, ckpt, sel)}  \n"
+                  "Its μ is in the sliders; its ELBO breakdown is below.")
+
+
 def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
     """k = 2: decode a grid at Gaussian quantiles (Kingma & Welling 2014, fig. 4)."""
     grid = manifold_grid(n)
@@ -193,6 +207,8 @@ def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> Non
         if clipped:
             st.caption("⚠ z was clipped to the sliders' ±3 range in " + ", ".join(f"z{i + 1}" for i in clipped)
                        + ", so the star sits a little off the selected point.")
+        if sel is not None:
+            _preview(ckpt, view, sel)
         if view.latent_dim == 2:
             _manifold(ckpt)
     with right:
@@ -203,7 +219,7 @@ def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> Non
     if sel is not None:
         x = test_targets(ckpt)[sel]
         render_breakdown(ckpt, x, key=P + "bd", collapsed=view.collapsed,
-                         title=f"Test example #{sel}", original_caption=f"test #{sel} (label "
+                         title=f"ELBO breakdown · test example #{sel}", original_caption=f"test #{sel} (label "
                          f"{_label_of(view, ckpt, sel)})")
     st.divider()
     _exports(ckpt, view, proj, n)
