@@ -1,0 +1,265 @@
+"""Browser latency of the app, in headless Chromium against `streamlit run app/main.py`.
+
+Measured (timings from Python around Playwright actions, so they include the browser, the
+websocket and Streamlit's rerun; p50/p95 over >= 50 interactions each):
+  launch        server spawn -> /_stcore/health, then page load -> latent map drawn (shipped checkpoint
+                in a fresh cache dir); a second session on the warm server too. Target <= 5 s.
+  train         empty cache: Train page, press Train with the form's defaults (or --train-epochs),
+                then the explorer's map of the new model. Target <= 60 s.
+  drag          in-browser MLP decoder: mouse-drag a slider in >= 50 steps, each step waits for the
+                next painted frame; fps = 1000 / per-step latency. Target >= 30 fps.
+  click         map click -> the sliders show the clicked point's mean. Target p95 <= 300 ms.
+  server decode conv model (no browser decoder): keyboard step of a server slider -> new image.
+                Target p95 <= 150 ms.
+Helpers: app/testing/browser.py (server, Chromium, the decoder component's hook).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+import benchlib as bl
+
+MAP_POINTS = ".js-plotly-plot .scatterlayer .trace .point"
+
+
+def _n_points(page) -> int:
+    return page.evaluate(f"() => document.querySelectorAll('{MAP_POINTS}').length")
+
+
+def wait_for_map(page, at_least: int = 1, timeout_ms: float = 180_000) -> None:
+    page.wait_for_function(f"n => document.querySelectorAll('{MAP_POINTS}').length >= n", arg=at_least,
+                           timeout=timeout_ms)
+
+
+def shipped_cache_dir(tmp: str) -> str:
+    from vae_core.cache import default_checkpoint_path
+    src = default_checkpoint_path()
+    if not os.path.exists(src):
+        raise SystemExit(f"error: the shipped checkpoint {src} is missing")
+    d = os.path.join(tmp, "shipped")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(src, d)
+    return d
+
+
+def conv_cache_dir(tmp: str) -> str:
+    """A seeded, untrained conv VAE for mnist-5k (conv models decode on the server). Decode cost
+    does not depend on the weights; the decoder is scaled x2 so images differ between slider steps."""
+    import torch
+    from vae_core.checkpoints import save_checkpoint
+    from vae_core.config import ModelConfig, TrainConfig
+    from vae_core.model import VAE
+    d = os.path.join(tmp, "conv")
+    os.makedirs(d, exist_ok=True)
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="conv", hidden=(256,),
+                            likelihood="bernoulli"))
+    with torch.no_grad():
+        for prm in model.decoder.parameters():
+            prm.mul_(2.0)
+    save_checkpoint(os.path.join(d, "conv-untrained.safetensors"), model,
+                    TrainConfig(dataset="mnist-5k", epochs=1, binarize="dynamic"))
+    return d
+
+
+def bench_launch(browser, cache_dir: str, rounds: int) -> list[list]:
+    from app.testing.browser import StreamlitServer, new_page
+    rows, res = [], {"server": [], "page": [], "total": [], "second": []}
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": cache_dir}, timeout=180) as s:
+            t_up = time.perf_counter()
+            page = new_page(browser)
+            page.goto(s.url + "/")
+            wait_for_map(page)
+            t_map = time.perf_counter()
+            page.close()
+            page = new_page(browser)  # a second session on the warm server
+            t1 = time.perf_counter()
+            page.goto(s.url + "/")
+            wait_for_map(page)
+            second = time.perf_counter() - t1
+            page.close()
+        res["server"].append(t_up - t0); res["page"].append(t_map - t_up)
+        res["total"].append(t_map - t0); res["second"].append(second)
+        print(f"  launch {r + 1}/{rounds}: server {t_up - t0:.1f} s, page -> map {t_map - t_up:.1f} s, "
+              f"second session {second:.1f} s", flush=True)
+    for key, what in [("server", "launch: server spawn -> health"), ("page", "launch: first page -> map drawn"),
+                      ("total", "launch -> visible latent map (target <= 5 s)"),
+                      ("second", "second session on the warm server -> map")]:
+        rows.append([what, len(res[key]), bl.median(res[key]) * 1000, max(res[key]) * 1000, "-"])
+    return rows
+
+
+def bench_train(browser, tmp: str, epochs: int | None) -> list[list]:
+    from app.testing.browser import StreamlitServer, new_page
+    d = os.path.join(tmp, "empty")
+    os.makedirs(d, exist_ok=True)
+    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=180) as s:
+        page = new_page(browser)
+        page.set_default_timeout(300_000)
+        page.goto(s.url + "/train")
+        button = page.get_by_role("button", name="Train (or load if cached)")
+        button.wait_for()
+        if epochs:
+            box = page.get_by_label("Epochs")
+            box.fill(str(epochs))
+        shown_epochs = page.get_by_label("Epochs").input_value()
+        t0 = time.perf_counter()
+        button.click()
+        page.get_by_text("Trained and saved").or_(page.get_by_text("Loaded from the cache")).first.wait_for()
+        t_trained = time.perf_counter()
+        page.get_by_role("link", name="Latent explorer").click()
+        wait_for_map(page)
+        t_map = time.perf_counter()
+    return [[f"empty cache: Train ({shown_epochs} epochs) -> trained", 1, (t_trained - t0) * 1000, "-", "-"],
+            [f"empty cache: Train ({shown_epochs} epochs) -> map of the new model (target <= 60 s)", 1,
+             (t_map - t0) * 1000, "-", "-"]]
+
+
+def bench_drag(page, steps: int) -> tuple[list[list], dict]:
+    from app.testing.browser import drag_slider, hook, percentiles, wait_for_frames
+    wait_for_frames(page, 1)
+    lat = []
+    dims = 0
+    while len(lat) < steps:  # sweep back and forth over a few sliders
+        fr = [0.15 + 0.7 * ((i % 50) / 49) for i in range(min(50, steps - len(lat)))]
+        lat += drag_slider(page, dims % 4, fr if dims % 2 == 0 else fr[::-1])
+        dims += 1
+    h = hook(page)
+    p = percentiles(lat)
+    rows = [["slider drag: mouse move -> new frame painted (fps = 1000/ms)", p["n"], p["p50"], p["p95"],
+             f"{1000 / p['p50']:.0f} fps at p50, {1000 / p['p95']:.0f} fps at p95 (target >= 30)"]]
+    if h.get("decodeMs"):
+        d = percentiles(h["decodeMs"])
+        rows.append(["  of which in-browser decode (component hook)", d["n"], d["p50"], d["p95"], "-"])
+    if h.get("inputToPaintMs"):
+        d = percentiles(h["inputToPaintMs"])
+        rows.append(["  input event -> paint (component hook)", d["n"], d["p50"], d["p95"], "-"])
+    return rows, p
+
+
+# centres (viewport px) of the data points of the first map: traces with customdata are the
+# label traces; overlays (selected ring, current-z star) have none
+_POINT_CENTRES = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const out = [];
+  gd.querySelectorAll('.scatterlayer .trace').forEach((t, i) => {
+    if (!gd.data[i] || !gd.data[i].customdata) return;
+    t.querySelectorAll('.point').forEach(p => {
+      const r = p.getBoundingClientRect();
+      out.push([r.x + r.width / 2, r.y + r.height / 2]);
+    });
+  });
+  return out;
+}"""
+
+
+def bench_click(page, clicks: int) -> list[list]:
+    from app.testing.browser import percentiles
+    wait_for_map(page)
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    lat, missed = [], 0
+    for i in range(clicks):
+        centres = page.evaluate(_POINT_CENTRES)  # re-read: a rerun may redraw the map
+        x, y = centres[(i * 7919) % len(centres)]  # spread over the map
+        before = page.evaluate("JSON.stringify(window.__vaeDecoder.z)")
+        t0 = time.perf_counter()
+        page.mouse.click(x, y)
+        try:
+            page.wait_for_function("b => JSON.stringify(window.__vaeDecoder.z) !== b", arg=before, timeout=10_000)
+            lat.append((time.perf_counter() - t0) * 1000)
+        except Exception:  # the click hit the point already selected, or an overlapping overlay
+            missed += 1
+        page.wait_for_timeout(100)
+    p = percentiles(lat) if lat else {"n": 0, "p50": float("nan"), "p95": float("nan")}
+    return [["map click -> sliders show the point (target p95 <= 300 ms)", p["n"], p["p50"], p["p95"],
+             f"{missed} clicks changed nothing (same point / missed)"]]
+
+
+_DECODED_SRC = """() => {
+  const fig = [...document.querySelectorAll('[data-testid=stImage]')]
+    .find(e => /decoded/.test(e.textContent));
+  return fig ? fig.querySelector('img').src : null;
+}"""
+
+
+def bench_server_decode(page, steps: int) -> list[list]:
+    """Keyboard steps (0.05) on the first latent slider that is not collapsed; new decoded image."""
+    from app.testing.browser import percentiles
+    page.wait_for_function(f"() => ({_DECODED_SRC})() !== null")
+    sliders = page.locator("[data-testid=stSlider]")
+    labels = sliders.all_inner_texts()
+    dims = [i for i, t in enumerate(labels) if t.lstrip().startswith("z") and "collapsed" not in t]
+    thumb = sliders.nth(dims[0] if dims else 1).locator("input[type=range]")
+    lat, missed = [], 0
+    for i in range(steps):
+        before = page.evaluate(_DECODED_SRC)
+        thumb.focus()
+        t0 = time.perf_counter()
+        page.keyboard.press("ArrowRight" if (i // 20) % 2 == 0 else "ArrowLeft")
+        try:
+            page.wait_for_function(f"b => ({_DECODED_SRC})() !== b", arg=before, timeout=10_000)
+            lat.append((time.perf_counter() - t0) * 1000)
+        except Exception:
+            missed += 1
+    p = percentiles(lat) if lat else {"n": 0, "p50": float("nan"), "p95": float("nan")}
+    return [["conv model, server decode: slider key step -> new image (target p95 <= 150 ms)", p["n"], p["p50"],
+             p["p95"], f"{missed} steps without a new image"]]
+
+
+def main():
+    p = bl.base_parser(__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=None, help="launches (default 3)")
+    p.add_argument("--interactions", type=int, default=None, help="per interaction kind (default 60)")
+    p.add_argument("--train-epochs", type=int, default=None, help="epochs typed into the Train form "
+                   "(default: the form's own default)")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: launch,train,drag,click,server")
+    a = p.parse_args()
+    load_before = bl.load_avg()
+    from app.testing.browser import CHROMIUM, StreamlitServer, chromium, new_page
+    if not os.path.exists(CHROMIUM):
+        msg = f"{CHROMIUM} is missing: browser benchmarks not run"
+        print(msg)
+        bl.append_results(a.results, "browser_latency", msg, load_before, a.smoke)
+        return
+    skip = set(filter(None, a.skip.split(",")))
+    if a.smoke:
+        skip |= {"train"}
+    rounds = a.rounds or (1 if a.smoke else 3)
+    n = a.interactions or (5 if a.smoke else 60)
+    epochs = a.train_epochs or (1 if a.smoke else None)
+    rows = []
+    print(f"{bl.machine_line()}\nload {load_before}")
+    with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
+        shipped = shipped_cache_dir(tmp)
+        if "launch" not in skip:
+            rows += bench_launch(browser, shipped, rounds)
+        if "train" not in skip:
+            rows += bench_train(browser, tmp, epochs)
+        if {"drag", "click"} - skip:
+            with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": shipped}, timeout=180) as s:
+                page = new_page(browser)
+                page.goto(s.url + "/")
+                wait_for_map(page)
+                if "drag" not in skip:
+                    rows += bench_drag(page, n)[0]
+                if "click" not in skip:
+                    rows += bench_click(page, n)
+        if "server" not in skip:
+            conv = conv_cache_dir(tmp)
+            with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": conv}, timeout=180) as s:
+                page = new_page(browser)
+                page.goto(s.url + "/")
+                wait_for_map(page)
+                rows += bench_server_decode(page, n)
+    body = bl.table(["what", "n", "p50 / median ms", "p95 / max ms", "note"], rows)
+    print("\n" + body)
+    bl.append_results(a.results, "browser_latency", body, load_before, a.smoke)
+
+
+if __name__ == "__main__":
+    main()
