@@ -17,6 +17,12 @@ def grey_images(n: int, side: int = 8, seed: int = 0) -> np.ndarray:
     return x.astype(np.uint8)
 
 
+@pytest.fixture(name="grey_images")
+def _grey_images_fixture():
+    """The generator above, for tests that build their own files."""
+    return grey_images
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny tensors on 2 shared cores: intra-op threads only add contention (measured 30x slower

@@ -10,8 +10,6 @@ import torch
 from vae_core import data as vd
 from vae_core.data import DatasetError, load_dataset
 
-from conftest import grey_images
-
 
 def _npz(tmp_path, name="d.npz", **arrays):
     p = tmp_path / name
@@ -102,7 +100,7 @@ def test_npz_missing_or_corrupt_file(tmp_path):
 
 # --- image folders --------------------------------------------------------------------------
 
-def _png_folder(root, n_per_class=5, size=(8, 8), mode="L", seed=0):
+def _png_folder(root, grey_images, n_per_class=5, size=(8, 8), mode="L", seed=0):
     from PIL import Image
     imgs = []
     for c, cls in enumerate(["cats", "dogs"]):
@@ -116,8 +114,8 @@ def _png_folder(root, n_per_class=5, size=(8, 8), mode="L", seed=0):
     return imgs
 
 
-def test_image_folder_grey_and_rgb(tmp_path):
-    imgs = _png_folder(tmp_path / "grey")
+def test_image_folder_grey_and_rgb(tmp_path, grey_images):
+    imgs = _png_folder(tmp_path / "grey", grey_images)
     d = load_dataset(str(tmp_path / "grey"), test_fraction=0.2)
     assert d.x_train.shape == (8, 1, 8, 8) and d.x_test.shape == (2, 1, 8, 8)
     # the split is a permutation: every image (with its label) appears exactly once
@@ -125,16 +123,16 @@ def test_image_folder_grey_and_rgb(tmp_path):
                                                                  torch.cat([d.y_train, d.y_test])))
     want = sorted(((a.astype(np.float32) / 255).flatten().tolist(), c) for a, c in imgs)
     assert got == want
-    _png_folder(tmp_path / "rgb", mode="RGB", n_per_class=3)
+    _png_folder(tmp_path / "rgb", grey_images, mode="RGB", n_per_class=3)
     d = load_dataset(str(tmp_path / "rgb"), test_fraction=0.5)
     assert d.x_train.shape == (3, 3, 8, 8) and d.x_test.shape == (3, 3, 8, 8)
 
 
-def test_image_folder_errors(tmp_path):
+def test_image_folder_errors(tmp_path, grey_images):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="not an image folder"):
         load_dataset(str(tmp_path / "empty"))
-    _png_folder(tmp_path / "mixed", n_per_class=2)
+    _png_folder(tmp_path / "mixed", grey_images, n_per_class=2)
     from PIL import Image
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "mixed" / "cats" / "big.png")
     with pytest.raises(DatasetError, match="images must share one size"):
@@ -143,8 +141,8 @@ def test_image_folder_errors(tmp_path):
 
 # --- determinism, fingerprints ---------------------------------------------------------------
 
-def test_split_and_fingerprint_are_deterministic(tmp_path):
-    _png_folder(tmp_path / "f", n_per_class=6)
+def test_split_and_fingerprint_are_deterministic(tmp_path, grey_images):
+    _png_folder(tmp_path / "f", grey_images, n_per_class=6)
     a, b = load_dataset(str(tmp_path / "f")), load_dataset(str(tmp_path / "f"))
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     assert a.fingerprint == b.fingerprint
