@@ -36,6 +36,13 @@ def _closed_forms(model, w, b, s, x):
     return log_px, recon - kl_prior, kl_post
 
 
+def _bernoulli_case(seed, n, p, hidden=7):
+    """A small untrained Bernoulli MLP VAE (float64) and n binary 10-pixel examples."""
+    torch.manual_seed(seed)
+    model = VAE(ModelConfig(input_shape=(10,), latent_dim=3, hidden=(hidden,))).double()
+    return model, torch.bernoulli(torch.full((n, 10), p, dtype=torch.float64), generator=_gen(seed + 100))
+
+
 def _data(w, b, s, n=20, seed=5):
     g = _gen(seed)
     return (b + torch.randn(n, w.shape[1], generator=g, dtype=w.dtype) @ w.T
@@ -51,9 +58,7 @@ def test_closed_forms_agree_log_px_equals_elbo_plus_posterior_kl(linear_gaussian
 
 
 def test_log_weights_match_torch_distributions_for_the_same_draws():
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(input_shape=(10,), latent_dim=3, hidden=(7,))).double()
-    x = torch.bernoulli(torch.full((4, 10), 0.4, dtype=torch.float64), generator=_gen(1))
+    model, x = _bernoulli_case(0, 4, 0.4)
     with torch.no_grad():
         log_w, t = est.log_importance_weights(model, x, 6, generator=_gen(2), return_terms=True)
         mu, logvar = model.encode(x)
@@ -69,9 +74,7 @@ def test_log_weights_match_torch_distributions_for_the_same_draws():
 
 
 def test_k1_bound_is_the_single_draw_elbo_exactly():
-    torch.manual_seed(1)
-    model = VAE(ModelConfig(input_shape=(10,), latent_dim=3, hidden=(7,))).double()
-    x = torch.bernoulli(torch.full((5, 10), 0.5, dtype=torch.float64), generator=_gen(3))
+    model, x = _bernoulli_case(1, 5, 0.5)
     with torch.no_grad():
         log_w, t = est.log_importance_weights(model, x, 1, generator=_gen(4), return_terms=True)
         z = t.z[0]
@@ -112,9 +115,7 @@ def test_iwae_bound_increases_with_k_and_stays_below_log_px(linear_gaussian):
 
 
 def test_iwae_beats_elbo_on_average_for_a_nonlinear_decoder():
-    torch.manual_seed(2)
-    model = VAE(ModelConfig(input_shape=(10,), latent_dim=3, hidden=(16,))).double()
-    x = torch.bernoulli(torch.full((16, 10), 0.3, dtype=torch.float64), generator=_gen(7))
+    model, x = _bernoulli_case(2, 16, 0.3, hidden=16)
     with torch.no_grad():
         elbo, iwae = [], []
         for seed in range(30):
