@@ -75,3 +75,27 @@ def test_eval_cost_smoke(tmp_path):
     mean_log_px = float(row.split("|")[5].replace(",", ""))
     assert -500 < mean_log_px < 0
     assert "Chunk sweep" in text and "aten::addmm" in text
+
+
+def _have_chromium() -> bool:
+    return os.path.exists("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_latency_smoke(tmp_path):
+    if not _have_chromium():
+        pytest.skip("/usr/bin/chromium is missing")
+    out, text = run_bench("browser_latency.py", tmp_path, timeout=600)
+    assert "slider drag: mouse move -> new frame painted" in text
+    assert "map click -> sliders show the point" in text
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_app_memory_smoke(tmp_path):
+    if not _have_chromium():
+        pytest.skip("/usr/bin/chromium is missing")
+    out, text = run_bench("app_memory.py", tmp_path, timeout=600)
+    assert "server peak RSS (VmHWM)" in text
+    assert "(2,000 points)" in text
