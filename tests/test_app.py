@@ -26,14 +26,20 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
-    """A checkpoint cache with two tiny digits models: k = 3 and k = 2."""
+    """A checkpoint cache with tiny models: MLPs on digits with k = 3, 2, 1 and a conv net on 200
+    mnist-5k images (k = 4; conv decoders cannot decode in the browser)."""
     d = tmp_path_factory.mktemp("ckpts")
     data = load_dataset("digits")
     torch.set_num_threads(1)
-    for k in (3, 2):
+    for k in (3, 2, 1):
         train_or_load(ModelConfig(input_shape=data.input_shape, latent_dim=k, hidden=(32,)),
                       TrainConfig(dataset="digits", epochs=2, binarize="dynamic", seed=0), data,
                       cache_dir=str(d), final_iw_samples=5)
+    mnist = load_dataset("mnist-5k")
+    train_or_load(ModelConfig(input_shape=mnist.input_shape, latent_dim=4, arch="conv", hidden=(32,),
+                              conv_channels=(4, 8)),
+                  TrainConfig(dataset="mnist-5k", epochs=1, max_train=200, seed=0, binarize="dynamic"), mnist,
+                  cache_dir=str(d), final_iw_samples=5)
     return str(d)
 
 
@@ -44,9 +50,11 @@ def use_cache(cache_dir, monkeypatch):
     return cache_dir
 
 
-def _ckpt_path(cache_dir: str, k: int) -> str:
+def _ckpt_path(cache_dir: str, k) -> str:
+    """The digits MLP with latent dim k, or the conv model for k = 'conv'."""
+    want = "_conv_" if k == "conv" else f"digits_mlp_elbo_z{k}_"
     return next(os.path.join(cache_dir, f) for f in sorted(os.listdir(cache_dir))
-                if f.endswith(f"_z{k}_" + f.split("_")[-1]) and f.endswith(".safetensors"))
+                if want in f and f.endswith(".safetensors"))
 
 
 def _page_script(module: str, model_path: str | None) -> str:
@@ -80,7 +88,7 @@ def _image_url(at: AppTest, caption: str) -> str:
 
 
 @pytest.mark.parametrize("module", ["explorer", "elbo", "traversal", "upload", "train"])
-@pytest.mark.parametrize("k", [3, 2])
+@pytest.mark.parametrize("k", [3, 2, 1, "conv"])
 def test_every_page_runs_without_exceptions(use_cache, module, k):
     at = _app(module, _ckpt_path(use_cache, k))
     _no_exception(at)
@@ -103,6 +111,18 @@ def test_explorer_slider_change_changes_the_decoded_image(use_cache):
     _no_exception(at)
     assert at.session_state["explorer_z"][0] == pytest.approx(new)
     assert _image_url(at, "decoded E[x|z]") != before_url
+
+
+def test_conv_models_decode_on_the_server(use_cache):
+    at = _app("explorer", _ckpt_path(use_cache, "conv"))
+    _no_exception(at)
+    assert not [t for t in at.toggle if t.key == "explorer_live"]  # no browser decoding for conv decoders
+    before = _image_url(at, "decoded E[x|z]")
+    kl = {s.key: float(s.label.split("KL ")[1].split(" ")[0]) for s in at.slider if s.key.startswith("explorer_z")}
+    s = at.slider(key=max(kl, key=kl.get))  # the most informative dim
+    s.set_value(-3.0 if s.value > 0 else 3.0).run()
+    _no_exception(at)
+    assert _image_url(at, "decoded E[x|z]") != before
 
 
 def test_explorer_point_selection_loads_its_mean_into_the_sliders(use_cache):

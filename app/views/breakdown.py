@@ -20,7 +20,7 @@ K_HELP = ("K importance samples z_k ~ q(z|x): log p(x) ≈ log (1/K) Σ_k p(x|z_
 
 def show_image(x: torch.Tensor, ckpt: Checkpoint, caption: str, size: int = 168) -> None:
     a = upscale(to_display(x, ckpt.model_config.input_shape), size)
-    st.image(a, caption=caption, clamp=True, width=min(size, a.shape[1]))
+    st.image(a, caption=caption, clamp=True, width=min(size, a.shape[1]), output_format="PNG")
 
 
 def kl_bar(kl_per_dim, collapsed, height: int = 220, title: str = "KL per latent dim (nats)") -> go.Figure:

@@ -19,9 +19,16 @@ def _mean_of(ckpt, test_index: int) -> torch.Tensor:
         return ckpt.model.encode(test_targets(ckpt)[test_index:test_index + 1])[0][0]
 
 
+def _crisp(mosaic: np.ndarray, image_h: int, target_h: int = 112) -> np.ndarray:
+    """Nearest-neighbour upscale so each image is about target_h pixels tall (no browser blur)."""
+    f = max(1, target_h // image_h)
+    return np.repeat(np.repeat(mosaic, f, 0), f, 1)
+
+
 def _strip_image(ckpt, z: torch.Tensor) -> np.ndarray:
-    """(R, C, k) latents -> one mosaic of decoded images."""
-    return tile(to_display(decode(ckpt.model, z), ckpt.model_config.input_shape), pad=1)
+    """(R, C, k) latents -> one mosaic of decoded images, upscaled."""
+    imgs = to_display(decode(ckpt.model, z), ckpt.model_config.input_shape)
+    return _crisp(tile(imgs, pad=1), imgs.shape[2])
 
 
 def _traversal(ckpt, view) -> None:
@@ -35,7 +42,8 @@ def _traversal(ckpt, view) -> None:
                             disabled=base == "z = 0")
     r = c[2].slider("Range r", 0.5, 4.0, 3.0, 0.5, key=P + "range")
     n = c[3].slider("Steps", 5, 15, 9, 2, key=P + "steps")
-    rows = st.slider("Rows (dims, highest KL first)", 1, view.latent_dim, min(view.latent_dim, 10), key=P + "rows")
+    rows = 1 if view.latent_dim == 1 else st.slider("Rows (dims, highest KL first)", 1, view.latent_dim,
+                                                    min(view.latent_dim, 10), key=P + "rows")
     z0 = torch.zeros(view.latent_dim) if base == "z = 0" else _mean_of(ckpt, idx)
     order = np.argsort(view.kl_per_dim)[::-1][:rows].tolist()
     grid = traversal_grid(z0, order, torch.linspace(-r, r, n))
@@ -44,7 +52,7 @@ def _traversal(ckpt, view) -> None:
     for row, d in enumerate(order):
         c1, c2 = st.columns([1, 7], vertical_alignment="center")
         c1.markdown(f"**z{d + 1}** · KL {view.kl_per_dim[d]:.2f}" + (" · *collapsed*" if view.collapsed[d] else ""))
-        c2.image(tile(imgs[row:row + 1], pad=1), clamp=True, width="stretch")
+        c2.image(_crisp(tile(imgs[row:row + 1], pad=1), imgs.shape[2]), clamp=True, width="stretch")
     img = tile(imgs, pad=1)
     st.download_button("⬇ traversal grid (PNG)", png_bytes(img, scale=4), "traversal.png", "image/png",
                        on_click="ignore", key=P + "dl_grid")
