@@ -125,6 +125,24 @@ def test_nan_mid_training_restores_the_last_good_epoch(monkeypatch, tiny_data, t
     assert not err.model.training
 
 
+def test_non_finite_test_elbo_is_divergence_not_a_good_epoch(monkeypatch, tiny_data, tiny_cfgs):
+    # finite weights with a non-finite test ELBO (saturated logits) must not become "last good"
+    mcfg, tcfg = tiny_cfgs
+    real, calls = train.evaluate, [0]
+
+    def patched(model, x, **kw):
+        calls[0] += 1
+        res = real(model, x, **kw)
+        return {**res, "elbo": float("nan"), "kl": float("inf")} if calls[0] == 2 else res
+
+    monkeypatch.setattr(train, "evaluate", patched)
+    with pytest.raises(TrainingDivergedError, match=r"test ELBO is nan .* after epoch 2; stopped, model "
+                                                    r"restored to the end of epoch 1") as e:
+        fit(mcfg, tcfg.replace(epochs=3), tiny_data, device="cpu")
+    assert [h["epoch"] for h in e.value.history] == [1]
+    assert all(math.isfinite(h["test_elbo"]) for h in e.value.history)
+
+
 def test_divergence_in_the_first_epoch_restores_the_initial_weights(tiny_data):
     # a real blow-up, no patching: learned sigma with an absurd learning rate overflows at once
     mcfg = ModelConfig(input_shape=(64,), latent_dim=2, hidden=(16,), likelihood="gaussian-learned")

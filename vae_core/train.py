@@ -55,6 +55,17 @@ def train_targets(x: torch.Tensor, binarize: str) -> torch.Tensor:
     return binarize_fixed(x) if binarize == "fixed" else x
 
 
+def _diverged(model: VAE, last_good: dict, history: list, what: str) -> TrainingDivergedError:
+    """Restore the last good weights and build the error that reports it."""
+    model.load_state_dict(last_good)
+    good = len(history)
+    return TrainingDivergedError(
+        f"training diverged: {what}; stopped, model restored to the end of epoch {good}"
+        + (" (initial weights)" if good == 0 else "")
+        + ". Try a lower learning rate or a different likelihood.",
+        model.cpu().eval(), history, good)
+
+
 def _resident(x: torch.Tensor, dev: torch.device) -> torch.Tensor:
     """The whole training set on the device when it fits in half the free memory, else on the host."""
     if dev.type == "cuda":
@@ -106,14 +117,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
                                     mc_samples=tc.mc_samples, iw_samples=tc.iw_samples,
                                     mmd_weight=tc.mmd_weight)
             if not torch.isfinite(loss):
-                model.load_state_dict(last_good)
-                good = len(history)
-                raise TrainingDivergedError(
-                    f"training diverged: loss is {float(loss)} at epoch {epoch}, step {s + 1}/{steps}; "
-                    f"stopped, model restored to the end of epoch {good}"
-                    + (" (initial weights)" if good == 0 else "")
-                    + ". Try a lower learning rate or a different likelihood.",
-                    model.cpu().eval(), history, good)
+                raise _diverged(model, last_good, history, f"loss is {float(loss.detach())} at epoch "
+                                f"{epoch}, step {s + 1}/{steps}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -129,6 +134,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
         seconds = time.perf_counter() - t0
         tot = sums.tolist()
         test = evaluate(model, x_test, iw_samples=0, seed=tc.seed)
+        if not all(math.isfinite(test[k]) for k in ("elbo", "recon", "kl")):
+            # finite weights can still give a non-finite test ELBO (e.g. saturated logits): not "good"
+            raise _diverged(model, last_good, history, f"test ELBO is {test['elbo']} (recon {test['recon']}, "
+                            f"KL {test['kl']}) after epoch {epoch}")
         history.append({
             "epoch": epoch,
             "beta": beta_at(tc.beta, tc.warmup_epochs, epoch),
