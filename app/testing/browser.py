@@ -234,6 +234,51 @@ def synthetic_drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) 
     })""", [seconds, hz])
 
 
+def explorer_latency_report(browser, url: str, n_loads: int = 3, n_drag: int = 60, n_click: int = 50,
+                            seed: int = 0) -> dict:
+    """First paint, slider-to-image and click-to-sliders numbers for the Explorer page at `url`.
+
+    first_paint_ms: navigation to the first decoded frame, per page load (the first one may be a
+    cold server). in_page_*: the same split by the component's own clock (ms since navigation).
+    drag_step_ms: real mouse steps, each waited for its frame; drag_fps: mouse moves paced at 120 Hz
+    (bounded by the driver's round trips); synthetic_fps: in-page input events at 120 Hz (bounded
+    by requestAnimationFrame). click_to_sliders_ms: map point click until the sliders' z changed.
+    """
+    import random
+    out: dict = {"first_paint_ms": [], "in_page_first_data_ms": [], "in_page_first_frame_ms": []}
+    page = None
+    for _ in range(n_loads):
+        if page is not None:
+            page.close()
+        page = new_page(browser)
+        out["first_paint_ms"].append(first_paint_ms(page, url))
+        h = hook(page)
+        out["in_page_first_data_ms"].append(h["firstDataAt"])
+        out["in_page_first_frame_ms"].append(h["firstFrameAt"])
+        out["weights_parse_ms"] = h["parseMs"]
+    page.wait_for_timeout(1000)
+    k = len(slider_values(page))
+    out["drag_step_ms"] = percentiles(drag_slider(page, 0, [0.5 + 0.4 * (i % 40) / 40 for i in range(1, n_drag + 1)]))
+    page.wait_for_timeout(1000)
+    real = drag_fps(page, 1 % k, seconds=3.0)
+    out["drag_fps"] = real["fps"]
+    out["decode_ms"] = percentiles(real["decode_ms"])
+    out["input_to_paint_ms"] = percentiles(real["input_to_paint_ms"])
+    out["synthetic_fps"] = synthetic_drag_fps(page, 2 % k, seconds=2.0, hz=120.0)["fps"]
+    page.wait_for_timeout(1000)
+    rng, clicks, failures = random.Random(seed), [], 0
+    while len(clicks) < n_click and failures < 10:
+        try:
+            clicks.append(click_to_sliders_ms(page, rng.choice(map_points(page)), timeout_ms=20_000))
+        except Exception:  # e.g. the click landed on the already selected point: nothing changes
+            failures += 1
+        page.wait_for_timeout(200)
+    out["click_to_sliders_ms"] = percentiles(clicks) if clicks else None
+    out["click_failures"] = failures
+    page.close()
+    return out
+
+
 def percentiles(xs: list[float]) -> dict:
     xs = sorted(xs)
     q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]  # noqa: E731

@@ -28,7 +28,7 @@ class LatentDecoder {
     // Measurement hook for tests/benchmarks (window.__vaeDecoder is the last updated instance).
     this.hook = { frames: 0, lastDecodeMs: NaN, decodeMs: [], inputToPaintMs: [], weightsReceived: 0,
                   weightsParsed: 0, parseMs: NaN, sent: 0, updates: 0, zFromPython: 0, z: [],
-                  key: null };
+                  key: null, firstDataAt: NaN, firstFrameAt: NaN };  // *At: ms since navigation start
     this.sliders.addEventListener("input", (e) => this.onInput(e));
     this.sliders.addEventListener("change", () => this.onChange());
   }
@@ -36,7 +36,7 @@ class LatentDecoder {
   update(data, setTriggerValue) {
     this.setTriggerValue = setTriggerValue;
     this.hook.key = data.key;
-    this.hook.updates++;
+    if (!this.hook.updates++) this.hook.firstDataAt = performance.now();
     globalThis.__vaeDecoder = this.hook;
     (globalThis.__vaeDecoders ??= {})[data.key] = this.hook;
     if (data.weights) {
@@ -58,12 +58,13 @@ class LatentDecoder {
       }
       return;
     }
+    this.requested = null;
     const rebuilt = net !== this.net || this.inputs.length !== net.latentDim;
     if (rebuilt) this.useNet(net);
     this.setLabels(data.labels, data.inactive);
-    const size = `${data.height}px`;
-    this.canvas.style.height = size;
-    this.canvas.style.width = `${Math.round(data.height * net.W / net.H)}px`;
+    const scale = Math.min(data.height / net.H, (3 * data.height) / net.W);  // a 1xD strip stays <= 3 heights wide
+    this.canvas.style.height = `${Math.round(scale * net.H)}px`;
+    this.canvas.style.width = `${Math.round(scale * net.W)}px`;
     // Python bumps z_rev only for a new z (map click, buttons), not when it echoes our own
     // release back, which can arrive while another slider is being dragged.
     if (rebuilt || data.z_rev !== this.rev) this.setZ(data.z);
@@ -100,7 +101,10 @@ class LatentDecoder {
   setLabels(labels, inactive) {
     this.labels.forEach((el, i) => {
       const text = labels[i] ?? `z${i}`;
-      if (el.textContent !== text) { el.textContent = text; el.title = text; }
+      if (el.textContent !== text) {
+        el.textContent = text; el.title = text;
+        this.inputs[i].setAttribute("aria-label", text);
+      }
       const off = !!inactive[i];
       const row = el.parentElement;
       row.classList.toggle("inactive", off);
@@ -144,7 +148,7 @@ class LatentDecoder {
     toRGBA(this.net, mean, this.image.data);
     this.ctx.putImageData(this.image, 0, 0);
     const t1 = performance.now(), h = this.hook;
-    h.frames++;
+    if (!h.frames++) h.firstFrameAt = t1;
     h.lastDecodeMs = t1 - t0;
     push(h.decodeMs, h.lastDecodeMs);
     if (this.pendingSince !== null) { push(h.inputToPaintMs, t1 - this.pendingSince); this.pendingSince = null; }
