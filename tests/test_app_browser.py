@@ -1,0 +1,73 @@
+"""Upload / draw page in headless Chromium against `streamlit run app/main.py` (the shipped model).
+
+What AppTest cannot do: draw on the canvas component, and hit the browser-side upload limit that
+streamlit_config.toml sets (server.maxUploadSize = 5 MB).
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+MAP_TRACE_JS = """name => { const g = [...document.querySelectorAll('.js-plotly-plot')][0];
+  const t = g && g.data.find(d => d.name === name); return t ? [t.x[0], t.y[0]] : null; }"""
+
+
+@pytest.fixture(scope="module")
+def upload_page():
+    from app.testing.browser import CHROMIUM, StreamlitServer, chromium, new_page
+    from vae_core.cache import default_checkpoint_path
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install Debian chromium to run the browser tests")
+    if not os.path.exists(default_checkpoint_path()):
+        pytest.skip("the shipped default checkpoint is not present")
+    with StreamlitServer("app/main.py") as server, chromium() as browser:
+        page = new_page(browser, 1400, 1600)
+        page.goto(server.url + "/upload")
+        page.get_by_text("Upload or draw").first.wait_for(timeout=120_000)
+        yield page
+        page.close()
+
+
+def test_drawing_a_digit_encodes_it_and_places_it_on_the_map(upload_page):
+    page = upload_page
+    page.get_by_role("tab", name="Draw").click()
+    canvas = page.locator("[data-testid=draw-canvas-surface]")
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    x0, y0, s = box["x"], box["y"], box["width"]
+    page.mouse.move(x0 + 0.55 * s, y0 + 0.15 * s)  # a slanted "1"
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x0 + (0.55 - 0.1 * i / 20) * s, y0 + (0.15 + 0.7 * i / 20) * s)
+    page.mouse.up()
+    page.get_by_text("Your image (drawing)").wait_for(timeout=120_000)
+    page.wait_for_function(MAP_TRACE_JS, arg="your image μ(x)", timeout=60_000)
+    xy = page.evaluate(MAP_TRACE_JS, "your image μ(x)")
+    assert xy is not None and all(np.isfinite(xy))
+    page.get_by_role("button", name="Clear").click()
+    page.get_by_text("Upload an image or draw a digit").wait_for(timeout=60_000)
+
+
+def test_an_upload_over_the_configured_limit_is_refused_with_a_message(upload_page, tmp_path):
+    page = upload_page
+    page.get_by_role("tab", name="Upload a PNG / JPEG").click()
+    noise = np.random.default_rng(0).integers(0, 256, size=(1600, 1600, 3), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(noise).save(path, format="PNG", compress_level=0)  # ~7.7 MB of incompressible pixels
+    assert os.path.getsize(path) > 5 * 2**20
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    page.get_by_text("File must be 5.0MB or smaller.").wait_for(timeout=60_000)
+    # and a small good image still works
+    small = io.BytesIO()
+    a = np.full((56, 56), 255, np.uint8)
+    a[8:48, 24:32] = 0
+    Image.fromarray(a).save(small, format="PNG")
+    (tmp_path / "one.png").write_bytes(small.getvalue())
+    page.locator("input[type=file]").first.set_input_files(str(tmp_path / "one.png"))
+    page.get_by_text("Your image (one.png)").wait_for(timeout=120_000)
