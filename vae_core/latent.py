@@ -1,11 +1,10 @@
 """Walking the latent space: samples, traversals, interpolation, the 2-D manifold, per-point ELBO.
 
 Shapes: a single latent vector z is (k,); batches are (..., k). Decoding returns E[x|z] via
-model.decode_mean. All functions run under no_grad and never modify the model.
+model.decode_mean. Decoding and the ELBO breakdown run under no_grad; nothing modifies the model.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -123,7 +122,3 @@ def elbo_breakdown(model, x: torch.Tensor, k: int = 1000, seed: int = 0) -> ELBO
                          log_px - elbo, k, terms.mu[0], terms.logvar[0],
                          model.decode_mean(terms.mu)[0])
 
-
-def z_distance(z: torch.Tensor) -> float:
-    """|z| in units of the prior's typical radius sqrt(k) (1 = a typical prior sample)."""
-    return float(z.norm() / math.sqrt(z.shape[-1]))

@@ -7,7 +7,6 @@ vae_core.projection) tracked by a process-wide registry, so two sessions start i
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -126,16 +125,3 @@ def start_umap(path: str) -> None:
         log = os.path.join(tempfile.gettempdir(), f"vae_umap_{proj.file_sha(path)}.log")
         jobs[path] = (proj.start_umap_process(path, log), log)
 
-
-def stop_all_umap_jobs() -> None:
-    """For tests: end the child processes this server started."""
-    jobs, lock = _umap_jobs()
-    with lock:
-        for p, _ in jobs.values():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        jobs.clear()
