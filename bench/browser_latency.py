@@ -152,6 +152,7 @@ def bench_drag(page, steps: int) -> tuple[list[list], dict]:
 _POINT_CENTRES = """() => {
   const gd = document.querySelector('.js-plotly-plot');
   const out = [];
+  gd.scrollIntoView({block: 'nearest'});
   gd.querySelectorAll('.scatterlayer .trace').forEach((t, i) => {
     if (!gd.data[i] || !gd.data[i].customdata) return;
     t.querySelectorAll('.point').forEach(p => {
@@ -166,9 +167,9 @@ _POINT_CENTRES = """() => {
 def bench_click(page, clicks: int) -> list[list]:
     from app.testing.browser import percentiles
     wait_for_map(page)
-    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     lat, missed = [], 0
     for i in range(clicks):
+        wait_for_map(page)
         centres = page.evaluate(_POINT_CENTRES)  # re-read: a rerun may redraw the map
         x, y = centres[(i * 7919) % len(centres)]  # spread over the map
         before = page.evaluate("JSON.stringify(window.__vaeDecoder.z)")
