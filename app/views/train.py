@@ -11,10 +11,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, select_checkpoint
+from app.views.elbo import training_curves
 from app.views.latent_data import start_umap
 from vae_core import projection as proj
 from vae_core.cache import DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, train_or_load
@@ -156,19 +156,6 @@ def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
     return mcfg, tcfg, data
 
 
-def _curves(history: list) -> go.Figure:
-    ep = [h["epoch"] for h in history]
-    fig = go.Figure()
-    for key, name in (("test_elbo", "test ELBO"), ("test_recon", "test recon"), ("train_elbo", "train ELBO")):
-        fig.add_trace(go.Scatter(x=ep, y=[h[key] for h in history], name=name, mode="lines+markers"))
-    fig.add_trace(go.Scatter(x=ep, y=[h["test_kl"] for h in history], name="test KL", yaxis="y2",
-                             mode="lines+markers"))
-    fig.update_layout(height=340, xaxis_title="epoch", yaxis_title="nats per example",
-                      yaxis2=dict(title="KL (nats)", overlaying="y", side="right"),
-                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=1.12))
-    return fig
-
-
 @st.fragment(run_every=1.0)
 def _watch() -> None:
     path = st.session_state.get(P + "job")
@@ -197,7 +184,10 @@ def _watch() -> None:
     else:
         st.error(f"Training failed: {job.error}")
     if job.history:
-        st.plotly_chart(_curves(job.history), key=P + "curves")
+        c1, c2 = st.columns(2)
+        f1, f2 = training_curves(job.history, height=300)
+        c1.plotly_chart(f1, key=P + "curve_elbo")
+        c2.plotly_chart(f2, key=P + "curve_terms")
 
 
 def render() -> None:
