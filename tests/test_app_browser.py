@@ -1,16 +1,24 @@
-"""Upload / draw page in headless Chromium against `streamlit run app/main.py` (the shipped model).
+"""Explorer hover and the Upload / draw page in headless Chromium against `streamlit run app/main.py`
+(the shipped model).
 
-What AppTest cannot do: draw on the canvas component, and hit the browser-side upload limit that
-streamlit_config.toml sets (server.maxUploadSize = 5 MB).
+What AppTest cannot do: hover the plotly map (the image preview is drawn in the browser), draw on
+the canvas component, and hit the browser-side upload limit that streamlit_config.toml sets
+(server.maxUploadSize = 5 MB).
 """
 from __future__ import annotations
 
 import io
 import os
+import re
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from vae_core.cache import default_checkpoint_path
+from vae_core.checkpoints import read_metadata
+from vae_core.data import eval_targets, load_dataset
 
 pytestmark = pytest.mark.browser
 
@@ -19,18 +27,62 @@ MAP_TRACE_JS = """name => { const g = [...document.querySelectorAll('.js-plotly-
 
 
 @pytest.fixture(scope="module")
-def upload_page():
-    from app.testing.browser import CHROMIUM, StreamlitServer, chromium, new_page
-    from vae_core.cache import default_checkpoint_path
+def app_and_browser():
+    from app.testing.browser import CHROMIUM, StreamlitServer, chromium
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: install Debian chromium to run the browser tests")
     if not os.path.exists(default_checkpoint_path()):
         pytest.skip("the shipped default checkpoint is not present")
     with StreamlitServer("app/main.py") as server, chromium() as browser:
-        page = new_page(browser, 1400, 1600)
-        page.goto(server.url + "/upload")
-        page.get_by_text("Upload or draw").first.wait_for(timeout=120_000)
-        yield page
+        yield server, browser
+
+
+@pytest.fixture(scope="module")
+def upload_page(app_and_browser):
+    from app.testing.browser import new_page
+    server, browser = app_and_browser
+    page = new_page(browser, 1400, 1600)
+    page.goto(server.url + "/upload")
+    page.get_by_text("Upload or draw").first.wait_for(timeout=120_000)
+    yield page
+    page.close()
+
+
+POINT_JS = """k => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => g.layout && g.layout.meta === 'vae-latent-map');
+  const t = gd._fullData.find(d => d.customdata && d.customdata.length > k);
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+  return [r.left + xa._offset + xa.l2p(t.x[k]), r.top + ya._offset + ya.l2p(t.y[k])]; }"""
+
+
+def test_hovering_a_map_point_shows_its_image(app_and_browser):
+    from app.testing.browser import new_page
+    server, browser = app_and_browser
+    page = new_page(browser, 1400, 1100)
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                               ".some(g => g.layout && g.layout.meta === 'vae-latent-map' && g.__vaeHoverId)",
+                               timeout=120_000)
+        text = page.locator("[data-testid=hover-preview-text]")  # locators pierce the shadow root
+        canvas = page.locator("[data-testid=hover-preview-canvas]")
+        tc = read_metadata(default_checkpoint_path())["train_config"]
+        targets = eval_targets(load_dataset(tc["dataset"]).x_test, tc["binarize"])  # what the map shows
+        for k in (3, 11):
+            x, y = page.evaluate(POINT_JS, k)
+            page.mouse.move(x, y)
+            page.mouse.move(x + 1, y)
+            deadline = time.monotonic() + 30
+            while not re.fullmatch(r"test #\d+ · label \d+", text.inner_text()):
+                assert time.monotonic() < deadline, "no hover preview"
+                time.sleep(0.1)
+            idx = int(canvas.get_attribute("data-test-index"))
+            assert text.inner_text().startswith(f"test #{idx} ")
+            shown = np.array(canvas.evaluate(
+                "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"), np.float64)
+            np.testing.assert_allclose(shown.reshape(28, 28, 4)[..., 0], np.round(targets[idx, 0].numpy() * 255),
+                                       atol=1)
+    finally:
         page.close()
 
 

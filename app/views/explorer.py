@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import numpy as np
 import streamlit as st
 import torch
 
 from app.common import current_checkpoint, test_targets
+from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
 from app.views.latent_data import ModelView, model_view
 from app.views.latent_map import MapProjection, choose_projection, map_figure, point_from_event
@@ -152,18 +154,35 @@ def _decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
                    "moving them changes little.")
 
 
-def _preview(ckpt: Checkpoint, view: ModelView, sel: int) -> None:
-    """The clicked point, next to the map (plotly hover labels cannot show images)."""
+HOVER_MAX = 5000  # thumbnails sent to the browser for hovering (one sprite sheet)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _sprite(path: str, mtime: float, n: int, _ckpt: Checkpoint, _view: ModelView) -> dict:
+    idx = _view.index[:n]
+    imgs = to_display(test_targets(_ckpt)[torch.from_numpy(idx)], _ckpt.model_config.input_shape)
+    return hover_sprite(imgs, idx)
+
+
+def _previews(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> None:
+    """Under the map: the image under the mouse (browser-side) and the clicked point."""
+    c = st.columns([5, 2, 2, 4], vertical_alignment="center")
+    with c[0]:
+        m = min(n, HOVER_MAX)
+        hover_preview(_sprite(ckpt.path, os.path.getmtime(ckpt.path), m, ckpt, view), key=P + "hover")
+        if n > m:
+            st.caption(f"hover images for the first {m:,} points")
+    if sel is None:
+        return
     x = test_targets(ckpt)[sel]
     with torch.no_grad():
         recon = ckpt.model.decode_mean(ckpt.model.encode(x[None])[0])[0]
-    c = st.columns([1, 1, 2], vertical_alignment="center")
-    with c[0]:
-        show_image(x, ckpt, f"test #{sel}", 112)
     with c[1]:
-        show_image(recon, ckpt, "reconstruction", 112)
-    c[2].markdown(f"**Selected: test #{sel}**, label {_label_of(view, ckpt, sel)}  \n"
-                  "Its μ is in the sliders; its ELBO breakdown is below.")
+        show_image(x, ckpt, f"#{sel}", 84)
+    with c[2]:
+        show_image(recon, ckpt, "recon.", 84)
+    c[3].markdown(f"**Selected #{sel}** · label {_label_of(view, ckpt, sel)}  \n"
+                  "its μ is in the sliders, its ELBO breakdown below")
 
 
 def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
@@ -202,13 +221,13 @@ def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> Non
                         selection_mode="points", config={"displaylogo": False})
         placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
         st.caption(f"Showing **{n:,}** of {view.n_test:,} test points · encoder means μ(x) · "
-                   f"★ = current z{placed} · click a point to load its μ.", help=proj.help)
+                   f"★ = current z{placed} · hover a point to see its image below, click it to load its μ.",
+                   help=proj.help)
         clipped = st.session_state.get(P + "clipped")
         if clipped:
             st.caption("⚠ z was clipped to the sliders' ±3 range in " + ", ".join(f"z{i + 1}" for i in clipped)
                        + ", so the star sits a little off the selected point.")
-        if sel is not None:
-            _preview(ckpt, view, sel)
+        _previews(ckpt, view, n, sel)
         if view.latent_dim == 2:
             _manifold(ckpt)
     with right:

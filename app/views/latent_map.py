@@ -12,6 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.components.hover_preview import MAP_META
 from app.views.latent_data import ModelView, start_umap, umap_projection, umap_status
 from vae_core.projection import LatentPlane
 
@@ -89,7 +90,7 @@ def map_figure(proj: MapProjection, view: ModelView, n_points: int, *, current=N
         fig.add_trace(scatter(
             x=xy[m, 0], y=xy[m, 1], mode="markers", name=name,
             marker=dict(size=6 if n_points <= 3000 else 4, color=COLORS[i % len(COLORS)], opacity=0.75),
-            customdata=np.stack([index[m], labels[m]], 1),
+            customdata=np.stack([index[m], labels[m]], 1).astype(np.int32),
             hovertemplate="<b>label %{customdata[1]}</b><br>test #%{customdata[0]}<extra></extra>"))
     if selected_row is not None and selected_row < n_points:
         fig.add_trace(go.Scatter(x=[xy[selected_row, 0]], y=[xy[selected_row, 1]], mode="markers",
@@ -107,7 +108,7 @@ def map_figure(proj: MapProjection, view: ModelView, n_points: int, *, current=N
                                                                line=dict(color="white", width=1.5))))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="label",
                       xaxis_title=proj.axes[0], yaxis_title=proj.axes[1], dragmode="pan",
-                      clickmode="event+select", uirevision="keep")
+                      clickmode="event+select", uirevision="keep", meta=MAP_META)
     return fig
 
 
