@@ -170,6 +170,23 @@ def test_map_click_event_goes_through_the_same_selection(use_cache):
     assert at.session_state["explorer_index"] == 42
 
 
+def test_embedding_csv_export_round_trips(use_cache):
+    from app.views.explorer import embedding_csv
+    from app.views.latent_data import model_view
+    from app.views.latent_map import MapProjection
+    from vae_core.checkpoints import load_checkpoint
+    view = model_view(load_checkpoint(_ckpt_path(use_cache, 3)))
+    proj = MapProjection("pca", view.pca.transform, view.pca.transform(view.means), ("a", "b"), "")
+    csv = embedding_csv(view, proj, 50)
+    lines = csv.splitlines()
+    assert lines[0] == "test_index,label,map_x,map_y,mu1,mu2,mu3" and len(lines) == 51
+    a = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    np.testing.assert_array_equal(a[:, 0], view.index[:50])
+    np.testing.assert_array_equal(a[:, 1], view.labels[:50])
+    np.testing.assert_allclose(a[:, 4:], view.means[:50], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a[:, 2:4], view.pca.transform(view.means[:50]), rtol=1e-5, atol=1e-6)
+
+
 def test_corrupt_checkpoint_shows_a_message_not_a_traceback(tmp_path, monkeypatch):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00garbage, not a safetensors file" * 10)

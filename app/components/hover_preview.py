@@ -66,7 +66,7 @@ export default function (component) {
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(sheet.img, c * (sheet.w + 1), r * (sheet.h + 1), sheet.w, sheet.h, 0, 0, sheet.w, sheet.h);
     canvas.style.visibility = "visible";
-    text.textContent = `test #${testIndex} · label ${label}`;
+    text.textContent = label >= 0 ? `test #${testIndex} · label ${label}` : `test #${testIndex}`;
     canvas.dataset.testIndex = String(testIndex);
   };
   const attach = () => {  // the chart re-renders on reruns: re-find its graph div, listen once per div

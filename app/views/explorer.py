@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app.common import current_checkpoint, test_targets
+from app.common import current_checkpoint, dataset_for, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
 from app.views.latent_data import ModelView, model_view
@@ -201,11 +201,22 @@ def _exports(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> 
                             on_click="ignore", key=P + "dl_png", width="stretch")
     cols[1].download_button("⬇ z (JSON)", json.dumps({"checkpoint": ckpt.path, "z": z}, indent=1), "z.json",
                             "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
+    csv = _embedding_csv(ckpt.path, os.path.getmtime(ckpt.path), proj.name, n, view, proj)
+    cols[2].download_button(f"⬇ map embedding (CSV, {proj.name})", csv, "embedding.csv",
+                            "text/csv", on_click="ignore", key=P + "dl_csv", width="stretch")
+
+
+def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:
+    """One row per map point: test index, label (-1: none), map x, y, then the encoder mean."""
     header = "test_index,label,map_x,map_y," + ",".join(f"mu{d + 1}" for d in range(view.latent_dim))
     rows = np.column_stack([view.index[:n], view.labels[:n], proj.xy[:n], view.means[:n]])
-    body = "\n".join(f"{int(r[0])},{int(r[1])}," + ",".join(f"{v:.5g}" for v in r[2:]) for r in rows)
-    cols[2].download_button(f"⬇ map embedding (CSV, {proj.name})", header + "\n" + body, "embedding.csv",
-                            "text/csv", on_click="ignore", key=P + "dl_csv", width="stretch")
+    return header + "\n" + "\n".join(f"{int(r[0])},{int(r[1])}," + ",".join(f"{v:.6g}" for v in r[2:])
+                                      for r in rows)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _embedding_csv(path: str, mtime: float, proj_name: str, n: int, _view: ModelView, _proj: MapProjection) -> str:
+    return embedding_csv(_view, _proj, n)
 
 
 @st.fragment
@@ -248,7 +259,6 @@ def _label_of(view: ModelView, ckpt: Checkpoint, test_index: int) -> str:
     row = view.row_of(test_index)
     if row is not None:
         return str(int(view.labels[row])) if view.labels[row] >= 0 else "none"
-    from app.common import dataset_for
     y = dataset_for(ckpt).y_test
     return str(int(y[test_index])) if y is not None else "none"
 
