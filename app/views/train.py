@@ -6,6 +6,7 @@ makes the second wait and load. A cached config loads at once. The page polls wi
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from vae_core.data import REGISTRY, DatasetError, eval_targets, load_dataset
 from vae_core.train import TrainingDivergedError
 
 P = "train_"
+_LOG = logging.getLogger(__name__)
 
 
 class _Cancelled(Exception):
@@ -63,10 +65,15 @@ def _registry() -> tuple[dict, threading.Lock]:
 
 
 def _save_projection(ckpt) -> None:
-    """Right after training: the map's means (PCA is instant from them); UMAP starts afterwards."""
+    """Right after training: the map's means (PCA is instant from them); UMAP starts afterwards.
+    Only a speed-up: if it cannot be written (read-only folder), the explorer computes it itself."""
     tc = ckpt.train_config
     data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
-    proj.build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test, with_umap=False)
+    try:
+        proj.build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test,
+                         with_umap=False)
+    except OSError as e:
+        _LOG.warning("could not save the projection cache of %s: %s", ckpt.path, e)
 
 
 def _run(job: Job, data) -> None:
