@@ -187,6 +187,59 @@ def test_embedding_csv_export_round_trips(use_cache):
     np.testing.assert_allclose(a[:, 2:4], view.pca.transform(view.means[:50]), rtol=1e-5, atol=1e-6)
 
 
+def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
+    """A UMAP embedding on disk (here a stand-in array, not a real fit) becomes the map and the star's
+    position comes from the kNN transform."""
+    from vae_core import projection as proj
+    path = _ckpt_path(use_cache, 3)
+    x, model = _targets_and_model(path)
+    index = proj.point_order(len(x))
+    means = proj.encode_means(model, x[torch.from_numpy(index)])
+    emb = np.random.default_rng(0).normal(size=(len(means), 2)).astype(np.float32)
+    labels = np.full(len(index), -1)
+    proj.write_cache(path, proj.ProjectionCache(proj.file_sha(path), index, labels, means, emb))
+    try:
+        at = _app("explorer", path)
+        _no_exception(at)
+        assert at.radio(key="explorer_projection").value == "UMAP"  # the default once it is cached
+        assert any("placed by UMAP" in c.value for c in at.caption)
+        assert at.get("plotly_chart")[0].proto.spec and '"UMAP 1"' in at.get("plotly_chart")[0].proto.spec
+    finally:
+        os.unlink(proj.cache_path_for(path))
+
+
+def test_a_failed_umap_job_is_reported_and_not_restarted_by_itself(use_cache, monkeypatch):
+    import subprocess
+    import sys
+    from vae_core import projection as proj
+    spawned = []
+
+    def failing(path, log_path):  # stands in for the UMAP child process: exits with an error
+        spawned.append(path)
+        with open(log_path, "wb") as log:
+            return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit('numba exploded')"],
+                                    stderr=log)
+
+    monkeypatch.setattr(proj, "start_umap_process", failing)
+    path = _ckpt_path(use_cache, 3)
+    at = _app("explorer", path)
+    at.radio(key="explorer_projection").set_value("UMAP").run()
+    _no_exception(at)
+    assert spawned == [path]
+    assert any("computing UMAP" in i.value for i in at.info) or at.error
+    deadline = time.monotonic() + 60
+    while not any("UMAP failed" in e.value for e in at.error):
+        assert time.monotonic() < deadline, "the failure was not reported"
+        time.sleep(0.3)
+        at.run()
+    assert any("numba exploded" in e.value for e in at.error)
+    assert any("placed by PCA" in c.value for c in at.caption)  # the map falls back to PCA
+    at.run()
+    assert spawned == [path]  # no retry without asking
+    at.button(key="explorer_projection_retry").click().run()
+    assert spawned == [path, path]
+
+
 def test_corrupt_checkpoint_shows_a_message_not_a_traceback(tmp_path, monkeypatch):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00garbage, not a safetensors file" * 10)

@@ -44,16 +44,15 @@ def choose_projection(view: ModelView, ckpt_path: str, key: str) -> MapProjectio
         return MapProjection("latent", plane.transform, plane.transform(view.means),
                              ("z1", "z2" if k == 2 else "(k = 1)"), "The latent plane itself (k ≤ 2).")
     umap = umap_projection(ckpt_path)
-    status, msg = umap_status(ckpt_path)
     options = ["PCA", "UMAP"]
     if key not in st.session_state:
         st.session_state[key] = "UMAP" if umap is not None else "PCA"
     choice = st.radio("Projection", options, key=key, horizontal=True,
                       help=UMAP_HELP if umap is not None else PCA_HELP)
     if choice == "UMAP" and umap is None:
-        if status in ("idle", "failed"):
+        if umap_status(ckpt_path)[0] == "idle":  # a failed run is retried only on request
             start_umap(ckpt_path)
-        _poll_umap(ckpt_path)
+        _poll_umap(ckpt_path, key)
     if choice == "UMAP" and umap is not None:
         return MapProjection("umap", umap.transform, umap.embedding[: len(view.means)].astype(np.float64),
                              ("UMAP 1", "UMAP 2"), UMAP_HELP)
@@ -63,13 +62,15 @@ def choose_projection(view: ModelView, ckpt_path: str, key: str) -> MapProjectio
 
 
 @st.fragment(run_every=2.0)
-def _poll_umap(ckpt_path: str) -> None:
+def _poll_umap(ckpt_path: str, key: str) -> None:
     """Shows PCA meanwhile; reruns the page once the UMAP cache is on disk."""
     status, msg = umap_status(ckpt_path)
     if status == "ready":
         st.rerun()
     elif status == "failed":
         st.error(msg + " Showing PCA instead.")
+        if st.button("Retry UMAP", key=key + "_retry"):
+            start_umap(ckpt_path)
     else:
         st.info(f"⏳ {msg}. Showing PCA until it is ready.")
 
