@@ -9,6 +9,7 @@ to a browser over its websocket (the theme, toolbar mode, usage stats) are the t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import socket
@@ -141,7 +142,9 @@ def test_real_server_sends_the_configured_theme_and_client_options(from_repo, tm
             assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-2000:]
             assert time.monotonic() < deadline, "streamlit did not start in 90 s"
             time.sleep(0.3)
-        ns = asyncio.run(_new_session_msg(port))
+        # a fresh thread has no event loop running (Playwright's sync API may own this thread's loop)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            ns = pool.submit(asyncio.run, _new_session_msg(port)).result()
     finally:
         proc.terminate()
         try:

@@ -27,13 +27,12 @@ MAP_TRACE_JS = """name => { const g = [...document.querySelectorAll('.js-plotly-
 
 
 @pytest.fixture(scope="module")
-def app_and_browser():
-    from app.testing.browser import CHROMIUM, StreamlitServer, chromium
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: install Debian chromium to run the browser tests")
+def app_and_browser(browser):
+    """`browser` is the session's Chromium (tests/browser/conftest.py): one Playwright per process."""
+    from app.testing.browser import StreamlitServer
     if not os.path.exists(default_checkpoint_path()):
         pytest.skip("the shipped default checkpoint is not present")
-    with StreamlitServer("app/main.py") as server, chromium() as browser:
+    with StreamlitServer("app/main.py") as server:
         yield server, browser
 
 
