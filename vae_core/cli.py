@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--final-iw-samples", type=int, default=100,
                    help="K for the test log p(x) stored with the checkpoint")
     t.add_argument("--out", default=None, help="also copy the checkpoint to this path")
+    t.add_argument("--umap", action="store_true",
+                   help="also fit the UMAP map for the app now (~30 s of numba JIT); by default only the "
+                        "encoder means are cached and the app shows PCA until it computes UMAP")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on its test set; prints one JSON object",
@@ -110,9 +113,16 @@ def _train(a) -> int:
             bar.set_postfix(test_elbo=f"{h['test_elbo']:.2f}", kl=f"{h['test_kl']:.2f}",
                             img_s=f"{h['images_per_s']:.0f}")
 
+    def save_map(ck):
+        # the app's latent map opens at once on a fresh model: means (+ UMAP) cached beside the checkpoint
+        from .data import eval_targets
+        from .projection import build_cache
+        build_cache(ck.path, ck.model, eval_targets(data.x_test, tcfg.binarize), data.y_test, with_umap=a.umap)
+
     try:
         ckpt, cached = train_or_load(mcfg, tcfg, data, cache_dir=a.cache_dir, progress=progress,
-                                     device=a.device, final_iw_samples=a.final_iw_samples)
+                                     device=a.device, final_iw_samples=a.final_iw_samples,
+                                     on_trained=save_map)
     finally:
         if bar is not None:
             bar.close()
