@@ -4,6 +4,7 @@ Method names follow Kingma & Welling (2014): encode, reparameterize, decode.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -81,7 +82,7 @@ class VAE(nn.Module):
             n = 1 if cfg.sigma_mode == "shared" else d
             self.log_sigma = nn.Parameter(torch.zeros(n))
         else:
-            self.register_buffer("log_sigma", torch.full((1,), float(torch.tensor(cfg.sigma).log())),
+            self.register_buffer("log_sigma", torch.full((1,), math.log(cfg.sigma)),
                                  persistent=False)
 
     @property
