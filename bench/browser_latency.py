@@ -22,12 +22,13 @@ import time
 
 import benchlib as bl
 
-# data points plotted on the first map: plotly's calcdata of the traces that carry customdata (the
-# label traces; overlays carry none). Works for SVG scatter and WebGL scattergl (> 3000 points).
+# data points plotted on the first map: plotly's per-trace point count (_length) of the traces that
+# carry customdata (the label traces; overlays carry none). Works for SVG scatter and WebGL
+# scattergl (> 3000 points), whose calcdata is not one entry per point.
 MAP_COUNT = """() => {
   const gd = document.querySelector('.js-plotly-plot');
-  if (!gd || !gd.calcdata || !gd._fullData) return 0;
-  return gd.calcdata.reduce((a, cd, i) => a + (gd._fullData[i] && gd._fullData[i].customdata ? cd.length : 0), 0);
+  if (!gd || !gd._fullData || !gd.calcdata) return 0;
+  return gd._fullData.reduce((a, t) => a + (t.customdata && t.visible !== false ? (t._length || 0) : 0), 0);
 }"""
 
 
