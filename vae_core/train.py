@@ -91,7 +91,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     g = torch.Generator(device=dev).manual_seed(train_cfg.seed)
     g_host = torch.Generator().manual_seed(train_cfg.seed)  # for a set too big for the device
     model = VAE(model_cfg).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    # fused Adam: one kernel per step instead of ~8 per parameter tensor; same update rule
+    # (bench/train_throughput.py on a loaded 2-core CPU: ratio vs the reference 1.28 with it, 1.09 without)
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, fused=dev.type in ("cpu", "cuda"))
 
     x_all = _resident(data.x_train[: train_cfg.max_train or None], dev)
     x_fixed = train_targets(x_all, train_cfg.binarize)
