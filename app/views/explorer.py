@@ -19,7 +19,7 @@ from app.common import current_checkpoint, dataset_for, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
 from app.views.latent_data import ModelView, model_view
-from app.views.latent_map import MapProjection, choose_projection, map_figure, point_from_event
+from app.views.latent_map import MapProjection, choose_projection, map_marks, point_from_event, static_map_figure
 from vae_core.checkpoints import Checkpoint
 from vae_core.images import png_bytes, tile, to_display, upscale
 from vae_core.latent import decode, manifold_grid, posterior_sample, prior_sample
@@ -116,6 +116,32 @@ def _browser_decoder():
     return latent_decoder, browser_weights
 
 
+@st.fragment
+def _sliders(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int, selected_xy) -> None:
+    """Everything that follows z alone: a slider release or a z button reruns only this, not the map
+    (its spec stays the same, so the browser keeps the drawn chart), previews or breakdown."""
+    _decoder_panel(ckpt, view)
+    z = st.session_state[P + "z"]
+    # the star and the selection ring are moved in the browser (see latent_map.map_marks)
+    map_marks(proj.transform(np.asarray(z)[None])[0], selected_xy, key=P + "marks")
+    clipped = st.session_state.get(P + "clipped")
+    if clipped:
+        st.caption("⚠ z was clipped to the sliders' ±3 range in " + ", ".join(f"z{i + 1}" for i in clipped)
+                   + ", so the star sits a little off the selected point.")
+    _z_downloads(ckpt, list(z))
+
+
+def _z_downloads(ckpt: Checkpoint, z: list) -> None:
+    """Made only when clicked (deferred data): a release does not pay for an 8x PNG."""
+    def png() -> bytes:
+        return png_bytes(to_display(decode(ckpt.model, torch.tensor(z)), ckpt.model_config.input_shape), scale=8)
+    cols = st.columns(2)
+    cols[0].download_button("⬇ decoded image (PNG)", png, "decoded.png", "image/png",
+                            on_click="ignore", key=P + "dl_png", width="stretch")
+    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": ckpt.path, "z": z}, indent=1),
+                            "z.json", "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
+
+
 def _decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
     z = st.session_state[P + "z"]
     labels, flags = view.slider_labels(), view.collapsed
@@ -193,17 +219,10 @@ def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
              "(z1 → right, z2 → up)", clamp=True, width="stretch")
 
 
-def _exports(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> None:
-    z = st.session_state[P + "z"]
-    img = to_display(decode(ckpt.model, torch.tensor(z)), ckpt.model_config.input_shape)
-    cols = st.columns(3)
-    cols[0].download_button("⬇ decoded image (PNG)", png_bytes(img, scale=8), "decoded.png", "image/png",
-                            on_click="ignore", key=P + "dl_png", width="stretch")
-    cols[1].download_button("⬇ z (JSON)", json.dumps({"checkpoint": ckpt.path, "z": z}, indent=1), "z.json",
-                            "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
+def _csv_export(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> None:
     csv = _embedding_csv(ckpt.path, os.path.getmtime(ckpt.path), proj.name, n, view, proj)
-    cols[2].download_button(f"⬇ map embedding (CSV, {proj.name})", csv, "embedding.csv",
-                            "text/csv", on_click="ignore", key=P + "dl_csv", width="stretch")
+    st.download_button(f"⬇ map embedding (CSV, {proj.name})", csv, "embedding.csv",
+                       "text/csv", on_click="ignore", key=P + "dl_csv")
 
 
 def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:
@@ -221,30 +240,37 @@ def _embedding_csv(path: str, mtime: float, proj_name: str, n: int, _view: Model
 
 @st.fragment
 def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> None:
-    """Map, sliders and the selected point's breakdown: reruns alone on clicks and slider moves."""
-    z = np.asarray(st.session_state[P + "z"])
+    """Map, sliders and the selected point's breakdown: reruns alone on clicks (a slider release
+    reruns only _sliders inside it)."""
     sel = st.session_state.get(P + "selected")
+    row = view.row_of(sel) if sel is not None else None
     left, right = st.columns([3, 2], gap="medium")
-    with left:
-        fig = map_figure(proj, view, n, current=proj.transform(z[None])[0],
-                         selected_row=view.row_of(sel) if sel is not None else None)
-        st.plotly_chart(fig, key=P + "map", on_select=functools.partial(_on_map_select, ckpt),
-                        selection_mode="points", config={"displaylogo": False})
-        placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
-        st.caption(f"Showing **{n:,}** of {view.n_test:,} test points · encoder means μ(x) · "
-                   f"★ = current z{placed} · hover a point to see its image below, click it to load its μ.",
-                   help=proj.help)
-        clipped = st.session_state.get(P + "clipped")
-        if clipped:
-            st.caption("⚠ z was clipped to the sliders' ±3 range in " + ", ".join(f"z{i + 1}" for i in clipped)
-                       + ", so the star sits a little off the selected point.")
-        _previews(ckpt, view, n, sel)
-        if view.latent_dim == 2:
-            _manifold(ckpt)
-    with right:
-        st.number_input("Test example #", 0, view.n_test - 1, key=P + "index", on_change=_on_index,
-                        args=(ckpt,), help="type an index, or click a point on the map")
-        _decoder_panel(ckpt, view)
+
+    def sliders() -> None:
+        with right:
+            st.number_input("Test example #", 0, view.n_test - 1, key=P + "index", on_change=_on_index,
+                            args=(ckpt,), help="type an index, or click a point on the map")
+            _sliders(ckpt, view, proj, n, proj.xy[row] if row is not None and row < n else None)
+
+    def map_panel() -> None:
+        with left:
+            st.plotly_chart(static_map_figure(proj, view, n), key=P + "map",
+                            on_select=functools.partial(_on_map_select, ckpt),
+                            selection_mode="points", config={"displaylogo": False})
+            placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
+            st.caption(f"Showing **{n:,}** of {view.n_test:,} test points · encoder means μ(x) · "
+                       f"★ = current z{placed} · hover a point to see its image below, click it to load its μ.",
+                       help=proj.help)
+            _previews(ckpt, view, n, sel)
+            if view.latent_dim == 2:
+                _manifold(ckpt)
+
+    # Elements go to the browser in script order. The first run sends the map before the 1.7 MB
+    # decoder weights (first paint); later runs (a click) send the sliders' new z first.
+    first = not st.session_state.get(P + "painted")
+    for panel in ((map_panel, sliders) if first else (sliders, map_panel)):
+        panel()
+    st.session_state[P + "painted"] = True
     st.divider()
     if sel is not None:
         x = test_targets(ckpt)[sel]
@@ -252,7 +278,7 @@ def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> Non
                          title=f"ELBO breakdown · test example #{sel}", original_caption=f"test #{sel} (label "
                          f"{_label_of(view, ckpt, sel)})")
     st.divider()
-    _exports(ckpt, view, proj, n)
+    _csv_export(ckpt, view, proj, n)
 
 
 def _label_of(view: ModelView, ckpt: Checkpoint, test_index: int) -> str:

@@ -6,6 +6,7 @@ hover labels cannot hold images).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,67 @@ def map_figure(proj: MapProjection, view: ModelView, n_points: int, *, current=N
                       xaxis_title=proj.axes[0], yaxis_title=proj.axes[1], dragmode="pan",
                       clickmode="event+select", uirevision="keep", meta=MAP_META)
     return fig
+
+
+# Overlay traces of the explorer's map that the browser moves (map_marks): names -> marker style
+MARKS = {"selected": dict(size=18, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5)),
+         "current z": dict(size=22, color="#111", symbol="star", line=dict(color="white", width=1.5))}
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _static_map(xy_key: str, n_points: int, _proj: MapProjection, _view: ModelView) -> go.Figure:
+    fig = map_figure(_proj, _view, n_points)
+    for name, marker in MARKS.items():  # empty here: map_marks places them in the browser
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name=name, hoverinfo="skip", marker=marker))
+    return fig
+
+
+def static_map_figure(proj: MapProjection, view: ModelView, n_points: int) -> go.Figure:
+    """The map with empty "selected"/"current z" traces, cached per point set: the same figure on
+    every rerun, so the browser keeps its drawn chart (a new spec costs a full plotly.js redraw of
+    all points) and only map_marks moves the two markers. Read-only: shared by sessions."""
+    key = hashlib.sha1(np.ascontiguousarray(proj.xy[:n_points]).tobytes()
+                       + np.ascontiguousarray(view.labels[:n_points]).tobytes()
+                       + np.ascontiguousarray(view.index[:n_points]).tobytes()).hexdigest()
+    return _static_map(f"{proj.name}:{proj.axes}:{key}", n_points, proj, view)
+
+
+_MARKS_JS = """
+const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+export default function (component) {
+  const { data, parentElement } = component;
+  if (!data) return;
+  const apply = () => {  // restyle only the two marker traces: no redraw of the data points
+    const P = window.Plotly;
+    if (!P) return;
+    for (const gd of document.querySelectorAll(".js-plotly-plot")) {
+      if (!gd.layout || gd.layout.meta !== data.meta || !Array.isArray(gd.data)) continue;
+      const ids = [], xs = [], ys = [];
+      gd.data.forEach((t, i) => {
+        if (!Object.prototype.hasOwnProperty.call(data.marks, t.name)) return;
+        const p = data.marks[t.name], x = p ? [p[0]] : [], y = p ? [p[1]] : [];
+        if (same(Array.from(t.x || []), x) && same(Array.from(t.y || []), y)) return;
+        ids.push(i); xs.push(x); ys.push(y);
+      });
+      if (ids.length) P.restyle(gd, { x: xs, y: ys }, ids);
+    }
+  };
+  apply();
+  // the chart may (re)draw after this run (first load, new projection): keep the marks in place
+  clearInterval(parentElement.__vaeMarksTimer);
+  parentElement.__vaeMarksTimer = setInterval(apply, 150);
+}
+"""
+
+_MARKS = st.components.v2.component("vae_map_marks", html="<span></span>", js=_MARKS_JS)
+
+
+def map_marks(current, selected, key: str) -> None:
+    """Place the star (current z) and the ring (selected point) on the static map, in the browser.
+    current, selected: (2,) map positions or None."""
+    pos = lambda p: None if p is None else [float(p[0]), float(p[1])]  # noqa: E731
+    _MARKS(key=key, data={"meta": MAP_META, "marks": {"current z": pos(current), "selected": pos(selected)}})
 
 
 def point_from_event(event) -> int | None:
