@@ -34,17 +34,7 @@ import benchlib as bl
 HERE = os.path.abspath(__file__)
 
 
-def _has_projection_module() -> bool:
-    """Without importing vae_core (its __init__ imports torch, which a child must time itself)."""
-    import importlib.util
-    spec = importlib.util.find_spec("vae_core")
-    return spec is not None and any(os.path.exists(os.path.join(d, "projection.py"))
-                                    for d in spec.submodule_search_locations or [])
-
-
 def max_points() -> int:
-    if not _has_projection_module():
-        return 10**9
     from vae_core.projection import MAX_POINTS
     return MAX_POINTS
 
@@ -52,19 +42,14 @@ def max_points() -> int:
 # --- children (each in a fresh process) ---------------------------------------------------------
 def child_pca(latents: str) -> dict:
     res = {}
-    if _has_projection_module():
-        t0 = time.perf_counter()
-        from vae_core.projection import fit_pca  # imports torch: already loaded in the app
-        res["import_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    from vae_core.projection import fit_pca  # imports torch: already loaded in the app
+    res["import_s"] = time.perf_counter() - t0
     res["rss_after_imports_mb"] = bl.rss_mb()
     bl.reset_peak_rss()
     t0 = time.perf_counter()
     z = np.load(latents)
-    if _has_projection_module():
-        xy = fit_pca(z).transform(z)
-    else:  # plain SVD
-        c = z - z.mean(0)
-        xy = c @ np.linalg.svd(c, full_matrices=False)[2][:2].T
+    xy = fit_pca(z).transform(z)
     res.update(pca_s=time.perf_counter() - t0, peak_rss_mb=bl.peak_rss_mb(), shape=list(xy.shape))
     return res
 
@@ -80,7 +65,7 @@ def child_umap(latents: str, plain: bool, seed: int = 0) -> dict:
     import umap  # noqa: F401  (import alone costs seconds)
     res["import_s"] = time.perf_counter() - t0
     res["rss_after_imports_mb"] = bl.rss_mb()
-    if plain or not _has_projection_module():
+    if plain:
         def fit(x):
             return umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed).fit_transform(x)
         res["via"] = "umap.UMAP"
@@ -105,16 +90,15 @@ def child_cache_load(ckpt: str, npz: str) -> dict:
     with np.load(npz, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
     res = {"np_load_s": time.perf_counter() - t0, "n": int(len(arrays["means"]))}
-    if _has_projection_module():
-        t0 = time.perf_counter()
-        from vae_core.projection import read_cache  # imports torch: already loaded in the app
-        res["import_s"] = time.perf_counter() - t0
-        res["rss_after_imports_mb"] = bl.rss_mb()
-        bl.reset_peak_rss()
-        t0 = time.perf_counter()
-        cache = read_cache(ckpt)
-        res["read_cache_s"] = time.perf_counter() - t0
-        res["read_cache_ok"] = cache is not None and cache.umap is not None
+    t0 = time.perf_counter()
+    from vae_core.projection import read_cache  # imports torch: already loaded in the app
+    res["import_s"] = time.perf_counter() - t0
+    res["rss_after_imports_mb"] = bl.rss_mb()
+    bl.reset_peak_rss()
+    t0 = time.perf_counter()
+    cache = read_cache(ckpt)
+    res["read_cache_s"] = time.perf_counter() - t0
+    res["read_cache_ok"] = cache is not None and cache.umap is not None
     res["peak_rss_mb"] = bl.peak_rss_mb()
     return res
 
@@ -197,14 +181,10 @@ def write_cache_file(ckpt_path: str, latents: str) -> str:
     The embedding is the PCA map (load time does not depend on the values)."""
     z = np.load(latents)
     emb = ((z - z.mean(0)) @ np.linalg.svd(z - z.mean(0), full_matrices=False)[2][:2].T).astype(np.float32)
-    if _has_projection_module():
-        from vae_core.projection import ProjectionCache, cache_path_for, file_sha, write_cache
-        cache = ProjectionCache(file_sha(ckpt_path), np.arange(len(z)), np.full(len(z), -1), z, emb)
-        write_cache(ckpt_path, cache)
-        return cache_path_for(ckpt_path)
-    path = ckpt_path.replace(".safetensors", ".proj.npz")
-    np.savez(path, means=z, umap=emb)
-    return path
+    from vae_core.projection import ProjectionCache, cache_path_for, file_sha, write_cache
+    cache = ProjectionCache(file_sha(ckpt_path), np.arange(len(z)), np.full(len(z), -1), z, emb)
+    write_cache(ckpt_path, cache)
+    return cache_path_for(ckpt_path)
 
 
 def background_process_latency(ckpt_path: str, timeout: float) -> dict:
@@ -247,15 +227,13 @@ def main():
     load_before = bl.load_avg()
     sizes = [int(s) for s in (a.sizes or ("300" if a.smoke else "5000,60000")).split(",")]
     do_umap = a.umap or not a.smoke
-    has_mod = _has_projection_module()
     timeout = 120 if a.smoke else 1800
-    print(f"{bl.machine_line()}\nload {load_before}; sizes {sizes}; vae_core.projection "
-          f"{'found' if has_mod else 'missing'}")
+    print(f"{bl.machine_line()}\nload {load_before}; sizes {sizes}")
     rows, mem_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt_path, lat, ck = make_latents(tmp, sizes)
         bg = None
-        if has_mod and do_umap:
+        if do_umap:
             bg = background_process_latency(ckpt_path, timeout)
         for n in sizes:
             r = run_child(["pca", lat[n]], timeout)
@@ -263,7 +241,7 @@ def main():
             mem_rows.append([n, "PCA", r["rss_after_imports_mb"], r["peak_rss_mb"]])
             if do_umap:
                 # the app's own fit_umap only up to its cap (vae_core.projection.MAX_POINTS)
-                modes = ["umap-plain"] + (["umap"] if has_mod and n <= max_points() else [])
+                modes = ["umap-plain"] + (["umap"] if n <= max_points() else [])
                 for mode in modes:
                     r = run_child([mode, lat[n]], timeout)
                     if "import_projection_s" in r:
@@ -288,11 +266,10 @@ def main():
             npz = write_cache_file(ckpt_path, lat[n])
             r = run_child(["cache-load", ckpt_path, npz], timeout)
             rows.append([n, "cached", "np.load of the cache arrays", r["np_load_s"], r["process_wall_s"]])
-            if has_mod:
-                rows.append([n, "cached", "import vae_core.projection (torch incl.; loaded in the app)",
-                             r["import_s"], "-"])
-                rows.append([n, "cached", "read_cache (sha256 of checkpoint + load)"
-                             + ("" if r["read_cache_ok"] else " FAILED"), r["read_cache_s"], "-"])
+            rows.append([n, "cached", "import vae_core.projection (torch incl.; loaded in the app)",
+                         r["import_s"], "-"])
+            rows.append([n, "cached", "read_cache (sha256 of checkpoint + load)"
+                         + ("" if r["read_cache_ok"] else " FAILED"), r["read_cache_s"], "-"])
             mem_rows.append([n, "cache load", r.get("rss_after_imports_mb", "-"), r["peak_rss_mb"]])
     body = bl.table(["points", "case", "step", "seconds", "fresh process wall s"], rows)
     body += ("\n\nMemory of the measuring process: RSS after its imports, and peak RSS (VmHWM, reset to the "
