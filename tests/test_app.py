@@ -156,10 +156,10 @@ def test_map_click_event_goes_through_the_same_selection(use_cache):
     def script(path):
         import streamlit as st
         from app.common import load_model
-        from app.views import explorer
+        from app.views import explorer_state
         ck = load_model(path, __import__("os").path.getmtime(path))
         st.session_state["explorer_map"] = {"selection": {"points": [{"customdata": [42, 3], "x": 0, "y": 0}]}}
-        explorer._on_map_select(ck)  # the chart's on_select callback
+        explorer_state.on_map_select(ck)  # the chart's on_select callback
 
     at = AppTest.from_function(script, args=(path,), default_timeout=TIMEOUT)
     at.run()

@@ -1,14 +1,10 @@
-"""Explorer: the latent map of the test set, one slider per latent dim, live decoding, ELBO of a point.
+"""Explorer page: the latent map of the test set, the decoder panel, and the selected point's ELBO.
 
-State (all keys prefixed explorer_): z (list, the truth the sliders and map star follow), selected
-(test index or None), index (the number input), z{i} (server sliders), draws (sample counter).
-Clicks, buttons and slider releases all go through callbacks, which run before the script, so the
-map star, sliders and image agree within one run.
+State and callbacks: app.views.explorer_state. Decoder panel: app.views.explorer_decoder.
 """
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import numpy as np
@@ -18,109 +14,20 @@ import torch
 from app.common import current_checkpoint, dataset_for, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
+from app.views.explorer_decoder import decoder_panel, z_downloads
+from app.views.explorer_state import P, on_index, on_map_select, reset_for
 from app.views.latent_data import ModelView, model_view
-from app.views.latent_map import MapProjection, choose_projection, map_marks, point_from_event, static_map_figure
+from app.views.latent_map import MapProjection, choose_projection, map_marks, static_map_figure
 from vae_core.checkpoints import Checkpoint
-from vae_core.images import png_bytes, tile, to_display, upscale
-from vae_core.latent import decode, manifold_grid, posterior_sample, prior_sample
-
-P = "explorer_"
-SLIDER_RANGE = 3.0
-
-
-# --- state --------------------------------------------------------------------------------------
-
-def _set_z(z) -> None:
-    """Sliders span ±3: a value outside is clipped, and the dims that were are listed under the map."""
-    st.session_state[P + "clipped"] = [i for i, v in enumerate(z) if abs(v) > SLIDER_RANGE]
-    z = [float(np.clip(v, -SLIDER_RANGE, SLIDER_RANGE)) for v in z]
-    st.session_state[P + "z"] = z
-    for i, v in enumerate(z):
-        st.session_state[f"{P}z{i}"] = v
-
-
-def select_point(ckpt: Checkpoint, test_index: int) -> None:
-    """Load the encoder mean of test example `test_index` into the sliders (map click, number input)."""
-    x = test_targets(ckpt)
-    test_index = int(np.clip(test_index, 0, len(x) - 1))
-    with torch.no_grad():
-        mu, _ = ckpt.model.encode(x[test_index:test_index + 1])
-    st.session_state[P + "selected"] = test_index
-    st.session_state[P + "index"] = test_index
-    _set_z(mu[0].tolist())
-
-
-def _reset_for(ckpt: Checkpoint, view: ModelView) -> None:
-    """A newly opened model starts on its first map point."""
-    if st.session_state.get(P + "model") == ckpt.path and len(st.session_state.get(P + "z", [])) == view.latent_dim:
-        return
-    for k in [k for k in st.session_state if k.startswith(P + "z")]:
-        del st.session_state[k]
-    st.session_state[P + "model"] = ckpt.path
-    st.session_state[P + "draws"] = 0
-    select_point(ckpt, int(view.index[0]))
-
-
-def _on_map_select(ckpt: Checkpoint) -> None:
-    idx = point_from_event(st.session_state.get(P + "map"))
-    if idx is not None:
-        select_point(ckpt, idx)
-
-
-def _on_index(ckpt: Checkpoint) -> None:
-    select_point(ckpt, int(st.session_state[P + "index"]))
-
-
-def _on_slider() -> None:
-    k = len(st.session_state[P + "z"])
-    st.session_state[P + "z"] = [float(st.session_state[f"{P}z{i}"]) for i in range(k)]
-
-
-def _next_generator() -> torch.Generator:
-    st.session_state[P + "draws"] = st.session_state.get(P + "draws", 0) + 1
-    return torch.Generator().manual_seed(st.session_state[P + "draws"])
-
-
-def _on_zero() -> None:
-    _set_z([0.0] * len(st.session_state[P + "z"]))
-
-
-def _on_prior() -> None:
-    _set_z(prior_sample(len(st.session_state[P + "z"]), _next_generator()).tolist())
-
-
-def _on_posterior(ckpt: Checkpoint) -> None:
-    idx = st.session_state.get(P + "selected")
-    if idx is None:
-        return
-    x = test_targets(ckpt)[idx:idx + 1]
-    with torch.no_grad():
-        mu, logvar = ckpt.model.encode(x)
-    _set_z(posterior_sample(mu[0], logvar[0], _next_generator()).tolist())
-
-
-def _on_decoder_release(key: str) -> None:
-    z = (st.session_state.get(key) or {}).get("z")
-    if z is not None and len(z) == len(st.session_state[P + "z"]):
-        _set_z(z)
-
-
-# --- panels -------------------------------------------------------------------------------------
-
-def _browser_decoder():
-    """(latent_decoder, browser_weights) when the in-browser component is available, else None."""
-    try:
-        from app.components.latent_decoder import browser_weights, latent_decoder
-    except Exception:  # the component is optional: fall back to server-side sliders
-        return None
-    return latent_decoder, browser_weights
+from vae_core.images import tile, to_display, upscale
+from vae_core.latent import decode, manifold_grid
 
 
 @st.fragment
 def _sliders(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int, selected_xy) -> None:
     """Everything that follows z alone: a slider release or a z button reruns only this, not the map
     (its spec stays the same, so the browser keeps the drawn chart), previews or breakdown."""
-    _decoder_panel(ckpt, view)
+    decoder_panel(ckpt, view)
     z = st.session_state[P + "z"]
     # the star and the selection ring are moved in the browser (see latent_map.map_marks)
     map_marks(proj.transform(np.asarray(z)[None])[0], selected_xy, key=P + "marks")
@@ -128,56 +35,8 @@ def _sliders(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int, sel
     if clipped:
         st.caption("⚠ z was clipped to the sliders' ±3 range in " + ", ".join(f"z{i + 1}" for i in clipped)
                    + ", so the star sits a little off the selected point.")
-    _z_downloads(ckpt, list(z))
+    z_downloads(ckpt, list(z))
 
-
-def _z_downloads(ckpt: Checkpoint, z: list) -> None:
-    """Made only when clicked (deferred data): a release does not pay for an 8x PNG."""
-    def png() -> bytes:
-        return png_bytes(to_display(decode(ckpt.model, torch.tensor(z)), ckpt.model_config.input_shape), scale=8)
-    cols = st.columns(2)
-    cols[0].download_button("⬇ decoded image (PNG)", png, "decoded.png", "image/png",
-                            on_click="ignore", key=P + "dl_png", width="stretch")
-    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": ckpt.path, "z": z}, indent=1),
-                            "z.json", "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
-
-
-def _decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
-    z = st.session_state[P + "z"]
-    labels, flags = view.slider_labels(), view.collapsed
-    b = st.columns(3)
-    b[0].button("z = 0", on_click=_on_zero, key=P + "btn_zero", width="stretch",
-                help="the prior's mean")
-    b[1].button("🎲 prior sample", on_click=_on_prior, key=P + "btn_prior", width="stretch",
-                help="z ~ p(z) = N(0, I)")
-    sel = st.session_state.get(P + "selected")
-    b[2].button("🎯 posterior sample", on_click=_on_posterior, args=(ckpt,), key=P + "btn_post",
-                width="stretch", disabled=sel is None,
-                help=f"z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first")
-    comp = _browser_decoder()
-    weights = comp[1](ckpt) if comp is not None else None
-    live = weights is not None and st.toggle(
-        "Decode in the browser while dragging", value=True, key=P + "live",
-        help="The MLP decoder runs in your browser, so the image follows the slider as you drag. "
-             "Off: sliders decode on the server when released.")
-    if live:
-        comp[0](weights, z, labels, flags, key=P + "decoder", height=224,
-                on_change=functools.partial(_on_decoder_release, P + "decoder"))
-    else:
-        img = decode(ckpt.model, torch.tensor(z))
-        show_image(img, ckpt, "decoded E[x|z]", 224)
-        cols = st.columns(2)
-        for i in range(view.latent_dim):
-            if f"{P}z{i}" not in st.session_state:
-                st.session_state[f"{P}z{i}"] = z[i]
-            cols[i % 2].slider(labels[i], -SLIDER_RANGE, SLIDER_RANGE, step=0.05, key=f"{P}z{i}",
-                               on_change=_on_slider,
-                               help="collapsed: this dim's KL < 0.01 nats or its mean barely varies, "
-                                    "so the decoder ignores it" if flags[i] else None)
-    n_coll = sum(flags)
-    if n_coll:
-        st.caption(f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < 0.01 nats or inactive): "
-                   "moving them changes little.")
 
 
 HOVER_MAX = 5000  # thumbnails sent to the browser for hovering (one sprite sheet)
@@ -248,14 +107,14 @@ def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> Non
 
     def sliders() -> None:
         with right:
-            st.number_input("Test example #", 0, view.n_test - 1, key=P + "index", on_change=_on_index,
+            st.number_input("Test example #", 0, view.n_test - 1, key=P + "index", on_change=on_index,
                             args=(ckpt,), help="type an index, or click a point on the map")
             _sliders(ckpt, view, proj, n, proj.xy[row] if row is not None and row < n else None)
 
     def map_panel() -> None:
         with left:
             st.plotly_chart(static_map_figure(proj, view, n), key=P + "map",
-                            on_select=functools.partial(_on_map_select, ckpt),
+                            on_select=functools.partial(on_map_select, ckpt),
                             selection_mode="points", config={"displaylogo": False})
             placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
             st.caption(f"Showing **{n:,}** of {view.n_test:,} test points · encoder means μ(x) · "
@@ -295,7 +154,7 @@ def render() -> None:
         st.title("🧭 Latent explorer")
         return
     view = model_view(ckpt)
-    _reset_for(ckpt, view)
+    reset_for(ckpt, view)
     mc, tc = ckpt.model_config, ckpt.train_config
     st.title("🧭 Latent explorer")
     st.caption(f"{tc.dataset} · {mc.arch.upper()} {'-'.join(map(str, mc.hidden)) or 'linear'} · "
