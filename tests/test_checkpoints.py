@@ -241,9 +241,25 @@ def test_list_checkpoints_reports_good_and_unreadable_files(tmp_path, tiny_data,
 
 def test_shipped_default_checkpoint_is_still_a_cache_hit():
     """Changing a config default or the data fingerprint silently orphans the shipped model."""
+    from vae_core.data import load_dataset
     folder = os.path.join(cache.REPO_ROOT, "checkpoints")
-    path = cache.default_checkpoint_path(folder)
+    data = load_dataset(cache.DEFAULT_TRAIN.dataset, test_fraction=cache.DEFAULT_TRAIN.test_fraction)
+    path = cache.cache_path(cache.DEFAULT_MODEL, cache.DEFAULT_TRAIN, data, folder)  # key of the data on disk
     assert os.path.isfile(path), f"{path} missing: DEFAULT_MODEL/DEFAULT_TRAIN or mnist-5k changed its key"
+    assert cache.default_checkpoint_path(folder) == path  # found from the headers alone
     meta = read_metadata(path)
     assert meta["model_config"] == cache.DEFAULT_MODEL.to_dict()
     assert meta["train_config"] == cache.DEFAULT_TRAIN.to_dict()
+
+
+def test_default_checkpoint_path_without_the_default_is_the_key_of_the_data(tmp_path):
+    """Not in the cache (or a file under its name whose stored fingerprint gives another key):
+    the path training the default would write."""
+    from vae_core.data import load_dataset
+    data = load_dataset(cache.DEFAULT_TRAIN.dataset, test_fraction=cache.DEFAULT_TRAIN.test_fraction)
+    want = cache.cache_path(cache.DEFAULT_MODEL, cache.DEFAULT_TRAIN, data, str(tmp_path))
+    assert cache.default_checkpoint_path(str(tmp_path)) == want
+    decoy = tmp_path / cache.checkpoint_name(cache.DEFAULT_MODEL, cache.DEFAULT_TRAIN, "0" * 16)
+    save_checkpoint(str(decoy), _model(ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,))),
+                    cache.DEFAULT_TRAIN, dataset={"fingerprint": data.fingerprint})
+    assert cache.default_checkpoint_path(str(tmp_path)) == want

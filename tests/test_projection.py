@@ -2,6 +2,7 @@
 UMAP's own transform initialisation (slow: numba), and the on-disk cache's round trip / staleness."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -161,3 +162,20 @@ def test_umap_cache_from_a_child_process(tmp_path):
     assert np.isfinite(c.umap).all()
     t = c.umap_projection()
     np.testing.assert_allclose(t.transform(c.means[:3]), c.umap[:3])
+
+
+def test_cache_records_the_test_set_size_and_old_caches_infer_it(tmp_path):
+    path, model = _tiny_checkpoint(tmp_path)
+    assert proj.build_cache(path, model, torch.rand(50, 1, 8, 8), None, with_umap=False).n_test == 50
+    assert proj.read_cache(path).n_test == 50
+    # a cache written before n_test existed: below the cap, the points are the whole test set ...
+    old = dataclasses.replace(proj.read_cache(path), n_test=None)
+    proj.write_cache(path, old)
+    with np.load(proj.cache_path_for(path)) as f:
+        assert "n_test" not in f.files
+    assert proj.read_cache(path).n_test == 50
+    # ... at the cap, the size is unknown
+    n = proj.MAX_POINTS
+    proj.write_cache(path, dataclasses.replace(old, index=np.arange(n), labels=np.full(n, -1),
+                                               means=np.zeros((n, 2), np.float32)))
+    assert proj.read_cache(path).n_test is None

@@ -3,6 +3,8 @@
 train_or_load() returns the cached model when the key exists, else trains and stores it. An
 exclusive file lock per key makes two processes (two browser sessions) asking for the same
 config train it once: the second waits, then loads what the first wrote.
+Listing the cache and finding the shipped default read safetensors headers only (no torch);
+training and loading import torch when called.
 """
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import fcntl
 import glob
 import os
 import re
+from typing import TYPE_CHECKING
 
 from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from .config import ModelConfig, TrainConfig, config_key
-from .data import Dataset
-from .train import TrainingDivergedError, fit
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CACHE_DIR = os.environ.get("VAE_CHECKPOINT_DIR", os.path.join(REPO_ROOT, "checkpoints"))
@@ -53,6 +57,12 @@ def _locked(path: str):
             os.unlink(path + ".lock")
 
 
+def fit(*args, **kwargs):
+    """vae_core.train.fit, imported on the first training (it loads torch); tests patch cache.fit."""
+    from .train import fit as train_fit
+    return train_fit(*args, **kwargs)
+
+
 def dataset_info(data: Dataset) -> dict:
     return {"name": data.name, "fingerprint": data.fingerprint, "n_train": len(data.x_train),
             "n_test": len(data.x_test), "input_shape": list(data.input_shape)}
@@ -67,6 +77,7 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
     On divergence the last good model is written beside the cache as *.diverged.safetensors
     (never under the cache key) and TrainingDivergedError is re-raised with .path set.
     """
+    from .train import TrainingDivergedError
     path = cache_path(model_cfg, train_cfg, data, cache_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
@@ -110,7 +121,21 @@ def list_checkpoints(cache_dir: str | None = None) -> list[dict]:
 
 
 def default_checkpoint_path(cache_dir: str | None = None) -> str:
-    """Cache path of the shipped default (DEFAULT_MODEL, DEFAULT_TRAIN on mnist-5k)."""
+    """Cache path of the shipped default (DEFAULT_MODEL, DEFAULT_TRAIN on mnist-5k).
+
+    When it is in the cache, found from the headers alone (no data, no torch): the file whose name
+    is the key of the default configs and its own stored data fingerprint. Otherwise the path the
+    key of the data on disk gives (this loads mnist-5k, and torch)."""
+    folder = cache_dir or DEFAULT_CACHE_DIR
+    prefix = checkpoint_name(DEFAULT_MODEL, DEFAULT_TRAIN, "*").split("*")[0]
+    for p in sorted(glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.safetensors"))):
+        try:
+            fp = read_metadata(p)["dataset"].get("fingerprint")
+        except CheckpointError:
+            continue
+        if isinstance(fp, str) and os.path.basename(p) == checkpoint_name(
+                DEFAULT_MODEL, DEFAULT_TRAIN, config_key(DEFAULT_MODEL, DEFAULT_TRAIN, fp)):
+            return p
     from .data import load_dataset
     data = load_dataset(DEFAULT_TRAIN.dataset, test_fraction=DEFAULT_TRAIN.test_fraction)
     return cache_path(DEFAULT_MODEL, DEFAULT_TRAIN, data, cache_dir)

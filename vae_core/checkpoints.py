@@ -3,6 +3,8 @@
 Format: one safetensors file (no code runs on load). Its string metadata holds the JSON of the
 model config, train config, dataset info, training history and final metrics. Writes go to a
 temp file in the same folder, then os.replace, so a reader never sees half a file.
+read_metadata needs no torch (the app lists checkpoints and draws its first page without it);
+torch is imported by save_checkpoint / load_checkpoint.
 """
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import ModelConfig, TrainConfig
-from .model import VAE
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import VAE
 
 FORMAT = "vae_core/1"
 
@@ -73,7 +78,7 @@ def read_metadata(path: str) -> dict:
         raise CheckpointError(f"{path}: this is a PyTorch pickle (torch.save / .pt), not a safetensors "
                               f"checkpoint; pickles can run code on load, so they are never opened")
     try:
-        with safe_open(path, framework="pt") as f:
+        with safe_open(path, framework="numpy") as f:  # header only; "pt" would import torch
             meta = f.metadata() or {}
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint (corrupt or truncated: "
@@ -91,6 +96,8 @@ def read_metadata(path: str) -> dict:
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model from its stored config and load the weights (strict)."""
     from safetensors.torch import load_file
+
+    from .model import VAE
     meta = read_metadata(path)
     try:
         mcfg = ModelConfig.from_dict(meta["model_config"])

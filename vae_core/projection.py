@@ -10,6 +10,7 @@ between plots). A new z (a slider position, an uploaded image) is placed on the 
 The UMAP cache is one .npz beside the checkpoint (`x.safetensors` -> `x.proj.npz`), written
 atomically, tied to the checkpoint's bytes by sha256. `python -m vae_core.projection CKPT` computes
 it in a separate process (numba JIT costs ~30 s per process, so the app never waits on it).
+Reading a cache and projecting need numpy only: torch is imported by the functions that encode.
 """
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = 1
 MAX_POINTS = 10_000      # test points kept in the cache (UMAP on more is slow on 2 cores)
@@ -43,10 +47,11 @@ def point_order(n: int, cap: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)[:cap]
 
 
-@torch.no_grad()
 def encode_means(model, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """Encoder means mu(x), (N, k) float32."""
-    return torch.cat([model.encode(x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]).numpy()
+    import torch
+    with torch.no_grad():
+        return torch.cat([model.encode(x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]).numpy()
 
 
 # --- projections --------------------------------------------------------------------------------
@@ -166,6 +171,7 @@ class ProjectionCache:
     umap: np.ndarray | None        # (N, 2) or None while not computed
     n_neighbors: int = N_NEIGHBORS
     min_dist: float = MIN_DIST
+    n_test: int | None = None      # size of the test set the points were drawn from (None: unknown)
 
     def umap_projection(self) -> KNNProjection:
         if self.umap is None:
@@ -182,6 +188,8 @@ def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
               "min_dist": np.array(cache.min_dist)}
     if cache.umap is not None:
         arrays["umap"] = cache.umap.astype(np.float32)
+    if cache.n_test is not None:  # optional key: caches written before it read the same way
+        arrays["n_test"] = np.array(cache.n_test)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -201,9 +209,14 @@ def read_cache(checkpoint_path: str) -> ProjectionCache | None:
         with np.load(path, allow_pickle=False) as f:
             if int(f["format"]) != FORMAT or str(f["checkpoint_sha"]) != file_sha(checkpoint_path):
                 return None
-            return ProjectionCache(str(f["checkpoint_sha"]), f["index"], f["labels"], f["means"],
+            index = f["index"]
+            if "n_test" in f.files:
+                n_test = int(f["n_test"])
+            else:  # older cache: below the cap, point_order kept the whole test set
+                n_test = len(index) if len(index) < MAX_POINTS else None
+            return ProjectionCache(str(f["checkpoint_sha"]), index, f["labels"], f["means"],
                                    f["umap"] if "umap" in f.files else None,
-                                   int(f["n_neighbors"]), float(f["min_dist"]))
+                                   int(f["n_neighbors"]), float(f["min_dist"]), n_test)
     except (OSError, KeyError, ValueError, EOFError):
         return None
 
@@ -211,11 +224,12 @@ def read_cache(checkpoint_path: str) -> ProjectionCache | None:
 def build_cache(checkpoint_path: str, model, x_test: torch.Tensor, y_test: torch.Tensor | None,
                 with_umap: bool, seed: int = 0) -> ProjectionCache:
     """Means of up to MAX_POINTS test examples (+ UMAP if asked), written beside the checkpoint."""
+    import torch
     index = point_order(len(x_test), MAX_POINTS, seed)
     means = encode_means(model, x_test[torch.from_numpy(index)])
     labels = y_test[torch.from_numpy(index)].numpy() if y_test is not None else np.full(len(index), -1)
     emb = fit_umap(means, seed) if with_umap and means.shape[1] > 2 and len(means) > 2 else None
-    cache = ProjectionCache(file_sha(checkpoint_path), index, labels, means, emb)
+    cache = ProjectionCache(file_sha(checkpoint_path), index, labels, means, emb, n_test=len(x_test))
     write_cache(checkpoint_path, cache)
     return cache
 
@@ -266,6 +280,9 @@ def start_umap_process(checkpoint_path: str, log_path: str) -> subprocess.Popen:
 
 def main(argv=None) -> int:
     import argparse
+
+    import torch
+
     from .checkpoints import CheckpointError
     from .data import DatasetError
     p = argparse.ArgumentParser(prog="python -m vae_core.projection",
