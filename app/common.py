@@ -5,17 +5,25 @@ Stable interface used by all pages:
     ckpt = current_checkpoint()      # sidebar picker; None (with a message shown) if unusable
     data = dataset_for(ckpt)         # the Dataset the checkpoint was trained on (cached)
     x_test = test_targets(ckpt)      # test set as the model's likelihood sees it (binarized if so)
+Torch-free, for a first paint before torch is loaded (importing this module loads no torch either):
+    path = pick_checkpoint_path()    # the same sidebar picker, without loading the model
+    meta = checkpoint_metadata(path) # its configs, history, dataset info and metrics
+    ckpt = open_checkpoint(path)     # then the model itself (imports torch), as current_checkpoint
 """
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import streamlit as st
-import torch
 
 from vae_core.cache import default_checkpoint_path, list_checkpoints
-from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint
-from vae_core.data import Dataset, DatasetError, eval_targets, load_dataset
+from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
+
+if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions that load data
+    import torch
+
+    from vae_core.data import Dataset
 
 _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
 
@@ -23,12 +31,14 @@ _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
 def load_model(path: str, mtime: float) -> Checkpoint:
     """Keyed on (path, mtime) so a re-written file is reloaded."""
+    import torch
     torch.set_grad_enabled(True)
     return load_checkpoint(path)
 
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
 def load_data(name: str, test_fraction: float) -> Dataset:
+    from vae_core.data import load_dataset
     return load_dataset(name, test_fraction=test_fraction)
 
 
@@ -38,6 +48,7 @@ def dataset_for(ckpt: Checkpoint) -> Dataset:
 
 @st.cache_resource(max_entries=8)
 def _test_targets(path: str, mtime: float, name: str, test_fraction: float, binarize: str) -> torch.Tensor:
+    from vae_core.data import eval_targets
     return eval_targets(load_data(name, test_fraction).x_test, binarize)
 
 
@@ -56,21 +67,43 @@ def checkpoint_label(row: dict) -> str:
             f"{tc['objective']} β={tc['beta']:g} · {e}")
 
 
-def current_checkpoint() -> Checkpoint | None:
-    """Sidebar picker over the checkpoint cache. Shows a clear message instead of a traceback."""
+def pick_checkpoint_path() -> str | None:
+    """Sidebar picker over the checkpoint cache (headers only, no torch). None, with a message
+    shown, when the cache is empty."""
     rows = list_checkpoints()
     if not rows:
         st.sidebar.warning("No checkpoints in the cache yet: train one on the Train page.")
         return None
     paths = [r["path"] for r in rows]
-    default = default_checkpoint_path()
     current = st.session_state.get(_KEY)
     if current not in paths:
+        default = default_checkpoint_path()
         current = default if default in paths else paths[0]
     labels = {r["path"]: checkpoint_label(r) for r in rows}
     path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,
                                 key="sidebar_model_select")
     st.session_state[_KEY] = path
+    return path
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _metadata(path: str, mtime: float) -> dict:
+    return read_metadata(path)
+
+
+def checkpoint_metadata(path: str) -> dict | None:
+    """Configs, history, dataset info and metrics from the file's header (no torch), keyed on
+    (path, mtime). None, with the error shown, when the file is unreadable."""
+    try:
+        return _metadata(path, os.path.getmtime(path))
+    except (CheckpointError, OSError) as e:
+        st.error(f"Cannot open this checkpoint: {e}")
+        return None
+
+
+def open_checkpoint(path: str) -> Checkpoint | None:
+    """The model at `path`, loaded (torch) with its dataset checked; None, with the reason shown."""
+    from vae_core.data import DatasetError
     try:
         ckpt = load_model(path, os.path.getmtime(path))
     except (CheckpointError, OSError) as e:
@@ -82,6 +115,12 @@ def current_checkpoint() -> Checkpoint | None:
         st.error(f"The dataset this model was trained on is not available: {e}")
         return None
     return ckpt
+
+
+def current_checkpoint() -> Checkpoint | None:
+    """Sidebar picker over the checkpoint cache. Shows a clear message instead of a traceback."""
+    path = pick_checkpoint_path()
+    return open_checkpoint(path) if path is not None else None
 
 
 def select_checkpoint(path: str) -> None:

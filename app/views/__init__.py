@@ -1,11 +1,13 @@
-"""Explorer pages. Each module exposes render(); app/main.py turns this list into navigation."""
-from app.views import elbo, explorer, train, traversal, upload
+"""Explorer pages. Each module exposes render(); app/main.py turns this list into navigation.
 
-# (url slug, title, icon, render)
+Modules are named, not imported: a page's imports (torch, plotly...) load only when it first runs.
+"""
+
+# (url slug, title, icon, module)
 PAGES = [
-    ("explorer", "Latent explorer", "🧭", explorer.render),
-    ("elbo", "ELBO breakdown", "🧮", elbo.render),
-    ("traversal", "Traversal & interpolation", "🎞️", traversal.render),
-    ("upload", "Upload or draw", "✏️", upload.render),
-    ("train", "Train a model", "🏋️", train.render),
+    ("explorer", "Latent explorer", "🧭", "app.views.explorer"),
+    ("elbo", "ELBO breakdown", "🧮", "app.views.elbo"),
+    ("traversal", "Traversal & interpolation", "🎞️", "app.views.traversal"),
+    ("upload", "Upload or draw", "✏️", "app.views.upload"),
+    ("train", "Train a model", "🏋️", "app.views.train"),
 ]

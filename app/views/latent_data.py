@@ -3,6 +3,8 @@
 ModelView holds the encoder means of the test points the map shows, their labels, the PCA
 projection and the per-dim KL / collapse flags. UMAP runs in a child process (see
 vae_core.projection) tracked by a process-wide registry, so two sessions start it once.
+map_view_from_cache builds the same ModelView from the projection cache and the checkpoint's
+header alone, so the map can be drawn before torch is imported (this module imports it lazily).
 """
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
-import torch
 
 from app.common import dataset_for, test_targets
 from vae_core import projection as proj
-from vae_core.checkpoints import Checkpoint
-from vae_core.estimators import evaluate
-from vae_core.latent import collapsed_dims, mean_variance
+from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
+
+# vae_core.latent.collapsed_dims' thresholds (that module imports torch; tests check they agree)
+KL_COLLAPSED = 0.01  # nats: average KL below this carries no information
+VAR_INACTIVE = 0.01  # Var_x mu_d at or below this: inactive unit (Burda et al. 2016)
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,20 @@ class ModelView:
         return int(hits[0]) if len(hits) else None
 
 
+def collapsed_flags(kl_per_dim, means: np.ndarray) -> list[bool]:
+    """Per dim: average KL < KL_COLLAPSED, or Var_x mu_d <= VAR_INACTIVE (unbiased variance over
+    the N map points, (N, k) -> (k,); zero for N = 1). vae_core.latent.collapsed_dims in numpy."""
+    means = np.asarray(means, np.float64)
+    var = means.var(0, ddof=1) if len(means) > 1 else np.zeros(means.shape[1])
+    return [bool(v) for v in (np.asarray(kl_per_dim, np.float64) < KL_COLLAPSED) | (var <= VAR_INACTIVE)]
+
+
 @st.cache_resource(max_entries=8, show_spinner="Encoding the test set…")
 def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
+    import torch
+
+    from vae_core.estimators import evaluate
+    from vae_core.latent import collapsed_dims, mean_variance
     x = test_targets(_ckpt)
     data = dataset_for(_ckpt)
     cached = proj.read_cache(path)
@@ -66,6 +81,37 @@ def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
 
 def model_view(ckpt: Checkpoint) -> ModelView:
     return _model_view(ckpt.path, os.path.getmtime(ckpt.path), ckpt)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _map_view_from_cache(path: str, mtime: float, cache_mtime: float) -> ModelView | None:
+    cached = proj.read_cache(path)  # None when stale: made for other weights
+    if cached is None:
+        return None
+    try:
+        meta = read_metadata(path)
+    except CheckpointError:
+        return None
+    kl = meta["metrics"].get("kl_per_dim")
+    if not kl or len(kl) != cached.means.shape[1]:
+        return None
+    n_test = cached.n_test if cached.n_test is not None else meta["dataset"].get("n_test")  # old 10k caches
+    if n_test is None:
+        return None
+    return ModelView(cached.index, cached.labels, cached.means, proj.fit_pca(cached.means), list(kl),
+                     collapsed_flags(kl, cached.means), int(n_test))
+
+
+def map_view_from_cache(path: str) -> ModelView | None:
+    """model_view's ModelView without torch or the model: the points, labels and means from the
+    projection cache, the per-dim KL from the checkpoint's metrics. None when the cache is
+    missing or stale or the metrics have no kl_per_dim of the right length (then use model_view)."""
+    pp = proj.cache_path_for(path)
+    try:
+        mtimes = os.path.getmtime(path), os.path.getmtime(pp)
+    except OSError:
+        return None
+    return _map_view_from_cache(path, *mtimes)
 
 
 # --- UMAP in a child process -------------------------------------------------------------------
