@@ -127,7 +127,7 @@ def default_checkpoint_path(cache_dir: str | None = None) -> str:
     is the key of the default configs and its own stored data fingerprint. Otherwise the path the
     key of the data on disk gives (this loads mnist-5k, and torch)."""
     folder = cache_dir or DEFAULT_CACHE_DIR
-    prefix = checkpoint_name(DEFAULT_MODEL, DEFAULT_TRAIN, "*").split("*")[0]
+    prefix = checkpoint_name(DEFAULT_MODEL, DEFAULT_TRAIN, "*").split("*")[0]  # the name up to its key
     for p in sorted(glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.safetensors"))):
         try:
             fp = read_metadata(p)["dataset"].get("fingerprint")
