@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import benchlib as bl
-from browser_latency import MAP_COUNT, map_points, wait_for_map
+from browser_latency import map_points, wait_for_map
 
 
 def make_60k(tmp: str, n_test: int) -> str:
@@ -79,11 +79,8 @@ def main():
     p.add_argument("--n-test", type=int, default=None, help="test images (default 60000)")
     a = p.parse_args()
     load_before = bl.load_avg()
-    from app.testing.browser import CHROMIUM, StreamlitServer, chromium, new_page
-    if not os.path.exists(CHROMIUM):
-        msg = f"{CHROMIUM} is missing: app memory not measured"
-        print(msg)
-        bl.append_results(a.results, "app_memory", msg, load_before, a.smoke)
+    from app.testing.browser import StreamlitServer, chromium, new_page
+    if bl.chromium_missing(a.results, "app_memory", "app memory", load_before, a.smoke):
         return
     n_test = a.n_test or (2_000 if a.smoke else 60_000)
     print(f"{bl.machine_line()}\nload {load_before}; test set {n_test}")
@@ -108,7 +105,7 @@ def main():
             page.keyboard.press("End")
             before = map_points(page)
             try:
-                page.wait_for_function(f"b => ({MAP_COUNT})() > b", arg=before, timeout=5_000 if a.smoke else 120_000)
+                page.wait_for_function("b => window.__vaeMap.drawn > b", arg=before, timeout=5_000 if a.smoke else 120_000)
             except Exception:  # the default was already the largest map
                 pass
             page.wait_for_timeout(2000)

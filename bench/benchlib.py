@@ -151,3 +151,14 @@ def setup_threads(n: int) -> None:
     import torch
     if n > 0:
         torch.set_num_threads(n)
+
+
+def chromium_missing(results: str, title: str, what: str, load_before: str, smoke: bool) -> bool:
+    """True (and the reason printed and recorded) when Debian's Chromium is not installed."""
+    from app.testing.browser import CHROMIUM
+    if os.path.exists(CHROMIUM):
+        return False
+    msg = f"{CHROMIUM} is missing: {what} not measured"
+    print(msg)
+    append_results(results, title, msg, load_before, smoke)
+    return True

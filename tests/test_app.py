@@ -6,7 +6,9 @@ the Train page's background UMAP launcher is replaced by a recorder.
 """
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import time
 
@@ -80,6 +82,14 @@ def _targets_and_model(path: str):
     return eval_targets(data.x_test, ck.train_config.binarize), ck.model
 
 
+def _component_data(at: AppTest, name: str) -> dict:
+    """The data a st.components.v2 component was mounted with in the last run."""
+    for el in at.get("bidi_component"):
+        if el.proto.component_name == name:
+            return json.loads(el.proto.json)
+    raise AssertionError(f"no {name} component on the page")
+
+
 def _image_url(at: AppTest, caption: str) -> str:
     for img in at.get("image"):
         if any(caption in c for c in img.captions):
@@ -144,12 +154,10 @@ def test_explorer_point_selection_loads_its_mean_into_the_sliders(use_cache):
     assert at.session_state["explorer_z"] != [0.0, 0.0, 0.0]
 
 
-def test_map_click_event_goes_through_the_same_selection(use_cache):
-    """A plotly click arrives as {'selection': {'points': [{customdata: [test index, label]}]}}."""
-    from app.views.latent_map import point_from_event
-    assert point_from_event({"selection": {"points": [{"curve_number": 9}, {"customdata": [42, 7]}]}}) == 42
-    assert point_from_event({"selection": {"points": []}}) is None
-    assert point_from_event(None) is None
+def test_map_click_goes_through_the_same_selection(use_cache):
+    """The canvas map's click arrives as its trigger {"select": test index}; the callback loads that
+    point's cached mean (the value the browser already moved the sliders to), i.e. the encoder mean."""
+    from app.components.latent_map import selected_index
     path = _ckpt_path(use_cache, 3)
     x, model = _targets_and_model(path)
 
@@ -157,9 +165,10 @@ def test_map_click_event_goes_through_the_same_selection(use_cache):
         import streamlit as st
         from app.common import load_model
         from app.views import explorer_state
-        ck = load_model(path, __import__("os").path.getmtime(path))
-        st.session_state["explorer_map"] = {"selection": {"points": [{"customdata": [42, 3], "x": 0, "y": 0}]}}
-        explorer_state.on_map_select(ck)  # the chart's on_select callback
+        from app.views.latent_data import model_view
+        view = model_view(load_model(path, __import__("os").path.getmtime(path)))
+        st.session_state["explorer_map"] = {"select": 42}
+        explorer_state.on_map_select(view)  # the map's on_select callback
 
     at = AppTest.from_function(script, args=(path,), default_timeout=TIMEOUT)
     at.run()
@@ -167,16 +176,17 @@ def test_map_click_event_goes_through_the_same_selection(use_cache):
     with torch.no_grad():
         mu = model.encode(x[42:43])[0][0].numpy()
     np.testing.assert_allclose(at.session_state["explorer_z"], np.clip(mu, -3, 3), atol=1e-5)
-    assert at.session_state["explorer_index"] == 42
+    assert at.session_state["explorer_index"] == 42 and at.session_state["explorer_selected"] == 42
+    assert selected_index("nothing_there") is None
 
 
 def test_embedding_csv_export_round_trips(use_cache):
-    from app.views.explorer import embedding_csv
+    from app.views.explorer_panels import embedding_csv
     from app.views.latent_data import model_view
     from app.views.latent_map import MapProjection
     from vae_core.checkpoints import load_checkpoint
     view = model_view(load_checkpoint(_ckpt_path(use_cache, 3)))
-    proj = MapProjection("pca", view.pca.transform, view.pca.transform(view.means), ("a", "b"), "")
+    proj = MapProjection("pca", view.pca, view.pca.transform(view.means), ("a", "b"), "")
     csv = embedding_csv(view, proj, 50)
     lines = csv.splitlines()
     assert lines[0] == "test_index,label,map_x,map_y,mu1,mu2,mu3" and len(lines) == 51
@@ -203,7 +213,11 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
         _no_exception(at)
         assert at.radio(key="explorer_projection").value == "UMAP"  # the default once it is cached
         assert any("placed by UMAP" in c.value for c in at.caption)
-        assert at.get("plotly_chart")[0].proto.spec and '"UMAP 1"' in at.get("plotly_chart")[0].proto.spec
+        data = _component_data(at, "vae_latent_map")
+        assert data["axes"] == ["UMAP 1", "UMAP 2"] and data["proj"] == {"kind": "knn", "k": 3, "nNeighbors": 15}
+        xy = np.frombuffer(base64.b64decode(data["points"]["xy"]), "<f4").reshape(-1, 2)
+        np.testing.assert_array_equal(xy, emb)  # the map draws the embedding; the star uses the same kNN
+        assert data["selected"] == int(index[0]) and data["z"] == pytest.approx(np.clip(means[0], -3, 3).tolist())
     finally:
         os.unlink(proj.cache_path_for(path))
 

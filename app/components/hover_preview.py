@@ -1,13 +1,12 @@
-"""Image-on-hover for the latent map (st.components.v2).
+"""Image-on-hover for the latent map (st.components.v2): the preview strip under the map.
 
-Plotly hover labels cannot hold images, and Streamlit forwards only selections to Python. This
-component listens to `plotly_hover` on the map's own graph div in the page (found by
-layout.meta == MAP_META) and draws the hovered point's image from a sprite sheet it received
-once, with its label and test index: no server round trip per hover.
+It registers the map's thumbnails (one PNG sprite sheet, base64) page-wide under the map's name
+(globalThis.__vaeSprites, read by the map's own tooltip too) and draws the image of the point named
+by the map's `vae:map-hover` window events: no server round trip per hover.
 
     hover_preview(sprite, key="explorer_hover")   # sprite = hover_sprite(images, test_indices)
 
-The sprite (one PNG of all map thumbnails, base64) is sent again only when its id changes.
+The sprite is sent again only when its id changes.
 """
 from __future__ import annotations
 
@@ -18,9 +17,9 @@ import math
 import numpy as np
 import streamlit as st
 
+from app.components.latent_map import MAP_META
 from vae_core.images import png_bytes, tile
 
-MAP_META = "vae-latent-map"  # set as layout.meta on the map figure
 
 _HTML = """
 <div class="hp" data-testid="hover-preview">
@@ -37,28 +36,23 @@ _CSS = """
 """
 
 _JS = """
-const SHEETS = new Map();  // sprite id -> {img, cols, h, w, cell: Map(test index -> position)}
-
-function findMap(meta) {
-  for (const gd of document.querySelectorAll(".js-plotly-plot")) {
-    if (gd.layout && gd.layout.meta === meta && typeof gd.on === "function") return gd;
-  }
-  return null;
-}
+// Sprite sheets, page-wide, by map name: the map's own tooltip draws from them too.
+const SHEETS = (globalThis.__vaeSprites ??= new Map());
 
 export default function (component) {
   const { data, parentElement } = component;
   const canvas = parentElement.querySelector(".hp-canvas");
   const text = parentElement.querySelector(".hp-text");
   if (!canvas || !data) return;
-  if (data.sprite && !SHEETS.has(data.id)) {
+  const have = SHEETS.get(data.meta);
+  if (data.sprite && (!have || have.id !== data.id)) {
     const img = new Image();
     img.src = "data:image/png;base64," + data.sprite;
-    SHEETS.set(data.id, { img, cols: data.cols, h: data.h, w: data.w,
-                          cell: new Map(data.index.map((t, i) => [t, i])) });
+    SHEETS.set(data.meta, { id: data.id, img, cols: data.cols, h: data.h, w: data.w,
+                            cell: new Map(data.index.map((t, i) => [t, i])) });
   }
-  const sheet = SHEETS.get(data.id);
   const show = (testIndex, label) => {
+    const sheet = SHEETS.get(data.meta);
     if (!sheet || !sheet.cell.has(testIndex)) return;
     const i = sheet.cell.get(testIndex), r = Math.floor(i / sheet.cols), c = i % sheet.cols;
     canvas.width = sheet.w; canvas.height = sheet.h;
@@ -69,19 +63,14 @@ export default function (component) {
     text.textContent = label >= 0 ? `test #${testIndex} · label ${label}` : `test #${testIndex}`;
     canvas.dataset.testIndex = String(testIndex);
   };
-  const attach = () => {  // the chart re-renders on reruns: re-find its graph div, listen once per div
-    const gd = findMap(data.meta);
-    if (!gd || gd.__vaeHoverId === data.id) return;
-    gd.__vaeHoverId = data.id;
-    gd.on("plotly_hover", (ev) => {
-      // customdata may arrive as a typed-array row (plotly's binary encoding): index it, do not test isArray
-      const p = ev && ev.points && ev.points.find((q) => q.customdata != null && q.customdata.length >= 2);
-      if (p) show(Number(p.customdata[0]), Number(p.customdata[1]));
-    });
+  // one listener per element; it removes itself once the element has left the page
+  if (parentElement.__vaeHover) window.removeEventListener("vae:map-hover", parentElement.__vaeHover);
+  parentElement.__vaeHover = (ev) => {
+    if (!parentElement.isConnected) { window.removeEventListener("vae:map-hover", parentElement.__vaeHover); return; }
+    const d = ev.detail || {};
+    if (d.meta === data.meta) show(Number(d.testIndex), Number(d.label));
   };
-  attach();
-  clearInterval(parentElement.__vaeHoverTimer);
-  parentElement.__vaeHoverTimer = setInterval(attach, 1000);
+  window.addEventListener("vae:map-hover", parentElement.__vaeHover);
 }
 """
 

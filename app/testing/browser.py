@@ -161,27 +161,34 @@ def drag_slider(page, dim: int, fractions: list[float], on_step=None) -> list[fl
     return lat
 
 
-# Screen centres of the map's data points: traces with many points (the label groups), away from
-# one-point overlay traces (selected ring, current-z star) that would swallow the click.
-_MAP_POINTS_JS = """plot => {
-  const traces = [...plot.querySelectorAll('.scatterlayer .trace')].map(t =>
-    [...t.querySelectorAll('path.point')].map(p => { const r = p.getBoundingClientRect();
-      return [r.x + r.width / 2, r.y + r.height / 2]; }));
-  const avoid = traces.filter(t => t.length < 3).flat();
-  return traces.filter(t => t.length >= 3).flat().filter(([x, y]) =>
-    avoid.every(([u, v]) => Math.hypot(x - u, y - v) > 30));
-}"""
+def map_drawn(page) -> int:
+    """Data points drawn on the explorer's canvas map (its hook window.__vaeMap), 0 before."""
+    return page.evaluate("() => (window.__vaeMap && window.__vaeMap.drawn) || 0")
 
 
-def map_points(page, chart: str = ".js-plotly-plot") -> list[list[float]]:
-    return page.locator(chart).first.evaluate(_MAP_POINTS_JS)
+def wait_for_map(page, at_least: int = 1, timeout_ms: float = 180_000) -> None:
+    page.wait_for_function("n => window.__vaeMap && window.__vaeMap.drawn >= n", arg=at_least, timeout=timeout_ms)
+
+
+def map_points(page, spacing_px: float = 0.0) -> list[list[float]]:
+    """Viewport centres [x, y, test index] of the visible map points, except the selected one (a click
+    on it changes nothing). spacing_px > 0 keeps only points that far from every other kept one's
+    neighbours, so a click cannot land on an overlapping point instead."""
+    pts = page.evaluate("""sp => {
+      const h = window.__vaeMap, sel = h.selectedIndex ? h.selectedIndex() : null;
+      const all = h.points().filter(p => p.testIndex !== sel);
+      if (!(sp > 0)) return all.map(p => [p.x, p.y, p.testIndex]);
+      return all.filter(p => all.every(q => q === p || Math.hypot(p.x - q.x, p.y - q.y) >= sp))
+                .map(p => [p.x, p.y, p.testIndex]);
+    }""", spacing_px)
+    return pts
 
 
 def click_to_sliders_ms(page, xy, timeout_ms: float = 30_000) -> float:
     """Click a map point at screen xy; ms until the decoder's z (the sliders) has changed."""
     z0 = page.evaluate("window.__vaeDecoder.z")
     t0 = time.perf_counter()
-    page.mouse.click(*xy)
+    page.mouse.click(xy[0], xy[1])
     page.wait_for_function("z0 => window.__vaeDecoder.z.some((v, i) => v !== z0[i])", arg=z0, timeout=timeout_ms)
     return (time.perf_counter() - t0) * 1000
 

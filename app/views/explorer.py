@@ -1,168 +1,78 @@
 """Explorer page: the latent map of the test set, the decoder panel, and the selected point's ELBO.
 
+First paint comes before torch: the map is drawn from the checkpoint's metadata and its projection
+cache (`<ckpt>.proj.npz`, numpy only) and sent to the browser; only then does the page import torch,
+load the model and add the panels (app.views.explorer_panels). Without a projection cache the model
+is loaded first to encode the test set.
 State and callbacks: app.views.explorer_state. Decoder panel: app.views.explorer_decoder.
 """
 from __future__ import annotations
 
 import functools
-import os
 
-import numpy as np
 import streamlit as st
-import torch
 
-from app.common import current_checkpoint, dataset_for, test_targets
-from app.components.hover_preview import hover_preview, hover_sprite
-from app.views.breakdown import render_breakdown, show_image
-from app.views.explorer_decoder import decoder_panel, z_downloads
-from app.views.explorer_state import P, on_index, on_map_select, reset_for
-from app.views.latent_data import ModelView, model_view
-from app.views.latent_map import MapProjection, choose_projection, map_marks, static_map_figure
-from vae_core.checkpoints import Checkpoint
-from vae_core.images import tile, to_display, upscale
-from vae_core.latent import decode, manifold_grid
+from app.common import checkpoint_metadata, pick_checkpoint_path
+from app.components.latent_map import classes_for, latent_map, projection_spec
+from app.views.explorer_state import P, SLIDER_RANGE, on_map_select, reset_for
+from app.views.latent_data import ModelView, map_view_from_cache
+from app.views.latent_map import MapProjection, choose_projection, map_payload
 
 
-@st.fragment
-def _sliders(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int, selected_xy) -> None:
-    """Everything that follows z alone: a slider release or a z button reruns only this, not the map
-    (its spec stays the same, so the browser keeps the drawn chart), previews or breakdown."""
-    decoder_panel(ckpt, view)
-    z = st.session_state[P + "z"]
-    # the star and the selection ring are moved in the browser (see latent_map.map_marks)
-    map_marks(proj.transform(np.asarray(z)[None])[0], selected_xy, key=P + "marks")
-    clipped = st.session_state.get(P + "clipped")
-    if clipped:
-        st.caption("⚠ z was clipped to the sliders' ±3 range in " + ", ".join(f"z{i + 1}" for i in clipped)
-                   + ", so the star sits a little off the selected point.")
-    z_downloads(ckpt, list(z))
-
-
-
-HOVER_MAX = 5000  # thumbnails sent to the browser for hovering (one sprite sheet)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _sprite(path: str, mtime: float, n: int, _ckpt: Checkpoint, _view: ModelView) -> dict:
-    idx = _view.index[:n]
-    imgs = to_display(test_targets(_ckpt)[torch.from_numpy(idx)], _ckpt.model_config.input_shape)
-    return hover_sprite(imgs, idx)
-
-
-def _previews(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> None:
-    """Under the map: the image under the mouse (browser-side) and the clicked point."""
-    c = st.columns([5, 2, 2, 4], vertical_alignment="center")
-    with c[0]:
-        m = min(n, HOVER_MAX)
-        hover_preview(_sprite(ckpt.path, os.path.getmtime(ckpt.path), m, ckpt, view), key=P + "hover")
-        if n > m:
-            st.caption(f"hover images for the first {m:,} points")
-    if sel is None:
-        return
-    x = test_targets(ckpt)[sel]
-    with torch.no_grad():
-        recon = ckpt.model.decode_mean(ckpt.model.encode(x[None])[0])[0]
-    with c[1]:
-        show_image(x, ckpt, f"#{sel}", 84)
-    with c[2]:
-        show_image(recon, ckpt, "recon.", 84)
-    c[3].markdown(f"**Selected #{sel}** · label {_label_of(view, ckpt, sel)}  \n"
-                  "its μ is in the sliders, its ELBO breakdown below")
-
-
-def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
-    """k = 2: decode a grid at Gaussian quantiles (Kingma & Welling 2014, fig. 4)."""
-    grid = manifold_grid(n)
-    imgs = to_display(decode(ckpt.model, grid), ckpt.model_config.input_shape)
-    st.image(upscale(tile(imgs, pad=1), 720), caption=f"Decoded manifold: z on a {n}×{n} grid at N(0,1) quantiles 5%–95% "
-             "(z1 → right, z2 → up)", clamp=True, width="stretch")
-
-
-def _csv_export(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> None:
-    csv = _embedding_csv(ckpt.path, os.path.getmtime(ckpt.path), proj.name, n, view, proj)
-    st.download_button(f"⬇ map embedding (CSV, {proj.name})", csv, "embedding.csv",
-                       "text/csv", on_click="ignore", key=P + "dl_csv")
-
-
-def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:
-    """One row per map point: test index, label (-1: none), map x, y, then the encoder mean."""
-    header = "test_index,label,map_x,map_y," + ",".join(f"mu{d + 1}" for d in range(view.latent_dim))
-    rows = np.column_stack([view.index[:n], view.labels[:n], proj.xy[:n], view.means[:n]])
-    return header + "\n" + "\n".join(f"{int(r[0])},{int(r[1])}," + ",".join(f"{v:.6g}" for v in r[2:])
-                                      for r in rows)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _embedding_csv(path: str, mtime: float, proj_name: str, n: int, _view: ModelView, _proj: MapProjection) -> str:
-    return embedding_csv(_view, _proj, n)
+def _open(path: str):
+    """The loaded checkpoint (torch), or None with the reason shown."""
+    from app.common import open_checkpoint
+    return open_checkpoint(path)
 
 
 @st.fragment
-def _body(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> None:
-    """Map, sliders and the selected point's breakdown: reruns alone on clicks (a slider release
-    reruns only _sliders inside it)."""
-    sel = st.session_state.get(P + "selected")
-    row = view.row_of(sel) if sel is not None else None
+def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
+    """Map, decoder column, previews and breakdown. A map click reruns this fragment (the sliders
+    have already moved in the browser); a slider release reruns only the decoder column."""
     left, right = st.columns([3, 2], gap="medium")
-
-    def sliders() -> None:
-        with right:
-            st.number_input("Test example #", 0, view.n_test - 1, key=P + "index", on_change=on_index,
-                            args=(ckpt,), help="type an index, or click a point on the map")
-            _sliders(ckpt, view, proj, n, proj.xy[row] if row is not None and row < n else None)
-
-    def map_panel() -> None:
-        with left:
-            st.plotly_chart(static_map_figure(proj, view, n), key=P + "map",
-                            on_select=functools.partial(on_map_select, ckpt),
-                            selection_mode="points", config={"displaylogo": False})
-            placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
-            st.caption(f"Showing **{n:,}** of {view.n_test:,} test points · encoder means μ(x) · "
-                       f"★ = current z{placed} · hover a point to see its image below, click it to load its μ.",
-                       help=proj.help)
-            _previews(ckpt, view, n, sel)
-            if view.latent_dim == 2:
-                _manifold(ckpt)
-
-    # Elements go to the browser in script order. The first run sends the map before the 1.7 MB
-    # decoder weights (first paint); later runs (a click) send the sliders' new z first.
-    first = not st.session_state.get(P + "painted")
-    for panel in ((map_panel, sliders) if first else (sliders, map_panel)):
-        panel()
-    st.session_state[P + "painted"] = True
-    st.divider()
-    if sel is not None:
-        x = test_targets(ckpt)[sel]
-        render_breakdown(ckpt, x, key=P + "bd", collapsed=view.collapsed,
-                         title=f"ELBO breakdown · test example #{sel}", original_caption=f"test #{sel} (label "
-                         f"{_label_of(view, ckpt, sel)})")
-    st.divider()
-    _csv_export(ckpt, view, proj, n)
+    with left:
+        latent_map(map_payload(proj, view), n, projection_spec(proj.basis, view.latent_dim),
+                   classes_for(view.labels[:n]), proj.axes, key=P + "map",
+                   selected=st.session_state.get(P + "selected"), z=st.session_state[P + "z"],
+                   z_range=SLIDER_RANGE, on_select=functools.partial(on_map_select, view))
+        placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
+        total = f"{view.n_test:,}" if view.n_test else "?"
+        st.caption(f"Showing **{n:,}** of {total} test points · encoder means μ(x) · ★ = current z{placed} · "
+                   "hover a point to see its image, click it to load its μ · scroll to zoom, drag to pan, "
+                   "double-click to reset, click a label to hide it.", help=proj.help)
+    ckpt = _open(path)  # torch from here on: the map is already on its way to the browser
+    if ckpt is None:
+        return
+    from app.views.explorer_panels import render_panels
+    render_panels(ckpt, view, proj, n, left, right)
 
 
-def _label_of(view: ModelView, ckpt: Checkpoint, test_index: int) -> str:
-    row = view.row_of(test_index)
-    if row is not None:
-        return str(int(view.labels[row])) if view.labels[row] >= 0 else "none"
-    y = dataset_for(ckpt).y_test
-    return str(int(y[test_index])) if y is not None else "none"
+def _caption(meta: dict) -> str:
+    mc, tc, metrics = meta["model_config"], meta["train_config"], meta.get("metrics") or {}
+    hidden = "-".join(map(str, mc.get("hidden") or ())) or "linear"
+    return (f"{tc['dataset']} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
+            f"{mc['likelihood']} · {tc['objective']} β={tc['beta']:g} · "
+            f"test ELBO {metrics.get('elbo', float('nan')):.1f} nats")
 
 
 def render() -> None:
-    ckpt = current_checkpoint()
-    if ckpt is None:
-        st.title("🧭 Latent explorer")
-        return
-    view = model_view(ckpt)
-    reset_for(ckpt, view)
-    mc, tc = ckpt.model_config, ckpt.train_config
     st.title("🧭 Latent explorer")
-    st.caption(f"{tc.dataset} · {mc.arch.upper()} {'-'.join(map(str, mc.hidden)) or 'linear'} · "
-               f"latent dim {mc.latent_dim} · {mc.likelihood} · {tc.objective} β={tc.beta:g} · "
-               f"test ELBO {ckpt.metrics.get('elbo', float('nan')):.1f} nats")
+    path = pick_checkpoint_path()
+    meta = checkpoint_metadata(path) if path is not None else None
+    if meta is None:
+        return
+    view = map_view_from_cache(path)
+    if view is None:  # no projection cache beside the checkpoint: encode the test set (needs the model)
+        from app.views.latent_data import model_view
+        ckpt = _open(path)
+        if ckpt is None:
+            return
+        view = model_view(ckpt)
+    reset_for(path, view)
+    st.caption(_caption(meta))
     c1, c2 = st.columns([1, 1])
     with c1:
-        proj = choose_projection(view, ckpt.path, key=P + "projection")
+        proj = choose_projection(view, path, key=P + "projection")
     total = len(view.means)
     with c2:
         caps = [c for c in (100, 200, 500, 1000, 2000, 5000) if c < total] + [total]
@@ -170,4 +80,4 @@ def render() -> None:
             "Points on the map", caps, value=min(total, 2000) if min(total, 2000) in caps else total,
             key=P + "cap", help=f"The map holds up to {total:,} test points in a fixed random order (a smaller "
             "cap is a subset of a larger one). Nothing is dropped silently: the count is shown under the map.")
-    _body(ckpt, view, proj, n)
+    _body(path, view, proj, n)

@@ -7,15 +7,18 @@ callbacks, which run before the script, so the map star, sliders and image agree
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import streamlit as st
-import torch
 
-from app.common import test_targets
+from app.components.latent_map import selected_index
 from app.views.latent_data import ModelView
-from app.views.latent_map import point_from_event
-from vae_core.checkpoints import Checkpoint
-from vae_core.latent import posterior_sample, prior_sample
+
+if TYPE_CHECKING:  # torch is imported only by the callbacks that need it: the map is drawn before it
+    import torch
+
+    from vae_core.checkpoints import Checkpoint
 
 P = "explorer_"
 SLIDER_RANGE = 3.0
@@ -31,7 +34,10 @@ def set_z(z) -> None:
 
 
 def select_point(ckpt: Checkpoint, test_index: int) -> None:
-    """Load the encoder mean of test example `test_index` into the sliders (map click, number input)."""
+    """Load the encoder mean of test example `test_index` into the sliders (number input)."""
+    import torch
+
+    from app.common import test_targets
     x = test_targets(ckpt)
     test_index = int(np.clip(test_index, 0, len(x) - 1))
     with torch.no_grad():
@@ -41,21 +47,32 @@ def select_point(ckpt: Checkpoint, test_index: int) -> None:
     set_z(mu[0].tolist())
 
 
-def reset_for(ckpt: Checkpoint, view: ModelView) -> None:
+def select_row(view: ModelView, row: int) -> None:
+    """Load map point `row` (its cached encoder mean, the value the browser already moved the
+    sliders to) into the sliders: no encoder pass, no torch."""
+    test_index = int(view.index[row])
+    st.session_state[P + "selected"] = test_index
+    st.session_state[P + "index"] = test_index
+    set_z(view.means[row].tolist())
+
+
+def reset_for(path: str, view: ModelView) -> None:
     """A newly opened model starts on its first map point."""
-    if st.session_state.get(P + "model") == ckpt.path and len(st.session_state.get(P + "z", [])) == view.latent_dim:
+    if st.session_state.get(P + "model") == path and len(st.session_state.get(P + "z", [])) == view.latent_dim:
         return
     for k in [k for k in st.session_state if k.startswith(P + "z")]:
         del st.session_state[k]
-    st.session_state[P + "model"] = ckpt.path
+    st.session_state[P + "model"] = path
     st.session_state[P + "draws"] = 0
-    select_point(ckpt, int(view.index[0]))
+    select_row(view, 0)
 
 
-def on_map_select(ckpt: Checkpoint) -> None:
-    idx = point_from_event(st.session_state.get(P + "map"))
-    if idx is not None:
-        select_point(ckpt, idx)
+def on_map_select(view: ModelView) -> None:
+    """The map's click callback (trigger `select`: the clicked test index)."""
+    idx = selected_index(P + "map")
+    row = view.row_of(idx) if idx is not None else None
+    if row is not None:
+        select_row(view, row)
 
 
 def on_index(ckpt: Checkpoint) -> None:
@@ -68,6 +85,7 @@ def on_slider() -> None:
 
 
 def _next_generator() -> torch.Generator:
+    import torch
     st.session_state[P + "draws"] = st.session_state.get(P + "draws", 0) + 1
     return torch.Generator().manual_seed(st.session_state[P + "draws"])
 
@@ -77,6 +95,7 @@ def on_zero() -> None:
 
 
 def on_prior() -> None:
+    from vae_core.latent import prior_sample
     set_z(prior_sample(len(st.session_state[P + "z"]), _next_generator()).tolist())
 
 
@@ -84,6 +103,10 @@ def on_posterior(ckpt: Checkpoint) -> None:
     idx = st.session_state.get(P + "selected")
     if idx is None:
         return
+    import torch
+
+    from app.common import test_targets
+    from vae_core.latent import posterior_sample
     x = test_targets(ckpt)[idx:idx + 1]
     with torch.no_grad():
         mu, logvar = ckpt.model.encode(x)

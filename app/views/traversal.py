@@ -7,7 +7,8 @@ import torch
 
 from app.common import current_checkpoint, test_targets
 from app.views.latent_data import model_view
-from app.views.latent_map import choose_projection, map_figure
+from app.views.latent_map import choose_projection
+from app.views.map_figure import map_figure
 from vae_core.images import png_bytes, tile, to_display
 from vae_core.latent import decode, lerp, slerp, traversal_grid
 

@@ -1,7 +1,7 @@
 """Explorer hover and the Upload / draw page in headless Chromium against `streamlit run app/main.py`
 (the shipped model).
 
-What AppTest cannot do: hover the plotly map (the image preview is drawn in the browser), draw on
+What AppTest cannot do: hover the canvas map (the image preview is drawn in the browser), draw on
 the canvas component, and hit the browser-side upload limit that streamlit_config.toml sets
 (server.maxUploadSize = 5 MB).
 """
@@ -47,28 +47,22 @@ def upload_page(app_and_browser):
     page.close()
 
 
-POINT_JS = """k => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
-    .find(g => g.layout && g.layout.meta === 'vae-latent-map');
-  const t = gd._fullData.find(d => d.customdata && d.customdata.length > k);
-  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-  return [r.left + xa._offset + xa.l2p(t.x[k]), r.top + ya._offset + ya.l2p(t.y[k])]; }"""
-
-
 def test_hovering_a_map_point_shows_its_image(app_and_browser):
-    from app.testing.browser import new_page
+    from app.testing.browser import map_points, new_page, wait_for_map
     server, browser = app_and_browser
     page = new_page(browser, 1400, 1100)
     try:
         page.goto(server.url + "/")
-        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
-                               ".some(g => g.layout && g.layout.meta === 'vae-latent-map' && g.__vaeHoverId)",
-                               timeout=120_000)
+        wait_for_map(page)  # the canvas map is drawn, and the sprite sheet of its thumbnails is registered:
+        page.wait_for_function("() => globalThis.__vaeSprites && globalThis.__vaeSprites.get('vae-latent-map')"
+                               " && globalThis.__vaeSprites.get('vae-latent-map').img.complete", timeout=120_000)
         text = page.locator("[data-testid=hover-preview-text]")  # locators pierce the shadow root
         canvas = page.locator("[data-testid=hover-preview-canvas]")
+        tip = page.locator("[data-testid=vae-map-tip]")
+        points = map_points(page, spacing_px=12)  # isolated points: the hover cannot pick a neighbour
         tc = read_metadata(default_checkpoint_path())["train_config"]
         targets = eval_targets(load_dataset(tc["dataset"]).x_test, tc["binarize"])  # what the map shows
-        for k in (3, 11):
-            x, y = page.evaluate(POINT_JS, k)
+        for x, y, want in (points[3], points[11]):
             page.mouse.move(x, y)
             page.mouse.move(x + 1, y)
             deadline = time.monotonic() + 30
@@ -76,7 +70,8 @@ def test_hovering_a_map_point_shows_its_image(app_and_browser):
                 assert time.monotonic() < deadline, "no hover preview"
                 time.sleep(0.1)
             idx = int(canvas.get_attribute("data-test-index"))
-            assert text.inner_text().startswith(f"test #{idx} ")
+            assert idx == want and text.inner_text().startswith(f"test #{idx} ")
+            assert tip.is_visible() and tip.inner_text().startswith(f"test #{idx} "), "the map's own tooltip"
             shown = np.array(canvas.evaluate(
                 "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"), np.float64)
             np.testing.assert_allclose(shown.reshape(28, 28, 4)[..., 0], np.round(targets[idx, 0].numpy() * 255),
