@@ -86,7 +86,8 @@ def _component_data(at: AppTest, name: str) -> dict:
     """The data a st.components.v2 component was mounted with in the last run."""
     for el in at.get("bidi_component"):
         if el.proto.component_name == name:
-            return json.loads(el.proto.json)
+            data = json.loads(el.proto.json)
+            return json.loads(data["json"]) if set(data) == {"json"} else data  # sent as one JSON string
     raise AssertionError(f"no {name} component on the page")
 
 

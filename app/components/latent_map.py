@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from typing import Callable
 
@@ -105,6 +106,8 @@ def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axe
             "n": int(min(n, payload["n_total"])), "proj": projection, "classes": classes, "axes": list(axes),
             "selected": None if selected is None else int(selected),
             "z": None if z is None else [float(v) for v in z], "z_range": float(z_range), "height": int(height)}
-    _COMPONENT(key=key, data=data, on_select_change=on_select or (lambda: None),
+    # One JSON string, not a dict of lists: Streamlit checks every non-scalar top-level value for a
+    # dataframe, which imports pandas (~0.5 s) on the first paint.
+    _COMPONENT(key=key, data={"json": json.dumps(data)}, on_select_change=on_select or (lambda: None),
                on_need_points_change=lambda: _forget_sent(sent_key))
     st.session_state[sent_key] = payload["id"]

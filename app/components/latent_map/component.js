@@ -380,7 +380,8 @@ function fmt(v) {
 }
 
 export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
+  const { parentElement, setTriggerValue } = component;
+  const data = component.data && typeof component.data.json === "string" ? JSON.parse(component.data.json) : component.data;
   const root = parentElement.querySelector(".vae-map");
   if (!root || !data) return;
   const inst = (root.__vaeMap ??= new LatentMap(root));
