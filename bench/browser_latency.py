@@ -187,35 +187,61 @@ def bench_click(page, clicks: int) -> list[list]:
              f"{missed} clicks changed nothing (same point / missed)"]]
 
 
-_DECODED_SRC = """() => {
-  const fig = [...document.querySelectorAll('[data-testid=stImage]')]
-    .find(e => /decoded/.test(e.textContent));
-  return fig ? fig.querySelector('img').src : null;
+# The server-decoded image as the page shows it: the decoder component's canvas (in a shadow root)
+# read back, as a short hash of its pixels, with the hook's frame count and the z it says they were
+# decoded from, and the value of slider d.
+_DECODED_SRC = """(d = 0) => {
+  const find = sel => document.querySelector(sel) || [...document.querySelectorAll('*')]
+    .map(e => e.shadowRoot && e.shadowRoot.querySelector(sel)).find(Boolean);
+  const els = window.__benchDecoderEls;
+  if (!els || !els.canvas.isConnected || !els.slider.isConnected)
+    window.__benchDecoderEls = {canvas: find('[data-testid=vae-decoder-canvas]'),
+                                slider: find(`[data-testid=vae-decoder-slider-${d}]`)};
+  const {canvas, slider} = window.__benchDecoderEls, h = window.__vaeDecoder;
+  if (!canvas || !slider || !h || h.mode !== 'server' || !h.frames) { window.__benchDecoderEls = null; return null; }
+  const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let hash = 0;
+  for (let i = 0; i < px.length; i++) hash = (hash * 31 + px[i]) | 0;
+  return {frames: h.frames, z: h.z, pixels: hash, value: parseFloat(slider.value)};
 }"""
 
 
 def bench_server_decode(page, steps: int) -> list[list]:
-    """Keyboard steps (0.05) on the first latent slider that is not collapsed; new decoded image."""
-    from app.testing.browser import percentiles
+    """Keyboard steps (ArrowRight/Left, 0.01) on the first active latent slider of the server-mode
+    decoder component; each step waits until the canvas shows the image decoded from the slider's
+    new z (hook z equal to the slider value, a new frame painted)."""
+    from app.testing.browser import hook, percentiles, slider
     page.wait_for_function(f"() => ({_DECODED_SRC})() !== null")
-    sliders = page.locator("[data-testid=stSlider]")
-    labels = sliders.all_inner_texts()
-    dims = [i for i, t in enumerate(labels) if t.lstrip().startswith("z") and "collapsed" not in t]
-    thumb = sliders.nth(dims[0] if dims else 1).locator("input[type=range]")
-    lat, missed = [], 0
+    inactive = page.locator("[data-testid^=vae-decoder-row-]").evaluate_all("els => els.map(e => e.dataset.inactive === 'true')")
+    dim = inactive.index(False) if False in inactive else 0
+    thumb = page.locator(slider(dim))
+    thumb.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    h0 = hook(page)
+    lat, missed, same = [], 0, 0
     for i in range(steps):
-        before = page.evaluate(_DECODED_SRC)
+        before = page.evaluate(_DECODED_SRC, dim)
         thumb.focus()
         t0 = time.perf_counter()
         page.keyboard.press("ArrowRight" if (i // 20) % 2 == 0 else "ArrowLeft")
-        try:
-            page.wait_for_function(f"b => ({_DECODED_SRC})() !== b", arg=before, timeout=10_000)
+        try:  # a new frame, decoded from the z the slider now shows
+            page.wait_for_function(f"""([b, d]) => {{ const now = ({_DECODED_SRC})(d);
+              return now && now.frames > b.frames && now.value !== b.value && now.z[d] === now.value; }}""",
+                                   arg=[before, dim], timeout=10_000)
             lat.append((time.perf_counter() - t0) * 1000)
+            same += page.evaluate(_DECODED_SRC, dim)["pixels"] == before["pixels"]
         except Exception:
             missed += 1
+    h = hook(page)
     p = percentiles(lat) if lat else {"n": 0, "p50": float("nan"), "p95": float("nan")}
-    return [["conv model, server decode: slider key step -> new image (target p95 <= 150 ms)", p["n"], p["p50"],
-             p["p95"], f"{missed} steps without a new image"]]
+    rows = [["conv model, server decode: slider key step -> its image painted (target p95 <= 150 ms)", p["n"],
+             p["p50"], p["p95"], f"{missed} steps timed out, {same} left the pixels unchanged"]]
+    rt = h["roundTripMs"][-(h["sent"] - h0["sent"]):] if h["sent"] > h0["sent"] else []
+    if rt:
+        q = percentiles(rt)
+        rows.append(["  z sent -> image painted (component hook)", q["n"], q["p50"], q["p95"],
+                     f"{h['sent'] - h0['sent']} requests, {h['lost'] - h0['lost']} lost"])
+    return rows
 
 
 def main():

@@ -91,11 +91,22 @@ def _component_data(at: AppTest, name: str) -> dict:
     raise AssertionError(f"no {name} component on the page")
 
 
-def _image_url(at: AppTest, caption: str) -> str:
-    for img in at.get("image"):
-        if any(caption in c for c in img.captions):
-            return img.value[0]
-    raise AssertionError(f"no image captioned {caption!r}")
+def _server_decoded(at: AppTest) -> tuple[list, np.ndarray]:
+    """z and the image (H, W, C) uint8 the decoder component was given in server mode."""
+    data = _component_data(at, "vae_latent_decoder")
+    img = data["image"]  # server mode: the pixels come with the data, no st.image
+    raw = np.frombuffer(base64.b64decode(img["pixels"]), np.uint8)
+    return data["z"], raw.reshape(img["height"], img["width"], img["channels"])
+
+
+def _pytorch_image(path: str, z) -> np.ndarray:
+    """E[x|z] decoded here, (H, W, C) in 0..255 (a flat MLP output shown as a square)."""
+    from vae_core.checkpoints import load_checkpoint
+    from vae_core.images import to_display
+    ck = load_checkpoint(path)
+    with torch.no_grad():
+        a = to_display(ck.model.decode_mean(torch.tensor([z]))[0], ck.model_config.input_shape)
+    return (a[..., None] if a.ndim == 2 else a) * 255
 
 
 @pytest.mark.parametrize("module", ["explorer", "elbo", "traversal", "upload", "train"])
@@ -108,32 +119,46 @@ def test_every_page_runs_without_exceptions(use_cache, module, k):
 
 
 def test_explorer_slider_change_changes_the_decoded_image(use_cache):
-    at = _app("explorer", _ckpt_path(use_cache, 3))
-    live = [t for t in at.toggle if t.key == "explorer_live"]
-    if live:  # the in-browser decoder cannot run here: use the server-side sliders
-        live[0].set_value(False).run()
+    """MLP with the in-browser toggle off: the server decodes each z the sliders send."""
+    path = _ckpt_path(use_cache, 3)
+    at = _app("explorer", path)
+    assert "weights_id" in _component_data(at, "vae_latent_decoder")  # in the browser by default
+    at.toggle(key="explorer_live").set_value(False).run()
     _no_exception(at)
-    before_url = _image_url(at, "decoded E[x|z]")
+    z, before = _server_decoded(at)
+    assert z == at.session_state["explorer_z"]
+    np.testing.assert_allclose(before, _pytorch_image(path, z), atol=0.51)  # 8-bit rounding only
+    new = [2.5 if z[0] < 2 else -2.5] + z[1:]
+    at.session_state["explorer_z"] = new  # what the release callback stores
     at.run()
-    assert _image_url(at, "decoded E[x|z]") == before_url  # same z, same image (URLs hash the content)
-    s = at.slider(key="explorer_z0")
-    new = 2.5 if s.value < 2 else -2.5
-    s.set_value(new).run()
     _no_exception(at)
-    assert at.session_state["explorer_z"][0] == pytest.approx(new)
-    assert _image_url(at, "decoded E[x|z]") != before_url
+    z, after = _server_decoded(at)
+    assert z == new and not np.array_equal(after, before)
+    np.testing.assert_allclose(after, _pytorch_image(path, new), atol=0.51)
 
 
 def test_conv_models_decode_on_the_server(use_cache):
-    at = _app("explorer", _ckpt_path(use_cache, "conv"))
+    path = _ckpt_path(use_cache, "conv")
+    at = _app("explorer", path)
     _no_exception(at)
     assert not [t for t in at.toggle if t.key == "explorer_live"]  # no browser decoding for conv decoders
-    before = _image_url(at, "decoded E[x|z]")
-    kl = {s.key: float(s.label.split("KL ")[1].split(" ")[0]) for s in at.slider if s.key.startswith("explorer_z")}
-    s = at.slider(key=max(kl, key=kl.get))  # the most informative dim
-    s.set_value(-3.0 if s.value > 0 else 3.0).run()
+    assert not [s for s in at.slider if s.key.startswith("explorer_z")]  # the component's sliders instead
+    z, before = _server_decoded(at)
+    np.testing.assert_allclose(before, _pytorch_image(path, z), atol=0.51)
+    kl = _component_data(at, "vae_latent_decoder")["labels"]
+    d = int(np.argmax([float(t.split("KL ")[1].split(" ")[0]) for t in kl]))  # the most informative dim
+    new = list(z)
+    new[d] = -3.0 if z[d] > 0 else 3.0
+    at.session_state["explorer_z"] = new  # what the release callback stores
+    at.run()
     _no_exception(at)
-    assert _image_url(at, "decoded E[x|z]") != before
+    z2, after = _server_decoded(at)
+    assert z2 == new and not np.array_equal(after, before)
+    np.testing.assert_allclose(after, _pytorch_image(path, new), atol=0.51)
+    at.button(key="explorer_btn_zero").click().run()  # a z button: the image follows
+    z3, zero = _server_decoded(at)
+    assert z3 == [0.0] * 4
+    np.testing.assert_allclose(zero, _pytorch_image(path, z3), atol=0.51)
 
 
 def test_explorer_point_selection_loads_its_mean_into_the_sliders(use_cache):

@@ -1,12 +1,18 @@
-"""latent_decoder's Python side without a browser: what each rerun sends, and when sliders may move."""
+"""latent_decoder's Python side without a browser: what each rerun sends, and when sliders may move;
+server mode: the pixels sent are PyTorch's decode of z."""
 from __future__ import annotations
 
+import base64
 import json
 
+import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
-from app.components.latent_decoder import _z_revision
+from app.components.latent_decoder import _z_revision, image_data
+from vae_core.config import ModelConfig
+from vae_core.model import VAE
 
 
 _SCRIPT = """
@@ -67,3 +73,83 @@ def test_z_revision_moves_sliders_only_for_new_values_from_python():
     sync["released"].append([0.5, 0.0])
     assert _z_revision(sync, [-1.0, -1.0]) == 3        # map click while a release was in flight
     assert sync["released"] == []
+
+
+# Server mode: a conv VAE decodes on the server; the component gets the pixels as data.
+_SERVER_SCRIPT = """
+import streamlit as st
+import torch
+
+from app.components.latent_decoder import server_decoder
+from vae_core.config import ModelConfig
+from vae_core.images import to_display
+from vae_core.model import VAE
+
+torch.manual_seed(0)
+model = VAE(ModelConfig(input_shape={shape}, latent_dim=3, arch="conv", hidden=(8,), conv_channels=(4, 8)))
+with torch.no_grad():
+    for p in model.decoder.parameters():
+        p.mul_(4.0)  # wider logits: contrast in the image
+z = st.session_state.setdefault("z", [0.5, -1.0, 2.0])
+with torch.no_grad():
+    img = to_display(model.decode_mean(torch.tensor([z]))[0], model.cfg.input_shape)
+server_decoder(img, z, ["a", "b", "c"], [False, True, False], key="dec", preview_ms={preview_ms})
+"""
+
+
+def _server_app(shape=(1, 28, 28), preview_ms=100) -> AppTest:
+    return AppTest.from_string(_SERVER_SCRIPT.format(shape=shape, preview_ms=preview_ms), default_timeout=60)
+
+
+def shown_pixels(data: dict) -> np.ndarray:
+    """The image the component was sent, (H, W, C) uint8."""
+    img = data["image"]
+    raw = np.frombuffer(base64.b64decode(img["pixels"]), np.uint8)
+    return raw.reshape(img["height"], img["width"], img["channels"])
+
+
+def pytorch_pixels(shape, z) -> np.ndarray:
+    """E[x|z] of the script's seeded model, decoded here in float64, as (H, W, C) in 0..255."""
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(input_shape=shape, latent_dim=3, arch="conv", hidden=(8,), conv_channels=(4, 8)))
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(4.0)
+        mean = model.double().decode_mean(torch.tensor([z], dtype=torch.float64))[0].clamp(0, 1).numpy()
+    return mean.transpose(1, 2, 0) * 255  # (C, H, W) -> (H, W, C)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_server_mode_sends_the_pytorch_decode_of_z(shape):
+    at = _server_app(shape).run()
+    assert not at.exception
+    first = sent(at)
+    assert "weights_id" not in first and first["preview_ms"] == 100
+    assert first["labels"] == ["a", "b", "c"] and first["inactive"] == [False, True, False]
+    got, want = shown_pixels(first), pytorch_pixels(shape, [0.5, -1.0, 2.0])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=0.51)  # 8-bit rounding only
+    assert want.std() > 20, "the test model decodes to a flat image; the comparison would prove little"
+    at.session_state["z"] = [-2.0, 0.0, 1.0]  # what the release callback does
+    at.run()
+    second = sent(at)
+    assert second["z"] == [-2.0, 0.0, 1.0] and second["z_rev"] == first["z_rev"] + 1
+    np.testing.assert_allclose(shown_pixels(second), pytorch_pixels(shape, [-2.0, 0.0, 1.0]), atol=0.51)
+    assert not np.array_equal(shown_pixels(second), got)
+
+
+def test_server_mode_without_drag_previews():
+    at = _server_app(preview_ms=None).run()
+    assert not at.exception and sent(at)["preview_ms"] is None
+
+
+@pytest.mark.parametrize("img, match", [(np.zeros((2, 3, 4)), "image must be"), (np.zeros(5), "image must be")])
+def test_image_data_rejects_other_shapes(img, match):
+    with pytest.raises(ValueError, match=match):
+        image_data(img)
+
+
+def test_image_data_rounds_and_clips():
+    got = image_data(np.array([[0.0, 0.5, 1.0, 1.5, -0.2, 0.999]]))
+    assert (got["height"], got["width"], got["channels"]) == (1, 6, 1)
+    assert list(base64.b64decode(got["pixels"])) == [0, 128, 255, 255, 0, 255]

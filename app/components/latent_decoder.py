@@ -1,13 +1,19 @@
-"""Latent sliders whose image is decoded in the browser while a slider is dragged.
+"""Latent sliders (plain HTML range inputs in one st.components.v2 component) and the decoded image.
 
-Streamlit sliders only rerun on release; this st.components.v2 component runs the MLP decoder in
-JS (latent_decoder/decode.mjs) on every slider `input` event, one decode per animation frame,
-and reports z to Python on release. Usage from a page:
+Browser mode, for MLP decoders: the decoder runs in JS (latent_decoder/decode.mjs) on every slider
+`input` event, one decode per animation frame, and z goes to Python on release:
 
-    weights = browser_weights(ckpt)            # None for conv decoders: decode on the server
+    weights = browser_weights(ckpt)            # None for conv decoders: use server_decoder
     new_z = latent_decoder(weights, z, labels, inactive, key="explorer_decoder")
     if new_z is not None:                       # the user released a slider this run
         st.session_state["explorer_z"] = new_z
+
+Server mode, for decoders that cannot run in the browser: the same sliders send z on release (and,
+while dragging, at most every preview_ms with one request in flight); Python decodes that z and
+passes the image's pixels back as component data, so there is no st.image media fetch and no
+Streamlit slider widgets to re-render:
+
+    new_z = server_decoder(to_display(decode(model, z), shape), z, labels, inactive, key=...)
 
 The decoder weights (~1.7 MB for 16-400-784) go to the browser once per session and model: later
 reruns send only their id; the browser keeps parsed weights per id, and asks again via the
@@ -15,11 +21,13 @@ reruns send only their id; the browser keeps parsed weights per id, and asks aga
 """
 from __future__ import annotations
 
+import base64
 import math
 import os
 from functools import partial
 from typing import Callable, Sequence
 
+import numpy as np
 import streamlit as st
 
 from vae_core.browser import decoder_payload, supports_browser_decoding
@@ -98,6 +106,28 @@ def _as_z(z, k: int, what: str) -> list[float]:
     return vals
 
 
+def _checked(z, labels, inactive, k: int) -> tuple[list[float], list[str], list[bool]]:
+    z = _as_z(z, k, "z")
+    labels, inactive = [str(s) for s in labels], [bool(b) for b in inactive]
+    if len(labels) != k or len(inactive) != k:
+        raise ValueError(f"labels ({len(labels)}) and inactive ({len(inactive)}) need one entry per "
+                         f"latent dim ({k})")
+    return z, labels, inactive
+
+
+def _z_rev(key: str, z: list[float], k: int) -> int:
+    """The slider revision for z (see _z_revision), after recording this run's release if any.
+
+    A release is visible before the mount (callers may already have stored it in a callback):
+    it is recorded first so that z, if it is that release, counts as an echo.
+    """
+    sync = st.session_state.setdefault(f"{key}__sync", {"z": None, "rev": 0, "released": []})
+    released = _valid_z(_pending_release(key), k)
+    if released is not None:
+        sync["released"] = (sync["released"] + [released])[-8:]
+    return _z_revision(sync, z)
+
+
 def latent_decoder(weights: dict, z: Sequence[float], labels: Sequence[str], inactive: Sequence[bool],
                    key: str, height: int = 224, on_change: Callable[[], None] | None = None
                    ) -> list[float] | None:
@@ -111,23 +141,47 @@ def latent_decoder(weights: dict, z: Sequence[float], labels: Sequence[str], ina
     Returns the z the user released a slider at during this run, else None.
     """
     k = int(weights["latent_dim"])
-    z = _as_z(z, k, "z")
-    labels, inactive = [str(s) for s in labels], [bool(b) for b in inactive]
-    if len(labels) != k or len(inactive) != k:
-        raise ValueError(f"labels ({len(labels)}) and inactive ({len(inactive)}) need one entry per "
-                         f"latent dim ({k})")
+    z, labels, inactive = _checked(z, labels, inactive, k)
     sent_key = f"{key}__weights_sent"
     send = st.session_state.get(sent_key) != weights["id"]
-    sync = st.session_state.setdefault(f"{key}__sync", {"z": None, "rev": 0, "released": []})
-    # A release is visible before the mount (callers may already have stored it in a callback):
-    # record it first so that z, if it is that release, counts as an echo.
-    released = _valid_z(_pending_release(key), k)
-    if released is not None:
-        sync["released"] = (sync["released"] + [released])[-8:]
     data = {"key": key, "weights_id": weights["id"], "weights": weights if send else None,
-            "z": z, "z_rev": _z_revision(sync, z), "labels": labels, "inactive": inactive,
+            "z": z, "z_rev": _z_rev(key, z, k), "labels": labels, "inactive": inactive,
             "height": int(height)}
     result = _COMPONENT(key=key, data=data, on_z_change=on_change or (lambda: None),
                         on_need_weights_change=partial(_forget_sent, sent_key))
     st.session_state[sent_key] = weights["id"]
+    return _valid_z(result.get("z"), k)
+
+
+def image_data(img) -> dict:
+    """A display image (H, W) grey or (H, W, 3) RGB in [0, 1] -> the component's pixels:
+    {height, width, channels, pixels: base64 of uint8 (H, W, C) row-major, round(255 v)}."""
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3):
+        raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {np.shape(img)}")
+    u8 = (np.clip(np.nan_to_num(a), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return {"height": int(a.shape[0]), "width": int(a.shape[1]), "channels": int(a.shape[2]),
+            "pixels": base64.b64encode(u8.tobytes()).decode("ascii")}
+
+
+def server_decoder(image, z: Sequence[float], labels: Sequence[str], inactive: Sequence[bool], key: str,
+                   height: int = 224, on_change: Callable[[], None] | None = None,
+                   preview_ms: int | None = 100) -> list[float] | None:
+    """The same sliders as latent_decoder, showing an image decoded on the server.
+
+    image: E[x|z] for this z as a display array, (H, W) grey or (H, W, 3) RGB in [0, 1]
+    (vae_core.images.to_display). z, labels, inactive, key, height, on_change: as latent_decoder;
+    on_change also runs for drag previews. preview_ms: while a slider is dragged, send z at most
+    this often (one request in flight at a time); None: only on release.
+    Returns the z the browser sent during this run, else None.
+    """
+    k = len(z)
+    z, labels, inactive = _checked(z, labels, inactive, k)
+    data = {"key": key, "image": image_data(image), "z": z, "z_rev": _z_rev(key, z, k), "labels": labels,
+            "inactive": inactive, "height": int(height),
+            "preview_ms": None if preview_ms is None else int(preview_ms)}
+    result = _COMPONENT(key=key, data=data, on_z_change=on_change or (lambda: None),
+                        on_need_weights_change=lambda: None)
     return _valid_z(result.get("z"), k)

@@ -1,48 +1,83 @@
 """Explorer: the decoder panel (z buttons, one slider per latent dim, the decoded image) and z downloads.
 
-MLP decoders run in the browser (app.components.latent_decoder) so the image follows a drag;
-other decoders decode on the server when a slider is released.
+Both modes use the sliders of app.components.latent_decoder. MLP decoders run in the browser, so the
+image follows a drag frame by frame; other decoders (or the toggle off) decode on the server: the
+component sends z on release and, while dragging, at most every PREVIEW_MS with one request in
+flight; the _decoder fragment, rerun alone by that, decodes z and hands the pixels to the component
+(no st.image media fetch, no Streamlit slider widgets).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 
 import streamlit as st
 import torch
 
-from app.views.breakdown import show_image
-from app.views.explorer_state import (P, SLIDER_RANGE, on_decoder_release, on_posterior, on_prior, on_slider,
-                                      on_zero)
+from app.components.latent_decoder import browser_weights, latent_decoder, server_decoder
+from app.views.explorer_state import P, on_decoder_release, on_posterior, on_prior, on_zero
 from app.views.latent_data import ModelView
 from vae_core.checkpoints import Checkpoint
 from vae_core.images import png_bytes, to_display
 from vae_core.latent import decode
 
+PREVIEW_MS = 100  # server decoding: at most one z per this many ms while a slider is dragged
 
-def _browser_decoder():
-    """(latent_decoder, browser_weights) when the in-browser component is available, else None."""
+
+@contextlib.contextmanager
+def _one_thread():
+    """One z decodes in ~1 ms on a single thread. With torch's intra-op pool every op waits at a
+    barrier for its worker threads, which a busy machine (the browser, other sessions) may not
+    schedule at once: measured 50-130 ms per conv decode in the server on 2 loaded cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        from app.components.latent_decoder import browser_weights, latent_decoder
-    except Exception:  # the component is optional: fall back to server-side sliders
-        return None
-    return latent_decoder, browser_weights
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _download_box() -> dict:
+    """{"z": ...} read by the download buttons when clicked: a release reruns only _decoder, not the
+    buttons, so they must not keep the z they were drawn with."""
+    return st.session_state.setdefault(P + "download_z", {})
 
 
 def z_downloads(ckpt: Checkpoint, z: list) -> None:
     """Made only when clicked (deferred data): a release does not pay for an 8x PNG."""
+    box = _download_box()
+    box["z"] = list(z)
+
     def png() -> bytes:
-        return png_bytes(to_display(decode(ckpt.model, torch.tensor(z)), ckpt.model_config.input_shape), scale=8)
+        x = decode(ckpt.model, torch.tensor(box["z"]))
+        return png_bytes(to_display(x, ckpt.model_config.input_shape), scale=8)
     cols = st.columns(2)
     cols[0].download_button("⬇ decoded image (PNG)", png, "decoded.png", "image/png",
                             on_click="ignore", key=P + "dl_png", width="stretch")
-    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": ckpt.path, "z": z}, indent=1),
+    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": ckpt.path, "z": box["z"]}, indent=1),
                             "z.json", "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
 
 
-def decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
+@st.fragment
+def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
+    """The sliders and the image alone: a release (or a drag preview) reruns only this fragment,
+    a few ms of server work and one element for the browser to update. weights: decode in the
+    browser (MLP payload), or None: decode here."""
     z = st.session_state[P + "z"]
     labels, flags = view.slider_labels(), view.collapsed
+    release = functools.partial(on_decoder_release, P + "decoder")
+    if weights is not None:
+        latent_decoder(weights, z, labels, flags, key=P + "decoder", height=224, on_change=release)
+    else:
+        with torch.no_grad(), _one_thread():
+            img = to_display(decode(ckpt.model, torch.tensor(z)), ckpt.model_config.input_shape)  # (H, W[, 3])
+        server_decoder(img, z, labels, flags, key=P + "decoder", height=224, on_change=release,
+                       preview_ms=PREVIEW_MS)
+    _download_box()["z"] = list(z)
+
+
+def decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
     b = st.columns(3)
     b[0].button("z = 0", on_click=on_zero, key=P + "btn_zero", width="stretch",
                 help="the prior's mean")
@@ -52,27 +87,16 @@ def decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
     b[2].button("🎯 posterior sample", on_click=on_posterior, args=(ckpt,), key=P + "btn_post",
                 width="stretch", disabled=sel is None,
                 help=f"z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first")
-    comp = _browser_decoder()
-    weights = comp[1](ckpt) if comp is not None else None
+    weights = browser_weights(ckpt)
     live = weights is not None and st.toggle(
         "Decode in the browser while dragging", value=True, key=P + "live",
         help="The MLP decoder runs in your browser, so the image follows the slider as you drag. "
-             "Off: sliders decode on the server when released.")
-    if live:
-        comp[0](weights, z, labels, flags, key=P + "decoder", height=224,
-                on_change=functools.partial(on_decoder_release, P + "decoder"))
-    else:
-        img = decode(ckpt.model, torch.tensor(z))
-        show_image(img, ckpt, "decoded E[x|z]", 224)
-        cols = st.columns(2)
-        for i in range(view.latent_dim):
-            if f"{P}z{i}" not in st.session_state:
-                st.session_state[f"{P}z{i}"] = z[i]
-            cols[i % 2].slider(labels[i], -SLIDER_RANGE, SLIDER_RANGE, step=0.05, key=f"{P}z{i}",
-                               on_change=on_slider,
-                               help="collapsed: this dim's KL < 0.01 nats or its mean barely varies, "
-                                    "so the decoder ignores it" if flags[i] else None)
-    n_coll = sum(flags)
+             "Off: the server decodes, as for conv decoders.")
+    _decoder(ckpt, view, weights if live else None)
+    if not live:
+        st.caption("Decoded on the server: while you drag, the image follows at the server's pace (one "
+                   f"decode at a time, at most every {PREVIEW_MS} ms); on release it shows the final z.")
+    n_coll = sum(view.collapsed)
     if n_coll:
         st.caption(f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < 0.01 nats or inactive): "
                    "moving them changes little.")

@@ -1,6 +1,8 @@
-"""The latent_decoder component in real headless Chromium (tests/browser/component_app.py)."""
+"""The latent_decoder component in real headless Chromium (tests/browser/component_app.py): decoding
+in the browser (MLP) and on the server (conv decoders; pixels passed as component data)."""
 from __future__ import annotations
 
+import time
 import urllib.parse
 
 import numpy as np
@@ -9,7 +11,9 @@ import torch
 
 from app.testing.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
                                  slider, slider_values, wait_for_frames)
-from vae_core.checkpoints import load_checkpoint
+from vae_core.checkpoints import load_checkpoint, save_checkpoint
+from vae_core.config import ModelConfig, TrainConfig
+from vae_core.model import VAE
 
 pytestmark = pytest.mark.browser
 
@@ -159,3 +163,130 @@ def test_decoding_is_throttled_to_animation_frames(page, component_server, tiny_
     assert h["frames"] == frames + 1
     assert h["z"][3] == pytest.approx(-0.01)
     np.testing.assert_allclose(shown_rgb(page), expected_rgba(path, h["z"]), atol=1.0)
+
+
+# --- server mode (conv decoders; MLPs with the in-browser toggle off) ---------------------------------
+
+@pytest.fixture(scope="module")
+def conv_checkpoints(tmp_path_factory):
+    """Untrained seeded conv VAEs, which cannot decode in the browser: grey 28x28 and RGB 32x32."""
+    folder = tmp_path_factory.mktemp("conv")
+    out = {}
+    for name, shape, like in [("grey", (1, 28, 28), "bernoulli"), ("rgb", (3, 32, 32), "continuous-bernoulli")]:
+        torch.manual_seed(3)
+        model = VAE(ModelConfig(input_shape=shape, latent_dim=4, arch="conv", hidden=(16,), conv_channels=(4, 8),
+                                likelihood=like))
+        with torch.no_grad():
+            for p in model.decoder.parameters():
+                p.mul_(4.0)  # wider logits: visible contrast in the decoded image
+        out[name] = save_checkpoint(str(folder / f"{name}.safetensors"), model,
+                                    TrainConfig(dataset="digits", epochs=1))
+    return out
+
+
+def open_server_mode(page, server, ckpt: str, preview_ms: int = 100) -> None:
+    page.goto(f"{server.url}/?server=1&preview_ms={preview_ms}&ckpt={urllib.parse.quote(ckpt)}")
+    page.wait_for_function("() => window.__vaeDecoder && window.__vaeDecoder.mode === 'server' "
+                           "&& window.__vaeDecoder.frames >= 1")
+
+
+def server_expected(ckpt_path: str, z: list[float]) -> np.ndarray:
+    """PyTorch's E[x|z] as the server computes it (float32), as (H, W, 3) bytes."""
+    model = load_checkpoint(ckpt_path).model
+    with torch.no_grad():
+        mean = model.decode_mean(torch.tensor([z])).clamp(0, 1)[0].numpy()  # (C, H, W)
+    img = np.repeat(mean, 3, axis=0) if mean.shape[0] == 1 else mean[:3]
+    return np.round(img.transpose(1, 2, 0) * 255)
+
+
+def wait_for_image_of_sliders(page) -> list[float]:
+    """Until the painted image is the one decoded from the z the sliders show; that z."""
+    page.wait_for_function("""() => { const h = window.__vaeDecoder, s = [...document.querySelectorAll('*')]
+        .map(e => e.shadowRoot).filter(Boolean).flatMap(r => [...r.querySelectorAll('[data-testid^=vae-decoder-slider-]')]);
+      return s.length && s.every((el, i) => parseFloat(el.value) === h.z[i]); }""")
+    return hook(page)["z"]
+
+
+@pytest.mark.parametrize("kind", ["conv-grey", "conv-rgb", "mlp-grey"])
+def test_server_mode_first_image_matches_pytorch(page, component_server, conv_checkpoints, tiny_checkpoints, kind):
+    path = conv_checkpoints[kind[5:]] if kind.startswith("conv") else tiny_checkpoints[kind[4:]]
+    open_server_mode(page, component_server, path)
+    assert hook(page)["z"] == [0.0] * 4
+    want = server_expected(path, [0.0] * 4)
+    np.testing.assert_allclose(shown_rgb(page), want, atol=1.0)
+    assert want.std() > 10, "test model decodes to a flat image; the comparison would prove little"
+    assert page.locator("[data-testid=vae-decoder-status]").inner_text().startswith("decoded on the server")
+
+
+def test_server_mode_key_steps_show_each_new_z(page, component_server, conv_checkpoints):
+    path = conv_checkpoints["grey"]
+    open_server_mode(page, component_server, path)
+    images = [shown_rgb(page)]
+    page.locator(slider(1)).focus()
+    for _ in range(3):
+        frames = hook(page)["frames"]
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("n => window.__vaeDecoder.frames > n", arg=frames)
+        z = wait_for_image_of_sliders(page)
+        images.append(shown_rgb(page))
+        np.testing.assert_allclose(images[-1], server_expected(path, z), atol=1.0)
+    assert z == pytest.approx([0.0, 0.03, 0.0, 0.0])
+    assert len({img.tobytes() for img in images}) == 4
+    assert hook(page)["sent"] == 3, "one request per key step (its input and change events share it)"
+    wait_for_python_state(page, sum(z))
+
+
+def test_server_mode_image_follows_a_drag_at_server_pace(page, component_server, conv_checkpoints):
+    """While the mouse is down, previews at most every 100 ms, one in flight; the release is exact."""
+    path = conv_checkpoints["grey"]
+    open_server_mode(page, component_server, path, preview_ms=100)
+    box = page.locator(slider(2)).bounding_box()
+    y, x0, w = box["y"] + box["height"] / 2, box["x"] + 8, box["width"] - 16
+    h0 = hook(page)
+    page.mouse.move(x0 + w / 2, y)
+    page.mouse.down()
+    t0 = time.perf_counter()
+    for i in range(1, 31):  # ~1.5 s of dragging right
+        page.mouse.move(x0 + w * (0.5 + 0.45 * i / 30), y)
+        page.wait_for_timeout(50)
+    during, elapsed = hook(page), time.perf_counter() - t0
+    page.mouse.up()
+    assert during["frames"] - h0["frames"] >= 3, "the image must follow the drag"
+    assert during["sent"] - h0["sent"] <= elapsed / 0.1 + 1, "previews at most every preview_ms"
+    assert during["lost"] == 0
+    z = wait_for_image_of_sliders(page)
+    assert z[2] > 2.0
+    np.testing.assert_allclose(shown_rgb(page), server_expected(path, z), atol=1.0)
+    wait_for_python_state(page, sum(z))
+
+
+def test_server_mode_without_previews_decodes_on_release_only(page, component_server, conv_checkpoints):
+    path = conv_checkpoints["grey"]
+    open_server_mode(page, component_server, path, preview_ms=0)
+    box = page.locator(slider(0)).bounding_box()
+    y, x0, w = box["y"] + box["height"] / 2, box["x"] + 8, box["width"] - 16
+    h0 = hook(page)
+    page.mouse.move(x0 + w / 2, y)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(x0 + w * (0.5 - 0.04 * i), y)
+        page.wait_for_timeout(50)
+    assert hook(page)["sent"] == h0["sent"] and hook(page)["frames"] == h0["frames"]
+    page.mouse.up()
+    z = wait_for_image_of_sliders(page)
+    assert hook(page)["sent"] == h0["sent"] + 1 and z[0] < -1.0
+    np.testing.assert_allclose(shown_rgb(page), server_expected(path, z), atol=1.0)
+
+
+def test_server_mode_z_from_python_moves_sliders(page, component_server, conv_checkpoints):
+    path = conv_checkpoints["rgb"]
+    open_server_mode(page, component_server, path)
+    page.get_by_role("button", name="point").click()
+    want = torch.linspace(-2, 2, 4).tolist()
+    page.wait_for_function("w => window.__vaeDecoder.z.every((v, i) => Math.abs(v - w[i]) < 1e-6)", arg=want)
+    assert slider_values(page) == pytest.approx(want, abs=0.006)
+    np.testing.assert_allclose(shown_rgb(page), server_expected(path, want), atol=1.0)
+    page.get_by_role("button", name="zero").click()
+    page.wait_for_function("() => window.__vaeDecoder.z.every(v => v === 0)")
+    assert slider_values(page) == [0.0] * 4
+    np.testing.assert_allclose(shown_rgb(page), server_expected(path, [0.0] * 4), atol=1.0)
