@@ -12,6 +12,7 @@ Torch-free, for a first paint before torch is loaded (importing this module load
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,12 @@ def load_model(path: str, mtime: float) -> Checkpoint:
     """Keyed on (path, mtime) so a re-written file is reloaded."""
     import torch
     torch.set_grad_enabled(True)
-    return load_checkpoint(path)
+    ckpt = load_checkpoint(path)
+    # torch's modules and the model live as long as the server: move everything alive now out of the
+    # cyclic collector's sight, so its full passes stop walking ~300k objects (~200 ms on 2 cores).
+    # Frozen objects are still freed by reference counting when their last reference goes.
+    gc.freeze()
+    return ckpt
 
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=4)

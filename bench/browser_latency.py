@@ -22,22 +22,15 @@ import time
 
 import benchlib as bl
 
-# data points plotted on the first map: plotly's per-trace point count (_length) of the traces that
-# carry customdata (the label traces; overlays carry none). Works for SVG scatter and WebGL
-# scattergl (> 3000 points), whose calcdata is not one entry per point.
-MAP_COUNT = """() => {
-  const gd = document.querySelector('.js-plotly-plot');
-  if (!gd || !gd._fullData || !gd.calcdata) return 0;
-  return gd._fullData.reduce((a, t) => a + (t.customdata && t.visible !== false ? (t._length || 0) : 0), 0);
-}"""
-
-
 def map_points(page) -> int:
-    return page.evaluate(MAP_COUNT)
+    """Data points drawn on the explorer's canvas map (0 before it is drawn)."""
+    from app.testing.browser import map_drawn
+    return map_drawn(page)
 
 
 def wait_for_map(page, at_least: int = 1, timeout_ms: float = 180_000) -> None:
-    page.wait_for_function(f"n => ({MAP_COUNT})() >= n", arg=at_least, timeout=timeout_ms)
+    from app.testing.browser import wait_for_map as wait
+    wait(page, at_least, timeout_ms)
 
 
 def shipped_cache_dir(tmp: str) -> str:
@@ -148,43 +141,33 @@ def bench_drag(page, steps: int) -> tuple[list[list], dict]:
     return rows, p
 
 
-# centres (viewport px) of the data points of the first map: traces with customdata are the
-# label traces; overlays (selected ring, current-z star) have none
-_POINT_CENTRES = """() => {
-  const gd = document.querySelector('.js-plotly-plot');
-  const out = [];
-  gd.scrollIntoView({block: 'nearest'});
-  gd.querySelectorAll('.scatterlayer .trace').forEach((t, i) => {
-    if (!gd.data[i] || !gd.data[i].customdata) return;
-    t.querySelectorAll('.point').forEach(p => {
-      const r = p.getBoundingClientRect();
-      out.push([r.x + r.width / 2, r.y + r.height / 2]);
-    });
-  });
-  return out;
-}"""
-
-
 def bench_click(page, clicks: int) -> list[list]:
-    from app.testing.browser import percentiles
+    """A real mouse click on a map point (spread over the map, never the selected one) until the
+    decoder's sliders show that point's mean; then, separately, until the server has caught up
+    (the clicked point's images under the map)."""
+    from app.testing.browser import map_points as centres_of, percentiles
     wait_for_map(page)
-    lat, missed = [], 0
+    page.wait_for_function("() => window.__vaeDecoder && window.__vaeDecoder.frames > 0")
+    lat, server, missed = [], [], 0
     for i in range(clicks):
-        wait_for_map(page)
-        centres = page.evaluate(_POINT_CENTRES)  # re-read: a rerun may redraw the map
-        x, y = centres[(i * 7919) % len(centres)]  # spread over the map
+        centres = centres_of(page, spacing_px=6)  # re-read: the view may have changed
+        x, y, test_index = centres[(i * 7919) % len(centres)]
         before = page.evaluate("JSON.stringify(window.__vaeDecoder.z)")
         t0 = time.perf_counter()
         page.mouse.click(x, y)
         try:
             page.wait_for_function("b => JSON.stringify(window.__vaeDecoder.z) !== b", arg=before, timeout=10_000)
             lat.append((time.perf_counter() - t0) * 1000)
-        except Exception:  # the click hit the point already selected, or an overlapping overlay
+            page.get_by_text(f"Selected #{test_index}").first.wait_for(timeout=10_000)
+            server.append((time.perf_counter() - t0) * 1000)
+        except Exception:  # the click hit another point's disc or nothing
             missed += 1
         page.wait_for_timeout(100)
     p = percentiles(lat) if lat else {"n": 0, "p50": float("nan"), "p95": float("nan")}
+    q = percentiles(server) if server else {"n": 0, "p50": float("nan"), "p95": float("nan")}
     return [["map click -> sliders show the point (target p95 <= 300 ms)", p["n"], p["p50"], p["p95"],
-             f"{missed} clicks changed nothing (same point / missed)"]]
+             f"{missed} clicks changed nothing"],
+            ["  map click -> server caught up (clicked point's images shown)", q["n"], q["p50"], q["p95"], "-"]]
 
 
 # The server-decoded image as the page shows it: the decoder component's canvas (in a shadow root)
@@ -253,11 +236,8 @@ def main():
     p.add_argument("--skip", default="", help="comma list of parts to skip: launch,train,drag,click,server")
     a = p.parse_args()
     load_before = bl.load_avg()
-    from app.testing.browser import CHROMIUM, StreamlitServer, chromium, new_page
-    if not os.path.exists(CHROMIUM):
-        msg = f"{CHROMIUM} is missing: browser benchmarks not run"
-        print(msg)
-        bl.append_results(a.results, "browser_latency", msg, load_before, a.smoke)
+    from app.testing.browser import StreamlitServer, chromium, new_page
+    if bl.chromium_missing(a.results, "browser_latency", "browser latency", load_before, a.smoke):
         return
     skip = set(filter(None, a.skip.split(",")))
     if a.smoke:  # one server: drag and click only

@@ -44,6 +44,7 @@ def test_toml_sets_the_promised_options():
     opts = _expected()
     assert opts["server.headless"] is True
     assert opts["server.runOnSave"] is False
+    assert opts["runner.postScriptGC"] is False  # a full collection after every rerun cost ~200 ms
     assert 1 <= opts["server.maxUploadSize"] <= 10
     from vae_core.images import MAX_UPLOAD_BYTES
     assert opts["server.maxUploadSize"] * 2**20 == MAX_UPLOAD_BYTES  # the app's own check agrees

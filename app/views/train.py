@@ -18,7 +18,7 @@ from app.common import current_checkpoint, select_checkpoint
 from app.views.elbo import training_curves
 from app.views.latent_data import start_umap
 from vae_core import projection as proj
-from vae_core.cache import DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, train_or_load
+from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load
 from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig
 from vae_core.data import REGISTRY, DatasetError, eval_targets, load_dataset
 from vae_core.train import TrainingDivergedError
@@ -112,7 +112,7 @@ def start_job(model_cfg: ModelConfig, train_cfg: TrainConfig, data) -> tuple[Job
 
 
 def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
-    m, t = DEFAULT_MODEL, DEFAULT_TRAIN
+    t = DEFAULT_TRAIN
     with st.form(P + "form"):
         c = st.columns(4)
         names = sorted(REGISTRY)
