@@ -59,7 +59,7 @@ def child_umap(latents: str, plain: bool, seed: int = 0) -> dict:
     res = {}
     if not plain:
         t0 = time.perf_counter()
-        import vae_core.projection  # noqa: F401  (imports torch: already loaded in the app)
+        import vae_core.projection  # noqa: F401  (numpy only; torch is imported by the functions that encode)
         res["import_projection_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     import umap  # noqa: F401  (import alone costs seconds)
@@ -245,7 +245,7 @@ def main():
                 for mode in modes:
                     r = run_child([mode, lat[n]], timeout)
                     if "import_projection_s" in r:
-                        rows.append([n, "new model", "import vae_core.projection (torch incl.)",
+                        rows.append([n, "new model", "import vae_core.projection (numpy only)",
                                      r["import_projection_s"], "-"])
                     rows.append([n, "new model", f"{r['via']}: import umap", r["import_s"], "-"])
                     rows.append([n, "new model", f"{r['via']}: first fit (numba JIT incl.)",
@@ -266,7 +266,7 @@ def main():
             npz = write_cache_file(ckpt_path, lat[n])
             r = run_child(["cache-load", ckpt_path, npz], timeout)
             rows.append([n, "cached", "np.load of the cache arrays", r["np_load_s"], r["process_wall_s"]])
-            rows.append([n, "cached", "import vae_core.projection (torch incl.; loaded in the app)",
+            rows.append([n, "cached", "import vae_core.projection (numpy only; the app has it loaded)",
                          r["import_s"], "-"])
             rows.append([n, "cached", "read_cache (sha256 of checkpoint + load)"
                          + ("" if r["read_cache_ok"] else " FAILED"), r["read_cache_s"], "-"])
