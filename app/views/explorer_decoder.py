@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import threading
 
 import streamlit as st
 import torch
@@ -25,17 +26,23 @@ from vae_core.latent import decode
 PREVIEW_MS = 100  # server decoding: at most one z per this many ms while a slider is dragged
 
 
+_THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
+
+
 @contextlib.contextmanager
 def _one_thread():
     """One z decodes in ~1 ms on a single thread. With torch's intra-op pool every op waits at a
     barrier for its worker threads, which a busy machine (the browser, other sessions) may not
-    schedule at once: measured 50-130 ms per conv decode in the server on 2 loaded cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+    schedule at once: measured 50-130 ms per conv decode in the server on 2 loaded cores. The setting
+    is partly process-wide (OpenMP keeps it per thread, torch's pool does not), so the lock keeps two
+    sessions from interleaving get/set and leaving the server at 1 thread."""
+    with _THREADS:
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(n)
 
 
 def _download_box() -> dict:
