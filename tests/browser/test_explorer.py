@@ -91,12 +91,26 @@ def test_explorer_map_click_loads_the_points_z(page, default_model):
     x = eval_targets(data.x_test, default_model.train_config.binarize)
     rng = random.Random(0)
     for _ in range(3):
-        ms = click_to_sliders_ms(page, rng.choice(map_points(page)))
+        point = rng.choice(map_points(page, spacing_px=8))  # [x, y, test index], away from its neighbours
+        ms = click_to_sliders_ms(page, point)
         assert ms < 30_000
-        page.wait_for_timeout(300)  # let the rerun settle (number input, breakdown)
+        page.get_by_text(f"Selected #{point[2]}").first.wait_for(timeout=30_000)  # the server followed
         idx = int(page.get_by_label("Test example #", exact=True).input_value())
+        assert idx == point[2] and page.evaluate("window.__vaeMap.selectedIndex()") == idx
         with torch.no_grad():
             mu = default_model.model.encode(x[idx:idx + 1])[0][0].clamp(-3, 3)
         np.testing.assert_allclose(hook(page)["z"], mu.numpy(), atol=1e-5)
         assert slider_values(page) == pytest.approx(mu.tolist(), abs=0.006)
     save_screenshot(page, "explorer_after_click.png")
+
+
+def test_the_star_follows_a_drag_where_the_server_would_place_it(page, default_model):
+    """The decoder announces z while a slider moves (vae:z); the map places the star with its port of
+    vae_core.projection (here UMAP's kNN placement over the shipped projection cache)."""
+    from vae_core.projection import read_cache
+    basis = read_cache(default_checkpoint_path()).umap_projection()
+    before = page.evaluate("window.__vaeMap.star()")
+    drag_slider(page, 2, [0.3, 0.6, 0.9])
+    star, z = page.evaluate("window.__vaeMap.star()"), hook(page)["z"]
+    assert star != before
+    np.testing.assert_allclose(star, basis.transform(np.array([z]))[0], rtol=1e-4, atol=1e-4)

@@ -38,7 +38,8 @@ class LatentMap {
     this.selectedRow = null; this.star = null; this.hover = null;
     this.raf = 0; this.layerDirty = true;
     this.hook = { draws: 0, drawn: 0, drawMs: [], firstDrawAt: NaN, selects: 0, key: null,
-                  points: () => this.screenPoints(), starAt: () => this.star && this.toScreen(this.star),
+                  points: () => this.screenPoints(), star: () => this.star,
+                  starAt: () => this.star && this.toScreen(this.star),
                   selectedIndex: () => (this.selectedRow === null ? null : this.pts.index[this.selectedRow]) };
     // Streamlit may call the cleanup between updates, so the listener removes itself once the
     // element has left the page instead
