@@ -36,17 +36,29 @@ def component_server(browser):
         yield server
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoints(tmp_path_factory):
-    """Untrained seeded MLP VAEs (random decoders still give varied images): grey and RGB."""
-    folder = tmp_path_factory.mktemp("ckpts")
+def seeded_checkpoints(folder, specs, **model_kw) -> dict:
+    """Untrained seeded VAEs (random decoders still give varied images), saved in `folder`.
+    specs: [(name, input_shape, likelihood)]; model_kw: more ModelConfig fields (arch, conv_channels)."""
     out = {}
-    for name, shape, like in [("grey", (1, 10, 12), "bernoulli"), ("rgb", (3, 9, 9), "continuous-bernoulli")]:
+    for name, shape, like in specs:
         torch.manual_seed(3)
-        model = VAE(ModelConfig(input_shape=shape, latent_dim=4, hidden=(16,), likelihood=like))
+        model = VAE(ModelConfig(input_shape=shape, latent_dim=4, hidden=(16,), likelihood=like, **model_kw))
         with torch.no_grad():
             for p in model.decoder.parameters():
                 p.mul_(4.0)  # wider logits: visible contrast in the decoded image
         out[name] = save_checkpoint(str(folder / f"{name}.safetensors"), model,
                                     TrainConfig(dataset="digits", epochs=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def make_seeded_checkpoints():
+    """seeded_checkpoints for test modules (a conftest is not imported by name)."""
+    return seeded_checkpoints
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """MLP VAEs, grey and RGB."""
+    return seeded_checkpoints(tmp_path_factory.mktemp("ckpts"),
+                              [("grey", (1, 10, 12), "bernoulli"), ("rgb", (3, 9, 9), "continuous-bernoulli")])

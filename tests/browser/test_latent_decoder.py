@@ -11,9 +11,7 @@ import torch
 
 from app.testing.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
                                  slider, slider_values, wait_for_frames)
-from vae_core.checkpoints import load_checkpoint, save_checkpoint
-from vae_core.config import ModelConfig, TrainConfig
-from vae_core.model import VAE
+from vae_core.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.browser
 
@@ -168,20 +166,11 @@ def test_decoding_is_throttled_to_animation_frames(page, component_server, tiny_
 # --- server mode (conv decoders; MLPs with the in-browser toggle off) ---------------------------------
 
 @pytest.fixture(scope="module")
-def conv_checkpoints(tmp_path_factory):
-    """Untrained seeded conv VAEs, which cannot decode in the browser: grey 28x28 and RGB 32x32."""
-    folder = tmp_path_factory.mktemp("conv")
-    out = {}
-    for name, shape, like in [("grey", (1, 28, 28), "bernoulli"), ("rgb", (3, 32, 32), "continuous-bernoulli")]:
-        torch.manual_seed(3)
-        model = VAE(ModelConfig(input_shape=shape, latent_dim=4, arch="conv", hidden=(16,), conv_channels=(4, 8),
-                                likelihood=like))
-        with torch.no_grad():
-            for p in model.decoder.parameters():
-                p.mul_(4.0)  # wider logits: visible contrast in the decoded image
-        out[name] = save_checkpoint(str(folder / f"{name}.safetensors"), model,
-                                    TrainConfig(dataset="digits", epochs=1))
-    return out
+def conv_checkpoints(tmp_path_factory, make_seeded_checkpoints):
+    """Conv VAEs, which cannot decode in the browser: grey 28x28 and RGB 32x32."""
+    return make_seeded_checkpoints(tmp_path_factory.mktemp("conv"),
+                              [("grey", (1, 28, 28), "bernoulli"), ("rgb", (3, 32, 32), "continuous-bernoulli")],
+                              arch="conv", conv_channels=(4, 8))
 
 
 def open_server_mode(page, server, ckpt: str, preview_ms: int = 100) -> None:
