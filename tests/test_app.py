@@ -118,6 +118,16 @@ def test_every_page_runs_without_exceptions(use_cache, module, k):
     assert at.title, "the page shows a title"
 
 
+def _release_shows(at: AppTest, path: str, new: list[float], before: np.ndarray) -> None:
+    """Store `new` as a slider release does, rerun: the server-decoded image is PyTorch's decode of it."""
+    at.session_state["explorer_z"] = new  # what the release callback stores
+    at.run()
+    _no_exception(at)
+    z, after = _server_decoded(at)
+    assert z == new and not np.array_equal(after, before)
+    np.testing.assert_allclose(after, _pytorch_image(path, new), atol=0.51)  # 8-bit rounding only
+
+
 def test_explorer_slider_change_changes_the_decoded_image(use_cache):
     """MLP with the in-browser toggle off: the server decodes each z the sliders send."""
     path = _ckpt_path(use_cache, 3)
@@ -128,13 +138,7 @@ def test_explorer_slider_change_changes_the_decoded_image(use_cache):
     z, before = _server_decoded(at)
     assert z == at.session_state["explorer_z"]
     np.testing.assert_allclose(before, _pytorch_image(path, z), atol=0.51)  # 8-bit rounding only
-    new = [2.5 if z[0] < 2 else -2.5] + z[1:]
-    at.session_state["explorer_z"] = new  # what the release callback stores
-    at.run()
-    _no_exception(at)
-    z, after = _server_decoded(at)
-    assert z == new and not np.array_equal(after, before)
-    np.testing.assert_allclose(after, _pytorch_image(path, new), atol=0.51)
+    _release_shows(at, path, [2.5 if z[0] < 2 else -2.5] + z[1:], before)
 
 
 def test_conv_models_decode_on_the_server(use_cache):
@@ -149,12 +153,7 @@ def test_conv_models_decode_on_the_server(use_cache):
     d = int(np.argmax([float(t.split("KL ")[1].split(" ")[0]) for t in kl]))  # the most informative dim
     new = list(z)
     new[d] = -3.0 if z[d] > 0 else 3.0
-    at.session_state["explorer_z"] = new  # what the release callback stores
-    at.run()
-    _no_exception(at)
-    z2, after = _server_decoded(at)
-    assert z2 == new and not np.array_equal(after, before)
-    np.testing.assert_allclose(after, _pytorch_image(path, new), atol=0.51)
+    _release_shows(at, path, new, before)
     at.button(key="explorer_btn_zero").click().run()  # a z button: the image follows
     z3, zero = _server_decoded(at)
     assert z3 == [0.0] * 4

@@ -137,15 +137,21 @@ def first_paint_ms(page, url: str, timeout_ms: float = 120_000) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def slider_track(page, dim: int) -> tuple[float, float, float]:
+    """(y, x0, width) in viewport px of slider `dim`'s track: x0 + f * width is fraction f of its range
+    (8 px in from each end, the thumb's half width)."""
+    box = page.locator(slider(dim)).bounding_box()
+    return box["y"] + box["height"] / 2, box["x"] + 8, box["width"] - 16
+
+
 def drag_slider(page, dim: int, fractions: list[float], on_step=None) -> list[float]:
     """Press the mouse on slider `dim`, move through `fractions` of its width, then release.
 
     After each move waits for a new frame and calls on_step(i) while the mouse is still down.
     Returns the move-to-new-frame latency (ms) of every step, measured from Python.
     """
-    box = page.locator(slider(dim)).bounding_box()
-    y = box["y"] + box["height"] / 2
-    x_of = lambda f: box["x"] + 8 + f * (box["width"] - 16)  # noqa: E731 (thumb half-width margins)
+    y, x0, w = slider_track(page, dim)
+    x_of = lambda f: x0 + f * w  # noqa: E731
     page.mouse.move(x_of(0.5), y)
     page.mouse.down()
     lat = []
@@ -198,8 +204,7 @@ def drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) -> dict:
 
     Returns frames per second drawn while dragging, and the component's own per-frame timings.
     """
-    box = page.locator(slider(dim)).bounding_box()
-    y, x0, w = box["y"] + box["height"] / 2, box["x"] + 8, box["width"] - 16
+    y, x0, w = slider_track(page, dim)
     page.mouse.move(x0 + w / 2, y)
     page.mouse.down()
     h0 = hook(page)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.testing.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
-                                 slider, slider_values, wait_for_frames)
+                                 slider, slider_track, slider_values, wait_for_frames)
 from vae_core.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.browser
@@ -229,8 +229,7 @@ def test_server_mode_image_follows_a_drag_at_server_pace(page, component_server,
     """While the mouse is down, previews at most every 100 ms, one in flight; the release is exact."""
     path = conv_checkpoints["grey"]
     open_server_mode(page, component_server, path, preview_ms=100)
-    box = page.locator(slider(2)).bounding_box()
-    y, x0, w = box["y"] + box["height"] / 2, box["x"] + 8, box["width"] - 16
+    y, x0, w = slider_track(page, 2)
     h0 = hook(page)
     page.mouse.move(x0 + w / 2, y)
     page.mouse.down()
@@ -252,8 +251,7 @@ def test_server_mode_image_follows_a_drag_at_server_pace(page, component_server,
 def test_server_mode_without_previews_decodes_on_release_only(page, component_server, conv_checkpoints):
     path = conv_checkpoints["grey"]
     open_server_mode(page, component_server, path, preview_ms=0)
-    box = page.locator(slider(0)).bounding_box()
-    y, x0, w = box["y"] + box["height"] / 2, box["x"] + 8, box["width"] - 16
+    y, x0, w = slider_track(page, 0)
     h0 = hook(page)
     page.mouse.move(x0 + w / 2, y)
     page.mouse.down()
