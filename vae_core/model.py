@@ -96,9 +96,13 @@ class VAE(nn.Module):
         return mu, logvar
 
     @staticmethod
-    def reparameterize(mu, logvar, n_samples: int = 1, generator=None) -> torch.Tensor:
-        """z = mu + sigma * eps, eps ~ N(0, I): (B, k) -> (L, B, k). Gradients flow to mu, logvar."""
-        eps = torch.randn((n_samples, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
+    def reparameterize(mu, logvar, n_samples: int = 1, generator=None, eps=None) -> torch.Tensor:
+        """z = mu + sigma * eps, eps ~ N(0, I): (B, k) -> (L, B, k). Gradients flow to mu, logvar.
+
+        eps (L, B, k), when given, is used instead of a fresh draw (training draws the noise of the
+        whole global batch and hands each rank its slice: see vae_core.batches)."""
+        if eps is None:
+            eps = torch.randn((n_samples, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -125,7 +129,7 @@ class VAE(nn.Module):
             return lk.continuous_bernoulli_log_prob(out, x, e)
         return lk.gaussian_log_prob(out, self.sigma_tensor(), x, e)
 
-    def forward(self, x: torch.Tensor, n_samples: int = 1) -> VAEOutput:
+    def forward(self, x: torch.Tensor, n_samples: int = 1, eps=None) -> VAEOutput:
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, n_samples)
+        z = self.reparameterize(mu, logvar, n_samples, eps=eps)
         return VAEOutput(mu, logvar, z, self.decode(z))
