@@ -67,6 +67,13 @@ class StepNoise:
         return torch.randn((samples, m, k), device=self.device, generator=self.g)[:, rows]
 
 
+def step_inputs(noise: StepNoise, x: torch.Tensor, m: int, rows: slice, binarize: str, n_noise: int,
+                latent_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(targets, eps (n_noise, b, k)) for this rank's rows x of a global batch of m rows."""
+    u = noise.uniform(m, tuple(x.shape[1:]), rows) if binarize == "dynamic" else None
+    return targets(x, binarize, u), noise.normal(n_noise, m, latent_dim, rows)
+
+
 def available_memory(device: torch.device) -> int:
     """Bytes free for data on `device`: free CUDA memory, or the host's MemAvailable."""
     if device.type == "cuda":

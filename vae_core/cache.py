@@ -70,8 +70,11 @@ def dataset_info(data: Dataset) -> dict:
 
 def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
                   cache_dir: str | None = None, progress=None, device: str = "auto",
-                  final_iw_samples: int = 100, on_trained=None) -> tuple[Checkpoint, bool]:
+                  final_iw_samples: int = 100, on_trained=None, trainer=None) -> tuple[Checkpoint, bool]:
     """(checkpoint, was_cached). Trains only when no checkpoint exists for this key.
+
+    trainer(model_cfg, train_cfg, data, progress=, device=, final_iw_samples=) trains on a miss
+    (default vae_core.train.fit; torchrun's rank 0 passes one that first wakes the other ranks).
 
     on_trained(checkpoint) runs inside the lock after a fresh save (e.g. to cache a projection).
     On divergence the last good model is written beside the cache as *.diverged.safetensors
@@ -86,8 +89,8 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
         if os.path.exists(path):  # another process finished it while we waited
             return load_checkpoint(path), True
         try:
-            res = fit(model_cfg, train_cfg, data, progress=progress, device=device,
-                      final_iw_samples=final_iw_samples)
+            res = (trainer or fit)(model_cfg, train_cfg, data, progress=progress, device=device,
+                                   final_iw_samples=final_iw_samples)
         except TrainingDivergedError as e:
             bad = path.replace(".safetensors", ".diverged.safetensors")
             save_checkpoint(bad, e.model, train_cfg, history=e.history, dataset=dataset_info(data),

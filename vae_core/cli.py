@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also fit the UMAP map for the app now (~30 s of numba JIT); by default only the "
                         "encoder means are cached and the app shows PCA until it computes UMAP")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--data-mode", choices=("auto", "resident", "stream"), default="auto",
+                   help="training rows held whole on the device (uint8 for images), or streamed from "
+                        "their memory-mapped file by DataLoader workers; auto streams a file-backed set "
+                        "larger than half the free memory")
+    t.add_argument("--amp", action="store_true", help="bf16 autocast in the training step (cuda, cpu)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    t.add_argument("--dist-timeout", type=float, default=600.0,
+                   help="under torchrun: seconds a rank waits for the others before it gives up")
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on its test set; prints one JSON object",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -90,8 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(a) -> int:
+    """One process, or one rank under torchrun (see vae_core.distributed): rank 0 alone uses the
+    cache, saves and prints; the other ranks train when it tells them to and exit quietly."""
+    from . import distributed as ddp
+    world = ddp.world_from_env()
+    dev = ddp.init(world, a.device, a.dist_timeout)
+    try:
+        return _train_rank(a, world, dev)
+    except Exception as e:
+        if world.distributed and ddp.is_group_failure(e):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ddp.GroupFailure(f"the process group failed: another rank died, was stopped or timed "
+                                   f"out ({first})") from None
+        raise
+    finally:
+        ddp.shutdown(world)
+
+
+def _train_rank(a, world, dev) -> int:
+    from . import distributed as ddp
     from .cache import train_or_load
     from .data import load_dataset, target_description
+    from .train import fit
     binarize = a.binarize or ("dynamic" if a.likelihood == "bernoulli" else "none")
     tcfg = TrainConfig(dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                        objective=a.objective, beta=a.beta, warmup_epochs=a.warmup, free_bits=a.free_bits,
@@ -101,6 +129,17 @@ def _train(a) -> int:
     mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=a.latent_dim, arch=a.arch, hidden=a.hidden,
                        conv_channels=a.conv_channels, likelihood=a.likelihood, sigma=a.sigma,
                        sigma_mode=a.sigma_mode)
+    ddp.check_config(tcfg, world)
+    fit_options = dict(world=world, amp=a.amp, compile=a.compile, data_mode=a.data_mode)
+    if not world.is_main:
+        if ddp.wait_for_announce(world, dev) == ddp.TRAIN:
+            fit(mcfg, tcfg, data, device=a.device, final_iw_samples=0, **fit_options)
+        return 0
+
+    def trainer(*args, **kwargs):
+        ddp.announce(ddp.TRAIN, world, dev)
+        return fit(*args, **kwargs, **fit_options)
+
     bar = None
     if not a.quiet:
         from tqdm import tqdm
@@ -122,7 +161,9 @@ def _train(a) -> int:
     try:
         ckpt, cached = train_or_load(mcfg, tcfg, data, cache_dir=a.cache_dir, progress=progress,
                                      device=a.device, final_iw_samples=a.final_iw_samples,
-                                     on_trained=save_map)
+                                     on_trained=save_map, trainer=trainer)
+        if cached:
+            ddp.announce(ddp.CACHED, world, dev)
     finally:
         if bar is not None:
             bar.close()
@@ -185,13 +226,18 @@ def _list(a) -> int:
 def main(argv=None) -> int:
     from .checkpoints import CheckpointError
     from .data import DatasetError
+    from .distributed import GroupFailure, RankStopped, rank_prefix
     from .train import TrainingDivergedError
     a = build_parser().parse_args(argv)
     try:
         return {"train": _train, "evaluate": _evaluate, "list": _list}[a.cmd](a)
-    except (ConfigError, DatasetError, CheckpointError, TrainingDivergedError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConfigError, DatasetError, CheckpointError, TrainingDivergedError, GroupFailure, ValueError,
+            OSError) as e:
+        print(f"error: {rank_prefix()}{e}", file=sys.stderr)
         return 1
+    except RankStopped as e:
+        print(f"error: {rank_prefix()}{e}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

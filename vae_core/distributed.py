@@ -78,6 +78,16 @@ def check_config(train_cfg: TrainConfig, world: World) -> None:
                           f"{world.size} ranks each would average only its shard. Train it on one process")
 
 
+class GroupFailure(RuntimeError):
+    """A collective failed: another rank died, was stopped or did not answer within the timeout."""
+
+
+def rank_prefix(env=os.environ) -> str:
+    """'rank R: ' under torchrun (every rank may print an error), '' for one process."""
+    w = world_from_env(env)
+    return f"rank {w.rank}: " if w.distributed else ""
+
+
 class RankStopped(Exception):
     """torchrun (or a user) sent SIGTERM: another rank failed or the job was cancelled."""
 
@@ -135,6 +145,6 @@ def wait_for_announce(world: World, device: torch.device) -> int:
 def is_group_failure(e: BaseException) -> bool:
     """A collective failed because another rank died, hung or closed its connection."""
     import torch.distributed as dist
-    return isinstance(e, (dist.DistError, RankStopped)) or (
+    return isinstance(e, dist.DistError) or (
         isinstance(e, RuntimeError) and any(s in str(e) for s in ("Connection closed", "Timed out",
                                                                      "Connection reset", "gloo", "NCCL")))

@@ -149,7 +149,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     pixels = data.train_pixels[: tc.max_train or None]
     rows = bt.training_rows(pixels, data.pixels_file, dev, data_mode, data.name)
     x_test = eval_targets(data.x_test, tc.binarize).to(dev) if world.is_main else None
-    n, bs, shape = len(pixels), tc.batch_size, tuple(pixels.shape[1:])
+    n, bs = len(pixels), tc.batch_size
     n_noise = tc.iw_samples if tc.objective == "iwae" else tc.mc_samples
     history: list = []
     last_good = copy.deepcopy(model.state_dict())
@@ -164,9 +164,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
         for s, xb in enumerate(rows.batches(index_batches)):
             m, rows_s, weight = plan[s]
             beta = beta_at(tc.beta, tc.warmup_epochs, epoch - 1 + s / len(plan))
-            u = noise.uniform(m, shape, rows_s) if tc.binarize == "dynamic" else None
-            eps = noise.normal(n_noise, m, model_cfg.latent_dim, rows_s)
-            xb = bt.targets(xb, tc.binarize, u)
+            xb, eps = bt.step_inputs(noise, xb, m, rows_s, tc.binarize, n_noise, model_cfg.latent_dim)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 loss, recon, kl = step(xb, eps, torch.tensor(beta, device=dev), torch.tensor(weight, device=dev))
             mean_loss = ddp.all_sum(loss.detach().float(), world) / world.size  # the global batch's
