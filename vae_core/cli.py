@@ -107,9 +107,8 @@ def _train(a) -> int:
         return _train_rank(a, world, dev)
     except Exception as e:
         if world.distributed and ddp.is_group_failure(e):
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise ddp.GroupFailure(f"the process group failed: another rank died, was stopped or timed "
-                                   f"out ({first})") from None
+                                   f"out ({ddp.failure_summary(e)})") from None
         raise
     finally:
         ddp.shutdown(world)

@@ -13,6 +13,7 @@ other number of ranks (they are the same training: see vae_core.batches).
 from __future__ import annotations
 
 import os
+import re
 import signal
 from dataclasses import dataclass
 from datetime import timedelta
@@ -140,6 +141,13 @@ def announce(decision: int, world: World, device: torch.device) -> None:
 
 def wait_for_announce(world: World, device: torch.device) -> int:
     return broadcast_int(-1, world, device)
+
+
+def failure_summary(e: BaseException) -> str:
+    """The first sentence of a collective's error, without the C++ source location."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = re.sub(r"\[[^\]]*\.(?:cc|cpp|h):\d+\]\s*", "", first)
+    return first.split(" This is typically")[0][:300]
 
 
 def is_group_failure(e: BaseException) -> bool:
