@@ -111,7 +111,8 @@ def test_two_ranks_train_what_one_process_trains_and_share_its_cache_entry(tmp_p
     names = sorted(os.listdir(tmp_path / "two"))
     assert [n for n in names if n.endswith(".safetensors")] == [os.path.basename(two["checkpoint"])]
     assert not [n for n in names if n.endswith(".lock") or n.startswith(".tmp-")], names
-    from vae_core.checkpoints import read_metadata
+    from vae_core.checkpoints import load_checkpoint, read_metadata
+    load_checkpoint(two["checkpoint"], map_location="cpu")  # strict: no DDP "module." prefix in the weights
     meta = read_metadata(two["checkpoint"])
     assert meta["metrics"]["runtime"]["world_size"] == 2 and meta["train_config"]["batch_size"] == 64
 
