@@ -12,14 +12,20 @@ floor images/s = R / (6 P) for a measured matmul rate R of the device.
 
     python bench/train_throughput.py                  # CPU, mnist-5k
     python bench/train_throughput.py --device cuda    # 60,000-image tiled set + AMP/compile/graphs
+    python bench/train_throughput.py --nproc 1,2      # torchrun data parallelism: images/s per process count
 """
 from __future__ import annotations
 
 import cProfile
 import dataclasses
 import io
+import json
+import os
 import pstats
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -238,10 +244,66 @@ def profile_one(name: str, fn) -> str:
 
 
 def tiled(data, n: int):
-    reps = -(-n // len(data.x_train))
-    x = data.x_train.repeat(reps, 1, 1, 1)[:n]
+    reps = -(-n // len(data.train_pixels))
+    x = data.train_pixels.repeat(reps, 1, 1, 1)[:n]
     y = data.y_train.repeat(reps)[:n]
-    return dataclasses.replace(data, name=f"{data.name}-tiled{n}", x_train=x, y_train=y)
+    return dataclasses.replace(data, name=f"{data.name}-tiled{n}", train_pixels=x, y_train=y)
+
+
+# --- torchrun data parallelism ---------------------------------------------------------------------
+def nproc_run(nproc: int, threads: int, epochs: int, batch_size: int, n_train: int, seed: int,
+              device: str) -> dict:
+    """`torchrun --nproc_per_node N -m vae_core train` on mnist-5k (the core model, fresh cache),
+    `threads` torch threads in each process; images/s from the checkpoint's history (epoch loops
+    only, as rank 0 timed them)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with tempfile.TemporaryDirectory() as cache:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               "-m", "vae_core", "train", "--dataset", "mnist-5k", "--hidden", str(HIDDEN), "--latent-dim",
+               str(LATENT), "--binarize", "none", "--epochs", str(epochs), "--batch-size", str(batch_size),
+               "--max-train", str(n_train), "--seed", str(seed), "--device", device, "--cache-dir", cache,
+               "--final-iw-samples", "0", "--quiet"]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise SystemExit(f"error: torchrun with {nproc} processes failed:\n{r.stderr[-2000:]}")
+        out = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+        from vae_core.checkpoints import read_metadata
+        hist = read_metadata(out["checkpoint"])["history"]
+    seconds = sum(h["seconds"] for h in hist)
+    return {"images_per_s": n_train * epochs / seconds, "seconds": seconds, "wall_s": wall,
+            "test_elbo": out["test_elbo"]}
+
+
+def nproc_main(a, load_before: str) -> None:
+    counts = [int(v) for v in a.nproc.split(",")]
+    epochs = a.epochs or (1 if a.smoke else 5)
+    bs = a.batch_size or 128
+    n_train = a.n_train or (512 if a.smoke else 4000)
+    repeats = 1 if a.smoke and a.repeats == 3 else a.repeats
+    print(f"{bl.machine_line()}\nload {load_before}; torchrun on {a.device}, processes {counts}, {n_train} "
+          f"images, {epochs} epochs, global batch {bs}, {repeats} interleaved rounds")
+    cores = os.cpu_count() or 1
+    # every process count with the cores shared out, plus one process on one thread (under load
+    # from other jobs, a process's 2 spinning threads can cost more than they bring)
+    shapes = [(n, max(1, cores // n)) for n in counts] + ([(1, 1)] if 1 in counts and cores > 1 else [])
+    runs = {f"{n} process{'es' if n > 1 else ''}, {t} thread{'s' if t > 1 else ''} each":
+            (lambda n=n, t=t: nproc_run(n, t, epochs, bs, n_train, 0, a.device)) for n, t in shapes}
+    res = bl.interleave(runs, repeats)
+    base = [r["images_per_s"] for r in next(iter(res.values()))]
+    rows = [[name, bl.median([r["images_per_s"] for r in rs]),
+             bl.median([r["seconds"] for r in rs]), bl.median([r["wall_s"] for r in rs]),
+             bl.median_ratio([r["images_per_s"] for r in rs], base),
+             statistics.fmean(r["test_elbo"] for r in rs)] for name, rs in res.items()]
+    body = bl.table(["torchrun", "images/s (median)", "train s",
+                     "wall s incl. start-up and evaluation", "ratio vs the first row (median of pairs)",
+                     "test ELBO (nats)"], rows)
+    body += (f"\n\n{n_train} mnist-5k images, {epochs} epochs, global batch {bs} (split over the processes), "
+             f"seed 0 everywhere (the same training: the test ELBOs agree to float noise); gloo on the CPU. "
+             f"images/s counts all processes together, over rank 0's epoch loops.")
+    print("\n" + body)
+    bl.append_results(a.results, "train_throughput --nproc", body, load_before, a.smoke)
 
 
 def main():
@@ -256,9 +318,13 @@ def main():
                    help="comma list of resident-loop variants: plain,fused-adam,amp,compile,graphs "
                         "(default: all on cuda, plain,fused-adam on cpu)")
     p.add_argument("--profile", action="store_true", help="cProfile one run of each side")
+    p.add_argument("--nproc", default=None, help="comma list of torchrun process counts, e.g. 1,2: "
+                   "measure data-parallel training instead of the single-process sides")
     a = p.parse_args()
     bl.setup_threads(a.threads)
     load_before = bl.load_avg()
+    if a.nproc:
+        return nproc_main(a, load_before)
     cuda = a.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         print(f"no GPU: --device {a.device} asked for but torch.cuda.is_available() is False "
@@ -274,8 +340,8 @@ def main():
     repeats = 1 if a.smoke and a.repeats == 3 else a.repeats
     data = load_dataset("mnist-5k")
     n_train = a.n_train or (512 if a.smoke else 60_000 if cuda else len(data.x_train))
-    data = tiled(data, n_train) if n_train > len(data.x_train) else dataclasses.replace(
-        data, x_train=data.x_train[:n_train], y_train=data.y_train[:n_train])
+    data = tiled(data, n_train) if n_train > len(data.train_pixels) else dataclasses.replace(
+        data, train_pixels=data.train_pixels[:n_train], y_train=data.y_train[:n_train])
     x_test = data.x_test[: 200 if a.smoke else None]
     default_variants = "plain,fused-adam,amp,compile,graphs" if cuda else "" if a.smoke else "plain,fused-adam"
     variants = [v for v in (a.variants if a.variants is not None else default_variants).split(",") if v]
