@@ -1,5 +1,5 @@
-"""torchrun worker for tests/test_distributed.py (not a test): the gradients of fit's first two steps,
-averaged by DistributedDataParallel, on a 13-row set with global batch 10 (rows 10 + 3 per epoch).
+"""torchrun worker for tests/test_distributed.py (not a test): the gradients of fit's steps, averaged
+by DistributedDataParallel, for a 13-row and an 11-row set with global batch 10.
 
     torchrun --nproc_per_node W tests/ddp_grad_worker.py OUT.pt
 Rank 0 saves {"grads": [[one tensor per parameter] per step], "rank1_equal": bool}.
@@ -28,18 +28,19 @@ def main(out: str) -> None:
     step = StepLoss(vae, TRAIN)
     if world.distributed:
         step = torch.nn.parallel.DistributedDataParallel(step)
-    noise = bt.StepNoise(TRAIN.seed, dev)
-    perm = noise.permutation(len(pixels))
     grads = []
-    for s, (m, rows, weight) in enumerate(_plan(perm, len(pixels), TRAIN.batch_size, world)):
-        idx = perm[s * TRAIN.batch_size:(s + 1) * TRAIN.batch_size][rows]
-        x, eps = bt.step_inputs(noise, bt.unit_float(pixels[idx]), m, rows, TRAIN.binarize,
-                                TRAIN.mc_samples, MODEL.latent_dim)
-        vae.zero_grad(set_to_none=True)
-        loss, _recon, _kl = step(x.double(), eps.double(), torch.tensor(TRAIN.beta, dtype=torch.float64),
-                                  torch.tensor(weight, dtype=torch.float64))
-        loss.backward()
-        grads.append([p.grad.detach().clone() for p in vae.parameters()])
+    for n in (13, 11):  # steps of 10 + 3 rows (shards 5+5, 1+2), then 10 + 1 (shards 5+5, 0+1)
+        noise = bt.StepNoise(TRAIN.seed, dev)
+        perm = noise.permutation(n)
+        for s, (m, rows, weight) in enumerate(_plan(n, TRAIN.batch_size, world)):
+            idx = perm[s * TRAIN.batch_size:(s + 1) * TRAIN.batch_size][rows]
+            x, eps = bt.step_inputs(noise, bt.unit_float(pixels[idx]), m, rows, TRAIN.binarize,
+                                    TRAIN.mc_samples, MODEL.latent_dim)
+            vae.zero_grad(set_to_none=True)
+            loss, _recon, _kl = step(x.double(), eps.double(), torch.tensor(TRAIN.beta, dtype=torch.float64),
+                                      torch.tensor(weight, dtype=torch.float64))
+            loss.backward()
+            grads.append([p.grad.detach().clone() for p in vae.parameters()])
     flat = torch.cat([g.flatten() for step_grads in grads for g in step_grads])
     if world.distributed:  # every rank must hold the same averaged gradient
         gathered = [torch.empty_like(flat) for _ in range(world.size)]

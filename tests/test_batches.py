@@ -84,5 +84,6 @@ def test_resident_and_streamed_training_are_the_same_training(tmp_path, grey_ima
     assert strip(res["resident"].history) == strip(res["stream"].history)
     a, b = res["resident"].model.state_dict(), res["stream"].model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "x_train" not in data.__dict__  # training never made a float copy of the whole set
     assert res["stream"].metrics["runtime"]["data_mode"] == "stream"
     assert res["resident"].metrics["runtime"]["data_mode"] == "resident"

@@ -5,6 +5,7 @@ Each test starts real torchrun processes (no mocks); timeouts are hang guards, n
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,8 +77,9 @@ def test_world_from_env_and_config_checks():
 # --- (a) the gradient ------------------------------------------------------------------------------
 
 def test_two_rank_gradient_equals_the_one_process_gradient_of_the_global_batch(tmp_path):
-    """Steps of 10 rows (5 + 5) and of 3 rows (1 + 2: unequal shards, weighted), conv VAE, dynamic
-    binarization and 2 MC samples: DDP's averaged gradient is the global batch's to 1e-6."""
+    """Steps of 10 rows (5 + 5), of 3 rows (1 + 2: unequal shards, weighted) and of 1 row (rank 0
+    empty: weight 0), conv VAE, dynamic binarization, 2 MC samples, float64: DDP's averaged gradient
+    is the global batch's to 1e-6."""
     worker = os.path.join(ROOT, "tests", "ddp_grad_worker.py")
     out = {}
     for w in (1, 2):
@@ -87,7 +89,7 @@ def test_two_rank_gradient_equals_the_one_process_gradient_of_the_global_batch(t
         assert r.returncode == 0, r.stderr[-3000:]
         out[w] = torch.load(path, weights_only=True)
     assert out[2]["ranks_equal"]
-    assert len(out[1]["grads"]) == len(out[2]["grads"]) == 2
+    assert len(out[1]["grads"]) == len(out[2]["grads"]) == 4
     for g1, g2 in zip(out[1]["grads"], out[2]["grads"]):
         for a, b in zip(g1, g2):
             assert a.abs().max() > 0
@@ -104,6 +106,11 @@ def test_two_ranks_train_what_one_process_trains_and_share_its_cache_entry(tmp_p
     assert abs(two["test_elbo"] - one["test_elbo"]) < 1.0  # the issue's bar; in fact equal to float noise
     assert two["test_elbo"] == pytest.approx(one["test_elbo"], abs=1e-3)
     assert os.path.basename(two["checkpoint"]) == os.path.basename(one["checkpoint"])  # same key
+    from vae_core.checkpoints import load_checkpoint, read_metadata
+    h1, h2 = read_metadata(one["checkpoint"])["history"], read_metadata(two["checkpoint"])["history"]
+    for e1, e2 in zip(h1, h2, strict=True):  # every epoch's numbers, train (summed over ranks) and test
+        for k in ("train_loss", "train_recon", "train_kl", "test_elbo", "test_kl"):
+            assert e2[k] == pytest.approx(e1[k], rel=1e-4), (e1["epoch"], k)
     # a 2-rank run is a cache hit for the 1-process run of the same config, and the other way round
     assert _train(1, str(tmp_path / "two"))["cached"]
     assert _train(2, str(tmp_path / "one"))["cached"]
@@ -111,33 +118,50 @@ def test_two_ranks_train_what_one_process_trains_and_share_its_cache_entry(tmp_p
     names = sorted(os.listdir(tmp_path / "two"))
     assert [n for n in names if n.endswith(".safetensors")] == [os.path.basename(two["checkpoint"])]
     assert not [n for n in names if n.endswith(".lock") or n.startswith(".tmp-")], names
-    from vae_core.checkpoints import load_checkpoint, read_metadata
     load_checkpoint(two["checkpoint"], map_location="cpu")  # strict: no DDP "module." prefix in the weights
     meta = read_metadata(two["checkpoint"])
     assert meta["metrics"]["runtime"]["world_size"] == 2 and meta["train_config"]["batch_size"] == 64
 
 
+class _LongRun:
+    """torchrun training 1000 epochs; start() returns once rank 0 reports a finished epoch."""
+
+    def __init__(self, tmp_path, timeout_s: int):
+        self.cmd = _torchrun(2, "-m", "vae_core") + ["train", *[a for a in TRAIN if a != "--quiet"], "--epochs",
+                                                     "1000", "--cache-dir", str(tmp_path), "--dist-timeout",
+                                                     str(timeout_s)]
+        self.err: list[str] = []
+
+    def __enter__(self):
+        self.p = subprocess.Popen(self.cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        self.reader = threading.Thread(target=lambda: self.err.extend(iter(lambda: self.p.stderr.read(1), "")),
+                                       daemon=True)
+        self.reader.start()
+        deadline = time.monotonic() + HANG_GUARD_S
+        while "test_elbo" not in "".join(self.err):  # rank 0's progress bar: an epoch is done
+            assert self.p.poll() is None and time.monotonic() < deadline, "".join(self.err)[-3000:]
+            time.sleep(0.2)
+        self.rank1 = _child_with_env(self.p.pid, b"RANK=1")
+        return self
+
+    def wait(self) -> tuple[int, str]:
+        rc = self.p.wait(timeout=HANG_GUARD_S)
+        self.reader.join(timeout=10)
+        return rc, "".join(self.err)
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.rank1, signal.SIGKILL)
+        if self.p.poll() is None:
+            self.p.kill()
+
+
 @pytest.mark.slow
 def test_a_killed_rank_stops_the_job_with_a_clear_message(tmp_path):
-    cmd = _torchrun(2, "-m", "vae_core") + ["train", *[a for a in TRAIN if a != "--quiet"], "--epochs", "1000",
-                                            "--cache-dir", str(tmp_path), "--dist-timeout", "120"]
-    p = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err: list[str] = []
-    reader = threading.Thread(target=lambda: err.extend(iter(lambda: p.stderr.read(1), "")), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while "test_elbo" not in "".join(err):  # rank 0's progress bar: an epoch is done, training is on
-            assert p.poll() is None and time.monotonic() < deadline, "".join(err)[-3000:]
-            time.sleep(0.2)
-        rank1 = _child_with_env(p.pid, b"RANK=1")
-        os.kill(rank1, signal.SIGKILL)
-        rc = p.wait(timeout=HANG_GUARD_S)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    reader.join(timeout=10)
-    text = "".join(err)
+    with _LongRun(tmp_path, 120) as run:
+        os.kill(run.rank1, signal.SIGKILL)
+        rc, text = run.wait()
     assert rc != 0
     # rank 0 says what happened in one line (the group broke, or torchrun stopped it), and
     # torchrun's summary names the killed rank as the root cause
@@ -146,6 +170,17 @@ def test_a_killed_rank_stops_the_job_with_a_clear_message(tmp_path):
             or "Signal 15 (SIGTERM) received by PID" in text), text[-3000:]
     assert "Root Cause" in text and "Signal 9 (SIGKILL)" in text, text[-3000:]
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".safetensors")]
+
+
+@pytest.mark.slow
+def test_a_hung_rank_makes_the_others_give_up_after_the_timeout(tmp_path):
+    """SIGSTOP: the rank is alive (torchrun sees nothing wrong) but never answers; rank 0 must
+    leave its all-reduce after --dist-timeout seconds with one clear line, not wait forever."""
+    with _LongRun(tmp_path, 60) as run:
+        os.kill(run.rank1, signal.SIGSTOP)
+        rc, text = run.wait()
+    assert rc != 0
+    assert "error: rank 0: the process group failed: another rank died, was stopped or timed out" in text, text[-3000:]
 
 
 def _child_with_env(parent: int, entry: bytes) -> int:

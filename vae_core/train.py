@@ -99,7 +99,7 @@ def check_options(dev: torch.device, amp: bool, compile: bool) -> None:
                          "backend (g++, or $CXX); none was found")
 
 
-def _plan(perm: torch.Tensor, n: int, bs: int, world: ddp.World) -> list[tuple[int, slice, float]]:
+def _plan(n: int, bs: int, world: ddp.World) -> list[tuple[int, slice, float]]:
     """Per step: (global batch size m, this rank's rows of it, its loss weight W * b / m).
 
     A rank whose share of a short last batch is empty takes row 0 with weight 0: it must still
@@ -157,7 +157,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     for epoch in range(1, tc.epochs + 1):
         step.train()
         perm = noise.permutation(n)
-        plan = _plan(perm, n, bs, world)
+        plan = _plan(n, bs, world)
         index_batches = [perm[s * bs:(s + 1) * bs][rows_s] for s, (_m, rows_s, _w) in enumerate(plan)]
         sums = torch.zeros(4, device=dev)  # loss, recon, kl, count (summed over examples, all ranks)
         t0 = last_report = time.perf_counter()
@@ -167,7 +167,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
             xb, eps = bt.step_inputs(noise, xb, m, rows_s, tc.binarize, n_noise, model_cfg.latent_dim)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 loss, recon, kl = step(xb, eps, torch.tensor(beta, device=dev), torch.tensor(weight, device=dev))
-            mean_loss = ddp.all_sum(loss.detach().float(), world) / world.size  # the global batch's
+            mean_loss = ddp.all_sum(loss.detach().float().clone(), world) / world.size  # the global batch's
             if not torch.isfinite(mean_loss):
                 raise _diverged(model, last_good, history, f"loss is {float(mean_loss)} at epoch "
                                 f"{epoch}, step {s + 1}/{len(plan)}")
