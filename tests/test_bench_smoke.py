@@ -48,6 +48,16 @@ def test_train_throughput_smoke(tmp_path):
     assert -1000 < elbo < 0
 
 
+@pytest.mark.slow
+def test_train_throughput_nproc_smoke(tmp_path):
+    """torchrun on 1 and 2 processes: a row each, the same training (equal test ELBO)."""
+    out, text = run_bench("train_throughput.py", tmp_path, "--nproc", "1,2")
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| 1 process") or
+            line.startswith("| 2 processes")]
+    assert len(rows) >= 2 and all(float(r[2].replace(",", "")) > 0 for r in rows)
+    assert len({r[-2].strip() for r in rows}) == 1  # one test ELBO: the same training on 1 or 2 ranks
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_train_throughput_says_no_gpu(tmp_path):
     out, text = run_bench("train_throughput.py", tmp_path, "--device", "cuda")
