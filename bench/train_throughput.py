@@ -291,14 +291,13 @@ def nproc_main(a, load_before: str) -> None:
     runs = {f"{n} process{'es' if n > 1 else ''}, {t} thread{'s' if t > 1 else ''} each":
             (lambda n=n, t=t: nproc_run(n, t, epochs, bs, n_train, 0, a.device)) for n, t in shapes}
     res = bl.interleave(runs, repeats)
-    base = [r["images_per_s"] for r in next(iter(res.values()))]
-    rows = [[name, bl.median([r["images_per_s"] for r in rs]),
-             bl.median([r["seconds"] for r in rs]), bl.median([r["wall_s"] for r in rs]),
-             bl.median_ratio([r["images_per_s"] for r in rs], base),
+    ips = {name: [r["images_per_s"] for r in rs] for name, rs in res.items()}
+    bases = [name for name in res if name.startswith("1 process")]  # ratios against each 1-process row
+    rows = [[name, bl.median(ips[name]), bl.median([r["seconds"] for r in rs]),
+             bl.median([r["wall_s"] for r in rs]), *[bl.median_ratio(ips[name], ips[b]) for b in bases],
              statistics.fmean(r["test_elbo"] for r in rs)] for name, rs in res.items()]
-    body = bl.table(["torchrun", "images/s (median)", "train s",
-                     "wall s incl. start-up and evaluation", "ratio vs the first row (median of pairs)",
-                     "test ELBO (nats)"], rows)
+    body = bl.table(["torchrun", "images/s (median)", "train s", "wall s incl. start-up and evaluation",
+                     *[f"ratio vs {b} (median of pairs)" for b in bases], "test ELBO (nats)"], rows)
     body += (f"\n\n{n_train} mnist-5k images, {epochs} epochs, global batch {bs} (split over the processes), "
              f"seed 0 everywhere (the same training: the test ELBOs agree to float noise); gloo on the CPU. "
              f"images/s counts all processes together, over rank 0's epoch loops.")
