@@ -11,6 +11,7 @@ import torch
 from vae_core import batches as bt
 from vae_core import distributed as ddp
 from vae_core.config import ModelConfig, TrainConfig
+from vae_core.data import unit_float
 from vae_core.model import VAE
 from vae_core.train import StepLoss, _plan
 
@@ -34,7 +35,7 @@ def main(out: str) -> None:
         perm = noise.permutation(n)
         for s, (m, rows, weight) in enumerate(_plan(n, TRAIN.batch_size, world)):
             idx = perm[s * TRAIN.batch_size:(s + 1) * TRAIN.batch_size][rows]
-            x, eps = bt.step_inputs(noise, bt.unit_float(pixels[idx]), m, rows, TRAIN.binarize,
+            x, eps = bt.step_inputs(noise, unit_float(pixels[idx]), m, rows, TRAIN.binarize,
                                     TRAIN.mc_samples, MODEL.latent_dim)
             vae.zero_grad(set_to_none=True)
             loss, _recon, _kl = step(x.double(), eps.double(), torch.tensor(TRAIN.beta, dtype=torch.float64),

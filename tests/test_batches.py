@@ -7,15 +7,16 @@ import torch
 
 from vae_core import batches as bt
 from vae_core.config import ModelConfig, TrainConfig
+from vae_core.data import unit_float
 from vae_core.train import fit
 
 
 def test_uint8_to_float_per_batch_is_bit_identical_to_the_old_float_storage():
     x = np.arange(256, dtype=np.uint8).reshape(4, 1, 8, 8)
     want = x.astype(np.float32) / 255.0  # how datasets used to be stored
-    assert torch.equal(bt.unit_float(torch.from_numpy(x)), torch.from_numpy(want))
+    assert torch.equal(unit_float(torch.from_numpy(x)), torch.from_numpy(want))
     f = torch.rand(3, 5)
-    assert bt.unit_float(f) is not None and torch.equal(bt.unit_float(f), f)
+    assert torch.equal(unit_float(f), f)
 
 
 def test_targets_fixed_and_dynamic():

@@ -26,17 +26,14 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .data import unit_float
+
 DATA_MODES = ("auto", "resident", "stream")
 
 
 def shard(m: int, rank: int, world: int) -> slice:
     """Rows of a global batch of m that rank `rank` of `world` takes (sizes differ by at most 1)."""
     return slice(rank * m // world, (rank + 1) * m // world)
-
-
-def unit_float(x: torch.Tensor) -> torch.Tensor:
-    """Stored pixels -> float32: uint8 levels / 255 (bit-identical to numpy's float32 x / 255.0)."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 def targets(x: torch.Tensor, binarize: str, uniform: Optional[torch.Tensor]) -> torch.Tensor:

@@ -37,11 +37,11 @@ class Dataset:
     # (vae_core.batches), so a large image set is never held as floats
     @functools.cached_property
     def x_train(self) -> torch.Tensor:
-        return _unit_float(self.train_pixels)
+        return unit_float(self.train_pixels)
 
     @functools.cached_property
     def x_test(self) -> torch.Tensor:
-        return _unit_float(self.test_pixels)
+        return unit_float(self.test_pixels)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -60,8 +60,10 @@ class Dataset:
         return lo >= 0.0 and hi <= 1.0
 
 
-def _unit_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+def unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Stored pixels -> float32: uint8 levels / 255 (bit-identical to numpy's float32 x / 255.0,
+    which is how datasets used to be stored: fingerprints and results are unchanged)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 def _checked_pixels(x: np.ndarray, what: str) -> np.ndarray:
