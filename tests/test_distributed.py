@@ -74,6 +74,15 @@ def test_world_from_env_and_config_checks():
         check_config(TrainConfig(free_bits=0.5), w)
 
 
+def test_a_broken_collective_is_summarised_in_one_sentence():
+    from vae_core.distributed import failure_summary, is_group_failure
+    e = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+                     "[127.0.0.1]:46790: Connection reset by peer. This is typically caused by a remote worker "
+                     "hanging or bugs in the application.\nmore lines")
+    assert failure_summary(e) == "Read error [127.0.0.1]:46790: Connection reset by peer."
+    assert is_group_failure(e) and not is_group_failure(RuntimeError("shape mismatch"))
+
+
 # --- (a) the gradient ------------------------------------------------------------------------------
 
 def test_two_rank_gradient_equals_the_one_process_gradient_of_the_global_batch(tmp_path):

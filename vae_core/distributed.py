@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
+import torch.distributed as dist
 
 from .config import ConfigError, TrainConfig
 from .device import pick_device
@@ -102,7 +103,6 @@ def init(world: World, requested_device: str, timeout_s: float = DEFAULT_TIMEOUT
     dev = device_for(world, requested_device)
     if not world.distributed:
         return dev
-    import torch.distributed as dist
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -111,7 +111,6 @@ def init(world: World, requested_device: str, timeout_s: float = DEFAULT_TIMEOUT
 
 
 def shutdown(world: World) -> None:
-    import torch.distributed as dist
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -120,7 +119,6 @@ def broadcast_int(value: int, world: World, device: torch.device) -> int:
     """Rank 0's value, on every rank."""
     if not world.distributed:
         return value
-    import torch.distributed as dist
     t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.broadcast(t, src=0)
     return int(t.item())
@@ -129,7 +127,6 @@ def broadcast_int(value: int, world: World, device: torch.device) -> int:
 def all_sum(t: torch.Tensor, world: World) -> torch.Tensor:
     """Sum of t over ranks (in place), or t itself on one process."""
     if world.distributed:
-        import torch.distributed as dist
         dist.all_reduce(t)
     return t
 
@@ -152,7 +149,6 @@ def failure_summary(e: BaseException) -> str:
 
 def is_group_failure(e: BaseException) -> bool:
     """A collective failed because another rank died, hung or closed its connection."""
-    import torch.distributed as dist
     return isinstance(e, dist.DistError) or (
         isinstance(e, RuntimeError) and any(s in str(e) for s in ("Connection closed", "Timed out",
                                                                      "Connection reset", "gloo", "NCCL")))
