@@ -151,13 +151,13 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     x_test = eval_targets(data.x_test, tc.binarize).to(dev) if world.is_main else None
     n, bs = len(pixels), tc.batch_size
     n_noise = tc.iw_samples if tc.objective == "iwae" else tc.mc_samples
+    plan = _plan(n, bs, world)
     history: list = []
     last_good = copy.deepcopy(model.state_dict())
 
     for epoch in range(1, tc.epochs + 1):
         step.train()
         perm = noise.permutation(n)
-        plan = _plan(n, bs, world)
         index_batches = [perm[s * bs:(s + 1) * bs][rows_s] for s, (_m, rows_s, _w) in enumerate(plan)]
         sums = torch.zeros(4, device=dev)  # loss, recon, kl, count (summed over examples, all ranks)
         t0 = last_report = time.perf_counter()
