@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from .config import ModelConfig, TrainConfig
-from .data import Dataset, binarize_fixed, binarize_stochastic, eval_targets
+from .data import Dataset, binarize_fixed, binarize_stochastic, check_for_likelihood, eval_targets
 from .device import pick_device
 from .estimators import evaluate
 from .losses import beta_at, training_loss
@@ -81,11 +81,13 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     """Train a VAE from scratch; returns the model (on CPU, eval mode), history and test metrics.
 
     progress(Progress) is called about every `step_every` seconds and after each epoch; raising
-    from it cancels training. A non-finite loss raises TrainingDivergedError.
+    from it cancels training. A non-finite loss raises TrainingDivergedError; data outside [0, 1]
+    for a Bernoulli-type likelihood raises DatasetError before anything is built.
     """
     if tuple(data.input_shape) != tuple(model_cfg.input_shape):
         raise ValueError(f"model input_shape {model_cfg.input_shape} does not match dataset "
                          f"{data.name!r} examples of shape {data.input_shape}")
+    check_for_likelihood(data, model_cfg.likelihood, train_cfg.binarize)
     dev = pick_device(device)
     torch.manual_seed(train_cfg.seed)
     g = torch.Generator(device=dev).manual_seed(train_cfg.seed)
