@@ -45,9 +45,12 @@ def test_toml_sets_the_promised_options():
     assert opts["server.headless"] is True
     assert opts["server.runOnSave"] is False
     assert opts["runner.postScriptGC"] is False  # a full collection after every rerun cost ~200 ms
-    assert 1 <= opts["server.maxUploadSize"] <= 10
+    assert opts["client.showErrorDetails"] == "none"  # served: no traceback, no server path
+    # the server's hard cap is the dataset upload limit; images have their own smaller check
+    from vae_core.data_access import MAX_DATASET_UPLOAD_BYTES
     from vae_core.images import MAX_UPLOAD_BYTES
-    assert opts["server.maxUploadSize"] * 2**20 == MAX_UPLOAD_BYTES  # the app's own check agrees
+    assert opts["server.maxUploadSize"] * 2**20 == MAX_DATASET_UPLOAD_BYTES
+    assert MAX_UPLOAD_BYTES < MAX_DATASET_UPLOAD_BYTES
 
 
 @pytest.mark.parametrize("link,target", sorted(LINKS.items()))

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 import streamlit as st
+
+from app.safe import plain
 import torch
 
 from app.common import load_model
@@ -48,7 +50,7 @@ def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[Checkpoint] |
         try:
             out.append(load_model(p, os.path.getmtime(p)))
         except (CheckpointError, OSError) as e:
-            st.error(f"Cannot open the lab checkpoint for {r.name}: {e}")
+            st.error(f"Cannot open the lab checkpoint for {r.name}: {plain(e)}")
             return None
     return out
 
@@ -61,6 +63,6 @@ def image_grid(rows: list[torch.Tensor], input_shape, size: int = 56) -> np.ndar
 
 def base_caption(ckpt: Checkpoint, runs: list[LabRun]) -> str:
     tc = runs[0].train
-    return (f"Runs derived from the open model `{os.path.basename(ckpt.path or '')}`: same architecture "
+    return (f"Runs derived from the open model {plain(os.path.basename(ckpt.path or ''))}: same architecture "
             f"({ckpt.model_config.arch}, hidden {list(ckpt.model_config.hidden)}, z={ckpt.model_config.latent_dim}, "
-            f"{ckpt.model_config.likelihood}), data `{tc.dataset}`, seed {tc.seed}, {tc.epochs} epochs each.")
+            f"{ckpt.model_config.likelihood}), data {plain(tc.dataset)}, seed {tc.seed}, {tc.epochs} epochs each.")

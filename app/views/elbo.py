@@ -78,7 +78,7 @@ def training_curves(history: list, height: int = 320) -> tuple[go.Figure, go.Fig
 
 
 def render() -> None:
-    st.title("🧮 ELBO breakdown")
+    st.title(":material/functions: ELBO breakdown")
     ckpt = current_checkpoint()
     if ckpt is None:
         return

@@ -14,6 +14,8 @@ import time
 
 import streamlit as st
 
+from app.safe import plain
+
 from app.common import checkpoint_metadata, pick_checkpoint_path
 from app.components.latent_map import classes_for, latent_map, projection_spec
 from app.views.explorer_state import P, SLIDER_RANGE, on_map_select, reset_for
@@ -61,13 +63,13 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
 def _caption(meta: dict) -> str:
     mc, tc, metrics = meta["model_config"], meta["train_config"], meta.get("metrics") or {}
     hidden = "-".join(map(str, mc.get("hidden") or ())) or "linear"
-    return (f"{tc['dataset']} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
+    return (f"{plain(tc['dataset'])} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
             f"{mc['likelihood']} · {tc['objective']} β={tc['beta']:g} · "
             f"test ELBO {metrics.get('elbo', float('nan')):.1f} nats")
 
 
 def render() -> None:
-    st.title("🧭 Latent explorer")
+    st.title(":material/explore: Latent explorer")
     path = pick_checkpoint_path()
     meta = checkpoint_metadata(path) if path is not None else None
     if meta is None:
