@@ -20,7 +20,7 @@ from vae_core.checkpoints import save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
 
-TIMEOUT = 180
+TIMEOUT = 600  # a hang guard per AppTest run, not a speed limit (loaded 2-core machines)
 # Sound headers whose weights fail only when loaded (NaN values; "{}" is a valid all-defaults config
 # that does not match the stored tensors): listed normally, refused with one error when opened.
 HEADER_OK = {"nan_weights.safetensors", "model_config_empty.safetensors"}
@@ -256,3 +256,26 @@ def test_training_can_be_switched_off(monkeypatch, tmp_path):
     assert not at.exception
     assert "switched off" in _text(at.info[0])
     assert not at.button  # no form
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "garbage"])
+def test_a_bad_map_cache_is_reported_once_and_rebuilt(bad_cache, damage):
+    from vae_core import projection as proj
+    folder, good, _ = bad_cache
+    _run_page("app.views.explorer", good)  # writes nothing yet: a fresh checkpoint has no cache
+    cache = proj.cache_path_for(good)
+    proj.build_cache(good, __import__("vae_core.checkpoints").checkpoints.load_checkpoint(good).model,
+                     torch.rand(20, 1, 8, 8), None, with_umap=False)
+    blob = bytearray(open(cache, "rb").read())
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    elif damage == "bitflip":
+        blob[len(blob) // 2] ^= 0xFF
+    else:
+        blob = bytearray(b"PK\x03\x04" + b"\x00" * 64)
+    open(cache, "wb").write(bytes(blob))
+    at = _run_page("app.views.explorer", good)
+    assert not at.exception and not at.error
+    assert any("proj.npz" in _text(w) and "rebuilt" in _text(w) for w in at.warning)
+    assert proj.read_cache(good) is not None  # rebuilt: readable again
+    assert proj.cache_problem(good) is None

@@ -75,11 +75,12 @@ def render() -> None:
     if meta is None:
         return
     view = map_view_from_cache(path)
-    if view is None:  # no projection cache beside the checkpoint: encode the test set (needs the model)
-        from app.views.latent_data import model_view
+    if view is None:  # no usable projection cache beside the checkpoint: encode the test set (needs the model)
+        from app.views.latent_data import model_view, rebuild_bad_cache
         ckpt = _open(path)
         if ckpt is None:
             return
+        rebuild_bad_cache(ckpt)
         view = model_view(ckpt)
     reset_for(path, view)
     st.caption(_caption(meta))

@@ -90,5 +90,5 @@ def render() -> None:
         st.caption(f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).",
                    help=proj.help)
     st.divider()
-    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({name})",
+    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({plain(name)})",
                      original_caption="your image (target)")
