@@ -279,3 +279,60 @@ def test_a_bad_map_cache_is_reported_once_and_rebuilt(bad_cache, damage):
     assert any("proj.npz" in _text(w) and "rebuilt" in _text(w) for w in at.warning)
     assert proj.read_cache(good) is not None  # rebuilt: readable again
     assert proj.cache_problem(good) is None
+
+
+# --- dataset uploads through the browser (Train page) ----------------------------------------------
+
+def _zip(entries: dict) -> bytes:
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _npz_bytes(x, **extra) -> bytes:
+    import io
+
+    import numpy as np
+    buf = io.BytesIO()
+    np.savez(buf, x_train=x[:30], x_test=x[30:], **extra)
+    return buf.getvalue()
+
+
+def _upload(monkeypatch, tmp_path, name: str, data: bytes) -> AppTest:
+    at = _train_page(None, monkeypatch, tmp_path)
+    sb = at.selectbox(key="train_dataset")
+    sb.select(next(o for o in sb.options if o.startswith("upload")))
+    at.file_uploader(key="train_upload").set_value((name, data, "application/octet-stream"))
+    at.button[0].click().run()
+    return at
+
+
+def test_a_good_npz_upload_is_stored_and_trained_on(monkeypatch, tmp_path, grey_images):
+    at = _upload(monkeypatch, tmp_path, "my digits.npz", _npz_bytes(grey_images(40)))
+    assert not at.exception
+    assert not at.error, [_text(e) for e in at.error]
+    stored = os.listdir(tmp_path / "uploads")
+    assert len(stored) == 1 and stored[0].endswith(".npz")  # content-addressed, under the upload dir
+    assert at.session_state["train_job"].endswith(".safetensors")
+
+
+@pytest.mark.parametrize("name,data,problem", [
+    ("slip.zip", _zip({"../../evil/a.png": b"x"}), ".."),
+    ("abs.zip", _zip({"/etc/a.png": b"x"}), "absolute"),
+    ("pickle.npz", b"\x80\x04\x95" + b"\x00" * 40, "not a readable zip"),
+    ("empty.npz", b"", "empty"),
+])
+def test_a_bad_upload_is_refused_naming_it(monkeypatch, tmp_path, name, data, problem):
+    at = _upload(monkeypatch, tmp_path, name, data)
+    assert not at.exception
+    assert len(at.error) == 1
+    msg = _text(at.error[0])
+    assert name in msg and problem in msg, msg
+    assert str(tmp_path) not in msg  # never a server path
+    assert "train_job" not in at.session_state
+    assert not os.path.exists(tmp_path / "uploads") or not [
+        f for f in os.listdir(tmp_path / "uploads") if not f.startswith(".")]
