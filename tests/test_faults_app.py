@@ -6,12 +6,10 @@ and never an exception in the page.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 import vae_core.cache as cache_mod
@@ -336,3 +334,59 @@ def test_a_bad_upload_is_refused_naming_it(monkeypatch, tmp_path, name, data, pr
     assert "train_job" not in at.session_state
     assert not os.path.exists(tmp_path / "uploads") or not [
         f for f in os.listdir(tmp_path / "uploads") if not f.startswith(".")]
+
+
+# --- images through the pages -----------------------------------------------------------------------
+
+def _forged_bomb() -> bytes:
+    """74 bytes: a PNG whose IHDR (CRC correct) declares 100000 x 100000 grey pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("name,data,problem", [("bomb.png", _forged_bomb(), "pixels"),
+                                               ("half.png", None, "corrupt or truncated"),
+                                               ("notes.png", b"just some text", "not an image")])
+def test_a_bad_image_on_the_upload_page_gives_one_error(bad_cache, name, data, problem):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    if data is None:  # a real PNG cut in half
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buf, "PNG")
+        data = buf.getvalue()[: len(buf.getvalue()) // 2]
+    _, good, _ = bad_cache
+    at = _run_page("app.views.upload", good)
+    at.file_uploader(key="upload_file").set_value((name, data, "image/png")).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    msg = _text(at.error[0])
+    assert msg.startswith("Cannot use this image") and name in msg and problem in msg, msg
+    assert at.radio(key="upload_invert")  # the rest of the page is still there
+
+
+def test_a_bad_file_in_an_image_folder_is_named_on_the_train_page(monkeypatch, tmp_path, grey_images):
+    import io
+
+    from PIL import Image
+    allowed = tmp_path / "allowed"
+    for c, cls in enumerate(["a", "b"]):
+        (allowed / "set" / cls).mkdir(parents=True)
+        for i, a in enumerate(grey_images(6, seed=c)):
+            buf = io.BytesIO()
+            Image.fromarray(a).save(buf, "PNG")
+            (allowed / "set" / cls / f"{i}.png").write_bytes(buf.getvalue())
+    (allowed / "set" / "b" / "broken.png").write_bytes(b"")
+    at = _train_page(str(allowed), monkeypatch, tmp_path)
+    at = _try_path(at, str(allowed / "set"))
+    assert not at.exception
+    assert len(at.error) == 1
+    msg = _text(at.error[0])
+    assert "broken.png" in msg and "empty" in msg, msg
+    assert "train_job" not in at.session_state

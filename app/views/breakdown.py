@@ -7,8 +7,6 @@ import os
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-
-from app.safe import plain
 import torch
 
 from vae_core.checkpoints import Checkpoint

@@ -14,7 +14,14 @@ from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
 from vae_core.data import eval_targets
-from vae_core.images import MAX_UPLOAD_BYTES, ImageError, open_upload, png_bytes, preprocess, to_display
+from vae_core.images import (
+    MAX_UPLOAD_BYTES,
+    ImageError,
+    open_upload,
+    png_bytes,
+    preprocess,
+    to_display,
+)
 
 P = "upload_"
 
