@@ -20,12 +20,7 @@ import streamlit as st
 
 from app.safe import plain
 from vae_core.cache import default_checkpoint_path, list_checkpoints
-from vae_core.checkpoints import (
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    read_metadata,
-)
+from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
 
 if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions that load data
     import torch
