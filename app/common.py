@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from app.safe import plain
 from vae_core.cache import default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
 
@@ -44,8 +45,11 @@ def load_model(path: str, mtime: float) -> Checkpoint:
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
 def load_data(name: str, test_fraction: float) -> Dataset:
+    """A registered dataset, a browser upload, or a file under the server's allowed data roots:
+    a checkpoint's stored dataset path is a string from a file, and is checked like user input."""
     from vae_core.data import load_dataset
-    return load_dataset(name, test_fraction=test_fraction)
+    from vae_core.data_access import allowed_roots
+    return load_dataset(name, test_fraction=test_fraction, allowed_roots=allowed_roots())
 
 
 def dataset_for(ckpt: Checkpoint) -> Dataset:
@@ -64,8 +68,11 @@ def test_targets(ckpt: Checkpoint) -> torch.Tensor:
 
 
 def checkpoint_label(row: dict) -> str:
+    """One line per cache entry (selectbox options are plain text). Rows are validated by
+    vae_core.checkpoints.read_metadata; an unreadable file is listed with its reason."""
     if "error" in row:
-        return f"⚠ {os.path.basename(row['path'])} (unreadable)"
+        reason = str(row["error"]).split(": ", 1)[-1]  # the message starts with the path
+        return f"⚠ {os.path.basename(row['path'])} (unreadable: {reason[:120]})"
     mc, tc = row["model_config"], row["train_config"]
     elbo = row.get("test_elbo")
     e = f"ELBO {elbo:.1f}" if elbo is not None else "no ELBO"
@@ -103,7 +110,7 @@ def checkpoint_metadata(path: str) -> dict | None:
     try:
         return _metadata(path, os.path.getmtime(path))
     except (CheckpointError, OSError) as e:
-        st.error(f"Cannot open this checkpoint: {e}")
+        st.error(f"Cannot open this checkpoint: {plain(e)}")
         return None
 
 
@@ -113,12 +120,12 @@ def open_checkpoint(path: str) -> Checkpoint | None:
     try:
         ckpt = load_model(path, os.path.getmtime(path))
     except (CheckpointError, OSError) as e:
-        st.error(f"Cannot open this checkpoint: {e}")
+        st.error(f"Cannot open this checkpoint: {plain(e)}")
         return None
     try:
         dataset_for(ckpt)
     except DatasetError as e:
-        st.error(f"The dataset this model was trained on is not available: {e}")
+        st.error(f"The dataset this model was trained on is not available: {plain(e)}")
         return None
     return ckpt
 

@@ -1,11 +1,20 @@
 """Entry point: only builds navigation. Each page module exposes render() and is imported when its
 page first runs, so the explorer paints without waiting for the other pages' imports."""
+import os
+import sys
 from importlib import import_module
 
-import streamlit as st
+# Run the code beside this file, not another checkout's installed in the same venv (editable install).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if sys.path[:1] != [_ROOT]:
+    sys.path.insert(0, _ROOT)
 
-from app.lab import PAGES as LAB_PAGES
-from app.views import PAGES
+import streamlit as st  # noqa: E402
+
+from app.lab import PAGES as LAB_PAGES  # noqa: E402
+from app.safe import guarded  # noqa: E402
+from app.settings import training_allowed  # noqa: E402
+from app.views import PAGES  # noqa: E402
 
 
 def lazy_page(module: str):
@@ -13,12 +22,25 @@ def lazy_page(module: str):
     def render() -> None:
         import_module(module).render()
     render.__name__ = module.rsplit(".", 1)[-1]  # st.Page's routing uses url_path; this is for messages
-    return render
+    return guarded(render, module)
 
 
-st.set_page_config(page_title="VAE latent-space explorer", page_icon="🧭", layout="wide")
-nav = st.navigation({
-    "Explore": [st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug) for slug, title, icon, mod in PAGES],
-    "Lab": [st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug) for slug, title, icon, mod in LAB_PAGES],
-})
+@st.cache_resource(show_spinner=False)
+def _sweep_once() -> list[str]:
+    """Once per server process: remove temp and lock files that killed runs left in the cache."""
+    from vae_core.cache import sweep
+    try:
+        return sweep()
+    except OSError:
+        return []
+
+
+def pages(table):
+    return [st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug) for slug, title, icon, mod in table
+            if slug != "train" or training_allowed()]
+
+
+st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/explore:", layout="wide")
+_sweep_once()
+nav = st.navigation({"Explore": pages(PAGES), "Lab": pages(LAB_PAGES)})
 nav.run()

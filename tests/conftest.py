@@ -87,3 +87,58 @@ def linear_gaussian():
         return m.eval(), w.detach().clone(), b.detach().clone(), s
 
     return make
+
+
+# --- bad checkpoint files (issue 9): one of every kind, built from a good one ----------------------
+
+BAD_HEADERS = {  # file name -> header fields replaced (JSON strings, as safetensors stores them)
+    "metrics_list.safetensors": {"metrics": "[]"},
+    "model_config_empty.safetensors": {"model_config": "{}"},
+    "train_config_null.safetensors": {"train_config": "null"},
+    "elbo_text.safetensors": {"metrics": '{"elbo": "abc"}'},
+    "latent_dim_text.safetensors": {"model_config": '{"input_shape": [1, 28, 28], "latent_dim": "4"}'},
+    "hidden_huge.safetensors": {"model_config": '{"input_shape": [1, 28, 28], "latent_dim": 2, '
+                                                '"hidden": [1000000000]}'},
+    "dataset_list.safetensors": {"dataset": "[]"},
+}
+OTHER_BAD = ("nan_weights.safetensors", "truncated.safetensors", "pickle.safetensors")
+
+
+def copy_with(src: str, dst: str, header: dict | None = None, nan: bool = False) -> str:
+    """dst = src with some header fields replaced, or with its first tensor set to NaN."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(src, framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta.update(header or {})
+    if nan:
+        first = sorted(tensors)[0]
+        tensors[first] = tensors[first].clone().fill_(float("nan"))
+    save_file(tensors, dst, metadata=meta)
+    return dst
+
+
+def write_bad_checkpoints(folder, good: str) -> list[str]:
+    """Beside `good` in `folder`: every BAD_HEADERS file, NaN weights, a truncated file and a pickle."""
+    import os
+    for name, fields in BAD_HEADERS.items():
+        copy_with(good, os.path.join(folder, name), fields)
+    copy_with(good, os.path.join(folder, "nan_weights.safetensors"), nan=True)
+    with open(good, "rb") as f, open(os.path.join(folder, "truncated.safetensors"), "wb") as out:
+        out.write(f.read()[:300])
+    with open(os.path.join(folder, "pickle.safetensors"), "wb") as out:
+        out.write(b"\x80\x04\x95" + b"\x00" * 40)
+    return list(BAD_HEADERS) + list(OTHER_BAD)
+
+
+@pytest.fixture(name="bad_checkpoints", scope="session")
+def _bad_checkpoints_fixture():
+    """write_bad_checkpoints, for test modules (a conftest is not imported by name)."""
+    return write_bad_checkpoints
+
+
+@pytest.fixture(name="copy_checkpoint", scope="session")
+def _copy_checkpoint_fixture():
+    """copy_with, for test modules."""
+    return copy_with

@@ -77,7 +77,7 @@ def test_npz_pickled_object_array_is_refused(tmp_path):
     (dict(x_train=np.zeros((4, 3)), x_test=np.zeros((2, 3)), y_test=np.zeros(3)), "y_test has 3 labels for 2 images"),
     (dict(x_train=np.array([[0.0, np.nan, 1.0]] * 4), x_test=np.zeros((2, 3))), "x_train contains NaN or inf"),
     (dict(x_train=np.zeros((4, 3)), x_test=np.full((2, 3), np.inf)), "x_test contains NaN or inf"),
-    (dict(x_train=np.zeros((4, 3), dtype=bool), x_test=np.zeros((2, 3))), "x_train has dtype bool"),
+    (dict(x_train=np.zeros((4, 3), dtype=complex), x_test=np.zeros((2, 3))), "x_train has dtype complex128"),
     (dict(x_train=np.zeros((4, 3)), x_test=np.zeros((0, 3))), "must both be non-empty"),
     (dict(x_train=np.zeros((4, 2, 3, 5, 6)), x_test=np.zeros((2, 2, 3, 5, 6))), r"expected \(N,D\), \(N,H,W\)"),
     (dict(x_train=np.zeros((4, 5, 6, 7)), x_test=np.zeros((2, 5, 6, 7))), "needs 1, 3 or 4 channels"),

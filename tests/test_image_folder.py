@@ -75,7 +75,7 @@ def test_a_mismatched_image_is_named_and_nothing_is_cached(tmp_path, grey_images
     from PIL import Image
     _folder(tmp_path / "imgs", grey_images)
     Image.fromarray(np.zeros((9, 7), np.uint8)).save(tmp_path / "imgs" / "dogs" / "odd.png")
-    with pytest.raises(DatasetError, match=r"images must share one size and mode: .*odd\.png is \(7, 9\) grey"):
+    with pytest.raises(DatasetError, match=r"images must share one size and mode; .* but .*odd\.png is 7x9 grey"):
         load_dataset(str(tmp_path / "imgs"))
     assert _caches(tmp_path / "imgs") == []
 
@@ -83,5 +83,5 @@ def test_a_mismatched_image_is_named_and_nothing_is_cached(tmp_path, grey_images
 def test_a_corrupt_image_is_named(tmp_path, grey_images):
     _folder(tmp_path / "imgs", grey_images)
     (tmp_path / "imgs" / "cats" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(DatasetError, match=r"bad\.png: cannot decode this image"):
+    with pytest.raises(DatasetError, match=r"bad\.png: not an image"):
         load_dataset(str(tmp_path / "imgs"))

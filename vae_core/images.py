@@ -2,52 +2,109 @@
 
 Preprocessing follows how MNIST was made (LeCun et al.): grey, ink bright on a dark background,
 the ink's bounding box scaled to fit 20/28 of the frame and centred by its centre of mass.
+
+Every image file or upload is read through one checked reader (`_read_checked`): the pixel count
+from the header is refused before anything is decoded (a 74-byte PNG can declare 100000x100000),
+every PIL error is caught, and the message names the file.
 """
 from __future__ import annotations
 
 import io
+import os
+import stat
 
 import numpy as np
 import torch
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-FORMATS = ("PNG", "JPEG")
+FORMATS = ("PNG", "JPEG", "MPO")  # MPO: the JPEG variant many phone cameras write
 MAX_PIXELS = 25_000_000  # refuse decompression bombs before decoding
+MIN_INK_CONTRAST = 0.1   # ink must stand this far above the background level to be cropped to
 
 
 class ImageError(ValueError):
-    """An upload is not a usable PNG/JPEG image."""
+    """A file or upload is not a usable image: names it and says why."""
+
+
+def _read_checked(fp, name: str, formats: tuple[str, ...] | None):
+    """File object -> decoded PIL image. The header is read first (PIL opens lazily) and its pixel
+    count checked before decoding; PIL's own bomb check (DecompressionBombError, not an OSError)
+    fires even earlier for the largest. Any other failure of PIL is a corrupt file."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        img = Image.open(fp)
+        if formats is not None and img.format not in formats:
+            raise ImageError(f"{name}: a {img.format} image; only PNG and JPEG are accepted")
+        if img.width * img.height > MAX_PIXELS:
+            raise ImageError(f"{name}: {img.width}x{img.height} pixels is more than the {MAX_PIXELS:,} "
+                             "allowed (refused before decoding)")
+        img.verify()  # checks chunk CRCs and the end marker (load() alone pads short files)
+        fp.seek(0)
+        img = Image.open(fp)  # verify() leaves the image unusable: open again
+        img.load()  # decodes fully: a corrupt pixel stream fails here
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: declares too many pixels to decode, refused before decoding ({e})") from None
+    except UnidentifiedImageError:
+        only = " (only PNG and JPEG are accepted)" if formats else ""
+        raise ImageError(f"{name}: not an image{only}") from None
+    except Exception as e:  # OSError, SyntaxError, struct.error, zlib.error, MemoryError, ...: all PIL
+        raise ImageError(f"{name}: the image is corrupt or truncated ({type(e).__name__}: {e})") from None
+    return img
+
+
+def open_image_file(path: str, *, name: str | None = None, formats: tuple[str, ...] | None = None):
+    """An image file -> decoded PIL image, checked like an upload. `name` (default: the path) is how
+    messages refer to it; `formats` (e.g. FORMATS: PNG and JPEG) limits the PIL formats accepted,
+    None takes any format PIL reads."""
+    name = name or path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO named x.png must not block the open
+    except OSError as e:
+        raise ImageError(f"{name}: cannot be read ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{name}: not a regular file")
+        if st.st_size == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes)")
+        return _read_checked(fh, name, formats)
 
 
 def open_upload(data: bytes, name: str = "upload"):
     """Bytes -> PIL image, checked: size, format (PNG or JPEG by content, not by name), integrity."""
-    from PIL import Image, UnidentifiedImageError
     if len(data) == 0:
         raise ImageError(f"{name}: the file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
         raise ImageError(f"{name}: {len(data) / 2**20:.1f} MB is too big (limit {MAX_UPLOAD_BYTES // 2**20} MB)")
-    try:
-        img = Image.open(io.BytesIO(data))
-        fmt = img.format
-        if fmt not in FORMATS:
-            raise ImageError(f"{name}: a {fmt} image; only PNG and JPEG are accepted")
-        if img.width * img.height > MAX_PIXELS:
-            raise ImageError(f"{name}: {img.width}x{img.height} pixels is too large")
-        img.verify()  # checks chunk CRCs and the end marker (load() alone pads short files)
-        img = Image.open(io.BytesIO(data))  # verify() leaves the image unusable: open again
-        img.load()  # decodes fully: a corrupt pixel stream fails here
-    except ImageError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (only PNG and JPEG are accepted)") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"{name}: the image is corrupt or truncated ({e})") from None
-    return img
+    return _read_checked(io.BytesIO(data), name, FORMATS)
+
+
+def image_array(img, name: str = "image") -> np.ndarray:
+    """Decoded PIL image -> its pixels, unscaled: (H, W) uint8 grey, (H, W, 3) uint8 RGB, or (H, W)
+    uint16 for 16-bit grey (PNG 'I;16', or 'I' as older Pillow opens it). vae_core.data scales."""
+    mode = img.mode
+    if mode in ("1", "L", "P"):
+        return np.asarray(img.convert("L"))
+    if mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16)  # '>u2' for I;16B: native order
+    if mode == "I":
+        a = np.asarray(img)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageError(f"{name}: 32-bit integer pixels from {a.min()} to {a.max()}; only 8- and "
+                             "16-bit images are read")
+        return a.astype(np.uint16)
+    if mode == "F":
+        return np.asarray(img, np.float32)
+    return np.asarray(img.convert("RGB"))
 
 
 def _to_grey_array(img) -> np.ndarray:
     """PIL image -> (H, W) float in [0, 1]; transparency is composited onto white paper."""
     from PIL import Image
+    if img.mode.startswith("I"):  # 16-bit grey: convert("L") would saturate it
+        return image_array(img).astype(np.float32) / 65535.0
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -57,6 +114,8 @@ def _to_grey_array(img) -> np.ndarray:
 
 def _to_rgb_array(img) -> np.ndarray:
     from PIL import Image
+    if img.mode.startswith("I"):
+        return np.repeat(_to_grey_array(img)[..., None], 3, -1)
     if img.mode in ("RGBA", "LA", "PA"):
         paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(paper, img.convert("RGBA"))
@@ -70,12 +129,32 @@ def _resize(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.stack([_resize(a[..., c], h, w) for c in range(a.shape[-1])], -1)
 
 
-def light_background(a: np.ndarray) -> bool:
-    """Is the border (outer 1/10 of each side) mostly light? (H, W) in [0, 1]."""
+def _border(a: np.ndarray) -> np.ndarray:
+    """The outer 1/10 of each side of (H, W): where a photo shows paper, not ink."""
     h, w = a.shape
     bh, bw = max(1, h // 10), max(1, w // 10)
-    border = np.concatenate([a[:bh].ravel(), a[-bh:].ravel(), a[:, :bw].ravel(), a[:, -bw:].ravel()])
-    return float(np.median(border)) > 0.5
+    return np.concatenate([a[:bh].ravel(), a[-bh:].ravel(), a[:, :bw].ravel(), a[:, -bw:].ravel()])
+
+
+def light_background(a: np.ndarray) -> bool:
+    """Is the border (outer 1/10 of each side) mostly light? (H, W) in [0, 1]."""
+    return float(np.median(_border(a))) > 0.5
+
+
+def remove_background(a: np.ndarray) -> np.ndarray:
+    """Bright ink on a darker background (H, W) -> background 0, ink stretched to a peak of 1.
+
+    A photographed page inverts to a background of ~0.1, not 0, which a crop to the ink would take
+    for ink. Its level is the border's median plus three robust standard deviations (1.4826 * MAD),
+    so sensor noise and a mild lighting gradient fall below it. No ink above it: `a` unchanged.
+    """
+    border = _border(a)
+    med = float(np.median(border))
+    level = med + 3 * 1.4826 * float(np.median(np.abs(border - med)))
+    peak = float(a.max())
+    if peak - level < MIN_INK_CONTRAST:
+        return a
+    return np.clip((a - level) / (peak - level), 0, 1)
 
 
 def center_like_mnist(a: np.ndarray, size: int, box: float = 20 / 28) -> np.ndarray:
@@ -122,7 +201,7 @@ def preprocess(img, input_shape: tuple[int, ...], *, invert: str = "auto", cente
         a = _to_grey_array(img)
         if invert == "yes" or (invert == "auto" and light_background(a)):
             a = 1.0 - a
-        a = center_like_mnist(a, h) if center and h == w else _resize(a, h, w)
+        a = center_like_mnist(remove_background(a), h) if center and h == w else _resize(a, h, w)
         x = np.clip(a, 0, 1)[None]
     elif c == 3:
         a = _resize(_to_rgb_array(img), h, w)

@@ -21,7 +21,7 @@ from torch import nn
 from . import batches as bt
 from . import distributed as ddp
 from .config import ModelConfig, TrainConfig
-from .data import Dataset, eval_targets
+from .data import Dataset, check_for_likelihood, eval_targets
 from .estimators import evaluate
 from .losses import beta_at, training_loss
 from .model import VAE
@@ -120,7 +120,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     """Train a VAE from scratch; returns the model (on CPU, eval mode), history and test metrics.
 
     progress(Progress) is called about every `step_every` seconds and after each epoch; raising
-    from it cancels training. A non-finite loss raises TrainingDivergedError.
+    from it cancels training. A non-finite loss raises TrainingDivergedError; data outside [0, 1]
+    for a Bernoulli-type likelihood raises DatasetError before anything is built.
     world: this rank under torchrun (its process group initialised by vae_core.distributed.init);
     rank 0 alone evaluates, the others return empty metrics. amp: bf16 autocast in the training
     step (evaluation stays float32). compile: torch.compile the step. data_mode: auto | resident |
@@ -130,6 +131,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     if tuple(data.input_shape) != tuple(model_cfg.input_shape):
         raise ValueError(f"model input_shape {model_cfg.input_shape} does not match dataset "
                          f"{data.name!r} examples of shape {data.input_shape}")
+    check_for_likelihood(data, model_cfg.likelihood, train_cfg.binarize)
     ddp.check_config(train_cfg, world)
     dev = ddp.device_for(world, device)
     check_options(dev, amp, compile)

@@ -11,6 +11,7 @@ import streamlit as st
 import torch
 
 from app.common import load_model
+from app.safe import plain
 from vae_core.checkpoints import Checkpoint, CheckpointError
 from vae_core.data import Dataset
 from vae_core.images import tile, to_display, upscale
@@ -48,7 +49,7 @@ def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[Checkpoint] |
         try:
             out.append(load_model(p, os.path.getmtime(p)))
         except (CheckpointError, OSError) as e:
-            st.error(f"Cannot open the lab checkpoint for {r.name}: {e}")
+            st.error(f"Cannot open the lab checkpoint for {r.name}: {plain(e)}")
             return None
     return out
 
@@ -61,6 +62,6 @@ def image_grid(rows: list[torch.Tensor], input_shape, size: int = 56) -> np.ndar
 
 def base_caption(ckpt: Checkpoint, runs: list[LabRun]) -> str:
     tc = runs[0].train
-    return (f"Runs derived from the open model `{os.path.basename(ckpt.path or '')}`: same architecture "
+    return (f"Runs derived from the open model {plain(os.path.basename(ckpt.path or ''))}: same architecture "
             f"({ckpt.model_config.arch}, hidden {list(ckpt.model_config.hidden)}, z={ckpt.model_config.latent_dim}, "
-            f"{ckpt.model_config.likelihood}), data `{tc.dataset}`, seed {tc.seed}, {tc.epochs} epochs each.")
+            f"{ckpt.model_config.likelihood}), data {plain(tc.dataset)}, seed {tc.seed}, {tc.epochs} epochs each.")

@@ -5,9 +5,9 @@ Modules are named, not imported: a page's imports (torch, plotly...) load only w
 
 # (url slug, title, icon, module)
 PAGES = [
-    ("explorer", "Latent explorer", "🧭", "app.views.explorer"),
-    ("elbo", "ELBO breakdown", "🧮", "app.views.elbo"),
-    ("traversal", "Traversal & interpolation", "🎞️", "app.views.traversal"),
-    ("upload", "Upload or draw", "✏️", "app.views.upload"),
-    ("train", "Train a model", "🏋️", "app.views.train"),
+    ("explorer", "Latent explorer", ":material/explore:", "app.views.explorer"),
+    ("elbo", "ELBO breakdown", ":material/functions:", "app.views.elbo"),
+    ("traversal", "Traversal & interpolation", ":material/animation:", "app.views.traversal"),
+    ("upload", "Upload or draw", ":material/draw:", "app.views.upload"),
+    ("train", "Train a model", ":material/model_training:", "app.views.train"),
 ]

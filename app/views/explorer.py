@@ -16,7 +16,8 @@ import streamlit as st
 
 from app.common import checkpoint_metadata, pick_checkpoint_path
 from app.components.latent_map import classes_for, latent_map, projection_spec
-from app.views.explorer_state import P, SLIDER_RANGE, on_map_select, reset_for
+from app.safe import plain
+from app.views.explorer_state import SLIDER_RANGE, P, on_map_select, reset_for
 from app.views.latent_data import ModelView, map_view_from_cache
 from app.views.latent_map import MapProjection, choose_projection, map_payload
 
@@ -61,23 +62,24 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
 def _caption(meta: dict) -> str:
     mc, tc, metrics = meta["model_config"], meta["train_config"], meta.get("metrics") or {}
     hidden = "-".join(map(str, mc.get("hidden") or ())) or "linear"
-    return (f"{tc['dataset']} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
+    return (f"{plain(tc['dataset'])} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
             f"{mc['likelihood']} · {tc['objective']} β={tc['beta']:g} · "
-            f"test ELBO {metrics.get('elbo', float('nan')):.1f} nats")
+            + (f"test ELBO {metrics['elbo']:.1f} nats" if metrics.get("elbo") is not None else "no test ELBO"))
 
 
 def render() -> None:
-    st.title("🧭 Latent explorer")
+    st.title(":material/explore: Latent explorer")
     path = pick_checkpoint_path()
     meta = checkpoint_metadata(path) if path is not None else None
     if meta is None:
         return
     view = map_view_from_cache(path)
-    if view is None:  # no projection cache beside the checkpoint: encode the test set (needs the model)
-        from app.views.latent_data import model_view
+    if view is None:  # no usable projection cache beside the checkpoint: encode the test set (needs the model)
+        from app.views.latent_data import model_view, rebuild_bad_cache
         ckpt = _open(path)
         if ckpt is None:
             return
+        rebuild_bad_cache(ckpt)
         view = model_view(ckpt)
     reset_for(path, view)
     st.caption(_caption(meta))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import threading
 
 import streamlit as st
@@ -62,7 +63,7 @@ def z_downloads(ckpt: Checkpoint, z: list) -> None:
     cols = st.columns(2)
     cols[0].download_button("⬇ decoded image (PNG)", png, "decoded.png", "image/png",
                             on_click="ignore", key=P + "dl_png", width="stretch")
-    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": ckpt.path, "z": box["z"]}, indent=1),
+    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": box["z"]}, indent=1),
                             "z.json", "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
 
 
@@ -88,10 +89,10 @@ def decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
     b = st.columns(3)
     b[0].button("z = 0", on_click=on_zero, key=P + "btn_zero", width="stretch",
                 help="the prior's mean")
-    b[1].button("🎲 prior sample", on_click=on_prior, key=P + "btn_prior", width="stretch",
+    b[1].button("prior sample", icon=":material/casino:", on_click=on_prior, key=P + "btn_prior", width="stretch",
                 help="z ~ p(z) = N(0, I)")
     sel = st.session_state.get(P + "selected")
-    b[2].button("🎯 posterior sample", on_click=on_posterior, args=(ckpt,), key=P + "btn_post",
+    b[2].button("posterior sample", icon=":material/target:", on_click=on_posterior, args=(ckpt,), key=P + "btn_post",
                 width="stretch", disabled=sel is None,
                 help=f"z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first")
     weights = browser_weights(ckpt)

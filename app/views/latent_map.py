@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from app.components.latent_map import points_payload
+from app.safe import plain
 from app.views.latent_data import ModelView, start_umap, umap_projection, umap_status
 from vae_core.projection import LatentPlane
 
@@ -68,11 +69,11 @@ def _poll_umap(ckpt_path: str, key: str) -> None:
     if status == "ready":
         st.rerun()
     elif status == "failed":
-        st.error(msg + " Showing PCA instead.")
+        st.error(plain(msg) + " Showing PCA instead.")
         if st.button("Retry UMAP", key=key + "_retry"):
             start_umap(ckpt_path)
     else:
-        st.info(f"⏳ {msg}. Showing PCA until it is ready.")
+        st.info(f"{plain(msg)}. Showing PCA until it is ready.", icon=":material/hourglass_top:")
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

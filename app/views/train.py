@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from app.common import current_checkpoint, select_checkpoint
+from app.safe import plain
+from app.settings import training_allowed
 from app.views.elbo import training_curves
 from app.views.latent_data import start_umap
 from vae_core import projection as proj
 from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load
 from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig
-from vae_core.data import REGISTRY, DatasetError, eval_targets, load_dataset
+from vae_core.data import REGISTRY, DatasetError, check_for_likelihood, eval_targets, load_dataset
+from vae_core.data_access import MAX_DATASET_UPLOAD_BYTES, ROOTS_ENV, allowed_roots, save_uploaded_dataset
 from vae_core.train import TrainingDivergedError
 
 P = "train_"
@@ -72,7 +75,7 @@ def _save_projection(ckpt) -> None:
     try:
         proj.build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test,
                          with_umap=False)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # a read-only folder; means that are not finite
         _LOG.warning("could not save the projection cache of %s: %s", ckpt.path, e)
 
 
@@ -111,15 +114,45 @@ def start_job(model_cfg: ModelConfig, train_cfg: TrainConfig, data) -> tuple[Job
     return job, True
 
 
+UPLOAD = "upload a dataset (.npz or .zip)…"
+SERVER_PATH = "a .npz file or image folder on the server…"
+
+
+def _dataset_choices() -> list[str]:
+    """Registered datasets, a browser upload, and paths only where the server allows some."""
+    extra = [UPLOAD] + ([SERVER_PATH] if os.environ.get(ROOTS_ENV) else [])
+    return sorted(REGISTRY) + extra
+
+
+def _dataset_name(choice: str, path: str, upload) -> str | None:
+    """The name load_dataset takes for this choice; an upload is validated and stored first.
+    Raises DatasetError with a message for the user."""
+    if choice == UPLOAD:
+        if upload is None:
+            raise DatasetError("choose a .npz or .zip file to upload first")
+        with st.spinner(f"Checking {plain(upload.name)}…"):
+            return save_uploaded_dataset(upload.getvalue(), upload.name)
+    if choice == SERVER_PATH:
+        if not path.strip():
+            raise DatasetError("type the path of a .npz file or an image folder on the server")
+        return path.strip()
+    return choice
+
+
 def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
     t = DEFAULT_TRAIN
     with st.form(P + "form"):
         c = st.columns(4)
-        names = sorted(REGISTRY)
-        ds = c[0].selectbox("Dataset", names + ["a .npz file or image folder…"], index=names.index("mnist-5k"),
-                            key=P + "dataset", help="mnist-5k and digits ship with the Python packages; the "
-                            "torchvision sets must already be on disk (~/.cache/vae_core/data).")
-        path = c[0].text_input("Path (for .npz / folder)", key=P + "path")
+        names = _dataset_choices()
+        ds = c[0].selectbox("Dataset", names, index=names.index("mnist-5k"), key=P + "dataset",
+                            help="mnist-5k and digits ship with the Python packages; the torchvision sets "
+                                 "must already be on the server. Upload: an .npz with x_train, x_test "
+                                 "(+ y_train, y_test), or a .zip of an image folder (one subfolder per class).")
+        upload = c[0].file_uploader("Dataset file (for upload)", type=["npz", "zip"], key=P + "upload",
+                                    max_upload_size=MAX_DATASET_UPLOAD_BYTES // 2**20)
+        path = (c[0].text_input("Path on the server", key=P + "path",
+                                help="Only inside the folders this server allows: "
+                                     + ", ".join(allowed_roots())) if SERVER_PATH in names else "")
         arch = c[1].selectbox("Architecture", ARCHS, key=P + "arch")
         hidden = c[1].text_input("Hidden widths", "400", key=P + "hidden", help="comma-separated, '' = linear")
         k = c[2].number_input("Latent dim", 1, 128, 16, key=P + "k", help="2 shows the latent plane directly")
@@ -140,25 +173,22 @@ def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
         go_ = st.form_submit_button("Train (or load if cached)", type="primary")
     if not go_:
         return None
-    name = path.strip() if ds.startswith("a .npz") else ds
     try:
         hid = tuple(int(v) for v in hidden.split(",") if v.strip())
     except ValueError:
-        st.error(f"Hidden widths must be comma-separated integers like 400 or 512,256, got {hidden!r}.")
+        st.error(f"Hidden widths must be comma-separated integers like 400 or 512,256, got {plain(repr(hidden))}.")
         return None
     try:
-        with st.spinner(f"Loading {name}…"):
-            data = load_dataset(name, test_fraction=t.test_fraction)
+        name = _dataset_name(ds, path, upload)
+        with st.spinner("Loading the dataset…"):
+            data = load_dataset(name, test_fraction=t.test_fraction, allowed_roots=allowed_roots())
         tcfg = TrainConfig(dataset=name, epochs=int(epochs), batch_size=int(bs), lr=float(lr), seed=int(seed),
                            objective=objective, beta=float(beta), warmup_epochs=float(warm), free_bits=float(fb),
                            binarize=binarize if like == "bernoulli" else "none")
         mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=int(k), arch=arch, hidden=hid, likelihood=like)
-    except (DatasetError, ConfigError, ValueError) as e:
-        st.error(f"Cannot train this: {e}")
-        return None
-    if like == "bernoulli" and not data.in_unit_interval:
-        st.error(f"{name} has values outside [0, 1]: the Bernoulli likelihoods need pixel values in [0, 1]; "
-                 "pick a Gaussian likelihood.")
+        check_for_likelihood(data, like, tcfg.binarize)
+    except (DatasetError, ConfigError, ValueError, OSError) as e:
+        st.error(f"Cannot train this: {plain(e)}")
         return None
     return mcfg, tcfg, data
 
@@ -179,7 +209,7 @@ def _watch() -> None:
         if st.button("Cancel", key=P + "cancel"):
             job.cancel = True
     elif job.status in ("done", "cached"):
-        st.success(("Loaded from the cache: " if job.status == "cached" else "Trained and saved: ") + name)
+        st.success(("Loaded from the cache: " if job.status == "cached" else "Trained and saved: ") + plain(name))
         if st.session_state.get(P + "opened") != job.path:
             st.session_state[P + "opened"] = job.path
             start_umap(job.path)  # the map's UMAP, in the background
@@ -189,7 +219,7 @@ def _watch() -> None:
     elif job.status == "cancelled":
         st.warning("Training was cancelled; nothing was saved.")
     else:
-        st.error(f"Training failed: {job.error}")
+        st.error(f"Training failed: {plain(job.error)}")
     if job.history:
         c1, c2 = st.columns(2)
         f1, f2 = training_curves(job.history, height=300)
@@ -198,7 +228,10 @@ def _watch() -> None:
 
 
 def render() -> None:
-    st.title("🏋️ Train a model")
+    st.title(":material/model_training: Train a model")
+    if not training_allowed():  # main.py hides the page too; this guards a direct import
+        st.info("Training is switched off on this server (VAE_ALLOW_TRAINING=0).")
+        return
     current_checkpoint()  # the sidebar picker: training switches it to the new model
     _warm_up()
     st.caption("Trains in the background (the page stays usable), then joins the checkpoint cache. A "
@@ -209,7 +242,8 @@ def render() -> None:
         mcfg, tcfg, data = got
         path = cache_path(mcfg, tcfg, data)
         if os.path.exists(path):
-            st.toast(f"Loaded from the cache: {os.path.basename(path)} is now the open model.", icon="✅")
+            st.toast(f"Loaded from the cache: {plain(os.path.basename(path))} is now the open model.",
+                     icon=":material/check_circle:")
             select_checkpoint(path)
             st.session_state.pop(P + "job", None)
             st.rerun()

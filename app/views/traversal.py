@@ -86,7 +86,7 @@ def _interpolation(ckpt, view) -> None:
 
 
 def render() -> None:
-    st.title("🎞️ Traversal & interpolation")
+    st.title(":material/animation: Traversal & interpolation")
     ckpt = current_checkpoint()
     if ckpt is None:
         return

@@ -2,26 +2,36 @@
 from __future__ import annotations
 
 import json
+import os
 
 import streamlit as st
 import torch
 
 from app.common import current_checkpoint
+from app.safe import plain
 from app.views.breakdown import render_breakdown, show_image
 from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
 from vae_core.data import eval_targets
-from vae_core.images import MAX_UPLOAD_BYTES, ImageError, open_upload, png_bytes, preprocess, to_display
+from vae_core.images import (
+    MAX_UPLOAD_BYTES,
+    ImageError,
+    open_upload,
+    png_bytes,
+    preprocess,
+    to_display,
+)
 
 P = "upload_"
 
 
 def _source() -> tuple[bytes | None, str]:
     """(image bytes or None, name) from the uploader or the drawing canvas."""
-    tab_up, tab_draw = st.tabs(["📁 Upload a PNG / JPEG", "✏️ Draw"])
+    tab_up, tab_draw = st.tabs([":material/upload_file: Upload a PNG / JPEG", ":material/draw: Draw"])
     with tab_up:
         f = st.file_uploader("Image file", type=["png", "jpg", "jpeg"], key=P + "file",
+                             max_upload_size=MAX_UPLOAD_BYTES // 2**20,
                              help=f"PNG or JPEG, at most {MAX_UPLOAD_BYTES // 2**20} MB. A photo of a digit on "
                                   "paper works: it is turned grey, inverted if the background is light, cropped "
                                   "to the ink and centred like MNIST.")
@@ -38,7 +48,7 @@ def _source() -> tuple[bytes | None, str]:
 
 
 def render() -> None:
-    st.title("✏️ Upload or draw")
+    st.title(":material/draw: Upload or draw")
     ckpt = current_checkpoint()
     if ckpt is None:
         return
@@ -58,7 +68,7 @@ def render() -> None:
     try:
         x = preprocess(open_upload(data, name), shape, invert=invert, center=center)
     except ImageError as e:
-        st.error(f"Cannot use this image: {e}")
+        st.error(f"Cannot use this image: {plain(e)}")
         return
     tc = ckpt.train_config
     # what the likelihood scores: binarized like the test set when the model was trained so
@@ -76,7 +86,7 @@ def render() -> None:
                        if tc.binarize != "none" else ""), 168)
         st.download_button("⬇ preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
                            "image/png", on_click="ignore", key=P + "dl_png")
-        st.download_button("⬇ its z = μ(x) (JSON)", json.dumps({"checkpoint": ckpt.path, "z": mu[0].tolist()}),
+        st.download_button("⬇ its z = μ(x) (JSON)", json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": mu[0].tolist()}),
                            "z.json", "application/json", on_click="ignore", key=P + "dl_z")
     with left:
         proj = choose_projection(view, ckpt.path, key=P + "projection")
@@ -87,5 +97,5 @@ def render() -> None:
         st.caption(f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).",
                    help=proj.help)
     st.divider()
-    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({name})",
+    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({plain(name)})",
                      original_caption="your image (target)")
