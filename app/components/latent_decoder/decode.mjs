@@ -1,13 +1,34 @@
-// MLP decoder in plain JS, shared by the Streamlit component and tests/test_browser_decoder.py (node).
-// Payload format: vae_core/browser.py (vae-mlp-decoder/1). No DOM use here.
+// The VAE decoder in plain JS, shared by the Streamlit component, the static export
+// (vae_core/export_html.py) and tests/test_browser_decoder.py (node). No DOM use here.
+// Payload formats: vae_core/browser.py (vae-mlp-decoder/1, vae-conv-decoder/1).
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-// base64 of little-endian float32 bytes -> Float32Array
-export function base64ToFloat32(s) {
+function base64ToBytes(s) {
   const bin = atob(s);
   const bytes = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+// IEEE half (binary16) bits -> number
+function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;                       // subnormal
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+// base64 of little-endian float32 ("<f4", the default) or float16 ("<f2") bytes -> Float32Array
+export function base64ToFloat32(s, dtype = "<f4") {
+  const bytes = base64ToBytes(s);
+  if (dtype === "<f2") {
+    if (bytes.length % 2 !== 0) throw new Error("float16 data length is not a multiple of 2");
+    const dv = new DataView(bytes.buffer), out = new Float32Array(bytes.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
+    return out;
+  }
+  if (dtype !== "<f4") throw new Error(`unknown weight dtype ${dtype}`);
   if (bytes.length % 4 !== 0) throw new Error("float32 data length is not a multiple of 4");
   if (LITTLE_ENDIAN) return new Float32Array(bytes.buffer);
   const dv = new DataView(bytes.buffer), out = new Float32Array(bytes.length / 4);
@@ -15,18 +36,45 @@ export function base64ToFloat32(s) {
   return out;
 }
 
+function parseLinear(l, i, dtype) {
+  const W = base64ToFloat32(l.weight, dtype), b = base64ToFloat32(l.bias, dtype);
+  if (W.length !== l.in * l.out || b.length !== l.out) {
+    throw new Error(`layer ${i}: expected ${l.out}x${l.in} weights, got ${W.length} values`);
+  }
+  return { nIn: l.in, nOut: l.out, relu: !!l.relu, W, b, h: new Float64Array(l.out) };
+}
+
+// A ConvTranspose2d on a (cIn, hIn, wIn) input; W is (cIn, cOut, k, k) as PyTorch keeps it.
+function parseDeconv(l, i, [cIn, hIn, wIn], dtype) {
+  const W = base64ToFloat32(l.weight, dtype), b = base64ToFloat32(l.bias, dtype);
+  const { kernel: k, stride: s, padding: p } = l;
+  if (l.in !== cIn || W.length !== l.in * l.out * k * k || b.length !== l.out) {
+    throw new Error(`deconv ${i}: expected ${l.in}x${l.out}x${k}x${k} weights on ${cIn} channels, got ${W.length} values`);
+  }
+  const hOut = (hIn - 1) * s - 2 * p + k, wOut = (wIn - 1) * s - 2 * p + k;  // PyTorch's output size
+  return { cIn, hIn, wIn, cOut: l.out, hOut, wOut, k, s, p, relu: !!l.relu, W, b,
+           h: new Float64Array(l.out * hOut * wOut) };
+}
+
 // Parse a payload once: typed arrays plus scratch buffers reused by every decode.
 export function parseDecoder(payload) {
-  if (!payload || payload.format !== "vae-mlp-decoder/1") {
-    throw new Error(`unknown decoder format ${payload && payload.format}`);
+  const fmt = payload && payload.format;
+  if (fmt !== "vae-mlp-decoder/1" && fmt !== "vae-conv-decoder/1") {
+    throw new Error(`unknown decoder format ${fmt}`);
   }
-  const layers = payload.layers.map((l, i) => {
-    const W = base64ToFloat32(l.weight), b = base64ToFloat32(l.bias);
-    if (W.length !== l.in * l.out || b.length !== l.out) {
-      throw new Error(`layer ${i}: expected ${l.out}x${l.in} weights, got ${W.length} values`);
-    }
-    return { nIn: l.in, nOut: l.out, relu: !!l.relu, W, b, h: new Float64Array(l.out) };
-  });
+  const dtype = payload.dtype || "<f4";
+  const layers = payload.layers.map((l, i) => parseLinear(l, i, dtype));
+  let deconvs = [], nOut = layers[layers.length - 1].nOut;
+  if (fmt === "vae-conv-decoder/1") {
+    let shape = payload.unflatten;  // the last Linear's output viewed as (C, H, W)
+    if (shape[0] * shape[1] * shape[2] !== nOut) throw new Error(`cannot view ${nOut} values as ${shape}`);
+    deconvs = payload.deconvs.map((l, i) => {
+      const d = parseDeconv(l, i, shape, dtype);
+      shape = [d.cOut, d.hOut, d.wOut];
+      return d;
+    });
+    nOut = shape[0] * shape[1] * shape[2];
+  }
   const shape = payload.input_shape;
   let C, H, W;
   if (shape.length === 3) [C, H, W] = shape;
@@ -34,10 +82,11 @@ export function parseDecoder(payload) {
     const D = shape[0], s = Math.round(Math.sqrt(D));
     [C, H, W] = s * s === D ? [1, s, s] : [1, 1, D];
   }
+  if (C * H * W !== nOut) throw new Error(`the decoder gives ${nOut} values for input_shape ${shape}`);
   return {
-    id: payload.id, latentDim: payload.latent_dim, output: payload.output, layers,
+    id: payload.id, latentDim: payload.latent_dim, output: payload.output, layers, deconvs,
     C, H, W, lo: payload.value_range[0], hi: payload.value_range[1],
-    mean: new Float32Array(layers[layers.length - 1].nOut),
+    mean: new Float32Array(nOut),
   };
 }
 
@@ -53,6 +102,34 @@ function outputMean(kind, a) {
   return a;  // identity (Gaussian mean)
 }
 
+// out[co, iy*s - p + ky, ix*s - p + kx] += x[ci, iy, ix] * W[ci, co, ky, kx], plus b[co]:
+// ConvTranspose2d as the scatter of each input pixel through the kernel.
+function deconv(L, x) {
+  const { cIn, hIn, wIn, cOut, hOut, wOut, k, s, p, W, b, h } = L, nIn = hIn * wIn, nOut = hOut * wOut;
+  for (let co = 0; co < cOut; co++) h.fill(b[co], co * nOut, (co + 1) * nOut);
+  for (let ci = 0; ci < cIn; ci++) {
+    for (let co = 0; co < cOut; co++) {
+      const base = co * nOut;
+      for (let ky = 0; ky < k; ky++) {
+        for (let kx = 0; kx < k; kx++) {
+          const w = W[((ci * cOut + co) * k + ky) * k + kx];
+          for (let iy = 0; iy < hIn; iy++) {
+            const oy = iy * s - p + ky;
+            if (oy < 0 || oy >= hOut) continue;
+            const row = base + oy * wOut, xin = ci * nIn + iy * wIn;
+            for (let ix = 0; ix < wIn; ix++) {
+              const ox = ix * s - p + kx;
+              if (ox >= 0 && ox < wOut) h[row + ox] += x[xin + ix] * w;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (L.relu) for (let i = 0; i < h.length; i++) if (h[i] < 0) h[i] = 0;
+  return h;
+}
+
 // z (array-like, latentDim) -> net.mean, Float32Array (C*H*W) in (C, H, W) order.
 export function decode(net, z) {
   let x = z;
@@ -66,6 +143,7 @@ export function decode(net, z) {
     }
     x = h;
   }
+  for (const L of net.deconvs) x = deconv(L, x);
   const out = net.mean;
   for (let j = 0; j < out.length; j++) out[j] = outputMean(net.output, x[j]);
   return out;
