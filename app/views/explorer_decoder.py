@@ -1,7 +1,8 @@
 """Explorer: the decoder panel (z buttons, one slider per latent dim, the decoded image) and z downloads.
 
-Both modes use the sliders of app.components.latent_decoder. MLP decoders run in the browser, so the
-image follows a drag frame by frame; other decoders (or the toggle off) decode on the server: the
+Both modes use the sliders of app.components.latent_decoder. MLP and conv decoders run in the browser,
+so the image follows a drag frame by frame with no server work; a decoder the browser cannot run (or
+the toggle off) decodes on the server: the
 component sends z on release and, while dragging, at most every PREVIEW_MS with one request in
 flight; the _decoder fragment, rerun alone by that, decodes z and hands the pixels to the component
 (no st.image media fetch, no Streamlit slider widgets).
@@ -71,7 +72,7 @@ def z_downloads(ckpt: Checkpoint, z: list) -> None:
 def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
     """The sliders and the image alone: a release (or a drag preview) reruns only this fragment,
     a few ms of server work and one element for the browser to update. weights: decode in the
-    browser (MLP payload), or None: decode here."""
+    browser (vae_core.browser payload), or None: decode here."""
     z = st.session_state[P + "z"]
     labels, flags = view.slider_labels(), view.collapsed
     release = functools.partial(on_decoder_release, P + "decoder")
@@ -98,8 +99,8 @@ def decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
     weights = browser_weights(ckpt)
     live = weights is not None and st.toggle(
         "Decode in the browser while dragging", value=True, key=P + "live",
-        help="The MLP decoder runs in your browser, so the image follows the slider as you drag. "
-             "Off: the server decodes, as for conv decoders.")
+        help="The decoder runs in your browser, so the image follows the slider as you drag. "
+             "Off: the server decodes each z instead.")
     _decoder(ckpt, view, weights if live else None)
     if not live:
         st.caption("Decoded on the server: while you drag, the image follows at the server's pace (one "
