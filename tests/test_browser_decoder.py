@@ -18,7 +18,7 @@ from vae_core.checkpoints import load_checkpoint
 from vae_core.config import ModelConfig
 from vae_core.model import VAE
 
-DECODE_JS = os.path.join(os.path.dirname(__file__), "..", "app", "components", "latent_decoder", "decode.mjs")
+DECODE_JS = os.path.join(os.path.dirname(__file__), "..", "vae_core", "js", "decode.mjs")
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: cannot run the JS decoder")
 

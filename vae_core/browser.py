@@ -1,4 +1,4 @@
-"""Export a decoder (MLP or conv) for decoding in the browser (app/components/latent_decoder/decode.mjs).
+"""Export a decoder (MLP or conv) for decoding in the browser (vae_core/js/decode.mjs).
 
 The payload is compact JSON: per layer its shape and its weight/bias as base64 of little-endian
 float32 bytes ("<f4", about 1.7 MB for 16-400-784 against ~6 MB as JSON floats) or float16 ("<f2",

@@ -1,6 +1,6 @@
 """Latent sliders (plain HTML range inputs in one st.components.v2 component) and the decoded image.
 
-Browser mode, for MLP and conv decoders: the decoder runs in JS (latent_decoder/decode.mjs) on every
+Browser mode, for MLP and conv decoders: the decoder runs in JS (vae_core/js/decode.mjs) on every
 slider `input` event, one decode per animation frame, and z goes to Python on release:
 
     weights = browser_weights(ckpt)            # None if the browser cannot run it: use server_decoder
@@ -32,6 +32,7 @@ import streamlit as st
 
 from vae_core.browser import decoder_payload, supports_browser_decoding
 from vae_core.checkpoints import Checkpoint
+from vae_core.js import js_source
 
 _ASSETS = os.path.join(os.path.dirname(__file__), "latent_decoder")
 
@@ -41,12 +42,13 @@ def _read(name: str) -> str:
         return f.read()
 
 
-# decode.mjs is the same file the node test runs; the component code follows it in one module.
+# vae_core/js/decode.mjs (the reader of vae_core.browser's payload, run by the node test and the static
+# export too); the component code follows it in one module.
 _COMPONENT = st.components.v2.component(
     "vae_latent_decoder",
     html=_read("component.html"),
     css=_read("component.css"),
-    js=_read("decode.mjs") + "\n" + _read("component.js"),
+    js=js_source("decode.mjs") + "\n" + _read("component.js"),
 )
 
 
