@@ -1,6 +1,8 @@
 """Checkpoint I/O: exact round trip, atomic writes, no code on load, a clear error per bad file; the cache."""
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import struct
@@ -10,8 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vae_core.cache as cache
+from vae_core import fsutil
 from vae_core.checkpoints import FORMAT, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
+from vae_core.fsutil import StorageError
 from vae_core.model import VAE
 
 HISTORY = [{"epoch": 1, "test_elbo": -50.5, "test_kl_per_dim": [0.5, 1.25]}, {"epoch": 2, "test_elbo": -40.0}]
@@ -72,14 +76,14 @@ def test_failing_write_does_not_clobber_the_existing_file(tmp_path, monkeypatch)
     path, _ = _saved(tmp_path)
     before = open(path, "rb").read()
 
-    def half_write_then_fail(tensors, filename, metadata=None):
-        with open(filename, "wb") as fh:
-            fh.write(b"half a file")
-        raise OSError("disk full")
+    class HalfThenFull(io.FileIO):
+        def write(self, b):
+            super().write(bytes(b)[:11])
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("safetensors.torch.save_file", half_write_then_fail)
+    monkeypatch.setattr(fsutil, "open", lambda f, mode="r": HalfThenFull(f, mode.replace("b", "")), raising=False)
     other = _model(ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,)), seed=1)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageError, match="m.safetensors: could not be written .No space left on device"):
         save_checkpoint(path, other, TrainConfig())
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["m.safetensors"]
@@ -155,11 +159,11 @@ def _bad(kind, tmp_path):
     ("foreign-other-tag", r"not a vae_core checkpoint \(format tag 'pt'"),
     ("torch-pickle", "PyTorch pickle"),
     ("torch-pickle-legacy", "PyTorch pickle"),
-    ("bad-config-value", r"stored config is invalid \(latent_dim must be >= 1"),
-    ("bad-config-field", r"stored config is invalid \(TrainConfig: unknown field\(s\) \['epoch'\]"),
-    ("bad-config-type", "stored config is invalid"),
-    ("metadata-not-json", "metadata is incomplete or corrupt"),
-    ("metadata-missing-key", "metadata is incomplete or corrupt"),
+    ("bad-config-value", r"header field model_config is invalid: latent_dim must be >= 1"),
+    ("bad-config-field", r"header field train_config is invalid: TrainConfig: unknown field\(s\) \['epoch'\]"),
+    ("bad-config-type", r"header field model_config is invalid: input_shape must be a list of ints, got a string"),
+    ("metadata-not-json", "header field history is not valid JSON"),
+    ("metadata-missing-key", "header field train_config is missing"),
     ("arch-mismatch", "weights do not match the stored architecture.*size mismatch"),
     ("missing-weight", "weights do not match the stored architecture.*log_sigma"),
 ])
@@ -205,7 +209,7 @@ def test_cuda_map_location_without_a_gpu_is_a_clear_error(tmp_path):
 
 # --- the cache ------------------------------------------------------------------------------
 
-def test_train_or_load_trains_once_then_hits_the_cache(tmp_path, monkeypatch, tiny_data, tiny_cfgs):
+def test_train_or_load_trains_once_then_hits_the_cache(tmp_path, tiny_data, tiny_cfgs):
     mcfg, tcfg = tiny_cfgs
     seen = []
     ck, cached = cache.train_or_load(mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu",
@@ -217,16 +221,15 @@ def test_train_or_load_trains_once_then_hits_the_cache(tmp_path, monkeypatch, ti
     def no_training(*a, **k):
         raise AssertionError("fit() called on a cache hit")
 
-    monkeypatch.setattr(cache, "fit", no_training)
     ck2, cached2 = cache.train_or_load(mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu",
-                                       on_trained=seen.append)
+                                       on_trained=seen.append, fit=no_training)
     assert cached2 and len(seen) == 1
     assert ck2.metrics == ck.metrics and ck2.history == ck.history and ck2.dataset["fingerprint"] == tiny_data.fingerprint
     a, b = ck.model.state_dict(), ck2.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     # any change of config or data is a different key, hence a miss (which would train)
     with pytest.raises(AssertionError, match="fit\\(\\) called"):
-        cache.train_or_load(mcfg, tcfg.replace(seed=1), tiny_data, cache_dir=str(tmp_path))
+        cache.train_or_load(mcfg, tcfg.replace(seed=1), tiny_data, cache_dir=str(tmp_path), fit=no_training)
 
 
 def test_list_checkpoints_reports_good_and_unreadable_files(tmp_path, tiny_data, tiny_cfgs):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -93,3 +94,71 @@ def test_config_key_changes_with_every_input_and_only_with_them():
               config_key(m, t.replace(beta=1.01), "fp0"),
               config_key(m, t, "fp1")}
     assert k not in others and len(others) == 5
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(latent_dim="4"), "latent_dim must be an int, got a string ('4')"),
+    (dict(latent_dim=4.5), "latent_dim must be an int, got a float (4.5)"),
+    (dict(latent_dim=True), "latent_dim must be an int, got a boolean (true)"),
+    (dict(hidden=[400, "x"]), "hidden[1] must be an int, got a string ('x')"),
+    (dict(input_shape="abc"), "input_shape must be a list of ints, got a string ('abc')"),
+    (dict(arch=None), "arch must be a string, got null"),
+    (dict(sigma=float("inf")), "sigma must be a finite number, got a float (inf)"),
+    (dict(sigma="1"), "sigma must be a finite number, got a string ('1')"),
+])
+def test_model_config_fields_have_strict_types(kw, msg):
+    with pytest.raises(ConfigError) as e:
+        ModelConfig(**kw)
+    assert str(e.value) == msg
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(epochs="3"), "epochs must be an int, got a string ('3')"),
+    (dict(batch_size=2.5), "batch_size must be an int, got a float (2.5)"),
+    (dict(lr=float("nan")), "lr must be a finite number, got a float (nan)"),
+    (dict(beta=True), "beta must be a finite number, got a boolean (true)"),
+    (dict(dataset=3), "dataset must be a string, got an int (3)"),
+    (dict(seed=-1), "seed must be in [0, 2**63 - 1], got -1"),
+    (dict(iw_samples=1001), "iw_samples must be <= 1000 (MAX_TRAIN_SAMPLES), got 1001"),
+])
+def test_train_config_fields_have_strict_types(kw, msg):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**kw)
+    assert str(e.value) == msg
+
+
+def test_integral_floats_become_ints_and_ints_become_floats():
+    """4.0 (a JSON number written by another tool) is the int 4; the config and its key are unchanged."""
+    m = ModelConfig(latent_dim=4.0, hidden=[400.0], input_shape=(1.0, 28, 28))
+    assert m == ModelConfig(latent_dim=4) and type(m.latent_dim) is int and type(m.hidden[0]) is int
+    t = TrainConfig(beta=1, lr=1)
+    assert type(t.beta) is float and config_key(m, t, "fp") == config_key(ModelConfig(latent_dim=4),
+                                                                          TrainConfig(beta=1.0, lr=1.0), "fp")
+    with pytest.raises(ConfigError, match=r"ModelConfig must be a JSON object, got a list"):
+        ModelConfig.from_dict([])
+
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(),
+    ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5, 4), likelihood="gaussian-learned", sigma_mode="per-pixel"),
+    ModelConfig(input_shape=(3, 32, 32), latent_dim=8, arch="conv", hidden=(128,), conv_channels=(16, 32),
+                likelihood="gaussian-learned"),
+    ModelConfig(input_shape=(1, 28, 28), latent_dim=2, arch="conv", hidden=(), conv_channels=(2, 3)),
+])
+def test_n_parameters_counts_what_the_model_allocates(cfg):
+    """The size check runs before the model is built: its count must be the built model's."""
+    from vae_core.model import VAE
+    assert cfg.n_parameters() == sum(p.numel() for p in VAE(cfg).parameters())
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(latent_dim=4097), "latent_dim must be <= 4096 (MAX_LATENT_DIM)"),
+    (dict(hidden=(65_537,)), "hidden widths and conv_channels must be <= 65,536 (MAX_WIDTH)"),
+    (dict(hidden=(8,) * 17), "hidden has 17 layers, more than the limit of 16 (MAX_LAYERS)"),
+    (dict(input_shape=(3, 4096, 4096)), "values per example, more than the limit of 16,777,216 (MAX_INPUT_DIM)"),
+    (dict(hidden=(20_000, 20_000)), "parameters, more than the limit of 100,000,000 (MAX_PARAMETERS)"),
+    (dict(arch="conv", conv_channels=(0, 8)), "conv_channels must be positive"),
+])
+def test_sizes_are_bounded_before_anything_is_built(kw, msg):
+    with pytest.raises(ConfigError, match=re.escape(msg)):
+        ModelConfig(**kw)

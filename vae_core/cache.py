@@ -1,15 +1,15 @@
 """The checkpoint cache in checkpoints/: one file per (model config, train config, data) key.
 
 train_or_load() returns the cached model when the key exists, else trains and stores it. An
-exclusive file lock per key makes two processes (two browser sessions) asking for the same
-config train it once: the second waits, then loads what the first wrote.
+exclusive file lock per key (fsutil.file_lock, never unlinked under a waiter) makes two processes
+(two browser sessions) asking for the same config train it once: the second waits, then loads
+what the first wrote. Leftovers of killed runs (temp files, lock files) are swept by `sweep`.
 Listing the cache and finding the shipped default read safetensors headers only (no torch);
 training and loading import torch when called.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import os
 import re
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from .config import ModelConfig, TrainConfig, config_key
+from .fsutil import StorageError, file_lock, sweep_stale
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -45,22 +46,30 @@ def cache_path(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
 
 @contextlib.contextmanager
 def _locked(path: str):
+    """Hold the training lock of the checkpoint `path`; StorageError if it cannot be taken."""
+    lock = path + ".lock"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(lock))
+        except OSError as e:  # e.g. a read-only cache folder
+            raise StorageError(e.errno, f"{lock}: cannot take the training lock ({e.strerror or e})") from None
+        yield
+
+
+def sweep(cache_dir: str | None = None) -> list[str]:
+    """Remove leftovers of killed runs (stale `.tmp-*` and `*.lock` files nobody holds) from the
+    cache folder and its sub-folders (lab/). The removed paths; never raises."""
+    folder = cache_dir or DEFAULT_CACHE_DIR
+    subs = [e.path for e in _scandir(folder) if e.is_dir(follow_symlinks=False)]
+    return [p for f in [folder, *subs] for p in sweep_stale(f)]
+
+
+def _scandir(folder: str) -> list:
     try:
-        with open(path + ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-    finally:  # also when training raised: no stale .lock files in the cache folder
-        with contextlib.suppress(OSError):
-            os.unlink(path + ".lock")
-
-
-def fit(*args, **kwargs):
-    """vae_core.train.fit, imported on the first training (it loads torch); tests patch cache.fit."""
-    from .train import fit as train_fit
-    return train_fit(*args, **kwargs)
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError:
+        return []
 
 
 def dataset_info(data: Dataset) -> dict:
@@ -70,16 +79,24 @@ def dataset_info(data: Dataset) -> dict:
 
 def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
                   cache_dir: str | None = None, progress=None, device: str = "auto",
-                  final_iw_samples: int = 100, on_trained=None) -> tuple[Checkpoint, bool]:
+                  final_iw_samples: int = 100, on_trained=None, fit=None) -> tuple[Checkpoint, bool]:
     """(checkpoint, was_cached). Trains only when no checkpoint exists for this key.
 
     on_trained(checkpoint) runs inside the lock after a fresh save (e.g. to cache a projection).
     On divergence the last good model is written beside the cache as *.diverged.safetensors
     (never under the cache key) and TrainingDivergedError is re-raised with .path set.
+    fit: the training function (default vae_core.train.fit, same signature and result).
     """
     from .train import TrainingDivergedError
+    if fit is None:
+        from .train import fit
     path = cache_path(model_cfg, train_cfg, data, cache_dir)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise StorageError(e.errno, f"{folder}: cannot create the cache folder ({e.strerror or e})") from None
+    sweep_stale(folder)
     if os.path.exists(path):
         return load_checkpoint(path), True
     with _locked(path):
@@ -105,13 +122,17 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
 
 
 def list_checkpoints(cache_dir: str | None = None) -> list[dict]:
-    """Every readable checkpoint in the cache: path, configs, test ELBO. Unreadable ones carry 'error'."""
+    """Every checkpoint in the cache: path, configs, test ELBO. Unreadable ones carry 'error'
+    instead (a reason naming the file); never raises for a bad file."""
     rows = []
-    for p in sorted(glob.glob(os.path.join(cache_dir or DEFAULT_CACHE_DIR, "*.safetensors"))):
+    for p in sorted(glob.glob(os.path.join(glob.escape(cache_dir or DEFAULT_CACHE_DIR), "*.safetensors"))):
         try:
             meta = read_metadata(p)
         except CheckpointError as e:
             rows.append({"path": p, "error": str(e)})
+            continue
+        except Exception as e:  # not expected from read_metadata: still one bad row, not a broken list
+            rows.append({"path": p, "error": f"{p}: cannot be read ({type(e).__name__}: {e})"})
             continue
         rows.append({"path": p, "model_config": meta["model_config"], "train_config": meta["train_config"],
                      "dataset": meta["dataset"], "metrics": meta["metrics"],

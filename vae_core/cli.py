@@ -1,12 +1,18 @@
-"""Command line: python -m vae_core {train,evaluate,list} ... (each with --help)."""
+"""Command line: python -m vae_core {train,evaluate,list} ... (each with --help).
+
+Every failure is one `error: ...` line on stderr and a non-zero exit (2: bad usage, 1: anything
+else, 130: interrupted), never a traceback. stdout holds only valid JSON (or the list's table).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 
-from .config import ARCHS, BINARIZE, LIKELIHOODS, OBJECTIVES, SIGMA_MODES, ConfigError, ModelConfig, TrainConfig
+from .config import (ARCHS, BINARIZE, LIKELIHOODS, MAX_EVAL_SAMPLES, OBJECTIVES, SIGMA_MODES, ModelConfig,
+                     TrainConfig)
 
 
 def _hidden(s: str) -> tuple[int, ...]:
@@ -18,6 +24,20 @@ def _hidden(s: str) -> tuple[int, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--hidden takes comma-separated ints like 400 or 512,256 "
                                          f"('' for linear), got {s!r}") from None
+
+
+def _int_in(lo: int, hi: int | None = None):
+    """argparse type: an int in [lo, hi] (a usage error, exit 2, otherwise)."""
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {s!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {f'in [{lo}, {hi}]' if hi is not None else f'>= {lo}'}, "
+                                             f"got {v}")
+        return v
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-train", type=int, default=d.max_train, help="0 = all training examples")
     t.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ...")
     t.add_argument("--cache-dir", default=None, help="checkpoint cache folder (default: checkpoints/)")
-    t.add_argument("--final-iw-samples", type=int, default=100,
+    t.add_argument("--final-iw-samples", type=_int_in(0, MAX_EVAL_SAMPLES), default=100,
                    help="K for the test log p(x) stored with the checkpoint")
     t.add_argument("--out", default=None, help="also copy the checkpoint to this path")
     t.add_argument("--umap", action="store_true",
@@ -76,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on its test set; prints one JSON object",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("checkpoint")
-    e.add_argument("--iw-samples", type=int, default=1000, help="K for importance-sampled log p(x); 0 skips")
-    e.add_argument("--mc-samples", type=int, default=1)
-    e.add_argument("--n", type=int, default=0, help="evaluate the first N test examples (0 = all)")
+    e.add_argument("--iw-samples", type=_int_in(0, MAX_EVAL_SAMPLES), default=1000,
+                   help="K for importance-sampled log p(x); 0 skips")
+    e.add_argument("--mc-samples", type=_int_in(1, MAX_EVAL_SAMPLES), default=1,
+                   help="L samples of z per example for the ELBO")
+    e.add_argument("--n", type=_int_in(0), default=0, help="evaluate the first N test examples (0 = all)")
     e.add_argument("--data-root", default=None)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
@@ -89,9 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _non_finite(d: dict) -> list[str]:
+    """Keys of d whose number (or list of numbers) is NaN or inf: json.dumps would print NaN."""
+    bad = lambda v: isinstance(v, float) and not math.isfinite(v)
+    return [k for k, v in d.items() if bad(v) or (isinstance(v, list) and any(bad(x) for x in v))]
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {_one_line(msg)}", file=sys.stderr)
+
+
 def _train(a) -> int:
     from .cache import train_or_load
     from .data import load_dataset, target_description
+    from .device import pick_device
+    pick_device(a.device)  # a bad --device fails before the data is loaded
     binarize = a.binarize or ("dynamic" if a.likelihood == "bernoulli" else "none")
     tcfg = TrainConfig(dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                        objective=a.objective, beta=a.beta, warmup_epochs=a.warmup, free_bits=a.free_bits,
@@ -114,10 +148,16 @@ def _train(a) -> int:
                             img_s=f"{h['images_per_s']:.0f}")
 
     def save_map(ck):
-        # the app's latent map opens at once on a fresh model: means (+ UMAP) cached beside the checkpoint
+        # the app's latent map opens at once on a fresh model: means (+ UMAP) cached beside the checkpoint.
+        # Only a speed-up: the model is cached already, so a failure here is a warning (as in the app).
         from .data import eval_targets
         from .projection import build_cache
-        build_cache(ck.path, ck.model, eval_targets(data.x_test, tcfg.binarize), data.y_test, with_umap=a.umap)
+        try:
+            build_cache(ck.path, ck.model, eval_targets(data.x_test, tcfg.binarize), data.y_test,
+                        with_umap=a.umap)
+        except Exception as e:
+            _warn(f"the model is cached, but its latent map cache was not saved ({e}); "
+                  f"the app will compute the map itself")
 
     try:
         ckpt, cached = train_or_load(mcfg, tcfg, data, cache_dir=a.cache_dir, progress=progress,
@@ -129,20 +169,27 @@ def _train(a) -> int:
     if a.out:
         shutil.copyfile(ckpt.path, a.out)
     m = ckpt.metrics
-    print(json.dumps({"checkpoint": ckpt.path, "cached": cached, "test_elbo": m.get("elbo"),
-                      "test_recon": m.get("recon"), "test_kl": m.get("kl"),
-                      "test_log_likelihood": m.get("log_likelihood"), "iw_samples": m.get("iw_samples"),
-                      "active_units": m.get("active_units"),
-                      "target": target_description(mcfg.likelihood, tcfg.binarize)}))
+    out = {"checkpoint": ckpt.path, "cached": cached, "test_elbo": m.get("elbo"),
+           "test_recon": m.get("recon"), "test_kl": m.get("kl"),
+           "test_log_likelihood": m.get("log_likelihood"), "iw_samples": m.get("iw_samples"),
+           "active_units": m.get("active_units"), "target": target_description(mcfg.likelihood, tcfg.binarize)}
+    bad = _non_finite(out)
+    if bad:  # the model is trained and cached: report it, with null for the numbers that overflowed
+        _warn(f"{ckpt.path}: {', '.join(bad)} not finite (printed as null)")
+        out.update({k: None for k in bad})
+    print(json.dumps(out, allow_nan=False))
     return 0
 
 
 def _evaluate(a) -> int:
+    """Non-finite results are an error (exit 1), not NaN in the JSON: they mean the model's outputs
+    overflow on this data, and no number printed would be meaningful."""
     from .checkpoints import load_checkpoint
     from .data import eval_targets, load_dataset, target_description
     from .device import pick_device
     from .estimators import evaluate
-    ck = load_checkpoint(a.checkpoint)
+    dev = pick_device(a.device)
+    ck = load_checkpoint(a.checkpoint, map_location=dev)
     tc = ck.train_config
     data = load_dataset(tc.dataset, data_root=a.data_root, test_fraction=tc.test_fraction)
     fp = ck.dataset.get("fingerprint")
@@ -152,29 +199,44 @@ def _evaluate(a) -> int:
     x = eval_targets(data.x_test, tc.binarize)
     if a.n:
         x = x[: a.n]
-    model = ck.model.to(pick_device(a.device))
-    res = evaluate(model, x, iw_samples=a.iw_samples, mc_samples=a.mc_samples, seed=a.seed)
+    res = evaluate(ck.model, x, iw_samples=a.iw_samples, mc_samples=a.mc_samples, seed=a.seed)
+    bad = _non_finite(res)
+    if bad:
+        raise ValueError(f"{a.checkpoint}: evaluation gave non-finite values ({', '.join(bad)}): the model's "
+                         f"outputs overflow on this data")
     res["target"] = target_description(ck.model_config.likelihood, tc.binarize)
     res["checkpoint"] = a.checkpoint
-    print(json.dumps(res))
+    print(json.dumps(res, allow_nan=False))
     return 0
+
+
+def _text(s: str) -> str:
+    """A stored or file-system string made safe for one terminal line (no newlines, escapes, lone
+    surrogates): a crafted dataset name cannot forge lines of the listing."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
 
 
 def _list(a) -> int:
     from .cache import DEFAULT_CACHE_DIR, list_checkpoints
     rows = list_checkpoints(a.cache_dir)
     if a.json:
-        print(json.dumps(rows))
+        print(json.dumps(rows, allow_nan=False))  # headers are checked: no NaN, no wrong types
         return 0
     if not rows:
-        print(f"no checkpoints in {a.cache_dir or DEFAULT_CACHE_DIR}")
+        print(f"no checkpoints in {_text(a.cache_dir or DEFAULT_CACHE_DIR)}")
     for r in rows:
-        if "error" in r:
-            print(f"{r['path']}: UNREADABLE ({r['error']})")
+        path = r["path"]
+        if "error" in r:  # one line: the file, marked, and why (the reason without its path prefix)
+            reason = r["error"][len(path) + 2:] if r["error"].startswith(path + ": ") else r["error"]
+            print(f"{_text(path)}: UNREADABLE: {_text(reason)}")
             continue
         mc, tc = r["model_config"], r["train_config"]
         elbo = r["test_elbo"]
-        print(f"{r['path']}\n  {tc['dataset']} {mc['arch']} hidden={mc['hidden']} z={mc['latent_dim']} "
+        print(f"{_text(path)}\n  {_text(tc['dataset'])} {mc['arch']} hidden={mc['hidden']} z={mc['latent_dim']} "
               f"{mc['likelihood']} binarize={tc['binarize']} objective={tc['objective']} beta={tc['beta']} "
               f"epochs={tc['epochs']} seed={tc['seed']}\n  test ELBO "
               + (f"{elbo:.2f} nats" if elbo is not None else "n/a")
@@ -183,15 +245,16 @@ def _list(a) -> int:
 
 
 def main(argv=None) -> int:
-    from .checkpoints import CheckpointError
-    from .data import DatasetError
-    from .train import TrainingDivergedError
     a = build_parser().parse_args(argv)
     try:
         return {"train": _train, "evaluate": _evaluate, "list": _list}[a.cmd](a)
-    except (ConfigError, DatasetError, CheckpointError, TrainingDivergedError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except (ValueError, OSError, RuntimeError) as e:
+        # ConfigError, DatasetError, CheckpointError, StorageError, TrainingDivergedError, bad --device, ...
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug, or a library's own error on a bad file: still no traceback
+        print(f"error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 1

@@ -10,7 +10,10 @@ import math
 
 import torch
 
+from .config import MAX_EVAL_SAMPLES
 from .losses import ELBOTerms, kl_diag_gaussian, log_normal_diag, log_standard_normal
+
+BUDGET_FLOATS = 3e7  # decoder outputs (samples x examples x D_in) per pass: ~120 MB of float32
 
 
 def log_importance_weights(model, x: torch.Tensor, k: int, generator=None, return_terms: bool = False):
@@ -31,7 +34,7 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
 
 
-def _chunk_size(model, k: int, budget_floats: float = 3e7) -> int:
+def _chunk_size(model, k: int, budget_floats: float = BUDGET_FLOATS) -> int:
     """Examples per chunk so that K * B * D_in decoder outputs stay near budget_floats."""
     return max(1, int(budget_floats // (k * model.cfg.input_dim)))
 
@@ -44,7 +47,7 @@ def log_px(model, x: torch.Tensor, k: int = 1000, generator=None, batch_size: in
     for i in range(0, len(x), bs):
         xb = x[i:i + bs]
         # split K too when a single example is too big for one pass
-        kk = max(1, min(k, int(3e7 // (model.cfg.input_dim * len(xb)))))
+        kk = max(1, min(k, int(BUDGET_FLOATS // (model.cfg.input_dim * len(xb)))))
         lw = torch.cat([log_importance_weights(model, xb, min(kk, k - j), generator)
                         for j in range(0, k, kk)], 0)
         parts.append(iwae_bound(lw))
@@ -57,13 +60,31 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.
     return int((var > threshold).sum()), var
 
 
+def _recon(model, mu, logvar, xb, l: int, generator) -> torch.Tensor:
+    """E_q log p(x|z) per example (B,) from L samples, split so L * B * D_in stays in the budget."""
+    per = max(1, int(BUDGET_FLOATS // (len(xb) * model.cfg.input_dim)))
+    if per >= l:  # one pass (the usual case)
+        z = model.reparameterize(mu, logvar, l, generator=generator)
+        return model.log_px_given_z(model.decode(z), xb).mean(0)
+    total = 0.0
+    for j in range(0, l, per):
+        z = model.reparameterize(mu, logvar, min(per, l - j), generator=generator)
+        total = total + model.log_px_given_z(model.decode(z), xb).sum(0)
+    return total / l
+
+
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: int = 1,
              batch_size: int = 500, seed: int = 0) -> dict:
     """Per-example means in nats over x: elbo, recon, kl, kl_per_dim, active units, log p(x).
 
-    iw_samples = 0 skips the importance-sampled log-likelihood.
+    iw_samples = 0 skips the importance-sampled log-likelihood. Memory stays bounded for any K
+    or L (they are split into passes); both are limited to MAX_EVAL_SAMPLES (ValueError).
     """
+    if not 1 <= mc_samples <= MAX_EVAL_SAMPLES:
+        raise ValueError(f"mc_samples must be in [1, {MAX_EVAL_SAMPLES}], got {mc_samples}")
+    if not 0 <= iw_samples <= MAX_EVAL_SAMPLES:
+        raise ValueError(f"iw_samples must be in [0, {MAX_EVAL_SAMPLES}] (0 skips log p(x)), got {iw_samples}")
     model.eval()
     dev = next(model.parameters()).device
     g = torch.Generator(device=dev).manual_seed(seed)
@@ -71,8 +92,7 @@ def evaluate(model, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: int = 1
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(dev)
         mu, logvar = model.encode(xb)
-        z = model.reparameterize(mu, logvar, mc_samples, generator=g)
-        recon.append(model.log_px_given_z(model.decode(z), xb).mean(0))
+        recon.append(_recon(model, mu, logvar, xb, mc_samples, g))
         kd = kl_diag_gaussian(mu, logvar)
         kl.append(kd.sum(-1)); kld.append(kd); mus.append(mu)
     recon, kl, kld, mus = torch.cat(recon), torch.cat(kl), torch.cat(kld), torch.cat(mus)

@@ -21,12 +21,17 @@ def _recompute(path: str, mtime: float, k: int, _ckpt: Checkpoint) -> dict:
     return evaluate(_ckpt.model, test_targets(_ckpt), iw_samples=k)
 
 
+def _nats(v) -> str:
+    """A stored number, or n/a (checkpoint headers turn a stored NaN or inf into None)."""
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def _set_metrics(m: dict, note: str) -> None:
     c = st.columns(5)
-    c[0].metric("recon E_q log p(x|z)", f"{m['recon']:.2f}")
-    c[1].metric("KL(q(z|x) ‖ p(z))", f"{m['kl']:.2f}")
-    c[2].metric("ELBO", f"{m['elbo']:.2f}")
-    if m.get("log_likelihood") is not None:
+    c[0].metric("recon E_q log p(x|z)", _nats(m.get("recon")))
+    c[1].metric("KL(q(z|x) ‖ p(z))", _nats(m.get("kl")))
+    c[2].metric("ELBO", _nats(m.get("elbo")))
+    if m.get("log_likelihood") is not None and m.get("elbo") is not None:
         c[3].metric(f"log p(x) (K = {m.get('iw_samples')})", f"{m['log_likelihood']:.2f}", help=K_HELP)
         c[4].metric("gap ≈ KL(q(z|x) ‖ p(z|x))", f"{m['log_likelihood'] - m['elbo']:.2f}")
     st.caption(f"{note} Active units: {m.get('active_units', '?')} of {len(m.get('kl_per_dim', []))} "
@@ -47,7 +52,7 @@ def _whole_set(ckpt: Checkpoint) -> None:
         with st.spinner(f"Evaluating the test set with K = {rk}…"):
             m = _recompute(ckpt.path, os.path.getmtime(ckpt.path), rk, ckpt)
         note = f"Recomputed just now with K = {rk} over {m['n']} test examples."
-    if "elbo" not in m:
+    if m.get("elbo") is None:
         st.info("This checkpoint stores no test metrics; press “Recompute now”.")
         return
     _set_metrics(m, note)
@@ -59,17 +64,18 @@ def _whole_set(ckpt: Checkpoint) -> None:
 
 def training_curves(history: list, height: int = 320) -> tuple[go.Figure, go.Figure]:
     """ELBO (train, test) and the recon / KL terms per epoch, each line its own colour."""
+    history = [h for h in history if "epoch" in h]  # a header's history is checked for types only
     ep = [h["epoch"] for h in history]
     legend = dict(orientation="h", y=1.02, yanchor="bottom", x=0)
     f1 = go.Figure()
-    f1.add_trace(go.Scatter(x=ep, y=[h["train_elbo"] for h in history], name="train ELBO", line_color="#4e79a7"))
-    f1.add_trace(go.Scatter(x=ep, y=[h["test_elbo"] for h in history], name="test ELBO", line_color="#f28e2b"))
+    f1.add_trace(go.Scatter(x=ep, y=[h.get("train_elbo") for h in history], name="train ELBO", line_color="#4e79a7"))
+    f1.add_trace(go.Scatter(x=ep, y=[h.get("test_elbo") for h in history], name="test ELBO", line_color="#f28e2b"))
     f1.update_layout(height=height, xaxis_title="epoch", yaxis_title="ELBO per example (nats)", legend=legend,
                      margin=dict(l=10, r=10, t=40, b=10))
     f2 = go.Figure()
-    f2.add_trace(go.Scatter(x=ep, y=[h["test_recon"] for h in history], name="test recon E_q log p(x|z)",
+    f2.add_trace(go.Scatter(x=ep, y=[h.get("test_recon") for h in history], name="test recon E_q log p(x|z)",
                             line_color="#59a14f"))
-    f2.add_trace(go.Scatter(x=ep, y=[h["test_kl"] for h in history], name="test KL (right axis)", yaxis="y2",
+    f2.add_trace(go.Scatter(x=ep, y=[h.get("test_kl") for h in history], name="test KL (right axis)", yaxis="y2",
                             line_color="#e15759"))
     f2.update_layout(height=height, xaxis_title="epoch", yaxis=dict(title="recon (nats)"), legend=legend,
                      yaxis2=dict(title="KL (nats)", overlaying="y", side="right", showgrid=False),

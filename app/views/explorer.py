@@ -65,7 +65,7 @@ def _caption(meta: dict) -> str:
     hidden = "-".join(map(str, mc.get("hidden") or ())) or "linear"
     return (f"{plain(tc['dataset'])} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
             f"{mc['likelihood']} · {tc['objective']} β={tc['beta']:g} · "
-            f"test ELBO {metrics.get('elbo', float('nan')):.1f} nats")
+            + (f"test ELBO {metrics['elbo']:.1f} nats" if metrics.get("elbo") is not None else "no test ELBO"))
 
 
 def render() -> None:
