@@ -81,6 +81,24 @@ def _csv_export(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) 
                        "text/csv", on_click="ignore", key=P + "dl_csv")
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _explorer_html(path: str, mtime: float, _ckpt: Checkpoint) -> bytes:
+    """Built once per checkpoint file for all sessions, when the first of them clicks."""
+    from vae_core.export_html import explorer_data, explorer_html
+    data = explorer_data(_ckpt, test_targets(_ckpt), dataset_for(_ckpt).y_test)
+    return explorer_html(data).encode("utf-8")
+
+
+def _html_export(ckpt: Checkpoint) -> None:
+    """The same file as `python -m vae_core export-html`: a serverless explorer for a static host."""
+    mtime = os.path.getmtime(ckpt.path)
+    st.download_button("⬇ standalone explorer (one HTML file, no server needed)",
+                       lambda: _explorer_html(ckpt.path, mtime, ckpt), "explorer.html", "text/html",
+                       on_click="ignore", key=P + "dl_html",
+                       help="The map, sliders, traversal and each test point's ELBO in one file that opens "
+                            "offline in any browser (decoding runs in the browser). Building it takes a few seconds.")
+
+
 def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:
     """One row per map point: test index, label (-1: none), map x, y, then the encoder mean."""
     header = "test_index,label,map_x,map_y," + ",".join(f"mu{d + 1}" for d in range(view.latent_dim))
@@ -120,4 +138,8 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
                          title=f"ELBO breakdown · test example #{sel}", original_caption=f"test #{sel} (label "
                          f"{_label_of(view, ckpt, sel)})")
     st.divider()
-    _csv_export(ckpt, view, proj, n)
+    c = st.columns(2)
+    with c[0]:
+        _csv_export(ckpt, view, proj, n)
+    with c[1]:
+        _html_export(ckpt)

@@ -36,24 +36,34 @@ export function base64ToFloat32(s, dtype = "<f4") {
   return out;
 }
 
+// A Linear layer; W arrives (out, in) as nn.Linear keeps it and is stored transposed, (in, out), so
+// decode() adds one contiguous column per nonzero input (after a ReLU about half are zero).
 function parseLinear(l, i, dtype) {
   const W = base64ToFloat32(l.weight, dtype), b = base64ToFloat32(l.bias, dtype);
   if (W.length !== l.in * l.out || b.length !== l.out) {
     throw new Error(`layer ${i}: expected ${l.out}x${l.in} weights, got ${W.length} values`);
   }
-  return { nIn: l.in, nOut: l.out, relu: !!l.relu, W, b, h: new Float64Array(l.out) };
+  const Wt = new Float32Array(W.length);
+  for (let o = 0; o < l.out; o++) for (let j = 0; j < l.in; j++) Wt[j * l.out + o] = W[o * l.in + j];
+  return { nIn: l.in, nOut: l.out, relu: !!l.relu, Wt, b, h: new Float64Array(l.out) };
 }
 
-// A ConvTranspose2d on a (cIn, hIn, wIn) input; W is (cIn, cOut, k, k) as PyTorch keeps it.
+// A ConvTranspose2d on a (cIn, hIn, wIn) input. W arrives (cIn, cOut, k, k) as PyTorch keeps it and is
+// stored as (k, k, cIn, cOut); activations between deconvs are kept channel-last, (H, W, C), so the
+// innermost loop runs over contiguous output channels.
 function parseDeconv(l, i, [cIn, hIn, wIn], dtype) {
   const W = base64ToFloat32(l.weight, dtype), b = base64ToFloat32(l.bias, dtype);
-  const { kernel: k, stride: s, padding: p } = l;
-  if (l.in !== cIn || W.length !== l.in * l.out * k * k || b.length !== l.out) {
-    throw new Error(`deconv ${i}: expected ${l.in}x${l.out}x${k}x${k} weights on ${cIn} channels, got ${W.length} values`);
+  const { kernel: k, stride: s, padding: p } = l, cOut = l.out;
+  if (l.in !== cIn || W.length !== cIn * cOut * k * k || b.length !== cOut) {
+    throw new Error(`deconv ${i}: expected ${l.in}x${cOut}x${k}x${k} weights on ${cIn} channels, got ${W.length} values`);
+  }
+  const Wr = new Float32Array(W.length);
+  for (let ci = 0; ci < cIn; ci++) for (let co = 0; co < cOut; co++) for (let ky = 0; ky < k; ky++) {
+    for (let kx = 0; kx < k; kx++) Wr[((ky * k + kx) * cIn + ci) * cOut + co] = W[((ci * cOut + co) * k + ky) * k + kx];
   }
   const hOut = (hIn - 1) * s - 2 * p + k, wOut = (wIn - 1) * s - 2 * p + k;  // PyTorch's output size
-  return { cIn, hIn, wIn, cOut: l.out, hOut, wOut, k, s, p, relu: !!l.relu, W, b,
-           h: new Float64Array(l.out * hOut * wOut) };
+  return { cIn, hIn, wIn, cOut, hOut, wOut, k, s, p, relu: !!l.relu, Wr, b,
+           h: new Float64Array(cOut * hOut * wOut) };
 }
 
 // Parse a payload once: typed arrays plus scratch buffers reused by every decode.
@@ -85,6 +95,7 @@ export function parseDecoder(payload) {
   if (C * H * W !== nOut) throw new Error(`the decoder gives ${nOut} values for input_shape ${shape}`);
   return {
     id: payload.id, latentDim: payload.latent_dim, output: payload.output, layers, deconvs,
+    unflatten: payload.unflatten, hwc: deconvs.length ? new Float64Array(layers[layers.length - 1].nOut) : null,
     C, H, W, lo: payload.value_range[0], hi: payload.value_range[1],
     mean: new Float32Array(nOut),
   };
@@ -102,25 +113,26 @@ function outputMean(kind, a) {
   return a;  // identity (Gaussian mean)
 }
 
-// out[co, iy*s - p + ky, ix*s - p + kx] += x[ci, iy, ix] * W[ci, co, ky, kx], plus b[co]:
-// ConvTranspose2d as the scatter of each input pixel through the kernel.
+// ConvTranspose2d, gathered: out[oy, ox, co] = b[co] + sum over (ky, kx, ci) of x[iy, ix, ci] W[ci, co, ky, kx]
+// where oy = iy*s - p + ky and ox = ix*s - p + kx. x and out are channel-last (H, W, C).
 function deconv(L, x) {
-  const { cIn, hIn, wIn, cOut, hOut, wOut, k, s, p, W, b, h } = L, nIn = hIn * wIn, nOut = hOut * wOut;
-  for (let co = 0; co < cOut; co++) h.fill(b[co], co * nOut, (co + 1) * nOut);
-  for (let ci = 0; ci < cIn; ci++) {
-    for (let co = 0; co < cOut; co++) {
-      const base = co * nOut;
+  const { cIn, hIn, wIn, cOut, hOut, wOut, k, s, p, Wr, b, h } = L;
+  for (let oy = 0; oy < hOut; oy++) {
+    for (let ox = 0; ox < wOut; ox++) {
+      const o = (oy * wOut + ox) * cOut;
+      for (let co = 0; co < cOut; co++) h[o + co] = b[co];
       for (let ky = 0; ky < k; ky++) {
+        const ty = oy + p - ky, iy = ty / s;
+        if (ty < 0 || ty % s !== 0 || iy >= hIn) continue;
         for (let kx = 0; kx < k; kx++) {
-          const w = W[((ci * cOut + co) * k + ky) * k + kx];
-          for (let iy = 0; iy < hIn; iy++) {
-            const oy = iy * s - p + ky;
-            if (oy < 0 || oy >= hOut) continue;
-            const row = base + oy * wOut, xin = ci * nIn + iy * wIn;
-            for (let ix = 0; ix < wIn; ix++) {
-              const ox = ix * s - p + kx;
-              if (ox >= 0 && ox < wOut) h[row + ox] += x[xin + ix] * w;
-            }
+          const tx = ox + p - kx, ix = tx / s;
+          if (tx < 0 || tx % s !== 0 || ix >= wIn) continue;
+          const xi = (iy * wIn + ix) * cIn, wk = (ky * k + kx) * cIn;
+          for (let ci = 0; ci < cIn; ci++) {
+            const v = x[xi + ci];
+            if (v === 0) continue;  // most inputs after a ReLU
+            const w = (wk + ci) * cOut;
+            for (let co = 0; co < cOut; co++) h[o + co] += v * Wr[w + co];
           }
         }
       }
@@ -130,22 +142,37 @@ function deconv(L, x) {
   return h;
 }
 
+// (C, H, W) -> (H, W, C) into out
+function toChannelLast(x, C, H, W, out) {
+  for (let c = 0; c < C; c++) for (let i = 0; i < H * W; i++) out[i * C + c] = x[c * H * W + i];
+  return out;
+}
+
 // z (array-like, latentDim) -> net.mean, Float32Array (C*H*W) in (C, H, W) order.
 export function decode(net, z) {
   let x = z;
-  for (const L of net.layers) {
-    const { nIn, nOut, W, b, h } = L;
-    for (let o = 0; o < nOut; o++) {  // h[o] = b[o] + sum_i W[o, i] x[i]
-      let s = b[o];
-      const row = o * nIn;
-      for (let i = 0; i < nIn; i++) s += W[row + i] * x[i];
-      h[o] = L.relu && s < 0 ? 0 : s;
+  for (const L of net.layers) {  // h = b + sum_i x[i] W[:, i], then the ReLU
+    const { nIn, nOut, Wt, b, h } = L;
+    h.set(b);
+    for (let i = 0; i < nIn; i++) {
+      const v = x[i];
+      if (v === 0) continue;
+      const col = i * nOut;
+      for (let o = 0; o < nOut; o++) h[o] += v * Wt[col + o];
     }
+    if (L.relu) for (let o = 0; o < nOut; o++) if (h[o] < 0) h[o] = 0;
     x = h;
   }
+  const out = net.mean, kind = net.output;
+  if (!net.deconvs.length) {
+    for (let j = 0; j < out.length; j++) out[j] = outputMean(kind, x[j]);
+    return out;
+  }
+  const [c0, h0, w0] = net.unflatten;
+  x = toChannelLast(x, c0, h0, w0, net.hwc);
   for (const L of net.deconvs) x = deconv(L, x);
-  const out = net.mean;
-  for (let j = 0; j < out.length; j++) out[j] = outputMean(net.output, x[j]);
+  const { C, H, W } = net, n = H * W;  // channel-last back to (C, H, W)
+  for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) out[c * n + i] = outputMean(kind, x[i * C + c]);
   return out;
 }
 
