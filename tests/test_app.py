@@ -385,3 +385,16 @@ def test_main_opens_on_the_explorer(use_cache):
     at.run()
     _no_exception(at)
     assert any("Latent explorer" in t.value for t in at.title)
+
+
+def test_explorer_offers_the_standalone_export(use_cache):
+    """The download button serves the same file as `python -m vae_core export-html` (built on click)."""
+    path = _ckpt_path(use_cache, 2)
+    at = _app("explorer", path)
+    _no_exception(at)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any("standalone explorer" in label for label in labels), labels
+    from app.views.explorer_panels import _explorer_html
+    from vae_core.checkpoints import load_checkpoint
+    html = _explorer_html(path, os.path.getmtime(path), load_checkpoint(path)).decode("utf-8")
+    assert html.startswith("<!doctype html>") and "default-src 'none'" in html and "vae-mlp-decoder/1" in html

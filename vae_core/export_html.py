@@ -209,6 +209,8 @@ def add_arguments(p) -> None:
 def run(a) -> int:
     if a.points < 1 or a.iw_samples < 1:
         raise ValueError(f"--points and --iw-samples must be >= 1, got {a.points} and {a.iw_samples}")
+    if os.path.isdir(a.out):
+        raise ValueError(f"--out {a.out} is a folder; give a file name such as explorer.html")
     res = export_html(a.checkpoint, a.out, points=a.points, iw_samples=a.iw_samples,
                       dtype="<f4" if a.float32 else "<f2", seed=a.seed, data_root=a.data_root)
     print(json.dumps({"out": res.path, "bytes": res.bytes, "points": res.points, "projection": res.projection,

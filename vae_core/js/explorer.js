@@ -107,6 +107,11 @@ function nearest(mx, my, radius = 6) {
   return best;
 }
 
+hook.pointXY = (row) => {  // viewport position of map point `row`, for tests
+  const r = map.getBoundingClientRect();
+  return [r.left + screen[2 * row], r.top + screen[2 * row + 1]];
+};
+
 const tip = $("tip");
 map.addEventListener("mousemove", (e) => {
   const r = map.getBoundingClientRect(), row = nearest(e.clientX - r.left, e.clientY - r.top);
