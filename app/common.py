@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from app.safe import plain
+from vae_core import cache as cache_module
 from vae_core.cache import default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
 
@@ -80,17 +81,41 @@ def checkpoint_label(row: dict) -> str:
             f"{tc['objective']} β={tc['beta']:g} · {e}")
 
 
+def _folder_signature(folder: str) -> tuple:
+    """(name, mtime, size) of every checkpoint file in folder: changes when any of them does."""
+    try:
+        with os.scandir(folder) as it:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in it
+                                if e.name.endswith(".safetensors")))
+    except OSError:
+        return ()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _rows(folder: str, signature: tuple) -> list[dict]:
+    """The picker's rows, read once per change of the folder for every session (each row's header
+    is parsed and checked: ~40 ms a file)."""
+    return list_checkpoints(folder)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _default_path(folder: str, signature: tuple) -> str:
+    return default_checkpoint_path(folder)
+
+
 def pick_checkpoint_path() -> str | None:
     """Sidebar picker over the checkpoint cache (headers only, no torch). None, with a message
     shown, when the cache is empty."""
-    rows = list_checkpoints()
+    folder = cache_module.DEFAULT_CACHE_DIR
+    signature = _folder_signature(folder)
+    rows = _rows(folder, signature)
     if not rows:
         st.sidebar.warning("No checkpoints in the cache yet: train one on the Train page.")
         return None
     paths = [r["path"] for r in rows]
     current = st.session_state.get(_KEY)
     if current not in paths:
-        default = default_checkpoint_path()
+        default = _default_path(folder, signature)
         current = default if default in paths else paths[0]
     labels = {r["path"]: checkpoint_label(r) for r in rows}
     path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,

@@ -68,9 +68,10 @@ class Student:
         self.selected = None        # the test index the page last showed as selected
 
     async def connect(self) -> None:
+        """As a browser: no keepalive pings (a server busy for 20 s would otherwise be dropped)."""
         from websockets.asyncio.client import connect
         self.ws = await connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=STEP_TIMEOUT,
-                                compression=None)
+                                ping_interval=None, compression=None)
 
     async def request(self, *, page_hash: str = "", fragment_id: str = "", widget_states=()) -> int:
         """Send one rerun request; read until its script_finished. Returns the bytes received."""

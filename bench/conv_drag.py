@@ -38,6 +38,19 @@ def conv_cache_dir(tmp: str, smoke: bool) -> str:
     return d
 
 
+def shipped_cache_dir(tmp: str) -> str:
+    import shutil
+
+    from vae_core.cache import default_checkpoint_path
+    from vae_core.projection import cache_path_for
+    d = os.path.join(tmp, "shipped")
+    os.makedirs(d, exist_ok=True)
+    for f in (default_checkpoint_path(), cache_path_for(default_checkpoint_path())):
+        if os.path.exists(f):
+            shutil.copy(f, d)
+    return d
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, seconds (fields 14, 15 of /proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -56,31 +69,36 @@ def main():
                                      synthetic_drag_fps, wait_for_frames)
     sweeps = a.sweeps or (1 if a.smoke else 5)
     print(f"{bl.machine_line()}\nload {load_before}")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
-        d = conv_cache_dir(tmp, a.smoke)
-        with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=180) as s:
-            page = new_page(browser)
-            page.goto(s.url + "/")
-            wait_for_frames(page, 1, 300_000)
-            page.wait_for_timeout(2000)  # let the page's own reruns settle
-            h = hook(page)
-            assert h["mode"] == "browser", f"the conv decoder is not decoding in the browser: {h.get('mode')}"
-            cpu0 = cpu_seconds(s.proc.pid)
-            real = [drag_fps(page, i % 4, seconds=2.0) for i in range(sweeps)]
-            cpu_drag = cpu_seconds(s.proc.pid) - cpu0
-            synth = [synthetic_drag_fps(page, (i + 1) % 4, seconds=2.0)["fps"] for i in range(sweeps)]
-            page.wait_for_timeout(1500)  # the releases' reruns (z to Python) finish
-            cpu_total = cpu_seconds(s.proc.pid) - cpu0
-            dec = percentiles(hook(page)["decodeMs"])
-    fps = [r["fps"] for r in real]
-    rows = [["drag at 120 Hz mouse moves: frames painted per second", len(fps), f"{bl.median(fps):.0f} fps",
-             f"{min(fps):.0f} fps (worst sweep)", "target >= 30 fps"],
-            ["in-page input events at 120 Hz (rAF-bound)", len(synth), f"{bl.median(synth):.0f} fps",
-             f"{min(synth):.0f} fps", "-"],
-            ["in-browser conv decode (component hook), ms", dec["n"], dec["p50"], dec["p95"], "-"],
-            ["server CPU-seconds during the drags (mouse down)", 1, f"{cpu_drag:.2f} s", "-",
-             f"{2.0 * sweeps:.0f} s of dragging"],
-            ["  ... including the releases' reruns", 1, f"{cpu_total:.2f} s", "-", f"{sweeps} releases"]]
+        models = [("conv", conv_cache_dir(tmp, a.smoke))]
+        if not a.smoke:  # the same measurement for the shipped MLP: what this machine allows at all
+            models.append(("shipped MLP (reference)", shipped_cache_dir(tmp)))
+        for name, d in models:
+            with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=180) as s:
+                page = new_page(browser)
+                page.goto(s.url + "/")
+                wait_for_frames(page, 1, 300_000)
+                page.wait_for_timeout(2000)  # let the page's own reruns settle
+                h = hook(page)
+                assert h["mode"] == "browser", f"{name}: not decoding in the browser: {h.get('mode')}"
+                cpu0 = cpu_seconds(s.proc.pid)
+                real = [drag_fps(page, i % 4, seconds=2.0)["fps"] for i in range(sweeps)]
+                cpu_drag = cpu_seconds(s.proc.pid) - cpu0
+                synth = [synthetic_drag_fps(page, (i + 1) % 4, seconds=2.0)["fps"] for i in range(sweeps)]
+                page.wait_for_timeout(1500)  # the releases' reruns (z to Python) finish
+                cpu_total = cpu_seconds(s.proc.pid) - cpu0
+                dec = percentiles(hook(page)["decodeMs"])
+                page.close()
+            rows += [[f"{name}: drag at 120 Hz mouse moves, frames painted per second", len(real),
+                      f"{bl.median(real):.0f} fps", f"{min(real):.0f} fps (worst sweep)", "target >= 30 fps"],
+                     [f"{name}: in-page input events at 120 Hz (rAF-bound)", len(synth), f"{bl.median(synth):.0f} fps",
+                      f"{min(synth):.0f} fps", "-"],
+                     [f"{name}: in-browser decode per frame (component hook), ms", dec["n"], dec["p50"], dec["p95"], "-"],
+                     [f"{name}: server CPU-seconds while dragging (mouse down)", 1, f"{cpu_drag:.2f} s", "-",
+                      f"{2.0 * sweeps:.0f} s of dragging"],
+                     [f"{name}:   ... including the releases' reruns", 1, f"{cpu_total:.2f} s", "-",
+                      f"{sweeps} releases"]]
     body = bl.table(["what", "n", "median / p50", "worst / p95", "note"], rows)
     body += ("\n\nModel: " + ("tiny smoke conv" if a.smoke else "conv 28x28, channels 32-64, hidden 400, k = 16 "
              "(seeded, untrained)") + "; the Explorer page of app/main.py, in-browser decoding (decode.mjs).")
