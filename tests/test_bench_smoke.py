@@ -14,13 +14,17 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = os.path.join(ROOT, "bench", "RESULTS.md")
+# Hang guards only: a smoke run on a loaded 2-core machine (load average 8+, a first numba JIT in a
+# fresh venv) can take many times its usual time, and must not fail for that. CI has its own limit.
+HANG_GUARD_S = 1800
+UMAP_HANG_GUARD_S = 3600  # four fresh processes each compile UMAP (numba JIT)
 
 
 def _digest(path: str) -> str | None:
     return hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else None
 
 
-def run_bench(script: str, tmp_path, *args: str, timeout: int = 300) -> tuple[str, str]:
+def run_bench(script: str, tmp_path, *args: str, timeout: int = HANG_GUARD_S) -> tuple[str, str]:
     """Run bench/<script> --smoke; returns (stdout, the appended results text)."""
     results = tmp_path / "RESULTS.md"
     before = _digest(COMMITTED)
@@ -63,8 +67,7 @@ def test_projection_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_projection_smoke_with_umap(tmp_path):
-    # numba JIT costs ~30 s in every fresh child process
-    out, text = run_bench("projection.py", tmp_path, "--umap", timeout=600)
+    out, text = run_bench("projection.py", tmp_path, "--umap", timeout=UMAP_HANG_GUARD_S)
     assert "first fit (numba JIT incl.)" in text and "second fit, same process" in text
     assert "worst stall of the main thread" in text
 
@@ -86,7 +89,7 @@ def _have_chromium() -> bool:
 def test_browser_latency_smoke(tmp_path):
     if not _have_chromium():
         pytest.skip("/usr/bin/chromium is missing")
-    out, text = run_bench("browser_latency.py", tmp_path, timeout=600)
+    out, text = run_bench("browser_latency.py", tmp_path)
     assert "slider drag: mouse move -> new frame painted" in text
     assert "map click -> sliders show the point" in text
 
@@ -96,7 +99,7 @@ def test_browser_latency_smoke(tmp_path):
 def test_app_memory_smoke(tmp_path):
     if not _have_chromium():
         pytest.skip("/usr/bin/chromium is missing")
-    out, text = run_bench("app_memory.py", tmp_path, timeout=600)
+    out, text = run_bench("app_memory.py", tmp_path)
     assert "server peak RSS (VmHWM)" in text
     assert "(2,000 points)" in text
 

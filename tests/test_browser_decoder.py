@@ -38,7 +38,7 @@ process.stdout.write(JSON.stringify({ means, rgba, C: net.C, H: net.H, W: net.W 
 def run_js(payload: dict, zs: torch.Tensor) -> dict:
     src = _RUNNER % json.dumps("file://" + os.path.abspath(DECODE_JS))
     proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True,
-                          input=json.dumps({"payload": payload, "zs": zs.tolist()}), timeout=60)
+                          input=json.dumps({"payload": payload, "zs": zs.tolist()}), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

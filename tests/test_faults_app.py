@@ -6,12 +6,10 @@ and never an exception in the page.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 import vae_core.cache as cache_mod
@@ -20,7 +18,7 @@ from vae_core.checkpoints import save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
 
-TIMEOUT = 180
+TIMEOUT = 600  # a hang guard per AppTest run, not a speed limit (loaded 2-core machines)
 # Sound headers whose weights fail only when loaded (NaN values; "{}" is a valid all-defaults config
 # that does not match the stored tensors): listed normally, refused with one error when opened.
 HEADER_OK = {"nan_weights.safetensors", "model_config_empty.safetensors"}
@@ -256,3 +254,139 @@ def test_training_can_be_switched_off(monkeypatch, tmp_path):
     assert not at.exception
     assert "switched off" in _text(at.info[0])
     assert not at.button  # no form
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "garbage"])
+def test_a_bad_map_cache_is_reported_once_and_rebuilt(bad_cache, damage):
+    from vae_core import projection as proj
+    folder, good, _ = bad_cache
+    _run_page("app.views.explorer", good)  # writes nothing yet: a fresh checkpoint has no cache
+    cache = proj.cache_path_for(good)
+    proj.build_cache(good, __import__("vae_core.checkpoints").checkpoints.load_checkpoint(good).model,
+                     torch.rand(20, 1, 8, 8), None, with_umap=False)
+    blob = bytearray(open(cache, "rb").read())
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    elif damage == "bitflip":
+        blob[len(blob) // 2] ^= 0xFF
+    else:
+        blob = bytearray(b"PK\x03\x04" + b"\x00" * 64)
+    open(cache, "wb").write(bytes(blob))
+    at = _run_page("app.views.explorer", good)
+    assert not at.exception and not at.error
+    assert any("proj.npz" in _text(w) and "rebuilt" in _text(w) for w in at.warning)
+    assert proj.read_cache(good) is not None  # rebuilt: readable again
+    assert proj.cache_problem(good) is None
+
+
+# --- dataset uploads through the browser (Train page) ----------------------------------------------
+
+def _zip(entries: dict) -> bytes:
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _npz_bytes(x, **extra) -> bytes:
+    import io
+
+    import numpy as np
+    buf = io.BytesIO()
+    np.savez(buf, x_train=x[:30], x_test=x[30:], **extra)
+    return buf.getvalue()
+
+
+def _upload(monkeypatch, tmp_path, name: str, data: bytes) -> AppTest:
+    at = _train_page(None, monkeypatch, tmp_path)
+    sb = at.selectbox(key="train_dataset")
+    sb.select(next(o for o in sb.options if o.startswith("upload")))
+    at.file_uploader(key="train_upload").set_value((name, data, "application/octet-stream"))
+    at.button[0].click().run()
+    return at
+
+
+def test_a_good_npz_upload_is_stored_and_trained_on(monkeypatch, tmp_path, grey_images):
+    at = _upload(monkeypatch, tmp_path, "my digits.npz", _npz_bytes(grey_images(40)))
+    assert not at.exception
+    assert not at.error, [_text(e) for e in at.error]
+    stored = os.listdir(tmp_path / "uploads")
+    assert len(stored) == 1 and stored[0].endswith(".npz")  # content-addressed, under the upload dir
+    assert at.session_state["train_job"].endswith(".safetensors")
+
+
+@pytest.mark.parametrize("name,data,problem", [
+    ("slip.zip", _zip({"../../evil/a.png": b"x"}), ".."),
+    ("abs.zip", _zip({"/etc/a.png": b"x"}), "absolute"),
+    ("pickle.npz", b"\x80\x04\x95" + b"\x00" * 40, "not a readable zip"),
+    ("empty.npz", b"", "empty"),
+])
+def test_a_bad_upload_is_refused_naming_it(monkeypatch, tmp_path, name, data, problem):
+    at = _upload(monkeypatch, tmp_path, name, data)
+    assert not at.exception
+    assert len(at.error) == 1
+    msg = _text(at.error[0])
+    assert name in msg and problem in msg, msg
+    assert str(tmp_path) not in msg  # never a server path
+    assert "train_job" not in at.session_state
+    assert not os.path.exists(tmp_path / "uploads") or not [
+        f for f in os.listdir(tmp_path / "uploads") if not f.startswith(".")]
+
+
+# --- images through the pages -----------------------------------------------------------------------
+
+def _forged_bomb() -> bytes:
+    """74 bytes: a PNG whose IHDR (CRC correct) declares 100000 x 100000 grey pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("name,data,problem", [("bomb.png", _forged_bomb(), "pixels"),
+                                               ("half.png", None, "corrupt or truncated"),
+                                               ("notes.png", b"just some text", "not an image")])
+def test_a_bad_image_on_the_upload_page_gives_one_error(bad_cache, name, data, problem):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    if data is None:  # a real PNG cut in half
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buf, "PNG")
+        data = buf.getvalue()[: len(buf.getvalue()) // 2]
+    _, good, _ = bad_cache
+    at = _run_page("app.views.upload", good)
+    at.file_uploader(key="upload_file").set_value((name, data, "image/png")).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    msg = _text(at.error[0])
+    assert msg.startswith("Cannot use this image") and name in msg and problem in msg, msg
+    assert at.radio(key="upload_invert")  # the rest of the page is still there
+
+
+def test_a_bad_file_in_an_image_folder_is_named_on_the_train_page(monkeypatch, tmp_path, grey_images):
+    import io
+
+    from PIL import Image
+    allowed = tmp_path / "allowed"
+    for c, cls in enumerate(["a", "b"]):
+        (allowed / "set" / cls).mkdir(parents=True)
+        for i, a in enumerate(grey_images(6, seed=c)):
+            buf = io.BytesIO()
+            Image.fromarray(a).save(buf, "PNG")
+            (allowed / "set" / cls / f"{i}.png").write_bytes(buf.getvalue())
+    (allowed / "set" / "b" / "broken.png").write_bytes(b"")
+    at = _train_page(str(allowed), monkeypatch, tmp_path)
+    at = _try_path(at, str(allowed / "set"))
+    assert not at.exception
+    assert len(at.error) == 1
+    msg = _text(at.error[0])
+    assert "broken.png" in msg and "empty" in msg, msg
+    assert "train_job" not in at.session_state

@@ -25,7 +25,7 @@ def _page(module: str):
 
 
 def _run(module: str, state: dict) -> AppTest:
-    at = AppTest.from_function(_page, args=(module,), default_timeout=120)
+    at = AppTest.from_function(_page, args=(module,), default_timeout=600)
     for k, v in state.items():
         at.session_state[k] = v
     return at.run()

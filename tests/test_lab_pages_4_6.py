@@ -22,7 +22,7 @@ def _page(module: str):
     importlib.import_module(module).render()
 
 
-def _run(module: str, timeout: int = 300) -> AppTest:
+def _run(module: str, timeout: int = 600) -> AppTest:
     return AppTest.from_function(_page, args=(module,), default_timeout=timeout).run()
 
 

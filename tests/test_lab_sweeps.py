@@ -236,3 +236,13 @@ def test_beta_sweep_active_units_fall_as_beta_grows(tmp_path):
     # a second call is a cache hit: same files, no training progress
     again = train_runs(runs, data, cache_dir=str(tmp_path), device="cpu")
     assert [c.path for c in again] == [c.path for c in ckpts]
+
+
+def test_lambda_changes_only_the_mmd_run():
+    """Lab 5's λ slider: the β=1 VAE and the autoencoder stay the cache entries they are (issue 12.5)."""
+    from vae_core.cache import DEFAULT_MODEL
+    from vae_core.cache import DEFAULT_TRAIN as T
+    a, b = objective_runs(DEFAULT_MODEL, T), objective_runs(DEFAULT_MODEL, T, mmd_weight=10.0)
+    assert a["vae"].train == b["vae"].train and a["ae"].train == b["ae"].train
+    assert b["mmd"].train.mmd_weight == 10.0 and b["mmd"].train.objective == "mmd"
+    assert a["mmd"].train.mmd_weight == T.mmd_weight and b["mmd"].name == "MMD-VAE (λ=10)"

@@ -32,7 +32,7 @@ latent_decoder(w, z, [f"z{{i}}" for i in range({n_labels})], [False] * {n_labels
 
 
 def _app(z_len: int = 2, n_labels: int = 2) -> AppTest:
-    return AppTest.from_string(_SCRIPT.format(z_len=z_len, n_labels=n_labels), default_timeout=60)
+    return AppTest.from_string(_SCRIPT.format(z_len=z_len, n_labels=n_labels), default_timeout=300)
 
 
 def sent(at) -> dict:
@@ -98,7 +98,7 @@ server_decoder(img, z, ["a", "b", "c"], [False, True, False], key="dec", preview
 
 
 def _server_app(shape=(1, 28, 28), preview_ms=100) -> AppTest:
-    return AppTest.from_string(_SERVER_SCRIPT.format(shape=shape, preview_ms=preview_ms), default_timeout=60)
+    return AppTest.from_string(_SERVER_SCRIPT.format(shape=shape, preview_ms=preview_ms), default_timeout=300)
 
 
 def shown_pixels(data: dict) -> np.ndarray:

@@ -42,7 +42,7 @@ process.stdout.write(JSON.stringify({
 def run_js(payload: dict, spec: dict, zs: np.ndarray) -> dict:
     src = _RUNNER % json.dumps("file://" + os.path.abspath(PROJECT_JS))
     proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True,
-                          input=json.dumps({"payload": payload, "spec": spec, "zs": zs.tolist()}), timeout=60)
+                          input=json.dumps({"payload": payload, "spec": spec, "zs": zs.tolist()}), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

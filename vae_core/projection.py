@@ -7,30 +7,27 @@ between plots). A new z (a slider position, an uploaded image) is placed on the 
           initialisation (umap_.init_graph_transform with the weights of smooth_knn_dist at
           local_connectivity 0). No UMAP object or pickle is stored: only means + embedding.
 
-The UMAP cache is one .npz beside the checkpoint (`x.safetensors` -> `x.proj.npz`), written
-atomically, tied to the checkpoint's bytes by sha256. `python -m vae_core.projection CKPT` computes
-it in a separate process (numba JIT costs ~30 s per process, so the app never waits on it).
+The cache is one .npz beside the checkpoint (`x.safetensors` -> `x.proj.npz`, format and checks in
+vae_core.projection_cache), written atomically, tied to the checkpoint's bytes by sha256. A cache
+that fails to read is ignored with one warning and rebuilt. The UMAP fit runs in a separate process
+(vae_core.umap_job; `python -m vae_core.projection CKPT` is the same command), so the app never waits.
 Reading a cache and projecting need numpy only: torch is imported by the functions that encode.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import os
-import subprocess
-import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .fsutil import atomic_write
+from .projection_cache import FORMAT, BadCache, ProjectionCacheWarning, check_arrays, load_arrays
+
 if TYPE_CHECKING:
     import torch
 
-FORMAT = 1
 MAX_POINTS = 10_000      # test points kept in the cache (UMAP on more is slow on 2 cores)
 N_NEIGHBORS = 15         # UMAP n_neighbors, also k of the kNN transform
 MIN_DIST = 0.1
@@ -47,11 +44,21 @@ def point_order(n: int, cap: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)[:cap]
 
 
+def check_finite_means(means: np.ndarray) -> None:
+    """A model with NaN/inf weights encodes to NaN: say so instead of failing later inside an SVD."""
+    bad = ~np.isfinite(means).all(axis=-1)
+    if bad.any():
+        raise ValueError(f"the encoder means contain NaN or inf values: {int(bad.sum()):,} of {len(bad):,} "
+                         "points; the checkpoint's weights are probably not finite (a diverged training run)")
+
+
 def encode_means(model, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """Encoder means mu(x), (N, k) float32."""
+    """Encoder means mu(x), (N, k) float32. ValueError if any is NaN or inf."""
     import torch
     with torch.no_grad():
-        return torch.cat([model.encode(x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]).numpy()
+        means = torch.cat([model.encode(x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]).numpy()
+    check_finite_means(means)
+    return means
 
 
 # --- projections --------------------------------------------------------------------------------
@@ -69,8 +76,9 @@ class PCAProjection:
 
 def fit_pca(means: np.ndarray) -> PCAProjection:
     """Top-2 principal axes of the means via SVD. Signs fixed (largest loading positive) so the map
-    does not flip between runs. With k = 1 the second axis is zero."""
+    does not flip between runs. With k = 1 the second axis is zero. ValueError on NaN or inf."""
     x = np.asarray(means, np.float64)
+    check_finite_means(x)
     center = x.mean(0)
     _, s, vt = np.linalg.svd(x - center, full_matrices=False)
     comps = np.zeros((2, x.shape[1]))
@@ -180,8 +188,8 @@ class ProjectionCache:
 
 
 def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
-    """Atomic: temp file in the same folder, then os.replace."""
-    path = cache_path_for(checkpoint_path)
+    """Atomic (vae_core.fsutil.atomic_write): readers see the old file or the new one. Raises
+    StorageError (an OSError) naming the file when it cannot be written (read-only folder, full disk)."""
     arrays = {"format": np.array(FORMAT), "checkpoint_sha": np.array(cache.checkpoint_sha),
               "index": cache.index.astype(np.int64), "labels": cache.labels.astype(np.int64),
               "means": cache.means.astype(np.float32), "n_neighbors": np.array(cache.n_neighbors),
@@ -190,40 +198,57 @@ def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
         arrays["umap"] = cache.umap.astype(np.float32)
     if cache.n_test is not None:  # optional key: caches written before it read the same way
         arrays["n_test"] = np.array(cache.n_test)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(cache_path_for(checkpoint_path), write)
+
+
+def _load(checkpoint_path: str) -> tuple[ProjectionCache | None, str | None]:
+    """(cache, None) if usable; (None, problem) if the file is bad; (None, None) if there is none or
+    it was made for other weights (a retrained checkpoint: replacing it is routine, not a fault)."""
+    path = cache_path_for(checkpoint_path)
+    try:
+        a = load_arrays(path)
+        n_test = check_arrays(a, MAX_POINTS)
+    except FileNotFoundError:
+        return None, None
+    except BadCache as e:
+        return None, f"{path}: {e}; the map cache is ignored and will be rebuilt"
+    try:
+        if str(a["checkpoint_sha"]) != file_sha(checkpoint_path):
+            return None, None
+    except OSError:  # the checkpoint itself is unreadable: its own loader reports that
+        return None, None
+    return ProjectionCache(str(a["checkpoint_sha"]), a["index"], a["labels"], a["means"], a.get("umap"),
+                           int(a["n_neighbors"]), float(a["min_dist"]), n_test), None
+
+
+_reported: set[str] = set()  # problems already warned about in this process
 
 
 def read_cache(checkpoint_path: str) -> ProjectionCache | None:
-    """The cache for this checkpoint, or None if missing, unreadable or made for other weights."""
-    path = cache_path_for(checkpoint_path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if int(f["format"]) != FORMAT or str(f["checkpoint_sha"]) != file_sha(checkpoint_path):
-                return None
-            index = f["index"]
-            if "n_test" in f.files:
-                n_test = int(f["n_test"])
-            else:  # older cache: below the cap, point_order kept the whole test set
-                n_test = len(index) if len(index) < MAX_POINTS else None
-            return ProjectionCache(str(f["checkpoint_sha"]), index, f["labels"], f["means"],
-                                   f["umap"] if "umap" in f.files else None,
-                                   int(f["n_neighbors"]), float(f["min_dist"]), n_test)
-    except (OSError, KeyError, ValueError, EOFError):
-        return None
+    """The cache for this checkpoint, or None if missing, made for other weights, or bad. The one
+    reader of `.proj.npz` files: a bad one gets one ProjectionCacheWarning per process, and the next
+    build_cache (the UMAP job, training) overwrites it."""
+    cache, problem = _load(checkpoint_path)
+    if problem is not None and problem not in _reported:
+        _reported.add(problem)
+        warnings.warn(problem, ProjectionCacheWarning, stacklevel=2)
+    return cache
+
+
+def cache_problem(checkpoint_path: str) -> str | None:
+    """Why the cache file beside this checkpoint cannot be used ("<file>: <problem>; ..."), for a
+    page to show; None when there is none, it is fine, or it was made for other weights."""
+    return _load(checkpoint_path)[1]
 
 
 def build_cache(checkpoint_path: str, model, x_test: torch.Tensor, y_test: torch.Tensor | None,
                 with_umap: bool, seed: int = 0) -> ProjectionCache:
-    """Means of up to MAX_POINTS test examples (+ UMAP if asked), written beside the checkpoint."""
+    """Means of up to MAX_POINTS test examples (+ UMAP if asked), written beside the checkpoint.
+    Raises ValueError if the means are not finite, StorageError if the file cannot be written."""
     import torch
     index = point_order(len(x_test), MAX_POINTS, seed)
     means = encode_means(model, x_test[torch.from_numpy(index)])
@@ -234,71 +259,8 @@ def build_cache(checkpoint_path: str, model, x_test: torch.Tensor, y_test: torch
     return cache
 
 
-@contextlib.contextmanager
-def _try_lock(path: str):
-    """Yields True if we hold the lock, False if another process does (it is computing already)."""
-    with open(path + ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            with contextlib.suppress(OSError):
-                os.unlink(path + ".lock")
+if __name__ == "__main__":  # the UMAP job's command line, under its old name
+    import sys
 
-
-def ensure_umap_cache(checkpoint_path: str) -> ProjectionCache | None:
-    """Compute the UMAP cache unless present. None when another process holds the lock."""
-    from .checkpoints import load_checkpoint
-    from .data import eval_targets, load_dataset
-    cached = read_cache(checkpoint_path)
-    if cached is not None and cached.umap is not None:
-        return cached
-    with _try_lock(cache_path_for(checkpoint_path)) as mine:
-        if not mine:
-            return None
-        ck = load_checkpoint(checkpoint_path)
-        tc = ck.train_config
-        data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
-        return build_cache(checkpoint_path, ck.model, eval_targets(data.x_test, tc.binarize), data.y_test,
-                           with_umap=True)
-
-
-def start_umap_process(checkpoint_path: str, log_path: str) -> subprocess.Popen:
-    """Run ensure_umap_cache in a child process (own GIL, own numba JIT); stderr goes to log_path."""
-    log = open(log_path, "wb")
-    try:
-        return subprocess.Popen([sys.executable, "-m", "vae_core.projection", checkpoint_path],
-                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    finally:
-        log.close()
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    import torch
-
-    from .checkpoints import CheckpointError
-    from .data import DatasetError
-    p = argparse.ArgumentParser(prog="python -m vae_core.projection",
-                                description="Compute the UMAP map cache (<checkpoint>.proj.npz) for checkpoints.")
-    p.add_argument("checkpoints", nargs="+")
-    a = p.parse_args(argv)
-    torch.set_num_threads(1)
-    for path in a.checkpoints:
-        try:
-            res = ensure_umap_cache(path)
-        except (CheckpointError, DatasetError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        print(f"{cache_path_for(path)}: " + ("ready" if res is not None else "another process is computing it"))
-    return 0
-
-
-if __name__ == "__main__":
+    from .umap_job import main
     sys.exit(main())

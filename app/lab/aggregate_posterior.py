@@ -119,7 +119,7 @@ def render() -> None:
     lam = st.select_slider("MMD-VAE weight λ (another λ trains a new model through the cache)",
                            options=sorted({10.0, 100.0, 1000.0, float(base.mmd_weight)}),
                            value=float(base.mmd_weight), key="lab5_lambda")
-    runs = objective_runs(ckpt.model_config, base.replace(mmd_weight=lam))
+    runs = objective_runs(ckpt.model_config, base, mmd_weight=lam)
     pair = [runs["vae"], runs["mmd"]]
     st.caption(base_caption(ckpt, pair) + f" Q is the mixture of the {len(x)} test posteriors; "
                "KL(Q‖p) uses 2 draws per posterior, MMD one z per test image against as many prior draws.")

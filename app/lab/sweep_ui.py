@@ -8,11 +8,10 @@ import os
 
 import numpy as np
 import streamlit as st
-
-from app.safe import plain
 import torch
 
 from app.common import load_model
+from app.safe import plain
 from vae_core.checkpoints import Checkpoint, CheckpointError
 from vae_core.data import Dataset
 from vae_core.images import tile, to_display, upscale

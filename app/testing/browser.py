@@ -47,7 +47,7 @@ def free_port() -> int:
 class StreamlitServer:
     """`streamlit run <script>` on a free port, from the repo root; waits for /_stcore/health."""
 
-    def __init__(self, script: str, env: dict | None = None, timeout: float = 90.0):
+    def __init__(self, script: str, env: dict | None = None, timeout: float = 600.0):
         self.script, self.timeout = script, timeout
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
@@ -103,7 +103,7 @@ def chromium():
 
 def new_page(browser, width: int = 1400, height: int = 1000):
     page = browser.new_page(viewport={"width": width, "height": height})
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(300_000)  # hang guard: a loaded 2-core machine is slow, not stuck
     return page
 
 
@@ -113,7 +113,7 @@ def hook(page, key: str | None = None) -> dict:
                          ": window.__vaeDecoder) || {}))", key)
 
 
-def wait_for_frames(page, at_least: int = 1, timeout_ms: float = 60_000) -> None:
+def wait_for_frames(page, at_least: int = 1, timeout_ms: float = 300_000) -> None:
     page.wait_for_function("n => window.__vaeDecoder && window.__vaeDecoder.frames >= n", arg=at_least,
                            timeout=timeout_ms)
 

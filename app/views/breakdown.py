@@ -7,8 +7,6 @@ import os
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-
-from app.safe import plain
 import torch
 
 from vae_core.checkpoints import Checkpoint
@@ -62,7 +60,7 @@ def _breakdown(path: str, mtime: float, x_key: bytes, k: int, _model, _x: torch.
 def render_breakdown(ckpt: Checkpoint, x: torch.Tensor, *, key: str, collapsed=None,
                      title: str = "ELBO breakdown", original_caption: str = "input x") -> ELBOBreakdown:
     """x (*input_shape), as the likelihood sees it. key prefixes this panel's widgets."""
-    st.markdown(f"#### {plain(title)}")
+    st.markdown(f"#### {title}")  # callers plain() any user string in it
     st.caption(f"{target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize)}; nats for this "
                "one example.")
     c1, c2, c3 = st.columns([1, 1, 3])

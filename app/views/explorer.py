@@ -14,11 +14,10 @@ import time
 
 import streamlit as st
 
-from app.safe import plain
-
 from app.common import checkpoint_metadata, pick_checkpoint_path
 from app.components.latent_map import classes_for, latent_map, projection_spec
-from app.views.explorer_state import P, SLIDER_RANGE, on_map_select, reset_for
+from app.safe import plain
+from app.views.explorer_state import SLIDER_RANGE, P, on_map_select, reset_for
 from app.views.latent_data import ModelView, map_view_from_cache
 from app.views.latent_map import MapProjection, choose_projection, map_payload
 
@@ -75,11 +74,12 @@ def render() -> None:
     if meta is None:
         return
     view = map_view_from_cache(path)
-    if view is None:  # no projection cache beside the checkpoint: encode the test set (needs the model)
-        from app.views.latent_data import model_view
+    if view is None:  # no usable projection cache beside the checkpoint: encode the test set (needs the model)
+        from app.views.latent_data import model_view, rebuild_bad_cache
         ckpt = _open(path)
         if ckpt is None:
             return
+        rebuild_bad_cache(ckpt)
         view = model_view(ckpt)
     reset_for(path, view)
     st.caption(_caption(meta))

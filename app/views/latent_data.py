@@ -2,14 +2,13 @@
 
 ModelView holds the encoder means of the test points the map shows, their labels, the PCA
 projection and the per-dim KL / collapse flags. UMAP runs in a child process (see
-vae_core.projection) tracked by a process-wide registry, so two sessions start it once.
+vae_core.umap_job) tracked by a process-wide registry, so two sessions start it once.
 map_view_from_cache builds the same ModelView from the projection cache and the checkpoint's
 header alone, so the map can be drawn before torch is imported (this module imports it lazily).
 """
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -17,7 +16,9 @@ import numpy as np
 import streamlit as st
 
 from app.common import dataset_for, test_targets
+from app.safe import plain
 from vae_core import projection as proj
+from vae_core import umap_job
 from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
 
 # vae_core.latent.collapsed_dims' thresholds (that module imports torch; tests check they agree)
@@ -79,6 +80,19 @@ def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
     return ModelView(index, labels, means, proj.fit_pca(means), list(kl), flags, len(x))
 
 
+def rebuild_bad_cache(ckpt: Checkpoint) -> None:
+    """A map cache that cannot be read is disposable: say so once, and write a fresh one (means only;
+    UMAP is recomputed when asked for). If that cannot be written either, the page encodes anyway."""
+    problem = proj.cache_problem(ckpt.path)
+    if problem is None:
+        return
+    st.warning(f"{plain(problem)}.", icon=":material/warning:")
+    try:
+        proj.build_cache(ckpt.path, ckpt.model, test_targets(ckpt), dataset_for(ckpt).y_test, with_umap=False)
+    except (OSError, ValueError) as e:
+        st.caption(f"The map cache could not be rebuilt ({plain(e)}); the map is computed for this session.")
+
+
 def model_view(ckpt: Checkpoint) -> ModelView:
     return _model_view(ckpt.path, os.path.getmtime(ckpt.path), ckpt)
 
@@ -118,7 +132,7 @@ def map_view_from_cache(path: str) -> ModelView | None:
 
 @st.cache_resource
 def _umap_jobs() -> tuple[dict, threading.Lock]:
-    """Process-wide: checkpoint sha -> (Popen, log path). Shared by all sessions."""
+    """Process-wide: checkpoint path -> UmapJob, or the OSError that kept it from starting."""
     return {}, threading.Lock()
 
 
@@ -145,20 +159,16 @@ def umap_status(path: str) -> tuple[str, str]:
         job = jobs.get(path)
     if job is None:
         return "idle", "UMAP not computed yet"
-    p, log = job
-    code = p.poll()
+    if isinstance(job, OSError):
+        return "failed", f"UMAP could not start: {job}"
+    code = job.process.poll()
     if code is None:
         return "running", "computing UMAP in a background process (about 30 s of compilation, then the fit)"
     if code == 0:
         if umap_projection(path) is not None:
             return "ready", "UMAP map ready"
         return "running", "another process is computing this UMAP map"
-    try:
-        with open(log, errors="replace") as f:
-            tail = f.read()[-600:].strip()
-    except OSError:
-        tail = ""
-    return "failed", f"UMAP failed (exit code {code}). {tail}"
+    return "failed", f"UMAP failed (exit code {code}). {job.log_tail()}"
 
 
 def start_umap(path: str) -> None:
@@ -166,8 +176,9 @@ def start_umap(path: str) -> None:
     jobs, lock = _umap_jobs()
     with lock:
         job = jobs.get(path)
-        if job is not None and job[0].poll() is None:
+        if isinstance(job, umap_job.UmapJob) and job.process.poll() is None:
             return
-        log = os.path.join(tempfile.gettempdir(), f"vae_umap_{proj.file_sha(path)}.log")
-        jobs[path] = (proj.start_umap_process(path, log), log)
-
+        try:
+            jobs[path] = umap_job.start_umap_process(path)
+        except OSError as e:  # no log file could be made anywhere, or the interpreter cannot start
+            jobs[path] = e

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from app.safe import plain
-
 from app.components.latent_map import points_payload
+from app.safe import plain
 from app.views.latent_data import ModelView, start_umap, umap_projection, umap_status
 from vae_core.projection import LatentPlane
 

@@ -75,7 +75,7 @@ def _save_projection(ckpt) -> None:
     try:
         proj.build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test,
                          with_umap=False)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # a read-only folder; means that are not finite
         _LOG.warning("could not save the projection cache of %s: %s", ckpt.path, e)
 
 

@@ -14,7 +14,14 @@ from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
 from vae_core.data import eval_targets
-from vae_core.images import MAX_UPLOAD_BYTES, ImageError, open_upload, png_bytes, preprocess, to_display
+from vae_core.images import (
+    MAX_UPLOAD_BYTES,
+    ImageError,
+    open_upload,
+    png_bytes,
+    preprocess,
+    to_display,
+)
 
 P = "upload_"
 
@@ -90,5 +97,5 @@ def render() -> None:
         st.caption(f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).",
                    help=proj.help)
     st.divider()
-    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({name})",
+    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({plain(name)})",
                      original_caption="your image (target)")

@@ -36,7 +36,7 @@ def page(browser, app_server):
     """One Explorer page for this module's tests (a load costs 5-20 s on a busy 2-core machine)."""
     p = new_page(browser)
     p.goto(app_server.url + "/")  # the Explorer is the default page
-    wait_for_frames(p, 1, timeout_ms=120_000)
+    wait_for_frames(p, 1, timeout_ms=300_000)
     yield p
     p.close()
 
@@ -78,7 +78,7 @@ def test_explorer_release_is_not_echoed_back_into_the_sliders(page):
     (which would yank a slider the user is already dragging again)."""
     h0 = hook(page)
     drag_slider(page, 5, [0.2])
-    page.wait_for_function("n => window.__vaeDecoder.updates > n", arg=h0["updates"], timeout=60_000)
+    page.wait_for_function("n => window.__vaeDecoder.updates > n", arg=h0["updates"], timeout=300_000)
     page.wait_for_timeout(300)
     h1 = hook(page)
     assert h1["sent"] == h0["sent"] + 1
@@ -94,7 +94,7 @@ def test_explorer_map_click_loads_the_points_z(page, default_model):
         point = rng.choice(map_points(page, spacing_px=8))  # [x, y, test index], away from its neighbours
         ms = click_to_sliders_ms(page, point)
         assert ms < 30_000
-        page.get_by_text(f"Selected #{point[2]}").first.wait_for(timeout=30_000)  # the server followed
+        page.get_by_text(f"Selected #{point[2]}").first.wait_for(timeout=300_000)  # the server followed
         idx = int(page.get_by_label("Test example #", exact=True).input_value())
         assert idx == point[2] and page.evaluate("window.__vaeMap.selectedIndex()") == idx
         with torch.no_grad():

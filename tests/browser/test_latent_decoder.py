@@ -255,9 +255,10 @@ def test_server_mode_image_follows_a_drag_at_server_pace(page, component_server,
     for i in range(1, 31):  # ~1.5 s of dragging right
         page.mouse.move(x0 + w * (0.5 + 0.45 * i / 30), y)
         page.wait_for_timeout(50)
+    # the image follows the drag: frames arrive while the button is still down (however slow the machine)
+    page.wait_for_function("n => window.__vaeDecoder.frames >= n", arg=h0["frames"] + 3, timeout=300_000)
     during, elapsed = hook(page), time.perf_counter() - t0
     page.mouse.up()
-    assert during["frames"] - h0["frames"] >= 3, "the image must follow the drag"
     assert during["sent"] - h0["sent"] <= elapsed / 0.1 + 1, "previews at most every preview_ms"
     assert during["lost"] == 0
     z = wait_for_image_of_sliders(page)

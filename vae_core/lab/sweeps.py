@@ -60,12 +60,15 @@ def collapse_runs(model_cfg: ModelConfig, train_cfg: TrainConfig, beta: float = 
             LabRun(f"β={beta:g} + free bits {FREE_BITS:g}", model_cfg, base.replace(free_bits=FREE_BITS))]
 
 
-def objective_runs(model_cfg: ModelConfig, train_cfg: TrainConfig,
-                   epochs: int = SWEEP_EPOCHS) -> dict[str, LabRun]:
-    """The beta=1 VAE, the MMD-VAE (InfoVAE) and a plain autoencoder, same architecture and data."""
+def objective_runs(model_cfg: ModelConfig, train_cfg: TrainConfig, epochs: int = SWEEP_EPOCHS,
+                   mmd_weight: float | None = None) -> dict[str, LabRun]:
+    """The beta=1 VAE, the MMD-VAE (InfoVAE) and a plain autoencoder, same architecture and data.
+    mmd_weight (lambda) changes only the MMD-VAE's config: the VAE and the autoencoder do not use it,
+    so they stay the same cache entries whatever lambda is."""
     base = base_train(train_cfg, epochs)
+    lam = base.mmd_weight if mmd_weight is None else float(mmd_weight)
     return {"vae": LabRun("VAE (KL, β=1)", model_cfg, base),
-            "mmd": LabRun(f"MMD-VAE (λ={base.mmd_weight:g})", model_cfg, base.replace(objective="mmd")),
+            "mmd": LabRun(f"MMD-VAE (λ={lam:g})", model_cfg, base.replace(objective="mmd", mmd_weight=lam)),
             "ae": LabRun("Autoencoder", model_cfg, base.replace(objective="ae"))}
 
 

@@ -1,0 +1,112 @@
+"""The `.proj.npz` file format: what a valid projection cache holds, and reading one safely.
+
+A projection cache is disposable: it can always be rebuilt from its checkpoint. So a file that
+fails any check here is not an error to raise but a cache to ignore; `vae_core.projection.read_cache`
+(the only reader) turns the problem string into one warning and a rebuild.
+
+Keys (np.savez, no pickles; N map points, k latent dims):
+    format () int = FORMAT        checkpoint_sha () str      n_neighbors () int >= 1
+    index (N,) int, distinct, in [0, n_test)                 min_dist () float >= 0
+    labels (N,) int >= -1         means (N, k) float, finite
+    umap (N, 2) float, finite     optional: not computed yet
+    n_test () int >= N            optional: caches written before it have none
+Numpy only (no torch): the app's first paint reads this.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+
+FORMAT = 1
+MAX_BYTES = 1 << 30  # uncompressed size of all arrays; far above a real cache (10k x 512 floats = 20 MB)
+REQUIRED = ("format", "checkpoint_sha", "index", "labels", "means", "n_neighbors", "min_dist")
+
+
+class ProjectionCacheWarning(UserWarning):
+    """A projection cache file was ignored (damaged or not a cache); it will be rebuilt."""
+
+
+class BadCache(Exception):
+    """Why a cache file cannot be used (the message is shown to the user, after the file name)."""
+
+
+def load_arrays(path: str, max_bytes: int = MAX_BYTES) -> dict[str, np.ndarray]:
+    """Every array of the .npz, in memory. Raises FileNotFoundError if absent, BadCache otherwise."""
+    if not os.path.exists(path):  # also when a folder on the way is missing or is a file
+        raise FileNotFoundError(path)
+    try:
+        with zipfile.ZipFile(path) as z:  # sizes from the zip directory, before anything is inflated
+            size = sum(info.file_size for info in z.infolist())
+        if size > max_bytes:
+            raise BadCache(f"its arrays would take {size:,} bytes (limit {max_bytes:,})")
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except BadCache:
+        raise
+    except Exception as e:  # a damaged zip raises BadZipFile, zlib.error, EOFError, ValueError, ...
+        t = type(e)
+        kind = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+        raise BadCache(f"unreadable ({kind}: {e})") from None
+
+
+_KIND = {"iu": "integer", "f": "float", "U": "string"}  # numpy dtype.kind codes
+
+
+def _scalar(a: dict, key: str, kind: str) -> np.ndarray:
+    v = a[key]
+    if v.shape != () or v.dtype.kind not in kind:
+        raise BadCache(f"'{key}' must be a single {_KIND[kind]}, got {v.dtype} of shape {v.shape}")
+    return v
+
+
+def _array(a: dict, key: str, kind: str, ndim: int) -> np.ndarray:
+    v = a[key]
+    if v.ndim != ndim or v.dtype.kind not in kind:
+        raise BadCache(f"'{key}' must be a {ndim}-D {_KIND[kind]} array, got {v.dtype} of shape {v.shape}")
+    if kind == "f" and not np.isfinite(v).all():
+        raise BadCache(f"'{key}' contains NaN or inf values")
+    return v
+
+
+def check_arrays(a: dict[str, np.ndarray], max_points: int) -> int | None:
+    """Raise BadCache naming the first key that breaks the format above. Returns n_test; for a
+    cache written before that key, below the cap `max_points` the points were the whole test set."""
+    missing = [k for k in REQUIRED if k not in a]
+    if missing:
+        raise BadCache(f"missing {', '.join(repr(k) for k in missing)}")
+    if int(_scalar(a, "format", "iu")) != FORMAT:
+        raise BadCache(f"format {int(a['format'])}, this version reads format {FORMAT}")
+    _scalar(a, "checkpoint_sha", "U")
+    if int(_scalar(a, "n_neighbors", "iu")) < 1:
+        raise BadCache("'n_neighbors' must be at least 1")
+    min_dist = float(_scalar(a, "min_dist", "f"))
+    if not (np.isfinite(min_dist) and min_dist >= 0):
+        raise BadCache(f"'min_dist' must be a finite number >= 0, got {min_dist}")
+    index, labels = _array(a, "index", "iu", 1), _array(a, "labels", "iu", 1)
+    means = _array(a, "means", "f", 2)
+    n = len(index)
+    if n == 0 or means.shape[1] == 0:
+        raise BadCache(f"it holds no points ('index' has {n}, 'means' has shape {means.shape})")
+    if len(labels) != n or len(means) != n:
+        raise BadCache(f"{n} indices but {len(labels)} labels and {len(means)} means")
+    if labels.min() < -1:
+        raise BadCache(f"'labels' holds {labels.min()} (classes are >= 0, -1 = no label)")
+    if "n_test" in a:
+        n_test = int(_scalar(a, "n_test", "iu"))
+    else:
+        n_test = n if n < max_points else None
+    if n_test is not None and n_test < n:
+        raise BadCache(f"'n_test' is {n_test} but the cache holds {n} test points")
+    if index.min() < 0:
+        raise BadCache(f"'index' holds {index.min()}: test-set positions are >= 0")
+    if n_test is not None and index.max() >= n_test:
+        raise BadCache(f"'index' holds {index.max()}, out of range for a test set of {n_test}")
+    if len(np.unique(index)) != n:
+        raise BadCache("'index' lists a test point twice")
+    if "umap" in a:
+        emb = _array(a, "umap", "f", 2)
+        if emb.shape != (n, 2):
+            raise BadCache(f"'umap' has shape {emb.shape}, expected ({n}, 2)")
+    return n_test
