@@ -258,7 +258,8 @@ def main():
             rows.append([n, f"{cpu['open']:.3f}", f"{1000 * cpu['click']:.0f}", f"{1000 * cpu['release']:.0f}",
                          f"{cpu['lab']:.3f}",
                          " / ".join(f"{ms[s][0]:.0f}" for s in STEPS), " / ".join(f"{ms[s][1]:.0f}" for s in STEPS),
-                         f"{res['rss_per_session']:.1f}", " / ".join(f"{res['kb'][s]:.0f}" for s in STEPS), len(errors[n]),
+                         f"{res['rss_per_session']:.1f}", " / ".join(f"{res['kb'][s]:.0f}" for s in STEPS),
+                         len(errors[n]),
                          f"{cold_cpu:.1f} s, {warm['ms']['open'][0] / 1000:.1f} s"])
             print(f"  N={n}: {rows[-1]}", flush=True)
     body = bl.table(["N", "CPU-s/student open", "CPU-ms/student click", "CPU-ms/student release",

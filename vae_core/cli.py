@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
 
     from .export_html import add_arguments as export_html_arguments
-    export_html_arguments(sub.add_parser("export-html", help="write a serverless explorer of a checkpoint: one "
-                                         "self-contained HTML file", formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    export_html_arguments(sub.add_parser(
+        "export-html", help="write a serverless explorer of a checkpoint: one self-contained HTML file",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter))
 
     ls = sub.add_parser("list", help="list cached checkpoints with their configs and test ELBO")
     ls.add_argument("--cache-dir", default=None)

@@ -30,7 +30,6 @@ DEFAULT_IW_SAMPLES = 100   # K per point: the checkpoint's own test log p(x) use
 TRAVERSAL_ROWS = 8         # dims in the traversal grid (highest KL first)
 TRAVERSAL_STEPS = 9        # values per row, evenly spaced over the sliders' range
 SLIDER_RANGE = 3.0         # as the Explorer's sliders (app.views.explorer_state.SLIDER_RANGE)
-KL_COLLAPSED = 0.01        # nats, as vae_core.latent.KL_COLLAPSED
 
 
 @dataclass(frozen=True)
@@ -112,6 +111,7 @@ def explorer_data(ckpt, x_test, y_test=None, *, points: int = DEFAULT_POINTS, iw
 
     from .browser import decoder_payload
     from .images import to_display
+    from .latent import collapsed_dims, mean_variance
     from .projection import encode_means, point_order, read_cache
     if points < 1:
         raise ValueError(f"points must be >= 1, got {points}")
@@ -134,8 +134,7 @@ def explorer_data(ckpt, x_test, y_test=None, *, points: int = DEFAULT_POINTS, iw
         from .losses import kl_diag_gaussian
         with torch.no_grad():
             kl_dim = kl_diag_gaussian(*model.encode(x)).mean(0).tolist()
-    var = np.asarray(means_all[:n], np.float64).var(0, ddof=1) if n > 1 else np.zeros(k)
-    collapsed = [bool(c) for c in (np.asarray(kl_dim) < KL_COLLAPSED) | (var <= 0.01)]
+    collapsed = collapsed_dims(kl_dim, mean_variance(torch.from_numpy(np.asarray(means_all, np.float32))))
     order = [int(d) for d in np.argsort(-np.asarray(kl_dim), kind="stable")[:TRAVERSAL_ROWS]]
     metrics = {key: ckpt.metrics.get(key) for key in ("elbo", "recon", "kl", "log_likelihood", "iw_samples")}
     return {

@@ -8,16 +8,16 @@ slider `input` event, one decode per animation frame, and z goes to Python on re
     if new_z is not None:                       # the user released a slider this run
         st.session_state["explorer_z"] = new_z
 
-Server mode, the fallback for decoders the browser cannot run (vae_core.browser says which): the same sliders send z on release (and,
-while dragging, at most every preview_ms with one request in flight); Python decodes that z and
-passes the image's pixels back as component data, so there is no st.image media fetch and no
-Streamlit slider widgets to re-render:
+Server mode, the fallback for decoders the browser cannot run (vae_core.browser says which) and the
+Explorer's toggle: the same sliders send z on release (and, while dragging, at most every preview_ms
+with one request in flight); Python decodes that z and passes the image's pixels back as component
+data, so there is no st.image media fetch and no Streamlit slider widgets to re-render:
 
     new_z = server_decoder(to_display(decode(model, z), shape), z, labels, inactive, key=...)
 
 The decoder weights (~1.7 MB for the MLP 16-400-784, ~7 MB for the default conv decoder) go to the
-browser once per session and model: later reruns send only their id; the browser keeps parsed weights per id, and asks again via the
-`need_weights` trigger if it lost them.
+browser once per session and model: later reruns send only their id; the browser keeps parsed
+weights per id, and asks again via the `need_weights` trigger if it lost them.
 """
 from __future__ import annotations
 
