@@ -12,8 +12,10 @@ Torch-free, for a first paint before torch is loaded (importing this module load
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -28,7 +30,26 @@ if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions 
 
     from vae_core.data import Dataset
 
-_KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
+_KEY = "sidebar_model_path"
+_THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Small interactive torch work (one z decoded, one example's ELBO breakdown) on one thread.
+    With torch's intra-op pool every op waits at a barrier for its worker threads, which a busy
+    machine (the browser, other sessions) may not schedule at once: a 1 ms decode took 50-130 ms on
+    2 loaded cores, and spinning workers bill the server CPU for it. The setting is partly
+    process-wide (OpenMP keeps it per thread, torch's pool does not), so the lock keeps two sessions
+    from interleaving get/set and leaving the server at 1 thread."""
+    import torch  # not at import time: the explorer draws its map before torch is loaded
+    with _THREADS:
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(n)  # the one session-state key shared by pages: which model is open
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from app.common import one_thread
 from vae_core.checkpoints import Checkpoint
 from vae_core.data import target_description
 from vae_core.images import png_bytes, to_display, upscale
@@ -53,7 +54,7 @@ def _kl_bar(kl_per_dim: tuple, collapsed: tuple) -> go.Figure:
 @st.cache_resource(max_entries=256, show_spinner=False)
 def _breakdown(path: str, mtime: float, x_key: bytes, k: int, _model, _x: torch.Tensor) -> ELBOBreakdown:
     """Seeded, so a rerun (a slider move elsewhere on the page) reuses the numbers."""
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         return elbo_breakdown(_model, _x, k=k)
 
 

@@ -9,15 +9,14 @@ flight; the _decoder fragment, rerun alone by that, decodes z and hands the pixe
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import threading
 
 import streamlit as st
 import torch
 
+from app.common import one_thread
 from app.components.latent_decoder import browser_weights, latent_decoder, server_decoder
 from app.views.explorer_state import P, on_decoder_release, on_posterior, on_prior, on_zero
 from app.views.latent_data import ModelView
@@ -26,25 +25,6 @@ from vae_core.images import png_bytes, to_display
 from vae_core.latent import decode
 
 PREVIEW_MS = 100  # server decoding: at most one z per this many ms while a slider is dragged
-
-
-_THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One z decodes in ~1 ms on a single thread. With torch's intra-op pool every op waits at a
-    barrier for its worker threads, which a busy machine (the browser, other sessions) may not
-    schedule at once: measured 50-130 ms per conv decode in the server on 2 loaded cores. The setting
-    is partly process-wide (OpenMP keeps it per thread, torch's pool does not), so the lock keeps two
-    sessions from interleaving get/set and leaving the server at 1 thread."""
-    with _THREADS:
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(n)
 
 
 def _download_box() -> dict:
@@ -79,7 +59,7 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
     if weights is not None:
         latent_decoder(weights, z, labels, flags, key=P + "decoder", height=224, on_change=release)
     else:
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), one_thread():
             img = to_display(decode(ckpt.model, torch.tensor(z)), ckpt.model_config.input_shape)  # (H, W[, 3])
         server_decoder(img, z, labels, flags, key=P + "decoder", height=224, on_change=release,
                        preview_ms=PREVIEW_MS)

@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app.common import dataset_for, test_targets
+from app.common import dataset_for, one_thread, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
 from app.views.explorer_decoder import decoder_panel, z_downloads
@@ -57,7 +57,7 @@ def _previews(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> Non
     if sel is None:
         return
     x = test_targets(ckpt)[sel]
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         recon = ckpt.model.decode_mean(ckpt.model.encode(x[None])[0])[0]
     with c[1]:
         show_image(x, ckpt, f"#{sel}", 84)
