@@ -36,21 +36,6 @@ STEPS = ("open", "click", "release", "lab")
 STEP_TIMEOUT = 300.0  # s: a step that takes longer counts as an error
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class Student:
     """One browser tab, as far as the server can tell."""
 
@@ -208,16 +193,16 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def measure(server_pid: int, url: str, n: int, spread: float) -> dict:
-    out: dict = {"n": n, "cpu": {}, "ms": {}, "errors": [], "rss_before": rss_mb(server_pid)}
+    out: dict = {"n": n, "cpu": {}, "ms": {}, "errors": [], "rss_before": bl.rss_mb(str(server_pid))}
     students = [Student(url) for _ in range(n)]
     timing, received = {s: [] for s in STEPS}, {s: [] for s in STEPS}
     for step in STEPS:
-        c0 = cpu_seconds(server_pid)
+        c0 = bl.cpu_seconds(server_pid)
         await phase(students, step, spread if step == "open" else min(spread, 1.0), timing, received)
         await asyncio.sleep(0.2)  # the sessions' last messages are out; nothing else runs
-        out["cpu"][step] = (cpu_seconds(server_pid) - c0) / n
+        out["cpu"][step] = (bl.cpu_seconds(server_pid) - c0) / n
         if step == "open":
-            out["rss_after_open"] = rss_mb(server_pid)
+            out["rss_after_open"] = bl.rss_mb(str(server_pid))
     out["ms"] = {s: (pct(v, 0.5), pct(v, 0.95), len(v)) for s, v in timing.items()}
     out["kb"] = {s: statistics.fmean(v) / 1024 if v else float("nan") for s, v in received.items()}
     for s in students:
@@ -249,9 +234,9 @@ def main():
                 continue
             with StreamlitServer(os.path.join(root, "app", "main.py"), env=env, timeout=180) as server:
                 pid = server.proc.pid
-                c0 = cpu_seconds(pid)
+                c0 = bl.cpu_seconds(pid)
                 warm = asyncio.run(measure(pid, server.url, 1, 0.0))  # the cold server: imports, caches
-                cold_cpu = cpu_seconds(pid) - c0
+                cold_cpu = bl.cpu_seconds(pid) - c0
                 res = asyncio.run(measure(pid, server.url, n, a.spread))
             errors[n] = warm["errors"] + res["errors"]
             ms, cpu = res["ms"], res["cpu"]

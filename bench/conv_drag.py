@@ -51,13 +51,6 @@ def shipped_cache_dir(tmp: str) -> str:
     return d
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, seconds (fields 14, 15 of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main():
     p = bl.base_parser(__doc__.split("\n")[0])
     p.add_argument("--sweeps", type=int, default=None, help="2 s drag sweeps (default 5)")
@@ -82,12 +75,12 @@ def main():
                 page.wait_for_timeout(2000)  # let the page's own reruns settle
                 h = hook(page)
                 assert h["mode"] == "browser", f"{name}: not decoding in the browser: {h.get('mode')}"
-                cpu0 = cpu_seconds(s.proc.pid)
+                cpu0 = bl.cpu_seconds(s.proc.pid)
                 real = [drag_fps(page, i % 4, seconds=2.0)["fps"] for i in range(sweeps)]
-                cpu_drag = cpu_seconds(s.proc.pid) - cpu0
+                cpu_drag = bl.cpu_seconds(s.proc.pid) - cpu0
                 synth = [synthetic_drag_fps(page, (i + 1) % 4, seconds=2.0)["fps"] for i in range(sweeps)]
                 page.wait_for_timeout(1500)  # the releases' reruns (z to Python) finish
-                cpu_total = cpu_seconds(s.proc.pid) - cpu0
+                cpu_total = bl.cpu_seconds(s.proc.pid) - cpu0
                 dec = percentiles(hook(page)["decodeMs"])
                 page.close()
             rows += [[f"{name}: drag at 120 Hz mouse moves, frames painted per second", len(real),
