@@ -1,6 +1,6 @@
 """`python -m vae_core export-html`: the file's content, its size, float16 weights, the per-point
 numbers against torch.distributions, and the CLI's errors. The page itself in Chromium:
-tests/browser/test_export_html.py."""
+tests/browser/test_exported_page.py."""
 from __future__ import annotations
 
 import base64
