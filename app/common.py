@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions 
 
     from vae_core.data import Dataset
 
-_KEY = "sidebar_model_path"
+_KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
 _THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
 
 
@@ -49,7 +49,7 @@ def one_thread():
         try:
             yield
         finally:
-            torch.set_num_threads(n)  # the one session-state key shared by pages: which model is open
+            torch.set_num_threads(n)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)

@@ -2,10 +2,9 @@
 
 Both modes use the sliders of app.components.latent_decoder. MLP and conv decoders run in the browser,
 so the image follows a drag frame by frame with no server work; a decoder the browser cannot run (or
-the toggle off) decodes on the server: the
-component sends z on release and, while dragging, at most every PREVIEW_MS with one request in
-flight; the _decoder fragment, rerun alone by that, decodes z and hands the pixels to the component
-(no st.image media fetch, no Streamlit slider widgets).
+the toggle off) decodes on the server: the component sends z on release and, while dragging, at most
+every PREVIEW_MS with one request in flight; the _decoder fragment, rerun alone by that, decodes z and
+hands the pixels to the component (no st.image media fetch, no Streamlit slider widgets).
 """
 from __future__ import annotations
 
