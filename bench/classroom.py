@@ -212,6 +212,27 @@ async def measure(server_pid: int, url: str, n: int, spread: float) -> dict:
     return out
 
 
+def chromium_check(url: str, pid: int, n: int) -> list:
+    """N real headless Chromium pages open the Explorer at once (a check of the simulation): ms from
+    navigation to the map drawn and to the sliders' first decoded image, and server CPU-s per page."""
+    from app.testing.browser import chromium, new_page
+    with chromium() as browser:
+        pages = [new_page(browser) for _ in range(n)]
+        c0, t0 = bl.cpu_seconds(pid), time.perf_counter()
+        for p in pages:
+            p.goto(url + "/", wait_until="commit")
+        mapped, ready = [], []
+        for p in pages:
+            p.wait_for_function("() => window.__vaeMap && window.__vaeMap.drawn > 0", timeout=600_000)
+            mapped.append(p.evaluate("performance.now()"))
+            p.wait_for_function("() => window.__vaeDecoder && window.__vaeDecoder.frames > 0", timeout=600_000)
+            ready.append(p.evaluate("window.__vaeDecoder.firstFrameAt"))
+        cpu = (bl.cpu_seconds(pid) - c0) / n
+        wall = time.perf_counter() - t0
+    return [f"{n} Chromium pages at once", f"{cpu:.3f}", f"{pct(mapped, 0.5):.0f} / {pct(mapped, 0.95):.0f}",
+            f"{pct(ready, 0.5):.0f} / {pct(ready, 0.95):.0f}", f"{wall:.1f}"]
+
+
 def main():
     p = bl.base_parser(__doc__.split("\n")[0])
     p.add_argument("--students", default=None, help="comma list of N (default 1,10,30,100; smoke: 2)")
@@ -219,6 +240,7 @@ def main():
     p.add_argument("--app-root", default=None, help="run the app of another checkout (e.g. the code before a change)")
     p.add_argument("--label", default="", help="a word for the table title, e.g. before / after")
     p.add_argument("--budget", type=float, default=1800.0, help="stop starting new N after this many seconds")
+    p.add_argument("--chromium", type=int, default=0, help="also open N real Chromium pages at once (0: skip)")
     a = p.parse_args()
     load_before = bl.load_avg()
     from app.testing.browser import REPO, StreamlitServer
@@ -247,6 +269,10 @@ def main():
                          len(errors[n]),
                          f"{cold_cpu:.1f} s, {warm['ms']['open'][0] / 1000:.1f} s"])
             print(f"  N={n}: {rows[-1]}", flush=True)
+        if a.chromium:
+            with StreamlitServer(os.path.join(root, "app", "main.py"), env=env, timeout=180) as server:
+                asyncio.run(measure(server.proc.pid, server.url, 1, 0.0))  # warm, as above
+                real = chromium_check(server.url, server.proc.pid, a.chromium)
     body = bl.table(["N", "CPU-s/student open", "CPU-ms/student click", "CPU-ms/student release",
                      "CPU-s/student lab", "p50 ms open / click / release / lab", "p95 ms open / click / release / lab",
                      "RSS MB per extra session", "KB received per student open / click / release / lab", "errors",
@@ -255,6 +281,10 @@ def main():
              f"{' (' + a.label + ')' if a.label else ''}; the shipped checkpoint with its projection cache, "
              f"VAE_ALLOW_TRAINING=0. Students start each phase spread over {a.spread:g} s (open) or 1 s (the others); "
              "the client runs in this process on the same cores as the server.")
+    if a.chromium:
+        body += "\n\nCheck of the simulation in real headless Chromium (one browser, N pages, on the same cores):\n\n"
+        body += bl.table(["what", "server CPU-s per page", "map drawn ms p50 / p95 (page clock)",
+                          "sliders' first image ms p50 / p95", "all done, s"], [real])
     errs = [e for es in errors.values() for e in es]
     if errs:
         body += "\n\nErrors (first 5): " + "; ".join(errs[:5])
