@@ -12,13 +12,16 @@ Torch-free, for a first paint before torch is loaded (importing this module load
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from app.safe import plain
+from vae_core import cache as cache_module
 from vae_core.cache import default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
 
@@ -28,6 +31,25 @@ if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions 
     from vae_core.data import Dataset
 
 _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
+_THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Small interactive torch work (one z decoded, one example's ELBO breakdown) on one thread.
+    With torch's intra-op pool every op waits at a barrier for its worker threads, which a busy
+    machine (the browser, other sessions) may not schedule at once: a 1 ms decode took 50-130 ms on
+    2 loaded cores, and spinning workers bill the server CPU for it. The setting is partly
+    process-wide (OpenMP keeps it per thread, torch's pool does not), so the lock keeps two sessions
+    from interleaving get/set and leaving the server at 1 thread."""
+    import torch  # not at import time: the explorer draws its map before torch is loaded
+    with _THREADS:
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(n)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
@@ -80,17 +102,41 @@ def checkpoint_label(row: dict) -> str:
             f"{tc['objective']} β={tc['beta']:g} · {e}")
 
 
+def _folder_signature(folder: str) -> tuple:
+    """(name, mtime, size) of every checkpoint file in folder: changes when any of them does."""
+    try:
+        with os.scandir(folder) as it:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in it
+                                if e.name.endswith(".safetensors")))
+    except OSError:
+        return ()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _rows(folder: str, signature: tuple) -> list[dict]:
+    """The picker's rows, read once per change of the folder for every session (each row's header
+    is parsed and checked: ~40 ms a file)."""
+    return list_checkpoints(folder)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _default_path(folder: str, signature: tuple) -> str:
+    return default_checkpoint_path(folder)
+
+
 def pick_checkpoint_path() -> str | None:
     """Sidebar picker over the checkpoint cache (headers only, no torch). None, with a message
     shown, when the cache is empty."""
-    rows = list_checkpoints()
+    folder = cache_module.DEFAULT_CACHE_DIR
+    signature = _folder_signature(folder)
+    rows = _rows(folder, signature)
     if not rows:
         st.sidebar.warning("No checkpoints in the cache yet: train one on the Train page.")
         return None
     paths = [r["path"] for r in rows]
     current = st.session_state.get(_KEY)
     if current not in paths:
-        default = default_checkpoint_path()
+        default = _default_path(folder, signature)
         current = default if default in paths else paths[0]
     labels = {r["path"]: checkpoint_label(r) for r in rows}
     path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,

@@ -78,6 +78,14 @@ def peak_rss_mb() -> float:
     return _status_kb("VmHWM") / 1024
 
 
+def cpu_seconds(pid) -> float:
+    """utime + stime of a process, seconds (fields 14 and 15 of /proc/<pid>/stat): the CPU it used,
+    whatever else the machine runs."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: str = "self") -> float:
     return _status_kb("VmRSS", pid) / 1024
 

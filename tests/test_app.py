@@ -29,7 +29,7 @@ TIMEOUT = 600  # a hang guard per AppTest run, not a speed limit (loaded 2-core 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     """A checkpoint cache with tiny models: MLPs on digits with k = 3, 2, 1 and a conv net on 200
-    mnist-5k images (k = 4; conv decoders cannot decode in the browser)."""
+    mnist-5k images (k = 4)."""
     d = tmp_path_factory.mktemp("ckpts")
     data = load_dataset("digits")
     torch.set_num_threads(1)
@@ -141,11 +141,14 @@ def test_explorer_slider_change_changes_the_decoded_image(use_cache):
     _release_shows(at, path, [2.5 if z[0] < 2 else -2.5] + z[1:], before)
 
 
-def test_conv_models_decode_on_the_server(use_cache):
+def test_conv_models_decode_in_the_browser_with_the_server_as_fallback(use_cache):
     path = _ckpt_path(use_cache, "conv")
     at = _app("explorer", path)
     _no_exception(at)
-    assert not [t for t in at.toggle if t.key == "explorer_live"]  # no browser decoding for conv decoders
+    data = _component_data(at, "vae_latent_decoder")
+    assert data["weights"]["format"] == "vae-conv-decoder/1" and "image" not in data  # decoded in the browser
+    at.toggle(key="explorer_live").set_value(False).run()  # the fallback: the server decodes
+    _no_exception(at)
     assert not [s for s in at.slider if s.key.startswith("explorer_z")]  # the component's sliders instead
     z, before = _server_decoded(at)
     np.testing.assert_allclose(before, _pytorch_image(path, z), atol=0.51)
@@ -387,3 +390,16 @@ def test_main_opens_on_the_explorer(use_cache):
     at.run()
     _no_exception(at)
     assert any("Latent explorer" in t.value for t in at.title)
+
+
+def test_explorer_offers_the_standalone_export(use_cache):
+    """The download button serves the same file as `python -m vae_core export-html` (built on click)."""
+    path = _ckpt_path(use_cache, 2)
+    at = _app("explorer", path)
+    _no_exception(at)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any("standalone explorer" in label for label in labels), labels
+    from app.views.explorer_panels import _explorer_html
+    from vae_core.checkpoints import load_checkpoint
+    html = _explorer_html(path, os.path.getmtime(path), load_checkpoint(path)).decode("utf-8")
+    assert html.startswith("<!doctype html>") and "default-src 'none'" in html and "vae-mlp-decoder/1" in html

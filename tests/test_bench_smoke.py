@@ -112,3 +112,23 @@ def test_app_memory_smoke(tmp_path):
     out, text = run_bench("app_memory.py", tmp_path)
     assert "server peak RSS (VmHWM)" in text
     assert "(2,000 points)" in text
+
+
+def test_classroom_smoke(tmp_path):
+    """Two simulated students speak Streamlit's websocket protocol to `streamlit run app/main.py`:
+    every step (open, click, release, lab page) finishes and shows its effect, with no error."""
+    out, text = run_bench("classroom.py", tmp_path, timeout=900)
+    row = next(line for line in text.splitlines() if line.startswith("| 2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[9] == "0", row  # errors
+    assert all(float(v) > 0 for v in cells[5].split(" / ")), row  # every step timed
+
+
+def test_conv_drag_smoke(tmp_path):
+    out, text = run_bench("conv_drag.py", tmp_path, timeout=900)
+    assert "conv: drag at 120 Hz mouse moves" in text or "is missing" in text
+
+
+def test_export_html_smoke(tmp_path):
+    out, text = run_bench("export_html.py", tmp_path, timeout=900)
+    assert "| file size |" in text or "is missing" in text

@@ -1,4 +1,4 @@
-"""The browser decoder (decode.mjs run by node) against the PyTorch decoder, and the payload format."""
+"""The browser decoder (decode.mjs run by node, MLP and conv) against the PyTorch decoder, and the payload format."""
 from __future__ import annotations
 
 import base64
@@ -18,7 +18,7 @@ from vae_core.checkpoints import load_checkpoint
 from vae_core.config import ModelConfig
 from vae_core.model import VAE
 
-DECODE_JS = os.path.join(os.path.dirname(__file__), "..", "app", "components", "latent_decoder", "decode.mjs")
+DECODE_JS = os.path.join(os.path.dirname(__file__), "..", "vae_core", "js", "decode.mjs")
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: cannot run the JS decoder")
 
@@ -144,12 +144,91 @@ def test_payload_is_little_endian_float32_of_the_weights():
     assert decoder_payload(model)["id"] != p["id"]
 
 
-def test_non_mlp_decoder_is_refused_with_a_clear_error():
-    conv = VAE(ModelConfig(input_shape=(1, 28, 28), latent_dim=2, arch="conv", hidden=(8,), conv_channels=(4, 8)))
+def test_unsupported_decoders_are_refused_with_a_clear_error():
+    conv = tiny_conv("bernoulli")
+    assert supports_browser_decoding(conv)
+    conv.decoder.deconvs[1] = torch.nn.Sigmoid()  # a layer decode.mjs does not implement
     assert not supports_browser_decoding(conv)
-    with pytest.raises(BrowserDecodingError, match="MLP decoder"):
+    with pytest.raises(BrowserDecodingError, match=r"Sigmoid at decoder.deconvs\[1\]"):
         decoder_payload(conv)
+    odd = tiny_conv("bernoulli")
+    odd.decoder.deconvs[0].output_padding = (1, 1)
+    with pytest.raises(BrowserDecodingError, match="output_padding"):
+        decoder_payload(odd)
     mlp = tiny_model("gaussian")
     assert supports_browser_decoding(mlp)
     with pytest.raises(BrowserDecodingError, match="value_range"):
         decoder_payload(mlp, value_range=(1.0, 1.0))
+    with pytest.raises(BrowserDecodingError, match="dtype"):
+        decoder_payload(mlp, dtype="<f8")
+
+
+# --- conv decoders: Linear layers, a view as (C, H, W), ConvTranspose2d layers -----------------------
+
+def tiny_conv(likelihood: str, input_shape=(1, 28, 28), seed=0) -> VAE:
+    torch.manual_seed(seed)
+    model = VAE(ModelConfig(input_shape=input_shape, latent_dim=3, arch="conv", hidden=(8,),
+                            conv_channels=(4, 6), likelihood=likelihood))
+    with torch.no_grad():  # wider than the init: pre-activations reach saturation and cross 0
+        for p in model.decoder.parameters():
+            p.mul_(3.0)
+    return model.eval()
+
+
+@needs_node
+@pytest.mark.parametrize("likelihood,shape", [("bernoulli", (1, 28, 28)), ("continuous-bernoulli", (3, 32, 32)),
+                                              ("gaussian", (1, 28, 28))])
+def test_js_conv_decode_matches_torch(likelihood, shape):
+    model = tiny_conv(likelihood, shape)
+    zs = z_grid(3)
+    res = run_js(decoder_payload(model), zs)
+    got = torch.tensor(res["means"], dtype=torch.float64)
+    want = reference_mean(model, zs)
+    assert (res["C"], res["H"], res["W"]) == shape and got.shape == want.shape
+    assert want.std() > 0.05, "the test decoder's images are flat; the comparison would prove little"
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@needs_node
+def test_js_conv_transpose_matches_torch_for_other_strides_and_paddings():
+    """The scatter loop against F.conv_transpose2d for a stride, padding and kernel the VAE does not use,
+    so an index slip that happens to cancel for (k=4, s=2, p=1) still shows."""
+    model = tiny_conv("gaussian")
+    dec = model.decoder
+    torch.manual_seed(5)
+    dec.deconvs[0] = torch.nn.ConvTranspose2d(6, 4, 3, 3, 2)  # 7 -> (7-1)*3 - 4 + 3 = 17
+    dec.deconvs[2] = torch.nn.ConvTranspose2d(4, 1, 5, 1, 0)  # 17 -> 21
+    zs = z_grid(3)
+    payload = decoder_payload(model)
+    payload["input_shape"] = [1, 21, 21]
+    got = torch.tensor(run_js(payload, zs)["means"], dtype=torch.float64)
+    with torch.no_grad():  # gaussian: the output transform is the identity, E[x|z] = dec(z)
+        want = copy.deepcopy(dec).double()(zs.double()).flatten(1)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_conv_payload_holds_pytorchs_weight_layout():
+    model = tiny_conv("bernoulli")
+    p = decoder_payload(model)
+    assert p["format"] == "vae-conv-decoder/1" and p["unflatten"] == [6, 7, 7]
+    assert [(l["in"], l["out"], l["relu"]) for l in p["layers"]] == [(3, 8, True), (8, 294, True)]
+    assert [(d["in"], d["out"], d["kernel"], d["stride"], d["padding"], d["relu"]) for d in p["deconvs"]] == \
+        [(6, 4, 4, 2, 1, True), (4, 1, 4, 2, 1, False)]
+    w = np.frombuffer(base64.b64decode(p["deconvs"][0]["weight"]), dtype="<f4").reshape(6, 4, 4, 4)
+    np.testing.assert_array_equal(w, model.decoder.deconvs[0].weight.detach().numpy())
+
+
+@needs_node
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_float16_weights_decode_within_2_of_255_of_float32(kind):
+    """The static export stores weights as float16: its pixels stay within 2/255 of the float32 decode."""
+    model = tiny_model("bernoulli", input_shape=(1, 28, 28), hidden=(64,)) if kind == "mlp" else tiny_conv("bernoulli")
+    zs = z_grid(3)
+    half = decoder_payload(model, dtype="<f2")
+    first = model.decoder[0] if kind == "mlp" else model.decoder.fc[0][0]
+    w16 = np.frombuffer(base64.b64decode(half["layers"][0]["weight"]), dtype="<f2")
+    np.testing.assert_array_equal(w16, first.weight.detach().numpy().astype("<f2").ravel())
+    got = torch.tensor(run_js(half, zs)["means"], dtype=torch.float64)
+    want = reference_mean(model, zs)
+    assert (got - want).abs().max() <= 2 / 255
+    assert half["id"] != decoder_payload(model)["id"]

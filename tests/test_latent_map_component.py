@@ -19,7 +19,7 @@ import pytest
 from app.components.latent_map import classes_for, points_payload, projection_spec
 from vae_core.projection import KNNProjection, LatentPlane, fit_pca
 
-PROJECT_JS = os.path.join(os.path.dirname(__file__), "..", "app", "components", "latent_map", "project.mjs")
+PROJECT_JS = os.path.join(os.path.dirname(__file__), "..", "vae_core", "js", "project.mjs")
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: cannot run the map's JS")
 

@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
 
+    from .export_html import add_arguments as export_html_arguments
+    export_html_arguments(sub.add_parser(
+        "export-html", help="write a serverless explorer of a checkpoint: one self-contained HTML file",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+
     ls = sub.add_parser("list", help="list cached checkpoints with their configs and test ELBO")
     ls.add_argument("--cache-dir", default=None)
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -289,7 +294,8 @@ def main(argv=None) -> int:
         from .distributed import rank_prefix
         prefix = rank_prefix()
     try:
-        return {"train": _train, "evaluate": _evaluate, "list": _list}[a.cmd](a)
+        from .export_html import run as _export_html
+        return {"train": _train, "evaluate": _evaluate, "list": _list, "export-html": _export_html}[a.cmd](a)
     except KeyboardInterrupt:
         print(f"error: {prefix}interrupted", file=sys.stderr)
         return 130

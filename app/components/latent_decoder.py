@@ -1,23 +1,23 @@
 """Latent sliders (plain HTML range inputs in one st.components.v2 component) and the decoded image.
 
-Browser mode, for MLP decoders: the decoder runs in JS (latent_decoder/decode.mjs) on every slider
-`input` event, one decode per animation frame, and z goes to Python on release:
+Browser mode, for MLP and conv decoders: the decoder runs in JS (vae_core/js/decode.mjs) on every
+slider `input` event, one decode per animation frame, and z goes to Python on release:
 
-    weights = browser_weights(ckpt)            # None for conv decoders: use server_decoder
+    weights = browser_weights(ckpt)            # None if the browser cannot run it: use server_decoder
     new_z = latent_decoder(weights, z, labels, inactive, key="explorer_decoder")
     if new_z is not None:                       # the user released a slider this run
         st.session_state["explorer_z"] = new_z
 
-Server mode, for decoders that cannot run in the browser: the same sliders send z on release (and,
-while dragging, at most every preview_ms with one request in flight); Python decodes that z and
-passes the image's pixels back as component data, so there is no st.image media fetch and no
-Streamlit slider widgets to re-render:
+Server mode, the fallback for decoders the browser cannot run (vae_core.browser says which) and the
+Explorer's toggle: the same sliders send z on release (and, while dragging, at most every preview_ms
+with one request in flight); Python decodes that z and passes the image's pixels back as component
+data, so there is no st.image media fetch and no Streamlit slider widgets to re-render:
 
     new_z = server_decoder(to_display(decode(model, z), shape), z, labels, inactive, key=...)
 
-The decoder weights (~1.7 MB for 16-400-784) go to the browser once per session and model: later
-reruns send only their id; the browser keeps parsed weights per id, and asks again via the
-`need_weights` trigger if it lost them.
+The decoder weights (~1.7 MB for the MLP 16-400-784, ~7 MB for the default conv decoder) go to the
+browser once per session and model: later reruns send only their id; the browser keeps parsed
+weights per id, and asks again via the `need_weights` trigger if it lost them.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import streamlit as st
 
 from vae_core.browser import decoder_payload, supports_browser_decoding
 from vae_core.checkpoints import Checkpoint
+from vae_core.js import js_source
 
 _ASSETS = os.path.join(os.path.dirname(__file__), "latent_decoder")
 
@@ -41,12 +42,13 @@ def _read(name: str) -> str:
         return f.read()
 
 
-# decode.mjs is the same file the node test runs; the component code follows it in one module.
+# vae_core/js/decode.mjs (the reader of vae_core.browser's payload, run by the node test and the static
+# export too); the component code follows it in one module.
 _COMPONENT = st.components.v2.component(
     "vae_latent_decoder",
     html=_read("component.html"),
     css=_read("component.css"),
-    js=_read("decode.mjs") + "\n" + _read("component.js"),
+    js=js_source("decode.mjs") + "\n" + _read("component.js"),
 )
 
 

@@ -5,7 +5,7 @@ first map appears (about 4 s of the 10 s first paint on a 2-core machine), and a
 through a Streamlit rerun before the sliders moved. Here a click rings the point, moves the star and
 tells the in-browser decoder (window event `vae:select`) at once, then Python follows (the `select`
 trigger). The star follows the decoder's sliders while they move (`vae:z` events), placed by the same
-projection as on the server (latent_map/project.mjs mirrors vae_core.projection). Import-light on
+projection as on the server (vae_core/js/project.mjs mirrors vae_core.projection). Import-light on
 purpose (numpy only): the page draws the map before torch is imported.
 
     latent_map(payload, n=2000, projection=projection_spec(basis, k), classes=..., axes=(..),
@@ -24,6 +24,8 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
+from vae_core.js import js_source
+
 # Tableau-10: distinguishable classes, readable on a projector
 COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
           "#9c755f", "#bab0ac"]
@@ -36,10 +38,11 @@ def _read(name: str) -> str:
         return f.read()
 
 
-# project.mjs is the file the node test runs; the component code follows it in one module.
+# vae_core/js/project.mjs is the file the node test (and the static export) runs; the component code
+# follows it in one module.
 _COMPONENT = st.components.v2.component(
     "vae_latent_map", html=_read("component.html"), css=_read("component.css"),
-    js=_read("project.mjs") + "\n" + _read("component.js"))
+    js=js_source("project.mjs") + "\n" + _read("component.js"))
 
 
 def _b64(a: np.ndarray, dtype: str) -> str:

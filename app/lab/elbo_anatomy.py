@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import plotly.graph_objects as go
@@ -39,16 +40,30 @@ def controls(prefix: str, defaults: dict) -> None:
         st.session_state.setdefault(prefix + k, v)
 
 
+@st.cache_resource(show_spinner=False)
+def _shared_results() -> tuple[dict, threading.Lock]:
+    """Process-wide: (page key, inputs) -> [lock, result]. Shared by every session."""
+    return {}, threading.Lock()
+
+
 def memo(key: str, inputs: tuple, compute, keep: int = 8):
-    """Results of a page's sampling in its own session-state dict, keyed on every input, so a rerun
-    for another widget does not resample. (Not st.cache_data: compute draws a progress bar, and
-    cache_data cannot replay an element drawn into a block made outside the cached function.)"""
-    store = st.session_state.setdefault(key, {})
-    if inputs not in store:
-        if len(store) >= keep:
-            store.pop(next(iter(store)))
-        store[inputs] = compute()
-    return store[inputs]
+    """A page's sampling results, computed once per server for all sessions: `inputs` holds every input,
+    the seed included, so the result is the same for every student and a class opening a Lab page
+    together waits for one computation instead of each running its own. Results are read-only.
+    Not st.cache_data: compute draws a progress bar, and cache_data cannot replay an element drawn
+    into a block made outside the cached function. Keeps the last `keep` results per page."""
+    store, lock = _shared_results()
+    with lock:
+        entry = store.get((key, inputs))
+        if entry is None:
+            page = [k for k in store if k[0] == key]
+            for old in page[:max(0, len(page) - keep + 1)]:
+                del store[old]
+            entry = store[(key, inputs)] = [threading.Lock(), None]
+    with entry[0]:  # the first session computes; the others wait for its result
+        if entry[1] is None:
+            entry[1] = compute()
+        return entry[1]
 
 
 def progress_bar(where, text: str):

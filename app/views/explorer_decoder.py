@@ -1,22 +1,21 @@
 """Explorer: the decoder panel (z buttons, one slider per latent dim, the decoded image) and z downloads.
 
-Both modes use the sliders of app.components.latent_decoder. MLP decoders run in the browser, so the
-image follows a drag frame by frame; other decoders (or the toggle off) decode on the server: the
-component sends z on release and, while dragging, at most every PREVIEW_MS with one request in
-flight; the _decoder fragment, rerun alone by that, decodes z and hands the pixels to the component
-(no st.image media fetch, no Streamlit slider widgets).
+Both modes use the sliders of app.components.latent_decoder. MLP and conv decoders run in the browser,
+so the image follows a drag frame by frame with no server work; a decoder the browser cannot run (or
+the toggle off) decodes on the server: the component sends z on release and, while dragging, at most
+every PREVIEW_MS with one request in flight; the _decoder fragment, rerun alone by that, decodes z and
+hands the pixels to the component (no st.image media fetch, no Streamlit slider widgets).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import threading
 
 import streamlit as st
 import torch
 
+from app.common import one_thread
 from app.components.latent_decoder import browser_weights, latent_decoder, server_decoder
 from app.views.explorer_state import P, on_decoder_release, on_posterior, on_prior, on_zero
 from app.views.latent_data import ModelView
@@ -25,25 +24,6 @@ from vae_core.images import png_bytes, to_display
 from vae_core.latent import decode
 
 PREVIEW_MS = 100  # server decoding: at most one z per this many ms while a slider is dragged
-
-
-_THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One z decodes in ~1 ms on a single thread. With torch's intra-op pool every op waits at a
-    barrier for its worker threads, which a busy machine (the browser, other sessions) may not
-    schedule at once: measured 50-130 ms per conv decode in the server on 2 loaded cores. The setting
-    is partly process-wide (OpenMP keeps it per thread, torch's pool does not), so the lock keeps two
-    sessions from interleaving get/set and leaving the server at 1 thread."""
-    with _THREADS:
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(n)
 
 
 def _download_box() -> dict:
@@ -71,14 +51,14 @@ def z_downloads(ckpt: Checkpoint, z: list) -> None:
 def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
     """The sliders and the image alone: a release (or a drag preview) reruns only this fragment,
     a few ms of server work and one element for the browser to update. weights: decode in the
-    browser (MLP payload), or None: decode here."""
+    browser (vae_core.browser payload), or None: decode here."""
     z = st.session_state[P + "z"]
     labels, flags = view.slider_labels(), view.collapsed
     release = functools.partial(on_decoder_release, P + "decoder")
     if weights is not None:
         latent_decoder(weights, z, labels, flags, key=P + "decoder", height=224, on_change=release)
     else:
-        with torch.no_grad(), _one_thread():
+        with torch.no_grad(), one_thread():
             img = to_display(decode(ckpt.model, torch.tensor(z)), ckpt.model_config.input_shape)  # (H, W[, 3])
         server_decoder(img, z, labels, flags, key=P + "decoder", height=224, on_change=release,
                        preview_ms=PREVIEW_MS)
@@ -98,8 +78,8 @@ def decoder_panel(ckpt: Checkpoint, view: ModelView) -> None:
     weights = browser_weights(ckpt)
     live = weights is not None and st.toggle(
         "Decode in the browser while dragging", value=True, key=P + "live",
-        help="The MLP decoder runs in your browser, so the image follows the slider as you drag. "
-             "Off: the server decodes, as for conv decoders.")
+        help="The decoder runs in your browser, so the image follows the slider as you drag. "
+             "Off: the server decodes each z instead.")
     _decoder(ckpt, view, weights if live else None)
     if not live:
         st.caption("Decoded on the server: while you drag, the image follows at the server's pace (one "

@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app.common import dataset_for, test_targets
+from app.common import dataset_for, one_thread, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
 from app.views.explorer_decoder import decoder_panel, z_downloads
@@ -57,7 +57,7 @@ def _previews(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> Non
     if sel is None:
         return
     x = test_targets(ckpt)[sel]
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         recon = ckpt.model.decode_mean(ckpt.model.encode(x[None])[0])[0]
     with c[1]:
         show_image(x, ckpt, f"#{sel}", 84)
@@ -79,6 +79,24 @@ def _csv_export(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) 
     csv = _embedding_csv(ckpt.path, os.path.getmtime(ckpt.path), proj.name, n, view, proj)
     st.download_button(f"⬇ map embedding (CSV, {proj.name})", csv, "embedding.csv",
                        "text/csv", on_click="ignore", key=P + "dl_csv")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _explorer_html(path: str, mtime: float, _ckpt: Checkpoint) -> bytes:
+    """Built once per checkpoint file for all sessions, when the first of them clicks."""
+    from vae_core.export_html import explorer_data, explorer_html
+    data = explorer_data(_ckpt, test_targets(_ckpt), dataset_for(_ckpt).y_test)
+    return explorer_html(data).encode("utf-8")
+
+
+def _html_export(ckpt: Checkpoint) -> None:
+    """The same file as `python -m vae_core export-html`: a serverless explorer for a static host."""
+    mtime = os.path.getmtime(ckpt.path)
+    st.download_button("⬇ standalone explorer (one HTML file, no server needed)",
+                       lambda: _explorer_html(ckpt.path, mtime, ckpt), "explorer.html", "text/html",
+                       on_click="ignore", key=P + "dl_html",
+                       help="The map, sliders, traversal and each test point's ELBO in one file that opens "
+                            "offline in any browser (decoding runs in the browser). Building it takes a few seconds.")
 
 
 def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:
@@ -120,4 +138,8 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
                          title=f"ELBO breakdown · test example #{sel}", original_caption=f"test #{sel} (label "
                          f"{_label_of(view, ckpt, sel)})")
     st.divider()
-    _csv_export(ckpt, view, proj, n)
+    c = st.columns(2)
+    with c[0]:
+        _csv_export(ckpt, view, proj, n)
+    with c[1]:
+        _html_export(ckpt)

@@ -1,7 +1,7 @@
 """A tiny app around the latent_decoder component alone, for the browser tests.
 
 Query parameters: ?ckpt=<path> picks the model (default: the shipped checkpoint); ?server=1 decodes
-on the server (server_decoder, as for conv models; always so for a decoder the browser cannot run),
+on the server (server_decoder, the fallback; always so for a decoder the browser cannot run),
 with ?preview_ms=<ms> between drag previews (0: none, only on release). Buttons set z from Python the
 way the Explorer page does (zero, a fixed point); the last released z is printed.
 """

@@ -1,5 +1,5 @@
 """The latent_decoder component in real headless Chromium (tests/browser/component_app.py): decoding
-in the browser (MLP) and on the server (conv decoders; pixels passed as component data)."""
+in the browser (MLP and conv decoders) and on the server (the fallback; pixels passed as component data)."""
 from __future__ import annotations
 
 import time
@@ -163,15 +163,33 @@ def test_decoding_is_throttled_to_animation_frames(page, component_server, tiny_
     np.testing.assert_allclose(shown_rgb(page), expected_rgba(path, h["z"]), atol=1.0)
 
 
-# --- server mode (conv decoders; MLPs with the in-browser toggle off) ---------------------------------
+# --- conv decoders in the browser -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def conv_checkpoints(tmp_path_factory, make_seeded_checkpoints):
-    """Conv VAEs, which cannot decode in the browser: grey 28x28 and RGB 32x32."""
+    """Conv VAEs: grey 28x28 and RGB 32x32."""
     return make_seeded_checkpoints(tmp_path_factory.mktemp("conv"),
                               [("grey", (1, 28, 28), "bernoulli"), ("rgb", (3, 32, 32), "continuous-bernoulli")],
                               arch="conv", conv_channels=(4, 8))
 
+
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+def test_conv_decoder_runs_in_the_browser_and_follows_a_drag(page, component_server, conv_checkpoints, kind):
+    path = conv_checkpoints[kind]
+    open_app(page, component_server, path)
+    assert hook(page)["mode"] == "browser"
+    np.testing.assert_allclose(shown_rgb(page), expected_rgba(path, [0.0] * 4), atol=1.0)
+    sent_before, images = hook(page)["sent"], []
+    drag_slider(page, 1, [0.5 + 0.08 * i for i in range(1, 6)], on_step=lambda _: images.append(shown_rgb(page)))
+    assert len({img.tobytes() for img in images}) >= 4, "the image must follow the slider while it is dragged"
+    z = hook(page)["z"]
+    assert z[1] > 1.5
+    np.testing.assert_allclose(images[-1], expected_rgba(path, z), atol=1.0)  # mid-drag frame = PyTorch decode
+    page.wait_for_function("n => window.__vaeDecoder.sent > n", arg=sent_before)  # z reaches Python on release
+    wait_for_python_state(page, sum(z))
+
+
+# --- server mode (the fallback: ?server=1 here, the toggle off in the Explorer) ------------------------
 
 def open_server_mode(page, server, ckpt: str, preview_ms: int = 100) -> None:
     page.goto(f"{server.url}/?server=1&preview_ms={preview_ms}&ckpt={urllib.parse.quote(ckpt)}")

@@ -1,6 +1,6 @@
 // Latent sliders + canvas. Appended to decode.mjs by latent_decoder.py, so parseDecoder/decode/toRGBA
 // are in scope. Two modes, the same sliders:
-//   browser (data.weights_id): the MLP decoder runs here on every slider `input` (one decode per
+//   browser (data.weights_id): the decoder (MLP or conv) runs here on every slider `input` (one decode per
 //     animation frame); z goes to Python on `change` (release).
 //   server (data.image): Python decodes; z goes to Python (trigger `z`) on release and, while
 //     dragging, at most every data.preview_ms ms with at most one request in flight, so the image

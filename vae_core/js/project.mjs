@@ -1,6 +1,6 @@
-// Map math for the latent map component, shared with tests/test_latent_map_component.py (run by node).
-// Mirrors vae_core/projection.py so the star the browser places while a slider moves lands where the
-// server would put it:
+// Map math for the latent map component and the static export (vae_core/export_html.py), run by node in
+// tests/test_latent_map_component.py. Mirrors vae_core/projection.py so the star the browser places while a
+// slider moves lands where the server would put it:
 //   plane  z -> (z1, z2)                     (k <= 2; k = 1 is drawn on the x axis)
 //   pca    z -> (z - center) @ components^T  (components: 2 x k)
 //   knn    UMAP's transform initialisation: weights exp(-d_j / sigma) over the n nearest means,
