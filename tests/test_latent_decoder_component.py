@@ -56,7 +56,15 @@ def test_weights_go_once_then_only_their_id():
 @pytest.mark.parametrize("z_len, n_labels, match", [(3, 2, "z has 3 values, the decoder takes latent_dim=2"),
                                                     (2, 1, "need one entry per latent dim")])
 def test_bad_arguments_fail_with_a_clear_message(z_len, n_labels, match):
-    at = _app(z_len, n_labels).run()
+    from streamlit import config
+    # the served config hides error details from browsers (client.showErrorDetails = "none");
+    # this test reads the developer's message, so it shows them for its own run
+    old = config.get_option("client.showErrorDetails")
+    config.set_option("client.showErrorDetails", "full")
+    try:
+        at = _app(z_len, n_labels).run()
+    finally:
+        config.set_option("client.showErrorDetails", old)
     assert at.exception and match in at.exception[0].message
 
 
