@@ -87,7 +87,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = make_60k(tmp, n_test)
-        with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=180) as s, \
+        with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d, "VAE_DATA_ROOTS": tmp}, timeout=600) as s, \
                 RSSSampler(s.proc.pid) as rss, chromium() as browser:
             rows.append(["server started (health answered)", "-", rss.samples[-1] if rss.samples else bl.rss_mb(str(s.proc.pid))])
             page = new_page(browser)

@@ -28,7 +28,7 @@ def map_points(page) -> int:
     return map_drawn(page)
 
 
-def wait_for_map(page, at_least: int = 1, timeout_ms: float = 180_000) -> None:
+def wait_for_map(page, at_least: int = 1, timeout_ms: float = 600_000) -> None:
     from app.testing.browser import wait_for_map as wait
     wait(page, at_least, timeout_ms)
 
@@ -74,7 +74,7 @@ def bench_launch(browser, cache_dir: str, rounds: int) -> list[list]:
     rows, res = [], {"server": [], "page": [], "total": [], "second": []}
     for r in range(rounds):
         t0 = time.perf_counter()
-        with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": cache_dir}, timeout=180) as s:
+        with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": cache_dir}, timeout=600) as s:
             t_up = time.perf_counter()
             page = new_page(browser)
             page.goto(s.url + "/")
@@ -102,7 +102,7 @@ def bench_train(browser, tmp: str, epochs: int | None) -> list[list]:
     from app.testing.browser import StreamlitServer, new_page
     d = os.path.join(tmp, "empty")
     os.makedirs(d, exist_ok=True)
-    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=180) as s:
+    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=600) as s:
         page = new_page(browser)
         page.set_default_timeout(900_000)  # a loaded 2-core machine trains slowly
         page.goto(s.url + "/train")
@@ -270,7 +270,7 @@ def main():
 
     def explorer(cache_dir, fn):
         def run():
-            with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": cache_dir}, timeout=180) as s:
+            with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": cache_dir}, timeout=600) as s:
                 page = new_page(browser)
                 page.goto(s.url + "/")
                 wait_for_map(page)

@@ -254,7 +254,7 @@ def main():
             if time.perf_counter() - t_start > a.budget:
                 rows.append([n, "not run: --budget spent"] + ["-"] * 9)
                 continue
-            with StreamlitServer(os.path.join(root, "app", "main.py"), env=env, timeout=180) as server:
+            with StreamlitServer(os.path.join(root, "app", "main.py"), env=env, timeout=600) as server:
                 pid = server.proc.pid
                 c0 = bl.cpu_seconds(pid)
                 warm = asyncio.run(measure(pid, server.url, 1, 0.0))  # the cold server: imports, caches
@@ -270,7 +270,7 @@ def main():
                          f"{cold_cpu:.1f} s, {warm['ms']['open'][0] / 1000:.1f} s"])
             print(f"  N={n}: {rows[-1]}", flush=True)
         if a.chromium:
-            with StreamlitServer(os.path.join(root, "app", "main.py"), env=env, timeout=180) as server:
+            with StreamlitServer(os.path.join(root, "app", "main.py"), env=env, timeout=600) as server:
                 asyncio.run(measure(server.proc.pid, server.url, 1, 0.0))  # warm, as above
                 real = chromium_check(server.url, server.proc.pid, a.chromium)
     body = bl.table(["N", "CPU-s/student open", "CPU-ms/student click", "CPU-ms/student release",

@@ -68,7 +68,7 @@ def main():
         if not a.smoke:  # the same measurement for the shipped MLP: what this machine allows at all
             models.append(("shipped MLP (reference)", shipped_cache_dir(tmp)))
         for name, d in models:
-            with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=180) as s:
+            with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=600) as s:
                 page = new_page(browser)
                 page.goto(s.url + "/")
                 wait_for_frames(page, 1, 300_000)

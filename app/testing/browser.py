@@ -172,7 +172,7 @@ def map_drawn(page) -> int:
     return page.evaluate("() => (window.__vaeMap && window.__vaeMap.drawn) || 0")
 
 
-def wait_for_map(page, at_least: int = 1, timeout_ms: float = 180_000) -> None:
+def wait_for_map(page, at_least: int = 1, timeout_ms: float = 600_000) -> None:
     page.wait_for_function("n => window.__vaeMap && window.__vaeMap.drawn >= n", arg=at_least, timeout=timeout_ms)
 
 
