@@ -6,9 +6,10 @@
 // A view transform maps data to CSS px inside the canvas: sx = ax * x + bx, sy = ay * y + by
 // (ay < 0: data y grows upwards).
 
-// viridis at 9 stops (matplotlib's _viridis_data every 32nd entry): the value ramp and the colour bar
-export const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
-                        [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
+// viridis at 17 stops (matplotlib's, at 0, 1/16, ..., 1): the value ramp and the colour bar
+export const VIRIDIS = [[68, 1, 84], [72, 24, 106], [71, 45, 123], [66, 64, 134], [59, 82, 139], [51, 99, 141],
+                        [44, 114, 142], [38, 130, 142], [33, 145, 140], [31, 160, 136], [40, 174, 128], [63, 188, 115],
+                        [94, 201, 98], [132, 212, 75], [173, 220, 48], [216, 226, 25], [253, 231, 37]];
 
 export function ramp(t, stops = VIRIDIS) {  // t in [0, 1] (clamped; NaN -> grey) -> [r, g, b]
   if (!Number.isFinite(t)) return [160, 160, 160];
@@ -81,12 +82,14 @@ export function nearest(grid, xy, t, px, py, hitPx, visible) {
 }
 
 // Ids of up to `count` visible points nearest to point `row` (itself first): whose hover images to
-// fetch together, so that moving the mouse around a neighbourhood needs no new request.
+// fetch together, so that moving the mouse around a neighbourhood needs no new request. Rings of
+// cells around the point's cell, until no unvisited cell can hold a nearer point than the count-th.
 export function neighbours(grid, xy, row, count, visible) {
   const { x0, y0, cw, ch, side, start, ids } = grid, x = xy[2 * row], y = xy[2 * row + 1];
   const cx = Math.min(side - 1, Math.floor((x - x0) / cw)), cy = Math.min(side - 1, Math.floor((y - y0) / ch));
-  const found = [];
-  for (let r = 0; r < side && found.length < 4 * count; r++) {  // rings of cells around the point's cell
+  const d = (i) => (xy[2 * i] - x) ** 2 + (xy[2 * i + 1] - y) ** 2;
+  let found = [];
+  for (let r = 0; r < side; r++) {
     for (let gy = cy - r; gy <= cy + r; gy++) {
       for (let gx = cx - r; gx <= cx + r; gx++) {
         if (gx < 0 || gy < 0 || gx >= side || gy >= side || (Math.abs(gx - cx) !== r && Math.abs(gy - cy) !== r)) continue;
@@ -94,8 +97,11 @@ export function neighbours(grid, xy, row, count, visible) {
         for (let s = start[c]; s < start[c + 1]; s++) if (visible(ids[s])) found.push(ids[s]);
       }
     }
+    if (found.length >= count) {
+      found = found.sort((a, b) => d(a) - d(b) || a - b).slice(0, count);
+      if (r * Math.min(cw, ch) >= Math.sqrt(d(found[count - 1]))) break;  // ring r + 1 is at least this far
+    }
   }
-  const d = (i) => (xy[2 * i] - x) ** 2 + (xy[2 * i + 1] - y) ** 2;
   return found.sort((a, b) => d(a) - d(b) || a - b).slice(0, count);
 }
 
