@@ -43,8 +43,8 @@ def test_fit_umap_large_fits_the_subsample_and_places_the_rest(monkeypatch):
     means = clusters(500, seed=3)
     fitted = {}
 
-    def fake_fit(x, seed, n_neighbors, min_dist, epoch=None):
-        fitted["x"] = x.copy()
+    def fake_fit(x, seed, n_neighbors, min_dist, epoch=None, n_epochs=None):
+        fitted["x"], fitted["n_epochs"] = x.copy(), n_epochs
         for i in (0, 100, 200):
             epoch(i, 200)
         return np.stack([x[:, 0] + x[:, 1], x[:, 2]], 1).astype(np.float32)
@@ -59,6 +59,7 @@ def test_fit_umap_large_fits_the_subsample_and_places_the_rest(monkeypatch):
     rest = np.setdiff1d(np.arange(500), sub)
     np.testing.assert_allclose(emb[rest], KNNProjection(means[sub], emb[sub], 15).transform(means[rest]),
                                rtol=1e-5, atol=1e-5)
+    assert fitted["n_epochs"] == us.FIT_EPOCHS
     fractions = [f for f, _ in progress]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert "120 of 500 points" in progress[0][1]

@@ -161,14 +161,16 @@ class _EpochWriter:
 
 
 def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS,
-             min_dist: float = MIN_DIST, epoch: Callable[[int, int], None] | None = None) -> np.ndarray:
+             min_dist: float = MIN_DIST, epoch: Callable[[int, int], None] | None = None,
+             n_epochs: int | None = None) -> np.ndarray:
     """(N, k) -> (N, 2) UMAP embedding. Slow on first call in a process (numba JIT).
-    epoch(i, total) is called as the layout epochs advance (None: silent)."""
+    epoch(i, total) is called as the layout epochs advance (None: silent). n_epochs: None is
+    UMAP's default (500 up to 10,000 points, 200 above)."""
     import umap  # deferred: importing umap alone costs seconds
     n = min(n_neighbors, len(means) - 1)
     bar = {"disable": False, "file": _EpochWriter(epoch), "mininterval": 0.5} if epoch else None
     reducer = umap.UMAP(n_components=2, n_neighbors=n, min_dist=min_dist, random_state=seed,
-                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar)
+                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar, n_epochs=n_epochs)
     with warnings.catch_warnings():  # "random_state forces n_jobs=1": intended, reproducible maps
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         return reducer.fit_transform(np.asarray(means, np.float32)).astype(np.float32)

@@ -19,6 +19,7 @@ import numpy as np
 from .projection import MIN_DIST, N_NEIGHBORS, SAME_POINT, fit_umap, smooth_knn_sigma
 
 FIT_POINTS = 10_000  # points UMAP is fit on; the rest are placed by kNN
+FIT_EPOCHS = 200     # UMAP's own default above 10,000 points: the subsample stands for all of them
 CHUNK = 2048         # query rows per distance block: (CHUNK, N) float32 stays a few tens of MB
 
 Progress = Callable[[float, str], None]
@@ -84,7 +85,8 @@ def fit_umap_large(means: np.ndarray, seed: int = 0, n_fit: int = FIT_POINTS, n_
     report(0.0, f"fitting UMAP on {len(sub):,} of {len(means):,} points")
     emb_sub = fit_umap(means[sub], seed, n_neighbors, min_dist,
                        epoch=lambda i, total: report(0.85 * i / total, f"UMAP epoch {i} of {total} "
-                                                     f"({len(sub):,} of {len(means):,} points)"))
+                                                     f"({len(sub):,} of {len(means):,} points)"),
+                       n_epochs=FIT_EPOCHS if len(sub) < len(means) else None)
     if len(sub) == len(means):
         report(1.0, "UMAP done")
         return emb_sub
