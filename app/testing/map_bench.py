@@ -85,3 +85,25 @@ def map_first_paint_ms(page, url: str, n: int, timeout_ms: float = 300_000) -> f
     page.wait_for_function("n => window.__vaeMap && window.__vaeMap.draws >= 1 && window.__vaeMap.drawn >= n",
                            arg=n, timeout=timeout_ms)
     return page.evaluate("() => window.__vaeMap.firstDrawAt")
+
+
+def explorer_checkpoint(folder: str, model, train_config, images: np.ndarray, labels: np.ndarray,
+                        metrics: dict) -> str:
+    """`model` saved in folder as a checkpoint whose test set is `images` (uint8 (N, H, W), written
+    beside it as data.npz), with its projection cache (the means of every test point, no UMAP): the
+    Explorer at scale, with VAE_CHECKPOINT_DIR = VAE_DATA_ROOTS = folder. metrics: needs kl_per_dim."""
+    import dataclasses
+    import os
+
+    import torch
+
+    from vae_core.checkpoints import save_checkpoint
+    from vae_core.data import eval_targets
+    from vae_core.projection import build_cache
+    data = os.path.join(folder, "data.npz")
+    np.savez(data, x_train=images[:16], y_train=labels[:16], x_test=images, y_test=labels)
+    tc = dataclasses.replace(train_config, dataset=data)
+    path = save_checkpoint(os.path.join(folder, "big.safetensors"), model, tc, metrics=metrics)
+    x = eval_targets(torch.from_numpy(images[:, None].astype(np.float32) / 255), tc.binarize)
+    build_cache(path, model, x, torch.from_numpy(labels), with_umap=False)
+    return path
