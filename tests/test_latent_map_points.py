@@ -3,6 +3,7 @@ numpy: grid picking against a brute-force nearest search, the density image agai
 np.histogram2d, value colours against matplotlib's viridis."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -118,3 +119,28 @@ def test_value_colours_follow_viridis_and_hidden_labels_are_transparent():
                    view={"x0": 0, "x1": 1, "y0": 0, "y1": 1})
     rgb = np.array(by_label["colours"]).reshape(-1, 4)[:, :3]
     np.testing.assert_array_equal(rgb, 255 * np.eye(3, dtype=int)[labels])
+
+
+def test_the_binary_data_unpacks_to_the_header_and_aligned_arrays():
+    """latent_map.pack_data (Python) -> points.mjs unpack (the browser): the header as sent, every
+    blob back bit for bit in its own dtype, whatever the header's length."""
+    from app.components.latent_map import pack_data
+    rng = np.random.default_rng(5)
+    xy = rng.normal(size=(7, 2)).astype("<f4")
+    labels = np.array([0, 3, 255, 1, 2, 9, 4], "<u1")
+    index = np.arange(7, dtype="<i4") * 1000
+    for pad in ("", "x", "xyz"):  # header lengths that leave the blob area at different offsets
+        header = {"key": "m" + pad, "z": [0.5, -1.0], "points": {"n_total": 7}}
+        blob = pack_data(header, {"xy": xy.tobytes(), "labels": labels.tobytes(), "index": index.tobytes()})
+        src = ("import { unpack } from %s;\n" % json.dumps("file://" + os.path.abspath(POINTS_JS)) +
+               "const d = unpack(new Uint8Array(Buffer.from(process.argv[1], 'base64')));  // a Uint8Array, as Streamlit gives\n"
+               "console.log(JSON.stringify({ key: d.key, z: d.z, points: d.points, xy: Array.from(d.blob('xy', Float32Array)),"
+               " labels: Array.from(d.blob('labels', Uint8Array)), index: Array.from(d.blob('index', Int32Array)) }));")
+        proc = subprocess.run([NODE, "--input-type=module", "-e", src, base64.b64encode(blob).decode()],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert (out["key"], out["z"], out["points"]) == (header["key"], header["z"], header["points"])
+        np.testing.assert_array_equal(np.array(out["xy"], np.float32).reshape(7, 2), xy)
+        np.testing.assert_array_equal(out["labels"], labels)
+        np.testing.assert_array_equal(out["index"], index)

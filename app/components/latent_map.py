@@ -12,8 +12,8 @@ purpose (numpy only): the page draws the map before torch is imported.
                selected=12, z=[...], key="explorer_map", on_select=callback,
                colour=value_colour("‖μ‖", values), thumbs=lambda test_indices: hover_sprite(...))
 
-In on_select, `selected_index(key)` is the clicked test index. Points go as base64 binary (float32
-positions and means, uint8/int16 labels, int32 test indices), once per session and content hash;
+In on_select, `selected_index(key)` is the clicked test index. Points go as raw binary (float32
+positions and means, uint8/int16 labels, int32 test indices; pack_data), once per session and content hash;
 the browser keeps them in a page-wide cache (latent_map/component.js). Hover images the page's
 sprite sheet lacks are asked for by the browser (`need_thumbs`) and answered by `thumbs`.
 """
@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import os
+import struct
 from typing import Callable
 
 import numpy as np
@@ -122,6 +123,20 @@ def selected_index(key: str) -> int | None:
         return None
 
 
+def pack_data(header: dict, blobs: dict[str, bytes]) -> bytes:
+    """The component's data as one byte string, unpacked by latent_map/component.js `unpack`:
+    uint32 LE n, n bytes of header JSON (with header["blobs"][name] = [offset, length] from the
+    start of the blob area), zero padding to a multiple of 8, then each blob at an 8-aligned offset."""
+    offsets, parts, pos = {}, [], 0
+    for name, b in blobs.items():
+        offsets[name] = [pos, len(b)]
+        pad = -len(b) % 8
+        parts += [b, b"\0" * pad]
+        pos += len(b) + pad
+    head = json.dumps({**header, "blobs": offsets}).encode()
+    return struct.pack("<I", len(head)) + head + b"\0" * (-(4 + len(head)) % 8) + b"".join(parts)
+
+
 def _forget_sent(sent_key: str) -> None:
     st.session_state.pop(sent_key, None)
 
@@ -154,15 +169,22 @@ def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axe
             if st.session_state.get(values_key) != colour["values_id"] else None
         colour = {k: v for k, v in colour.items() if k != "values"}
     want = st.session_state.pop(f"{key}__thumbs_want", None)
-    data = {"key": key, "meta": MAP_META, "points_id": payload["id"], "points": payload if send else None,
+    blobs = {}
+    if send:  # the arrays go as raw bytes; the header keeps their shapes
+        blobs.update({f"points.{f}": base64.b64decode(payload[f]) for f in ("xy", "labels", "index", "means")})
+    if values is not None:
+        blobs["values"] = base64.b64decode(values["values"])
+    data = {"key": key, "meta": MAP_META, "points_id": payload["id"],
+            "points": {f: payload[f] for f in ("n_total", "k", "labels_dtype")} if send else None,
             "n": int(min(n, payload["n_total"])), "proj": projection, "classes": classes, "axes": list(axes),
             "selected": None if selected is None else int(selected),
             "z": None if z is None else [float(v) for v in z], "z_range": float(z_range), "height": int(height),
-            "colour": colour, "values": values, "density_above": DENSITY_ABOVE, "renderer": renderer,
-            "thumbs_on_demand": thumbs is not None, "thumbs": thumbs(want) if want and thumbs is not None else None}
-    # One JSON string, not a dict of lists: Streamlit checks every non-scalar top-level value for a
-    # dataframe, which imports pandas (~0.5 s) on the first paint.
-    _COMPONENT(key=key, data={"json": json.dumps(data)}, on_select_change=on_select or (lambda: None),
+            "colour": colour, "values": {"id": values["id"]} if values is not None else None,
+            "density_above": DENSITY_ABOVE, "renderer": renderer, "thumbs_on_demand": thumbs is not None,
+            "thumbs": thumbs(want) if want and thumbs is not None else None}
+    # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look
+    # for dataframes in it (a dict of lists would import pandas, ~0.5 s, on the first paint).
+    _COMPONENT(key=key, data=pack_data(data, blobs), on_select_change=on_select or (lambda: None),
                on_need_points_change=lambda: _forget_sent(sent_key),
                on_need_values_change=lambda: _forget_sent(values_key),
                on_need_thumbs_change=lambda: _want_thumbs(key))

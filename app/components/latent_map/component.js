@@ -28,10 +28,10 @@ const HIT_PX = 9;         // a click/hover within this many CSS px of a point pi
 const THUMB_BATCH = 64;   // hover images asked for at once: the hovered point and its map neighbours
 const LABEL_ARRAYS = { u1: Uint8Array, i2: Int16Array, i4: Int32Array };
 
-function parsePoints(p) {
-  const labels = new LABEL_ARRAYS[p.labels_dtype](b64ToBytes(p.labels).buffer);
-  const xy = f32(p.xy);
-  return { N: p.n_total, k: p.k, xy, labels, index: i32(p.index), means: f32(p.means), grids: new Map() };
+function parsePoints(data) {
+  const p = data.points, b = data.blob;
+  return { N: p.n_total, k: p.k, xy: b("points.xy", Float32Array), labels: b("points.labels", LABEL_ARRAYS[p.labels_dtype]),
+           index: b("points.index", Int32Array), means: b("points.means", Float32Array), grids: new Map() };
 }
 
 function keepLast(map, size) { while (map.size > size) map.delete(map.keys().next().value); }
@@ -78,12 +78,15 @@ class LatentMap {
     this.setTriggerValue = setTriggerValue;
     this.hook.key = data.key;
     globalThis.__vaeMap = this.hook;
+    if (!this.hook.firstDataAt) this.hook.firstDataAt = performance.now();
     if (data.points && !POINT_SETS.has(data.points_id)) {
-      POINT_SETS.set(data.points_id, parsePoints(data.points));
+      const t0 = performance.now();
+      POINT_SETS.set(data.points_id, parsePoints(data));
+      this.hook.parseMs = performance.now() - t0;
       keepLast(POINT_SETS, 4);
     }
     if (data.values && !VALUE_SETS.has(data.values.id)) {
-      VALUE_SETS.set(data.values.id, f32(data.values.values));
+      VALUE_SETS.set(data.values.id, data.blob("values", Float32Array));
       keepLast(VALUE_SETS, 8);
     }
     if (data.thumbs) this.addThumbs(data.thumbs);
@@ -445,7 +448,7 @@ function fmt(v) {
 
 export default function (component) {
   const { parentElement, setTriggerValue } = component;
-  const data = component.data && typeof component.data.json === "string" ? JSON.parse(component.data.json) : component.data;
+  const data = component.data instanceof Uint8Array ? unpack(component.data) : null;
   const root = parentElement.querySelector(".vae-map");
   if (!root || !data) return;
   const inst = (root.__vaeMap ??= new LatentMap(root, data.renderer));

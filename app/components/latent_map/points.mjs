@@ -1,10 +1,20 @@
 // Point-set machinery of the latent map, shared by its WebGL and canvas renderers and by
-// tests/test_latent_map_points.py (run by node): a uniform grid for picking, per-point colours
+// tests/test_latent_map_points.py (run by node): the unpacking of the component's binary data, a
+// uniform grid for picking, per-point colours
 // (by label, or by a value through a colour ramp) and the binned density image drawn when too many
 // points are in view to draw one by one.
 //
 // A view transform maps data to CSS px inside the canvas: sx = ax * x + bx, sy = ay * y + by
 // (ay < 0: data y grows upwards).
+
+// latent_map.py pack_data: [uint32 LE n][n bytes of header JSON][padding to 8][blobs, 8-aligned].
+// -> the header, with blob(name, TypedArray) giving a view of one blob (copied once, to align it).
+export function unpack(bytes) {
+  const buf = bytes.slice().buffer, n = new DataView(buf).getUint32(0, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n))), base = Math.ceil((4 + n) / 8) * 8;
+  header.blob = (name, T) => { const [off, len] = header.blobs[name]; return new T(buf, base + off, len / T.BYTES_PER_ELEMENT); };
+  return header;
+}
 
 // viridis at 17 stops (matplotlib's, at 0, 1/16, ..., 1): the value ramp and the colour bar
 export const VIRIDIS = [[68, 1, 84], [72, 24, 106], [71, 45, 123], [66, 64, 134], [59, 82, 139], [51, 99, 141],
