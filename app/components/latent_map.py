@@ -124,7 +124,7 @@ def selected_index(key: str) -> int | None:
 
 
 def pack_data(header: dict, blobs: dict[str, bytes]) -> bytes:
-    """The component's data as one byte string, unpacked by latent_map/component.js `unpack`:
+    """The component's data as one byte string, unpacked by `unpack` in latent_map/points.mjs:
     uint32 LE n, n bytes of header JSON (with header["blobs"][name] = [offset, length] from the
     start of the blob area), zero padding to a multiple of 8, then each blob at an 8-aligned offset."""
     offsets, parts, pos = {}, [], 0
@@ -183,7 +183,7 @@ def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axe
             "density_above": DENSITY_ABOVE, "renderer": renderer, "thumbs_on_demand": thumbs is not None,
             "thumbs": thumbs(want) if want and thumbs is not None else None}
     # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look
-    # for dataframes in it (a dict of lists would import pandas, ~0.5 s, on the first paint).
+    # for dataframes in it (a dict of lists would make it import pandas on the first paint).
     _COMPONENT(key=key, data=pack_data(data, blobs), on_select_change=on_select or (lambda: None),
                on_need_points_change=lambda: _forget_sent(sent_key),
                on_need_values_change=lambda: _forget_sent(values_key),
