@@ -15,7 +15,7 @@ jitter (0.05 x per-dim std) up to N, as bench/projection.py does.
            latent-space neighbours among its 15 map neighbours) of each map, the share of 15 map
            neighbours the two maps agree on, and trustworthiness@15 (sklearn) on a seeded 5k subset.
 
-    python bench/map_scale.py [--smoke] [--only browser|umap] [--reference PATH.npy]
+    python bench/map_scale.py [--smoke] [--only browser|umap] [--reference PATH.npy] [--renderer webgl]
 """
 from __future__ import annotations
 
@@ -69,15 +69,23 @@ def tiled(base: np.ndarray, labels: np.ndarray, n: int, seed: int = 0) -> tuple[
 def child(kind: str, latents: str, out: str) -> None:
     z = np.load(latents)
     t0 = time.perf_counter()
+    stages = {}  # seconds from the start to the first report of each stage (the job's progress lines)
+
+    def progress(fraction: float, message: str) -> None:
+        stage = "placing" if message.startswith("placed") else "epochs" if message.startswith("UMAP epoch") else message
+        stages.setdefault(stage, time.perf_counter() - t0)
     if kind.startswith("subsample"):  # "subsample:<n_fit>"
+        import umap  # noqa: F401  (timed apart: importing it costs seconds)
+        stages["umap imported"] = time.perf_counter() - t0
         from vae_core.umap_subsample import fit_umap_large
-        emb = fit_umap_large(z, n_fit=int(kind.split(":")[1]))
+        emb = fit_umap_large(z, n_fit=int(kind.split(":")[1]), progress=progress)
     else:
         from vae_core.projection import fit_umap
         emb = fit_umap(z)
     wall = time.perf_counter() - t0
     np.save(out, emb)
-    print(json.dumps({"fit_s": wall, "peak_rss_mb": bl.peak_rss_mb()}))
+    print(json.dumps({"fit_s": wall, "peak_rss_mb": bl.peak_rss_mb(),
+                      "stages_s": {k: round(v, 1) for k, v in stages.items() if not k.startswith("fitting")}}))
 
 
 def run_child(kind: str, latents: str, out: str) -> dict:
@@ -132,6 +140,7 @@ def bench_umap(tmp: str, z: np.ndarray, n_fit: int, reference: str | None, smoke
         ref_res = run_child("full", lat, out)
         maps["full"] = np.load(out)
     f = faithfulness(z, maps)
+    stages = ", ".join(f"{k} at {v:.1f} s" for k, v in sub.get("stages_s", {}).items())
     target = "" if smoke else (" (target <= 60 s: " + ("met" if sub["process_wall_s"] <= 60 else "MISSED") + ")")
     rows = [[f"UMAP of {len(z):,}: subsample + kNN placement, fresh process{target}",
              sub["process_wall_s"], f["subsample"]["knn_preservation"], f["subsample"]["trustworthiness"]],
@@ -140,11 +149,14 @@ def bench_umap(tmp: str, z: np.ndarray, n_fit: int, reference: str | None, smoke
              f["full"]["trustworthiness"]]]
     return [f"UMAP fit on {n_fit:,} of {len(z):,} points.\n",
             bl.table(["", "wall s", f"kNN preservation@{K_EVAL}", f"trustworthiness@{K_EVAL} (5k subset)"], rows),
-            f"\nThe two maps agree on {f['agreement']:.1%} of each point's {K_EVAL} map neighbours."]
+            f"\nThe two maps agree on {f['agreement']:.1%} of each point's {K_EVAL} map neighbours.",
+            f"Subsample run, from the start of the fit: {stages} (before the first epoch: numba compiling UMAP "
+            "in this fresh process, the nearest-neighbour graph and the spectral initialisation)."]
 
 
 # --- browser -------------------------------------------------------------------------------------
-def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[int], steps: int, smoke: bool) -> list[str]:
+def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[int], steps: int, smoke: bool,
+                  renderer: str = "auto") -> list[str]:
     from app.testing.browser import StreamlitServer, chromium, new_page
     from app.testing.map_bench import frame_floor_ms, map_first_paint_ms, pan_steps, write_points, zoom_steps
     rows = []
@@ -156,11 +168,12 @@ def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[in
             for n in sizes:
                 z, y = tiled(base, labels, n)
                 path = write_points(os.path.join(tmp, f"points_{n}.npz"), z, y)
+                url = f"{server.url}/?points={path}&renderer={renderer}"
                 page = new_page(browser)  # a first load computes and caches the points' payload on the server
-                map_first_paint_ms(page, f"{server.url}/?points={path}", n)
+                map_first_paint_ms(page, url, n)
                 page.close()
                 page = new_page(browser)
-                paint = map_first_paint_ms(page, f"{server.url}/?points={path}", n)
+                paint = map_first_paint_ms(page, url, n)
                 zoom = bl_pct(zoom_steps(page, steps))
                 pan = bl_pct(pan_steps(page, steps))
                 renderer = page.evaluate("window.__vaeMap.renderer")
@@ -168,7 +181,8 @@ def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[in
                 ok = "" if smoke else ("met" if max(zoom["p95"], pan["p95"]) <= floor["p50"] + 20 else "MISSED")
                 rows.append([f"{n:,}", renderer, float(paint), zoom["p50"], zoom["p95"], pan["p50"], pan["p95"], ok])
                 print(f"  {n:,} points: {rows[-1]}", flush=True)
-        rows.append(explorer_row(browser, tmp, steps, smoke, floor["p50"]))
+        if renderer == "auto":
+            rows.append(explorer_row(browser, tmp, steps, smoke, floor["p50"]))
     return [f"Two-frame floor (rAF x2 on an idle page): p50 {floor['p50']:.1f} ms, p95 {floor['p95']:.1f} ms; "
             f"target: step p95 <= floor p50 + 20 ms = {floor['p50'] + 20:.1f} ms. First paint target (60k) <= 3000 ms.\n",
             bl.table(["points", "renderer", "first paint ms", "zoom p50 ms", "zoom p95 ms", "pan p50 ms", "pan p95 ms",
@@ -217,6 +231,8 @@ def main() -> None:
     p = bl.base_parser(__doc__.splitlines()[0])
     p.add_argument("--only", choices=["browser", "umap"], help="run one part")
     p.add_argument("--reference", help="the full 60k UMAP fit as .npy: read if there, else computed and saved")
+    p.add_argument("--renderer", choices=["auto", "webgl", "canvas"], default="auto",
+                   help="the map_app rows' point layer (auto: WebGL on a GPU, the CPU canvas path otherwise)")
     p.add_argument("--child", nargs=3, help=argparse_hidden())
     a = p.parse_args()
     if a.child:
@@ -229,7 +245,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if a.only in (None, "browser") and not bl.chromium_missing(a.results, "Latent map at scale", "map latency",
                                                                    load_before, a.smoke):
-            parts += bench_browser(tmp, base, labels, sizes, steps, a.smoke)
+            parts += bench_browser(tmp, base, labels, sizes, steps, a.smoke, a.renderer)
         if a.only in (None, "umap"):
             from vae_core.umap_subsample import FIT_POINTS
             z, _ = tiled(base, labels, n_umap)  # smoke: UMAP on 500 of 1,500 points, the same code path

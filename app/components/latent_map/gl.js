@@ -199,21 +199,24 @@ class CanvasPoints {
   }
 }
 
-// A rasteriser on the CPU posing as WebGL: its points are slower than CanvasPoints' pixel writes.
-function softwareGL(canvas) {
-  const gl = canvas.getContext("webgl2") || canvas.getContext("webgl");
-  const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
-  const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
-  return { gl: !!gl, software: /swiftshader|llvmpipe|software|softpipe/i.test(name), name };
+// What WebGL this browser has, probed once per page on a throwaway canvas (a canvas keeps the first
+// kind of context it gives): {gl, software}. A software rasteriser (SwiftShader, llvmpipe) draws a
+// point slower than CanvasPoints writes its pixels.
+function probeGL() {
+  return (globalThis.__vaeGLProbe ??= (() => {
+    const c = document.createElement("canvas"), gl = c.getContext("webgl2") || c.getContext("webgl");
+    const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+    const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+    const lose = gl && gl.getExtension("WEBGL_lose_context");
+    if (lose) lose.loseContext();  // browsers cap live contexts: free this one now
+    return { gl: !!gl, software: /swiftshader|llvmpipe|software|softpipe/i.test(name) };
+  })());
 }
 
 // The layer for this canvas. want: "auto" (WebGL on a GPU; the CPU path where WebGL is missing or
 // software), "webgl" (WebGL whenever present) or "canvas" (the CPU path).
 function pointLayer(canvas, want) {
   if (want === "canvas") return new CanvasPoints(canvas);
-  if (want !== "webgl") {
-    const probe = softwareGL(document.createElement("canvas"));  // a throwaway canvas: a context is for life
-    if (!probe.gl || probe.software) return new CanvasPoints(canvas);
-  }
+  if (want !== "webgl" && (!probeGL().gl || probeGL().software)) return new CanvasPoints(canvas);
   return GLPoints.create(canvas) || new CanvasPoints(canvas);
 }
