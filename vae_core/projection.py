@@ -167,13 +167,21 @@ def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS,
     epoch(i, total) is called as the layout epochs advance (None: silent). n_epochs: None is
     UMAP's default (500 up to 10,000 points, 200 above)."""
     import umap  # deferred: importing umap alone costs seconds
-    n = min(n_neighbors, len(means) - 1)
+
+    from .umap_subsample import nearest
+    x = np.asarray(means, np.float32)
+    n = min(n_neighbors, len(x) - 1)
+    # The exact kNN graph, from numpy: UMAP's own search (pynndescent) is approximate above 4,096
+    # points and must be compiled by numba in every fresh process first (bench/map_scale.py times it).
+    knn_index, knn_dist = nearest(x, x, n)
     bar = {"disable": False, "file": _EpochWriter(epoch), "mininterval": 0.5} if epoch else None
     reducer = umap.UMAP(n_components=2, n_neighbors=n, min_dist=min_dist, random_state=seed,
-                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar, n_epochs=n_epochs)
+                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar, n_epochs=n_epochs,
+                        precomputed_knn=(knn_index, knn_dist.astype(np.float32), None))
     with warnings.catch_warnings():  # "random_state forces n_jobs=1": intended, reproducible maps
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-        return reducer.fit_transform(np.asarray(means, np.float32)).astype(np.float32)
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform()
+        return reducer.fit_transform(x).astype(np.float32)
 
 
 # --- disk cache ---------------------------------------------------------------------------------
