@@ -15,7 +15,7 @@ jitter (0.05 x per-dim std) up to N, as bench/projection.py does.
            latent-space neighbours among its 15 map neighbours) of each map, the share of 15 map
            neighbours the two maps agree on, and trustworthiness@15 (sklearn) on a seeded 5k subset.
 
-    python bench/map_scale.py [--smoke] [--only browser|umap] [--reference PATH.npy] [--renderer webgl]
+    python bench/map_scale.py [--smoke] [--only browser|umap] [--reference PATH.npy] [--sizes 1000,60000]
 """
 from __future__ import annotations
 
@@ -155,8 +155,7 @@ def bench_umap(tmp: str, z: np.ndarray, n_fit: int, reference: str | None, smoke
 
 
 # --- browser -------------------------------------------------------------------------------------
-def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[int], steps: int, smoke: bool,
-                  renderer: str = "auto") -> list[str]:
+def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[int], steps: int, smoke: bool) -> list[str]:
     from app.testing.browser import StreamlitServer, chromium, new_page
     from app.testing.map_bench import frame_floor_ms, map_first_paint_ms, pan_steps, write_points, zoom_steps
     rows = []
@@ -168,7 +167,7 @@ def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[in
             for n in sizes:
                 z, y = tiled(base, labels, n)
                 path = write_points(os.path.join(tmp, f"points_{n}.npz"), z, y)
-                url = f"{server.url}/?points={path}&renderer={renderer}"
+                url = f"{server.url}/?points={path}"
                 page = new_page(browser)  # a first load computes and caches the points' payload on the server
                 map_first_paint_ms(page, url, n)
                 page.close()
@@ -181,10 +180,11 @@ def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[in
                 ok = "" if smoke else ("met" if max(zoom["p95"], pan["p95"]) <= floor["p50"] + 20 else "MISSED")
                 rows.append([f"{n:,}", renderer, float(paint), zoom["p50"], zoom["p95"], pan["p50"], pan["p95"], ok])
                 print(f"  {n:,} points: {rows[-1]}", flush=True)
-        if renderer == "auto":
-            rows.append(explorer_row(browser, tmp, steps, smoke, floor["p50"]))
+        rows.append(explorer_row(browser, tmp, steps, smoke, floor["p50"]))
     return [f"Two-frame floor (rAF x2 on an idle page): p50 {floor['p50']:.1f} ms, p95 {floor['p95']:.1f} ms; "
-            f"target: step p95 <= floor p50 + 20 ms = {floor['p50'] + 20:.1f} ms. First paint target (60k) <= 3000 ms.\n",
+            f"target: step p95 <= floor p50 + 20 ms = {floor['p50'] + 20:.1f} ms. First paint target (60k) <= 3000 ms. "
+            "Renderer `canvas`: the map's CPU path, which it picks where WebGL is missing or a software rasteriser "
+            "(headless Chromium here has SwiftShader WebGL only).\n",
             bl.table(["points", "renderer", "first paint ms", "zoom p50 ms", "zoom p95 ms", "pan p50 ms", "pan p95 ms",
                       "p95 target"], rows)]
 
@@ -231,8 +231,7 @@ def main() -> None:
     p = bl.base_parser(__doc__.splitlines()[0])
     p.add_argument("--only", choices=["browser", "umap"], help="run one part")
     p.add_argument("--reference", help="the full 60k UMAP fit as .npy: read if there, else computed and saved")
-    p.add_argument("--renderer", choices=["auto", "webgl", "canvas"], default="auto",
-                   help="the map_app rows' point layer (auto: WebGL on a GPU, the CPU canvas path otherwise)")
+    p.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], help="point counts, e.g. 1000,10000")
     p.add_argument("--child", nargs=3, help=argparse_hidden())
     a = p.parse_args()
     if a.child:
@@ -240,12 +239,13 @@ def main() -> None:
         return
     load_before = bl.load_avg()
     sizes, steps, n_umap = ([300, 2_000], 8, 1_500) if a.smoke else (SIZES, 60, 60_000)
+    sizes = a.sizes or sizes
     base, labels = base_means()
     parts = []
     with tempfile.TemporaryDirectory() as tmp:
         if a.only in (None, "browser") and not bl.chromium_missing(a.results, "Latent map at scale", "map latency",
                                                                    load_before, a.smoke):
-            parts += bench_browser(tmp, base, labels, sizes, steps, a.smoke, a.renderer)
+            parts += bench_browser(tmp, base, labels, sizes, steps, a.smoke)
         if a.only in (None, "umap"):
             from vae_core.umap_subsample import FIT_POINTS
             z, _ = tiled(base, labels, n_umap)  # smoke: UMAP on 500 of 1,500 points, the same code path
