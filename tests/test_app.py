@@ -82,9 +82,20 @@ def _targets_and_model(path: str):
     return eval_targets(data.x_test, ck.train_config.binarize), ck.model
 
 
+def _unpack(blob: bytes) -> dict:
+    """app.components.latent_map.pack_data's bytes -> its header, with the raw arrays under "_blobs"."""
+    n = int.from_bytes(blob[:4], "little")
+    header = json.loads(blob[4:4 + n])
+    base = -(-(4 + n) // 8) * 8
+    header["_blobs"] = {k: blob[base + off:base + off + size] for k, (off, size) in header["blobs"].items()}
+    return header
+
+
 def _component_data(at: AppTest, name: str) -> dict:
     """The data a st.components.v2 component was mounted with in the last run."""
     for el in at.get("bidi_component"):
+        if el.proto.component_name == name and el.proto.WhichOneof("data") == "bytes":
+            return _unpack(el.proto.bytes)
         if el.proto.component_name == name:
             data = json.loads(el.proto.json)
             return json.loads(data["json"]) if set(data) == {"json"} else data  # sent as one JSON string
@@ -243,7 +254,7 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
         assert any("placed by UMAP" in c.value for c in at.caption)
         data = _component_data(at, "vae_latent_map")
         assert data["axes"] == ["UMAP 1", "UMAP 2"] and data["proj"] == {"kind": "knn", "k": 3, "nNeighbors": 15}
-        xy = np.frombuffer(base64.b64decode(data["points"]["xy"]), "<f4").reshape(-1, 2)
+        xy = np.frombuffer(data["_blobs"]["points.xy"], "<f4").reshape(-1, 2)
         np.testing.assert_array_equal(xy, emb)  # the map draws the embedding; the star uses the same kNN
         assert data["selected"] == int(index[0]) and data["z"] == pytest.approx(np.clip(means[0], -3, 3).tolist())
     finally:
@@ -403,3 +414,45 @@ def test_explorer_offers_the_standalone_export(use_cache):
     from vae_core.checkpoints import load_checkpoint
     html = _explorer_html(path, os.path.getmtime(path), load_checkpoint(path)).decode("utf-8")
     assert html.startswith("<!doctype html>") and "default-src 'none'" in html and "vae-mlp-decoder/1" in html
+
+
+def test_the_umap_jobs_progress_is_shown_while_it_runs(use_cache, monkeypatch):
+    """The job prints progress lines (vae_core.umap_job.print_progress); the page shows the last one
+    as a progress bar under the PCA map. Here a stand-in child prints one and waits."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from vae_core import umap_job
+    children = []
+
+    def running(path):
+        fd, log = tempfile.mkstemp(suffix=".log")
+        try:
+            p = subprocess.Popen([sys.executable, "-c", "from vae_core.umap_job import print_progress; import time; "
+                                  "print_progress(0.4, 'UMAP epoch 80 of 200 (10,000 of 60,000 points)'); "
+                                  "time.sleep(600)"], stdout=fd, stderr=fd)
+        finally:
+            os.close(fd)
+        children.append(p)
+        return umap_job.UmapJob(p, log)
+
+    monkeypatch.setattr(umap_job, "start_umap_process", running)
+    from app.views.latent_data import _umap_jobs
+    _umap_jobs.clear()  # the process-wide job registry: forget other tests' jobs for this checkpoint
+    try:
+        at = _app("explorer", _ckpt_path(use_cache, 3))
+        at.radio(key="explorer_projection").set_value("UMAP").run()
+        deadline = time.monotonic() + 600  # a hang guard: starting python on a loaded machine
+        while not at.get("progress"):
+            assert time.monotonic() < deadline, "no progress bar"
+            time.sleep(0.3)
+            at.run()
+        bar = at.get("progress")[0].proto
+        assert bar.value == 40  # its text is Markdown, escaped as text (app.safe.plain)
+        assert bar.text.replace("\\", "") == "UMAP epoch 80 of 200 (10,000 of 60,000 points)"
+        assert any("placed by PCA" in c.value for c in at.caption)  # PCA meanwhile
+    finally:
+        for p in children:
+            p.kill()
+            p.wait()

@@ -132,3 +132,27 @@ def test_conv_drag_smoke(tmp_path):
 def test_export_html_smoke(tmp_path):
     out, text = run_bench("export_html.py", tmp_path, timeout=900)
     assert "| file size |" in text or "is missing" in text
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_map_scale_browser_smoke(tmp_path):
+    from app.testing.browser import CHROMIUM
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing")
+    out, text = run_bench("map_scale.py", tmp_path, "--only", "browser")
+    assert "Two-frame floor" in text
+    for n in ("300", "2,000"):  # one row per size: renderer, first paint, zoom and pan percentiles
+        row = next(line for line in text.splitlines() if line.startswith(f"| {n} |"))
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[1] in ("canvas", "webgl", "webgl2")
+        assert all(float(c.replace(",", "")) > 0 for c in cells[2:7])
+
+
+@pytest.mark.slow
+def test_map_scale_umap_smoke(tmp_path):
+    out, text = run_bench("map_scale.py", tmp_path, "--only", "umap", timeout=UMAP_HANG_GUARD_S)
+    assert "UMAP fit on 500 of 1,500 points" in text
+    row = next(line for line in text.splitlines() if "subsample + kNN placement" in line)
+    knn, trust = (float(c) for c in row.split("|")[3:5])
+    assert 0 < knn <= 1 and 0.5 < trust <= 1

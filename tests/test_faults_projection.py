@@ -315,7 +315,7 @@ ckpt, marks, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def count(prefix):
     return sum(f.startswith(prefix) for f in os.listdir(marks))
 
-def counting_fit(means, seed=0):  # stands in for UMAP; holds the lock until every other starter tried
+def counting_fit(means, seed=0, *args, **kwargs):  # stands in for UMAP; holds the lock until every other starter tried
     open(os.path.join(marks, f"fit-{os.getpid()}"), "w").close()
     deadline = time.monotonic() + {guard}
     while count("tried-") + count("fit-") < n:

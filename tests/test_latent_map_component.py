@@ -25,7 +25,8 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: can
 
 # Reads {payload, spec, zs}, decodes the payload as the component does, prints project() of each z.
 _RUNNER = """
-import { project, f32, i32, ticks } from %s;
+import { project, f32, i32, b64ToBytes, ticks } from %s;
+const LABELS = { u1: Uint8Array, i2: Int16Array, i4: Int32Array };
 let text = "";
 for await (const chunk of process.stdin) text += chunk;
 const { payload, spec, zs } = JSON.parse(text);
@@ -33,7 +34,7 @@ const means = f32(payload.means), xy = f32(payload.xy);
 const proj = spec.kind === "knn" ? { ...spec, means, xy } : spec;
 process.stdout.write(JSON.stringify({
   out: zs.map((z) => project(proj, z)),
-  labels: Array.from(i32(payload.labels)), index: Array.from(i32(payload.index)),
+  labels: Array.from(new LABELS[payload.labels_dtype](b64ToBytes(payload.labels).buffer)), index: Array.from(i32(payload.index)),
   ticks: ticks(-2.7, 3.1),
 }));
 """
@@ -115,6 +116,17 @@ def test_points_payload_round_trips_and_rejects_mismatched_arrays():
     assert points_payload(moved, lab, np.arange(50), means)["id"] != p["id"], "the id must follow the content"
     with pytest.raises(ValueError, match="disagree"):
         points_payload(emb[:49], lab, np.arange(50), means)
+
+
+@needs_node
+@pytest.mark.parametrize("labels, dtype", [(np.arange(60) % 10, "u1"), (np.r_[np.full(30, -1), np.arange(30)], "i2"),
+                                           (np.arange(60) * 1000, "i4")])
+def test_labels_go_in_the_smallest_integer_type_and_decode_in_the_browser(labels, dtype):
+    means, emb, _ = clustered_means(n=60, k=4)
+    p = points_payload(emb, labels, np.arange(60), means)
+    assert p["labels_dtype"] == dtype and len(base64.b64decode(p["labels"])) == 60 * int(dtype[1])
+    js = run_js(p, {"kind": "plane", "k": 4}, np.zeros((1, 4)))
+    np.testing.assert_array_equal(js["labels"], labels)
 
 
 def test_legend_classes_in_label_order_and_unlabelled_points():

@@ -175,8 +175,12 @@ def test_cache_records_the_test_set_size_and_old_caches_infer_it(tmp_path):
     with np.load(proj.cache_path_for(path)) as f:
         assert "n_test" not in f.files
     assert proj.read_cache(path).n_test == 50
-    # ... at the cap, the size is unknown
-    n = proj.MAX_POINTS
+    # ... at the old 10k cap it may be a sample: stale (rebuilt with every point), not a fault
+    n = proj.LEGACY_MAX_POINTS
     proj.write_cache(path, dataclasses.replace(old, index=np.arange(n), labels=np.full(n, -1),
                                                means=np.zeros((n, 2), np.float32)))
-    assert proj.read_cache(path).n_test is None
+    assert proj.read_cache(path) is None and proj.cache_problem(path) is None
+    # so is a cache of fewer points than its test set holds (written under a lower cap)
+    proj.write_cache(path, dataclasses.replace(old, index=np.arange(40), labels=np.full(40, -1),
+                                               means=np.zeros((40, 2), np.float32), n_test=50))
+    assert proj.read_cache(path) is None and proj.cache_problem(path) is None

@@ -16,9 +16,10 @@ Reading a cache and projecting need numpy only: torch is imported by the functio
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -28,7 +29,8 @@ from .projection_cache import FORMAT, BadCache, ProjectionCacheWarning, check_ar
 if TYPE_CHECKING:
     import torch
 
-MAX_POINTS = 10_000      # test points kept in the cache (UMAP on more is slow on 2 cores)
+MAX_POINTS = 250_000     # test points kept in the cache (UMAP above umap_subsample.FIT_POINTS is subsampled)
+LEGACY_MAX_POINTS = 10_000  # the cap before caches stored n_test: a cache of this many points may be a sample
 N_NEIGHBORS = 15         # UMAP n_neighbors, also k of the kNN transform
 MIN_DIST = 0.1
 _SMOOTH_K_TOLERANCE = 1e-5  # umap_.SMOOTH_K_TOLERANCE
@@ -143,16 +145,43 @@ class KNNProjection:
         return out
 
 
+class _EpochWriter:
+    """A file for UMAP's tqdm bar over the epochs: calls epoch(i, total) as it advances."""
+
+    def __init__(self, epoch: Callable[[int, int], None]):
+        self.epoch = epoch
+
+    def write(self, s: str) -> None:
+        m = re.search(r"(\d+)/(\d+)", s)
+        if m:
+            self.epoch(int(m[1]), int(m[2]))
+
+    def flush(self) -> None:
+        pass
+
+
 def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS,
-             min_dist: float = MIN_DIST) -> np.ndarray:
-    """(N, k) -> (N, 2) UMAP embedding. Slow on first call in a process (numba JIT)."""
+             min_dist: float = MIN_DIST, epoch: Callable[[int, int], None] | None = None,
+             n_epochs: int | None = None) -> np.ndarray:
+    """(N, k) -> (N, 2) UMAP embedding. Slow on first call in a process (numba JIT).
+    epoch(i, total) is called as the layout epochs advance (None: silent). n_epochs: None is
+    UMAP's default (500 up to 10,000 points, 200 above)."""
     import umap  # deferred: importing umap alone costs seconds
-    n = min(n_neighbors, len(means) - 1)
+
+    from .umap_subsample import nearest
+    x = np.asarray(means, np.float32)
+    n = min(n_neighbors, len(x) - 1)
+    # The exact kNN graph, from numpy: UMAP's own search (pynndescent) is approximate above 4,096
+    # points and must be compiled by numba in every fresh process first (bench/map_scale.py times it).
+    knn_index, knn_dist = nearest(x, x, n)
+    bar = {"disable": False, "file": _EpochWriter(epoch), "mininterval": 0.5} if epoch else None
     reducer = umap.UMAP(n_components=2, n_neighbors=n, min_dist=min_dist, random_state=seed,
-                        transform_seed=seed, n_jobs=1)
+                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar, n_epochs=n_epochs,
+                        precomputed_knn=(knn_index, knn_dist.astype(np.float32), None))
     with warnings.catch_warnings():  # "random_state forces n_jobs=1": intended, reproducible maps
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-        return reducer.fit_transform(np.asarray(means, np.float32)).astype(np.float32)
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform()
+        return reducer.fit_transform(x).astype(np.float32)
 
 
 # --- disk cache ---------------------------------------------------------------------------------
@@ -211,7 +240,7 @@ def _load(checkpoint_path: str) -> tuple[ProjectionCache | None, str | None]:
     path = cache_path_for(checkpoint_path)
     try:
         a = load_arrays(path)
-        n_test = check_arrays(a, MAX_POINTS)
+        n_test = check_arrays(a, LEGACY_MAX_POINTS)
     except FileNotFoundError:
         return None, None
     except BadCache as e:
@@ -221,6 +250,8 @@ def _load(checkpoint_path: str) -> tuple[ProjectionCache | None, str | None]:
             return None, None
     except OSError:  # the checkpoint itself is unreadable: its own loader reports that
         return None, None
+    if n_test is None or len(a["index"]) < min(n_test, MAX_POINTS):
+        return None, None  # a sample written under an older, lower cap: rebuilt with every point
     return ProjectionCache(str(a["checkpoint_sha"]), a["index"], a["labels"], a["means"], a.get("umap"),
                            int(a["n_neighbors"]), float(a["min_dist"]), n_test), None
 
@@ -246,14 +277,18 @@ def cache_problem(checkpoint_path: str) -> str | None:
 
 
 def build_cache(checkpoint_path: str, model, x_test: torch.Tensor, y_test: torch.Tensor | None,
-                with_umap: bool, seed: int = 0) -> ProjectionCache:
-    """Means of up to MAX_POINTS test examples (+ UMAP if asked), written beside the checkpoint.
-    Raises ValueError if the means are not finite, StorageError if the file cannot be written."""
+                with_umap: bool, seed: int = 0, progress: Callable[[float, str], None] | None = None) -> ProjectionCache:
+    """Means of up to MAX_POINTS test examples (+ UMAP if asked: vae_core.umap_subsample.fit_umap_large,
+    subsampled above its FIT_POINTS), written beside the checkpoint. progress(fraction, message) follows
+    the UMAP fit. Raises ValueError if the means are not finite, StorageError if the file cannot be written."""
     import torch
+
+    from .umap_subsample import fit_umap_large
     index = point_order(len(x_test), MAX_POINTS, seed)
     means = encode_means(model, x_test[torch.from_numpy(index)])
     labels = y_test[torch.from_numpy(index)].numpy() if y_test is not None else np.full(len(index), -1)
-    emb = fit_umap(means, seed) if with_umap and means.shape[1] > 2 and len(means) > 2 else None
+    with_umap = with_umap and means.shape[1] > 2 and len(means) > 2
+    emb = fit_umap_large(means, seed, progress=progress) if with_umap else None
     cache = ProjectionCache(file_sha(checkpoint_path), index, labels, means, emb, n_test=len(x_test))
     write_cache(checkpoint_path, cache)
     return cache

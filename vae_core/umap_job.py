@@ -20,13 +20,31 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .fsutil import StorageError, file_lock
 from .projection import ProjectionCache, ProjectionCacheWarning, build_cache, cache_path_for, read_cache
 
 LOG_TAIL_CHARS = 600
+PROGRESS = "progress"  # log lines "progress <fraction> <message>": the app shows the last one
+
+
+def print_progress(fraction: float, message: str) -> None:
+    print(f"{PROGRESS} {fraction:.3f} {message}", flush=True)
+
+
+def last_progress(log: str) -> tuple[float, str] | None:
+    """(fraction, message) of the last progress line in a log tail, or None."""
+    for line in reversed(log.splitlines()):
+        head, _, rest = line.partition(" ")
+        if head == PROGRESS:
+            value, _, message = rest.partition(" ")
+            try:
+                return min(1.0, max(0.0, float(value))), message
+            except ValueError:
+                return None
+    return None
 
 
 @contextlib.contextmanager
@@ -42,9 +60,11 @@ def _try_lock(cache_path: str) -> Iterator[bool]:
         yield mine
 
 
-def ensure_umap_cache(checkpoint_path: str, allowed_roots: list[str] | None = None) -> ProjectionCache | None:
+def ensure_umap_cache(checkpoint_path: str, allowed_roots: list[str] | None = None,
+                      progress: Callable[[float, str], None] | None = None) -> ProjectionCache | None:
     """Compute the UMAP cache unless present. None when another process holds the lock.
     allowed_roots: as in load_dataset (None: the checkpoint's dataset path is read wherever it is).
+    progress(fraction, message): as build_cache.
     Raises CheckpointError / DatasetError / ValueError (NaN means) / StorageError (cannot write)."""
     from .checkpoints import load_checkpoint, read_metadata
     from .data import eval_targets, load_dataset
@@ -66,7 +86,7 @@ def ensure_umap_cache(checkpoint_path: str, allowed_roots: list[str] | None = No
         tc = ck.train_config
         data = load_dataset(tc.dataset, test_fraction=tc.test_fraction, allowed_roots=allowed_roots)
         return build_cache(checkpoint_path, ck.model, eval_targets(data.x_test, tc.binarize), data.y_test,
-                           with_umap=True)
+                           with_umap=True, progress=progress)
 
 
 # --- the child process ----------------------------------------------------------------------------
@@ -139,7 +159,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ProjectionCacheWarning)
             try:
-                res = ensure_umap_cache(path, roots)
+                res = ensure_umap_cache(path, roots, progress=print_progress)
             except (CheckpointError, DatasetError, ValueError, OSError) as e:
                 res, failed = e, True
         for w in caught:

@@ -2,7 +2,8 @@
 
 It registers the map's thumbnails (one PNG sprite sheet, base64) page-wide under the map's name
 (globalThis.__vaeSprites, read by the map's own tooltip too) and draws the image of the point named
-by the map's `vae:map-hover` window events: no server round trip per hover.
+by the map's `vae:map-hover` window events: no server round trip per hover. Points beyond the sheet
+come with their image in the event (the map fetched it on demand).
 
     hover_preview(sprite, key="explorer_hover")   # sprite = hover_sprite(images, test_indices)
 
@@ -51,14 +52,19 @@ export default function (component) {
     SHEETS.set(data.meta, { id: data.id, img, cols: data.cols, h: data.h, w: data.w,
                             cell: new Map(data.index.map((t, i) => [t, i])) });
   }
-  const show = (testIndex, label) => {
+  // thumb: {img, sx, sy, w, h} when the map has the image (its on-demand ones), else our sheet's cell
+  const show = (testIndex, label, thumb) => {
     const sheet = SHEETS.get(data.meta);
-    if (!sheet || !sheet.cell.has(testIndex)) return;
-    const i = sheet.cell.get(testIndex), r = Math.floor(i / sheet.cols), c = i % sheet.cols;
-    canvas.width = sheet.w; canvas.height = sheet.h;
+    if (!thumb && sheet && sheet.cell.has(testIndex)) {
+      const i = sheet.cell.get(testIndex);
+      thumb = { img: sheet.img, sx: (i % sheet.cols) * (sheet.w + 1), sy: Math.floor(i / sheet.cols) * (sheet.h + 1),
+                w: sheet.w, h: sheet.h };
+    }
+    if (!thumb) return;
+    canvas.width = thumb.w; canvas.height = thumb.h;
     const ctx = canvas.getContext("2d");
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(sheet.img, c * (sheet.w + 1), r * (sheet.h + 1), sheet.w, sheet.h, 0, 0, sheet.w, sheet.h);
+    ctx.drawImage(thumb.img, thumb.sx, thumb.sy, thumb.w, thumb.h, 0, 0, thumb.w, thumb.h);
     canvas.style.visibility = "visible";
     text.textContent = label >= 0 ? `test #${testIndex} · label ${label}` : `test #${testIndex}`;
     canvas.dataset.testIndex = String(testIndex);
@@ -68,7 +74,7 @@ export default function (component) {
   parentElement.__vaeHover = (ev) => {
     if (!parentElement.isConnected) { window.removeEventListener("vae:map-hover", parentElement.__vaeHover); return; }
     const d = ev.detail || {};
-    if (d.meta === data.meta) show(Number(d.testIndex), Number(d.label));
+    if (d.meta === data.meta) show(Number(d.testIndex), Number(d.label), d.thumb);
   };
   window.addEventListener("vae:map-hover", parentElement.__vaeHover);
 }

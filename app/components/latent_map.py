@@ -1,4 +1,4 @@
-"""The explorer's latent map, drawn on a canvas in the browser (st.components.v2).
+"""The explorer's latent map, drawn with WebGL in the browser (st.components.v2; a 2-D canvas fallback).
 
 Why not st.plotly_chart: plotly.js is a ~4 MB bundle the browser must load and compile before the
 first map appears (about 4 s of the 10 s first paint on a 2-core machine), and a click had to go
@@ -9,9 +9,13 @@ projection as on the server (vae_core/js/project.mjs mirrors vae_core.projection
 purpose (numpy only): the page draws the map before torch is imported.
 
     latent_map(payload, n=2000, projection=projection_spec(basis, k), classes=..., axes=(..),
-               selected=12, z=[...], key="explorer_map", on_select=callback)
+               selected=12, z=[...], key="explorer_map", on_select=callback,
+               colour=value_colour("‖μ‖", values), thumbs=lambda test_indices: hover_sprite(...))
 
-In on_select, `selected_index(key)` is the clicked test index.
+In on_select, `selected_index(key)` is the clicked test index. Points go as raw binary (float32
+positions and means, uint8/int16 labels, int32 test indices; pack_data), once per session and content hash;
+the browser keeps them in a page-wide cache (latent_map/component.js). Hover images the page's
+sprite sheet lacks are asked for by the browser (`need_thumbs`) and answered by `thumbs`.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import base64
 import hashlib
 import json
 import os
+import struct
 from typing import Callable
 
 import numpy as np
@@ -30,6 +35,9 @@ from vae_core.js import js_source
 COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
           "#9c755f", "#bab0ac"]
 MAP_META = "vae-latent-map"  # names the explorer map in browser events and the sprite registry
+DENSITY_ABOVE = 100_000  # more points than this in view: a density image instead of points
+THUMBS_MAX = 256         # hover images one browser request may ask for
+RENDERERS = ("auto", "webgl", "canvas")  # see pointLayer in latent_map/gl.js
 _ASSETS = os.path.join(os.path.dirname(__file__), "latent_map")
 
 
@@ -42,24 +50,48 @@ def _read(name: str) -> str:
 # follows it in one module.
 _COMPONENT = st.components.v2.component(
     "vae_latent_map", html=_read("component.html"), css=_read("component.css"),
-    js=js_source("project.mjs") + "\n" + _read("component.js"))
+    js="\n".join([js_source("project.mjs")] + [_read(f) for f in ("points.mjs", "gl.js", "component.js")]))
 
 
 def _b64(a: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype).tobytes()).decode("ascii")
 
 
+def label_dtype(labels: np.ndarray) -> str:
+    """The smallest of uint8 / int16 / int32 (numpy codes u1, i2, i4) that holds every label."""
+    lo, hi = (int(labels.min()), int(labels.max())) if len(labels) else (0, 0)
+    if lo >= 0 and hi <= 255:
+        return "u1"
+    return "i2" if -2**15 <= lo and hi < 2**15 else "i4"
+
+
 def points_payload(xy: np.ndarray, labels: np.ndarray, index: np.ndarray, means: np.ndarray) -> dict:
     """All N map points (the page shows the first n): positions (N, 2), labels (N,) (-1: none), test
-    indices (N,), encoder means (N, k), as base64 little-endian float32 / int32. `id` hashes them."""
+    indices (N,), encoder means (N, k), as base64 little-endian float32 / labels_dtype / int32.
+    `id` hashes them."""
     n, k = means.shape
     if xy.shape != (n, 2) or labels.shape != (n,) or index.shape != (n,):
         raise ValueError(f"map points disagree: xy {xy.shape}, labels {labels.shape}, index {index.shape}, "
                          f"means {means.shape}")
-    p = {"n_total": int(n), "k": int(k), "xy": _b64(xy, "<f4"), "labels": _b64(labels, "<i4"),
+    dt = label_dtype(labels)
+    p = {"n_total": int(n), "k": int(k), "xy": _b64(xy, "<f4"), "labels": _b64(labels, "<" + dt), "labels_dtype": dt,
          "index": _b64(index, "<i4"), "means": _b64(means, "<f4")}
     p["id"] = hashlib.sha1("|".join(p[f] for f in ("xy", "labels", "index", "means")).encode()).hexdigest()[:16]
     return p
+
+
+def value_colour(name: str, values: np.ndarray, lo_hi: tuple[float, float] | None = None) -> dict:
+    """Colour the points by a value each (N,) on a viridis ramp over lo_hi (default: its 1st-99th
+    percentile, so that a few outliers do not wash out the rest). The colour bar is labelled `name`."""
+    v = np.asarray(values, np.float32)
+    finite = v[np.isfinite(v)]
+    lo, hi = lo_hi if lo_hi is not None else (np.percentile(finite, [1, 99]) if len(finite) else (0.0, 1.0))
+    data = _b64(v, "<f4")
+    return {"mode": "value", "name": name, "range": [float(lo), float(hi)], "values": data,
+            "values_id": hashlib.sha1(data.encode()).hexdigest()[:16]}
+
+
+LABEL_COLOUR = {"mode": "label"}
 
 
 def projection_spec(basis, latent_dim: int) -> dict:
@@ -94,23 +126,71 @@ def selected_index(key: str) -> int | None:
         return None
 
 
+def pack_data(header: dict, blobs: dict[str, bytes]) -> bytes:
+    """The component's data as one byte string, unpacked by `unpack` in latent_map/points.mjs:
+    uint32 LE n, n bytes of header JSON (with header["blobs"][name] = [offset, length] from the
+    start of the blob area), zero padding to a multiple of 8, then each blob at an 8-aligned offset."""
+    offsets, parts, pos = {}, [], 0
+    for name, b in blobs.items():
+        offsets[name] = [pos, len(b)]
+        pad = -len(b) % 8
+        parts += [b, b"\0" * pad]
+        pos += len(b) + pad
+    head = json.dumps({**header, "blobs": offsets}).encode()
+    return struct.pack("<I", len(head)) + head + b"\0" * (-(4 + len(head)) % 8) + b"".join(parts)
+
+
 def _forget_sent(sent_key: str) -> None:
     st.session_state.pop(sent_key, None)
 
 
+def _want_thumbs(key: str) -> None:
+    """need_thumbs: the browser asks for hover images (test indices); answered on this rerun."""
+    want = (st.session_state.get(key) or {}).get("need_thumbs")
+    if isinstance(want, list):
+        st.session_state[f"{key}__thumbs_want"] = [int(t) for t in want[:THUMBS_MAX] if isinstance(t, int)]
+
+
 def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axes: tuple[str, str], *,
                key: str, selected: int | None = None, z=None, z_range: float = 3.0, height: int = 560,
-               on_select: Callable[[], None] | None = None) -> None:
+               on_select: Callable[[], None] | None = None, colour: dict | None = None,
+               thumbs: Callable[[list[int]], dict] | None = None, renderer: str = "auto") -> None:
     """Draw the first n of the payload's points. selected: ringed test index; z: where the star goes.
-    z_range: a clicked mean is clipped to ±z_range before it moves the sliders (their range)."""
-    sent_key = f"{key}__points_sent"
+    z_range: a clicked mean is clipped to ±z_range before it moves the sliders (their range).
+    colour: LABEL_COLOUR (default) or value_colour(...). thumbs(test_indices) -> a hover_sprite dict of
+    those points' images, for hovered points the page's sprite sheet lacks (None: no images on demand).
+    renderer: "auto" (WebGL on a GPU, else the CPU canvas path), "webgl" (whenever present) or
+    "canvas" (the CPU fallback, always)."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
+    colour = colour or LABEL_COLOUR
+    sent_key, values_key = f"{key}__points_sent", f"{key}__values_sent"
     send = st.session_state.get(sent_key) != payload["id"]
-    data = {"key": key, "meta": MAP_META, "points_id": payload["id"], "points": payload if send else None,
+    values = None
+    if colour["mode"] == "value":
+        values = {"id": colour["values_id"], "values": colour["values"]} \
+            if st.session_state.get(values_key) != colour["values_id"] else None
+        colour = {k: v for k, v in colour.items() if k != "values"}
+    want = st.session_state.pop(f"{key}__thumbs_want", None)
+    blobs = {}
+    if send:  # the arrays go as raw bytes; the header keeps their shapes
+        blobs.update({f"points.{f}": base64.b64decode(payload[f]) for f in ("xy", "labels", "index", "means")})
+    if values is not None:
+        blobs["values"] = base64.b64decode(values["values"])
+    data = {"key": key, "meta": MAP_META, "points_id": payload["id"],
+            "points": {f: payload[f] for f in ("n_total", "k", "labels_dtype")} if send else None,
             "n": int(min(n, payload["n_total"])), "proj": projection, "classes": classes, "axes": list(axes),
             "selected": None if selected is None else int(selected),
-            "z": None if z is None else [float(v) for v in z], "z_range": float(z_range), "height": int(height)}
-    # One JSON string, not a dict of lists: Streamlit checks every non-scalar top-level value for a
-    # dataframe, which imports pandas (~0.5 s) on the first paint.
-    _COMPONENT(key=key, data={"json": json.dumps(data)}, on_select_change=on_select or (lambda: None),
-               on_need_points_change=lambda: _forget_sent(sent_key))
+            "z": None if z is None else [float(v) for v in z], "z_range": float(z_range), "height": int(height),
+            "colour": colour, "values": {"id": values["id"]} if values is not None else None,
+            "density_above": DENSITY_ABOVE, "renderer": renderer, "thumbs_on_demand": thumbs is not None,
+            "thumbs": thumbs(want) if want and thumbs is not None else None}
+    # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look
+    # for dataframes in it (a dict of lists would make it import pandas on the first paint).
+    _COMPONENT(key=key, data=pack_data(data, blobs), on_select_change=on_select or (lambda: None),
+               on_need_points_change=lambda: _forget_sent(sent_key),
+               on_need_values_change=lambda: _forget_sent(values_key),
+               on_need_thumbs_change=lambda: _want_thumbs(key))
     st.session_state[sent_key] = payload["id"]
+    if colour["mode"] == "value":
+        st.session_state[values_key] = colour["values_id"]

@@ -20,6 +20,7 @@ from app.safe import plain
 from app.views.explorer_state import SLIDER_RANGE, P, on_map_select, reset_for
 from app.views.latent_data import ModelView, map_view_from_cache
 from app.views.latent_map import MapProjection, choose_projection, map_payload
+from app.views.map_extras import colour_options, hover_thumbs, map_colour
 
 
 def _let_the_map_out() -> None:
@@ -45,7 +46,9 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
         latent_map(map_payload(proj, view), n, projection_spec(proj.basis, view.latent_dim),
                    classes_for(view.labels[:n]), proj.axes, key=P + "map",
                    selected=st.session_state.get(P + "selected"), z=st.session_state[P + "z"],
-                   z_range=SLIDER_RANGE, on_select=functools.partial(on_map_select, view))
+                   z_range=SLIDER_RANGE, on_select=functools.partial(on_map_select, view),
+                   colour=map_colour(view, st.session_state.get(P + "colour", "label")),
+                   thumbs=functools.partial(hover_thumbs, path))
         placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
         total = f"{view.n_test:,}" if view.n_test else "?"
         st.caption(f"Showing **{n:,}** of {total} test points · encoder means μ(x) · ★ = current z{placed} · "
@@ -83,14 +86,17 @@ def render() -> None:
         view = model_view(ckpt)
     reset_for(path, view)
     st.caption(_caption(meta))
-    c1, c2 = st.columns([1, 1])
+    c1, c2, c3 = st.columns([2, 2, 1])
     with c1:
         proj = choose_projection(view, path, key=P + "projection")
     total = len(view.means)
     with c2:
-        caps = [c for c in (100, 200, 500, 1000, 2000, 5000) if c < total] + [total]
+        caps = [c for c in (100, 1000, 10_000, 50_000, 100_000) if c < total] + [total]
         n = total if len(caps) == 1 else st.select_slider(
-            "Points on the map", caps, value=min(total, 2000) if min(total, 2000) in caps else total,
-            key=P + "cap", help=f"The map holds up to {total:,} test points in a fixed random order (a smaller "
-            "cap is a subset of a larger one). Nothing is dropped silently: the count is shown under the map.")
+            "Points on the map", caps, value=total, key=P + "cap",
+            help=f"All {total:,} cached test points by default, in a fixed random order (a smaller cap is a "
+            "subset of a larger one). Above 100,000 in view the map shows their density until you zoom in.")
+    with c3:
+        st.selectbox("Colour by", colour_options(view), key=P + "colour",
+                     help="label, ‖μ‖ (distance of the encoder mean from 0) or one coordinate of μ")
     _body(path, view, proj, n)

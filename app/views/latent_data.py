@@ -163,12 +163,20 @@ def umap_status(path: str) -> tuple[str, str]:
         return "failed", f"UMAP could not start: {job}"
     code = job.process.poll()
     if code is None:
-        return "running", "computing UMAP in a background process (about 30 s of compilation, then the fit)"
+        return "running", "computing UMAP in a background process"
     if code == 0:
         if umap_projection(path) is not None:
             return "ready", "UMAP map ready"
         return "running", "another process is computing this UMAP map"
     return "failed", f"UMAP failed (exit code {code}). {job.log_tail()}"
+
+
+def umap_progress(path: str) -> tuple[float, str] | None:
+    """(fraction, message) the running UMAP job last reported, or None (not started, no report yet)."""
+    jobs, lock = _umap_jobs()
+    with lock:
+        job = jobs.get(path)
+    return umap_job.last_progress(job.log_tail(2000)) if isinstance(job, umap_job.UmapJob) else None
 
 
 def start_umap(path: str) -> None:

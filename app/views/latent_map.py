@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.components.latent_map import points_payload
 from app.safe import plain
-from app.views.latent_data import ModelView, start_umap, umap_projection, umap_status
+from app.views.latent_data import ModelView, start_umap, umap_progress, umap_projection, umap_status
 from vae_core.projection import LatentPlane
 
 UMAP_HELP = ("UMAP is fit once on the test-set means (in a background process, cached beside the "
@@ -74,6 +74,9 @@ def _poll_umap(ckpt_path: str, key: str) -> None:
             start_umap(ckpt_path)
     else:
         st.info(f"{plain(msg)}. Showing PCA until it is ready.", icon=":material/hourglass_top:")
+        done = umap_progress(ckpt_path)
+        if done is not None:
+            st.progress(done[0], text=plain(done[1]))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

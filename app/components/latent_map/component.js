@@ -1,9 +1,14 @@
-// The latent map: a canvas scatter of the map points (no plotly.js to load), appended to project.mjs
-// by app/components/latent_map.py, so project/f32/i32/ticks are in scope.
+// The latent map: a scatter of the map points drawn with WebGL (gl.js; a 2-D canvas fallback), with
+// axes, rings and the star on a 2-D overlay canvas. Appended to project.mjs, points.mjs and gl.js by
+// app/components/latent_map.py, so their functions are in scope.
 //
 // Interactions: wheel zooms around the cursor, drag pans, double-click (or "reset view") refits,
-// legend entries toggle a label. Hovering shows the point's image (sprite sheet registered by the
-// hover_preview component) and announces it as a `vae:map-hover` window event. Clicking a point
+// legend entries toggle a label. Pan and zoom change only the transform (no re-upload); picking
+// uses a uniform grid (points.mjs). Above data.density_above points in view, a density image of
+// binned counts replaces the points until you zoom in.
+// Hovering shows the point's image and announces it as a `vae:map-hover` window event; an image
+// not in the page's sprite sheet (hover_preview) is asked of Python with its neighbours' (the
+// `need_thumbs` trigger) and arrives as data.thumbs. Clicking a point
 //   1. rings it and moves the star to it at once,
 //   2. sends `vae:select` {meta, z, testIndex}: the in-browser latent decoder moves its sliders to the
 //      point's mean without waiting for the server,
@@ -12,35 +17,48 @@
 // as the server (project.mjs mirrors vae_core/projection.py).
 //
 // Streamlit calls the default export again on the same DOM whenever `data` changes; the instance
-// lives on the root element. The point set (a few 100 KB) is sent once per session and id and kept
-// in a page-wide cache, like the decoder weights.
+// lives on the root element. Point sets and value sets arrive once per session, keyed by a content
+// hash, and stay in page-wide caches; a lost one is asked for again (need_points / need_values).
 
 const POINT_SETS = (globalThis.__vaePointSets ??= new Map());  // points id -> parsed arrays
+const VALUE_SETS = (globalThis.__vaeValueSets ??= new Map());  // values id -> Float32Array
+const THUMBS = (globalThis.__vaeThumbs ??= new Map());         // meta -> Map(test index -> thumbnail)
 const MARGIN = { left: 52, right: 10, top: 10, bottom: 40 };
-const HIT_PX = 9;  // a click/hover within this many CSS px of a point picks it
+const HIT_PX = 9;         // a click/hover within this many CSS px of a point picks it
+const THUMB_BATCH = 64;   // hover images asked for at once: the hovered point and its map neighbours
+const LABEL_ARRAYS = { u1: Uint8Array, i2: Int16Array, i4: Int32Array };
 
-function parsePoints(p) {
-  return { N: p.n_total, k: p.k, xy: f32(p.xy), labels: i32(p.labels), index: i32(p.index), means: f32(p.means) };
+function parsePoints(data) {
+  const p = data.points, b = data.blob;
+  return { N: p.n_total, k: p.k, xy: b("points.xy", Float32Array), labels: b("points.labels", LABEL_ARRAYS[p.labels_dtype]),
+           index: b("points.index", Int32Array), means: b("points.means", Float32Array), grids: new Map() };
 }
 
+function keepLast(map, size) { while (map.size > size) map.delete(map.keys().next().value); }
+
 class LatentMap {
-  constructor(root) {
+  constructor(root, want) {
     this.root = root;
     this.canvas = root.querySelector("canvas.vae-map-canvas");
     this.ctx = this.canvas.getContext("2d");
+    this.pointCanvas = root.querySelector("canvas.vae-map-points");
+    this.layer = pointLayer(this.pointCanvas, want);
     this.legend = root.querySelector(".vae-map-legend");
     this.tip = root.querySelector(".vae-map-tip");
     this.tipCanvas = this.tip.querySelector("canvas");
     this.tipText = this.tip.querySelector(".vae-map-tip-text");
-    this.layer = document.createElement("canvas");  // the points, redrawn only when the view changes
     this.hidden = new Set();
     this.view = null; this.viewFor = null;
     this.selectedRow = null; this.star = null; this.hover = null;
-    this.raf = 0; this.layerDirty = true;
-    this.hook = { draws: 0, drawn: 0, drawMs: [], firstDrawAt: NaN, selects: 0, key: null,
+    this.raf = 0; this.colourSig = null; this.asked = new Set();
+    this.hook = { draws: 0, drawn: 0, drawMs: [], firstDrawAt: NaN, selects: 0, key: null, renderer: this.layer.kind,
+                  density: false, thumbRequests: 0,
                   points: () => this.screenPoints(), star: () => this.star,
                   starAt: () => this.star && this.toScreen(this.star),
-                  selectedIndex: () => (this.selectedRow === null ? null : this.pts.index[this.selectedRow]) };
+                  selectedIndex: () => (this.selectedRow === null ? null : this.pts.index[this.selectedRow]),
+                  colourOf: (row) => Array.from(this.colours.subarray(4 * row, 4 * row + 4)),
+                  pick: (x, y) => { const r = this.canvas.getBoundingClientRect(), row = this.nearest(x - r.left, y - r.top);
+                                    return row === null ? null : this.pts.index[row]; } };
     // Streamlit may call the cleanup between updates, so the listener removes itself once the
     // element has left the page instead
     this.onZ = (e) => {
@@ -49,56 +67,66 @@ class LatentMap {
     };
     window.addEventListener("vae:z", this.onZ);
     this.bindPointer();
-    this.resize = new ResizeObserver(() => { this.layerDirty = true; this.schedule(); });
+    this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.root);
     root.querySelector(".vae-map-reset").addEventListener("click", () => this.resetView());
   }
 
   update(data, setTriggerValue) {
     this.data = data;
+    this.th = null;  // re-read the theme's colours on the next draw
     this.setTriggerValue = setTriggerValue;
     this.hook.key = data.key;
     globalThis.__vaeMap = this.hook;
+    if (!this.hook.firstDataAt) this.hook.firstDataAt = performance.now();
     if (data.points && !POINT_SETS.has(data.points_id)) {
-      POINT_SETS.set(data.points_id, parsePoints(data.points));
-      while (POINT_SETS.size > 4) POINT_SETS.delete(POINT_SETS.keys().next().value);
+      const t0 = performance.now();
+      POINT_SETS.set(data.points_id, parsePoints(data));
+      this.hook.parseMs = performance.now() - t0;
+      keepLast(POINT_SETS, 4);
     }
+    if (data.values && !VALUE_SETS.has(data.values.id)) {
+      VALUE_SETS.set(data.values.id, data.blob("values", Float32Array));
+      keepLast(VALUE_SETS, 8);
+    }
+    if (data.thumbs) this.addThumbs(data.thumbs);
     const pts = POINT_SETS.get(data.points_id);
-    if (!pts) {  // the page-wide cache was lost (e.g. a reload of this element): ask for the points again
-      if (this.requested !== data.points_id) {
-        this.requested = data.points_id;
-        setTriggerValue("need_points", data.points_id);
-      }
+    const valuesId = data.colour.mode === "value" ? data.colour.values_id : null;
+    if (!pts || (valuesId && !VALUE_SETS.has(valuesId))) {  // a page-wide cache was lost (e.g. a reload of this element)
+      const need = !pts ? ["need_points", data.points_id] : ["need_values", valuesId];
+      if (this.requested !== need.join(":")) { this.requested = need.join(":"); setTriggerValue(...need); }
       return;
     }
     this.requested = null;
-    const proj = data.proj.kind === "knn" ? { ...data.proj, means: pts.means, xy: pts.xy } : data.proj;
-    const viewKey = `${data.points_id}:${data.n}`;
-    if (this.pts !== pts || this.n !== data.n) this.layerDirty = true;
-    this.pts = pts; this.n = Math.min(data.n, pts.N); this.proj = proj;
+    this.proj = data.proj.kind === "knn" ? { ...data.proj, means: pts.means, xy: pts.xy } : data.proj;
+    const n = Math.min(data.n, pts.N);
+    if (this.pts !== pts || this.n !== n) {
+      this.pts = pts; this.n = n;
+      this.layer.setPoints(pts.xy, n);
+      if (!pts.grids.has(n)) pts.grids.set(n, buildGrid(pts.xy, n));
+      this.grid = pts.grids.get(n);
+      this.colourSig = null;
+    }
+    this.values = valuesId ? VALUE_SETS.get(valuesId) : null;
+    const viewKey = `${data.points_id}:${n}`;
     if (this.viewFor !== viewKey) { this.viewFor = viewKey; this.view = this.fit(); }
     this.canvas.style.height = `${data.height}px`;
     this.renderLegend();
     const row = data.selected == null ? -1 : pts.index.indexOf(data.selected);
-    this.selectedRow = row >= 0 ? row : null;
+    this.selectedRow = row >= 0 && row < n ? row : null;
     if (data.z) this.setStarFromZ(data.z, false);
+    if (this.hover !== null && data.thumbs) this.announceHover(this.hover);  // its image may just have come
     this.schedule();
   }
 
   // --- geometry ---------------------------------------------------------------------------------
   fit() {
-    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    for (let i = 0; i < this.n; i++) {
-      const x = this.pts.xy[2 * i], y = this.pts.xy[2 * i + 1];
-      if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
-    }
-    if (!(x1 > x0)) { x0 -= 1; x1 += 1; }
-    if (!(y1 > y0)) { y0 -= 1; y1 += 1; }
+    const g = this.grid, x0 = g.x0, y0 = g.y0, x1 = g.x0 + g.cw * g.side, y1 = g.y0 + g.ch * g.side;
     const px = 0.05 * (x1 - x0), py = 0.05 * (y1 - y0);
     return { x0: x0 - px, x1: x1 + px, y0: y0 - py, y1: y1 + py };
   }
 
-  resetView() { this.view = this.fit(); this.layerDirty = true; this.schedule(); }
+  resetView() { this.view = this.fit(); this.schedule(); }
 
   box() {
     const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
@@ -106,32 +134,27 @@ class LatentMap {
              h: Math.max(10, h - MARGIN.top - MARGIN.bottom) };
   }
 
-  toScreen([x, y]) {  // data -> CSS px inside the canvas
-    const b = this.box(), v = this.view;
-    return [b.x + ((x - v.x0) / (v.x1 - v.x0)) * b.w, b.y + ((v.y1 - y) / (v.y1 - v.y0)) * b.h];
+  transform() {  // data -> CSS px inside the canvas: sx = ax x + bx, sy = ay y + by
+    const b = this.box(), v = this.view, ax = b.w / (v.x1 - v.x0), ay = -b.h / (v.y1 - v.y0);
+    return { ax, bx: b.x - v.x0 * ax, ay, by: b.y - v.y1 * ay };
   }
 
-  toData(px, py) {
-    const b = this.box(), v = this.view;
-    return [v.x0 + ((px - b.x) / b.w) * (v.x1 - v.x0), v.y1 - ((py - b.y) / b.h) * (v.y1 - v.y0)];
-  }
+  toScreen([x, y]) { const t = this.transform(); return [t.ax * x + t.bx, t.ay * y + t.by]; }
+
+  toData(px, py) { const t = this.transform(); return [(px - t.bx) / t.ax, (py - t.by) / t.ay]; }
+
+  visible = (i) => this.colours[4 * i + 3] !== 0;
 
   nearest(px, py) {  // row of the closest visible point within HIT_PX, or null
-    let best = null, bestD = HIT_PX * HIT_PX;
-    for (let i = 0; i < this.n; i++) {
-      if (this.hidden.has(this.pts.labels[i])) continue;
-      const [sx, sy] = this.toScreen([this.pts.xy[2 * i], this.pts.xy[2 * i + 1]]);
-      const d = (sx - px) ** 2 + (sy - py) ** 2;
-      if (d <= bestD) { bestD = d; best = i; }
-    }
-    return best;
+    if (!this.colours) return null;
+    return nearest(this.grid, this.pts.xy, this.transform(), px, py, HIT_PX, this.visible);
   }
 
-  screenPoints() {  // viewport centres of the visible points: for tests and benchmarks
-    const r = this.canvas.getBoundingClientRect(), b = this.box(), out = [];
+  screenPoints() {  // viewport centres of the visible points in the plot box: for tests and benchmarks
+    const r = this.canvas.getBoundingClientRect(), b = this.box(), t = this.transform(), out = [], xy = this.pts.xy;
     for (let i = 0; i < this.n; i++) {
-      if (this.hidden.has(this.pts.labels[i])) continue;
-      const [sx, sy] = this.toScreen([this.pts.xy[2 * i], this.pts.xy[2 * i + 1]]);
+      if (!this.visible(i)) continue;
+      const sx = t.ax * xy[2 * i] + t.bx, sy = t.ay * xy[2 * i + 1] + t.by;
       if (sx >= b.x && sx <= b.x + b.w && sy >= b.y && sy <= b.y + b.h)
         out.push({ x: r.left + sx, y: r.top + sy, testIndex: this.pts.index[i], row: i });
     }
@@ -140,7 +163,7 @@ class LatentMap {
 
   // --- z and selection -----------------------------------------------------------------------------
   setStarFromZ(z, redraw = true) {
-    if (!z || !this.proj || z.length !== this.proj.k) return;
+    if (!this.proj || !Array.isArray(z) || z.length !== this.proj.k) return;
     const p = project(this.proj, z);
     if (!Number.isFinite(p[0]) || !Number.isFinite(p[1])) return;
     this.star = p;
@@ -178,7 +201,7 @@ class LatentMap {
         drag.moved = true;
         const b = this.box(), v = drag.view, sx = (v.x1 - v.x0) / b.w, sy = (v.y1 - v.y0) / b.h;
         this.view = { x0: v.x0 - dx * sx, x1: v.x1 - dx * sx, y0: v.y0 + dy * sy, y1: v.y1 + dy * sy };
-        this.layerDirty = true; this.hideTip(); this.schedule();
+        this.hideTip(); this.schedule();
         return;
       }
       this.hoverAt(px, py, e);
@@ -198,8 +221,58 @@ class LatentMap {
       e.preventDefault();
       const [px, py] = local(e), [cx, cy] = this.toData(px, py), f = Math.exp(e.deltaY * 0.0015), v = this.view;
       this.view = { x0: cx + (v.x0 - cx) * f, x1: cx + (v.x1 - cx) * f, y0: cy + (v.y0 - cy) * f, y1: cy + (v.y1 - cy) * f };
-      this.layerDirty = true; this.hideTip(); this.schedule();
+      this.hideTip(); this.schedule();
     }, { passive: false });
+  }
+
+  // --- hover images ------------------------------------------------------------------------------------
+  addThumbs(t) {  // a sprite sheet of some points' images from Python (data.thumbs)
+    if (!THUMBS.has(this.data.meta)) THUMBS.set(this.data.meta, new Map());
+    const cache = THUMBS.get(this.data.meta);
+    if (cache.has(`sheet:${t.id}`)) return;
+    const img = new Image();
+    img.onload = () => { if (this.hover !== null) this.announceHover(this.hover); };
+    img.src = "data:image/png;base64," + t.sprite;
+    cache.set(`sheet:${t.id}`, true);
+    t.index.forEach((testIndex, i) => cache.set(testIndex, { img, sx: (i % t.cols) * (t.w + 1),
+                                                             sy: Math.floor(i / t.cols) * (t.h + 1), w: t.w, h: t.h }));
+    for (const i of t.index) this.asked.delete(i);
+  }
+
+  thumbFor(testIndex) {  // {img, sx, sy, w, h} once loaded, else null
+    const sheet = globalThis.__vaeSprites && globalThis.__vaeSprites.get(this.data.meta), cell = sheet && sheet.cell.get(testIndex);
+    if (cell !== undefined) {
+      const r = Math.floor(cell / sheet.cols), c = cell % sheet.cols;
+      return sheet.img.complete ? { img: sheet.img, sx: c * (sheet.w + 1), sy: r * (sheet.h + 1), w: sheet.w, h: sheet.h } : null;
+    }
+    const t = THUMBS.get(this.data.meta), th = t && t.get(testIndex);
+    if (th) return th.img.complete && th.img.naturalWidth ? th : null;
+    if (this.data.thumbs_on_demand && !this.asked.has(testIndex)) this.askThumbs(testIndex);
+    return null;
+  }
+
+  askThumbs(testIndex) {  // the hovered point and its nearest map neighbours whose images are missing
+    const row = this.pts.index.indexOf(testIndex), have = THUMBS.get(this.data.meta);
+    const want = neighbours(this.grid, this.pts.xy, row, 4 * THUMB_BATCH, this.visible).map((r) => this.pts.index[r])
+      .filter((t) => !(have && have.has(t)) && !this.asked.has(t)).slice(0, THUMB_BATCH);
+    for (const t of want) this.asked.add(t);
+    this.hook.thumbRequests++;
+    this.setTriggerValue("need_thumbs", want);
+  }
+
+  announceHover(row) {
+    const t = this.pts.index[row], label = this.pts.labels[row], thumb = this.thumbFor(t);
+    if (thumb) {
+      this.tipCanvas.width = thumb.w; this.tipCanvas.height = thumb.h;
+      const ctx = this.tipCanvas.getContext("2d");
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(thumb.img, thumb.sx, thumb.sy, thumb.w, thumb.h, 0, 0, thumb.w, thumb.h);
+      this.tipCanvas.style.display = "block";
+      this.tipCanvas.dataset.testIndex = String(t);
+    } else {
+      this.tipCanvas.style.display = "none";
+    }
+    window.dispatchEvent(new CustomEvent("vae:map-hover", { detail: { meta: this.data.meta, testIndex: t, label, thumb } }));
   }
 
   hoverAt(px, py, e) {
@@ -210,19 +283,7 @@ class LatentMap {
     if (this.hover !== row) {
       this.hover = row;
       this.tipText.textContent = label >= 0 ? `test #${t} · label ${label}` : `test #${t}`;
-      const sheet = globalThis.__vaeSprites && globalThis.__vaeSprites.get(this.data.meta);
-      const cell = sheet && sheet.cell.get(t);
-      if (cell !== undefined && sheet.img.complete) {
-        const r = Math.floor(cell / sheet.cols), c = cell % sheet.cols;
-        this.tipCanvas.width = sheet.w; this.tipCanvas.height = sheet.h;
-        const ctx = this.tipCanvas.getContext("2d");
-        ctx.imageSmoothingEnabled = false;
-        ctx.drawImage(sheet.img, c * (sheet.w + 1), r * (sheet.h + 1), sheet.w, sheet.h, 0, 0, sheet.w, sheet.h);
-        this.tipCanvas.style.display = "block";
-      } else {
-        this.tipCanvas.style.display = "none";
-      }
-      window.dispatchEvent(new CustomEvent("vae:map-hover", { detail: { meta: this.data.meta, testIndex: t, label } }));
+      this.announceHover(row);
       this.schedule();
     }
     const box = this.root.getBoundingClientRect(), w = this.tip.offsetWidth || 120;
@@ -239,14 +300,25 @@ class LatentMap {
 
   // --- legend ------------------------------------------------------------------------------------------
   renderLegend() {
-    const classes = this.data.classes, sig = JSON.stringify(classes);
+    const { classes, colour } = this.data, sig = JSON.stringify([classes, colour.mode, colour.name, colour.range]);
     if (this.legendSig === sig) return;
     this.legendSig = sig;
     this.legend.replaceChildren();
+    if (colour.mode === "value") {  // a colour bar: low end, ramp, high end
+      const bar = document.createElement("span"), ramp = document.createElement("span");
+      bar.className = "vae-map-colorbar"; bar.dataset.testid = "vae-map-colorbar";
+      ramp.className = "vae-map-colorbar-ramp";
+      ramp.style.background = `linear-gradient(to right, ${VIRIDIS.map((c) => `rgb(${c.join(",")})`).join(", ")})`;
+      const title = document.createElement("span");
+      title.className = "vae-map-legend-title";
+      title.textContent = colour.name;
+      bar.append(title, fmt(colour.range[0]), ramp, fmt(colour.range[1]));
+      this.legend.append(bar);
+    }
     if (classes.length < 2) return;
     const title = document.createElement("span");
     title.className = "vae-map-legend-title";
-    title.textContent = "label";
+    title.textContent = colour.mode === "value" ? "show label" : "label";
     this.legend.append(title);
     for (const c of classes) {
       const b = document.createElement("button");
@@ -257,12 +329,13 @@ class LatentMap {
       const sw = document.createElement("span");
       sw.className = "vae-map-swatch";
       sw.style.background = c.color;
-      b.append(sw, document.createTextNode(c.name));
+      if (colour.mode === "label") b.append(sw);
+      b.append(document.createTextNode(c.name));
       b.classList.toggle("off", this.hidden.has(c.label));
       b.addEventListener("click", () => {
         if (this.hidden.has(c.label)) this.hidden.delete(c.label); else this.hidden.add(c.label);
         b.classList.toggle("off", this.hidden.has(c.label));
-        this.layerDirty = true; this.schedule();
+        this.schedule();
       });
       this.legend.append(b);
     }
@@ -273,26 +346,35 @@ class LatentMap {
     if (!this.raf) this.raf = requestAnimationFrame(() => { this.raf = 0; this.draw(); });
   }
 
+  updateColours() {  // per-point RGBA, uploaded only when the colouring or the hidden labels change
+    const { classes, colour } = this.data;
+    const sig = JSON.stringify([this.data.points_id, this.n, classes, colour, [...this.hidden]]);
+    if (sig === this.colourSig) return;
+    this.colourSig = sig;
+    this.colours = pointColours(this.n, this.pts.labels, classes, this.hidden, colour, this.values);
+    this.layer.setColours(this.colours);
+    let drawn = 0;
+    for (let i = 0; i < this.n; i++) if (this.colours[4 * i + 3]) drawn++;
+    this.hook.drawn = drawn;
+  }
+
   draw() {
     if (!this.pts || !this.view) return;
     const t0 = performance.now(), dpr = window.devicePixelRatio || 1;
     const W = Math.max(1, Math.round(this.canvas.clientWidth * dpr)), H = Math.max(1, Math.round(this.canvas.clientHeight * dpr));
-    if (this.canvas.width !== W || this.canvas.height !== H) {
-      this.canvas.width = W; this.canvas.height = H; this.layerDirty = true;
+    for (const c of [this.canvas, this.pointCanvas]) if (c.width !== W || c.height !== H) { c.width = W; c.height = H; }
+    this.updateColours();
+    const b = this.box(), t = this.transform(), L = this.layer;
+    L.begin(W, H, b, dpr);
+    const dense = this.n > this.data.density_above && countInView(this.pts.xy, this.n, this.view, this.colours) > this.data.density_above;
+    if (dense) {
+      const w = Math.max(1, Math.round(b.w / 2)), h = Math.max(1, Math.round(b.h / 2));
+      L.drawImage(densityImage(this.pts.xy, this.n, t, b, w, h, this.colours).img, w, h, b, W, H, dpr);
+    } else {
+      L.drawPoints(t, this.canvas.clientWidth, this.canvas.clientHeight, (this.n > 3000 ? 4 : 6) * dpr);
     }
-    if (this.layerDirty) this.drawLayer(W, H, dpr);
-    const ctx = this.ctx;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, W, H);
-    ctx.drawImage(this.layer, 0, 0);
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    const b = this.box();
-    ctx.save();
-    ctx.beginPath(); ctx.rect(b.x, b.y, b.w, b.h); ctx.clip();
-    if (this.hover !== null) this.ring(this.hover, 7, "rgba(0,0,0,0.55)", 1.5);
-    if (this.selectedRow !== null) this.ring(this.selectedRow, 9, (this.th || this.theme()).ink, 2.5);
-    if (this.star) this.drawStar(this.toScreen(this.star));
-    ctx.restore();
+    this.hook.density = dense;
+    this.drawOverlay(W, H, dpr, b);
     const h = this.hook, dt = performance.now() - t0;
     if (!h.draws++) h.firstDrawAt = performance.now();
     h.drawMs.push(dt); if (h.drawMs.length > 300) h.drawMs.shift();
@@ -302,53 +384,37 @@ class LatentMap {
     const css = getComputedStyle(this.root), get = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
     const text = get("--st-text-color", "#31333f");
     return { text, ink: text, font: get("--st-font", "sans-serif"),
-             grid: get("--st-border-color-light", get("--st-border-color", "rgba(128,128,128,0.25)")),
-             muted: text };
+             grid: get("--st-border-color-light", get("--st-border-color", "rgba(128,128,128,0.25)")) };
   }
 
-  drawLayer(W, H, dpr) {
-    this.layer.width = W; this.layer.height = H;
-    const ctx = this.layer.getContext("2d"), b = this.box(), v = this.view, d = { ...this.data, ...(this.th = this.theme()) };
+  drawOverlay(W, H, dpr, b) {  // axes, ticks and titles, then the hover and selection rings and the star
+    const ctx = this.ctx, v = this.view, th = (this.th ??= this.theme()), axes = this.data.axes;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, W, H);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.font = `11px ${d.font}`;
-    ctx.fillStyle = d.muted; ctx.strokeStyle = d.grid; ctx.lineWidth = 1; ctx.globalAlpha = 0.7;
+    ctx.font = `11px ${th.font}`;
+    ctx.fillStyle = th.text; ctx.strokeStyle = th.grid; ctx.lineWidth = 1; ctx.globalAlpha = 0.45;
     ctx.textAlign = "center"; ctx.textBaseline = "top";
-    for (const t of ticks(v.x0, v.x1)) {
-      const [sx] = this.toScreen([t, v.y0]);
-      ctx.beginPath(); ctx.moveTo(sx, b.y); ctx.lineTo(sx, b.y + b.h); ctx.stroke();
-      ctx.fillText(fmt(t), sx, b.y + b.h + 4);
-    }
+    ctx.beginPath();
+    const xt = ticks(v.x0, v.x1), yt = ticks(v.y0, v.y1, 5);
+    for (const x of xt) { const [sx] = this.toScreen([x, v.y0]); ctx.moveTo(sx, b.y); ctx.lineTo(sx, b.y + b.h); }
+    for (const y of yt) { const [, sy] = this.toScreen([v.x0, y]); ctx.moveTo(b.x, sy); ctx.lineTo(b.x + b.w, sy); }
+    ctx.stroke();
+    ctx.globalAlpha = 0.7;
+    for (const x of xt) ctx.fillText(fmt(x), this.toScreen([x, v.y0])[0], b.y + b.h + 4);
     ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    for (const t of ticks(v.y0, v.y1, 5)) {
-      const [, sy] = this.toScreen([v.x0, t]);
-      ctx.beginPath(); ctx.moveTo(b.x, sy); ctx.lineTo(b.x + b.w, sy); ctx.stroke();
-      ctx.fillText(fmt(t), b.x - 5, sy);
-    }
-    ctx.globalAlpha = 1; ctx.fillStyle = d.text; ctx.font = `12px ${d.font}`;
+    for (const y of yt) ctx.fillText(fmt(y), b.x - 5, this.toScreen([v.x0, y])[1]);
+    ctx.globalAlpha = 1; ctx.font = `12px ${th.font}`;
     ctx.textAlign = "center"; ctx.textBaseline = "bottom";
-    ctx.fillText(d.axes[0], b.x + b.w / 2, b.y + b.h + MARGIN.bottom - 2);
+    ctx.fillText(axes[0], b.x + b.w / 2, b.y + b.h + MARGIN.bottom - 2);
     ctx.save(); ctx.translate(12, b.y + b.h / 2); ctx.rotate(-Math.PI / 2);
-    ctx.textBaseline = "middle"; ctx.fillText(d.axes[1], 0, 0); ctx.restore();
+    ctx.textBaseline = "middle"; ctx.fillText(axes[1], 0, 0); ctx.restore();
     ctx.save();
     ctx.beginPath(); ctx.rect(b.x, b.y, b.w, b.h); ctx.clip();
-    const r = this.n > 3000 ? 2 : 3, colour = new Map(d.classes.map((c) => [c.label, c.color]));
-    ctx.globalAlpha = 0.75;
-    let drawn = 0;
-    for (const [label, col] of colour) {  // one path per label: fill() once per colour
-      if (this.hidden.has(label)) continue;
-      ctx.fillStyle = col;
-      ctx.beginPath();
-      for (let i = 0; i < this.n; i++) {
-        if (this.pts.labels[i] !== label) continue;
-        const [sx, sy] = this.toScreen([this.pts.xy[2 * i], this.pts.xy[2 * i + 1]]);
-        ctx.moveTo(sx + r, sy); ctx.arc(sx, sy, r, 0, 2 * Math.PI);
-        drawn++;
-      }
-      ctx.fill();
-    }
+    if (this.hover !== null) this.ring(this.hover, 7, "rgba(0,0,0,0.55)", 1.5);
+    if (this.selectedRow !== null) this.ring(this.selectedRow, 9, th.ink, 2.5);
+    if (this.star) this.drawStar(this.toScreen(this.star), th.ink);
     ctx.restore();
-    this.hook.drawn = drawn;
-    this.layerDirty = false;
   }
 
   ring(row, radius, color, width) {
@@ -357,7 +423,7 @@ class LatentMap {
     ctx.strokeStyle = color; ctx.lineWidth = width; ctx.stroke();
   }
 
-  drawStar([sx, sy]) {
+  drawStar([sx, sy], ink) {
     const ctx = this.ctx, R = 11, r = 4.6;
     ctx.beginPath();
     for (let i = 0; i < 10; i++) {
@@ -365,7 +431,7 @@ class LatentMap {
       ctx.lineTo(sx + rad * Math.cos(a), sy + rad * Math.sin(a));
     }
     ctx.closePath();
-    ctx.fillStyle = (this.th || this.theme()).ink; ctx.fill();
+    ctx.fillStyle = ink; ctx.fill();
     ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5; ctx.stroke();
   }
 
@@ -382,10 +448,10 @@ function fmt(v) {
 
 export default function (component) {
   const { parentElement, setTriggerValue } = component;
-  const data = component.data && typeof component.data.json === "string" ? JSON.parse(component.data.json) : component.data;
+  const data = component.data instanceof Uint8Array ? unpack(component.data) : null;
   const root = parentElement.querySelector(".vae-map");
   if (!root || !data) return;
-  const inst = (root.__vaeMap ??= new LatentMap(root));
+  const inst = (root.__vaeMap ??= new LatentMap(root, data.renderer));
   inst.update(data, setTriggerValue);
   return () => inst.destroy();
 }
