@@ -97,3 +97,19 @@ def test_display_and_tile():
     assert t.shape == (2 * 5 - 1, 3 * 5 - 1)
     np.testing.assert_array_equal(t[5:9, 10:14], d[1, 2])
     assert images.to_display(np.ones((2, 3, 4, 4)) * 2, (3, 4, 4)).max() == 1.0
+
+
+def test_sprite_sheet_places_image_i_at_row_i_div_cols():
+    import io
+
+    from PIL import Image
+
+    from vae_core.images import sprite_sheet
+    imgs = np.stack([np.full((3, 4), i / 10, np.float32) for i in range(7)])  # 7 images -> 3 per row
+    png, cols = sprite_sheet(imgs)
+    sheet = np.asarray(Image.open(io.BytesIO(png)), np.float32) / 255
+    assert cols == 3 and sheet.shape == (3 * 4 - 1, 3 * 5 - 1)  # 1 px gaps
+    for i in range(7):
+        r, c = divmod(i, cols)
+        np.testing.assert_allclose(sheet[r * 4:r * 4 + 3, c * 5:c * 5 + 4], i / 10, atol=1 / 255)
+    assert (sheet[2 * 4:, 1 * 5:] == 1).all()  # the unused cells are white paper

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import os
 from dataclasses import dataclass
 
@@ -67,14 +66,9 @@ def point_stats(model, x, iw_samples: int = DEFAULT_IW_SAMPLES, seed: int = 0) -
 
 def _sprite(images: np.ndarray) -> dict:
     """Display images (N, H, W[, 3]) in [0, 1] -> one PNG sheet, `cols` per row, 1 px gaps."""
-    from .images import png_bytes, tile
-    n, h, w = images.shape[:3]
-    cols = max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / cols)
-    grid = np.ones((rows * cols, *images.shape[1:]), np.float32)
-    grid[:n] = images
-    sheet = tile(grid.reshape(rows, cols, *images.shape[1:]), pad=1)
-    return {"png": base64.b64encode(png_bytes(sheet)).decode("ascii"), "cols": cols, "h": h, "w": w}
+    from .images import sprite_sheet
+    png, cols = sprite_sheet(images)
+    return {"png": base64.b64encode(png).decode("ascii"), "cols": cols, "h": images.shape[1], "w": images.shape[2]}
 
 
 def _projection(means_all: np.ndarray, umap_all: np.ndarray | None, n: int) -> tuple[str, dict, np.ndarray, list]:

@@ -250,3 +250,15 @@ def png_bytes(a: np.ndarray, scale: int = 1) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((a * 255 + 0.5).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def sprite_sheet(images: np.ndarray) -> tuple[bytes, int]:
+    """Display images (N, H, W[, 3]) in [0, 1] -> (one PNG sheet, cols): ceil(sqrt(N)) per row, 1 px
+    white gaps, image i at row i // cols, column i % cols (the browser crops it from there)."""
+    import math
+    n = images.shape[0]
+    cols = max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    grid = np.ones((rows * cols, *images.shape[1:]), np.float32)
+    grid[:n] = images
+    return png_bytes(tile(grid.reshape(rows, cols, *images.shape[1:]), pad=1)), cols

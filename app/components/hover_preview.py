@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import math
 
 import numpy as np
 import streamlit as st
 
 from app.components.latent_map import MAP_META
-from vae_core.images import png_bytes, tile
-
+from vae_core.images import sprite_sheet
 
 _HTML = """
 <div class="hp" data-testid="hover-preview">
@@ -85,15 +83,9 @@ _COMPONENT = st.components.v2.component("vae_hover_preview", html=_HTML, css=_CS
 
 def hover_sprite(images: np.ndarray, test_index: np.ndarray) -> dict:
     """Thumbnails (N, H, W[, 3]) in [0, 1] of the map points (in map order) -> sprite payload."""
-    n, h, w = images.shape[:3]
-    cols = max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / cols)
-    grid = np.ones((rows * cols, *images.shape[1:]), np.float32)
-    grid[:n] = images
-    sheet = tile(grid.reshape(rows, cols, *images.shape[1:]), pad=1)
-    data = png_bytes(sheet)
+    data, cols = sprite_sheet(images)
     return {"id": hashlib.sha1(data).hexdigest()[:16], "sprite": base64.b64encode(data).decode("ascii"),
-            "cols": cols, "h": h, "w": w, "index": [int(i) for i in test_index]}
+            "cols": cols, "h": images.shape[1], "w": images.shape[2], "index": [int(i) for i in test_index]}
 
 
 def hover_preview(sprite: dict, key: str) -> None:
