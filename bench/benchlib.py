@@ -170,3 +170,21 @@ def chromium_missing(results: str, title: str, what: str, load_before: str, smok
     print(msg)
     append_results(results, title, msg, load_before, smoke)
     return True
+
+
+def shipped_cache_dir(tmp: str) -> str:
+    """A fresh cache dir holding what the repo ships for the default model: the checkpoint and its
+    projection cache (`<ckpt>.proj.npz`, the map's means and UMAP embedding)."""
+    import shutil
+
+    from vae_core.cache import default_checkpoint_path
+    from vae_core.projection import cache_path_for
+    src = default_checkpoint_path()
+    if not os.path.exists(src):
+        raise SystemExit(f"error: the shipped checkpoint {src} is missing")
+    d = os.path.join(tmp, "shipped")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(src, d)
+    if os.path.exists(cache_path_for(src)):
+        shutil.copy(cache_path_for(src), d)
+    return d

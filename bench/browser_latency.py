@@ -16,7 +16,6 @@ Helpers: app/testing/browser.py (server, Chromium, the decoder component's hook)
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 
@@ -32,21 +31,6 @@ def wait_for_map(page, at_least: int = 1, timeout_ms: float = 600_000) -> None:
     from app.testing.browser import wait_for_map as wait
     wait(page, at_least, timeout_ms)
 
-
-def shipped_cache_dir(tmp: str) -> str:
-    """A fresh cache dir holding what the repo ships for the default model: the checkpoint and its
-    projection cache (`<ckpt>.proj.npz`, the map's means and UMAP embedding)."""
-    from vae_core.cache import default_checkpoint_path
-    from vae_core.projection import cache_path_for
-    src = default_checkpoint_path()
-    if not os.path.exists(src):
-        raise SystemExit(f"error: the shipped checkpoint {src} is missing")
-    d = os.path.join(tmp, "shipped")
-    os.makedirs(d, exist_ok=True)
-    shutil.copy(src, d)
-    if os.path.exists(cache_path_for(src)):
-        shutil.copy(cache_path_for(src), d)
-    return d
 
 
 def conv_cache_dir(tmp: str) -> str:
@@ -278,7 +262,7 @@ def main():
         return run
 
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
-        shipped = shipped_cache_dir(tmp)
+        shipped = bl.shipped_cache_dir(tmp)
         part("launch", lambda: bench_launch(browser, shipped, rounds))
         part("train", lambda: bench_train(browser, tmp, epochs))
         part("drag", explorer(shipped, lambda page: bench_drag(page, n)[0]))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -174,18 +173,6 @@ async def phase(students: list[Student], step: str, spread: float, timing: dict,
     await asyncio.gather(*(one(i, s) for i, s in enumerate(students)))
 
 
-def shipped_cache_dir(tmp: str) -> str:
-    """A fresh checkpoint folder with the shipped model and its projection cache."""
-    from vae_core.cache import default_checkpoint_path
-    from vae_core.projection import cache_path_for
-    src = default_checkpoint_path()
-    d = os.path.join(tmp, "ckpts")
-    os.makedirs(d, exist_ok=True)
-    shutil.copy(src, d)
-    if os.path.exists(cache_path_for(src)):
-        shutil.copy(cache_path_for(src), d)
-    return d
-
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
@@ -249,7 +236,7 @@ def main():
     print(f"{bl.machine_line()}\nload {load_before}\napp {root}")
     rows, t_start, errors = [], time.perf_counter(), {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"VAE_CHECKPOINT_DIR": shipped_cache_dir(tmp), "PYTHONPATH": root, "VAE_ALLOW_TRAINING": "0"}
+        env = {"VAE_CHECKPOINT_DIR": bl.shipped_cache_dir(tmp), "PYTHONPATH": root, "VAE_ALLOW_TRAINING": "0"}
         for n in ns:
             if time.perf_counter() - t_start > a.budget:
                 rows.append([n, "not run: --budget spent"] + ["-"] * 9)

@@ -38,18 +38,6 @@ def conv_cache_dir(tmp: str, smoke: bool) -> str:
     return d
 
 
-def shipped_cache_dir(tmp: str) -> str:
-    import shutil
-
-    from vae_core.cache import default_checkpoint_path
-    from vae_core.projection import cache_path_for
-    d = os.path.join(tmp, "shipped")
-    os.makedirs(d, exist_ok=True)
-    for f in (default_checkpoint_path(), cache_path_for(default_checkpoint_path())):
-        if os.path.exists(f):
-            shutil.copy(f, d)
-    return d
-
 
 def main():
     p = bl.base_parser(__doc__.split("\n")[0])
@@ -66,7 +54,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
         models = [("conv", conv_cache_dir(tmp, a.smoke))]
         if not a.smoke:  # the same measurement for the shipped MLP: what this machine allows at all
-            models.append(("shipped MLP (reference)", shipped_cache_dir(tmp)))
+            models.append(("shipped MLP (reference)", bl.shipped_cache_dir(tmp)))
         for name, d in models:
             with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=600) as s:
                 page = new_page(browser)
