@@ -142,3 +142,27 @@ def _bad_checkpoints_fixture():
 def _copy_checkpoint_fixture():
     """copy_with, for test modules."""
     return copy_with
+
+
+def seeded_vae(folder, name: str, dataset: str, **cfg) -> str:
+    """An untrained seeded VAE for `dataset` (ModelConfig fields in cfg), saved as folder/name.safetensors;
+    its decoder weights x3 give contrasted images, so a slider drag visibly changes them."""
+    import torch
+
+    from vae_core.checkpoints import save_checkpoint
+    from vae_core.data import load_dataset
+    from vae_core.model import VAE
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(input_shape=load_dataset(dataset).input_shape, **cfg))
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(3.0)
+    path = str(folder / f"{name}.safetensors")
+    save_checkpoint(path, model, TrainConfig(dataset=dataset, epochs=1, binarize="dynamic"))
+    return path
+
+
+@pytest.fixture(name="seeded_vae", scope="session")
+def _seeded_vae_fixture():
+    """seeded_vae, for test modules."""
+    return seeded_vae

@@ -18,11 +18,9 @@ from torch.distributions import Bernoulli, Normal
 
 from test_browser_decoder import needs_node, run_js, z_grid
 from vae_core.cache import default_checkpoint_path
-from vae_core.checkpoints import load_checkpoint, save_checkpoint
-from vae_core.config import ModelConfig, TrainConfig
+from vae_core.checkpoints import load_checkpoint
 from vae_core.data import eval_targets, load_dataset
 from vae_core.export_html import explorer_data, explorer_html, export_html, point_stats
-from vae_core.model import VAE
 from vae_core.projection import read_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,24 +37,12 @@ def arr(b64: str, dtype: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(b64), dtype=dtype)
 
 
-def seeded(folder, name, dataset, **cfg) -> str:
-    """An untrained seeded VAE for `dataset`, saved in folder (decoder x3: contrasted images)."""
-    torch.manual_seed(0)
-    data = load_dataset(dataset)
-    model = VAE(ModelConfig(input_shape=data.input_shape, **cfg))
-    with torch.no_grad():
-        for p in model.decoder.parameters():
-            p.mul_(3.0)
-    path = str(folder / f"{name}.safetensors")
-    save_checkpoint(path, model, TrainConfig(dataset=dataset, epochs=1, binarize="dynamic"))
-    return path
-
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, seeded_vae):
     d = tmp_path_factory.mktemp("export")
-    return {"mlp-z2": seeded(d, "mlp-z2", "digits", latent_dim=2, hidden=(16,)),
-            "conv": seeded(d, "conv", "mnist-5k", latent_dim=3, arch="conv", hidden=(16,), conv_channels=(4, 8))}
+    return {"mlp-z2": seeded_vae(d, "mlp-z2", "digits", latent_dim=2, hidden=(16,)),
+            "conv": seeded_vae(d, "conv", "mnist-5k", latent_dim=3, arch="conv", hidden=(16,), conv_channels=(4, 8))}
 
 
 @needs_shipped

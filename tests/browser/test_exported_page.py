@@ -14,34 +14,22 @@ import pytest
 import torch
 
 from vae_core.cache import default_checkpoint_path
-from vae_core.checkpoints import load_checkpoint, save_checkpoint
-from vae_core.config import ModelConfig, TrainConfig
+from vae_core.checkpoints import load_checkpoint
 from vae_core.data import eval_targets, load_dataset
 from vae_core.export_html import export_html
 from vae_core.images import to_display
-from vae_core.model import VAE
 
 pytestmark = pytest.mark.browser
 F16_BYTES = 3.0  # float16 weights: pixel values within 2/255 of float32, plus 8-bit rounding on each side
 
 
-def _seeded(folder, name, dataset, **cfg) -> str:
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(input_shape=load_dataset(dataset).input_shape, **cfg))
-    with torch.no_grad():
-        for p in model.decoder.parameters():
-            p.mul_(3.0)  # contrasted images: a drag visibly changes them
-    path = str(folder / f"{name}.safetensors")
-    save_checkpoint(path, model, TrainConfig(dataset=dataset, epochs=1, binarize="dynamic"))
-    return path
-
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, seeded_vae):
     """kind -> (checkpoint path, exported html path)."""
     d = tmp_path_factory.mktemp("export")
-    ckpts = {"mlp-z2": _seeded(d, "mlp-z2", "digits", latent_dim=2, hidden=(32,)),
-             "conv": _seeded(d, "conv", "mnist-5k", latent_dim=4, arch="conv", hidden=(32,), conv_channels=(8, 16))}
+    ckpts = {"mlp-z2": seeded_vae(d, "mlp-z2", "digits", latent_dim=2, hidden=(32,)),
+             "conv": seeded_vae(d, "conv", "mnist-5k", latent_dim=4, arch="conv", hidden=(32,), conv_channels=(8, 16))}
     if os.path.exists(default_checkpoint_path()):
         ckpts["shipped"] = default_checkpoint_path()
     out = {}
