@@ -16,6 +16,23 @@ KL_COLLAPSED = 0.01  # nats: a dim whose average KL is below this carries no inf
 
 
 @torch.no_grad()
+def encode(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """q(z|x)'s parameters (mu, logvar), each (..., k), for x (..., *input_shape)."""
+    return model.encode(torch.as_tensor(x, dtype=torch.float32))
+
+
+def encode_mean(model, x: torch.Tensor) -> torch.Tensor:
+    """E_q[z|x] = mu, (..., k): the point the map and the sliders show for x."""
+    return encode(model, x)[0]
+
+
+@torch.no_grad()
+def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
+    """E[x|z = mu(x)], the deterministic reconstruction shown beside an image."""
+    return model.decode_mean(encode_mean(model, x))
+
+
+@torch.no_grad()
 def decode(model, z: torch.Tensor) -> torch.Tensor:
     """E[x|z], (..., k) -> (..., *input_shape)."""
     return model.decode_mean(torch.as_tensor(z, dtype=torch.float32))
