@@ -2,13 +2,9 @@
 
 The payload is compact JSON: per layer its shape and its weight/bias as base64 of little-endian
 float32 bytes ("<f4", about 1.7 MB for 16-400-784 against ~6 MB as JSON floats) or float16 ("<f2",
-half that, for the static export), the input shape and the output transform that turns the last
-layer into E[x|z]:
-
-    bernoulli                 sigmoid(a)
-    continuous-bernoulli      lam/(2 lam - 1) + 1/(2 artanh(1 - 2 lam)), lam = sigmoid(a)
-                              = 1/(1 - e^-a) - 1/a, which is 1/2 + a/12 near a = 0
-    gaussian(-learned)        identity
+half that, for the static export), the input shape and, as "output", the name of the transform that
+turns the last layer into E[x|z]: the likelihood's `browser_transform` (vae_core.likelihoods), which
+decode.mjs implements under that name (sigmoid, continuous-bernoulli-mean, identity).
 
 Two formats, one per decoder of vae_core.model:
     vae-mlp-decoder/1   layers: h <- relu(W h + b), W (out, in) row-major as nn.Linear keeps it
@@ -25,17 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import likelihoods
 from .model import VAE, ConvDecoder
 
 MLP_FORMAT = "vae-mlp-decoder/1"
 CONV_FORMAT = "vae-conv-decoder/1"
 DTYPES = ("<f4", "<f2")  # weights as little-endian float32, or float16 (half the bytes)
-OUTPUT_TRANSFORMS = {
-    "bernoulli": "sigmoid",
-    "continuous-bernoulli": "continuous-bernoulli-mean",
-    "gaussian": "identity",
-    "gaussian-learned": "identity",
-}
 
 
 class BrowserDecodingError(ValueError):
@@ -105,8 +96,6 @@ def _conv_layers(model: VAE) -> tuple[list[tuple[nn.Linear, bool]], list[tuple[n
 def _check(model: VAE):
     """(format, linear layers, deconv layers) of the model's decoder, or BrowserDecodingError."""
     arch = getattr(model.cfg, "arch", None)
-    if model.cfg.likelihood not in OUTPUT_TRANSFORMS:
-        raise BrowserDecodingError(f"no in-browser output transform for likelihood {model.cfg.likelihood!r}")
     if arch == "mlp":
         return MLP_FORMAT, _mlp_layers(model), []
     if arch == "conv":
@@ -152,7 +141,7 @@ def decoder_payload(model: VAE, value_range: tuple[float, float] = (0.0, 1.0), d
     out_layers = [{"in": lin.in_features, "out": lin.out_features, "relu": relu, **weights(lin)}  # W (out, in)
                   for lin, relu in layers]
     meta = {"format": fmt, "latent_dim": model.cfg.latent_dim, "input_shape": list(model.cfg.input_shape),
-            "output": OUTPUT_TRANSFORMS[model.cfg.likelihood], "value_range": [lo, hi], "dtype": dtype}
+            "output": likelihoods.get(model.cfg.likelihood).browser_transform, "value_range": [lo, hi], "dtype": dtype}
     extra = {}
     if fmt == CONV_FORMAT:
         extra = {"unflatten": [int(s) for s in model.decoder.shape],

@@ -11,6 +11,7 @@ import math
 import shutil
 import sys
 
+from . import likelihoods
 from .config import (ARCHS, BINARIZE, LIKELIHOODS, MAX_EVAL_SAMPLES, OBJECTIVES, SIGMA_MODES, ModelConfig,
                      TrainConfig)
 
@@ -67,16 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sigma", type=float, default=m.sigma, help="fixed sigma of the 'gaussian' likelihood")
     t.add_argument("--sigma-mode", choices=SIGMA_MODES, default=m.sigma_mode,
                    help="gaussian-learned: one sigma or one per pixel")
-    t.add_argument("--objective", choices=OBJECTIVES, default=d.objective)
-    t.add_argument("--beta", type=float, default=d.beta)
-    t.add_argument("--warmup", type=float, default=d.warmup_epochs, help="KL warm-up epochs")
-    t.add_argument("--free-bits", type=float, default=d.free_bits, help="min KL per latent dim, nats")
-    t.add_argument("--mc-samples", type=int, default=d.mc_samples, help="L samples for the recon term")
+    t.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
+                   help="elbo; iwae (K = --iw-samples); mmd (InfoVAE, --mmd-weight); ae (plain autoencoder). "
+                        "--beta, --warmup and --free-bits apply to elbo only, --mc-samples to elbo and mmd: "
+                        "the other objectives refuse them (error) instead of ignoring them")
+    t.add_argument("--beta", type=float, default=d.beta, help="KL weight (elbo)")
+    t.add_argument("--warmup", type=float, default=d.warmup_epochs, help="KL warm-up epochs (elbo)")
+    t.add_argument("--free-bits", type=float, default=d.free_bits, help="min KL per latent dim, nats (elbo)")
+    t.add_argument("--mc-samples", type=int, default=d.mc_samples, help="L samples for the recon term (elbo, mmd)")
     t.add_argument("--iw-samples", type=int, default=d.iw_samples, help="K for --objective iwae")
     t.add_argument("--mmd-weight", type=float, default=d.mmd_weight, help="lambda for --objective mmd")
     t.add_argument("--binarize", choices=BINARIZE, default=None,
-                   help="targets for the Bernoulli likelihood: grey levels (none), x>0.5 (fixed), or "
-                        "resampled each epoch (dynamic). Default: dynamic for bernoulli, none otherwise")
+                   help="targets: grey levels (none), x>0.5 (fixed), or resampled each epoch (dynamic). "
+                        "Default: " + ", ".join(f"{lk.binarize_default} for {lk.name}"
+                                                for lk in likelihoods.REGISTRY.values()))
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--lr", type=float, default=d.lr)
@@ -107,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iw-samples", type=_int_in(0, MAX_EVAL_SAMPLES), default=1000,
                    help="K for importance-sampled log p(x); 0 skips")
     e.add_argument("--mc-samples", type=_int_in(1, MAX_EVAL_SAMPLES), default=1,
-                   help="L samples of z per example for the ELBO")
+                   help="L samples of z per example for the ELBO, with --iw-samples 0 only: otherwise the "
+                        "ELBO comes from the same K draws as log p(x)")
     e.add_argument("--n", type=_int_in(0), default=0, help="evaluate the first N test examples (0 = all)")
     e.add_argument("--data-root", default=None)
     e.add_argument("--seed", type=int, default=0)
@@ -155,12 +161,14 @@ def _train_rank(a, world, dev) -> int:
     from . import distributed as ddp
     from .cache import train_or_load
     from .data import load_dataset, target_description
+    from .losses import check_objective_options
     from .train import fit
-    binarize = a.binarize or ("dynamic" if a.likelihood == "bernoulli" else "none")
+    binarize = likelihoods.get(a.likelihood).binarize_for(a.binarize)
     tcfg = TrainConfig(dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                        objective=a.objective, beta=a.beta, warmup_epochs=a.warmup, free_bits=a.free_bits,
                        mc_samples=a.mc_samples, iw_samples=a.iw_samples, mmd_weight=a.mmd_weight,
                        binarize=binarize, test_fraction=a.test_fraction, max_train=a.max_train)
+    check_objective_options(tcfg)
     data = load_dataset(a.dataset, data_root=a.data_root, download=a.download, test_fraction=a.test_fraction)
     mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=a.latent_dim, arch=a.arch, hidden=a.hidden,
                        conv_channels=a.conv_channels, likelihood=a.likelihood, sigma=a.sigma,

@@ -14,8 +14,10 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from . import likelihoods
+
 ARCHS = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "gaussian-learned")
+LIKELIHOODS = likelihoods.NAMES  # the registry's names, for argparse choices and forms
 SIGMA_MODES = ("shared", "per-pixel")
 OBJECTIVES = ("elbo", "iwae", "mmd", "ae")
 BINARIZE = ("none", "fixed", "dynamic")
@@ -170,7 +172,7 @@ class ModelConfig(_DictMixin):
             convs = (c * c1 * 16 + c1) + (c1 * c2 * 16 + c2)          # two 4x4 convs
             deconvs = (c2 * c1 * 16 + c1) + (c1 * c * 16 + c)         # two 4x4 transposed convs
             n = convs + _mlp_params([flat, *hid, 2 * k]) + _mlp_params([k, *hid, flat]) + deconvs
-        if self.likelihood == "gaussian-learned":
+        if likelihoods.get(self.likelihood).learned_sigma:
             n += 1 if self.sigma_mode == "shared" else d
         return n
 

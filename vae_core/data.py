@@ -24,11 +24,11 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import likelihoods
 from .data_access import CACHE_DIR, DatasetError, check_path_allowed
 from .fsutil import atomic_write
 
 MAX_ABS_VALUE = 1e6  # beyond this, squared errors and logits overflow float32 within a few steps
-UNIT_INTERVAL_LIKELIHOODS = ("bernoulli", "continuous-bernoulli")  # need pixel values in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def unit_float(x: torch.Tensor) -> torch.Tensor:
 
 def check_for_likelihood(data: Dataset, likelihood: str, binarize: str) -> None:
     """DatasetError when `likelihood` needs values in [0, 1] and `data` has others (0..5, negatives)."""
-    if likelihood not in UNIT_INTERVAL_LIKELIHOODS or data.in_unit_interval:
+    if not likelihoods.get(likelihood).unit_interval or data.in_unit_interval:
         return
     lo, hi = data.value_range
     also = (f" (binarize={binarize!r} thresholds at 0.5, which assumes that range too)"
@@ -371,16 +371,6 @@ def eval_targets(x: torch.Tensor, binarize: str, seed: int = 1234) -> torch.Tens
 
 
 def target_description(likelihood: str, binarize: str) -> str:
-    """Say which data a log-density refers to (shown in the CLI and the UI)."""
-    if likelihood == "bernoulli":
-        if binarize == "fixed":
-            return "Bernoulli log-likelihood of binarized data (x > 0.5)"
-        if binarize == "dynamic":
-            return "Bernoulli log-likelihood of stochastically binarized data (test set: one seeded draw)"
-        return ("Bernoulli cross-entropy on grey levels: not a normalized log-likelihood "
-                "(pytorch/examples convention)")
-    if likelihood == "continuous-bernoulli":
-        return "continuous-Bernoulli log-density of grey levels in [0, 1]"
-    if likelihood == "gaussian":
-        return "Gaussian log-density (fixed sigma) of real-valued pixels, constants included"
-    return "Gaussian log-density (learned sigma) of real-valued pixels, constants included"
+    """Say which data a log-density refers to (shown in the CLI and the UI): the likelihood's own
+    description of binarized or grey-level targets (vae_core.likelihoods)."""
+    return likelihoods.get(likelihood).describe(binarize)

@@ -19,16 +19,20 @@ import html
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .constants import FLOATS_PER_PASS, SLIDER_RANGE, SLIDER_STEP
 from .js import js_source
+
+if TYPE_CHECKING:
+    from .model import VAE
 
 DEFAULT_POINTS = 2000      # the Explorer page's default map cap
 DEFAULT_IW_SAMPLES = 100   # K per point: the checkpoint's own test log p(x) uses 100 too
 TRAVERSAL_ROWS = 8         # dims in the traversal grid (highest KL first)
 TRAVERSAL_STEPS = 9        # values per row, evenly spaced over the sliders' range
-SLIDER_RANGE = 3.0         # as the Explorer's sliders (app.views.explorer_state.SLIDER_RANGE)
 
 
 @dataclass(frozen=True)
@@ -44,23 +48,26 @@ def _b64(a, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype).tobytes()).decode("ascii")
 
 
-def point_stats(model, x, iw_samples: int = DEFAULT_IW_SAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
+def point_stats(model: VAE, x, iw_samples: int = DEFAULT_IW_SAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
     """Per test point (N,) float64 arrays elbo, recon, kl, log_px (see the module docstring)."""
     import torch
 
-    from .estimators import iwae_bound, log_importance_weights
+    from .estimators import importance_terms
+    from .losses import kl_diag_gaussian
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
     g = torch.Generator().manual_seed(seed)
-    bs = max(1, int(3e7 // (iw_samples * model.cfg.input_dim)))  # K * B * D decoder outputs per chunk
+    bs = max(1, FLOATS_PER_PASS // (iw_samples * model.cfg.input_dim))  # K * B * D decoder outputs per chunk
     out: dict[str, list] = {"elbo": [], "recon": [], "kl": [], "log_px": []}
     with torch.no_grad():
         for i in range(0, len(x), bs):
-            log_w, terms = log_importance_weights(model, x[i:i + bs], iw_samples, g, return_terms=True)
-            out["recon"].append(terms.recon)
-            out["kl"].append(terms.kl)
-            out["elbo"].append(terms.recon - terms.kl)
-            out["log_px"].append(iwae_bound(log_w))
+            xb = x[i:i + bs]
+            log_px, recon = importance_terms(model, xb, iw_samples, g)
+            kl = kl_diag_gaussian(*model.encode(xb)).sum(-1)
+            out["recon"].append(recon)
+            out["kl"].append(kl)
+            out["elbo"].append(recon - kl)
+            out["log_px"].append(log_px)
     return {k: torch.cat(v).double().numpy() for k, v in out.items()}
 
 
@@ -140,7 +147,7 @@ def explorer_data(ckpt, x_test, y_test=None, *, points: int = DEFAULT_POINTS, iw
                    **{key: _b64(v, "<f4") for key, v in stats.items()}},
         "iw_samples": iw_samples, "n_test": len(x_test),
         "sprite": _sprite(to_display(x, ckpt.model_config.input_shape)),
-        "sliders": {"range": SLIDER_RANGE, "labels": [f"z{d + 1} · KL {v:.2f}" + (" · collapsed" if c else "")
+        "sliders": {"range": SLIDER_RANGE, "step": SLIDER_STEP, "labels": [f"z{d + 1} · KL {v:.2f}" + (" · collapsed" if c else "")
                                                       for d, (v, c) in enumerate(zip(kl_dim, collapsed))],
                     "collapsed": collapsed},
         "traversal": {"dims": order, "steps": TRAVERSAL_STEPS},

@@ -6,34 +6,38 @@ model.decode_mean. Decoding and the ELBO breakdown run under no_grad; nothing mo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from .estimators import iwae_bound, log_importance_weights
+from .constants import ACTIVE_VAR_THRESHOLD, KL_COLLAPSED_NATS
 from .estimators import active_units as _active_units
+from .estimators import importance_terms
+from .losses import kl_diag_gaussian
 
-KL_COLLAPSED = 0.01  # nats: a dim whose average KL is below this carries no information
+if TYPE_CHECKING:
+    from .model import VAE
 
 
 @torch.no_grad()
-def encode(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """q(z|x)'s parameters (mu, logvar), each (..., k), for x (..., *input_shape)."""
     return model.encode(torch.as_tensor(x, dtype=torch.float32))
 
 
-def encode_mean(model, x: torch.Tensor) -> torch.Tensor:
+def encode_mean(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """E_q[z|x] = mu, (..., k): the point the map and the sliders show for x."""
     return encode(model, x)[0]
 
 
 @torch.no_grad()
-def reconstruct(model, x: torch.Tensor) -> torch.Tensor:
+def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """E[x|z = mu(x)], the deterministic reconstruction shown beside an image."""
     return model.decode_mean(encode_mean(model, x))
 
 
 @torch.no_grad()
-def decode(model, z: torch.Tensor) -> torch.Tensor:
+def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
     """E[x|z], (..., k) -> (..., *input_shape)."""
     return model.decode_mean(torch.as_tensor(z, dtype=torch.float32))
 
@@ -88,8 +92,8 @@ def manifold_grid(n: int, quantile_range: tuple[float, float] = (0.05, 0.95)) ->
     return torch.stack([z1, z2], -1)
 
 
-def collapsed_dims(kl_per_dim, mean_variance=None, kl_threshold: float = KL_COLLAPSED,
-                   var_threshold: float = 0.01) -> list[bool]:
+def collapsed_dims(kl_per_dim, mean_variance=None, kl_threshold: float = KL_COLLAPSED_NATS,
+                   var_threshold: float = ACTIVE_VAR_THRESHOLD) -> list[bool]:
     """A dim is collapsed when its average KL < kl_threshold nats, or (given Var_x[mu_d]) it is
     inactive in the sense of Burda et al. 2016 (Var_x E_q[z_d] <= var_threshold)."""
     kl = torch.as_tensor(kl_per_dim, dtype=torch.float64)
@@ -120,22 +124,14 @@ class ELBOBreakdown:
 
 
 @torch.no_grad()
-def elbo_breakdown(model, x: torch.Tensor, k: int = 1000, seed: int = 0) -> ELBOBreakdown:
+def elbo_breakdown(model: VAE, x: torch.Tensor, k: int = 1000, seed: int = 0) -> ELBOBreakdown:
     """x (*input_shape): one example as the likelihood sees it (binarized if the model was)."""
     g = torch.Generator().manual_seed(seed)
     xb = x.unsqueeze(0)
-    chunk = max(1, int(2e7 // model.cfg.input_dim))  # bound K * D decoder outputs per pass
-    parts, terms = [], None
-    for j in range(0, k, chunk):
-        lw, t = log_importance_weights(model, xb, min(chunk, k - j), generator=g, return_terms=True)
-        parts.append((lw, t.recon * lw.shape[0]))
-        terms = t
-    log_w = torch.cat([p[0] for p in parts])
-    recon = float(sum(p[1] for p in parts) / k)  # mean over all K draws of log p(x|z_k)
-    kl = float(terms.kl[0])
-    log_px = float(iwae_bound(log_w)[0])
-    elbo = recon - kl
-    return ELBOBreakdown(recon, kl, [float(v) for v in terms.kl_per_dim[0]], elbo, log_px,
-                         log_px - elbo, k, terms.mu[0], terms.logvar[0],
-                         model.decode_mean(terms.mu)[0])
-
+    log_px, recon = importance_terms(model, xb, k, generator=g)  # the same K draws for both
+    mu, logvar = model.encode(xb)
+    kl_d = kl_diag_gaussian(mu, logvar)[0]
+    kl = float(kl_d.sum())
+    elbo = float(recon[0]) - kl
+    return ELBOBreakdown(float(recon[0]), kl, [float(v) for v in kl_d], elbo, float(log_px[0]),
+                         float(log_px[0]) - elbo, k, mu[0], logvar[0], model.decode_mean(mu)[0])

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import ModelConfig
 from . import likelihoods as lk
+from .config import ModelConfig
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -78,12 +78,17 @@ class VAE(nn.Module):
         else:
             self.encoder = ConvEncoder(cfg)
             self.decoder = ConvDecoder(cfg)
-        if cfg.likelihood == "gaussian-learned":
+        if lk.get(cfg.likelihood).learned_sigma:
             n = 1 if cfg.sigma_mode == "shared" else d
             self.log_sigma = nn.Parameter(torch.zeros(n))
         else:
             self.register_buffer("log_sigma", torch.full((1,), math.log(cfg.sigma)),
                                  persistent=False)
+
+    @property
+    def likelihood(self) -> lk.Likelihood:
+        """p(x|z)'s registry entry (vae_core.likelihoods): log-density, mean, data range."""
+        return lk.get(self.cfg.likelihood)
 
     @property
     def event_dims(self) -> int:
@@ -113,7 +118,7 @@ class VAE(nn.Module):
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         """E[x|z] for display, (..., *input_shape)."""
-        return lk.mean_of(self.cfg.likelihood, self.decode(z))
+        return self.likelihood.mean(self.decode(z))
 
     def sigma_tensor(self) -> torch.Tensor:
         """log sigma broadcastable to one example, (*input_shape) or (1,)."""
@@ -122,12 +127,7 @@ class VAE(nn.Module):
 
     def log_px_given_z(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x|z) in nats per example; out (..., *shape), x broadcastable -> (...)."""
-        like, e = self.cfg.likelihood, self.event_dims
-        if like == "bernoulli":
-            return lk.bernoulli_log_prob(out, x, e)
-        if like == "continuous-bernoulli":
-            return lk.continuous_bernoulli_log_prob(out, x, e)
-        return lk.gaussian_log_prob(out, self.sigma_tensor(), x, e)
+        return self.likelihood.log_prob(out, self.sigma_tensor(), x, self.event_dims)
 
     def forward(self, x: torch.Tensor, n_samples: int = 1, eps=None) -> VAEOutput:
         mu, logvar = self.encode(x)

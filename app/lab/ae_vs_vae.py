@@ -13,8 +13,9 @@ from app.common import current_checkpoint, dataset_for, test_targets
 from app.lab.sweep_ui import base_caption, image_grid, open_runs
 from vae_core.data import eval_targets
 from vae_core.lab.alignment import aligned_maps
-from vae_core.lab.compare import (fit_code_gaussian, interpolate, knn_label_agreement, nearest_distance,
-                                  reconstruction_error, sample_gaussian)
+from vae_core.lab.compare import (fit_code_gaussian, knn_label_agreement, nearest_distance, reconstruction_error,
+                                  sample_gaussian)
+from vae_core.latent import lerp
 from vae_core.lab.sweeps import objective_runs, summarize
 
 N_SAMPLES = 300   # prior draws scored per sampler
@@ -142,7 +143,7 @@ def render() -> None:
     i = c1.number_input("from test image", 0, n - 1, 0, key="lab6_from")
     j = c2.number_input("to test image", 0, n - 1, min(1, n - 1), key="lab6_to")
     with torch.no_grad():
-        lines = [m.decode_mean(interpolate(m.encode(x[[i]])[0][0], m.encode(x[[j]])[0][0], STEPS))
+        lines = [m.decode_mean(lerp(m.encode(x[[i]])[0][0], m.encode(x[[j]])[0][0], torch.linspace(0, 1, STEPS)))
                  for m in (vae, ae)]
     st.image(image_grid(lines, shape, 64), clamp=True,
              caption=f"Straight lines between the two codes, {STEPS} steps: top VAE, bottom AE")

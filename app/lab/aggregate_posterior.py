@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from app.common import current_checkpoint, dataset_for, test_targets
 from app.lab.sweep_ui import base_caption, image_grid, open_runs
 from vae_core.lab.aggregate import aggregate_kl, hole_scores, marginal_kl, mmd_to_prior, sample_aggregate
-from vae_core.lab.alignment import fit_pca
+from vae_core.projection import fit_pca
 from vae_core.lab.sweeps import objective_runs, summarize
 from vae_core.losses import mmd
 
@@ -43,7 +43,7 @@ def _numbers(key: tuple, _model, _x: torch.Tensor, seed: int = 0) -> dict:
         holes = _model.decode_mean(zp[order[:N_SHOW]])
         dense = _model.decode_mean(zp[order[-N_SHOW:]])
     return {"zq": zq.numpy(), "agg": agg, "marginal": marginal, "mmd": mmd_q, "noise_floor": noise_floor,
-            "map_mu": pca.project(mu), "map_prior": pca.project(zp), "score": score.numpy(),
+            "map_mu": pca.transform(mu), "map_prior": pca.transform(zp), "score": score.numpy(),
             "holes": holes, "dense": dense, "hole_scores": score[order[:N_SHOW]].numpy(),
             "dense_scores": score[order[-N_SHOW:]].numpy(), "stats": stats,
             "sigma_mean": float(torch.exp(0.5 * logvar).mean()), "n": len(mu)}

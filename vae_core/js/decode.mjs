@@ -72,6 +72,9 @@ export function parseDecoder(payload) {
   if (fmt !== "vae-mlp-decoder/1" && fmt !== "vae-conv-decoder/1") {
     throw new Error(`unknown decoder format ${fmt}`);
   }
+  if (!Object.hasOwn(OUTPUT_TRANSFORMS, payload.output)) {
+    throw new Error(`unknown output transform ${payload.output}`);
+  }
   const dtype = payload.dtype || "<f4";
   const layers = payload.layers.map((l, i) => parseLinear(l, i, dtype));
   let deconvs = [], nOut = layers[layers.length - 1].nOut;
@@ -101,17 +104,22 @@ export function parseDecoder(payload) {
   };
 }
 
-// E[x|z] for one output pre-activation a.
-function outputMean(kind, a) {
-  if (kind === "sigmoid") return 1 / (1 + Math.exp(-a));
-  if (kind === "continuous-bernoulli-mean") {
-    // lam/(2lam-1) + 1/(2 artanh(1-2lam)) with lam = sigmoid(a) equals 1/(1-e^-a) - 1/a;
-    // its Taylor series 1/2 + a/12 - a^3/720 avoids 0/0 near a = 0 (lam = 1/2).
-    if (Math.abs(a) < 1e-2) return 0.5 + a / 12 - (a * a * a) / 720;
+// E[x|z] for one output pre-activation a, keyed by the likelihood's browser_transform, which the
+// payload's "output" names (vae_core/likelihoods.py: the registry; no likelihood names here).
+export const OUTPUT_TRANSFORMS = {
+  sigmoid: (a) => 1 / (1 + Math.exp(-a)),
+  // The continuous Bernoulli's mean, as vae_core.likelihoods.continuous_bernoulli_mean:
+  // lam/(2lam-1) + 1/(2 artanh(1-2lam)) with lam = sigmoid(a) equals 1/(1-e^-a) - 1/a, exact at any a;
+  // for |a| < 1 the series 1/2 + a/12 - a^3/720 + a^5/30240 - a^7/1209600 avoids the 0/0 at a = 0.
+  "continuous-bernoulli-mean": (a) => {
+    if (Math.abs(a) < 1) {
+      const a2 = a * a;
+      return 0.5 + a * (1 / 12 + a2 * (-1 / 720 + a2 * (1 / 30240 - a2 / 1209600)));
+    }
     return -1 / Math.expm1(-a) - 1 / a;
-  }
-  return a;  // identity (Gaussian mean)
-}
+  },
+  identity: (a) => a,  // Gaussian mean
+};
 
 // ConvTranspose2d, gathered: out[oy, ox, co] = b[co] + sum over (ky, kx, ci) of x[iy, ix, ci] W[ci, co, ky, kx]
 // where oy = iy*s - p + ky and ox = ix*s - p + kx. x and out are channel-last (H, W, C).
@@ -163,16 +171,16 @@ export function decode(net, z) {
     if (L.relu) for (let o = 0; o < nOut; o++) if (h[o] < 0) h[o] = 0;
     x = h;
   }
-  const out = net.mean, kind = net.output;
+  const out = net.mean, outputMean = OUTPUT_TRANSFORMS[net.output];
   if (!net.deconvs.length) {
-    for (let j = 0; j < out.length; j++) out[j] = outputMean(kind, x[j]);
+    for (let j = 0; j < out.length; j++) out[j] = outputMean(x[j]);
     return out;
   }
   const [c0, h0, w0] = net.unflatten;
   x = toChannelLast(x, c0, h0, w0, net.hwc);
   for (const L of net.deconvs) x = deconv(L, x);
   const { C, H, W } = net, n = H * W;  // channel-last back to (C, H, W)
-  for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) out[c * n + i] = outputMean(kind, x[i * C + c]);
+  for (let c = 0; c < C; c++) for (let i = 0; i < n; i++) out[c * n + i] = outputMean(x[i * C + c]);
   return out;
 }
 

@@ -139,7 +139,7 @@ D.sliders.labels.forEach((text, i) => {
   const input = document.createElement("input"), out = document.createElement("output");
   row.className = "row" + (D.sliders.collapsed[i] ? " inactive" : "");
   label.textContent = text; label.title = text;
-  Object.assign(input, { type: "range", min: String(-RANGE), max: String(RANGE), step: "0.01", value: "0" });
+  Object.assign(input, { type: "range", min: String(-RANGE), max: String(RANGE), step: String(D.sliders.step), value: "0" });
   input.dataset.testid = `export-slider-${i}`;
   input.setAttribute("aria-label", text);
   input.addEventListener("input", () => { z[i] = parseFloat(input.value); out.textContent = z[i].toFixed(2); changed(); });

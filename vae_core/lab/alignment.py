@@ -1,8 +1,8 @@
 """2-D maps of latent means that can be compared across models.
 
-Each model gets its own PCA of the test-set means mu (N, k) -> (N, 2). Two models' PCA maps are
-arbitrary up to rotation and reflection, so one map is rotated onto a reference map with orthogonal
-Procrustes on the same N test points (Schönemann 1966):
+Each model gets its own PCA of the test-set means mu (N, k) -> (N, 2): vae_core.projection.fit_pca,
+as the explorer's map. Two models' PCA maps are arbitrary up to rotation and reflection, so one map
+is rotated onto a reference map with orthogonal Procrustes on the same N test points (Schönemann 1966):
 
     R* = argmin_{R^T R = I} || (A - a) R - (B - b) ||_F,   aligned = (A - a) R* + b
 
@@ -16,39 +16,11 @@ import numpy as np
 import torch
 from scipy.linalg import orthogonal_procrustes
 
-
-@dataclass(frozen=True)
-class PCA:
-    mean: np.ndarray        # (k,)
-    components: np.ndarray  # (n_components, k), orthonormal rows
-    explained: np.ndarray   # (n_components,) fraction of the total variance per component
-
-    def project(self, z) -> np.ndarray:
-        """(M, k) latent points -> (M, n_components) map coordinates (prior samples too)."""
-        return (_np(z) - self.mean) @ self.components.T
+from ..projection import PCAProjection, fit_pca
 
 
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy().astype(np.float64) if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
-
-
-def fit_pca(z, n_components: int = 2) -> PCA:
-    """PCA of (N, k) points via SVD of the centred data; sign fixed so each component's largest |entry| is > 0."""
-    z = _np(z)
-    if z.ndim != 2 or len(z) < 2:
-        raise ValueError(f"PCA needs at least 2 points of shape (N, k), got {z.shape}")
-    mean = z.mean(0)
-    _, s, vt = np.linalg.svd(z - mean, full_matrices=False)
-    n = min(n_components, vt.shape[0])
-    comps = vt[:n]
-    signs = np.sign(comps[np.arange(n), np.abs(comps).argmax(1)])
-    comps = comps * signs[:, None]
-    var = s ** 2
-    explained = var[:n] / var.sum() if var.sum() > 0 else np.zeros(n)
-    if n < n_components:  # a 1-D latent: pad with a zero axis so maps are always 2-D
-        comps = np.vstack([comps, np.zeros((n_components - n, z.shape[1]))])
-        explained = np.concatenate([explained, np.zeros(n_components - n)])
-    return PCA(mean, comps, explained)
 
 
 @dataclass(frozen=True)
@@ -77,12 +49,12 @@ def procrustes_align(source, target) -> Alignment:
 @dataclass(frozen=True)
 class LatentMap:
     """A model's PCA map, optionally rotated onto a reference map; projects any latent points."""
-    pca: PCA
+    pca: PCAProjection
     alignment: Alignment | None = None
 
     def project(self, z) -> np.ndarray:
         """(M, k) -> (M, 2) in the (aligned) map frame: the same transform for means and prior samples."""
-        m = self.pca.project(z)
+        m = self.pca.transform(_np(z))
         return m if self.alignment is None else self.alignment.apply(m)
 
 
@@ -91,8 +63,8 @@ def aligned_maps(mus: dict, reference: str) -> dict:
 
     Each model is projected by its own PCA of its test means; rows of all mus are the same test points.
     """
-    pcas = {name: fit_pca(mu) for name, mu in mus.items()}
-    ref_map = pcas[reference].project(mus[reference])
+    pcas = {name: fit_pca(_np(mu)) for name, mu in mus.items()}
+    ref_map = pcas[reference].transform(_np(mus[reference]))
     return {name: LatentMap(pca, None if name == reference
-                            else procrustes_align(pca.project(mus[name]), ref_map))
+                            else procrustes_align(pca.transform(_np(mus[name])), ref_map))
             for name, pca in pcas.items()}

@@ -8,8 +8,12 @@ fairest prior an AE can get after the fact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from ..model import VAE
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,7 @@ class ReconError:
 
 
 @torch.no_grad()
-def reconstruction_error(model, x: torch.Tensor, batch_size: int = 500) -> ReconError:
+def reconstruction_error(model: VAE, x: torch.Tensor, batch_size: int = 500) -> ReconError:
     """Both errors with z = mu(x): the AE's own decoding path, the VAE's noise-free one."""
     se, lp = [], []
     for i in range(0, len(x), batch_size):
@@ -46,12 +50,6 @@ def sample_gaussian(mean: torch.Tensor, cov: torch.Tensor, n: int,
     chol = torch.linalg.cholesky(cov.double())
     eps = torch.randn((n, len(mean)), generator=generator, dtype=torch.float64)
     return (mean.double() + eps @ chol.T).to(mean.dtype)
-
-
-def interpolate(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:
-    """Straight line z_a -> z_b in latent space, endpoints included: (k,), (k,) -> (steps, k)."""
-    t = torch.linspace(0, 1, steps, dtype=z_a.dtype)[:, None]
-    return (1 - t) * z_a + t * z_b
 
 
 @torch.no_grad()

@@ -12,10 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from ..losses import log_normal_diag, log_standard_normal
+from ..constants import FLOATS_PER_PASS
+from ..losses import log_mean_exp, log_normal_diag, log_standard_normal
+
+if TYPE_CHECKING:
+    from ..model import VAE
 
 PROPOSALS = ("prior", "posterior")
 
@@ -32,16 +38,16 @@ class Draws:
         return self.log_px_given_z + self.log_pz - self.log_r
 
 
-def draw(model, x: torch.Tensor, n: int, proposal: str = "posterior", generator=None,
+def draw(model: VAE, x: torch.Tensor, n: int, proposal: str = "posterior", generator=None,
          chunk: int | None = None) -> Draws:
-    """n draws of z from the proposal for one example x (1, *input_shape), in chunks that keep
-    the decoder output near 4M floats. Call under torch.no_grad()."""
+    """n draws of z from the proposal for one example x (1, *input_shape), in chunks of at most
+    FLOATS_PER_PASS decoder outputs. Call under torch.no_grad()."""
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
     if x.shape[0] != 1:
         raise ValueError(f"draw() takes one example with a leading batch dim of 1, got shape {tuple(x.shape)}")
     mu, logvar = model.encode(x)                                       # (1, k)
-    chunk = chunk or max(1, int(4e6 // model.cfg.input_dim))
+    chunk = chunk or max(1, FLOATS_PER_PASS // model.cfg.input_dim)
     parts = []
     for i in range(0, n, chunk):
         m = min(chunk, n - i)
@@ -54,10 +60,6 @@ def draw(model, x: torch.Tensor, n: int, proposal: str = "posterior", generator=
         log_lik = model.log_px_given_z(model.decode(z), x)            # (m,)
         parts.append((log_lik, log_standard_normal(z), log_r))
     return Draws(*(torch.cat(p) for p in zip(*parts)))
-
-
-def log_mean_exp(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
 
 
 def running_log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
@@ -92,7 +94,7 @@ class EstimatorCurve:
 
     def mean_linear(self) -> np.ndarray:
         """(G,) log of the repeat-mean of p_hat_N in linear space: the unbiased combination."""
-        return (torch.logsumexp(torch.as_tensor(self.log_px), 0) - math.log(len(self.log_px))).numpy()
+        return log_mean_exp(torch.as_tensor(self.log_px), dim=0).numpy()
 
 
 def log_grid(n_max: int, per_decade: int = 4) -> np.ndarray:
@@ -102,7 +104,7 @@ def log_grid(n_max: int, per_decade: int = 4) -> np.ndarray:
 
 
 @torch.no_grad()
-def estimator_curve(model, x: torch.Tensor, proposal: str, n_max: int, repeats: int,
+def estimator_curve(model: VAE, x: torch.Tensor, proposal: str, n_max: int, repeats: int,
                     seed: int = 0, progress=None) -> EstimatorCurve:
     """R independent runs of N_max draws; each run's prefixes give the estimate at every N of the grid.
     (Prefixes of one run are nested, so curves are smooth in N; repeats are independent.)
