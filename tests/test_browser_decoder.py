@@ -97,6 +97,38 @@ def test_js_continuous_bernoulli_mean_near_half():
 
 
 @needs_node
+def test_js_continuous_bernoulli_mean_equals_the_servers_at_large_logits():
+    """decode.mjs and vae_core.likelihoods.continuous_bernoulli_mean are one formula: the same
+    picture in the browser and from the server, exact where torch's clamped mean is not (a = 20)."""
+    model = VAE(ModelConfig(input_shape=(1, 2, 4), latent_dim=1, hidden=(), likelihood="continuous-bernoulli"))
+    a = torch.tensor([20.0, -30.0, 30.0, -20.0, 0.05, -0.15, 1.0, 60.0])
+    with torch.no_grad():  # logits = a * z with z = 1
+        model.decoder[0].weight.copy_(a.view(8, 1))
+        model.decoder[0].bias.zero_()
+    got = torch.tensor(run_js(decoder_payload(model), torch.ones(1, 1))["means"][0], dtype=torch.float64)
+    server = reference_mean(model, torch.ones(1, 1))[0]  # float64 decode_mean
+    torch.testing.assert_close(got, server, rtol=0, atol=1e-7)  # JS stores float32 means
+    assert got[0] == pytest.approx(0.95, abs=1e-7) and got[1] == pytest.approx(1 / 30, abs=1e-7)
+    float32_server = model.decode_mean(torch.ones(1, 1))[0].flatten().double()
+    torch.testing.assert_close(got, float32_server, rtol=0, atol=3e-7)
+
+
+@needs_node
+def test_js_implements_every_registry_transform_and_refuses_others():
+    from vae_core import likelihoods
+    src = ("import { OUTPUT_TRANSFORMS } from %s; process.stdout.write(JSON.stringify(Object.keys(OUTPUT_TRANSFORMS)));"
+           % json.dumps("file://" + os.path.abspath(DECODE_JS)))
+    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert {lk.browser_transform for lk in likelihoods.REGISTRY.values()} == set(json.loads(proc.stdout))
+    payload = {**decoder_payload(tiny_model("bernoulli")), "output": "softplus"}
+    src = _RUNNER % json.dumps("file://" + os.path.abspath(DECODE_JS))
+    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300,
+                          input=json.dumps({"payload": payload, "zs": [[0.0, 0.0, 0.0]]}))
+    assert proc.returncode != 0 and "unknown output transform softplus" in proc.stderr
+
+
+@needs_node
 @pytest.mark.parametrize("shape", [(3, 4, 5), (1, 3, 7), (12,)])
 def test_js_image_layout_grey_rgb_flat(shape):
     """RGBA bytes: channel c of pixel (y, x) comes from mean[c, y, x]; grey repeats channel 0."""

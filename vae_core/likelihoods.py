@@ -75,15 +75,17 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
              = 1/(1 - e^-a) - 1/a                                            (artanh(1 - 2 lam) = -a/2)
 
     torch.distributions.ContinuousBernoulli(logits=a).mean clamps lam to [eps, 1 - eps], which in
-    float32 is |a| <= 15.9: it shows 0.937 at a = 20. Near a = 0 the two terms (~ +-1/a) cancel, so
-    |a| < 1 uses their difference's series (Bernoulli numbers B_2n / (2n)!):
+    float32 is |a| <= 15.9: it shows 0.937 at a = 20. Near a = 0 the two terms (~ +-1/a) cancel, with
+    an error of about 2 eps/|a|, so below a cut-off c the series of their difference (Bernoulli numbers
+    B_2n / (2n)!) is used instead; its first omitted term is a^9/47900160:
 
-        1/2 + a/12 - a^3/720 + a^5/30240 - a^7/1209600    (next term a^9/47900160 < 2.1e-8 at |a| = 1)
+        1/2 + a/12 - a^3/720 + a^5/30240 - a^7/1209600
 
-    and -1/expm1(-a) - 1/a elsewhere (cancellation error ~ 2 eps/|a|: <= 2.4e-7 in float32 there).
-    vae_core/js/decode.mjs ("continuous-bernoulli-mean") computes the same, in float64.
+    c = 1 in float32 (errors <= 1.5e-7 and 2.1e-8) and c = 0.1 in float64 (2.2e-15 and 2e-17).
+    vae_core/js/decode.mjs ("continuous-bernoulli-mean") computes the same in float64.
     """
-    small = logits.abs() < 1.0
+    cut = 0.1 if logits.element_size() >= 8 else 1.0  # float64, else float32 (or half)
+    small = logits.abs() < cut
     a = logits.masked_fill(small, 1.0)  # the exact branch never sees 0
     exact = -(-a).expm1().reciprocal() - a.reciprocal()
     a2 = logits * logits

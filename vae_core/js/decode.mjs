@@ -110,9 +110,10 @@ export const OUTPUT_TRANSFORMS = {
   sigmoid: (a) => 1 / (1 + Math.exp(-a)),
   // The continuous Bernoulli's mean, as vae_core.likelihoods.continuous_bernoulli_mean:
   // lam/(2lam-1) + 1/(2 artanh(1-2lam)) with lam = sigmoid(a) equals 1/(1-e^-a) - 1/a, exact at any a;
-  // for |a| < 1 the series 1/2 + a/12 - a^3/720 + a^5/30240 - a^7/1209600 avoids the 0/0 at a = 0.
+  // for |a| < 0.1 (the float64 cut-off) the series 1/2 + a/12 - a^3/720 + a^5/30240 - a^7/1209600
+  // avoids the 0/0 at a = 0.
   "continuous-bernoulli-mean": (a) => {
-    if (Math.abs(a) < 1) {
+    if (Math.abs(a) < 0.1) {
       const a2 = a * a;
       return 0.5 + a * (1 / 12 + a2 * (-1 / 720 + a2 * (1 / 30240 - a2 / 1209600)));
     }
