@@ -238,7 +238,7 @@ def test_absurd_training_sizes_are_refused_before_training(tmp_path, tiny_npz, c
 
 
 def test_evaluate_memory_is_bounded_by_splitting_samples(monkeypatch):
-    """Many samples per example run in passes of at most BUDGET_FLOATS decoder outputs, same estimate."""
+    """Many samples per example run in passes of at most budget_floats decoder outputs, same estimate."""
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,), likelihood="gaussian")).eval()
     x = torch.rand(4, 6, generator=torch.Generator().manual_seed(0))
@@ -246,8 +246,7 @@ def test_evaluate_memory_is_bounded_by_splitting_samples(monkeypatch):
     sizes = []
     decode = model.decode
     monkeypatch.setattr(model, "decode", lambda z: sizes.append(z.shape[0] * z.shape[1]) or decode(z))
-    monkeypatch.setattr(estimators, "BUDGET_FLOATS", 6 * 4 * 100)  # 100 samples of 4 examples per pass
-    split = estimators.evaluate(model, x, mc_samples=4000, seed=0)
+    split = estimators.evaluate(model, x, mc_samples=4000, seed=0, budget_floats=6 * 4 * 100)  # 100 samples x 4
     assert len(sizes) == 40 and max(sizes) == 400
     assert split["recon"] == pytest.approx(whole["recon"], abs=0.05)  # two 4000-sample estimates
     assert split["kl"] == whole["kl"]  # closed form, no sampling

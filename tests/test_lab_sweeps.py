@@ -11,13 +11,14 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import load_dataset
 from vae_core.lab.aggregate import aggregate_kl, hole_scores, log_aggregate_density, marginal_kl, mmd_to_prior
-from vae_core.lab.alignment import aligned_maps, fit_pca, procrustes_align
-from vae_core.lab.compare import (fit_code_gaussian, interpolate, knn_label_agreement, nearest_distance,
-                                  reconstruction_error, sample_gaussian)
+from vae_core.lab.alignment import aligned_maps, procrustes_align
+from vae_core.lab.compare import (fit_code_gaussian, knn_label_agreement, nearest_distance, reconstruction_error,
+                                  sample_gaussian)
 from vae_core.lab.sweeps import (beta_runs, collapse_runs, default_runs, effective_beta, is_cached,
                                  objective_runs, summarize, train_runs)
 from vae_core.losses import kl_diag_gaussian, mmd
 from vae_core.model import VAE
+from vae_core.projection import fit_pca
 
 
 # --- MMD -------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ def test_pca_matches_sklearn_and_aligned_maps_undo_a_latent_rotation():
     mu = g.normal(size=(300, 6)) * [4, 2, 1, 0.5, 0.2, 0.1]
     p = fit_pca(mu)
     sk = SkPCA(2).fit(mu)
-    np.testing.assert_allclose(np.abs(p.project(mu)), np.abs(sk.transform(mu)), atol=1e-8)
+    np.testing.assert_allclose(np.abs(p.transform(mu)), np.abs(sk.transform(mu)), atol=1e-8)
     np.testing.assert_allclose(p.explained, sk.explained_variance_ratio_, atol=1e-10)
     q, _ = np.linalg.qr(g.normal(size=(6, 6)))  # a second "model" whose latent space is rotated
     maps = aligned_maps({"a": mu, "b": mu @ q}, reference="a")
@@ -151,8 +152,6 @@ def test_code_gaussian_round_trip_and_nearest_distance_brute_force():
     x, ref = torch.rand(7, 1, 4, 4, generator=g), torch.rand(11, 1, 4, 4, generator=g)
     brute = torch.tensor([min(float(((xi - r) ** 2).mean().sqrt()) for r in ref) for xi in x])
     torch.testing.assert_close(nearest_distance(x, ref, chunk=3), brute)
-    line = interpolate(torch.zeros(3), torch.ones(3), 5)
-    torch.testing.assert_close(line[:, 0], torch.tensor([0, .25, .5, .75, 1.]))
 
 
 def test_knn_label_agreement_by_hand():

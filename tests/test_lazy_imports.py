@@ -17,7 +17,8 @@ import torch
 import vae_core
 from vae_core import cache
 from vae_core.checkpoints import load_checkpoint
-from vae_core.latent import KL_COLLAPSED, collapsed_dims, mean_variance
+from vae_core.constants import KL_COLLAPSED_NATS as KL_COLLAPSED
+from vae_core.latent import collapsed_dims, mean_variance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = cache.default_checkpoint_path(os.path.join(REPO, "checkpoints"))

@@ -220,3 +220,24 @@ def test_ae_objective_decodes_the_mean_and_mmd_objective_adds_mmd():
     prior = torch.randn_like(z[0])  # drawn right after z
     recon = td.Bernoulli(logits=model.decode(z[0])).log_prob(x).sum(-1).mean()
     torch.testing.assert_close(loss, -recon + 10.0 * losses.mmd(z[0], prior))
+
+
+@pytest.mark.parametrize("objective, options, refused", [
+    ("elbo", {"beta": 4.0, "warmup_epochs": 2.0, "free_bits": 0.5, "mc_samples": 3}, None),
+    ("iwae", {"iw_samples": 50, "mmd_weight": 3.0}, None),
+    ("iwae", {"beta": 4.0, "mc_samples": 3}, "beta=4, mc_samples=3"),
+    ("mmd", {"mc_samples": 3, "mmd_weight": 10.0}, None),
+    ("mmd", {"free_bits": 0.5}, "free_bits=0.5"),
+    ("mmd", {"warmup_epochs": 1.0}, "warmup_epochs=1"),
+    ("ae", {"beta": 0.0}, "beta=0"),
+])
+def test_objectives_refuse_options_they_would_ignore(objective, options, refused):
+    """training_loss reads beta/free bits (and train.fit the warm-up) for elbo only, mc_samples for
+    elbo and mmd: setting one for another objective is an error, not a silent no-op."""
+    from vae_core.config import ConfigError, TrainConfig
+    cfg = TrainConfig(objective=objective, **options)
+    if refused is None:
+        losses.check_objective_options(cfg)
+    else:
+        with pytest.raises(ConfigError, match=f"objective '{objective}' does not use {refused}: leave"):
+            losses.check_objective_options(cfg)
