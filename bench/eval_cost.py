@@ -22,7 +22,7 @@ import benchlib as bl
 from vae_core.cache import DEFAULT_MODEL, DEFAULT_TRAIN, default_checkpoint_path
 from vae_core.checkpoints import load_checkpoint
 from vae_core.data import eval_targets, load_dataset
-from vae_core.estimators import _chunk_size, log_px
+from vae_core.estimators import log_px, per_pass
 from vae_core.train import fit
 
 
@@ -80,7 +80,7 @@ def main():
     model, what = get_model(a.smoke)
     data = load_dataset(DEFAULT_TRAIN.dataset)
     x_all = eval_targets(data.x_test, DEFAULT_TRAIN.binarize)[:n]
-    default_chunk = _chunk_size(model, k)
+    default_chunk = per_pass(model, k)
     devices = ["cpu", "cuda"] if a.device == "all" else [a.device]
     print(f"{bl.machine_line()}\nload {load_before}; model: {what}; K={k}, {n} images, "
           f"default chunk {default_chunk} examples")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vae_core.browser import (BrowserDecodingError, decoder_payload, supports_browser_decoding)
+from vae_core.browser import BrowserDecodingError, decoder_payload, supports_browser_decoding
 from vae_core.cache import default_checkpoint_path
 from vae_core.checkpoints import load_checkpoint
 from vae_core.config import ModelConfig
@@ -38,7 +38,7 @@ process.stdout.write(JSON.stringify({ means, rgba, C: net.C, H: net.H, W: net.W 
 def run_js(payload: dict, zs: torch.Tensor) -> dict:
     src = _RUNNER % json.dumps("file://" + os.path.abspath(DECODE_JS))
     proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True,
-                          input=json.dumps({"payload": payload, "zs": zs.tolist()}), timeout=300)
+                          input=json.dumps({"payload": payload, "zs": zs.tolist()}), timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -116,15 +116,16 @@ def test_js_continuous_bernoulli_mean_equals_the_servers_at_large_logits():
 @needs_node
 def test_js_implements_every_registry_transform_and_refuses_others():
     from vae_core import likelihoods
-    src = ("import { OUTPUT_TRANSFORMS } from %s; process.stdout.write(JSON.stringify(Object.keys(OUTPUT_TRANSFORMS)));"
-           % json.dumps("file://" + os.path.abspath(DECODE_JS)))
-    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300)
+    src = (f"import {{ OUTPUT_TRANSFORMS }} from {json.dumps('file://' + os.path.abspath(DECODE_JS))}; "
+           "process.stdout.write(JSON.stringify(Object.keys(OUTPUT_TRANSFORMS)));")
+    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     assert {lk.browser_transform for lk in likelihoods.REGISTRY.values()} == set(json.loads(proc.stdout))
     payload = {**decoder_payload(tiny_model("bernoulli")), "output": "softplus"}
     src = _RUNNER % json.dumps("file://" + os.path.abspath(DECODE_JS))
     proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300,
-                          input=json.dumps({"payload": payload, "zs": [[0.0, 0.0, 0.0]]}))
+                          input=json.dumps({"payload": payload, "zs": [[0.0, 0.0, 0.0]]}), check=False)
     assert proc.returncode != 0 and "unknown output transform softplus" in proc.stderr
 
 

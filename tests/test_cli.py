@@ -116,12 +116,12 @@ def _corrupt(tmp_path):
     (["train", "--dataset", "TINY", "--arch", "conv", "--quiet"], 1, "error: the conv arch takes 28x28 or 32x32"),
     # options an objective would silently ignore are refused, before any data is read
     (["train", "--dataset", "no-such-set", "--objective", "iwae", "--beta", "4"], 1,
-     "error: objective 'iwae' does not use beta=4: leave it at the default (beta=1, warmup_epochs=0, "
-     "free_bits=0, mc_samples=1)"),
+     ("error: objective 'iwae' does not use beta=4: leave it at the default (beta=1, warmup_epochs=0, "
+      "free_bits=0, mc_samples=1)")),
     (["train", "--objective", "iwae", "--mc-samples", "3"], 1, "error: objective 'iwae' does not use mc_samples=3"),
     (["train", "--objective", "mmd", "--warmup", "2", "--free-bits", "0.5", "--mc-samples", "4"], 1,
-     "error: objective 'mmd' does not use warmup_epochs=2, free_bits=0.5: leave them at the default "
-     "(beta=1, warmup_epochs=0, free_bits=0)"),
+     ("error: objective 'mmd' does not use warmup_epochs=2, free_bits=0.5: leave them at the default "
+      "(beta=1, warmup_epochs=0, free_bits=0)")),
     (["train", "--objective", "ae", "--beta", "0.5"], 1, "error: objective 'ae' does not use beta=0.5"),
     (["evaluate", "CORRUPT"], 1, "corrupt.safetensors: not a readable safetensors checkpoint"),
     (["evaluate", "nope.safetensors"], 1, "error: nope.safetensors: no such checkpoint file"),

@@ -8,8 +8,6 @@ from __future__ import annotations
 import ast
 import os
 
-import pytest
-
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vae_core")
 
 
@@ -32,7 +30,8 @@ def _is_type_checking(node: ast.If) -> bool:
 
 def _imports(name: str, path: str, modules: dict[str, str]) -> set[str]:
     """The vae_core modules `name` imports anywhere in its body (not under TYPE_CHECKING)."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
     package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
     found: set[str] = set()
 

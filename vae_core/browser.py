@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def _linear_relu(mods: list[nn.Module], where: str) -> list[tuple[nn.Linear, boo
                 f"at {where}[{i}]")
     if not layers:
         raise BrowserDecodingError(f"the decoder has no Linear layer in {where}")
-    for (a, _), (b, _) in zip(layers[:-1], layers[1:]):
+    for (a, _), (b, _) in itertools.pairwise(layers):
         if a.out_features != b.in_features:
             raise BrowserDecodingError(f"layer sizes do not chain: {a.out_features} -> {b.in_features}")
     return layers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import numbers
@@ -87,7 +88,7 @@ _CONVERT = {"int": _as_int, "float": _as_float, "str": _as_str, "tuple[int, ...]
 
 def _mlp_params(sizes: list[int]) -> int:
     """Weights and biases of vae_core.model._mlp(sizes)."""
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
 
 
 class _DictMixin:

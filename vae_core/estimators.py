@@ -19,17 +19,17 @@ if TYPE_CHECKING:
     from .model import VAE
 
 
-def _per_pass(model: VAE, n_examples: int, budget_floats: int) -> int:
-    """Samples per example in one pass, so that samples x examples x D_in decoder outputs stay
-    within budget_floats (at least 1)."""
-    return max(1, int(budget_floats // (n_examples * model.cfg.input_dim)))
+def per_pass(model: VAE, n: int, budget_floats: int = FLOATS_PER_PASS) -> int:
+    """How many samples per example fit in one pass with n examples, or examples with n samples
+    each: samples x examples x D_in decoder outputs stay within budget_floats (at least 1)."""
+    return max(1, int(budget_floats // (n * model.cfg.input_dim)))
 
 
 def importance_terms(model: VAE, x: torch.Tensor, k: int, generator=None,
                      budget_floats: int = FLOATS_PER_PASS) -> tuple[torch.Tensor, torch.Tensor]:
     """L_K (log p(x) estimated from K draws z_k ~ q(z|x)) and E_q log p(x|z) averaged over the same
     K draws, each (B,), for x (B, ...). K is split into passes within budget_floats. Call under no_grad."""
-    per = min(k, _per_pass(model, len(x), budget_floats))
+    per = min(k, per_pass(model, len(x), budget_floats))
     log_w, recon_sum = [], 0.0
     for j in range(0, k, per):
         lw, t = log_importance_weights(model, x, min(per, k - j), generator, return_terms=True)
@@ -42,7 +42,7 @@ def importance_terms(model: VAE, x: torch.Tensor, k: int, generator=None,
 def log_px(model: VAE, x: torch.Tensor, k: int = 1000, generator=None, batch_size: int | None = None,
            budget_floats: int = FLOATS_PER_PASS) -> torch.Tensor:
     """Importance-sampled log p(x) per example (B,), batched so K=1000 fits in memory."""
-    bs = batch_size or max(1, int(budget_floats // (k * model.cfg.input_dim)))
+    bs = batch_size or per_pass(model, k, budget_floats)
     return torch.cat([importance_terms(model, x[i:i + bs], k, generator, budget_floats)[0]
                       for i in range(0, len(x), bs)])
 
@@ -55,7 +55,7 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_VAR_THRESHOLD) -> t
 
 def _recon(model: VAE, mu, logvar, xb, l: int, generator, budget_floats: int) -> torch.Tensor:
     """E_q log p(x|z) per example (B,) from L samples, split so L * B * D_in stays in the budget."""
-    per = _per_pass(model, len(xb), budget_floats)
+    per = per_pass(model, len(xb), budget_floats)
     if per >= l:  # one pass (the usual case)
         z = model.reparameterize(mu, logvar, l, generator=generator)
         return model.log_px_given_z(model.decode(z), xb).mean(0)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .constants import FLOATS_PER_PASS, SLIDER_RANGE, SLIDER_STEP
+from .constants import SLIDER_RANGE, SLIDER_STEP
 from .js import js_source
 
 if TYPE_CHECKING:
@@ -52,12 +52,12 @@ def point_stats(model: VAE, x, iw_samples: int = DEFAULT_IW_SAMPLES, seed: int =
     """Per test point (N,) float64 arrays elbo, recon, kl, log_px (see the module docstring)."""
     import torch
 
-    from .estimators import importance_terms
+    from .estimators import importance_terms, per_pass
     from .losses import kl_diag_gaussian
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
     g = torch.Generator().manual_seed(seed)
-    bs = max(1, FLOATS_PER_PASS // (iw_samples * model.cfg.input_dim))  # K * B * D decoder outputs per chunk
+    bs = per_pass(model, iw_samples)  # examples per chunk: K * B * D decoder outputs within the budget
     out: dict[str, list] = {"elbo": [], "recon": [], "kl": [], "log_px": []}
     with torch.no_grad():
         for i in range(0, len(x), bs):
@@ -161,7 +161,7 @@ def _script_json(data: dict) -> str:
 
 def _module(name: str) -> str:
     """An .mjs file inlined: its `export` keywords dropped (one inline module holds all three files)."""
-    return "\n".join(line[7:] if line.startswith("export ") else line for line in js_source(name).splitlines())
+    return "\n".join(line.removeprefix("export ") for line in js_source(name).splitlines())
 
 
 def explorer_html(data: dict) -> str:
