@@ -147,8 +147,9 @@ def explorer_data(ckpt, x_test, y_test=None, *, points: int = DEFAULT_POINTS, iw
                    **{key: _b64(v, "<f4") for key, v in stats.items()}},
         "iw_samples": iw_samples, "n_test": len(x_test),
         "sprite": _sprite(to_display(x, ckpt.model_config.input_shape)),
-        "sliders": {"range": SLIDER_RANGE, "step": SLIDER_STEP, "labels": [f"z{d + 1} · KL {v:.2f}" + (" · collapsed" if c else "")
-                                                      for d, (v, c) in enumerate(zip(kl_dim, collapsed))],
+        "sliders": {"range": SLIDER_RANGE, "step": SLIDER_STEP,
+                    "labels": [f"z{d + 1} · KL {v:.2f}" + (" · collapsed" if c else "")
+                               for d, (v, c) in enumerate(zip(kl_dim, collapsed))],
                     "collapsed": collapsed},
         "traversal": {"dims": order, "steps": TRAVERSAL_STEPS},
     }
