@@ -202,7 +202,7 @@ async def measure(server_pid: int, url: str, n: int, spread: float) -> dict:
 def chromium_check(url: str, pid: int, n: int) -> list:
     """N real headless Chromium pages open the Explorer at once (a check of the simulation): ms from
     navigation to the map drawn and to the sliders' first decoded image, and server CPU-s per page."""
-    from app.testing.browser import chromium, new_page
+    from tests.harness.browser import chromium, new_page
     with chromium() as browser:
         pages = [new_page(browser) for _ in range(n)]
         c0, t0 = bl.cpu_seconds(pid), time.perf_counter()
@@ -230,7 +230,7 @@ def main():
     p.add_argument("--chromium", type=int, default=0, help="also open N real Chromium pages at once (0: skip)")
     a = p.parse_args()
     load_before = bl.load_avg()
-    from app.testing.browser import REPO, StreamlitServer
+    from tests.harness.browser import REPO, StreamlitServer
     ns = [int(v) for v in (a.students or ("2" if a.smoke else "1,10,30,100")).split(",")]
     root = os.path.abspath(a.app_root or REPO)
     print(f"{bl.machine_line()}\nload {load_before}\napp {root}")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.testing.browser import (StreamlitServer, canvas_pixels, click_to_sliders_ms, drag_slider, hook,
+from tests.harness.browser import (StreamlitServer, canvas_pixels, click_to_sliders_ms, drag_slider, hook,
                                  map_points, new_page, save_screenshot, slider_values, wait_for_frames)
 from vae_core.cache import default_checkpoint_path
 from vae_core.checkpoints import load_checkpoint

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.testing.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
+from tests.harness.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
                                  slider, slider_track, slider_values, wait_for_frames)
 from vae_core.checkpoints import load_checkpoint
 
