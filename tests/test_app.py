@@ -200,7 +200,7 @@ def test_explorer_point_selection_loads_its_mean_into_the_sliders(use_cache):
     sync = at.session_state["explorer_z"]
     assert sync.report({"z": [0.5, 0.5, 0.5], "rev": sync.rev})  # a slider drag, released
     at.run()
-    assert _sliders_caption(at) == "Sliders: moved by the sliders"
+    assert _sliders_caption(at) == "Sliders: dragged by hand"
     assert any("Selected #18" in m.value for m in at.markdown)  # still selected: the breakdown below is its
 
 

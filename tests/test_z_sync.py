@@ -36,7 +36,7 @@ def test_a_report_at_the_current_revision_is_accepted_without_a_new_revision():
     s = ZSync([0.0, 0.0])
     assert s.report({"z": [1.25, -2.0], "rev": 1})
     assert s.message() == {"z": [1.25, -2.0], "rev": 1}  # the echo: the browser keeps its sliders
-    assert s.origin == "moved by the sliders"
+    assert s.origin == "dragged by hand"
     assert s.report({"z": [1.5, -2.0], "rev": 1})  # releases while the echo is on its way
     assert s.report({"z": [1.5, 0.5], "rev": 1})
     assert s.message() == {"z": [1.5, 0.5], "rev": 1}

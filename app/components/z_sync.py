@@ -89,7 +89,7 @@ class ZSync:
             return False
         self.z = [self._clip(v) for v in vals]
         self.clipped = []
-        self.origin = "moved by the sliders"
+        self.origin = "dragged by hand"
         return True
 
     def message(self) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 import streamlit as st
 import torch
 
@@ -20,7 +19,6 @@ from app.views.latent_map import MapProjection
 from vae_core.checkpoints import Checkpoint
 from vae_core.images import tile, to_display, upscale
 from vae_core.latent import decode, manifold_grid, reconstruct
-
 
 HOVER_MAX = 5000  # thumbnails sent to the browser for hovering (one sprite sheet)
 

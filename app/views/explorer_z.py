@@ -19,7 +19,6 @@ this module before the map is drawn; the functions that need torch import it the
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 from typing import TYPE_CHECKING
@@ -163,8 +162,9 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
         server_decoder(img, sync, labels, flags, key=P + "decoder", height=224, preview_ms=PREVIEW_MS)
     st.caption(f"Sliders: {sync.origin}")
     if sync.clipped:
-        st.caption(f"⚠ z was clipped to the sliders' ±{sync.range:g} range in "
-                   + ", ".join(f"z{i + 1}" for i in sync.clipped) + ", so the star sits a little off the selected point.")
+        dims = ", ".join(f"z{i + 1}" for i in sync.clipped)
+        st.caption(f"⚠ z was clipped to the sliders' ±{sync.range:g} range in {dims}, so the star sits a "
+                   "little off the selected point.")
     _download_box()["z"] = list(sync.z)
 
 
@@ -192,6 +192,6 @@ def z_panel(ckpt: Checkpoint, view: ModelView) -> None:
                    f"decode at a time, at most every {PREVIEW_MS} ms); on release it shows the final z.")
     n_coll = sum(view.collapsed)
     if n_coll:
-        st.caption(f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < {KL_COLLAPSED_NATS:g} nats or inactive): "
-                   "moving them changes little.")
+        st.caption(f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < {KL_COLLAPSED_NATS:g} nats "
+                   "or inactive): moving them changes little.")
     _z_downloads(ckpt)
