@@ -49,6 +49,7 @@ class Student:
         self.bytes = 0
         self.latent_dim = 0
         self.decoder_z: list = []   # the z the decoder component was last given
+        self.decoder_rev = 0        # and its rev (a report must carry it)
         self.selected = None        # the test index the page last showed as selected
 
     async def connect(self) -> None:
@@ -114,7 +115,7 @@ class Student:
             if bc.component_name == "vae_latent_decoder" and bc.json:
                 data = json.loads(bc.json)
                 data = json.loads(data["json"]) if set(data) == {"json"} else data
-                self.latent_dim, self.decoder_z = len(data["z"]), data["z"]
+                self.latent_dim, self.decoder_z, self.decoder_rev = len(data["z"]), data["z"], data["rev"]
         elif which == "markdown" and el.markdown.body.startswith("**Selected #"):
             self.selected = int(el.markdown.body.split("#", 1)[1].split("*", 1)[0])
 
@@ -150,7 +151,8 @@ async def run_step(student: Student, step: str, rng_value: float, timing: dict, 
                 student.errors.append(f"click: the page shows #{student.selected} selected, not #{index}")
         elif step == "release":
             z = [round(rng_value, 2)] * student.latent_dim
-            states, frag = student.trigger("vae_latent_decoder", "z", z)
+            # a report at the rev the sliders were last set at (app/components/z_sync.py)
+            states, frag = student.trigger("vae_latent_decoder", "z", {"z": z, "rev": student.decoder_rev})
             await student.request(page_hash=student.page_hash, fragment_id=frag, widget_states=states)
             if student.decoder_z != z:
                 student.errors.append("release: the decoder was not given the released z")

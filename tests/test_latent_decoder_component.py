@@ -12,10 +12,9 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app.components.latent_decoder import image_data
-from vae_core.constants import SLIDER_RANGE, SLIDER_STEP
 from vae_core.config import ModelConfig
+from vae_core.constants import SLIDER_RANGE, SLIDER_STEP
 from vae_core.model import VAE
-
 
 _SCRIPT = """
 import streamlit as st
