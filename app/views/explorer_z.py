@@ -150,6 +150,7 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
     or None: decode here."""
     from app.components.latent_decoder import latent_decoder, server_decoder
     sync = z_sync()
+    st.caption(f"Sliders: {sync.origin}")  # after a release too: the report was applied before this rerun
     labels, flags = view.slider_labels(), view.collapsed
     if weights is not None:
         latent_decoder(weights, sync, labels, flags, key=P + "decoder", height=224)
@@ -160,7 +161,6 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
         with one_thread():
             img = to_display(decode(ckpt.model, sync.z), ckpt.model_config.input_shape)  # (H, W[, 3])
         server_decoder(img, sync, labels, flags, key=P + "decoder", height=224, preview_ms=PREVIEW_MS)
-    st.caption(f"Sliders: {sync.origin}")
     if sync.clipped:
         dims = ", ".join(f"z{i + 1}" for i in sync.clipped)
         st.caption(f"⚠ z was clipped to the sliders' ±{sync.range:g} range in {dims}, so the star sits a "
