@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import os
 from functools import partial
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import streamlit as st
@@ -58,14 +58,14 @@ def _forget_sent(sent_key: str) -> None:
     st.session_state.pop(sent_key, None)
 
 
-def _on_report(key: str, sync: ZSync, on_change: Callable[[], None] | None) -> None:
-    """The `z` trigger: the browser's report {z, rev}, applied (or ignored as stale) by the ZSync."""
+def _on_report(key: str, sync: ZSync) -> None:
+    """The `z` trigger's callback: the browser's report {z, rev}, applied (or ignored as stale) by the
+    ZSync before the script reruns."""
     try:
         msg = (st.session_state.get(key) or {}).get("z")
     except Exception:  # no component state yet
         return
-    if sync.report(msg) and on_change is not None:
-        on_change()
+    sync.report(msg)
 
 
 def _common(sync: ZSync, labels, inactive, key: str, height: int) -> dict:
@@ -80,13 +80,12 @@ def _common(sync: ZSync, labels, inactive, key: str, height: int) -> dict:
 
 
 def latent_decoder(weights: dict, sync: ZSync, labels: Sequence[str], inactive: Sequence[bool],
-                   key: str, height: int = 224, on_change: Callable[[], None] | None = None) -> None:
+                   key: str, height: int = 224) -> None:
     """Render one slider per latent dim and the image decoded in the browser.
 
     weights: decoder_payload(...) / browser_weights(ckpt). sync: the z to show; a set on it (map click,
     "zero", prior sample) moves the sliders, a slider release is reported into it. labels[i] names
     slider i, e.g. "z3 · KL 2.31"; inactive[i] greys it out. height: image height in CSS pixels.
-    on_change runs as a callback after the browser's report was accepted into sync.
     """
     k = int(weights["latent_dim"])
     if len(sync.z) != k:
@@ -95,7 +94,7 @@ def latent_decoder(weights: dict, sync: ZSync, labels: Sequence[str], inactive: 
     send = st.session_state.get(sent_key) != weights["id"]
     data = {**_common(sync, labels, inactive, key, height), "weights_id": weights["id"],
             "weights": weights if send else None}
-    _COMPONENT(key=key, data=data, on_z_change=partial(_on_report, key, sync, on_change),
+    _COMPONENT(key=key, data=data, on_z_change=partial(_on_report, key, sync),
                on_need_weights_change=partial(_forget_sent, sent_key))
     st.session_state[sent_key] = weights["id"]
 
@@ -114,16 +113,15 @@ def image_data(img) -> dict:
 
 
 def server_decoder(image, sync: ZSync, labels: Sequence[str], inactive: Sequence[bool], key: str,
-                   height: int = 224, on_change: Callable[[], None] | None = None,
-                   preview_ms: int | None = 100) -> None:
+                   height: int = 224, preview_ms: int | None = 100) -> None:
     """The same sliders as latent_decoder, showing an image decoded on the server.
 
     image: E[x|z] for sync.z as a display array, (H, W) grey or (H, W, 3) RGB in [0, 1]
-    (vae_core.images.to_display). sync, labels, inactive, key, height, on_change: as latent_decoder;
-    reports (and on_change) come for drag previews too. preview_ms: while a slider is dragged, send z
-    at most this often (one request in flight at a time); None: only on release.
+    (vae_core.images.to_display). sync, labels, inactive, key, height: as latent_decoder; reports
+    come for drag previews too. preview_ms: while a slider is dragged, send z at most this often (one
+    request in flight at a time); None: only on release.
     """
     data = {**_common(sync, labels, inactive, key, height), "image": image_data(image),
             "preview_ms": None if preview_ms is None else int(preview_ms)}
-    _COMPONENT(key=key, data=data, on_z_change=partial(_on_report, key, sync, on_change),
+    _COMPONENT(key=key, data=data, on_z_change=partial(_on_report, key, sync),
                on_need_weights_change=lambda: None)

@@ -1,5 +1,6 @@
-"""Explorer panels that need the model (torch): the decoder column, the hover thumbnails and the
-clicked point's images under the map, the 2-D manifold, the ELBO breakdown and the CSV export.
+"""Explorer panels that need the model (torch): the decoder column (app.views.explorer_z.z_panel), the
+hover thumbnails and the clicked point's images under the map, the 2-D manifold, the ELBO breakdown
+and the CSV export.
 app/views/explorer.py draws the map first and only then imports this module.
 """
 from __future__ import annotations
