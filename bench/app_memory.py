@@ -79,7 +79,7 @@ def main():
     p.add_argument("--n-test", type=int, default=None, help="test images (default 60000)")
     a = p.parse_args()
     load_before = bl.load_avg()
-    from app.testing.browser import StreamlitServer, chromium, new_page
+    from tests.harness.browser import StreamlitServer, chromium, new_page
     if bl.chromium_missing(a.results, "app_memory", "app memory", load_before, a.smoke):
         return
     n_test = a.n_test or (2_000 if a.smoke else 60_000)

@@ -1,8 +1,9 @@
 """Shared bench plumbing: the machine line, interleaved timing, peak memory, RESULTS.md entries.
 
-Every bench script prints a table and appends it, with the machine, date and load, to
-bench/RESULTS.md (or to --results PATH; tests always pass a tmp path). torch is imported lazily:
-fresh-process children that measure imports and RSS must not pay for it here.
+Every bench script imports it first (it puts this checkout's root first on sys.path), prints a table
+and appends it, with the machine, date and load, to bench/RESULTS.md (or to --results PATH; tests
+always pass a tmp path). torch is imported lazily: fresh-process children that measure imports and
+RSS must not pay for it here.
 """
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ import time
 from typing import Callable
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
 DEFAULT_RESULTS = os.path.join(BENCH_DIR, "RESULTS.md")
+
+# `python bench/x.py` puts only bench/ on sys.path, so vae_core and app would come from wherever the
+# venv installed them (another checkout, for an editable install). Every bench script imports this
+# module first: from here on this checkout's code wins, and tests.harness is importable.
+if sys.path[:1] != [REPO]:
+    sys.path[:] = [REPO] + [p for p in sys.path if os.path.abspath(p or os.curdir) != REPO]
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -163,7 +171,7 @@ def setup_threads(n: int) -> None:
 
 def chromium_missing(results: str, title: str, what: str, load_before: str, smoke: bool) -> bool:
     """True (and the reason printed and recorded) when Debian's Chromium is not installed."""
-    from app.testing.browser import CHROMIUM
+    from tests.harness.browser import CHROMIUM
     if os.path.exists(CHROMIUM):
         return False
     msg = f"{CHROMIUM} is missing: {what} not measured"

@@ -11,7 +11,7 @@ websocket and Streamlit's rerun; p50/p95 over >= 50 interactions each):
   click         map click -> the sliders show the clicked point's mean. Target p95 <= 300 ms.
   server decode conv model (no browser decoder): keyboard step of a server slider -> new image.
                 Target p95 <= 150 ms.
-Helpers: app/testing/browser.py (server, Chromium, the decoder component's hook).
+Helpers: tests/harness/browser.py (server, Chromium, the decoder component's hook).
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ import benchlib as bl
 
 def map_points(page) -> int:
     """Data points drawn on the explorer's canvas map (0 before it is drawn)."""
-    from app.testing.browser import map_drawn
+    from tests.harness.browser import map_drawn
     return map_drawn(page)
 
 
 def wait_for_map(page, at_least: int = 1, timeout_ms: float = 600_000) -> None:
-    from app.testing.browser import wait_for_map as wait
+    from tests.harness.browser import wait_for_map as wait
     wait(page, at_least, timeout_ms)
 
 
@@ -54,7 +54,7 @@ def conv_cache_dir(tmp: str) -> str:
 
 
 def bench_launch(browser, cache_dir: str, rounds: int) -> list[list]:
-    from app.testing.browser import StreamlitServer, new_page
+    from tests.harness.browser import StreamlitServer, new_page
     rows, res = [], {"server": [], "page": [], "total": [], "second": []}
     for r in range(rounds):
         t0 = time.perf_counter()
@@ -83,7 +83,7 @@ def bench_launch(browser, cache_dir: str, rounds: int) -> list[list]:
 
 
 def bench_train(browser, tmp: str, epochs: int | None) -> list[list]:
-    from app.testing.browser import StreamlitServer, new_page
+    from tests.harness.browser import StreamlitServer, new_page
     d = os.path.join(tmp, "empty")
     os.makedirs(d, exist_ok=True)
     with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=600) as s:
@@ -109,7 +109,7 @@ def bench_train(browser, tmp: str, epochs: int | None) -> list[list]:
 
 
 def bench_drag(page, steps: int) -> tuple[list[list], dict]:
-    from app.testing.browser import drag_fps, drag_slider, hook, percentiles, wait_for_frames
+    from tests.harness.browser import drag_fps, drag_slider, hook, percentiles, wait_for_frames
     wait_for_frames(page, 1)
     lat = []
     dims = 0
@@ -139,7 +139,7 @@ def bench_click(page, clicks: int) -> list[list]:
     """A real mouse click on a map point (spread over the map, never the selected one) until the
     decoder's sliders show that point's mean; then, separately, until the server has caught up
     (the clicked point's images under the map)."""
-    from app.testing.browser import map_points as centres_of, percentiles
+    from tests.harness.browser import map_points as centres_of, percentiles
     wait_for_map(page)
     page.wait_for_function("() => window.__vaeDecoder && window.__vaeDecoder.frames > 0")
     lat, server, missed = [], [], 0
@@ -187,7 +187,7 @@ def bench_server_decode(page, steps: int) -> list[list]:
     """Keyboard steps (ArrowRight/Left, 0.01) on the first active latent slider of the server-mode
     decoder component; each step waits until the canvas shows the image decoded from the slider's
     new z (hook z equal to the slider value, a new frame painted)."""
-    from app.testing.browser import hook, percentiles, slider
+    from tests.harness.browser import hook, percentiles, slider
     page.wait_for_function(f"() => ({_DECODED_SRC})() !== null")
     inactive = page.locator("[data-testid^=vae-decoder-row-]").evaluate_all("els => els.map(e => e.dataset.inactive === 'true')")
     dim = inactive.index(False) if False in inactive else 0
@@ -230,7 +230,7 @@ def main():
     p.add_argument("--skip", default="", help="comma list of parts to skip: launch,train,drag,click,server")
     a = p.parse_args()
     load_before = bl.load_avg()
-    from app.testing.browser import StreamlitServer, chromium, new_page
+    from tests.harness.browser import StreamlitServer, chromium, new_page
     if bl.chromium_missing(a.results, "browser_latency", "browser latency", load_before, a.smoke):
         return
     skip = set(filter(None, a.skip.split(",")))

@@ -49,6 +49,7 @@ class Student:
         self.bytes = 0
         self.latent_dim = 0
         self.decoder_z: list = []   # the z the decoder component was last given
+        self.decoder_rev = 0        # and its rev (a report must carry it)
         self.selected = None        # the test index the page last showed as selected
 
     async def connect(self) -> None:
@@ -114,7 +115,7 @@ class Student:
             if bc.component_name == "vae_latent_decoder" and bc.json:
                 data = json.loads(bc.json)
                 data = json.loads(data["json"]) if set(data) == {"json"} else data
-                self.latent_dim, self.decoder_z = len(data["z"]), data["z"]
+                self.latent_dim, self.decoder_z, self.decoder_rev = len(data["z"]), data["z"], data["rev"]
         elif which == "markdown" and el.markdown.body.startswith("**Selected #"):
             self.selected = int(el.markdown.body.split("#", 1)[1].split("*", 1)[0])
 
@@ -150,7 +151,8 @@ async def run_step(student: Student, step: str, rng_value: float, timing: dict, 
                 student.errors.append(f"click: the page shows #{student.selected} selected, not #{index}")
         elif step == "release":
             z = [round(rng_value, 2)] * student.latent_dim
-            states, frag = student.trigger("vae_latent_decoder", "z", z)
+            # a report at the rev the sliders were last set at (app/components/z_sync.py)
+            states, frag = student.trigger("vae_latent_decoder", "z", {"z": z, "rev": student.decoder_rev})
             await student.request(page_hash=student.page_hash, fragment_id=frag, widget_states=states)
             if student.decoder_z != z:
                 student.errors.append("release: the decoder was not given the released z")
@@ -202,7 +204,7 @@ async def measure(server_pid: int, url: str, n: int, spread: float) -> dict:
 def chromium_check(url: str, pid: int, n: int) -> list:
     """N real headless Chromium pages open the Explorer at once (a check of the simulation): ms from
     navigation to the map drawn and to the sliders' first decoded image, and server CPU-s per page."""
-    from app.testing.browser import chromium, new_page
+    from tests.harness.browser import chromium, new_page
     with chromium() as browser:
         pages = [new_page(browser) for _ in range(n)]
         c0, t0 = bl.cpu_seconds(pid), time.perf_counter()
@@ -230,7 +232,7 @@ def main():
     p.add_argument("--chromium", type=int, default=0, help="also open N real Chromium pages at once (0: skip)")
     a = p.parse_args()
     load_before = bl.load_avg()
-    from app.testing.browser import REPO, StreamlitServer
+    from tests.harness.browser import REPO, StreamlitServer
     ns = [int(v) for v in (a.students or ("2" if a.smoke else "1,10,30,100")).split(",")]
     root = os.path.abspath(a.app_root or REPO)
     print(f"{bl.machine_line()}\nload {load_before}\napp {root}")

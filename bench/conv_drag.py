@@ -4,7 +4,7 @@ A seeded, untrained conv VAE of the default size (28x28, conv channels 32-64, hi
 decode cost does not depend on training) is opened in the Explorer of `streamlit run app/main.py` in
 headless Chromium. Measured:
   drag fps      mouse moves paced at 120 Hz without waiting for frames, sweeps of 2 s; fps = frames
-                painted / time (app.testing.browser.drag_fps). Target >= 30 fps.
+                painted / time (tests.harness.browser.drag_fps). Target >= 30 fps.
   synthetic fps in-page `input` events at 120 Hz (bounded by requestAnimationFrame, not the driver).
   decode ms     the component's own per-frame decode time (decode.mjs).
   server CPU    CPU-seconds the streamlit process used during the drags (utime + stime from
@@ -46,7 +46,7 @@ def main():
     load_before = bl.load_avg()
     if bl.chromium_missing(a.results, "conv_drag", "conv drag fps", load_before, a.smoke):
         return
-    from app.testing.browser import (StreamlitServer, chromium, drag_fps, hook, new_page, percentiles,
+    from tests.harness.browser import (StreamlitServer, chromium, drag_fps, hook, new_page, percentiles,
                                      synthetic_drag_fps, wait_for_frames)
     sweeps = a.sweeps or (1 if a.smoke else 5)
     print(f"{bl.machine_line()}\nload {load_before}")

@@ -23,7 +23,7 @@ def main():
     load_before = bl.load_avg()
     if bl.chromium_missing(a.results, "export_html", "export time to interactive", load_before, a.smoke):
         return
-    from app.testing.browser import chromium, new_page, percentiles
+    from tests.harness.browser import chromium, new_page, percentiles
     from vae_core.export_html import export_html
     loads = a.loads or (1 if a.smoke else 5)
     print(f"{bl.machine_line()}\nload {load_before}")

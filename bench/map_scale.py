@@ -156,8 +156,8 @@ def bench_umap(tmp: str, z: np.ndarray, n_fit: int, reference: str | None, smoke
 
 # --- browser -------------------------------------------------------------------------------------
 def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[int], steps: int, smoke: bool) -> list[str]:
-    from app.testing.browser import StreamlitServer, chromium, new_page
-    from app.testing.map_bench import frame_floor_ms, map_first_paint_ms, pan_steps, write_points, zoom_steps
+    from tests.harness.browser import StreamlitServer, chromium, new_page
+    from tests.harness.map_bench import frame_floor_ms, map_first_paint_ms, pan_steps, write_points, zoom_steps
     rows = []
     with chromium() as browser:
         page = new_page(browser)
@@ -194,8 +194,8 @@ def explorer_row(browser, tmp: str, steps: int, smoke: bool, floor_p50: float) -
     tiled 12x) and its projection cache on disk: a warm-up session, then a new page."""
     import torch
 
-    from app.testing.browser import StreamlitServer, new_page
-    from app.testing.map_bench import explorer_checkpoint, map_first_paint_ms, pan_steps, zoom_steps
+    from tests.harness.browser import StreamlitServer, new_page
+    from tests.harness.map_bench import explorer_checkpoint, map_first_paint_ms, pan_steps, zoom_steps
     from vae_core.cache import default_checkpoint_path
     from vae_core.checkpoints import load_checkpoint
     from vae_core.data import load_dataset
@@ -223,7 +223,7 @@ def explorer_row(browser, tmp: str, steps: int, smoke: bool, floor_p50: float) -
 
 
 def bl_pct(xs: list[float]) -> dict:
-    from app.testing.browser import percentiles
+    from tests.harness.browser import percentiles
     return percentiles(xs)
 
 

@@ -130,8 +130,9 @@ def test_every_page_runs_without_exceptions(use_cache, module, k):
 
 
 def _release_shows(at: AppTest, path: str, new: list[float], before: np.ndarray) -> None:
-    """Store `new` as a slider release does, rerun: the server-decoded image is PyTorch's decode of it."""
-    at.session_state["explorer_z"] = new  # what the release callback stores
+    """Report `new` as a slider release does, rerun: the server-decoded image is PyTorch's decode of it."""
+    sync = at.session_state["explorer_z"]
+    assert sync.report({"z": new, "rev": sync.rev})  # what the decoder's `z` trigger does
     at.run()
     _no_exception(at)
     z, after = _server_decoded(at)
@@ -147,7 +148,7 @@ def test_explorer_slider_change_changes_the_decoded_image(use_cache):
     at.toggle(key="explorer_live").set_value(False).run()
     _no_exception(at)
     z, before = _server_decoded(at)
-    assert z == at.session_state["explorer_z"]
+    assert z == at.session_state["explorer_z"].z
     np.testing.assert_allclose(before, _pytorch_image(path, z), atol=0.51)  # 8-bit rounding only
     _release_shows(at, path, [2.5 if z[0] < 2 else -2.5] + z[1:], before)
 
@@ -182,15 +183,32 @@ def test_explorer_point_selection_loads_its_mean_into_the_sliders(use_cache):
     _no_exception(at)
     with torch.no_grad():
         mu = model.encode(x[17:18])[0][0]
-    z = np.array(at.session_state["explorer_z"])
+    z = np.array(at.session_state["explorer_z"].z)
     np.testing.assert_allclose(z, np.clip(mu.numpy(), -3, 3), atol=1e-5)
     assert at.session_state["explorer_selected"] == 17
     assert any("test example #17" in m.value for m in at.markdown)  # its ELBO breakdown is shown
-    # buttons: z = 0, then a prior sample
+    assert _sliders_caption(at) == "Sliders: μ of test #17"
+    # buttons: z = 0, then a prior sample; the sliders no longer hold the selected point's μ
     at.button(key="explorer_btn_zero").click().run()
-    assert at.session_state["explorer_z"] == [0.0, 0.0, 0.0]
+    assert at.session_state["explorer_z"].z == [0.0, 0.0, 0.0]
+    assert _sliders_caption(at) == "Sliders: 0, the prior's mean"
     at.button(key="explorer_btn_prior").click().run()
-    assert at.session_state["explorer_z"] != [0.0, 0.0, 0.0]
+    assert at.session_state["explorer_z"].z != [0.0, 0.0, 0.0]
+    assert _sliders_caption(at) == "Sliders: a prior sample, z ~ N(0, I)"
+    at.number_input(key="explorer_index").set_value(18).run()
+    assert _sliders_caption(at) == "Sliders: μ of test #18"
+    sync = at.session_state["explorer_z"]
+    assert sync.report({"z": [0.5, 0.5, 0.5], "rev": sync.rev})  # a slider drag, released
+    at.run()
+    assert _sliders_caption(at) == "Sliders: dragged by hand"
+    assert any("Selected #18" in m.value for m in at.markdown)  # still selected: the breakdown below is its
+
+
+def _sliders_caption(at: AppTest) -> str:
+    """What the explorer says the sliders hold."""
+    found = [c.value for c in at.caption if c.value.startswith("Sliders: ")]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def test_map_click_goes_through_the_same_selection(use_cache):
@@ -203,18 +221,18 @@ def test_map_click_goes_through_the_same_selection(use_cache):
     def script(path):
         import streamlit as st
         from app.common import load_model
-        from app.views import explorer_state
+        from app.views import explorer_z
         from app.views.latent_data import model_view
         view = model_view(load_model(path, __import__("os").path.getmtime(path)))
         st.session_state["explorer_map"] = {"select": 42}
-        explorer_state.on_map_select(view)  # the map's on_select callback
+        explorer_z.on_map_select(view)  # the map's on_select callback
 
     at = AppTest.from_function(script, args=(path,), default_timeout=TIMEOUT)
     at.run()
     _no_exception(at)
     with torch.no_grad():
         mu = model.encode(x[42:43])[0][0].numpy()
-    np.testing.assert_allclose(at.session_state["explorer_z"], np.clip(mu, -3, 3), atol=1e-5)
+    np.testing.assert_allclose(at.session_state["explorer_z"].z, np.clip(mu, -3, 3), atol=1e-5)
     assert at.session_state["explorer_index"] == 42 and at.session_state["explorer_selected"] == 42
     assert selected_index("nothing_there") is None
 

@@ -91,14 +91,15 @@ def test_eval_cost_smoke(tmp_path):
 
 
 def _have_chromium() -> bool:
-    return os.path.exists("/usr/bin/chromium")
+    from tests.harness.browser import CHROMIUM
+    return os.path.exists(CHROMIUM)
 
 
 @pytest.mark.browser
 @pytest.mark.slow
 def test_browser_latency_smoke(tmp_path):
     if not _have_chromium():
-        pytest.skip("/usr/bin/chromium is missing")
+        pytest.skip("Chromium is missing (tests/harness/browser.py CHROMIUM)")
     out, text = run_bench("browser_latency.py", tmp_path)
     assert "slider drag: mouse move -> new frame painted" in text
     assert "map click -> sliders show the point" in text
@@ -108,7 +109,7 @@ def test_browser_latency_smoke(tmp_path):
 @pytest.mark.slow
 def test_app_memory_smoke(tmp_path):
     if not _have_chromium():
-        pytest.skip("/usr/bin/chromium is missing")
+        pytest.skip("Chromium is missing (tests/harness/browser.py CHROMIUM)")
     out, text = run_bench("app_memory.py", tmp_path)
     assert "server peak RSS (VmHWM)" in text
     assert "(2,000 points)" in text
@@ -137,7 +138,7 @@ def test_export_html_smoke(tmp_path):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_map_scale_browser_smoke(tmp_path):
-    from app.testing.browser import CHROMIUM
+    from tests.harness.browser import CHROMIUM
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing")
     out, text = run_bench("map_scale.py", tmp_path, "--only", "browser")

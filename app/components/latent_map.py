@@ -22,14 +22,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import struct
 from typing import Callable
 
 import numpy as np
 import streamlit as st
 
-from vae_core.js import js_source
+from app.components.assets import assets
 
 # Tableau-10: distinguishable classes, readable on a projector
 COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -38,19 +37,11 @@ MAP_META = "vae-latent-map"  # names the explorer map in browser events and the 
 DENSITY_ABOVE = 100_000  # more points than this in view: a density image instead of points
 THUMBS_MAX = 256         # hover images one browser request may ask for
 RENDERERS = ("auto", "webgl", "canvas")  # see pointLayer in latent_map/gl.js
-_ASSETS = os.path.join(os.path.dirname(__file__), "latent_map")
-
-
-def _read(name: str) -> str:
-    with open(os.path.join(_ASSETS, name), encoding="utf-8") as f:
-        return f.read()
-
 
 # vae_core/js/project.mjs is the file the node test (and the static export) runs; the component code
 # follows it in one module.
-_COMPONENT = st.components.v2.component(
-    "vae_latent_map", html=_read("component.html"), css=_read("component.css"),
-    js="\n".join([js_source("project.mjs")] + [_read(f) for f in ("points.mjs", "gl.js", "component.js")]))
+_COMPONENT = st.components.v2.component("vae_latent_map", **assets(
+    "latent_map", js=["points.mjs", "gl.js", "component.js"], shared=["project.mjs"]))
 
 
 def _b64(a: np.ndarray, dtype: str) -> str:

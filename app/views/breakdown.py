@@ -11,6 +11,7 @@ import torch
 
 from app.common import one_thread
 from vae_core.checkpoints import Checkpoint
+from vae_core.constants import KL_COLLAPSED_NATS
 from vae_core.data import target_description
 from vae_core.images import png_bytes, to_display, upscale
 from vae_core.latent import ELBOBreakdown, elbo_breakdown
@@ -85,6 +86,6 @@ def render_breakdown(ckpt: Checkpoint, x: torch.Tensor, *, key: str, collapsed=N
                     help="log p(x) − ELBO: how far the encoder's q(z|x) is from the true posterior")
         m[2].metric("|μ| / √k", f"{float(b.mu.norm()) / np.sqrt(len(b.mu)):.2f}",
                     help="distance of the mean from the origin, in units of a typical prior sample")
-    flags = collapsed if collapsed is not None else [v < 0.01 for v in b.kl_per_dim]
+    flags = collapsed if collapsed is not None else [v < KL_COLLAPSED_NATS for v in b.kl_per_dim]
     st.plotly_chart(_kl_bar(tuple(b.kl_per_dim), tuple(bool(f) for f in flags)), key=f"{key}_klbar")
     return b

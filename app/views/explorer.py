@@ -4,7 +4,7 @@ First paint comes before torch: the map is drawn from the checkpoint's metadata 
 cache (`<ckpt>.proj.npz`, numpy only) and sent to the browser; only then does the page import torch,
 load the model and add the panels (app.views.explorer_panels). Without a projection cache the model
 is loaded first to encode the test set.
-State and callbacks: app.views.explorer_state. Decoder panel: app.views.explorer_decoder.
+z (its state, the callbacks that set it, the sliders and the image): app.views.explorer_z.
 """
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import streamlit as st
 from app.common import checkpoint_metadata, pick_checkpoint_path
 from app.components.latent_map import classes_for, latent_map, projection_spec
 from app.safe import plain
-from app.views.explorer_state import SLIDER_RANGE, P, on_map_select, reset_for
+from app.views.explorer_z import P, on_map_select, reset_for, z_sync
 from app.views.latent_data import ModelView, map_view_from_cache
 from app.views.latent_map import MapProjection, choose_projection, map_payload
 from app.views.map_extras import colour_options, hover_thumbs, map_colour
+from vae_core.constants import SLIDER_RANGE
 
 
 def _let_the_map_out() -> None:
@@ -45,7 +46,7 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
     with left:
         latent_map(map_payload(proj, view), n, projection_spec(proj.basis, view.latent_dim),
                    classes_for(view.labels[:n]), proj.axes, key=P + "map",
-                   selected=st.session_state.get(P + "selected"), z=st.session_state[P + "z"],
+                   selected=st.session_state.get(P + "selected"), z=z_sync().z,
                    z_range=SLIDER_RANGE, on_select=functools.partial(on_map_select, view),
                    colour=map_colour(view, st.session_state.get(P + "colour", "label")),
                    thumbs=functools.partial(hover_thumbs, path))

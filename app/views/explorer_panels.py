@@ -1,5 +1,6 @@
-"""Explorer panels that need the model (torch): the decoder column, the hover thumbnails and the
-clicked point's images under the map, the 2-D manifold, the ELBO breakdown and the CSV export.
+"""Explorer panels that need the model (torch): the decoder column (app.views.explorer_z.z_panel), the
+hover thumbnails and the clicked point's images under the map, the 2-D manifold, the ELBO breakdown
+and the CSV export.
 app/views/explorer.py draws the map first and only then imports this module.
 """
 from __future__ import annotations
@@ -7,34 +8,18 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 import streamlit as st
 import torch
 
 from app.common import dataset_for, one_thread, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
-from app.views.explorer_decoder import decoder_panel, z_downloads
-from app.views.explorer_state import P, SLIDER_RANGE, on_index
+from app.views.explorer_z import P, on_index, z_panel
 from app.views.latent_data import ModelView
 from app.views.latent_map import MapProjection
 from vae_core.checkpoints import Checkpoint
 from vae_core.images import tile, to_display, upscale
-from vae_core.latent import decode, manifold_grid
-
-
-@st.fragment
-def _sliders(ckpt: Checkpoint, view: ModelView) -> None:
-    """Everything that follows z alone: a slider release or a z button reruns only this, not the map,
-    the previews or the breakdown. The map's star follows z in the browser (`vae:z` events)."""
-    decoder_panel(ckpt, view)
-    z = st.session_state[P + "z"]
-    clipped = st.session_state.get(P + "clipped")
-    if clipped:
-        st.caption(f"⚠ z was clipped to the sliders' ±{SLIDER_RANGE:g} range in "
-                   + ", ".join(f"z{i + 1}" for i in clipped) + ", so the star sits a little off the selected point.")
-    z_downloads(ckpt, list(z))
-
+from vae_core.latent import decode, manifold_grid, reconstruct
 
 HOVER_MAX = 5000  # thumbnails sent to the browser for hovering (one sprite sheet)
 
@@ -57,14 +42,14 @@ def _previews(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> Non
     if sel is None:
         return
     x = test_targets(ckpt)[sel]
-    with torch.no_grad(), one_thread():
-        recon = ckpt.model.decode_mean(ckpt.model.encode(x[None])[0])[0]
+    with one_thread():
+        recon = reconstruct(ckpt.model, x[None])[0]
     with c[1]:
         show_image(x, ckpt, f"#{sel}", 84)
     with c[2]:
         show_image(recon, ckpt, "recon.", 84)
     c[3].markdown(f"**Selected #{sel}** · label {_label_of(view, ckpt, sel)}  \n"
-                  "its μ is in the sliders, its ELBO breakdown below")
+                  "its ELBO breakdown is below")
 
 
 def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
@@ -126,7 +111,7 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
     with right:
         st.number_input("Test example #", 0, view.n_test - 1, key=P + "index", on_change=on_index,
                         args=(ckpt,), help="type an index, or click a point on the map")
-        _sliders(ckpt, view)
+        z_panel(ckpt, view)
     with left:
         _previews(ckpt, view, n, sel)
         if view.latent_dim == 2:

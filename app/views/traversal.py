@@ -9,27 +9,26 @@ from app.common import current_checkpoint, test_targets
 from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
-from vae_core.images import png_bytes, tile, to_display
-from vae_core.latent import decode, lerp, slerp, traversal_grid
+from vae_core.images import png_bytes, tile, to_display, upscale
+from vae_core.latent import decode, encode_mean, lerp, slerp, traversal_grid
 
 P = "traversal_"
 
 
 def _mean_of(ckpt, test_index: int) -> torch.Tensor:
-    with torch.no_grad():
-        return ckpt.model.encode(test_targets(ckpt)[test_index:test_index + 1])[0][0]
+    return encode_mean(ckpt.model, test_targets(ckpt)[test_index:test_index + 1])[0]
 
 
-def _crisp(mosaic: np.ndarray, image_h: int, target_h: int = 112) -> np.ndarray:
-    """Nearest-neighbour upscale so each image is about target_h pixels tall (no browser blur)."""
-    f = max(1, target_h // image_h)
-    return np.repeat(np.repeat(mosaic, f, 0), f, 1)
+def _mosaic(imgs: np.ndarray, image_px: int = 112) -> np.ndarray:
+    """(R, C, H, W[, 3]) -> one mosaic, nearest-neighbour upscaled so each image is about image_px
+    pixels tall (no browser blur): upscale's factor target // longest side is then image_px // H."""
+    mosaic = tile(imgs, pad=1)
+    return upscale(mosaic, image_px * max(mosaic.shape[:2]) // imgs.shape[2])
 
 
 def _strip_image(ckpt, z: torch.Tensor) -> np.ndarray:
     """(R, C, k) latents -> one mosaic of decoded images, upscaled."""
-    imgs = to_display(decode(ckpt.model, z), ckpt.model_config.input_shape)
-    return _crisp(tile(imgs, pad=1), imgs.shape[2])
+    return _mosaic(to_display(decode(ckpt.model, z), ckpt.model_config.input_shape))
 
 
 def _traversal(ckpt, view) -> None:
@@ -53,7 +52,7 @@ def _traversal(ckpt, view) -> None:
     for row, d in enumerate(order):
         c1, c2 = st.columns([1, 7], vertical_alignment="center")
         c1.markdown(f"**z{d + 1}** · KL {view.kl_per_dim[d]:.2f}" + (" · *collapsed*" if view.collapsed[d] else ""))
-        c2.image(_crisp(tile(imgs[row:row + 1], pad=1), imgs.shape[2]), clamp=True, width="stretch")
+        c2.image(_mosaic(imgs[row:row + 1]), clamp=True, width="stretch")
     img = tile(imgs, pad=1)
     st.download_button("⬇ traversal grid (PNG)", png_bytes(img, scale=4), "traversal.png", "image/png",
                        on_click="ignore", key=P + "dl_grid")

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from app.testing.browser import CHROMIUM, StreamlitServer, chromium
+from tests.harness.browser import CHROMIUM, StreamlitServer, chromium
 from vae_core.checkpoints import save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
@@ -23,7 +23,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    from app.testing.browser import new_page
+    from tests.harness.browser import new_page
     p = new_page(browser)
     yield p
     p.close()

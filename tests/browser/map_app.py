@@ -1,7 +1,7 @@
 """A tiny app around the latent_map component alone, for browser tests and bench/map_scale.py.
 
 Query parameters: ?points=<file.npz> with arrays xy (N, 2), labels (N,), means (N, k) and images
-(N, H, W) in [0, 1] (app.testing.map_bench.write_points); ?n= points shown (default all);
+(N, H, W) in [0, 1] (tests.harness.map_bench.write_points); ?n= points shown (default all);
 ?renderer=canvas forces the 2-D canvas fallback; ?colour=value colours by the first mean's
 value. The map is the PCA-like "plane" projection. Hover images come only on demand (no sprite sheet
 up front). The clicked test index is printed.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.testing.browser import (StreamlitServer, canvas_pixels, click_to_sliders_ms, drag_slider, hook,
+from tests.harness.browser import (StreamlitServer, canvas_pixels, click_to_sliders_ms, drag_slider, hook,
                                  map_points, new_page, save_screenshot, slider_values, wait_for_frames)
 from vae_core.cache import default_checkpoint_path
 from vae_core.checkpoints import load_checkpoint
@@ -84,6 +84,9 @@ def test_explorer_release_is_not_echoed_back_into_the_sliders(page):
     assert h1["sent"] == h0["sent"] + 1
     assert h1["zFromPython"] == h0["zFromPython"]
     assert slider_values(page)[5] == pytest.approx(h1["z"][5]) and h1["z"][5] < -1
+    # the sliders no longer hold the selected point's μ, and the page says so
+    page.get_by_text("Sliders: dragged by hand").wait_for(timeout=300_000)
+    assert page.get_by_text("Sliders: μ of test #").count() == 0
 
 
 def test_explorer_map_click_loads_the_points_z(page, default_model):
@@ -95,6 +98,7 @@ def test_explorer_map_click_loads_the_points_z(page, default_model):
         ms = click_to_sliders_ms(page, point)
         assert ms < 30_000
         page.get_by_text(f"Selected #{point[2]}").first.wait_for(timeout=300_000)  # the server followed
+        page.get_by_text(f"Sliders: μ of test #{point[2]}").wait_for(timeout=300_000)
         idx = int(page.get_by_label("Test example #", exact=True).input_value())
         assert idx == point[2] and page.evaluate("window.__vaeMap.selectedIndex()") == idx
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """The Explorer (`streamlit run app/main.py`) on a model whose test set has 60,000 images: every point
 is on the map, a click loads the nearest point under the pointer, and hovering a point beyond the
 page's up-front sprite sheet shows its image, fetched on demand. A tiny seeded model and 8x8 images
-made here (app.testing.map_bench.explorer_checkpoint writes the dataset, checkpoint and map cache)."""
+made here (tests.harness.map_bench.explorer_checkpoint writes the dataset, checkpoint and map cache)."""
 from __future__ import annotations
 
 import re
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.testing.browser import StreamlitServer, new_page
-from app.testing.map_bench import explorer_checkpoint
+from tests.harness.browser import StreamlitServer, new_page
+from tests.harness.map_bench import explorer_checkpoint
 from app.views.explorer_panels import HOVER_MAX
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.testing.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
+from tests.harness.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
                                  slider, slider_track, slider_values, wait_for_frames)
 from vae_core.checkpoints import load_checkpoint
 
@@ -145,6 +145,25 @@ def test_screenshot_for_review(page, component_server):
     page.locator(slider(0)).wait_for()
     path = save_screenshot(page, "latent_decoder_component.png")
     assert path.endswith(".png")
+
+
+def labels_cut_off(page) -> list[str]:
+    """Slider labels whose text does not fit in their box."""
+    return page.locator(".vae-dec-label").evaluate_all(
+        "els => els.filter(e => e.scrollWidth > e.clientWidth || e.scrollHeight > e.clientHeight + 1)"
+        ".map(e => e.textContent)")
+
+
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_long_slider_labels_are_not_cut_off(page, component_server, width):
+    """The Explorer's longest label, "z5 · KL 0.06 · collapsed", wraps instead of ending in "collap…"."""
+    page.set_viewport_size({"width": width, "height": 900})
+    open_app(page, component_server)  # the shipped 16-dim model: dims 5, 10, 15 carry the long label
+    labels = page.locator(".vae-dec-label").all_inner_texts()
+    assert "z5 · KL 0.06 · collapsed" in labels
+    assert labels_cut_off(page) == []
+    assert page.locator("[data-testid=vae-decoder-slider-0]").get_attribute("min") == "-3"  # the range: data
+    assert page.locator("[data-testid=vae-decoder-slider-0]").get_attribute("step") == "0.01"
 
 
 def test_decoding_is_throttled_to_animation_frames(page, component_server, tiny_checkpoints):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.testing.browser import StreamlitServer
-from app.testing.map_bench import write_points
+from tests.harness.browser import StreamlitServer
+from tests.harness.map_bench import write_points
 
 pytestmark = pytest.mark.browser
 N = 60_000

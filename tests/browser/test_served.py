@@ -13,7 +13,7 @@ import time
 import pytest
 
 from app.lab import PAGES as LAB_PAGES
-from app.testing.browser import StreamlitServer, new_page, save_screenshot
+from tests.harness.browser import StreamlitServer, new_page, save_screenshot
 from app.views import PAGES
 from vae_core.cache import default_checkpoint_path
 from vae_core.projection import cache_path_for

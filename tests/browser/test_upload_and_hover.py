@@ -29,7 +29,7 @@ MAP_TRACE_JS = """name => { const g = [...document.querySelectorAll('.js-plotly-
 @pytest.fixture(scope="module")
 def app_and_browser(browser):
     """`browser` is the session's Chromium (tests/browser/conftest.py): one Playwright per process."""
-    from app.testing.browser import StreamlitServer
+    from tests.harness.browser import StreamlitServer
     if not os.path.exists(default_checkpoint_path()):
         pytest.skip("the shipped default checkpoint is not present")
     with StreamlitServer("app/main.py") as server:
@@ -38,7 +38,7 @@ def app_and_browser(browser):
 
 @pytest.fixture(scope="module")
 def upload_page(app_and_browser):
-    from app.testing.browser import new_page
+    from tests.harness.browser import new_page
     server, browser = app_and_browser
     page = new_page(browser, 1400, 1600)
     page.goto(server.url + "/upload")
@@ -48,7 +48,7 @@ def upload_page(app_and_browser):
 
 
 def test_hovering_a_map_point_shows_its_image(app_and_browser):
-    from app.testing.browser import map_points, new_page, wait_for_map
+    from tests.harness.browser import map_points, new_page, wait_for_map
     server, browser = app_and_browser
     page = new_page(browser, 1400, 1100)
     try:

@@ -1,30 +1,24 @@
-// Latent sliders + canvas. Appended to decode.mjs by latent_decoder.py, so parseDecoder/decode/toRGBA
-// are in scope. Two modes, the same sliders:
-//   browser (data.weights_id): the decoder (MLP or conv) runs here on every slider `input` (one decode per
-//     animation frame); z goes to Python on `change` (release).
-//   server (data.image): Python decodes; z goes to Python (trigger `z`) on release and, while
-//     dragging, at most every data.preview_ms ms with at most one request in flight, so the image
-//     follows a drag at the server's pace. Each answer carries z and its decoded pixels.
+// Latent sliders + canvas (the DOM half of the decoder component). latent_decoder.py puts decode.mjs
+// (parseDecoder, decode, toRGBA) and z_sync.mjs (ZSync, Pacer, Z_EVENTS, sameZ) before this file in
+// one module. Two modes, the same sliders:
+//   browser (data.weights_id): the decoder (MLP or conv) runs here on every slider `input` (one decode
+//     per animation frame); z goes to Python (trigger `z`) on `change` (release).
+//   server (data.image): Python decodes; z goes to Python on release and, paced by a Pacer, while
+//     dragging, so the image follows a drag at the server's pace. Each answer carries z and its pixels.
+// What moves the sliders and what Python accepts: z_sync.py (the protocol) and z_sync.mjs.
 //
-// Streamlit calls the default export again, on the same DOM, whenever `data` changes; the
-// instance lives on the root element. Parsed weights live in a page-wide cache keyed by the
-// payload id, so Python sends them once per session and they are parsed once per page.
-// Window events: `vae:select` {z} (a map click) moves the sliders at once; `vae:z` {z} is sent
-// whenever the sliders move, so the map's star follows them.
+// Streamlit calls the default export again, on the same DOM, whenever `data` changes; the instance
+// lives on the root element. Parsed weights live in a page-wide cache keyed by the payload id, so
+// Python sends them once per session and they are parsed once per page.
+// data.debug: expose measurement hooks (window.__vaeDecoder, the last updated instance, and
+// window.__vaeDecoders[key]) for the browser tests and bench/.
 
 const NETS = (globalThis.__vaeDecoderNets ??= new Map());  // payload id -> parsed net
-const RING = 600;  // timings kept for measurement
-const LOST_MS = 3000;  // a server request unanswered this long is given up (e.g. its rerun was cut short)
+const RING = 600;  // timings kept per hook array
 
 function push(arr, v) {
   arr.push(v);
   if (arr.length > RING) arr.shift();
-}
-
-function sameZ(a, b) {
-  if (!a || !b || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (Number(a[i]) !== Number(b[i])) return false;
-  return true;
 }
 
 // {height, width, channels, pixels: base64 of uint8 (H, W, C) row-major} -> RGBA bytes
@@ -38,6 +32,15 @@ function imageToRGBA(img, rgba) {
   return rgba;
 }
 
+// Measurement hook (only with data.debug). frames: images painted; z: the z of the painted image;
+// sent: reports to Python; roundTripMs: server mode, request -> its image painted; *At: ms since
+// navigation start.
+function newHook() {
+  return { mode: null, frames: 0, lastDecodeMs: NaN, decodeMs: [], inputToPaintMs: [], weightsReceived: 0,
+           weightsParsed: 0, parseMs: NaN, sent: 0, updates: 0, zFromPython: 0, zFromMap: 0, z: [],
+           roundTripMs: [], lost: 0, key: null, firstDataAt: NaN, firstFrameAt: NaN };
+}
+
 class LatentDecoder {
   constructor(root) {
     this.root = root;
@@ -46,44 +49,39 @@ class LatentDecoder {
     this.status = root.querySelector(".vae-dec-status");
     this.sliders = root.querySelector(".vae-dec-sliders");
     this.mode = null; this.shape = null;  // "browser" | "server"; [k, H, W]
-    this.net = null; this.image = null;
-    this.z = null; this.inputs = []; this.values = [];
-    this.rev = null; this.requested = null;
-    this.raf = 0; this.pendingSince = null;
-    // server mode: the request in flight {z, t}, the z still to send, when the last one went
-    this.inflight = null; this.want = null; this.lastSent = null; this.lastSentAt = -Infinity;
-    this.timer = 0; this.painted = null;
-    // Measurement hook for tests/benchmarks (window.__vaeDecoder is the last updated instance).
-    // frames: images painted (both modes); z: the z of the painted image; sent: z sent to Python;
-    // roundTripMs: server mode, request sent -> its image painted.
-    this.hook = { mode: null, frames: 0, lastDecodeMs: NaN, decodeMs: [], inputToPaintMs: [], weightsReceived: 0,
-                  weightsParsed: 0, parseMs: NaN, sent: 0, updates: 0, zFromPython: 0, zFromMap: 0, z: [],
-                  roundTripMs: [], lost: 0, key: null, firstDataAt: NaN, firstFrameAt: NaN };  // *At: ms since navigation start
+    this.net = null; this.image = null; this.painted = null;
+    this.sync = new ZSync(); this.pacer = null;
+    this.inputs = []; this.values = []; this.labels = [];
+    this.requested = null; this.raf = 0; this.timer = 0;
+    this.hook = null; this.pendingSince = null;
     this.sliders.addEventListener("input", (e) => this.onInput(e));
     this.sliders.addEventListener("change", () => this.onChange());
     // Streamlit may call the cleanup between updates, so the listener removes itself once the
     // element has left the page instead
     this.onSelect = (e) => {
-      if (!this.root.isConnected) { window.removeEventListener("vae:select", this.onSelect); return; }
+      if (!this.root.isConnected) { window.removeEventListener(Z_EVENTS.select, this.onSelect); return; }
       this.fromMap(e.detail && e.detail.z);
     };
-    window.addEventListener("vae:select", this.onSelect);
+    window.addEventListener(Z_EVENTS.select, this.onSelect);
   }
 
   update(data, setTriggerValue) {
     this.setTriggerValue = setTriggerValue;
-    this.hook.key = data.key;
-    if (!this.hook.updates++) this.hook.firstDataAt = performance.now();
-    globalThis.__vaeDecoder = this.hook;
-    (globalThis.__vaeDecoders ??= {})[data.key] = this.hook;
+    if (data.debug && !this.hook) this.hook = newHook();
+    const h = this.hook;
+    if (h) {
+      h.key = data.key;
+      if (!h.updates++) h.firstDataAt = performance.now();
+      globalThis.__vaeDecoder = h;
+      (globalThis.__vaeDecoders ??= {})[data.key] = h;
+    }
     if (data.image) return this.updateServer(data);
     if (data.weights) {
-      this.hook.weightsReceived++;
+      if (h) h.weightsReceived++;
       if (!NETS.has(data.weights.id)) {
         const t0 = performance.now();
         NETS.set(data.weights.id, parseDecoder(data.weights));
-        this.hook.parseMs = performance.now() - t0;
-        this.hook.weightsParsed++;
+        if (h) { h.parseMs = performance.now() - t0; h.weightsParsed++; }
         while (NETS.size > 4) NETS.delete(NETS.keys().next().value);  // oldest first
       }
     }
@@ -98,7 +96,7 @@ class LatentDecoder {
     }
     this.requested = null;
     const rebuilt = this.mode !== "browser" || net !== this.net || this.inputs.length !== net.latentDim;
-    if (rebuilt) { this.setMode("browser", net.latentDim, net.H, net.W); this.net = net; }
+    if (rebuilt) { this.setMode("browser", net.latentDim, net.H, net.W, data); this.net = net; }
     this.common(data, rebuilt);
     this.schedule();
   }
@@ -106,49 +104,46 @@ class LatentDecoder {
   updateServer(data) {
     const img = data.image, k = data.z.length;
     const rebuilt = this.mode !== "server" || !sameZ(this.shape, [k, img.height, img.width]);
-    if (rebuilt) this.setMode("server", k, img.height, img.width);
-    this.previewMs = data.preview_ms;  // null: decode on release only
+    if (rebuilt) this.setMode("server", k, img.height, img.width, data);
+    this.pacer.previewMs = data.preview_ms;  // null: decode on release only
     this.common(data, rebuilt);
-    // the answer to our request (or any z from Python): frees the slot for the next request
-    if (this.inflight && sameZ(data.z, this.inflight.z)) {
-      push(this.hook.roundTripMs, performance.now() - this.inflight.t);
-      this.inflight = null;
-    }
-    if (img.pixels !== this.painted || !sameZ(data.z, this.hook.z)) {
+    const rt = this.pacer.answered(data, performance.now());
+    if (rt !== null && this.hook) push(this.hook.roundTripMs, rt);
+    if (img.pixels !== this.painted || !sameZ(data.z, this.paintedZ)) {
       imageToRGBA(img, this.image.data);
       this.ctx.putImageData(this.image, 0, 0);
       this.painted = img.pixels;
-      this.hook.z = Array.from(data.z);
-      this.paintDone();
-      const rt = this.hook.roundTripMs.at(-1);
-      this.status.textContent = "decoded on the server" + (rt === undefined ? "" : ` · ${rt.toFixed(0)} ms round trip`);
+      this.paintDone(data.z);
+      const last = this.hook && this.hook.roundTripMs.at(-1);
+      this.status.textContent = "decoded on the server" + (last == null ? "" : ` · ${last.toFixed(0)} ms round trip`);
     }
     this.pump();
   }
 
-  // labels, image size and z from Python: the same in both modes
+  // labels, image size and Python's {z, rev}: the same in both modes
   common(data, rebuilt) {
     this.setLabels(data.labels, data.inactive);
     const [H, W] = [this.shape[1], this.shape[2]];
     const scale = Math.min(data.height / H, (3 * data.height) / W);  // a 1xD strip stays <= 3 heights wide
     this.canvas.style.height = `${Math.round(scale * H)}px`;
     this.canvas.style.width = `${Math.round(scale * W)}px`;
-    // Python bumps z_rev only for a new z (map click, buttons), not when it echoes our own
-    // release back, which can arrive while another slider is being dragged.
-    if (rebuilt || data.z_rev !== this.rev) { this.hook.zFromPython++; this.setZ(data.z); }
-    this.rev = data.z_rev;
+    if (this.sync.receive(data, rebuilt)) {
+      if (this.hook) this.hook.zFromPython++;
+      this.showZ();
+    }
   }
 
-  setMode(mode, k, H, W) {
-    this.mode = this.hook.mode = mode;
+  setMode(mode, k, H, W, data) {
+    this.mode = mode;
+    if (this.hook) this.hook.mode = mode;
     this.shape = [k, H, W];
-    this.net = null; this.painted = null;
-    this.inflight = null; this.want = null; this.lastSent = null;
+    this.net = null; this.painted = null; this.paintedZ = null;
+    this.pacer = mode === "server" ? new Pacer(data.preview_ms) : null;
     this.canvas.width = W; this.canvas.height = H;
     this.image = this.ctx.createImageData(W, H);
-    this.z = new Float64Array(k);
     this.sliders.replaceChildren();
     this.inputs = []; this.values = []; this.labels = [];
+    const [lo, hi] = data.range;
     for (let i = 0; i < k; i++) {
       const row = document.createElement("label");
       row.className = "vae-dec-row";
@@ -156,7 +151,7 @@ class LatentDecoder {
       const name = document.createElement("span");
       name.className = "vae-dec-label";
       const input = document.createElement("input");
-      Object.assign(input, { type: "range", min: "-3", max: "3", step: "0.01", value: "0" });
+      Object.assign(input, { type: "range", min: String(lo), max: String(hi), step: String(data.step), value: "0" });
       input.dataset.dim = String(i);
       input.dataset.testid = `vae-decoder-slider-${i}`;
       const value = document.createElement("span");
@@ -170,7 +165,7 @@ class LatentDecoder {
 
   setLabels(labels, inactive) {
     this.labels.forEach((el, i) => {
-      const text = labels[i] ?? `z${i}`;
+      const text = labels[i] ?? `z${i + 1}`;
       if (el.textContent !== text) {
         el.textContent = text; el.title = text;
         this.inputs[i].setAttribute("aria-label", text);
@@ -183,73 +178,63 @@ class LatentDecoder {
     });
   }
 
-  setZ(z) {
-    for (let i = 0; i < this.z.length; i++) {
-      this.z[i] = Number(z[i]) || 0;
-      this.inputs[i].value = String(this.z[i]);  // the slider clamps to [-3, 3]; z keeps the exact value
-      this.values[i].textContent = this.z[i].toFixed(2);
+  // the sliders show sync.z (a set from Python or the map); whatever waited to be sent is dropped
+  showZ() {
+    const z = this.sync.z;
+    for (let i = 0; i < z.length; i++) {
+      this.inputs[i].value = String(z[i]);  // the slider rounds to its step; z keeps the exact value
+      this.values[i].textContent = z[i].toFixed(2);
     }
-    this.want = null;  // a z from Python or the map replaces any z still waiting to be sent
+    if (this.pacer) this.pacer.drop();
     this.announce();
   }
 
   // a map click: move the sliders now; Python follows with the same z (and, in server mode, its image)
   fromMap(z) {
-    if (!this.z || !Array.isArray(z) || z.length !== this.z.length) return;
-    this.hook.zFromMap++;
-    this.setZ(z);
+    if (!this.sync.local(z)) return;
+    if (this.hook) this.hook.zFromMap++;
+    this.showZ();
     if (this.mode === "browser") this.schedule();
   }
 
   announce() {
-    window.dispatchEvent(new CustomEvent("vae:z", { detail: { z: Array.from(this.z) } }));
+    window.dispatchEvent(new CustomEvent(Z_EVENTS.z, { detail: { z: Array.from(this.sync.z) } }));
   }
 
   onInput(e) {
     const i = Number(e.target.dataset.dim);
-    if (!this.z || !(i >= 0)) return;
-    this.z[i] = parseFloat(e.target.value);
-    this.values[i].textContent = this.z[i].toFixed(2);
-    if (this.pendingSince === null) this.pendingSince = performance.now();
+    if (!this.sync.z || !(i >= 0)) return;
+    this.sync.edit(i, parseFloat(e.target.value));
+    this.values[i].textContent = this.sync.z[i].toFixed(2);
+    if (this.hook && this.pendingSince === null) this.pendingSince = performance.now();
     this.announce();
     if (this.mode === "browser") this.schedule();
-    else if (this.previewMs != null) this.request(false);
+    else this.request(false);
   }
 
   onChange() {
-    if (this.mode === "browser" && this.net) {
-      this.hook.sent++;
-      this.setTriggerValue("z", Array.from(this.z));
-    } else if (this.mode === "server") {
-      this.request(true);
-    }
+    if (this.mode === "browser" && this.net) this.send(this.sync.report());
+    else if (this.mode === "server") this.request(true);
   }
 
-  // server mode: ask Python for the current z. A release goes as soon as nothing is in flight;
-  // a drag preview also waits until previewMs have passed since the last request.
+  send(msg) {
+    if (this.hook) this.hook.sent++;
+    this.setTriggerValue("z", msg);
+  }
+
+  // server mode: the Pacer says when the current z goes to Python
   request(release) {
-    this.want = sameZ(this.z, this.lastSent) ? null : { z: Array.from(this.z), release };
+    this.pacer.want(this.sync.report(), release);
     this.pump();
   }
 
   pump() {
     clearTimeout(this.timer);
-    if (!this.want) return;
-    const t = performance.now();
-    if (this.inflight) {  // updateServer() pumps again when the answer comes
-      const age = t - this.inflight.t;
-      if (age < LOST_MS) { this.timer = setTimeout(() => this.pump(), LOST_MS - age); return; }
-      this.hook.lost++;
-      this.inflight = null;
-    }
-    const wait = this.want.release ? 0 : this.lastSentAt + this.previewMs - t;
-    if (wait > 0) { this.timer = setTimeout(() => this.pump(), wait); return; }
-    const { z } = this.want;
-    this.want = null;
-    this.inflight = { z, t };
-    this.lastSent = z; this.lastSentAt = t;
-    this.hook.sent++;
-    this.setTriggerValue("z", z);
+    const next = this.pacer.next(performance.now());
+    if (this.hook) this.hook.lost = this.pacer.lost;
+    if (!next) return;
+    if (next.send) this.send(next.send);
+    else this.timer = setTimeout(() => this.pump(), next.wait);
   }
 
   schedule() {
@@ -259,18 +244,21 @@ class LatentDecoder {
   draw() {
     if (!this.net) return;
     const t0 = performance.now();
-    const mean = decode(this.net, this.z);
+    const mean = decode(this.net, this.sync.z);
     toRGBA(this.net, mean, this.image.data);
     this.ctx.putImageData(this.image, 0, 0);
-    this.hook.lastDecodeMs = performance.now() - t0;
-    push(this.hook.decodeMs, this.hook.lastDecodeMs);
-    this.hook.z = Array.from(this.z);
-    this.paintDone();
-    this.status.textContent = `decoded in your browser · ${this.hook.lastDecodeMs.toFixed(1)} ms`;
+    const ms = performance.now() - t0;
+    if (this.hook) { this.hook.lastDecodeMs = ms; push(this.hook.decodeMs, ms); }
+    this.paintDone(this.sync.z);
+    this.status.textContent = `decoded in your browser · ${ms.toFixed(1)} ms`;
   }
 
-  paintDone() {
-    const t1 = performance.now(), h = this.hook;
+  paintDone(z) {
+    this.paintedZ = Array.from(z);
+    const h = this.hook;
+    if (!h) return;
+    const t1 = performance.now();
+    h.z = this.paintedZ;
     if (!h.frames++) h.firstFrameAt = t1;
     if (this.pendingSince !== null) { push(h.inputToPaintMs, t1 - this.pendingSince); this.pendingSince = null; }
   }

@@ -73,7 +73,7 @@ def pan_steps(page, n: int) -> list[float]:
 
 def frame_floor_ms(page, n: int) -> dict:
     """Event -> two animation frames on an idle page (nothing drawn): the floor of every step."""
-    from app.testing.browser import percentiles
+    from tests.harness.browser import percentiles
     page.set_content("<div style='width:800px;height:600px'></div>")
     page.mouse.move(400, 300)
     return percentiles(_steps(page, n, lambda i: page.mouse.wheel(0, 120)))

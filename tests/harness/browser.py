@@ -2,7 +2,7 @@
 
 Used by tests/browser/ and by bench/ scripts (latency benchmarks):
 
-    from app.testing.browser import StreamlitServer, chromium, new_page, first_paint_ms, drag_slider
+    from tests.harness.browser import StreamlitServer, chromium, new_page, first_paint_ms, drag_slider
 
     with StreamlitServer("app/main.py") as server, chromium() as browser:
         page = new_page(browser)
@@ -10,7 +10,8 @@ Used by tests/browser/ and by bench/ scripts (latency benchmarks):
         lat = drag_slider(page, 0, [0.5 + 0.01 * i for i in range(1, 50)])  # ms per step
 
 Measurements read the canvas pixels themselves (independent of the component) plus the
-component's own hook window.__vaeDecoder = {frames, lastDecodeMs, decodeMs, inputToPaintMs, ...}.
+component's own hook window.__vaeDecoder = {frames, lastDecodeMs, decodeMs, inputToPaintMs, ...},
+installed because StreamlitServer runs the app with VAE_DEBUG_HOOKS=1 (app.settings.debug_hooks).
 """
 from __future__ import annotations
 
@@ -24,8 +25,11 @@ import tempfile
 import time
 import urllib.request
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # app/testing -> repo root
-CHROMIUM = "/usr/bin/chromium"
+from app.settings import DEBUG_HOOKS_ENV
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # tests/harness -> repo root
+# Debian's Chromium (playwright's own browser download cannot work offline); VAE_CHROMIUM overrides it.
+CHROMIUM = os.environ.get("VAE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 SCREENSHOT_DIR = os.path.join(REPO, "tests", "browser", "screenshots")
@@ -45,11 +49,12 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run <script>` on a free port, from the repo root; waits for /_stcore/health."""
+    """`streamlit run <script>` on a free port, from the repo root; waits for /_stcore/health.
+    The components' measurement hooks are on (VAE_DEBUG_HOOKS=1) unless env says otherwise."""
 
     def __init__(self, script: str, env: dict | None = None, timeout: float = 600.0):
         self.script, self.timeout = script, timeout
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, DEBUG_HOOKS_ENV: "1", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -244,51 +249,6 @@ def synthetic_drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) 
         n++;
       }, 1000 / hz);
     })""", [seconds, hz])
-
-
-def explorer_latency_report(browser, url: str, n_loads: int = 3, n_drag: int = 60, n_click: int = 50,
-                            seed: int = 0) -> dict:
-    """First paint, slider-to-image and click-to-sliders numbers for the Explorer page at `url`.
-
-    first_paint_ms: navigation to the first decoded frame, per page load (the first one may be a
-    cold server). in_page_*: the same split by the component's own clock (ms since navigation).
-    drag_step_ms: real mouse steps, each waited for its frame; drag_fps: mouse moves paced at 120 Hz
-    (bounded by the driver's round trips); synthetic_fps: in-page input events at 120 Hz (bounded
-    by requestAnimationFrame). click_to_sliders_ms: map point click until the sliders' z changed.
-    """
-    import random
-    out: dict = {"first_paint_ms": [], "in_page_first_data_ms": [], "in_page_first_frame_ms": []}
-    page = None
-    for _ in range(n_loads):
-        if page is not None:
-            page.close()
-        page = new_page(browser)
-        out["first_paint_ms"].append(first_paint_ms(page, url))
-        h = hook(page)
-        out["in_page_first_data_ms"].append(h["firstDataAt"])
-        out["in_page_first_frame_ms"].append(h["firstFrameAt"])
-        out["weights_parse_ms"] = h["parseMs"]
-    page.wait_for_timeout(1000)
-    k = len(slider_values(page))
-    out["drag_step_ms"] = percentiles(drag_slider(page, 0, [0.5 + 0.4 * (i % 40) / 40 for i in range(1, n_drag + 1)]))
-    page.wait_for_timeout(1000)
-    real = drag_fps(page, 1 % k, seconds=3.0)
-    out["drag_fps"] = real["fps"]
-    out["decode_ms"] = percentiles(real["decode_ms"])
-    out["input_to_paint_ms"] = percentiles(real["input_to_paint_ms"])
-    out["synthetic_fps"] = synthetic_drag_fps(page, 2 % k, seconds=2.0, hz=120.0)["fps"]
-    page.wait_for_timeout(1000)
-    rng, clicks, failures = random.Random(seed), [], 0
-    while len(clicks) < n_click and failures < 10:
-        try:
-            clicks.append(click_to_sliders_ms(page, rng.choice(map_points(page)), timeout_ms=20_000))
-        except Exception:  # e.g. the click landed on the already selected point: nothing changes
-            failures += 1
-        page.wait_for_timeout(200)
-    out["click_to_sliders_ms"] = percentiles(clicks) if clicks else None
-    out["click_failures"] = failures
-    page.close()
-    return out
 
 
 def percentiles(xs: list[float]) -> dict:

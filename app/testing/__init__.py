@@ -1,1 +1,0 @@
-"""Test and benchmark support (not used by the app itself)."""

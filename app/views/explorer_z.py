@@ -1,0 +1,197 @@
+"""The Explorer's z: the one ZSync that holds it, everything that sets it, and the panel that shows it.
+
+z lives in st.session_state["explorer_z"], a ZSync (app/components/z_sync.py: the protocol with the
+browser's sliders). Sets, as callbacks that run before the script, so the map star, the sliders and
+the image agree within one run: a map click (select_row), the test-index input (on_index), the
+buttons z = 0, prior sample and posterior sample. The browser's slider releases are reported into
+the ZSync by the decoder component itself.
+
+The panel (z_panel): the buttons, one slider per latent dim with the decoded image
+(app.components.latent_decoder), what z is now, and z downloads. MLP and conv decoders run in the
+browser, so the image follows a drag frame by frame with no server work; a decoder the browser
+cannot run (or the toggle off) decodes here: the component reports z on release and, while
+dragging, at most every PREVIEW_MS with one request in flight; the _decoder fragment, rerun alone by
+that, decodes z and hands the pixels to the component.
+
+Other session-state keys, all prefixed explorer_: selected (test index or None), index (the number
+input), draws (sample counter), model (open checkpoint). Import-light (no torch): the page imports
+this module before the map is drawn; the functions that need torch import it themselves.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import streamlit as st
+
+from app.components.latent_map import selected_index
+from app.components.z_sync import ZSync
+from app.views.latent_data import ModelView
+from vae_core.constants import KL_COLLAPSED_NATS
+
+if TYPE_CHECKING:
+    import torch
+
+    from vae_core.checkpoints import Checkpoint
+
+P = "explorer_"
+PREVIEW_MS = 100  # server decoding: at most one z per this many ms while a slider is dragged
+
+
+def z_sync() -> ZSync:
+    """This session's z (made by reset_for when the page opens a model)."""
+    return st.session_state[P + "z"]
+
+
+def _set(z, origin: str) -> None:
+    if P + "z" in st.session_state:
+        z_sync().set(z, origin)
+    else:
+        st.session_state[P + "z"] = ZSync(z, origin=origin)
+
+
+def _select(test_index: int, mu) -> None:
+    st.session_state[P + "selected"] = st.session_state[P + "index"] = test_index
+    _set(mu, f"μ of test #{test_index}")
+
+
+def select_point(ckpt: Checkpoint, test_index: int) -> None:
+    """Load the encoder mean of test example `test_index` into the sliders (number input)."""
+    from app.common import test_targets
+    from vae_core.latent import encode_mean
+    x = test_targets(ckpt)
+    test_index = int(np.clip(test_index, 0, len(x) - 1))
+    _select(test_index, encode_mean(ckpt.model, x[test_index:test_index + 1])[0])
+
+
+def select_row(view: ModelView, row: int) -> None:
+    """Load map point `row` (its cached encoder mean, the value the browser already moved the
+    sliders to) into the sliders: no encoder pass, no torch."""
+    _select(int(view.index[row]), view.means[row])
+
+
+def reset_for(path: str, view: ModelView) -> None:
+    """A newly opened model starts on its first map point."""
+    sync = st.session_state.get(P + "z")
+    if st.session_state.get(P + "model") == path and sync is not None and len(sync.z) == view.latent_dim:
+        return
+    st.session_state[P + "model"] = path
+    st.session_state[P + "draws"] = 0
+    select_row(view, 0)
+
+
+def on_map_select(view: ModelView) -> None:
+    """The map's click callback (trigger `select`: the clicked test index)."""
+    idx = selected_index(P + "map")
+    row = view.row_of(idx) if idx is not None else None
+    if row is not None:
+        select_row(view, row)
+
+
+def on_index(ckpt: Checkpoint) -> None:
+    select_point(ckpt, int(st.session_state[P + "index"]))
+
+
+def _next_generator() -> torch.Generator:
+    import torch
+    st.session_state[P + "draws"] = st.session_state.get(P + "draws", 0) + 1
+    return torch.Generator().manual_seed(st.session_state[P + "draws"])
+
+
+def on_zero() -> None:
+    _set([0.0] * len(z_sync().z), "0, the prior's mean")
+
+
+def on_prior() -> None:
+    from vae_core.latent import prior_sample
+    _set(prior_sample(len(z_sync().z), _next_generator()), "a prior sample, z ~ N(0, I)")
+
+
+def on_posterior(ckpt: Checkpoint) -> None:
+    idx = st.session_state.get(P + "selected")
+    if idx is None:
+        return
+    from app.common import test_targets
+    from vae_core.latent import encode, posterior_sample
+    mu, logvar = encode(ckpt.model, test_targets(ckpt)[idx:idx + 1])
+    _set(posterior_sample(mu[0], logvar[0], _next_generator()), f"a posterior sample, z ~ q(z|x) of test #{idx}")
+
+
+# --- the panel --------------------------------------------------------------------------------------
+
+def _download_box() -> dict:
+    """{"z": ...} read by the download buttons when clicked: a release reruns only _decoder, not the
+    buttons, so they must not keep the z they were drawn with."""
+    return st.session_state.setdefault(P + "download_z", {})
+
+
+def _z_downloads(ckpt: Checkpoint) -> None:
+    """Made only when clicked (deferred data): a release does not pay for an 8x PNG."""
+    box = _download_box()
+
+    def png() -> bytes:
+        from vae_core.images import png_bytes, to_display
+        from vae_core.latent import decode
+        return png_bytes(to_display(decode(ckpt.model, box["z"]), ckpt.model_config.input_shape), scale=8)
+    cols = st.columns(2)
+    cols[0].download_button("⬇ decoded image (PNG)", png, "decoded.png", "image/png",
+                            on_click="ignore", key=P + "dl_png", width="stretch")
+    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": os.path.basename(ckpt.path or ""),
+                                                              "z": box["z"]}, indent=1),
+                            "z.json", "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
+
+
+@st.fragment
+def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
+    """The sliders, the image and what z is: a release (or a drag preview) reruns only this
+    fragment, a few ms of server work. weights: decode in the browser (vae_core.browser payload),
+    or None: decode here."""
+    from app.components.latent_decoder import latent_decoder, server_decoder
+    sync = z_sync()
+    st.caption(f"Sliders: {sync.origin}")  # after a release too: the report was applied before this rerun
+    labels, flags = view.slider_labels(), view.collapsed
+    if weights is not None:
+        latent_decoder(weights, sync, labels, flags, key=P + "decoder", height=224)
+    else:
+        from app.common import one_thread
+        from vae_core.images import to_display
+        from vae_core.latent import decode
+        with one_thread():
+            img = to_display(decode(ckpt.model, sync.z), ckpt.model_config.input_shape)  # (H, W[, 3])
+        server_decoder(img, sync, labels, flags, key=P + "decoder", height=224, preview_ms=PREVIEW_MS)
+    if sync.clipped:
+        dims = ", ".join(f"z{i + 1}" for i in sync.clipped)
+        st.caption(f"⚠ z was clipped to the sliders' ±{sync.range:g} range in {dims}, so the star sits a "
+                   "little off the selected point.")
+    _download_box()["z"] = list(sync.z)
+
+
+@st.fragment
+def z_panel(ckpt: Checkpoint, view: ModelView) -> None:
+    """Everything that follows z alone: a z button reruns only this, not the map, the previews or the
+    breakdown. The map's star follows the sliders in the browser."""
+    b = st.columns(3)
+    b[0].button("z = 0", on_click=on_zero, key=P + "btn_zero", width="stretch", help="the prior's mean")
+    b[1].button("prior sample", icon=":material/casino:", on_click=on_prior, key=P + "btn_prior", width="stretch",
+                help="z ~ p(z) = N(0, I)")
+    sel = st.session_state.get(P + "selected")
+    b[2].button("posterior sample", icon=":material/target:", on_click=on_posterior, args=(ckpt,), key=P + "btn_post",
+                width="stretch", disabled=sel is None,
+                help=f"z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first")
+    from app.components.latent_decoder import browser_weights
+    weights = browser_weights(ckpt)
+    live = weights is not None and st.toggle(
+        "Decode in the browser while dragging", value=True, key=P + "live",
+        help="The decoder runs in your browser, so the image follows the slider as you drag. "
+             "Off: the server decodes each z instead.")
+    _decoder(ckpt, view, weights if live else None)
+    if not live:
+        st.caption("Decoded on the server: while you drag, the image follows at the server's pace (one "
+                   f"decode at a time, at most every {PREVIEW_MS} ms); on release it shows the final z.")
+    n_coll = sum(view.collapsed)
+    if n_coll:
+        st.caption(f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < {KL_COLLAPSED_NATS:g} nats "
+                   "or inactive): moving them changes little.")
+    _z_downloads(ckpt)
