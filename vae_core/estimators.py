@@ -12,6 +12,7 @@ import torch
 
 from .config import MAX_EVAL_SAMPLES
 from .losses import ELBOTerms, kl_diag_gaussian, log_normal_diag, log_standard_normal
+from .modes import in_eval_mode
 
 BUDGET_FLOATS = 3e7  # decoder outputs (samples x examples x D_in) per pass: ~120 MB of float32
 
@@ -75,6 +76,7 @@ def _recon(model, mu, logvar, xb, l: int, generator) -> torch.Tensor:
 
 
 @torch.no_grad()
+@in_eval_mode  # the model's train/eval mode is left as it was: it may be shared (vae_core.modes)
 def evaluate(model, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: int = 1,
              batch_size: int = 500, seed: int = 0) -> dict:
     """Per-example means in nats over x: elbo, recon, kl, kl_per_dim, active units, log p(x).
@@ -86,7 +88,6 @@ def evaluate(model, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: int = 1
         raise ValueError(f"mc_samples must be in [1, {MAX_EVAL_SAMPLES}], got {mc_samples}")
     if not 0 <= iw_samples <= MAX_EVAL_SAMPLES:
         raise ValueError(f"iw_samples must be in [0, {MAX_EVAL_SAMPLES}] (0 skips log p(x)), got {iw_samples}")
-    model.eval()
     dev = next(model.parameters()).device
     g = torch.Generator(device=dev).manual_seed(seed)
     recon, kl, kld, mus = [], [], [], []
