@@ -264,13 +264,13 @@ def _one_line(msg: str) -> str:
 
 
 def _list(a) -> int:
-    from .cache import DEFAULT_CACHE_DIR, list_checkpoints
+    from .cache import default_cache_dir, list_checkpoints
     rows = list_checkpoints(a.cache_dir)
     if a.json:
         print(json.dumps(rows, allow_nan=False))  # headers are checked: no NaN, no wrong types
         return 0
     if not rows:
-        print(f"no checkpoints in {_text(a.cache_dir or DEFAULT_CACHE_DIR)}")
+        print(f"no checkpoints in {_text(a.cache_dir or default_cache_dir())}")
     for r in rows:
         path = r["path"]
         if "error" in r:  # one line: the file, marked, and why (the reason without its path prefix)
