@@ -427,7 +427,8 @@ def test_the_umap_jobs_progress_is_shown_while_it_runs(use_cache, monkeypatch):
         fd, log = tempfile.mkstemp(suffix=".log")
         try:
             p = subprocess.Popen([sys.executable, "-c", "from vae_core.umap_job import print_progress; import time; "
-                                  "print_progress(0.4, 'UMAP epoch 80 of 200 (10,000 of 60,000 points)'); "
+                                  "from vae_core.progress import Progress; print_progress(Progress('map', 80, 200, "
+                                  "'UMAP epoch 80 of 200 (10,000 of 60,000 points)')); "
                                   "time.sleep(600)"], stdout=fd, stderr=fd)
         finally:
             os.close(fd)

@@ -125,6 +125,42 @@ def test_cache_round_trip_is_atomic_and_tied_to_the_weights(tmp_path):
         assert pc.read_cache(path) is None
 
 
+def test_save_map_cache_after_training_writes_the_means_or_says_why_not(tmp_path):
+    """The one post-training hook (command line and Train page): the checkpoint's test set as its
+    likelihood sees it (binarized here), encoded; a failure is a one-line warning, not an error."""
+    from vae_core.checkpoints import load_checkpoint
+    from vae_core.data import _build, eval_targets
+    path, model = _tiny_checkpoint(tmp_path)
+    rng = np.random.default_rng(0)
+    data = _build("tiny", rng.integers(0, 256, (20, 8, 8)), None, rng.integers(0, 256, (30, 8, 8)), np.arange(30) % 3)
+    ckpt = load_checkpoint(path)
+    events = []
+    assert pb.save_map_cache(ckpt, data, progress=events.append) is None
+    got = pc.read_cache(path)
+    with torch.no_grad():
+        x = eval_targets(data.x_test, ckpt.train_config.binarize).reshape(30, 1, 8, 8)
+        mu = model.encode(x[torch.from_numpy(got.index)])[0].numpy()
+    np.testing.assert_allclose(got.means, mu, atol=1e-6)
+    np.testing.assert_array_equal(got.labels, np.arange(30)[got.index] % 3)
+    assert [(e.phase, e.done, e.total) for e in events] == [("encode", 0, 1), ("encode", 1, 1)]
+    assert events[-1].message == "encoded 30 test examples for the latent map"
+
+    os.remove(pc.cache_path_for(path))
+    os.mkdir(pc.cache_path_for(path))  # a folder in the file's place: the model is there, its map cannot be
+    problem = pb.save_map_cache(ckpt, data)
+    assert problem.startswith("the model is cached, but its latent map cache was not saved (")
+    assert "m.proj.npz" in problem and os.path.isdir(pc.cache_path_for(path))
+
+
+def test_moved_names_are_still_importable_from_projection():
+    from vae_core import umap_subsample
+    from vae_core.projection import build_cache, read_cache
+    assert read_cache is pc.read_cache and build_cache is pb.build_cache
+    assert proj.fit_umap is umap_subsample.fit_umap and proj.LEGACY_MAX_POINTS == pc.LEGACY_MAX_POINTS
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        proj.no_such_name  # noqa: B018
+
+
 @pytest.mark.slow
 def test_knn_transform_matches_umaps_own_transform_init(tmp_path):
     """Our kNN placement = umap_.smooth_knn_dist + compute_membership_strengths + init_graph_transform."""

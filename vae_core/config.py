@@ -232,7 +232,7 @@ def parse_hidden(text: str, name: str = "hidden widths") -> tuple[int, ...]:
     parts = [p.strip() for p in s.split(",")]
     if parts[-1] == "":
         parts.pop()
-    if not parts or not all(p.isdecimal() and int(p) > 0 for p in parts):
+    if not parts or not all(p.isascii() and p.isdecimal() and int(p) > 0 for p in parts):
         raise ConfigError(f"{name}: comma-separated positive integers like 400 or 512,256 "
                           f"('' or 'linear' for none), got {text!r}")
     return tuple(int(p) for p in parts)
