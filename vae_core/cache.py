@@ -20,7 +20,11 @@ from .config import ModelConfig, TrainConfig, config_key
 from .fsutil import StorageError, file_lock, sweep_stale
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .data import Dataset
+    from .progress import ProgressFn
+    from .train import FitResult
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE_DIR_ENV = "VAE_CHECKPOINT_DIR"
@@ -85,11 +89,14 @@ def dataset_info(data: Dataset) -> dict:
 
 
 def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
-                  cache_dir: str | None = None, progress=None, device: str = "auto",
-                  final_iw_samples: int = 100, on_trained=None, fit=None) -> tuple[Checkpoint, bool]:
+                  cache_dir: str | None = None, progress: ProgressFn | None = None, device: str = "auto",
+                  final_iw_samples: int = 100, on_trained: Callable[[Checkpoint], None] | None = None,
+                  fit: Callable[..., FitResult] | None = None) -> tuple[Checkpoint, bool]:
     """(checkpoint, was_cached). Trains only when no checkpoint exists for this key.
 
-    on_trained(checkpoint) runs inside the lock after a fresh save (e.g. to cache a projection).
+    progress(Progress): fit's reports (vae_core.progress); none on a cache hit.
+    on_trained(checkpoint) runs inside the lock after a fresh save (the command line and the Train
+    page pass vae_core.projection_build.save_map_cache, so the new model's map opens at once).
     On divergence the last good model is written beside the cache as *.diverged.safetensors
     (never under the cache key) and TrainingDivergedError is re-raised with .path set.
     fit(model_cfg, train_cfg, data, progress=, device=, final_iw_samples=) trains on a miss (default

@@ -13,6 +13,7 @@ every global batch; rank 0 evaluates (vae_core.distributed).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import shutil
@@ -287,7 +288,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
 
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        tot, loss = _train_epoch(run, epoch, last_good, history, lambda s, loss, e=epoch: on_step(e, s, loss))
+        tot, loss = _train_epoch(run, epoch, last_good, history, functools.partial(on_step, epoch))
         history.append(_epoch_entry(run, epoch, tot, time.perf_counter() - t0, last_good, history))
         last_good = copy.deepcopy(run.model.state_dict())
         elbo = history[-1].get("test_elbo")
