@@ -13,7 +13,6 @@ Torch-free, for a first paint before torch is loaded (importing this module load
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -21,8 +20,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from app.safe import plain
-from vae_core import cache as cache_module
-from vae_core.cache import default_checkpoint_path, list_checkpoints
+from vae_core.cache import default_cache_dir, default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
 
 if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions that load data
@@ -55,14 +53,7 @@ def one_thread():
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
 def load_model(path: str, mtime: float) -> Checkpoint:
     """Keyed on (path, mtime) so a re-written file is reloaded."""
-    import torch
-    torch.set_grad_enabled(True)
-    ckpt = load_checkpoint(path)
-    # torch's modules and the model live as long as the server: move everything alive now out of the
-    # cyclic collector's sight, so its full passes stop walking ~300k objects (~200 ms on 2 cores).
-    # Frozen objects are still freed by reference counting when their last reference goes.
-    gc.freeze()
-    return ckpt
+    return load_checkpoint(path)
 
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=4)
@@ -127,7 +118,7 @@ def _default_path(folder: str, signature: tuple) -> str:
 def pick_checkpoint_path() -> str | None:
     """Sidebar picker over the checkpoint cache (headers only, no torch). None, with a message
     shown, when the cache is empty."""
-    folder = cache_module.DEFAULT_CACHE_DIR
+    folder = default_cache_dir()
     signature = _folder_signature(folder)
     rows = _rows(folder, signature)
     if not rows:

@@ -1,5 +1,6 @@
 """Entry point: only builds navigation. Each page module exposes render() and is imported when its
 page first runs, so the explorer paints without waiting for the other pages' imports."""
+import gc
 import os
 import sys
 from importlib import import_module
@@ -35,6 +36,18 @@ def _sweep_once() -> list[str]:
         return []
 
 
+def _process_setup() -> None:
+    """The app's one process-wide setting, made here at the end of a run and nowhere else.
+
+    Once torch is loaded (by the first page that needs a model), move everything alive out of the
+    cyclic collector's sight: torch's modules live as long as the server, and each full pass would
+    otherwise walk ~300k objects. Frozen objects are still freed by reference counting. Done once:
+    gc.get_freeze_count() > 0 afterwards. (Streamlit's own collection after every rerun is off:
+    streamlit_config.toml, runner.postScriptGC.)"""
+    if "torch" in sys.modules and gc.get_freeze_count() == 0:
+        gc.freeze()
+
+
 def pages(table):
     return [st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug) for slug, title, icon, mod in table
             if slug != "train" or training_allowed()]
@@ -44,3 +57,4 @@ st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/
 _sweep_once()
 nav = st.navigation({"Explore": pages(PAGES), "Lab": pages(LAB_PAGES)})
 nav.run()
+_process_setup()  # not reached when the run stops early (st.rerun, st.stop): the next full run does it

@@ -71,8 +71,9 @@ def child(kind: str, latents: str, out: str) -> None:
     t0 = time.perf_counter()
     stages = {}  # seconds from the start to the first report of each stage (the job's progress lines)
 
-    def progress(fraction: float, message: str) -> None:
-        stage = "placing" if message.startswith("placed") else "epochs" if message.startswith("UMAP epoch") else message
+    def progress(p) -> None:  # vae_core.progress.Progress
+        message = p.message
+        stage = "placing" if p.phase == "place" else "epochs" if message.startswith("UMAP epoch") else message
         stages.setdefault(stage, time.perf_counter() - t0)
     if kind.startswith("subsample"):  # "subsample:<n_fit>"
         import umap  # noqa: F401  (timed apart: importing it costs seconds)

@@ -1,7 +1,7 @@
 """The explorer pages under streamlit.testing (AppTest runs the script in this process).
 
 Models are tiny, trained here on the embedded `digits` set into a temporary checkpoint cache
-(vae_core.cache.DEFAULT_CACHE_DIR is patched). UMAP is never started: the pages default to PCA and
+($VAE_CHECKPOINT_DIR is set: vae_core.cache.default_cache_dir). UMAP is never started: the pages default to PCA and
 the Train page's background UMAP launcher is replaced by a recorder.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import vae_core.cache as cache_mod
 from vae_core.cache import train_or_load
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import eval_targets, load_dataset
@@ -47,7 +46,6 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture
 def use_cache(cache_dir, monkeypatch):
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", cache_dir)
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", cache_dir)
     return cache_dir
 
@@ -319,7 +317,6 @@ def test_a_failed_umap_job_is_reported_and_not_restarted_by_itself(use_cache, mo
 def test_corrupt_checkpoint_shows_a_message_not_a_traceback(tmp_path, monkeypatch):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00garbage, not a safetensors file" * 10)
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path))
     for module in ("explorer", "elbo", "traversal", "upload"):
         at = _app(module)
@@ -328,7 +325,7 @@ def test_corrupt_checkpoint_shows_a_message_not_a_traceback(tmp_path, monkeypatc
 
 
 def test_empty_cache_shows_a_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path))
     for module in ("explorer", "train"):
         at = _app(module)
         _no_exception(at)
@@ -448,7 +445,8 @@ def test_the_umap_jobs_progress_is_shown_while_it_runs(use_cache, monkeypatch):
         fd, log = tempfile.mkstemp(suffix=".log")
         try:
             p = subprocess.Popen([sys.executable, "-c", "from vae_core.umap_job import print_progress; import time; "
-                                  "print_progress(0.4, 'UMAP epoch 80 of 200 (10,000 of 60,000 points)'); "
+                                  "from vae_core.progress import Progress; print_progress(Progress('map', 80, 200, "
+                                  "'UMAP epoch 80 of 200 (10,000 of 60,000 points)')); "
                                   "time.sleep(600)"], stdout=fd, stderr=fd)
         finally:
             os.close(fd)

@@ -242,6 +242,19 @@ def test_list_checkpoints_reports_good_and_unreadable_files(tmp_path, tiny_data,
     assert rows[0]["model_config"] == mcfg.to_dict() and "corrupt or truncated" in rows[1]["error"]
 
 
+def test_default_cache_dir_is_read_from_the_environment_at_each_call(monkeypatch, tmp_path, tiny_data, tiny_cfgs):
+    mcfg, tcfg = tiny_cfgs
+    monkeypatch.delenv(cache.CACHE_DIR_ENV, raising=False)
+    shipped = os.path.join(cache.REPO_ROOT, "checkpoints")
+    assert cache.default_cache_dir() == shipped
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path))  # after import: still followed
+    assert os.path.dirname(cache.cache_path(mcfg, tcfg, tiny_data)) == str(tmp_path)
+    ck, _ = cache.train_or_load(mcfg, tcfg, tiny_data, device="cpu", final_iw_samples=0)
+    assert os.path.dirname(ck.path) == str(tmp_path) and [r["path"] for r in cache.list_checkpoints()] == [ck.path]
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, "")  # set but empty: the default
+    assert cache.default_cache_dir() == shipped
+
+
 def test_shipped_default_checkpoint_is_still_a_cache_hit():
     """Changing a config default or the data fingerprint silently orphans the shipped model."""
     from vae_core.data import load_dataset

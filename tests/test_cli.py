@@ -108,7 +108,7 @@ def _corrupt(tmp_path):
 @pytest.mark.parametrize("args, code, needle", [
     (["train", "--dataset", "no-such-set", "--quiet"], 1, "error: unknown dataset 'no-such-set'"),
     (["train", "--dataset", "missing.npz", "--quiet"], 1, "error: missing.npz: no such .npz file"),
-    (["train", "--hidden", "4x,3"], 2, "error: argument --hidden: --hidden takes comma-separated ints"),
+    (["train", "--hidden", "4x,3"], 2, "error: argument --hidden: hidden widths: comma-separated positive integers"),
     (["train", "--beta", "-1"], 1, "error: beta must be >= 0, got -1.0"),
     (["train", "--epochs", "0"], 1, "error: epochs must be >= 1"),
     (["train", "--likelihood", "poisson"], 2, "error: argument --likelihood: invalid choice: 'poisson'"),

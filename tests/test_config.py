@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from vae_core.config import ConfigError, ModelConfig, TrainConfig, config_key
+from vae_core.config import ConfigError, ModelConfig, TrainConfig, config_key, parse_hidden
 
 
 @pytest.mark.parametrize("cfg", [
@@ -162,3 +162,18 @@ def test_n_parameters_counts_what_the_model_allocates(cfg):
 def test_sizes_are_bounded_before_anything_is_built(kw, msg):
     with pytest.raises(ConfigError, match=re.escape(msg)):
         ModelConfig(**kw)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("400", (400,)), ("512,256", (512, 256)), (" 512 , 256 ", (512, 256)), ("400,", (400,)),
+    ("", ()), ("  ", ()), ("none", ()), ("Linear", ()),
+])
+def test_parse_hidden_reads_what_a_person_types(text, want):
+    assert parse_hidden(text) == want
+
+
+@pytest.mark.parametrize("text", ["4x,3", "400,,256", "0", "-5", "1.5", ",", "4e2", "٤"])
+def test_parse_hidden_refuses_anything_else_naming_the_field(text):
+    with pytest.raises(ConfigError, match=r"^conv channels: comma-separated positive integers like 400 or "
+                                          r"512,256 \('' or 'linear' for none\), got "):
+        parse_hidden(text, "conv channels")

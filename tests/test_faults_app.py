@@ -12,7 +12,6 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-import vae_core.cache as cache_mod
 from app.safe import guarded, plain
 from vae_core.checkpoints import save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
@@ -98,7 +97,6 @@ def bad_cache(tmp_path, monkeypatch, bad_checkpoints):
     good = _good(str(folder))
     names = bad_checkpoints(str(folder), good)
     _good(str(folder), name="md[click me](javascript:alert(1))")
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(folder))
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
     return folder, good, names
 
@@ -161,7 +159,6 @@ def test_a_stored_dataset_path_outside_the_roots_is_not_followed(tmp_path, monke
     secret = tmp_path / "secret"
     secret.mkdir()
     path = _good(str(folder), name="foreign", dataset=str(secret))
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(folder))
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
     monkeypatch.delenv("VAE_DATA_ROOTS", raising=False)
     at = _run_page("app.views.elbo", path)
@@ -174,7 +171,6 @@ def _train_page(roots: str | None, monkeypatch, tmp_path) -> AppTest:
     folder = tmp_path / "ckpts"
     folder.mkdir(exist_ok=True)
     _good(str(folder))
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(folder))
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(folder))
     monkeypatch.setenv("VAE_UPLOAD_DIR", str(tmp_path / "uploads"))
     if roots is None:

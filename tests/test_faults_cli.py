@@ -276,13 +276,13 @@ def test_train_on_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, tin
 
 def test_train_when_only_the_map_cache_fails_warns_and_succeeds(tmp_path, tiny_npz, monkeypatch, capsys):
     """The checkpoint is saved, its .proj.npz is not: the model is cached, so exit 0 and one warning."""
-    import vae_core.projection as proj
+    from vae_core import projection_build, projection_cache
 
     def full(path, *a, **k):
-        p = proj.cache_path_for(path)
+        p = projection_cache.cache_path_for(path)
         raise StorageError(errno.ENOSPC, f"{p}: could not be written (No space left on device); nothing was changed")
 
-    monkeypatch.setattr(proj, "build_cache", full)
+    monkeypatch.setattr(projection_build, "build_cache", full)
     folder = str(tmp_path / "c")
     assert main(["train", "--dataset", tiny_npz, "--cache-dir", folder, *TRAIN]) == 0
     out, err = capsys.readouterr()

@@ -22,6 +22,8 @@ import pytest
 import torch
 
 from vae_core import projection as proj
+from vae_core import projection_build as pb
+from vae_core import projection_cache as pc
 from vae_core import umap_job
 from vae_core.checkpoints import save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
@@ -44,9 +46,9 @@ def _checkpoint(folder, k: int = 3, name: str = "m", nan: bool = False) -> tuple
     return path, model
 
 
-def _build(path, model) -> proj.ProjectionCache:
+def _build(path, model) -> pc.ProjectionCache:
     x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    return proj.build_cache(path, model, x, torch.arange(40) % 10, with_umap=False)
+    return pb.build_cache(path, model, x, torch.arange(40) % 10, with_umap=False)
 
 
 def _rewrite(npz: str, **changes) -> None:
@@ -146,24 +148,24 @@ def test_a_bad_cache_is_ignored_reported_once_and_rebuilt(variant, tmp_path):
     corrupt, words = VARIANTS[variant]
     path, model = _checkpoint(tmp_path)
     good = _build(path, model)
-    npz = proj.cache_path_for(path)
+    npz = pc.cache_path_for(path)
     corrupt(npz, good, tmp_path)
-    with pytest.warns(proj.ProjectionCacheWarning) as caught:
-        assert proj.read_cache(path) is None
+    with pytest.warns(pc.ProjectionCacheWarning) as caught:
+        assert pc.read_cache(path) is None
     (w,) = caught
     message = str(w.message)
     assert message.startswith(npz + ": ") and words in message, message
     assert message.endswith("the map cache is ignored and will be rebuilt")
-    assert proj.cache_problem(path) == message  # the same words for a page to show
+    assert pc.cache_problem(path) == message  # the same words for a page to show
     with warnings.catch_warnings():
         warnings.simplefilter("error")           # reported once: a second read is silent
-        assert proj.read_cache(path) is None
+        assert pc.read_cache(path) is None
     assert not (tmp_path / "pwned").exists(), "loading ran code from the file"
     rebuilt = _build(path, model)                 # the normal path replaces the bad file
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got = proj.read_cache(path)
-    assert got is not None and proj.cache_problem(path) is None
+        got = pc.read_cache(path)
+    assert got is not None and pc.cache_problem(path) is None
     np.testing.assert_array_equal(got.means, rebuilt.means)
     np.testing.assert_array_equal(got.index, good.index)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
@@ -172,7 +174,7 @@ def test_a_bad_cache_is_ignored_reported_once_and_rebuilt(variant, tmp_path):
 def test_a_cache_declaring_huge_arrays_is_refused_before_inflating(tmp_path):
     path, model = _checkpoint(tmp_path)
     _build(path, model)
-    npz = proj.cache_path_for(path)
+    npz = pc.cache_path_for(path)
     assert load_arrays(npz)["means"].shape == (40, 3)
     with pytest.raises(BadCache, match=r"its arrays would take [\d,]+ bytes \(limit 1,000\)"):
         load_arrays(npz, max_bytes=1000)
@@ -182,10 +184,10 @@ def test_a_cache_for_other_weights_is_replaced_without_a_warning(tmp_path):
     path, model = _checkpoint(tmp_path)
     _build(path, model)
     other, _ = _checkpoint(tmp_path, name="other")
-    os.replace(proj.cache_path_for(path), proj.cache_path_for(other))  # a valid cache, other weights
+    os.replace(pc.cache_path_for(path), pc.cache_path_for(other))  # a valid cache, other weights
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert proj.read_cache(other) is None and proj.cache_problem(other) is None
+        assert pc.read_cache(other) is None and pc.cache_problem(other) is None
 
 
 # --- NaN means (case 3, the PCA side) --------------------------------------------------------------
@@ -204,11 +206,11 @@ def test_a_nan_checkpoint_gives_a_clear_error_and_no_cache(tmp_path, capsys):
         proj.encode_means(model, torch.rand(5, 1, 8, 8))
     with pytest.raises(ValueError, match="weights are probably not finite"):
         _build(path, model)
-    assert not os.path.exists(proj.cache_path_for(path))
+    assert not os.path.exists(pc.cache_path_for(path))
     assert umap_job.main([path]) == 1  # the job's command line: one error line naming the checkpoint
     (err,) = capsys.readouterr().err.strip().splitlines()  # (load_checkpoint may catch the NaN first)
     assert err.startswith(f"error: {path}: ") and "NaN or inf values" in err
-    assert not os.path.exists(proj.cache_path_for(path))
+    assert not os.path.exists(pc.cache_path_for(path))
 
 
 # --- a cache that cannot be written (case 6) -------------------------------------------------------
@@ -222,11 +224,11 @@ def test_a_full_disk_keeps_the_old_cache_and_the_job_says_error(tmp_path, monkey
     monkeypatch.setattr(np, "savez", no_space)
     with pytest.raises(StorageError, match="m.proj.npz: could not be written .No space left on device"):
         _build(path, model)
-    np.testing.assert_array_equal(proj.read_cache(path).means, old.means)  # nothing was changed
-    os.unlink(proj.cache_path_for(path))
+    np.testing.assert_array_equal(pc.read_cache(path).means, old.means)  # nothing was changed
+    os.unlink(pc.cache_path_for(path))
     assert umap_job.main([path]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {proj.cache_path_for(path)}: could not be written (No space left on device); "
+    assert err == [f"error: {pc.cache_path_for(path)}: could not be written (No space left on device); "
                    "nothing was changed"]
     assert os.listdir(tmp_path) == ["m.safetensors"]  # no temp file, no lock file left
 
@@ -243,16 +245,16 @@ def test_a_read_only_folder_gives_one_error_line(tmp_path, monkeypatch, capsys):
             raise OSError(errno.EROFS, "Read-only file system", p)
         return real_open(p, flags)
     monkeypatch.setattr(fsutil, "_open_nofollow", read_only)
-    npz = proj.cache_path_for(path)
+    npz = pc.cache_path_for(path)
     with pytest.raises(StorageError, match=re.escape(f"{npz}: cannot write in {tmp_path} (Read-only file system)")):
-        proj.write_cache(path, cache)
+        pc.write_cache(path, cache)
     os.unlink(npz)
     assert umap_job.main([path]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"error: {npz}: cannot be written: no lock file can be made in {tmp_path} (Read-only file system)"]
     with pytest.raises(StorageError, match="m.proj.npz: cannot create its folder"):  # no folder at all
         (tmp_path / "file.txt").write_text("not a folder")
-        proj.write_cache(str(tmp_path / "file.txt" / "m.safetensors"), cache)
+        pc.write_cache(str(tmp_path / "file.txt" / "m.safetensors"), cache)
 
 
 def test_the_cli_under_its_old_name_reports_a_missing_checkpoint_in_one_line(tmp_path):
@@ -283,12 +285,12 @@ def _hold_lock(cache_path: str, hold_s: float = 600) -> subprocess.Popen:
 
 def test_a_starter_finding_the_lock_held_computes_nothing(tmp_path, capsys):
     path, _ = _checkpoint(tmp_path)
-    holder = _hold_lock(proj.cache_path_for(path))
+    holder = _hold_lock(pc.cache_path_for(path))
     try:
         assert umap_job.ensure_umap_cache(path) is None
         assert umap_job.main([path]) == 0
-        assert capsys.readouterr().out == f"{proj.cache_path_for(path)}: another process is computing it\n"
-        assert not os.path.exists(proj.cache_path_for(path))
+        assert capsys.readouterr().out == f"{pc.cache_path_for(path)}: another process is computing it\n"
+        assert not os.path.exists(pc.cache_path_for(path))
     finally:
         holder.kill()
         holder.wait()
@@ -296,7 +298,7 @@ def test_a_starter_finding_the_lock_held_computes_nothing(tmp_path, capsys):
 
 def test_a_lock_left_by_kill_9_does_not_block_the_next_job(tmp_path):
     path, _ = _checkpoint(tmp_path)
-    cache_path = proj.cache_path_for(path)
+    cache_path = pc.cache_path_for(path)
     holder = _hold_lock(cache_path)
     holder.kill()  # SIGKILL: no clean-up ran
     holder.wait()
@@ -309,7 +311,7 @@ def test_a_lock_left_by_kill_9_does_not_block_the_next_job(tmp_path):
 STARTER = """
 import os, sys, time
 import numpy as np
-from vae_core import projection as proj, umap_job
+from vae_core import umap_job, umap_subsample
 ckpt, marks, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 def count(prefix):
@@ -323,7 +325,7 @@ def counting_fit(means, seed=0, *args, **kwargs):  # stands in for UMAP; holds t
         time.sleep(0.05)
     return np.stack([np.arange(len(means)), np.zeros(len(means))], 1).astype(np.float32)
 
-proj.fit_umap = counting_fit
+umap_subsample.fit_umap = counting_fit
 while not os.path.exists(os.path.join(marks, "go")):  # all start together
     time.sleep(0.01)
 res = umap_job.ensure_umap_cache(ckpt)
@@ -348,19 +350,19 @@ def test_concurrent_umap_starters_compute_once(tmp_path):
         results.append(out.strip())
     assert sorted(results) == ["busy"] * (n - 1) + ["computed"]
     assert len([f for f in os.listdir(marks) if f.startswith("fit-")]) == 1
-    cache = proj.read_cache(path)
+    cache = pc.read_cache(path)
     assert cache.umap is not None and cache.umap.shape == (len(cache.means), 2)
     assert umap_job.ensure_umap_cache(path).umap is not None  # a later starter reads it
     assert len([f for f in os.listdir(marks) if f.startswith("fit-")]) == 1
-    assert not os.path.exists(proj.cache_path_for(path) + ".lock")
+    assert not os.path.exists(pc.cache_path_for(path) + ".lock")
 
 
 KILLED_WRITE = """
 import dataclasses, os, sys, time
 import numpy as np
-from vae_core import projection as proj
+from vae_core import projection_cache as pc
 ckpt, ready = sys.argv[1], sys.argv[2]
-cache = proj.read_cache(ckpt)
+cache = pc.read_cache(ckpt)
 
 def stuck_savez(fh, **arrays):  # half a file on disk, then the process is killed
     fh.write(b"PK\\x03\\x04 half an npz")
@@ -369,7 +371,7 @@ def stuck_savez(fh, **arrays):  # half a file on disk, then the process is kille
     time.sleep(600)
 
 np.savez = stuck_savez
-proj.write_cache(ckpt, dataclasses.replace(cache, means=cache.means + 1))
+pc.write_cache(ckpt, dataclasses.replace(cache, means=cache.means + 1))
 """
 
 
@@ -387,10 +389,10 @@ def test_kill_9_during_a_cache_write_keeps_the_old_cache_and_the_temp_file_is_sw
         p.wait()
     temps = [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
     assert len(temps) == 1 and temps[0].endswith(".npz")
-    np.testing.assert_array_equal(proj.read_cache(path).means, old.means)  # readers never see half a file
+    np.testing.assert_array_equal(pc.read_cache(path).means, old.means)  # readers never see half a file
     assert sweep_stale(str(tmp_path), older_than_s=0) == [str(tmp_path / temps[0])]
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
-    np.testing.assert_array_equal(proj.read_cache(path).means, old.means)
+    np.testing.assert_array_equal(pc.read_cache(path).means, old.means)
 
 
 # --- the job's log (case 15) ---------------------------------------------------------------------
@@ -412,7 +414,7 @@ def _finish(job: umap_job.UmapJob) -> int:
 def test_a_symlink_at_the_old_log_place_is_never_followed(tmp_path):
     path, _ = _checkpoint(tmp_path / "ckpts")
     victim = _victim(tmp_path)
-    old = os.path.join(tempfile.gettempdir(), f"vae_umap_{proj.file_sha(path)}.log")
+    old = os.path.join(tempfile.gettempdir(), f"vae_umap_{pc.file_sha(path)}.log")
     os.symlink(victim, old)
     try:
         job = umap_job.start_umap_process(path)
@@ -479,8 +481,8 @@ def test_cache_round_trip_keeps_every_field(tmp_path):
     path, model = _checkpoint(tmp_path)
     c = dataclasses.replace(_build(path, model), umap=np.ones((40, 2), np.float32), n_neighbors=7,
                             min_dist=0.25)
-    proj.write_cache(path, c)
-    got = proj.read_cache(path)
+    pc.write_cache(path, c)
+    got = pc.read_cache(path)
     for f in dataclasses.fields(c):
         np.testing.assert_array_equal(getattr(got, f.name), getattr(c, f.name))
     assert got.n_test == 40
@@ -501,4 +503,4 @@ def test_the_apps_job_reads_a_checkpoints_dataset_only_inside_the_allowed_roots(
     assert _finish(job) == 1
     assert job.log_tail() == (f"error: {path}: {tiny_npz!r} is outside the data folders this server allows "
                               "(VAE_DATA_ROOTS); upload the dataset instead")
-    assert not os.path.exists(proj.cache_path_for(path))
+    assert not os.path.exists(pc.cache_path_for(path))

@@ -89,7 +89,6 @@ def tiny_cache(tmp_path, monkeypatch):
     mc = ModelConfig(input_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
     tc = TrainConfig(dataset="digits", epochs=1, batch_size=64, seed=0, binarize="dynamic")
     cache.train_or_load(mc, tc, load_dataset("digits"), cache_dir=d, final_iw_samples=5)
-    monkeypatch.setattr(cache, "DEFAULT_CACHE_DIR", d)
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", d)
     return d
 

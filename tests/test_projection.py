@@ -11,6 +11,8 @@ import torch
 from scipy.optimize import brentq
 
 from vae_core import projection as proj
+from vae_core import projection_build as pb
+from vae_core import projection_cache as pc
 from vae_core.config import ModelConfig
 from vae_core.model import VAE
 
@@ -99,10 +101,10 @@ def test_cache_round_trip_is_atomic_and_tied_to_the_weights(tmp_path):
     path, model = _tiny_checkpoint(tmp_path)
     x = torch.rand(50, 1, 8, 8)
     y = torch.arange(50) % 10
-    c = proj.build_cache(path, model, x, y, with_umap=False)
-    assert proj.cache_path_for(path) == str(tmp_path / "m.proj.npz")
+    c = pb.build_cache(path, model, x, y, with_umap=False)
+    assert pc.cache_path_for(path) == str(tmp_path / "m.proj.npz")
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
-    got = proj.read_cache(path)
+    got = pc.read_cache(path)
     np.testing.assert_array_equal(got.means, c.means)
     np.testing.assert_array_equal(got.labels, y[torch.from_numpy(c.index)].numpy())
     with torch.no_grad():  # the stored means are the encoder means of those test points
@@ -115,12 +117,48 @@ def test_cache_round_trip_is_atomic_and_tied_to_the_weights(tmp_path):
     with open(path, "r+b") as f:
         f.seek(-4, 2)
         f.write(b"\x00\x00\x80\x3f")
-    assert proj.read_cache(path) is None
+    assert pc.read_cache(path) is None
     # a corrupt cache file is ignored with a warning, not raised (tests/test_faults_projection.py: every kind)
-    with open(proj.cache_path_for(path), "wb") as f:
+    with open(pc.cache_path_for(path), "wb") as f:
         f.write(b"not an npz")
-    with pytest.warns(proj.ProjectionCacheWarning, match="m.proj.npz: unreadable"):
-        assert proj.read_cache(path) is None
+    with pytest.warns(pc.ProjectionCacheWarning, match="m.proj.npz: unreadable"):
+        assert pc.read_cache(path) is None
+
+
+def test_save_map_cache_after_training_writes_the_means_or_says_why_not(tmp_path):
+    """The one post-training hook (command line and Train page): the checkpoint's test set as its
+    likelihood sees it (binarized here), encoded; a failure is a one-line warning, not an error."""
+    from vae_core.checkpoints import load_checkpoint
+    from vae_core.data import _build, eval_targets
+    path, model = _tiny_checkpoint(tmp_path)
+    rng = np.random.default_rng(0)
+    data = _build("tiny", rng.integers(0, 256, (20, 8, 8)), None, rng.integers(0, 256, (30, 8, 8)), np.arange(30) % 3)
+    ckpt = load_checkpoint(path)
+    events = []
+    assert pb.save_map_cache(ckpt, data, progress=events.append) is None
+    got = pc.read_cache(path)
+    with torch.no_grad():
+        x = eval_targets(data.x_test, ckpt.train_config.binarize).reshape(30, 1, 8, 8)
+        mu = model.encode(x[torch.from_numpy(got.index)])[0].numpy()
+    np.testing.assert_allclose(got.means, mu, atol=1e-6)
+    np.testing.assert_array_equal(got.labels, np.arange(30)[got.index] % 3)
+    assert [(e.phase, e.done, e.total) for e in events] == [("encode", 0, 1), ("encode", 1, 1)]
+    assert events[-1].message == "encoded 30 test examples for the latent map"
+
+    os.remove(pc.cache_path_for(path))
+    os.mkdir(pc.cache_path_for(path))  # a folder in the file's place: the model is there, its map cannot be
+    problem = pb.save_map_cache(ckpt, data)
+    assert problem.startswith("the model is cached, but its latent map cache was not saved (")
+    assert "m.proj.npz" in problem and os.path.isdir(pc.cache_path_for(path))
+
+
+def test_moved_names_are_still_importable_from_projection():
+    from vae_core import umap_subsample
+    from vae_core.projection import build_cache, read_cache
+    assert read_cache is pc.read_cache and build_cache is pb.build_cache
+    assert proj.fit_umap is umap_subsample.fit_umap and proj.LEGACY_MAX_POINTS == pc.LEGACY_MAX_POINTS
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        proj.no_such_name  # noqa: B018
 
 
 @pytest.mark.slow
@@ -158,7 +196,7 @@ def test_umap_cache_from_a_child_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "vae_core.projection", path], capture_output=True, text=True,
                          timeout=1800)  # a hang guard only: a first numba JIT on a loaded machine takes minutes
     assert out.returncode == 0, out.stderr
-    c = proj.read_cache(path)
+    c = pc.read_cache(path)
     assert c is not None and c.umap is not None and c.umap.shape == (len(c.means), 2)
     assert np.isfinite(c.umap).all()
     t = c.umap_projection()
@@ -167,20 +205,20 @@ def test_umap_cache_from_a_child_process(tmp_path):
 
 def test_cache_records_the_test_set_size_and_old_caches_infer_it(tmp_path):
     path, model = _tiny_checkpoint(tmp_path)
-    assert proj.build_cache(path, model, torch.rand(50, 1, 8, 8), None, with_umap=False).n_test == 50
-    assert proj.read_cache(path).n_test == 50
+    assert pb.build_cache(path, model, torch.rand(50, 1, 8, 8), None, with_umap=False).n_test == 50
+    assert pc.read_cache(path).n_test == 50
     # a cache written before n_test existed: below the cap, the points are the whole test set ...
-    old = dataclasses.replace(proj.read_cache(path), n_test=None)
-    proj.write_cache(path, old)
-    with np.load(proj.cache_path_for(path)) as f:
+    old = dataclasses.replace(pc.read_cache(path), n_test=None)
+    pc.write_cache(path, old)
+    with np.load(pc.cache_path_for(path)) as f:
         assert "n_test" not in f.files
-    assert proj.read_cache(path).n_test == 50
+    assert pc.read_cache(path).n_test == 50
     # ... at the old 10k cap it may be a sample: stale (rebuilt with every point), not a fault
-    n = proj.LEGACY_MAX_POINTS
-    proj.write_cache(path, dataclasses.replace(old, index=np.arange(n), labels=np.full(n, -1),
+    n = pc.LEGACY_MAX_POINTS
+    pc.write_cache(path, dataclasses.replace(old, index=np.arange(n), labels=np.full(n, -1),
                                                means=np.zeros((n, 2), np.float32)))
-    assert proj.read_cache(path) is None and proj.cache_problem(path) is None
+    assert pc.read_cache(path) is None and pc.cache_problem(path) is None
     # so is a cache of fewer points than its test set holds (written under a lower cap)
-    proj.write_cache(path, dataclasses.replace(old, index=np.arange(40), labels=np.full(40, -1),
+    pc.write_cache(path, dataclasses.replace(old, index=np.arange(40), labels=np.full(40, -1),
                                                means=np.zeros((40, 2), np.float32), n_test=50))
-    assert proj.read_cache(path) is None and proj.cache_problem(path) is None
+    assert pc.read_cache(path) is None and pc.cache_problem(path) is None

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 
 import pytest
 import torch
 
-import vae_core.cache as cache
-import vae_core.train as train
+from vae_core import cache, train
 from vae_core.checkpoints import load_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
@@ -61,19 +61,24 @@ def test_progress_events_and_cancel(tiny_data, tiny_cfgs):
     events = []
     fit(mcfg, tcfg.replace(epochs=2), tiny_data, device="cpu", final_iw_samples=0,
         progress=events.append, step_every=0.0)
-    steps = [e for e in events if e.kind == "step"]
-    ends = [e for e in events if e.kind == "epoch"]
-    assert len(steps) == 2 * 3 and len(ends) == 2  # 96 examples / batch 32 = 3 steps per epoch
-    assert [e.fraction for e in ends] == [0.5, 1.0]
-    assert all(b.fraction >= a.fraction for a, b in zip(events, events[1:]))
-    assert all(e.steps_per_epoch == 3 and math.isfinite(e.loss) for e in events)
-    assert len(ends[-1].history) == 2
+    assert [e.phase for e in events] == ["data"] * 2 + ["train"] * (2 * 4) + ["evaluate"] * 2
+    assert [(e.done, e.total) for e in events if e.phase != "train"] == [(0, 1), (1, 1), (0, 1), (1, 1)]
+    train_events = [e for e in events if e.phase == "train"]
+    # 96 examples / batch 32 = 3 steps per epoch, then the epoch's end (its history entry added)
+    assert [(e.epoch, e.done, len(e.history)) for e in train_events] == [
+        (1, 1, 0), (1, 2, 0), (1, 3, 0), (1, 3, 1), (2, 4, 1), (2, 5, 1), (2, 6, 1), (2, 6, 2)]
+    assert all(e.total == 6 and e.epochs == 2 and math.isfinite(e.loss) for e in train_events)
+    assert [e.fraction for e in train_events if len(e.history) == e.epoch] == [0.5, 1.0]
+    assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(train_events))
+    assert "epoch 2 of 2 done · test ELBO " in train_events[-1].message
+    assert train_events[-1].history[-1]["epoch"] == 2
+    assert events[-1].message == f"evaluated the test ELBO of {len(tiny_data.x_test)} examples"
 
     class Stop(Exception):
         pass
 
     def cancel(ev):
-        if ev.kind == "epoch":
+        if ev.phase == "train" and len(ev.history) == 1:
             raise Stop
 
     with pytest.raises(Stop):
@@ -85,7 +90,8 @@ def test_max_train_limits_the_examples_per_epoch(tiny_data, tiny_cfgs):
     events = []
     fit(mcfg, tcfg.replace(max_train=40), tiny_data, device="cpu", final_iw_samples=0,
         progress=events.append, step_every=0.0)
-    assert events[-1].steps_per_epoch == 2  # ceil(40 / 32)
+    assert [e.total for e in events if e.phase == "train"] == [2, 2, 2]  # ceil(40 / 32) steps, then the end
+    assert events[0].message == "moving 40 training examples to the cpu device"
 
 
 def test_shape_mismatch_is_a_clear_error(tiny_data):
@@ -149,7 +155,7 @@ def test_divergence_in_the_first_epoch_restores_the_initial_weights(tiny_data):
     tcfg = TrainConfig(dataset="tiny", epochs=3, batch_size=32, lr=1e6, seed=3)
     with pytest.raises(TrainingDivergedError, match=r"restored to the end of epoch 0 \(initial weights\)") as e:
         fit(mcfg, tcfg, tiny_data, device="cpu")
-    torch.manual_seed(3)  # fit seeds, then builds the model: the same initial weights
+    torch.manual_seed(3)  # fit's generator seeded 3 draws what torch.manual_seed(3) + VAE(mcfg) draws
     assert _same_weights(e.value.model.state_dict(), VAE(mcfg).state_dict())
     assert e.value.history == []
 
@@ -175,3 +181,73 @@ def test_train_or_load_keeps_the_diverged_model_aside_and_caches_nothing(monkeyp
     ck2, cached = cache.train_or_load(mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu",
                                       final_iw_samples=5)
     assert not cached and ck2.path == key_path and len(ck2.history) == 3
+
+
+# --- no process-wide random state -------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(input_shape=(64,), latent_dim=2, hidden=(16, 8)),
+    ModelConfig(input_shape=(1, 28, 28), latent_dim=3, arch="conv", hidden=(12,), conv_channels=(4, 6)),
+    ModelConfig(input_shape=(64,), latent_dim=2, hidden=(), likelihood="gaussian-learned", sigma_mode="per-pixel"),
+], ids=["mlp", "conv", "linear-learned-sigma"])
+def test_init_weights_from_a_generator_equals_torch_default_init_after_manual_seed(cfg):
+    # the reference is torch's own reset_parameters on the global generator: checkpoints trained
+    # before fit() took a generator are reproduced bit for bit
+    torch.manual_seed(7)
+    ref = VAE(cfg).state_dict()
+    torch.manual_seed(99)  # whatever the global generator holds
+    mine = train.init_weights(VAE(cfg), torch.Generator().manual_seed(7)).state_dict()
+    assert _same_weights(ref, mine)
+    assert not _same_weights(ref, train.init_weights(VAE(cfg), torch.Generator().manual_seed(8)).state_dict())
+
+
+def test_init_weights_refuses_a_layer_it_cannot_draw():
+    with pytest.raises(TypeError, match="does not know how to initialise Embedding"):
+        train.init_weights(torch.nn.Sequential(torch.nn.Embedding(3, 2)), torch.Generator())
+
+
+def test_fit_neither_seeds_nor_reads_the_global_generator(monkeypatch, tiny_data, tiny_cfgs):
+    mcfg, tcfg = tiny_cfgs
+    tcfg = tcfg.replace(binarize="dynamic")
+    alone = fit(mcfg, tcfg, tiny_data, device="cpu", final_iw_samples=5)
+    torch.manual_seed(123)
+
+    class VAEAfterAnotherDraw(VAE):  # another thread draws from the global generator meanwhile
+        def __init__(self, cfg):
+            torch.rand(100)
+            super().__init__(cfg)
+
+    monkeypatch.setattr(train, "VAE", VAEAfterAnotherDraw)
+    disturbed = fit(mcfg, tcfg, tiny_data, device="cpu", final_iw_samples=5)
+    assert torch.initial_seed() == 123  # fit did not re-seed it (torch.manual_seed(tcfg.seed) would)
+    assert _same_weights(alone.model.state_dict(), disturbed.model.state_dict())
+    assert _strip(alone.history) == _strip(disturbed.history) and alone.metrics == disturbed.metrics
+
+
+def test_two_fits_at_once_in_two_threads_give_what_each_gives_alone(tiny_data, tiny_cfgs):
+    import threading
+    mcfg, tcfg = tiny_cfgs
+    configs = [tcfg.replace(epochs=2, seed=s, binarize="dynamic") for s in (0, 1)]
+    alone = [fit(mcfg, c, tiny_data, device="cpu", final_iw_samples=5) for c in configs]
+    # lockstep: each fit waits for the other at every progress report, so their steps interleave
+    barrier = threading.Barrier(2, timeout=300)  # a hang guard only
+    results, errors = [None, None], []
+
+    def run(i):
+        try:
+            results[i] = fit(mcfg, configs[i], tiny_data, device="cpu", final_iw_samples=5,
+                             step_every=0.0, progress=lambda ev: barrier.wait())
+        except Exception as e:  # noqa: BLE001  (reported below, with the other thread released)
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert not errors and all(r is not None for r in results)
+    for a, b in zip(alone, results):
+        assert _same_weights(a.model.state_dict(), b.model.state_dict())
+        assert _strip(a.history) == _strip(b.history) and a.metrics == b.metrics
+    assert not _same_weights(results[0].model.state_dict(), results[1].model.state_dict())

@@ -16,7 +16,7 @@ _EXPORTS = {  # name -> submodule that defines it
     "Dataset": "data", "DatasetError": "data", "load_dataset": "data",
     "Checkpoint": "checkpoints", "CheckpointError": "checkpoints", "load_checkpoint": "checkpoints",
     "save_checkpoint": "checkpoints",
-    "FitResult": "train", "Progress": "train", "TrainingDivergedError": "train", "fit": "train",
+    "FitResult": "train", "TrainingDivergedError": "train", "fit": "train", "Progress": "progress",
     "default_checkpoint_path": "cache", "list_checkpoints": "cache", "train_or_load": "cache",
 }
 

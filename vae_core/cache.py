@@ -20,10 +20,21 @@ from .config import ModelConfig, TrainConfig, config_key
 from .fsutil import StorageError, file_lock, sweep_stale
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .data import Dataset
+    from .progress import ProgressFn
+    from .train import FitResult
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CACHE_DIR = os.environ.get("VAE_CHECKPOINT_DIR", os.path.join(REPO_ROOT, "checkpoints"))
+CACHE_DIR_ENV = "VAE_CHECKPOINT_DIR"
+
+
+def default_cache_dir() -> str:
+    """$VAE_CHECKPOINT_DIR, else checkpoints/ beside vae_core. Read at every call, so a test or a
+    restarted server sees the current environment (every `cache_dir=None` below means this)."""
+    return os.environ.get(CACHE_DIR_ENV) or os.path.join(REPO_ROOT, "checkpoints")
+
 
 # The shipped default model (reproduce: see README "Shipped checkpoint"). Its file is an ordinary
 # cache entry, so training this config again is a cache hit.
@@ -41,7 +52,7 @@ def checkpoint_name(model_cfg: ModelConfig, train_cfg: TrainConfig, key: str) ->
 def cache_path(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
                cache_dir: str | None = None) -> str:
     key = config_key(model_cfg, train_cfg, data.fingerprint)
-    return os.path.join(cache_dir or DEFAULT_CACHE_DIR, checkpoint_name(model_cfg, train_cfg, key))
+    return os.path.join(cache_dir or default_cache_dir(), checkpoint_name(model_cfg, train_cfg, key))
 
 
 @contextlib.contextmanager
@@ -59,7 +70,7 @@ def _locked(path: str):
 def sweep(cache_dir: str | None = None) -> list[str]:
     """Remove leftovers of killed runs (stale `.tmp-*` and `*.lock` files nobody holds) from the
     cache folder and its sub-folders (lab/). The removed paths; never raises."""
-    folder = cache_dir or DEFAULT_CACHE_DIR
+    folder = cache_dir or default_cache_dir()
     subs = [e.path for e in _scandir(folder) if e.is_dir(follow_symlinks=False)]
     return [p for f in [folder, *subs] for p in sweep_stale(f)]
 
@@ -78,11 +89,14 @@ def dataset_info(data: Dataset) -> dict:
 
 
 def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
-                  cache_dir: str | None = None, progress=None, device: str = "auto",
-                  final_iw_samples: int = 100, on_trained=None, fit=None) -> tuple[Checkpoint, bool]:
+                  cache_dir: str | None = None, progress: ProgressFn | None = None, device: str = "auto",
+                  final_iw_samples: int = 100, on_trained: Callable[[Checkpoint], None] | None = None,
+                  fit: Callable[..., FitResult] | None = None) -> tuple[Checkpoint, bool]:
     """(checkpoint, was_cached). Trains only when no checkpoint exists for this key.
 
-    on_trained(checkpoint) runs inside the lock after a fresh save (e.g. to cache a projection).
+    progress(Progress): fit's reports (vae_core.progress); none on a cache hit.
+    on_trained(checkpoint) runs inside the lock after a fresh save (the command line and the Train
+    page pass vae_core.projection_build.save_map_cache, so the new model's map opens at once).
     On divergence the last good model is written beside the cache as *.diverged.safetensors
     (never under the cache key) and TrainingDivergedError is re-raised with .path set.
     fit(model_cfg, train_cfg, data, progress=, device=, final_iw_samples=) trains on a miss (default
@@ -127,7 +141,7 @@ def list_checkpoints(cache_dir: str | None = None) -> list[dict]:
     """Every checkpoint in the cache: path, configs, test ELBO. Unreadable ones carry 'error'
     instead (a reason naming the file); never raises for a bad file."""
     rows = []
-    for p in sorted(glob.glob(os.path.join(glob.escape(cache_dir or DEFAULT_CACHE_DIR), "*.safetensors"))):
+    for p in sorted(glob.glob(os.path.join(glob.escape(cache_dir or default_cache_dir()), "*.safetensors"))):
         try:
             meta = read_metadata(p)
         except CheckpointError as e:
@@ -149,7 +163,7 @@ def default_checkpoint_path(cache_dir: str | None = None) -> str:
     When it is in the cache, found from the headers alone (no data, no torch): the file whose name
     is the key of the default configs and its own stored data fingerprint. Otherwise the path the
     key of the data on disk gives (this loads mnist-5k, and torch)."""
-    folder = cache_dir or DEFAULT_CACHE_DIR
+    folder = cache_dir or default_cache_dir()
     prefix = checkpoint_name(DEFAULT_MODEL, DEFAULT_TRAIN, "*").split("*")[0]  # the name up to its key
     for p in sorted(glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.safetensors"))):
         try:

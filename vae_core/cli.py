@@ -12,19 +12,18 @@ import shutil
 import sys
 
 from . import likelihoods
-from .config import (ARCHS, BINARIZE, LIKELIHOODS, MAX_EVAL_SAMPLES, OBJECTIVES, SIGMA_MODES, ModelConfig,
-                     TrainConfig)
+from .config import (ARCHS, BINARIZE, LIKELIHOODS, MAX_EVAL_SAMPLES, OBJECTIVES, SIGMA_MODES, ConfigError,
+                     ModelConfig, TrainConfig, parse_hidden)
 
 
-def _hidden(s: str) -> tuple[int, ...]:
-    s = s.strip()
-    if s in ("", "none", "linear"):
-        return ()
-    try:
-        return tuple(int(v) for v in s.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated ints like 400 or 512,256 "
-                                         f"('' for linear), got {s!r}") from None
+def _widths(name: str):
+    """argparse type: config.parse_hidden (a usage error, exit 2, otherwise)."""
+    def parse(s: str) -> tuple[int, ...]:
+        try:
+            return parse_hidden(s, name)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 def _int_in(lo: int, hi: int | None = None):
@@ -61,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
     t.add_argument("--arch", choices=ARCHS, default=m.arch)
     t.add_argument("--latent-dim", type=int, default=m.latent_dim)
-    t.add_argument("--hidden", type=_hidden, default=m.hidden,
+    t.add_argument("--hidden", type=_widths("hidden widths"), default=m.hidden,
                    help="hidden widths, comma-separated; '' for a linear encoder and decoder")
-    t.add_argument("--conv-channels", type=_hidden, default=m.conv_channels)
+    t.add_argument("--conv-channels", type=_widths("conv channels"), default=m.conv_channels)
     t.add_argument("--likelihood", choices=LIKELIHOODS, default=m.likelihood)
     t.add_argument("--sigma", type=float, default=m.sigma, help="fixed sigma of the 'gaussian' likelihood")
     t.add_argument("--sigma-mode", choices=SIGMA_MODES, default=m.sigma_mode,
@@ -190,23 +189,18 @@ def _train_rank(a, world, dev) -> int:
         bar = tqdm(total=tcfg.epochs, unit="epoch", file=sys.stderr)
 
     def progress(ev):
-        if ev.kind == "epoch" and bar is not None:
+        if bar is not None and ev.phase == "train" and len(ev.history) > bar.n:  # an epoch has ended
             h = ev.history[-1]
-            bar.update(1)
+            bar.update(len(ev.history) - bar.n)
             bar.set_postfix(test_elbo=f"{h['test_elbo']:.2f}", kl=f"{h['test_kl']:.2f}",
                             img_s=f"{h['images_per_s']:.0f}")
 
     def save_map(ck):
-        # the app's latent map opens at once on a fresh model: means (+ UMAP) cached beside the checkpoint.
-        # Only a speed-up: the model is cached already, so a failure here is a warning (as in the app).
-        from .data import eval_targets
-        from .projection import build_cache
-        try:
-            build_cache(ck.path, ck.model, eval_targets(data.x_test, tcfg.binarize), data.y_test,
-                        with_umap=a.umap)
-        except Exception as e:
-            _warn(f"the model is cached, but its latent map cache was not saved ({e}); "
-                  f"the app will compute the map itself")
+        # the app's latent map opens at once on a fresh model: means (+ UMAP) cached beside the checkpoint
+        from .projection_build import save_map_cache
+        problem = save_map_cache(ck, data, with_umap=a.umap)
+        if problem is not None:
+            _warn(problem)
 
     try:
         ckpt, cached = train_or_load(mcfg, tcfg, data, cache_dir=a.cache_dir, progress=progress,
@@ -272,13 +266,13 @@ def _one_line(msg: str) -> str:
 
 
 def _list(a) -> int:
-    from .cache import DEFAULT_CACHE_DIR, list_checkpoints
+    from .cache import default_cache_dir, list_checkpoints
     rows = list_checkpoints(a.cache_dir)
     if a.json:
         print(json.dumps(rows, allow_nan=False))  # headers are checked: no NaN, no wrong types
         return 0
     if not rows:
-        print(f"no checkpoints in {_text(a.cache_dir or DEFAULT_CACHE_DIR)}")
+        print(f"no checkpoints in {_text(a.cache_dir or default_cache_dir())}")
     for r in rows:
         path = r["path"]
         if "error" in r:  # one line: the file, marked, and why (the reason without its path prefix)

@@ -222,3 +222,20 @@ def config_key(model_cfg: ModelConfig, train_cfg: TrainConfig, data_fingerprint:
     blob = json.dumps({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
                        "data": data_fingerprint}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_hidden(text: str, name: str = "hidden widths") -> tuple[int, ...]:
+    """Layer widths typed by a person (the command line's --hidden, the Train page's field):
+    "400" -> (400,), "512, 256" -> (512, 256), "" / "none" / "linear" -> () (a linear encoder and
+    decoder). A trailing comma is forgiven. ConfigError naming `name` for anything else; the
+    limits on the sizes are ModelConfig's."""
+    s = text.strip()
+    if s.lower() in ("", "none", "linear"):
+        return ()
+    parts = [p.strip() for p in s.split(",")]
+    if parts[-1] == "":
+        parts.pop()
+    if not parts or not all(p.isascii() and p.isdecimal() and int(p) > 0 for p in parts):
+        raise ConfigError(f"{name}: comma-separated positive integers like 400 or 512,256 "
+                          f"('' or 'linear' for none), got {text!r}")
+    return tuple(int(p) for p in parts)

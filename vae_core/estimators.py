@@ -14,6 +14,7 @@ import torch
 from .config import MAX_EVAL_SAMPLES
 from .constants import ACTIVE_VAR_THRESHOLD, FLOATS_PER_PASS
 from .losses import iwae_bound, kl_diag_gaussian, log_importance_weights
+from .modes import in_eval_mode
 
 if TYPE_CHECKING:
     from .model import VAE
@@ -67,6 +68,7 @@ def _recon(model: VAE, mu, logvar, xb, l: int, generator, budget_floats: int) ->
 
 
 @torch.no_grad()
+@in_eval_mode  # the model's train/eval mode is left as it was: it may be shared (vae_core.modes)
 def evaluate(model: VAE, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: int = 1,
              batch_size: int = 500, seed: int = 0, budget_floats: int = FLOATS_PER_PASS) -> dict:
     """Per-example means in nats over x: elbo, recon, kl, kl_per_dim, active units, log p(x).
@@ -86,7 +88,6 @@ def evaluate(model: VAE, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: in
         raise ValueError(f"mc_samples applies only when iw_samples is 0: with iw_samples = {iw_samples} the "
                          f"ELBO is taken from the same {iw_samples} draws as log p(x) (got mc_samples = "
                          f"{mc_samples})")
-    model.eval()
     dev = next(model.parameters()).device
     g = torch.Generator(device=dev).manual_seed(seed)
     recon, kl, kld, mus, lpx = [], [], [], [], []

@@ -1,4 +1,5 @@
-"""2-D maps of the latent space: PCA (exact, instant), UMAP (slow, cached on disk), kNN transform.
+"""2-D maps of the latent space: the maths. PCA (exact, instant), the latent plane (k <= 2), and
+UMAP's kNN transform that places a new z on a fitted UMAP embedding.
 
 The map shows the encoder MEANS mu(x) of test examples (never sampled z: a point must not move
 between plots). A new z (a slider position, an uploaded image) is placed on the map by:
@@ -7,30 +8,29 @@ between plots). A new z (a slider position, an uploaded image) is placed on the 
           initialisation (umap_.init_graph_transform with the weights of smooth_knn_dist at
           local_connectivity 0). No UMAP object or pickle is stored: only means + embedding.
 
-The cache is one .npz beside the checkpoint (`x.safetensors` -> `x.proj.npz`, format and checks in
-vae_core.projection_cache), written atomically, tied to the checkpoint's bytes by sha256. A cache
-that fails to read is ignored with one warning and rebuilt. The UMAP fit runs in a separate process
-(vae_core.umap_job; `python -m vae_core.projection CKPT` is the same command), so the app never waits.
-Reading a cache and projecting need numpy only: torch is imported by the functions that encode.
+The other jobs of the map, one module each:
+  vae_core.umap_subsample     fitting UMAP (fit_umap; a subsample + kNN placement above FIT_POINTS)
+  vae_core.projection_cache   the `<ckpt>.proj.npz` file beside a checkpoint: format, read, write
+  vae_core.projection_build   computing that file (means, UMAP) and the post-training hook
+  vae_core.umap_job           UMAP as a background process, with its lock and command line
+                              (`python -m vae_core.projection CKPT` is that command too)
+The names that lived here before the split (read_cache, build_cache, fit_umap, ...) are still
+importable from here; new code imports them from their modules.
+Numpy only: torch is imported by the function that encodes.
 """
 from __future__ import annotations
 
-import hashlib
-import re
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .fsutil import atomic_write
-from .projection_cache import FORMAT, BadCache, ProjectionCacheWarning, check_arrays, load_arrays
 
 if TYPE_CHECKING:
     import torch
 
+    from .model import VAE
+
 MAX_POINTS = 250_000     # test points kept in the cache (UMAP above umap_subsample.FIT_POINTS is subsampled)
-LEGACY_MAX_POINTS = 10_000  # the cap before caches stored n_test: a cache of this many points may be a sample
 N_NEIGHBORS = 15         # UMAP n_neighbors, also k of the kNN transform
 MIN_DIST = 0.1
 _SMOOTH_K_TOLERANCE = 1e-5  # umap_.SMOOTH_K_TOLERANCE
@@ -54,7 +54,7 @@ def check_finite_means(means: np.ndarray) -> None:
                          "points; the checkpoint's weights are probably not finite (a diverged training run)")
 
 
-def encode_means(model, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+def encode_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """Encoder means mu(x), (N, k) float32. ValueError if any is NaN or inf."""
     import torch
     with torch.no_grad():
@@ -145,153 +145,22 @@ class KNNProjection:
         return out
 
 
-class _EpochWriter:
-    """A file for UMAP's tqdm bar over the epochs: calls epoch(i, total) as it advances."""
+# --- names that moved with the split, kept importable from here (PEP 562, as vae_core/__init__) --
 
-    def __init__(self, epoch: Callable[[int, int], None]):
-        self.epoch = epoch
-
-    def write(self, s: str) -> None:
-        m = re.search(r"(\d+)/(\d+)", s)
-        if m:
-            self.epoch(int(m[1]), int(m[2]))
-
-    def flush(self) -> None:
-        pass
+_MOVED = {
+    "vae_core.projection_cache": ("LEGACY_MAX_POINTS", "ProjectionCache", "cache_path_for", "file_sha", "write_cache",
+                                  "read_cache", "cache_problem", "ProjectionCacheWarning"),
+    "vae_core.projection_build": ("build_cache",),
+    "vae_core.umap_subsample": ("fit_umap",),
+}
 
 
-def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS,
-             min_dist: float = MIN_DIST, epoch: Callable[[int, int], None] | None = None,
-             n_epochs: int | None = None) -> np.ndarray:
-    """(N, k) -> (N, 2) UMAP embedding. Slow on first call in a process (numba JIT).
-    epoch(i, total) is called as the layout epochs advance (None: silent). n_epochs: None is
-    UMAP's default (500 up to 10,000 points, 200 above)."""
-    import umap  # deferred: importing umap alone costs seconds
-
-    from .umap_subsample import nearest
-    x = np.asarray(means, np.float32)
-    n = min(n_neighbors, len(x) - 1)
-    # The exact kNN graph, from numpy: UMAP's own search (pynndescent) is approximate above 4,096
-    # points and must be compiled by numba in every fresh process first (bench/map_scale.py times it).
-    knn_index, knn_dist = nearest(x, x, n)
-    bar = {"disable": False, "file": _EpochWriter(epoch), "mininterval": 0.5} if epoch else None
-    reducer = umap.UMAP(n_components=2, n_neighbors=n, min_dist=min_dist, random_state=seed,
-                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar, n_epochs=n_epochs,
-                        precomputed_knn=(knn_index, knn_dist.astype(np.float32), None))
-    with warnings.catch_warnings():  # "random_state forces n_jobs=1": intended, reproducible maps
-        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform()
-        return reducer.fit_transform(x).astype(np.float32)
-
-
-# --- disk cache ---------------------------------------------------------------------------------
-
-def cache_path_for(checkpoint_path: str) -> str:
-    base = checkpoint_path[:-len(".safetensors")] if checkpoint_path.endswith(".safetensors") else checkpoint_path
-    return base + ".proj.npz"
-
-
-def file_sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class ProjectionCache:
-    checkpoint_sha: str
-    index: np.ndarray              # (N,) test-set indices, in point_order
-    labels: np.ndarray             # (N,) int64, -1 when the dataset has no labels
-    means: np.ndarray              # (N, k)
-    umap: np.ndarray | None        # (N, 2) or None while not computed
-    n_neighbors: int = N_NEIGHBORS
-    min_dist: float = MIN_DIST
-    n_test: int | None = None      # size of the test set the points were drawn from (None: unknown)
-
-    def umap_projection(self) -> KNNProjection:
-        if self.umap is None:
-            raise ValueError("this projection cache has no UMAP embedding yet")
-        return KNNProjection(self.means, self.umap, self.n_neighbors)
-
-
-def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
-    """Atomic (vae_core.fsutil.atomic_write): readers see the old file or the new one. Raises
-    StorageError (an OSError) naming the file when it cannot be written (read-only folder, full disk)."""
-    arrays = {"format": np.array(FORMAT), "checkpoint_sha": np.array(cache.checkpoint_sha),
-              "index": cache.index.astype(np.int64), "labels": cache.labels.astype(np.int64),
-              "means": cache.means.astype(np.float32), "n_neighbors": np.array(cache.n_neighbors),
-              "min_dist": np.array(cache.min_dist)}
-    if cache.umap is not None:
-        arrays["umap"] = cache.umap.astype(np.float32)
-    if cache.n_test is not None:  # optional key: caches written before it read the same way
-        arrays["n_test"] = np.array(cache.n_test)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    return atomic_write(cache_path_for(checkpoint_path), write)
-
-
-def _load(checkpoint_path: str) -> tuple[ProjectionCache | None, str | None]:
-    """(cache, None) if usable; (None, problem) if the file is bad; (None, None) if there is none or
-    it was made for other weights (a retrained checkpoint: replacing it is routine, not a fault)."""
-    path = cache_path_for(checkpoint_path)
-    try:
-        a = load_arrays(path)
-        n_test = check_arrays(a, LEGACY_MAX_POINTS)
-    except FileNotFoundError:
-        return None, None
-    except BadCache as e:
-        return None, f"{path}: {e}; the map cache is ignored and will be rebuilt"
-    try:
-        if str(a["checkpoint_sha"]) != file_sha(checkpoint_path):
-            return None, None
-    except OSError:  # the checkpoint itself is unreadable: its own loader reports that
-        return None, None
-    if n_test is None or len(a["index"]) < min(n_test, MAX_POINTS):
-        return None, None  # a sample written under an older, lower cap: rebuilt with every point
-    return ProjectionCache(str(a["checkpoint_sha"]), a["index"], a["labels"], a["means"], a.get("umap"),
-                           int(a["n_neighbors"]), float(a["min_dist"]), n_test), None
-
-
-_reported: set[str] = set()  # problems already warned about in this process
-
-
-def read_cache(checkpoint_path: str) -> ProjectionCache | None:
-    """The cache for this checkpoint, or None if missing, made for other weights, or bad. The one
-    reader of `.proj.npz` files: a bad one gets one ProjectionCacheWarning per process, and the next
-    build_cache (the UMAP job, training) overwrites it."""
-    cache, problem = _load(checkpoint_path)
-    if problem is not None and problem not in _reported:
-        _reported.add(problem)
-        warnings.warn(problem, ProjectionCacheWarning, stacklevel=2)
-    return cache
-
-
-def cache_problem(checkpoint_path: str) -> str | None:
-    """Why the cache file beside this checkpoint cannot be used ("<file>: <problem>; ..."), for a
-    page to show; None when there is none, it is fine, or it was made for other weights."""
-    return _load(checkpoint_path)[1]
-
-
-def build_cache(checkpoint_path: str, model, x_test: torch.Tensor, y_test: torch.Tensor | None,
-                with_umap: bool, seed: int = 0, progress: Callable[[float, str], None] | None = None) -> ProjectionCache:
-    """Means of up to MAX_POINTS test examples (+ UMAP if asked: vae_core.umap_subsample.fit_umap_large,
-    subsampled above its FIT_POINTS), written beside the checkpoint. progress(fraction, message) follows
-    the UMAP fit. Raises ValueError if the means are not finite, StorageError if the file cannot be written."""
-    import torch
-
-    from .umap_subsample import fit_umap_large
-    index = point_order(len(x_test), MAX_POINTS, seed)
-    means = encode_means(model, x_test[torch.from_numpy(index)])
-    labels = y_test[torch.from_numpy(index)].numpy() if y_test is not None else np.full(len(index), -1)
-    with_umap = with_umap and means.shape[1] > 2 and len(means) > 2
-    emb = fit_umap_large(means, seed, progress=progress) if with_umap else None
-    cache = ProjectionCache(file_sha(checkpoint_path), index, labels, means, emb, n_test=len(x_test))
-    write_cache(checkpoint_path, cache)
-    return cache
+def __getattr__(name: str):
+    for module, names in _MOVED.items():
+        if name in names:
+            import importlib
+            return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'vae_core.projection' has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # the UMAP job's command line, under its old name

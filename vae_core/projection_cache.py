@@ -1,8 +1,11 @@
-"""The `.proj.npz` file format: what a valid projection cache holds, and reading one safely.
+"""The map cache: one `.proj.npz` beside each checkpoint (`x.safetensors` -> `x.proj.npz`) holding
+the encoder means of its test points and, once computed, their UMAP embedding.
 
-A projection cache is disposable: it can always be rebuilt from its checkpoint. So a file that
-fails any check here is not an error to raise but a cache to ignore; `vae_core.projection.read_cache`
-(the only reader) turns the problem string into one warning and a rebuild.
+A projection cache is disposable: it can always be rebuilt from its checkpoint. It is tied to the
+checkpoint's bytes by sha256 and written atomically (vae_core.fsutil.atomic_write), and a file
+that fails any check here is not an error to raise but a cache to ignore: read_cache (the only
+reader) turns the problem into one ProjectionCacheWarning per process, and the next build
+(vae_core.projection_build: the UMAP job, training) overwrites it.
 
 Keys (np.savez, no pickles; N map points, k latent dims):
     format () int = FORMAT        checkpoint_sha () str      n_neighbors () int >= 1
@@ -14,12 +17,19 @@ Numpy only (no torch): the app's first paint reads this.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import warnings
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 
+from .fsutil import atomic_write
+from .projection import MAX_POINTS, MIN_DIST, N_NEIGHBORS, KNNProjection
+
 FORMAT = 1
+LEGACY_MAX_POINTS = 10_000  # the cap before caches stored n_test: a cache of this many points may be a sample
 MAX_BYTES = 1 << 30  # uncompressed size of all arrays; far above a real cache (10k x 512 floats = 20 MB)
 REQUIRED = ("format", "checkpoint_sha", "index", "labels", "means", "n_neighbors", "min_dist")
 
@@ -45,7 +55,7 @@ def load_arrays(path: str, max_bytes: int = MAX_BYTES) -> dict[str, np.ndarray]:
             return {k: f[k] for k in f.files}
     except BadCache:
         raise
-    except Exception as e:  # a damaged zip raises BadZipFile, zlib.error, EOFError, ValueError, ...
+    except Exception as e:  # noqa: BLE001  (a damaged zip raises BadZipFile, zlib.error, EOFError, ValueError, ...)
         t = type(e)
         kind = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
         raise BadCache(f"unreadable ({kind}: {e})") from None
@@ -110,3 +120,94 @@ def check_arrays(a: dict[str, np.ndarray], max_points: int) -> int | None:
         if emb.shape != (n, 2):
             raise BadCache(f"'umap' has shape {emb.shape}, expected ({n}, 2)")
     return n_test
+
+
+# --- reading and writing -------------------------------------------------------------------------
+
+def cache_path_for(checkpoint_path: str) -> str:
+    return checkpoint_path.removesuffix(".safetensors") + ".proj.npz"
+
+
+def file_sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ProjectionCache:
+    checkpoint_sha: str
+    index: np.ndarray              # (N,) test-set indices, in point_order
+    labels: np.ndarray             # (N,) int64, -1 when the dataset has no labels
+    means: np.ndarray              # (N, k)
+    umap: np.ndarray | None        # (N, 2) or None while not computed
+    n_neighbors: int = N_NEIGHBORS
+    min_dist: float = MIN_DIST
+    n_test: int | None = None      # size of the test set the points were drawn from (None: unknown)
+
+    def umap_projection(self) -> KNNProjection:
+        if self.umap is None:
+            raise ValueError("this projection cache has no UMAP embedding yet")
+        return KNNProjection(self.means, self.umap, self.n_neighbors)
+
+
+def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
+    """Atomic (vae_core.fsutil.atomic_write): readers see the old file or the new one. Raises
+    StorageError (an OSError) naming the file when it cannot be written (read-only folder, full disk)."""
+    arrays = {"format": np.array(FORMAT), "checkpoint_sha": np.array(cache.checkpoint_sha),
+              "index": cache.index.astype(np.int64), "labels": cache.labels.astype(np.int64),
+              "means": cache.means.astype(np.float32), "n_neighbors": np.array(cache.n_neighbors),
+              "min_dist": np.array(cache.min_dist)}
+    if cache.umap is not None:
+        arrays["umap"] = cache.umap.astype(np.float32)
+    if cache.n_test is not None:  # optional key: caches written before it read the same way
+        arrays["n_test"] = np.array(cache.n_test)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return atomic_write(cache_path_for(checkpoint_path), write)
+
+
+def _load(checkpoint_path: str) -> tuple[ProjectionCache | None, str | None]:
+    """(cache, None) if usable; (None, problem) if the file is bad; (None, None) if there is none or
+    it was made for other weights (a retrained checkpoint: replacing it is routine, not a fault)."""
+    path = cache_path_for(checkpoint_path)
+    try:
+        a = load_arrays(path)
+        n_test = check_arrays(a, LEGACY_MAX_POINTS)
+    except FileNotFoundError:
+        return None, None
+    except BadCache as e:
+        return None, f"{path}: {e}; the map cache is ignored and will be rebuilt"
+    try:
+        if str(a["checkpoint_sha"]) != file_sha(checkpoint_path):
+            return None, None
+    except OSError:  # the checkpoint itself is unreadable: its own loader reports that
+        return None, None
+    if n_test is None or len(a["index"]) < min(n_test, MAX_POINTS):
+        return None, None  # a sample written under an older, lower cap: rebuilt with every point
+    return ProjectionCache(str(a["checkpoint_sha"]), a["index"], a["labels"], a["means"], a.get("umap"),
+                           int(a["n_neighbors"]), float(a["min_dist"]), n_test), None
+
+
+_reported: set[str] = set()  # problems already warned about in this process
+
+
+def read_cache(checkpoint_path: str) -> ProjectionCache | None:
+    """The cache for this checkpoint, or None if missing, made for other weights, or bad. The one
+    reader of `.proj.npz` files: a bad one gets one ProjectionCacheWarning per process, and the next
+    build_cache (the UMAP job, training) overwrites it."""
+    cache, problem = _load(checkpoint_path)
+    if problem is not None and problem not in _reported:
+        _reported.add(problem)
+        warnings.warn(problem, ProjectionCacheWarning, stacklevel=2)
+    return cache
+
+
+def cache_problem(checkpoint_path: str) -> str | None:
+    """Why the cache file beside this checkpoint cannot be used ("<file>: <problem>; ..."), for a
+    page to show; None when there is none, it is fine, or it was made for other weights."""
+    return _load(checkpoint_path)[1]

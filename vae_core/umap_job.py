@@ -20,28 +20,31 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .fsutil import StorageError, file_lock
-from .projection import ProjectionCache, ProjectionCacheWarning, build_cache, cache_path_for, read_cache
+from .progress import Progress, ProgressFn
+from .projection_build import build_cache
+from .projection_cache import ProjectionCache, ProjectionCacheWarning, cache_path_for, read_cache
 
 LOG_TAIL_CHARS = 600
-PROGRESS = "progress"  # log lines "progress <fraction> <message>": the app shows the last one
+PROGRESS = "progress"  # log lines "progress <phase> <done> <total> <message>": the app shows the last one
 
 
-def print_progress(fraction: float, message: str) -> None:
-    print(f"{PROGRESS} {fraction:.3f} {message}", flush=True)
+def print_progress(p: Progress) -> None:
+    """The child's progress callback: one log line per report."""
+    print(f"{PROGRESS} {p.phase} {p.done} {p.total} {' '.join(p.message.split())}", flush=True)
 
 
-def last_progress(log: str) -> tuple[float, str] | None:
-    """(fraction, message) of the last progress line in a log tail, or None."""
+def last_progress(log: str) -> Progress | None:
+    """The last report printed in a log tail (phase, done, total, message), or None."""
     for line in reversed(log.splitlines()):
-        head, _, rest = line.partition(" ")
+        head, *fields = line.split(" ", 4)
         if head == PROGRESS:
-            value, _, message = rest.partition(" ")
             try:
-                return min(1.0, max(0.0, float(value))), message
+                phase, done, total, message = fields
+                return Progress(phase, int(done), int(total), message)
             except ValueError:
                 return None
     return None
@@ -61,10 +64,10 @@ def _try_lock(cache_path: str) -> Iterator[bool]:
 
 
 def ensure_umap_cache(checkpoint_path: str, allowed_roots: list[str] | None = None,
-                      progress: Callable[[float, str], None] | None = None) -> ProjectionCache | None:
+                      progress: ProgressFn | None = None) -> ProjectionCache | None:
     """Compute the UMAP cache unless present. None when another process holds the lock.
     allowed_roots: as in load_dataset (None: the checkpoint's dataset path is read wherever it is).
-    progress(fraction, message): as build_cache.
+    progress(Progress): as build_cache (phases "encode", "map", "place").
     Raises CheckpointError / DatasetError / ValueError (NaN means) / StorageError (cannot write)."""
     from .checkpoints import load_checkpoint, read_metadata
     from .data import eval_targets, load_dataset

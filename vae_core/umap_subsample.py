@@ -7,22 +7,30 @@ kNN-weighted mean of its neighbours' positions (KNNProjection, UMAP's transform 
 How faithful that is, against a UMAP fit on all points, is measured in bench/map_scale.py
 (kNN preservation and trustworthiness), with the numbers in bench/RESULTS.md.
 
-Numpy only, except fit_umap (umap-learn). A progress callback `progress(fraction, message)` is
-called as the stages advance (the UMAP job prints it for the app to show).
+fit_umap is the one call into umap-learn (imported when called). `progress` (vae_core.progress)
+reports the phases "map" (UMAP's layout epochs) and "place" (points placed by kNN); the UMAP job
+prints them for the app to show. Numpy only otherwise.
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+import re
+import time
+import warnings
 
 import numpy as np
 
-from .projection import MIN_DIST, N_NEIGHBORS, SAME_POINT, fit_umap, smooth_knn_sigma
+from .progress import Progress, ProgressFn
+from .projection import MIN_DIST, N_NEIGHBORS, SAME_POINT, smooth_knn_sigma
 
 FIT_POINTS = 10_000  # points UMAP is fit on; the rest are placed by kNN
 FIT_EPOCHS = 200     # UMAP's own default above 10,000 points: the subsample stands for all of them
 CHUNK = 2048         # query rows per distance block: (CHUNK, N) float32 stays a few tens of MB
 
-Progress = Callable[[float, str], None]
+
+def umap_default_epochs(n: int) -> int:
+    """The layout epochs umap-learn runs on n points when n_epochs is None."""
+    return 500 if n <= 10_000 else 200
 
 
 def nearest(ref: np.ndarray, z: np.ndarray, n: int, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
@@ -49,13 +57,14 @@ def nearest(ref: np.ndarray, z: np.ndarray, n: int, chunk: int = CHUNK) -> tuple
 
 
 def place(means: np.ndarray, embedding: np.ndarray, z: np.ndarray, n_neighbors: int = N_NEIGHBORS,
-          progress: Progress | None = None, chunk: int = CHUNK) -> np.ndarray:
+          progress: ProgressFn | None = None, chunk: int = CHUNK) -> np.ndarray:
     """(M, k) -> (M, 2): KNNProjection(means, embedding).transform(z), in blocks of `chunk` rows
     (KNNProjection builds the whole (M, N) distance matrix at once). w_j = exp(-d_j / sigma) over the
     n nearest means, sigma from smooth_knn_sigma; d < SAME_POINT takes that mean's own position."""
     n = min(n_neighbors, len(means))
     emb = np.asarray(embedding, np.float64)
     out = np.empty((len(z), 2))
+    t0 = time.perf_counter()
     for s in range(0, len(z), chunk):
         idx, d = nearest(means, z[s:s + chunk], n, chunk)
         sigma = smooth_knn_sigma(d, float(n))
@@ -65,7 +74,9 @@ def place(means: np.ndarray, embedding: np.ndarray, z: np.ndarray, n_neighbors: 
         block[exact] = emb[idx[exact, 0]]
         out[s:s + chunk] = block
         if progress is not None:
-            progress(min(1.0, (s + chunk) / len(z)), f"placed {min(len(z), s + chunk):,} of {len(z):,} points")
+            done = min(len(z), s + chunk)
+            progress(Progress("place", done, len(z), f"placed {done:,} of {len(z):,} points on the UMAP map",
+                              time.perf_counter() - t0))
     return out
 
 
@@ -76,24 +87,59 @@ def fit_subsample(n: int, n_fit: int = FIT_POINTS, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, n_fit, replace=False))
 
 
+class _EpochWriter:
+    """A file for UMAP's tqdm bar over the layout epochs: reports Progress("map", i, total) as it advances."""
+
+    def __init__(self, progress: ProgressFn):
+        self.progress, self.t0 = progress, time.perf_counter()
+
+    def write(self, s: str) -> None:
+        m = re.search(r"(\d+)/(\d+)", s)
+        if m:
+            i, total = int(m[1]), int(m[2])
+            self.progress(Progress("map", i, total, f"UMAP epoch {i} of {total}", time.perf_counter() - self.t0))
+
+    def flush(self) -> None:
+        pass
+
+
+def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS, min_dist: float = MIN_DIST,
+             progress: ProgressFn | None = None, n_epochs: int | None = None) -> np.ndarray:
+    """(N, k) -> (N, 2) UMAP embedding. Slow on first call in a process (numba JIT).
+    progress(Progress("map", epoch, epochs, ...)) as the layout epochs advance (None: silent).
+    n_epochs: None is UMAP's default (umap_default_epochs)."""
+    import umap  # deferred: importing umap alone costs seconds
+
+    x = np.asarray(means, np.float32)
+    n = min(n_neighbors, len(x) - 1)
+    # The exact kNN graph, from numpy: UMAP's own search (pynndescent) is approximate above 4,096
+    # points and must be compiled by numba in every fresh process first (bench/map_scale.py times it).
+    knn_index, knn_dist = nearest(x, x, n)
+    bar = {"disable": False, "file": _EpochWriter(progress), "mininterval": 0.5} if progress else None
+    reducer = umap.UMAP(n_components=2, n_neighbors=n, min_dist=min_dist, random_state=seed,
+                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar, n_epochs=n_epochs,
+                        precomputed_knn=(knn_index, knn_dist.astype(np.float32), None))
+    with warnings.catch_warnings():  # "random_state forces n_jobs=1": intended, reproducible maps
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform()
+        return reducer.fit_transform(x).astype(np.float32)
+
+
 def fit_umap_large(means: np.ndarray, seed: int = 0, n_fit: int = FIT_POINTS, n_neighbors: int = N_NEIGHBORS,
-                   min_dist: float = MIN_DIST, progress: Progress | None = None) -> np.ndarray:
+                   min_dist: float = MIN_DIST, progress: ProgressFn | None = None) -> np.ndarray:
     """(N, k) -> (N, 2) float32: plain fit_umap when N <= n_fit; else UMAP on a seeded subsample of
-    n_fit points and kNN placement of the others on it. progress(fraction in [0, 1], message)."""
-    report = progress or (lambda f, m: None)
+    n_fit points and kNN placement of the others on it. progress: phases "map", then "place"."""
+    report = progress or (lambda p: None)
     sub = fit_subsample(len(means), n_fit, seed)
-    report(0.0, f"fitting UMAP on {len(sub):,} of {len(means):,} points")
-    emb_sub = fit_umap(means[sub], seed, n_neighbors, min_dist,
-                       epoch=lambda i, total: report(0.85 * i / total, f"UMAP epoch {i} of {total} "
-                                                     f"({len(sub):,} of {len(means):,} points)"),
-                       n_epochs=FIT_EPOCHS if len(sub) < len(means) else None)
+    points = f"{len(sub):,} of {len(means):,} points"
+    n_epochs = FIT_EPOCHS if len(sub) < len(means) else None
+    report(Progress("map", 0, n_epochs or umap_default_epochs(len(sub)), f"fitting UMAP on {points}"))
+    emb_sub = fit_umap(means[sub], seed, n_neighbors, min_dist, n_epochs=n_epochs,
+                       progress=lambda p: report(dataclasses.replace(p, message=f"{p.message} ({points})")))
     if len(sub) == len(means):
-        report(1.0, "UMAP done")
         return emb_sub
     rest = np.setdiff1d(np.arange(len(means)), sub, assume_unique=True)
     emb = np.empty((len(means), 2), np.float32)
     emb[sub] = emb_sub
-    emb[rest] = place(means[sub], emb_sub, means[rest], n_neighbors,
-                      progress=lambda f, m: report(0.85 + 0.15 * f, m))
-    report(1.0, "UMAP done")
+    emb[rest] = place(means[sub], emb_sub, means[rest], n_neighbors, progress=progress)
     return emb

@@ -20,6 +20,7 @@ from app.safe import plain
 from vae_core import projection as proj
 from vae_core import umap_job
 from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
+from vae_core.progress import Progress
 
 # vae_core.latent.collapsed_dims' thresholds (that module imports torch; tests check they agree)
 KL_COLLAPSED = 0.01  # nats: average KL below this carries no information
@@ -171,8 +172,8 @@ def umap_status(path: str) -> tuple[str, str]:
     return "failed", f"UMAP failed (exit code {code}). {job.log_tail()}"
 
 
-def umap_progress(path: str) -> tuple[float, str] | None:
-    """(fraction, message) the running UMAP job last reported, or None (not started, no report yet)."""
+def umap_progress(path: str) -> Progress | None:
+    """What the running UMAP job last reported (vae_core.progress), or None (not started, no report yet)."""
     jobs, lock = _umap_jobs()
     with lock:
         job = jobs.get(path)

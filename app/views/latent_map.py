@@ -76,7 +76,7 @@ def _poll_umap(ckpt_path: str, key: str) -> None:
         st.info(f"{plain(msg)}. Showing PCA until it is ready.", icon=":material/hourglass_top:")
         done = umap_progress(ckpt_path)
         if done is not None:
-            st.progress(done[0], text=plain(done[1]))
+            st.progress(done.fraction, text=plain(done.message))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

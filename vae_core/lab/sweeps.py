@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..cache import DEFAULT_CACHE_DIR, DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, train_or_load
+from ..cache import DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, default_cache_dir, train_or_load
 from ..checkpoints import Checkpoint
 from ..config import ModelConfig, TrainConfig
 from ..data import Dataset
@@ -36,7 +36,7 @@ class LabRun:
 
 def lab_cache_dir(cache_dir: str | None = None) -> str:
     """Lab models live in a subfolder so the sidebar model picker is not flooded with them."""
-    return os.path.join(cache_dir or os.environ.get("VAE_CHECKPOINT_DIR") or DEFAULT_CACHE_DIR, "lab")
+    return os.path.join(cache_dir or default_cache_dir(), "lab")
 
 
 def base_train(train_cfg: TrainConfig, epochs: int = SWEEP_EPOCHS) -> TrainConfig:
@@ -93,7 +93,7 @@ def train_runs(runs: list[LabRun], data: Dataset, *, cache_dir: str | None = Non
     n = len(runs)
     for i, run in enumerate(runs):
         def cb(p, i=i, run=run):
-            if progress is not None:
+            if progress is not None and p.phase == "train":  # fit's other phases have fractions of their own
                 progress((i + p.fraction) / n, f"{run.name}: epoch {p.epoch}/{p.epochs} "
                                                f"(model {i + 1} of {n})")
         ckpt, _ = train_or_load(run.model, run.train, data, cache_dir=lab_cache_dir(cache_dir),
