@@ -167,7 +167,7 @@ def test_evaluate_non_finite_results_is_an_error_not_nan_json(tmp_path, tiny_npz
 
 def test_evaluate_works_and_prints_strict_json(tmp_path, tiny_npz, capsys):
     p = _checkpoint(tmp_path, tiny_npz)
-    assert main(["evaluate", p, "--iw-samples", "5", "--mc-samples", "3", "--n", "7", "--device", "cpu"]) == 0
+    assert main(["evaluate", p, "--iw-samples", "5", "--n", "7", "--device", "cpu"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == 7 and res["iw_samples"] == 5 and res["elbo"] == pytest.approx(res["recon"] - res["kl"], abs=1e-4)
 
