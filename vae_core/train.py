@@ -44,6 +44,7 @@ class Progress:
     steps_per_epoch: int
     loss: float            # last batch loss
     history: list          # epochs finished so far (the epoch's dict is last on "epoch" events)
+    model: Optional[VAE] = None  # on "epoch" events: the model being trained, to read under no_grad only
 
     @property
     def fraction(self) -> float:
@@ -204,7 +205,7 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
         history.append(entry)
         last_good = copy.deepcopy(model.state_dict())
         if progress is not None and world.is_main:
-            progress(Progress("epoch", epoch, tc.epochs, len(plan), len(plan), float(mean_loss), history))
+            progress(Progress("epoch", epoch, tc.epochs, len(plan), len(plan), float(mean_loss), history, model))
 
     metrics = {}
     if world.is_main:
