@@ -290,3 +290,20 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def epoch_mosaic(replay: Replay, i: int, input_shape) -> np.ndarray:
+    """Snapshot i's images as one picture in [0, 1], (H, W) grey or (H, W, 3): the GRID_SIDE x
+    GRID_SIDE decoded prior draws, then a white band, then the test images above their reconstructions."""
+    from .images import tile, to_display
+    shape = tuple(input_shape)
+    grid = to_display(replay.grid[i].astype(np.float32) / 255, shape)            # (G, H, W[, 3])
+    pairs = to_display(np.concatenate([replay.originals, replay.recon[i]]).astype(np.float32) / 255, shape)
+    side, r = GRID_SIDE, len(replay.originals)
+    top = tile(grid.reshape(side, side, *grid.shape[1:]))
+    bottom = tile(pairs.reshape(2, r, *pairs.shape[1:]))
+    width = max(top.shape[1], bottom.shape[1])
+    pad = lambda a: np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),  # noqa: E731
+                           constant_values=1.0)
+    band = np.ones((max(2, top.shape[0] // 12), width, *top.shape[2:]), np.float32)
+    return np.concatenate([pad(top), band, pad(bottom)])
