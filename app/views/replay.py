@@ -40,18 +40,23 @@ def _png_uri(a: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(a)).decode()
 
 
-def _frame_traces(r: Replay, i: int, labels: list[int], mosaic: str) -> list:
-    """Snapshot i's traces, in the figure's trace order: map (one per label), KL bars, mosaic, marker."""
+def _frame_traces(r: Replay, i: int, labels: list[int]) -> list:
+    """Snapshot i's traces, in the figure's trace order: map (one per label), KL bars, epoch marker."""
     xy = r.xy[i]
     traces = [go.Scatter(x=np.round(xy[r.labels == lab, 0], 3), y=np.round(xy[r.labels == lab, 1], 3))
               for lab in labels]
     kl = r.kl_per_dim[i]
-    traces.append(go.Bar(y=np.maximum(kl, 1e-4), marker_color=["#bab0ac" if v < KL_COLLAPSED_NATS else "#4e79a7"
-                                                               for v in kl]))
-    traces.append(go.Image(source=mosaic))
+    traces.append(go.Bar(x=list(range(len(kl))), y=np.maximum(kl, 1e-4),
+                         marker_color=["#bab0ac" if v < KL_COLLAPSED_NATS else "#4e79a7" for v in kl]))
     lo, hi = float(min(r.elbo.min(), r.recon_nats.min())), float(r.kl.max())
     traces.append(go.Scatter(x=[r.epochs[i]] * 2, y=[lo, hi]))
     return traces
+
+
+def _mosaic(source: str) -> dict:
+    """Snapshot images as a layout image filling the top-right subplot (frames swap its source)."""
+    return dict(source=source, xref="x2 domain", yref="y2 domain", x=0, y=1, sizex=1, sizey=1,
+                xanchor="left", yanchor="top", sizing="contain", layer="above")
 
 
 def _limits(a: np.ndarray) -> list[float]:
@@ -66,44 +71,48 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
     labels = sorted({int(v) for v in r.labels})
     mosaics = [_png_uri(epoch_mosaic(r, i, input_shape)) for i in range(len(r.epochs))]
     fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12,
-                        subplot_titles=("Test-set means μ (final epoch's PCA frame)",
-                                        "Decoded prior draws · test images over their reconstructions",
-                                        f"KL per dimension, nats (grey: below {KL_COLLAPSED_NATS:g}, collapsed)",
+                        subplot_titles=("Test-set μ, final epoch's PCA frame",
+                                        "Prior draws · test images / reconstructions",
+                                        f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
                                         "Test ELBO terms, nats per example"))
-    first = _frame_traces(r, start, labels, mosaics[start])
+    first = _frame_traces(r, start, labels)
     for lab, tr in zip(labels, first):
-        tr.update(mode="markers", name="no label" if lab < 0 else f"label {lab}", legendgroup="map",
+        tr.update(mode="markers", name="no label" if lab < 0 else f"label {lab}",
                   marker=dict(size=4, color="#888888" if lab < 0 else label_colour(lab), opacity=0.7))
         fig.add_trace(tr, row=1, col=1)
     fig.add_trace(first[len(labels)].update(showlegend=False, name="KL"), row=2, col=1)
-    fig.add_trace(first[len(labels) + 1], row=1, col=2)
-    fig.add_trace(first[len(labels) + 2].update(mode="lines", line=dict(color="#333333", dash="dot"),
+    fig.add_trace(first[len(labels) + 1].update(mode="lines", line=dict(color="#333333", dash="dot"),
                                                 showlegend=False, name="epoch"), row=2, col=2)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker=dict(opacity=0), showlegend=False,
+                             hoverinfo="skip"), row=1, col=2)  # gives the image subplot its axes
+    fig.add_layout_image(_mosaic(mosaics[start]))
     for name, ys, colour in (("ELBO", r.elbo, "#4e79a7"), ("recon E_q log p(x|z)", r.recon_nats, "#59a14f"),
                              ("KL", r.kl, "#e15759")):
         fig.add_trace(go.Scatter(x=r.epochs, y=ys, mode="lines", name=name, line=dict(color=colour)), row=2, col=2)
-    animated = list(range(len(labels) + 3))
-    fig.frames = [go.Frame(data=_frame_traces(r, i, labels, mosaics[i]), traces=animated, name=str(e))
-                  for i, e in enumerate(r.epochs)]
+    animated = list(range(len(labels) + 2))
+    fig.frames = [go.Frame(data=_frame_traces(r, i, labels), traces=animated, name=str(e),
+                           layout=dict(images=[_mosaic(mosaics[i])])) for i, e in enumerate(r.epochs)]
     xr, yr = _limits(r.xy[..., 0]), _limits(r.xy[..., 1])
     fig.update_xaxes(range=xr, title_text="PC 1", row=1, col=1)
     fig.update_yaxes(range=yr, title_text="PC 2", scaleanchor="x", scaleratio=1, row=1, col=1)
-    fig.update_xaxes(showticklabels=False, row=1, col=2)
-    fig.update_yaxes(showticklabels=False, row=1, col=2)
+    fig.update_xaxes(visible=False, range=[0, 1], row=1, col=2)
+    fig.update_yaxes(visible=False, range=[0, 1], row=1, col=2)
     kl_max = float(max(r.kl_per_dim.max(), KL_COLLAPSED_NATS * 10))
     fig.update_yaxes(type="log", range=[-4, np.log10(kl_max) + 0.1], row=2, col=1)
-    fig.update_xaxes(title_text="latent dimension", tickmode="array", tickvals=list(range(r.kl_per_dim.shape[1])),
+    fig.update_xaxes(title_text="latent dimension", range=[-0.5, r.kl_per_dim.shape[1] - 0.5], tickmode="array", tickvals=list(range(r.kl_per_dim.shape[1])),
                      ticktext=[f"z{d + 1}" for d in range(r.kl_per_dim.shape[1])], row=2, col=1)
     fig.add_hline(y=KL_COLLAPSED_NATS, line_dash="dash", line_color="#888888", row=2, col=1)
     fig.update_xaxes(title_text="epoch", row=2, col=2)
     play = dict(frame=dict(duration=FRAME_MS, redraw=True), transition=dict(duration=0), fromcurrent=True)
     pause = dict(frame=dict(duration=0, redraw=False), mode="immediate", transition=dict(duration=0))
     fig.update_layout(
-        height=820, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.06),
-        updatemenus=[dict(type="buttons", direction="left", x=0, y=1.1, xanchor="left", showactive=False,
+        height=880, margin=dict(l=10, r=10, t=90, b=110),
+        legend=dict(orientation="h", x=0, y=1.07, yanchor="bottom"),
+        updatemenus=[dict(type="buttons", direction="left", x=0, y=-0.07, xanchor="left", yanchor="top",
+                          showactive=False,
                           buttons=[dict(label="Play", method="animate", args=[None, play]),
                                    dict(label="Pause", method="animate", args=[[None], pause])])],
-        sliders=[dict(active=start, x=0.12, len=0.88, y=1.1, yanchor="middle", pad=dict(t=0, b=0),
+        sliders=[dict(active=start, x=0.14, len=0.86, y=-0.05, yanchor="top", pad=dict(t=0, b=0),
                       currentvalue=dict(prefix="epoch ", xanchor="right"),
                       steps=[dict(label=str(e), method="animate",
                                   args=[[str(e)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
