@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import vae_core.cache as cache_mod
+from app.safe import plain
 from vae_core.cache import default_checkpoint_path, train_or_load
 from vae_core.checkpoints import read_metadata
 from vae_core.cli import build_parser, main
@@ -137,8 +138,8 @@ def test_page_shows_the_card_and_offers_the_download(tiny, monkeypatch):
     assert not at.exception, [e.message for e in at.exception]
     meta = read_metadata(tiny)
     assert [c.value for c in at.code] == [reproduce_command(meta["model_config"], meta["train_config"], 5)]
-    values = {r["field"]: r["value"] for df in at.dataframe for r in df.value.to_dict("records")}
+    values = {f: v for t in at.table for f, v in t.value["value"].items()}  # cells escaped by app.safe.plain
     assert values["sha256"] == sha256_file(tiny) and values["device"] == "cpu"
-    assert values["ELBO"] == f"{meta['metrics']['elbo']:.2f}"
+    assert values["ELBO"] == plain(f"{meta['metrics']['elbo']:.2f}") and values[plain("test examples evaluated")]
     (button,) = at.get("download_button")
     assert button.proto.label == "Download the model card (Markdown)" and button.proto.url.endswith(".md")

@@ -120,3 +120,21 @@ def test_bad_replays_give_one_message(tiny, tmp_path, monkeypatch, damage):
     else:
         assert len(at.error) == 1 and not at.metric
         assert ("cannot be shown" if damage == "garbage" else "different model configuration") in at.error[0].value
+
+
+def test_the_lab_beta_10_replay_is_offered_and_shows_collapse():
+    at = _app(default_checkpoint_path())
+    box = at.selectbox(key="replay_source")
+    assert box.options[0] == "The open model (sidebar)"
+    (i,) = [i for i, o in enumerate(box.options) if "β = 10," in o and "warm-up" not in o and "free bits" not in o]
+    box.select_index(i).run()
+    assert not at.exception
+    from vae_core.cache import DEFAULT_CACHE_DIR
+    from vae_core.replay import with_replays
+    (r,) = [r for r in map(load_replay, map(replay_path, with_replays(os.path.join(DEFAULT_CACHE_DIR, "lab"))))
+            if r.meta["train_config"]["beta"] == 10.0 and not r.meta["train_config"]["warmup_epochs"]
+            and not r.meta["train_config"]["free_bits"]]
+    at.select_slider(key="replay_epoch").set_value(int(r.epochs[-1])).run()
+    alive = int((r.kl_per_dim[-1] >= 0.01).sum())
+    assert _metrics(at)["Dims alive"] == f"{alive} of 16" and alive < 16  # dimensions collapsed as it trained
+    assert _metrics(at)[f"Test ELBO, epoch {r.epochs[-1]}"] == f"{r.elbo[-1]:.2f}"

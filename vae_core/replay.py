@@ -59,6 +59,16 @@ def replay_path(checkpoint_path: str) -> str:
     return base + ".replay.npz"
 
 
+def with_replays(folder: str) -> list[str]:
+    """Checkpoints in `folder` that have a replay file beside them (names only: nothing is read)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names
+            if n.endswith(".safetensors") and os.path.basename(replay_path(n)) in names]
+
+
 def snapshot_epochs(epochs: int, image_values: int, latent_dim: int, n_points: int) -> list[int]:
     """The epochs to snapshot: all of them, or evenly spaced ones (the last always) so that at most
     MAX_SNAPSHOTS fit in RAW_BUDGET bytes. ValueError if not even 2 snapshots fit (huge images)."""

@@ -35,8 +35,9 @@ def render() -> None:
         st.subheader(plain(title))
         command = dict(rows).pop("reproduce", None)
         table = [(f, v) for f, v in rows if f != "reproduce"]
-        # dataframe cells are plain text: a dataset name is never read as Markdown
-        st.dataframe(pd.DataFrame(table, columns=["field", "value"]), hide_index=True, width="stretch")
+        # st.table wraps long values; its cells are Markdown, so every one is escaped to show as typed
+        st.table(pd.DataFrame({"value": [plain(v) for _f, v in table]}, index=[plain(f) for f, _v in table]),
+                 border="horizontal")
         if command is not None:
             st.caption("Reproduce (a cache hit when this checkpoint is in the cache):")
             st.code(command, language="bash", wrap_lines=True)

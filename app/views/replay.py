@@ -17,8 +17,10 @@ from plotly.subplots import make_subplots
 from app.common import checkpoint_metadata, pick_checkpoint_path
 from app.palette import label_colour
 from app.safe import plain
+from vae_core import cache as cache_module
+from vae_core.checkpoints import CheckpointError, read_metadata
 from vae_core.constants import KL_COLLAPSED_NATS
-from vae_core.replay import Replay, ReplayError, epoch_mosaic, load_replay, replay_path
+from vae_core.replay import Replay, ReplayError, epoch_mosaic, with_replays, load_replay, replay_path
 
 _EPOCH = "replay_epoch"  # session-state key of the scrubber
 FRAME_MS = 250           # one snapshot per quarter second while playing
@@ -72,7 +74,7 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
     mosaics = [_png_uri(epoch_mosaic(r, i, input_shape)) for i in range(len(r.epochs))]
     fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12,
                         subplot_titles=("Test-set μ, final epoch's PCA frame",
-                                        "Prior draws · test images / reconstructions",
+                                        "Decoded z · reconstructions",
                                         f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
                                         "Test ELBO terms, nats per example"))
     first = _frame_traces(r, start, labels)
@@ -138,9 +140,27 @@ def _provenance(r: Replay, meta: dict, sha: str) -> None:
         st.caption("Recorded while this checkpoint trained.")
 
 
+def _lab_choices() -> dict[str, str]:
+    """{checkpoint path: label} for the lab's models that have a replay (checkpoints/lab/)."""
+    out = {}
+    for p in with_replays(os.path.join(cache_module.DEFAULT_CACHE_DIR, "lab")):
+        try:
+            tc = read_metadata(p)["train_config"]
+        except CheckpointError:
+            continue  # an unreadable lab file is the lab pages' business; it is simply not offered here
+        extras = "".join([f", warm-up {tc['warmup_epochs']:g} epochs" if tc["warmup_epochs"] else "",
+                          f", free bits {tc['free_bits']:g}" if tc["free_bits"] else ""])
+        out[p] = f"Lab model: {tc['objective']} β = {tc['beta']:g}{extras}, {tc['epochs']} epochs"
+    return out
+
+
 def render() -> None:
     st.title("Training replay")
     path = pick_checkpoint_path()
+    labs = _lab_choices()
+    if labs:  # options are the labels themselves (unique), so the widget's value is plain text
+        choices = ({"The open model (sidebar)": path} if path is not None else {}) | {v: k for k, v in labs.items()}
+        path = choices[st.selectbox("Replay of", list(choices), key="replay_source")]
     meta = checkpoint_metadata(path) if path is not None else None
     if meta is None:
         return
@@ -172,9 +192,11 @@ def render() -> None:
     cols[0].metric(f"Test ELBO, epoch {e}", f"{r.elbo[i]:.2f}")
     cols[1].metric("E_q log p(x|z)", f"{r.recon_nats[i]:.2f}")
     cols[2].metric("KL(q ‖ p)", f"{r.kl[i]:.2f}")
-    cols[3].metric("Dimensions with KL ≥ " f"{KL_COLLAPSED_NATS:g}", f"{alive} of {r.kl_per_dim.shape[1]}")
+    cols[3].metric("Dims alive", f"{alive} of {r.kl_per_dim.shape[1]}",
+                   help=f"latent dimensions whose KL is at least {KL_COLLAPSED_NATS:g} nats (below: collapsed)")
     st.plotly_chart(_figure(rpath, os.path.getmtime(rpath), i, tuple(meta["model_config"]["input_shape"])),
                     width="stretch", key="replay_figure")
     st.caption(f"{len(epochs)} snapshots of {len(r.index):,} test points. Each epoch's means are rotated onto "
                "the final epoch's (orthogonal Procrustes) and drawn in the final epoch's PCA frame, so the map "
-               "moves only as the encoder learns. The decoded images use the same prior draws z at every epoch.")
+               "moves only as the encoder learns. Images: the decoder means of the same prior draws z at every "
+               "epoch (top) and fixed test images above their reconstructions (bottom).")
