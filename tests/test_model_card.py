@@ -47,6 +47,7 @@ def test_shipped_card():
         assert f["sha256"] == hashlib.sha256(fh.read()).hexdigest()
     assert f["architecture"] == "MLP 784-400-16" and f["latent dimensions"] == "16"
     import torch  # the parameter count against the model built by torch
+
     from vae_core.model import VAE
     n = sum(p.numel() for p in VAE(ModelConfig.from_dict(meta["model_config"])).parameters())
     assert f["parameters"] == f"{n:,}"

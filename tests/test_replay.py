@@ -6,6 +6,7 @@ import glob
 import io
 import json
 import os
+import shutil
 import zipfile
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from vae_core import replay as rp
-from vae_core.cache import DEFAULT_CACHE_DIR, list_checkpoints
+from vae_core.cache import DEFAULT_CACHE_DIR, default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import read_metadata
 from vae_core.cli import main
 from vae_core.data import eval_targets
@@ -37,7 +38,7 @@ def test_recording_does_not_change_training(tiny_cfgs, tiny_data):
 
 
 def test_round_trip_holds_fits_numbers(tiny_cfgs, tiny_data, tmp_path):
-    rec, res, mc, tc = _fit_with_recorder(tiny_cfgs, tiny_data)
+    rec, res, _mc, tc = _fit_with_recorder(tiny_cfgs, tiny_data)
     path = rp.save_replay(str(tmp_path / "m.replay.npz"), rec.arrays({"source": "recorded", "x": "é"}))
     r = rp.load_replay(path)
     assert r.meta == {"source": "recorded", "x": "é"}
@@ -131,12 +132,12 @@ def test_bad_files_give_one_clear_error(tmp_path, tiny_cfgs, tiny_data):
 
 
 def test_a_bad_replay_never_breaks_the_checkpoint_listing(tmp_path):
-    ckpt = sorted(glob.glob(os.path.join(DEFAULT_CACHE_DIR, "*.safetensors")))[0]
-    dst = tmp_path / os.path.basename(ckpt)
-    dst.write_bytes(open(ckpt, "rb").read())
-    (tmp_path / os.path.basename(rp.replay_path(str(dst)))).write_bytes(b"PK\x03\x04 garbage")
+    ckpt = default_checkpoint_path()
+    dst = shutil.copy(ckpt, tmp_path)
+    with open(rp.replay_path(dst), "wb") as f:
+        f.write(b"PK\x03\x04 garbage")
     rows = list_checkpoints(str(tmp_path))
-    assert [r["path"] for r in rows] == [str(dst)] and "error" not in rows[0]
+    assert [r["path"] for r in rows] == [dst] and "error" not in rows[0]
 
 
 def test_cli_replay_end_to_end(tmp_path, tiny_npz, capsys):

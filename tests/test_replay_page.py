@@ -85,7 +85,7 @@ def test_scrubber_shows_epoch_k_on_the_shipped_model():
 def test_recorded_replay_page(tiny, monkeypatch):
     monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", os.path.dirname(tiny))
     at = _app(tiny)
-    assert [c.value for c in at.caption][0] == "Recorded while this checkpoint trained."
+    assert at.caption[0].value == "Recorded while this checkpoint trained."
     at.select_slider(key="replay_epoch").set_value(3).run()
     r = load_replay(replay_path(tiny))
     assert _metrics(at)["Test ELBO, epoch 3"] == f"{r.elbo[2]:.2f}"

@@ -55,7 +55,7 @@ class ReplayError(ValueError):
 
 def replay_path(checkpoint_path: str) -> str:
     """<checkpoint without .safetensors>.replay.npz, beside the projection cache (.proj.npz)."""
-    base = checkpoint_path[:-len(".safetensors")] if checkpoint_path.endswith(".safetensors") else checkpoint_path
+    base = checkpoint_path.removesuffix(".safetensors")
     return base + ".replay.npz"
 
 
@@ -150,7 +150,7 @@ class ReplayRecorder:
         if not np.isfinite(np.stack([r["mu"] for r in self.rows])).all():
             raise ValueError("the encoder means of some epoch are not finite: no replay is written")
         xy, explained = align_and_project(np.stack([r["mu"] for r in self.rows]))
-        col = lambda k, dt: np.asarray([r[k] for r in self.rows], dt)  # noqa: E731
+        col = lambda k, dt: np.asarray([r[k] for r in self.rows], dt)
         return {"format": np.array(FORMAT), "meta": np.array(json.dumps(meta)),
                 "epochs": col("epoch", np.int64), "xy": xy.astype(np.float16),
                 "labels": self.labels.astype(np.int64), "index": self.index.astype(np.int64),
@@ -249,7 +249,7 @@ def load_replay(path: str) -> Replay:
         raise ReplayError(f"{path}: not a usable training replay ({e})") from None
     except OSError as e:
         raise ReplayError(f"{path}: cannot be read ({e.strerror or e})") from None
-    f32 = lambda k: arrays[k].astype(np.float32)  # noqa: E731
+    f32 = lambda k: arrays[k].astype(np.float32)
     return Replay(path, meta, arrays["epochs"], f32("xy"), arrays["labels"], arrays["index"], arrays["grid"],
                   arrays["recon"], arrays["originals"], f32("kl_per_dim"), f32("elbo"), f32("recon_nats"),
                   f32("kl"), f32("explained"))
@@ -313,7 +313,7 @@ def epoch_mosaic(replay: Replay, i: int, input_shape) -> np.ndarray:
     top = tile(grid.reshape(side, side, *grid.shape[1:]))
     bottom = tile(pairs.reshape(2, r, *pairs.shape[1:]))
     width = max(top.shape[1], bottom.shape[1])
-    pad = lambda a: np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),  # noqa: E731
+    pad = lambda a: np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),
                            constant_values=1.0)
     band = np.ones((max(2, top.shape[0] // 12), width, *top.shape[2:]), np.float32)
     return np.concatenate([pad(top), band, pad(bottom)])

@@ -2,7 +2,7 @@
 
 All epochs go to the browser once, as a plotly animation (one frame per snapshot): Play / Pause and
 the figure's own slider run without a server round trip. The Epoch scrubber above it is the server's:
-moving it shows that epoch's numbers and starts the animation there.
+moving it shows that epoch's numbers and draws the figure at that epoch.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from app.safe import plain
 from vae_core import cache as cache_module
 from vae_core.checkpoints import CheckpointError, read_metadata
 from vae_core.constants import KL_COLLAPSED_NATS
-from vae_core.replay import Replay, ReplayError, epoch_mosaic, with_replays, load_replay, replay_path
+from vae_core.replay import Replay, ReplayError, epoch_mosaic, load_replay, replay_path, with_replays
 
 _EPOCH = "replay_epoch"  # session-state key of the scrubber
 FRAME_MS = 250           # one snapshot per quarter second while playing
@@ -57,8 +57,8 @@ def _frame_traces(r: Replay, i: int, labels: list[int]) -> list:
 
 def _mosaic(source: str) -> dict:
     """Snapshot images as a layout image filling the top-right subplot (frames swap its source)."""
-    return dict(source=source, xref="x2 domain", yref="y2 domain", x=0, y=1, sizex=1, sizey=1,
-                xanchor="left", yanchor="top", sizing="contain", layer="above")
+    return {"source": source, "xref": "x2 domain", "yref": "y2 domain", "x": 0, "y": 1, "sizex": 1, "sizey": 1,
+                "xanchor": "left", "yanchor": "top", "sizing": "contain", "layer": "above"}
 
 
 def _limits(a: np.ndarray) -> list[float]:
@@ -67,11 +67,17 @@ def _limits(a: np.ndarray) -> list[float]:
     return [lo - pad, hi + pad]
 
 
+@st.cache_data(max_entries=4, show_spinner="Drawing the snapshots…")
+def _mosaics(path: str, mtime: float, input_shape: tuple) -> list[str]:
+    r = _load(path, mtime)
+    return [_png_uri(epoch_mosaic(r, i, input_shape)) for i in range(len(r.epochs))]
+
+
 @st.cache_data(max_entries=4, show_spinner="Building the animation…")
 def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figure:
     r = _load(path, mtime)
     labels = sorted({int(v) for v in r.labels})
-    mosaics = [_png_uri(epoch_mosaic(r, i, input_shape)) for i in range(len(r.epochs))]
+    mosaics = _mosaics(path, mtime, input_shape)
     fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12,
                         subplot_titles=("Test-set μ, final epoch's PCA frame",
                                         "Decoded z · reconstructions",
@@ -80,20 +86,20 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
     first = _frame_traces(r, start, labels)
     for lab, tr in zip(labels, first):
         tr.update(mode="markers", name="no label" if lab < 0 else f"label {lab}",
-                  marker=dict(size=4, color="#888888" if lab < 0 else label_colour(lab), opacity=0.7))
+                  marker={"size": 4, "color": "#888888" if lab < 0 else label_colour(lab), "opacity": 0.7})
         fig.add_trace(tr, row=1, col=1)
     fig.add_trace(first[len(labels)].update(showlegend=False, name="KL"), row=2, col=1)
-    fig.add_trace(first[len(labels) + 1].update(mode="lines", line=dict(color="#333333", dash="dot"),
+    fig.add_trace(first[len(labels) + 1].update(mode="lines", line={"color": "#333333", "dash": "dot"},
                                                 showlegend=False, name="epoch"), row=2, col=2)
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker=dict(opacity=0), showlegend=False,
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker={"opacity": 0}, showlegend=False,
                              hoverinfo="skip"), row=1, col=2)  # gives the image subplot its axes
     fig.add_layout_image(_mosaic(mosaics[start]))
     for name, ys, colour in (("ELBO", r.elbo, "#4e79a7"), ("recon E_q log p(x|z)", r.recon_nats, "#59a14f"),
                              ("KL", r.kl, "#e15759")):
-        fig.add_trace(go.Scatter(x=r.epochs, y=ys, mode="lines", name=name, line=dict(color=colour)), row=2, col=2)
+        fig.add_trace(go.Scatter(x=r.epochs, y=ys, mode="lines", name=name, line={"color": colour}), row=2, col=2)
     animated = list(range(len(labels) + 2))
     fig.frames = [go.Frame(data=_frame_traces(r, i, labels), traces=animated, name=str(e),
-                           layout=dict(images=[_mosaic(mosaics[i])])) for i, e in enumerate(r.epochs)]
+                           layout={"images": [_mosaic(mosaics[i])]}) for i, e in enumerate(r.epochs)]
     xr, yr = _limits(r.xy[..., 0]), _limits(r.xy[..., 1])
     fig.update_xaxes(range=xr, title_text="PC 1", row=1, col=1)
     fig.update_yaxes(range=yr, title_text="PC 2", scaleanchor="x", scaleratio=1, row=1, col=1)
@@ -101,25 +107,26 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
     fig.update_yaxes(visible=False, range=[0, 1], row=1, col=2)
     kl_max = float(max(r.kl_per_dim.max(), KL_COLLAPSED_NATS * 10))
     fig.update_yaxes(type="log", range=[-4, np.log10(kl_max) + 0.1], row=2, col=1)
-    fig.update_xaxes(title_text="latent dimension", range=[-0.5, r.kl_per_dim.shape[1] - 0.5], tickmode="array", tickvals=list(range(r.kl_per_dim.shape[1])),
-                     ticktext=[f"z{d + 1}" for d in range(r.kl_per_dim.shape[1])], row=2, col=1)
+    k = r.kl_per_dim.shape[1]
+    fig.update_xaxes(title_text="latent dimension", range=[-0.5, k - 0.5], tickmode="array",
+                     tickvals=list(range(k)), ticktext=[f"z{d + 1}" for d in range(k)], row=2, col=1)
     fig.add_hline(y=KL_COLLAPSED_NATS, line_dash="dash", line_color="#888888", row=2, col=1)
     fig.update_xaxes(title_text="epoch", row=2, col=2)
-    play = dict(frame=dict(duration=FRAME_MS, redraw=True), transition=dict(duration=0), fromcurrent=True)
-    pause = dict(frame=dict(duration=0, redraw=False), mode="immediate", transition=dict(duration=0))
+    play = {"frame": {"duration": FRAME_MS, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
+    pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
     fig.update_layout(
-        height=880, margin=dict(l=10, r=10, t=90, b=110),
-        legend=dict(orientation="h", x=0, y=1.07, yanchor="bottom"),
-        updatemenus=[dict(type="buttons", direction="left", x=0, y=-0.07, xanchor="left", yanchor="top",
-                          showactive=False,
-                          buttons=[dict(label="Play", method="animate", args=[None, play]),
-                                   dict(label="Pause", method="animate", args=[[None], pause])])],
-        sliders=[dict(active=start, x=0.14, len=0.86, y=-0.05, yanchor="top", pad=dict(t=0, b=0),
-                      currentvalue=dict(prefix="epoch ", xanchor="right"),
-                      steps=[dict(label=str(e), method="animate",
-                                  args=[[str(e)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                                       transition=dict(duration=0))])
-                             for e in r.epochs])])
+        height=880, margin={"l": 10, "r": 10, "t": 90, "b": 110},
+        legend={"orientation": "h", "x": 0, "y": 1.07, "yanchor": "bottom"},
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "y": -0.07, "xanchor": "left", "yanchor": "top",
+                          "showactive": False,
+                          "buttons": [{"label": "Play", "method": "animate", "args": [None, play]},
+                                   {"label": "Pause", "method": "animate", "args": [[None], pause]}]}],
+        sliders=[{"active": start, "x": 0.14, "len": 0.86, "y": -0.05, "yanchor": "top", "pad": {"t": 0, "b": 0},
+                      "currentvalue": {"prefix": "epoch ", "xanchor": "right"},
+                      "steps": [{"label": str(e), "method": "animate",
+                                  "args": [[str(e)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                                       "transition": {"duration": 0}}]}
+                             for e in r.epochs]}])
     return fig
 
 
@@ -184,8 +191,8 @@ def render() -> None:
     if st.session_state.get(_EPOCH) not in epochs:
         st.session_state[_EPOCH] = epochs[0]
     e = st.select_slider("Epoch", options=epochs, key=_EPOCH,
-                         help="Play runs in the browser from the epoch chosen here; this slider shows "
-                              "the chosen epoch's numbers below.")
+                         help="Shows the chosen epoch's numbers and draws the figure at that epoch; "
+                              "Play and Pause below run in the browser.")
     i = epochs.index(e)
     alive = int((r.kl_per_dim[i] >= KL_COLLAPSED_NATS).sum())
     cols = st.columns(4)
