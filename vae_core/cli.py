@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also fit the UMAP map for the app now (~30 s of numba JIT); by default only the "
                         "encoder means are cached and the app shows PCA until it computes UMAP")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--replay", action="store_true",
+                   help="record a training replay (test-set map, decoded grid, KL per dim, ELBO terms per "
+                        "epoch; <= 10 MB) beside the checkpoint as <name>.replay.npz, for the app's Replay page")
     t.add_argument("--data-mode", choices=("auto", "resident", "stream"), default="auto",
                    help="training rows held whole on the device (uint8 for images), or streamed from "
                         "their memory-mapped file by DataLoader workers; auto streams a file-backed set "
@@ -195,7 +198,17 @@ def _train_rank(a, world, dev) -> int:
             bar.set_postfix(test_elbo=f"{h['test_elbo']:.2f}", kl=f"{h['test_kl']:.2f}",
                             img_s=f"{h['images_per_s']:.0f}")
 
+    recorder = None
+    if a.replay:
+        from .data import eval_targets
+        from .replay import ReplayRecorder
+        recorder = ReplayRecorder(eval_targets(data.x_test, tcfg.binarize), data.y_test, tcfg.epochs,
+                                  mcfg.latent_dim, seed=tcfg.seed)
+        progress = recorder.wrap(progress)
+
     def save_map(ck):
+        if recorder is not None:
+            _save_replay(ck, recorder)
         # the app's latent map opens at once on a fresh model: means (+ UMAP) cached beside the checkpoint
         from .projection_build import save_map_cache
         problem = save_map_cache(ck, data, with_umap=a.umap)
@@ -208,6 +221,8 @@ def _train_rank(a, world, dev) -> int:
                                      on_trained=save_map, fit=trainer)
         if cached:
             ddp.announce(ddp.CACHED, world, dev)
+            if recorder is not None:
+                _warn(f"{ckpt.path} was cached, so no replay was recorded; delete it to retrain with --replay")
     finally:
         if bar is not None:
             bar.close()
@@ -224,6 +239,16 @@ def _train_rank(a, world, dev) -> int:
         out.update({k: None for k in bad})
     print(json.dumps(out, allow_nan=False))
     return 0
+
+
+def _save_replay(ck, recorder) -> None:
+    """Write the replay beside a freshly saved checkpoint; a failure is a warning (the model is saved)."""
+    from .replay import replay_meta, replay_path, save_replay
+    try:
+        meta = replay_meta(ck.path, ck.model_config.to_dict(), ck.train_config.to_dict(), "recorded", ck.metrics)
+        save_replay(replay_path(ck.path), recorder.arrays(meta))
+    except (ValueError, OSError) as e:
+        _warn(f"the model is cached, but its training replay was not saved ({e})")
 
 
 def _evaluate(a) -> int:

@@ -17,7 +17,7 @@ Phases, in the order a fresh model goes through them (each job reports only its 
 
 Raising from the callback cancels the job (fit relies on it: the Train page's Cancel button).
 Training reports also carry the epoch, the last batch loss and the finished epochs' history for
-live curves; `seconds` since the phase began gives an ETA. The UMAP child process prints its
+live curves, and at each epoch's end the model itself (`model`); `seconds` since the phase began gives an ETA. The UMAP child process prints its
 reports as log lines (vae_core.umap_job: to_line / from_line) for the app to show.
 Numpy-free and torch-free: every module may import it.
 """
@@ -41,6 +41,8 @@ class Progress:
     epochs: int = 0          # train: epochs in the run
     loss: float = math.nan   # train: the last batch's loss (the global batch's mean)
     history: tuple = ()      # train: the epochs finished so far, one dict each, the newest last
+    model: object = None     # train, at each epoch's end only: the model being trained, for recorders
+                             # (vae_core.replay) to read under no_grad; never modified by them
 
     @property
     def fraction(self) -> float:

@@ -13,6 +13,7 @@ every global batch; rank 0 evaluates (vae_core.distributed).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 import os
@@ -292,8 +293,9 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
         history.append(_epoch_entry(run, epoch, tot, time.perf_counter() - t0, last_good, history))
         last_good = copy.deepcopy(run.model.state_dict())
         elbo = history[-1].get("test_elbo")
-        report(train_progress(epoch, steps, loss, f"epoch {epoch} of {epochs} done"
-                              + (f" · test ELBO {elbo:.2f}" if elbo is not None else "")))
+        done = train_progress(epoch, steps, loss, f"epoch {epoch} of {epochs} done"
+                              + (f" · test ELBO {elbo:.2f}" if elbo is not None else ""))
+        report(dataclasses.replace(done, model=run.model))  # epoch end: recorders (vae_core.replay) read it
 
     metrics = _final_metrics(run, final_iw_samples, compile, report)
     return FitResult(run.model.cpu().eval(), history, metrics)

@@ -9,5 +9,7 @@ PAGES = [
     ("elbo", "ELBO breakdown", ":material/functions:", "app.views.elbo"),
     ("traversal", "Traversal & interpolation", ":material/animation:", "app.views.traversal"),
     ("upload", "Upload or draw", ":material/draw:", "app.views.upload"),
+    ("replay", "Training replay", ":material/replay:", "app.views.replay"),
+    ("model-card", "Model card", ":material/description:", "app.views.model_card"),
     ("train", "Train a model", ":material/model_training:", "app.views.train"),
 ]

@@ -1,0 +1,209 @@
+"""Training replay: the open model's per-epoch snapshots (vae_core.replay), played in the browser.
+
+All epochs go to the browser once, as a plotly animation (one frame per snapshot): Play / Pause and
+the figure's own slider run without a server round trip. The Epoch scrubber above it is the server's:
+moving it shows that epoch's numbers and draws the figure at that epoch.
+"""
+from __future__ import annotations
+
+import base64
+import os
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from app.common import checkpoint_metadata, pick_checkpoint_path
+from app.palette import label_colour
+from app.safe import plain
+from vae_core import cache as cache_module
+from vae_core.checkpoints import CheckpointError, read_metadata
+from vae_core.constants import KL_COLLAPSED_NATS
+from vae_core.replay import Replay, ReplayError, epoch_mosaic, load_replay, replay_path, with_replays
+
+_EPOCH = "replay_epoch"  # session-state key of the scrubber
+FRAME_MS = 250           # one snapshot per quarter second while playing
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the training replay…")
+def _load(path: str, mtime: float) -> Replay:
+    return load_replay(path)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _sha256(path: str, mtime: float) -> str:
+    from vae_core.model_card import sha256_file
+    return sha256_file(path)
+
+
+def _png_uri(a: np.ndarray) -> str:
+    from vae_core.images import png_bytes
+    return "data:image/png;base64," + base64.b64encode(png_bytes(a)).decode()
+
+
+def _frame_traces(r: Replay, i: int, labels: list[int]) -> list:
+    """Snapshot i's traces, in the figure's trace order: map (one per label), KL bars, epoch marker."""
+    xy = r.xy[i]
+    traces = [go.Scatter(x=np.round(xy[r.labels == lab, 0], 3), y=np.round(xy[r.labels == lab, 1], 3))
+              for lab in labels]
+    kl = r.kl_per_dim[i]
+    traces.append(go.Bar(x=list(range(len(kl))), y=np.maximum(kl, 1e-4),
+                         marker_color=["#bab0ac" if v < KL_COLLAPSED_NATS else "#4e79a7" for v in kl]))
+    lo, hi = float(min(r.elbo.min(), r.recon_nats.min())), float(r.kl.max())
+    traces.append(go.Scatter(x=[r.epochs[i]] * 2, y=[lo, hi]))
+    return traces
+
+
+def _mosaic(source: str) -> dict:
+    """Snapshot images as a layout image filling the top-right subplot (frames swap its source)."""
+    return {"source": source, "xref": "x2 domain", "yref": "y2 domain", "x": 0, "y": 1, "sizex": 1, "sizey": 1,
+                "xanchor": "left", "yanchor": "top", "sizing": "contain", "layer": "above"}
+
+
+def _limits(a: np.ndarray) -> list[float]:
+    lo, hi = float(a.min()), float(a.max())
+    pad = 0.05 * (hi - lo or 1.0)
+    return [lo - pad, hi + pad]
+
+
+@st.cache_data(max_entries=4, show_spinner="Drawing the snapshots…")
+def _mosaics(path: str, mtime: float, input_shape: tuple) -> list[str]:
+    r = _load(path, mtime)
+    return [_png_uri(epoch_mosaic(r, i, input_shape)) for i in range(len(r.epochs))]
+
+
+@st.cache_data(max_entries=4, show_spinner="Building the animation…")
+def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figure:
+    r = _load(path, mtime)
+    labels = sorted({int(v) for v in r.labels})
+    mosaics = _mosaics(path, mtime, input_shape)
+    fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12,
+                        subplot_titles=("Test-set μ, final epoch's PCA frame",
+                                        "Decoded z · reconstructions",
+                                        f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
+                                        "Test ELBO terms, nats per example"))
+    first = _frame_traces(r, start, labels)
+    for lab, tr in zip(labels, first):
+        tr.update(mode="markers", name="no label" if lab < 0 else f"label {lab}",
+                  marker={"size": 4, "color": "#888888" if lab < 0 else label_colour(lab), "opacity": 0.7})
+        fig.add_trace(tr, row=1, col=1)
+    fig.add_trace(first[len(labels)].update(showlegend=False, name="KL"), row=2, col=1)
+    fig.add_trace(first[len(labels) + 1].update(mode="lines", line={"color": "#333333", "dash": "dot"},
+                                                showlegend=False, name="epoch"), row=2, col=2)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker={"opacity": 0}, showlegend=False,
+                             hoverinfo="skip"), row=1, col=2)  # gives the image subplot its axes
+    fig.add_layout_image(_mosaic(mosaics[start]))
+    for name, ys, colour in (("ELBO", r.elbo, "#4e79a7"), ("recon E_q log p(x|z)", r.recon_nats, "#59a14f"),
+                             ("KL", r.kl, "#e15759")):
+        fig.add_trace(go.Scatter(x=r.epochs, y=ys, mode="lines", name=name, line={"color": colour}), row=2, col=2)
+    animated = list(range(len(labels) + 2))
+    fig.frames = [go.Frame(data=_frame_traces(r, i, labels), traces=animated, name=str(e),
+                           layout={"images": [_mosaic(mosaics[i])]}) for i, e in enumerate(r.epochs)]
+    xr, yr = _limits(r.xy[..., 0]), _limits(r.xy[..., 1])
+    fig.update_xaxes(range=xr, title_text="PC 1", row=1, col=1)
+    fig.update_yaxes(range=yr, title_text="PC 2", scaleanchor="x", scaleratio=1, row=1, col=1)
+    fig.update_xaxes(visible=False, range=[0, 1], row=1, col=2)
+    fig.update_yaxes(visible=False, range=[0, 1], row=1, col=2)
+    kl_max = float(max(r.kl_per_dim.max(), KL_COLLAPSED_NATS * 10))
+    fig.update_yaxes(type="log", range=[-4, np.log10(kl_max) + 0.1], row=2, col=1)
+    k = r.kl_per_dim.shape[1]
+    fig.update_xaxes(title_text="latent dimension", range=[-0.5, k - 0.5], tickmode="array",
+                     tickvals=list(range(k)), ticktext=[f"z{d + 1}" for d in range(k)], row=2, col=1)
+    fig.add_hline(y=KL_COLLAPSED_NATS, line_dash="dash", line_color="#888888", row=2, col=1)
+    fig.update_xaxes(title_text="epoch", row=2, col=2)
+    play = {"frame": {"duration": FRAME_MS, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
+    pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
+    fig.update_layout(
+        height=880, margin={"l": 10, "r": 10, "t": 90, "b": 110},
+        legend={"orientation": "h", "x": 0, "y": 1.07, "yanchor": "bottom"},
+        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "y": -0.07, "xanchor": "left", "yanchor": "top",
+                          "showactive": False,
+                          "buttons": [{"label": "Play", "method": "animate", "args": [None, play]},
+                                   {"label": "Pause", "method": "animate", "args": [[None], pause]}]}],
+        sliders=[{"active": start, "x": 0.14, "len": 0.86, "y": -0.05, "yanchor": "top", "pad": {"t": 0, "b": 0},
+                      "currentvalue": {"prefix": "epoch ", "xanchor": "right"},
+                      "steps": [{"label": str(e), "method": "animate",
+                                  "args": [[str(e)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                                       "transition": {"duration": 0}}]}
+                             for e in r.epochs]}])
+    return fig
+
+
+def _provenance(r: Replay, meta: dict, sha: str) -> None:
+    """Say whose training this is: this file's, or a re-run of its configs (then with both ELBOs)."""
+    mine = (meta.get("metrics") or {}).get("elbo")
+    theirs = (r.meta.get("final_metrics") or {}).get("elbo")
+    if r.meta.get("checkpoint_sha256") != sha:
+        st.warning("This replay was recorded for another file with the same configuration (the checkpoint "
+                   "has been replaced since): it shows how this configuration trains, not these exact weights.")
+    elif r.meta["source"] == "rerun":
+        nums = (f" Its final test ELBO is {theirs:.2f} nats; this checkpoint's is {mine:.2f}."
+                if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) else "")
+        st.info("Recorded by training this configuration again with the same seed: the re-run's weights are "
+                "not bit-identical to this checkpoint's (for example, it was trained by an earlier version of the "
+                "training loop), so the replay shows how this configuration trains, not these exact weights." + nums)
+    else:
+        st.caption("Recorded while this checkpoint trained.")
+
+
+def _lab_choices() -> dict[str, str]:
+    """{checkpoint path: label} for the lab's models that have a replay (checkpoints/lab/)."""
+    out = {}
+    for p in with_replays(os.path.join(cache_module.DEFAULT_CACHE_DIR, "lab")):
+        try:
+            tc = read_metadata(p)["train_config"]
+        except CheckpointError:
+            continue  # an unreadable lab file is the lab pages' business; it is simply not offered here
+        extras = "".join([f", warm-up {tc['warmup_epochs']:g} epochs" if tc["warmup_epochs"] else "",
+                          f", free bits {tc['free_bits']:g}" if tc["free_bits"] else ""])
+        out[p] = f"Lab model: {tc['objective']} β = {tc['beta']:g}{extras}, {tc['epochs']} epochs"
+    return out
+
+
+def render() -> None:
+    st.title("Training replay")
+    path = pick_checkpoint_path()
+    labs = _lab_choices()
+    if labs:  # options are the labels themselves (unique), so the widget's value is plain text
+        choices = ({"The open model (sidebar)": path} if path is not None else {}) | {v: k for k, v in labs.items()}
+        path = choices[st.selectbox("Replay of", list(choices), key="replay_source")]
+    meta = checkpoint_metadata(path) if path is not None else None
+    if meta is None:
+        return
+    rpath = replay_path(path)
+    if not os.path.exists(rpath):
+        st.info("This model has no training replay. Models trained with the command line's --replay flag "
+                "record one (python -m vae_core train ... --replay); the shipped model and the lab's β = 10 "
+                "model have theirs.")
+        return
+    try:
+        r = _load(rpath, os.path.getmtime(rpath))
+    except (ReplayError, OSError) as e:
+        st.error(f"The training replay of this model cannot be shown: {plain(e)}")
+        return
+    if (r.meta.get("model_config"), r.meta.get("train_config")) != (meta["model_config"], meta["train_config"]):
+        st.error(f"The replay file {plain(os.path.basename(rpath))} was recorded for a different model "
+                 f"configuration than this checkpoint's, so it is not shown.")
+        return
+    _provenance(r, meta, _sha256(path, os.path.getmtime(path)))
+    epochs = [int(e) for e in r.epochs]
+    if st.session_state.get(_EPOCH) not in epochs:
+        st.session_state[_EPOCH] = epochs[0]
+    e = st.select_slider("Epoch", options=epochs, key=_EPOCH,
+                         help="Shows the chosen epoch's numbers and draws the figure at that epoch; "
+                              "Play and Pause below run in the browser.")
+    i = epochs.index(e)
+    alive = int((r.kl_per_dim[i] >= KL_COLLAPSED_NATS).sum())
+    cols = st.columns(4)
+    cols[0].metric(f"Test ELBO, epoch {e}", f"{r.elbo[i]:.2f}")
+    cols[1].metric("E_q log p(x|z)", f"{r.recon_nats[i]:.2f}")
+    cols[2].metric("KL(q ‖ p)", f"{r.kl[i]:.2f}")
+    cols[3].metric("Dims alive", f"{alive} of {r.kl_per_dim.shape[1]}",
+                   help=f"latent dimensions whose KL is at least {KL_COLLAPSED_NATS:g} nats (below: collapsed)")
+    st.plotly_chart(_figure(rpath, os.path.getmtime(rpath), i, tuple(meta["model_config"]["input_shape"])),
+                    width="stretch", key="replay_figure")
+    st.caption(f"{len(epochs)} snapshots of {len(r.index):,} test points. Each epoch's means are rotated onto "
+               "the final epoch's (orthogonal Procrustes) and drawn in the final epoch's PCA frame, so the map "
+               "moves only as the encoder learns. Images: the decoder means of the same prior draws z at every "
+               "epoch (top) and fixed test images above their reconstructions (bottom).")

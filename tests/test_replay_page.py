@@ -1,0 +1,140 @@
+"""The Training replay page under AppTest: the scrubber shows epoch k's numbers and starts the
+animation there; a missing, corrupt or foreign replay gives one message, never an exception."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import vae_core.cache as cache_mod
+from vae_core.cache import default_checkpoint_path
+from vae_core.cli import main
+from vae_core.replay import load_replay, replay_path
+
+TIMEOUT = 600  # a hang guard per AppTest run
+
+
+def _app(model_path: str) -> AppTest:
+    script = (f"import streamlit as st\nfrom app.views import replay\n"
+              f"st.session_state.setdefault('sidebar_model_path', {model_path!r})\n"
+              f"st.set_page_config(layout='wide')\nreplay.render()\n")
+    at = AppTest.from_string(script, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def _values(v) -> np.ndarray:
+    """A plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)}."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def _figure(at) -> dict:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_npz_module):
+    """A 4-epoch model trained by the CLI with --replay, in its own cache folder."""
+    cache = tmp_path_factory.mktemp("replay_ckpts")
+    args = ["train", "--dataset", tiny_npz_module, "--latent-dim", "2", "--hidden", "16", "--epochs", "4",
+            "--batch-size", "32", "--final-iw-samples", "5", "--device", "cpu", "--cache-dir", str(cache),
+            "--quiet", "--replay"]
+    assert main(args) == 0
+    (path,) = [str(cache / f) for f in os.listdir(cache) if f.endswith(".safetensors")]
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_npz_module(tmp_path_factory):
+    from tests.conftest import grey_images
+    x, y = grey_images(128), np.arange(128) % 4
+    path = tmp_path_factory.mktemp("npz") / "tiny.npz"
+    np.savez(path, x_train=x[:96], y_train=y[:96], x_test=x[96:], y_test=y[96:])
+    return str(path)
+
+
+def test_scrubber_shows_epoch_k_on_the_shipped_model():
+    path = default_checkpoint_path()
+    r = load_replay(replay_path(path))
+    at = _app(path)
+    assert _metrics(at)["Test ELBO, epoch 1"] == f"{r.elbo[0]:.2f}"
+    at.select_slider(key="replay_epoch").set_value(37).run()
+    i = list(r.epochs).index(37)
+    m = _metrics(at)
+    assert m["Test ELBO, epoch 37"] == f"{r.elbo[i]:.2f}" and m["KL(q ‖ p)"] == f"{r.kl[i]:.2f}"
+    assert m["E_q log p(x|z)"] == f"{r.recon_nats[i]:.2f}"
+    fig = _figure(at)
+    assert fig["layout"]["sliders"][0]["active"] == i and len(fig["frames"]) == len(r.epochs)
+    kl_bars = next(t for t in fig["data"] if t["type"] == "bar")
+    np.testing.assert_allclose(_values(kl_bars["y"]), np.maximum(r.kl_per_dim[i], 1e-4), rtol=1e-6)
+    assert "Its final test ELBO is" in at.info[0].value  # the shipped replay is a labelled re-run
+
+
+def test_recorded_replay_page(tiny, monkeypatch):
+    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", os.path.dirname(tiny))
+    at = _app(tiny)
+    assert at.caption[0].value == "Recorded while this checkpoint trained."
+    at.select_slider(key="replay_epoch").set_value(3).run()
+    r = load_replay(replay_path(tiny))
+    assert _metrics(at)["Test ELBO, epoch 3"] == f"{r.elbo[2]:.2f}"
+    assert [t["name"] for t in _figure(at)["data"][:4]] == [f"label {k}" for k in range(4)]
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "foreign", "replaced"])
+def test_bad_replays_give_one_message(tiny, tmp_path, monkeypatch, damage):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    ckpt = shutil.copy(tiny, folder)
+    rp = replay_path(ckpt)
+    if damage == "garbage":
+        (folder / os.path.basename(rp)).write_bytes(b"PK\x03\x04 truncated")
+    elif damage in ("foreign", "replaced"):
+        with np.load(replay_path(tiny), allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        meta = json.loads(str(arrays["meta"]))
+        if damage == "foreign":
+            meta["train_config"]["beta"] = 4.0
+        else:
+            meta["checkpoint_sha256"] = "0" * 64
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(rp, **arrays)
+    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(folder))
+    at = _app(ckpt)
+    if damage == "missing":
+        assert len(at.info) == 1 and "has no training replay" in at.info[0].value and not at.metric
+    elif damage == "replaced":  # still shown, with a warning
+        assert len(at.warning) == 1 and "another file with the same configuration" in at.warning[0].value
+        assert at.metric
+    else:
+        assert len(at.error) == 1 and not at.metric
+        assert ("cannot be shown" if damage == "garbage" else "different model configuration") in at.error[0].value
+
+
+def test_the_lab_beta_10_replay_is_offered_and_shows_collapse():
+    at = _app(default_checkpoint_path())
+    box = at.selectbox(key="replay_source")
+    assert box.options[0] == "The open model (sidebar)"
+    (i,) = [i for i, o in enumerate(box.options) if "β = 10," in o and "warm-up" not in o and "free bits" not in o]
+    box.select_index(i).run()
+    assert not at.exception
+    from vae_core.cache import DEFAULT_CACHE_DIR
+    from vae_core.replay import with_replays
+    (r,) = [r for r in map(load_replay, map(replay_path, with_replays(os.path.join(DEFAULT_CACHE_DIR, "lab"))))
+            if r.meta["train_config"]["beta"] == 10.0 and not r.meta["train_config"]["warmup_epochs"]
+            and not r.meta["train_config"]["free_bits"]]
+    at.select_slider(key="replay_epoch").set_value(int(r.epochs[-1])).run()
+    alive = int((r.kl_per_dim[-1] >= 0.01).sum())
+    assert _metrics(at)["Dims alive"] == f"{alive} of 16" and alive < 16  # dimensions collapsed as it trained
+    assert _metrics(at)[f"Test ELBO, epoch {r.epochs[-1]}"] == f"{r.elbo[-1]:.2f}"
