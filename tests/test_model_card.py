@@ -131,7 +131,7 @@ def test_markdown_escapes_file_strings(tiny):
 
 
 def test_page_shows_the_card_and_offers_the_download(tiny, monkeypatch):
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", os.path.dirname(tiny))
+    monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, os.path.dirname(tiny))
     script = (f"import streamlit as st\nfrom app.views import model_card\n"
               f"st.session_state.setdefault('sidebar_model_path', {tiny!r})\nmodel_card.render()\n")
     at = AppTest.from_string(script, default_timeout=TIMEOUT)

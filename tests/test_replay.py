@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vae_core import replay as rp
-from vae_core.cache import DEFAULT_CACHE_DIR, default_checkpoint_path, list_checkpoints
+from vae_core.cache import default_cache_dir, default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import read_metadata
 from vae_core.cli import main
 from vae_core.data import eval_targets
@@ -157,6 +157,7 @@ def test_cli_replay_end_to_end(tmp_path, tiny_npz, capsys):
     assert rp.load_replay(rp.replay_path(out["checkpoint"])).meta == r.meta
 
 
+DEFAULT_CACHE_DIR = default_cache_dir()  # the shipped checkpoints (no override in tests at import)
 SHIPPED = sorted(glob.glob(os.path.join(DEFAULT_CACHE_DIR, "**", "*.replay.npz"), recursive=True))
 
 

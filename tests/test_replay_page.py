@@ -83,7 +83,7 @@ def test_scrubber_shows_epoch_k_on_the_shipped_model():
 
 
 def test_recorded_replay_page(tiny, monkeypatch):
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", os.path.dirname(tiny))
+    monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, os.path.dirname(tiny))
     at = _app(tiny)
     assert at.caption[0].value == "Recorded while this checkpoint trained."
     at.select_slider(key="replay_epoch").set_value(3).run()
@@ -110,7 +110,7 @@ def test_bad_replays_give_one_message(tiny, tmp_path, monkeypatch, damage):
             meta["checkpoint_sha256"] = "0" * 64
         arrays["meta"] = np.array(json.dumps(meta))
         np.savez(rp, **arrays)
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(folder))
+    monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, str(folder))
     at = _app(ckpt)
     if damage == "missing":
         assert len(at.info) == 1 and "has no training replay" in at.info[0].value and not at.metric
@@ -129,9 +129,9 @@ def test_the_lab_beta_10_replay_is_offered_and_shows_collapse():
     (i,) = [i for i, o in enumerate(box.options) if "β = 10," in o and "warm-up" not in o and "free bits" not in o]
     box.select_index(i).run()
     assert not at.exception
-    from vae_core.cache import DEFAULT_CACHE_DIR
+    from vae_core.cache import default_cache_dir
     from vae_core.replay import with_replays
-    (r,) = [r for r in map(load_replay, map(replay_path, with_replays(os.path.join(DEFAULT_CACHE_DIR, "lab"))))
+    (r,) = [r for r in map(load_replay, map(replay_path, with_replays(os.path.join(default_cache_dir(), "lab"))))
             if r.meta["train_config"]["beta"] == 10.0 and not r.meta["train_config"]["warmup_epochs"]
             and not r.meta["train_config"]["free_bits"]]
     at.select_slider(key="replay_epoch").set_value(int(r.epochs[-1])).run()

@@ -150,7 +150,7 @@ def _provenance(r: Replay, meta: dict, sha: str) -> None:
 def _lab_choices() -> dict[str, str]:
     """{checkpoint path: label} for the lab's models that have a replay (checkpoints/lab/)."""
     out = {}
-    for p in with_replays(os.path.join(cache_module.DEFAULT_CACHE_DIR, "lab")):
+    for p in with_replays(os.path.join(cache_module.default_cache_dir(), "lab")):
         try:
             tc = read_metadata(p)["train_config"]
         except CheckpointError:
