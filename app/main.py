@@ -14,6 +14,8 @@ import streamlit as st  # noqa: E402
 from app.lab import PAGES as LAB_PAGES  # noqa: E402
 from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
+from app.style import EXPLORER_ALIAS as ALIAS  # noqa: E402
+from app.style import inject as inject_style  # noqa: E402
 from app.views import PAGES  # noqa: E402
 
 
@@ -40,7 +42,19 @@ def pages(table):
             if slug != "train" or training_allowed()]
 
 
+def explore_pages() -> list:
+    """The explorer pages, the first one served at "/". Streamlit serves its default page only at "/"
+    (its url_path is reserved but unreachable), so "/explorer", the address a lecturer types or
+    shares, gets its own page running the same code; app/style.py hides its duplicate sidebar link."""
+    out = pages(PAGES)
+    slug, title, icon, mod = PAGES[0]
+    home = st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug + "-home", default=True)
+    alias = st.Page(lazy_page(mod), title=title, icon=icon, url_path=ALIAS)
+    return [home] + out[1:] + [alias]
+
+
 st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/explore:", layout="wide")
 _sweep_once()
-nav = st.navigation({"Explore": pages(PAGES), "Lab": pages(LAB_PAGES)})
+inject_style()
+nav = st.navigation({"Explore": explore_pages(), "Lab": pages(LAB_PAGES)}, expanded=True)
 nav.run()
