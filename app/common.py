@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions 
     from vae_core.data import Dataset
 
 _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
+_WIDGET = "sidebar_model_select"  # the picker widget's own key
+_PENDING = "sidebar_model_pending"  # a model to show in the picker on its next render (select_checkpoint)
+EXPLORER_PATH = "explorer"  # the explorer's address besides "/" (app/main.py), for links from other pages
 _THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
 
 
@@ -134,13 +137,16 @@ def pick_checkpoint_path() -> str | None:
         st.sidebar.warning("No checkpoints in the cache yet: train one on the Train page.")
         return None
     paths = [r["path"] for r in rows]
+    pending = st.session_state.pop(_PENDING, None)
+    if pending in paths:  # set before the widget renders: its state, not only its default, is the new model
+        st.session_state[_WIDGET] = st.session_state[_KEY] = pending
     current = st.session_state.get(_KEY)
     if current not in paths:
         default = _default_path(folder, signature)
         current = default if default in paths else paths[0]
     labels = {r["path"]: checkpoint_label(r) for r in rows}
     path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,
-                                key="sidebar_model_select")
+                                key=_WIDGET)
     st.session_state[_KEY] = path
     return path
 
@@ -183,6 +189,17 @@ def current_checkpoint() -> Checkpoint | None:
 
 
 def select_checkpoint(path: str) -> None:
-    """Make `path` the open model (e.g. after training)."""
-    st.session_state[_KEY] = path
-    st.session_state.pop("sidebar_model_select", None)
+    """Make `path` the open model (e.g. after training); the sidebar picker shows it on its next
+    render, so the caller reruns the app (st.rerun(scope="app")) to show it at once."""
+    st.session_state[_KEY] = st.session_state[_PENDING] = path
+
+
+def explorer_link(label: str = "Open it in the latent explorer") -> None:
+    """A link to the explorer page from any page (pages never import each other)."""
+    st.page_link(st.Page(_no_page, title="Latent explorer", url_path=EXPLORER_PATH), label=label,
+                 icon=":material/explore:")
+
+
+def _no_page() -> None:
+    """The link's target stands for the explorer page app/main.py registers under EXPLORER_PATH:
+    Streamlit resolves a link by its url_path, never calls this."""

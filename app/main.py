@@ -11,10 +11,10 @@ if sys.path[:1] != [_ROOT]:
 
 import streamlit as st  # noqa: E402
 
+from app.common import EXPLORER_PATH  # noqa: E402
 from app.lab import PAGES as LAB_PAGES  # noqa: E402
 from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
-from app.style import EXPLORER_ALIAS as ALIAS  # noqa: E402
 from app.style import inject as inject_style  # noqa: E402
 from app.views import PAGES  # noqa: E402
 
@@ -49,7 +49,7 @@ def explore_pages() -> list:
     out = pages(PAGES)
     slug, title, icon, mod = PAGES[0]
     home = st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug + "-home", default=True)
-    alias = st.Page(lazy_page(mod), title=title, icon=icon, url_path=ALIAS)
+    alias = st.Page(lazy_page(mod), title=title, icon=icon, url_path=EXPLORER_PATH)
     return [home] + out[1:] + [alias]
 
 

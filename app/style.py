@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.common import EXPLORER_PATH
+
 # Narrow windows: a 1024 px projector keeps 1024 - 300 (sidebar) - 2 * 80 (padding) = 564 px for the
 # page at Streamlit's defaults. A slimmer sidebar and padding leave ~720 px.
 NARROW_PX = 1366
-EXPLORER_ALIAS = "explorer"  # app/main.py: the explorer's second address, "/explorer", unlisted in the sidebar
 
 # The explorer's hover preview (key explorer_hover) as a direct child of a column, so that the rules
 # below pick its own row of columns, not the map's row that holds it further down.
@@ -24,7 +25,7 @@ PREVIEW_COLUMN = '> [data-testid="stColumn"] ' + HOVER_CHILD
 
 CSS = f"""
 /* "/explorer" runs the same page as "/" (app/main.py): list it once. */
-[data-testid="stSidebarNav"] li:has(a[href$="/{EXPLORER_ALIAS}"]) {{ display: none; }}
+[data-testid="stSidebarNav"] li:has(a[href$="/{EXPLORER_PATH}"]) {{ display: none; }}
 
 /* Images follow their column: max-width only on the img is not enough, the container keeps the
    requested width (84 px in a 38 px column) and the image spills over the text beside it. */
