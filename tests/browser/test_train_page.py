@@ -34,7 +34,9 @@ def wait_idle(page, timeout_s: float = 300) -> None:
 
 
 def sidebar_model(page) -> str:
-    return page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.inner_text()
+    """What the sidebar picker shows (its text, or its input's value where it is searchable)."""
+    return page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.evaluate(
+        "e => e.textContent + ' ' + [...e.querySelectorAll('input')].map(i => i.value).join(' ')")
 
 
 def test_trained_model_shows_in_the_sidebar_and_a_second_click_says_already_trained(browser, server):
