@@ -24,6 +24,7 @@ from app.safe import plain
 from vae_core import cache as cache_module
 from vae_core.cache import default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
+from vae_core.constants import KL_COLLAPSED_NATS
 
 if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions that load data
     import torch
@@ -33,6 +34,9 @@ if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions 
 _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
 _WIDGET = "sidebar_model_select"  # the picker widget's own key
 _PENDING = "sidebar_model_pending"  # a model to show in the picker on its next render (select_checkpoint)
+# A model whose test-set KL(q(z|x) || p(z)) averages below this many nats per latent dim has z carrying
+# almost nothing about x (barely trained, or collapsed): the shipped model has 1.5, a 1-epoch one 0.04.
+LOW_KL_NATS_PER_DIM = 0.1
 EXPLORER_PATH = "explorer"  # the explorer's address besides "/" (app/main.py), for links from other pages
 _THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
 
@@ -148,7 +152,29 @@ def pick_checkpoint_path() -> str | None:
     path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,
                                 key=_WIDGET)
     st.session_state[_KEY] = path
+    try:
+        warning = little_information(_metadata(path, os.path.getmtime(path)))
+    except (CheckpointError, OSError):  # the page itself says what is wrong with the file
+        warning = None
+    if warning:
+        st.sidebar.warning(warning, icon=":material/warning:")
     return path
+
+
+def little_information(meta: dict) -> str | None:
+    """A warning for a model whose z says almost nothing about x: its average KL per latent dim is
+    below LOW_KL_NATS_PER_DIM, or most dims are collapsed (KL below KL_COLLAPSED_NATS). From the test
+    metrics, or the last epoch's test KL when the file has none. None: no such problem, or no numbers."""
+    kl = (meta.get("metrics") or {}).get("kl_per_dim")
+    if not kl and meta.get("history"):
+        kl = meta["history"][-1].get("test_kl_per_dim")
+    if not kl:
+        return None
+    mean, collapsed = sum(kl) / len(kl), sum(v < KL_COLLAPSED_NATS for v in kl)
+    if mean >= LOW_KL_NATS_PER_DIM and 2 * collapsed <= len(kl):
+        return None
+    return (f"Little information in z: average KL {mean:.2f} nats per latent dim, {collapsed} of {len(kl)} dims "
+            f"collapsed (< {KL_COLLAPSED_NATS:g}). Barely trained or collapsed: the map and sliders show little.")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
