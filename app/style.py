@@ -43,8 +43,8 @@ CSS = f"""
 [data-testid="stMetricValue"] {{ font-size: clamp(1.35rem, 2.2vw, 2.25rem); }}
 
 /* A compact header: the title block starts near the top and the title takes one line. */
-[data-testid="stHeader"] {{ height: 2.5rem; min-height: 2.5rem; background: transparent; }}
-[data-testid="stMainBlockContainer"] {{ padding-top: 2.25rem !important; padding-bottom: 3rem !important; }}
+[data-testid="stHeader"] {{ height: 2.25rem; min-height: 2.25rem; }}  /* opaque: the menu never sits on text */
+[data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem !important; padding-bottom: 3rem !important; }}
 [data-testid="stMainBlockContainer"] h1 {{ font-size: 2rem; padding: 0.25rem 0 0.5rem 0; }}
 
 @media (max-width: {NARROW_PX}px) {{
@@ -63,7 +63,6 @@ CSS = f"""
   }}
 }}
 @media (max-height: 800px) {{
-  [data-testid="stMainBlockContainer"] {{ padding-top: 1.75rem !important; }}
   [data-testid="stMainBlockContainer"] h1 {{ font-size: 1.5rem; padding: 0 0 0.25rem 0; }}
 }}
 
