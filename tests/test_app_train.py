@@ -125,9 +125,9 @@ def test_each_phase_is_named_while_it_runs(page, monkeypatch):
     from app.views.train import Phase
     steps = [Phase("setup", 0, 0, "setting up the model and optimiser"),
              Phase("train", 0.5, 2, "epoch 1/2 · batch loss 3.00"),
-             Phase("evaluate", 0, 0, "evaluating log p(x) on the test set (importance sampling)"),
+             Phase("evaluate", 0, 0, "log p(x) on the test set by importance sampling"),
              Phase("evaluate", 40, 100, "log p(x): 40 of 100 test batches"),
-             Phase("map", 0, 0, "fitting the map: encoding the test set for its PCA map")]
+             Phase("map", 0, 0, "encoding the test set for its PCA map")]
     go, ready = threading.Event(), threading.Event()
 
     def stepping_run(job, data):
@@ -157,9 +157,9 @@ def test_each_phase_is_named_while_it_runs(page, monkeypatch):
     assert "Starting" in seen[0][0] and "setting up the model" in seen[0][0]
     assert "Training" in seen[1][0] and "epoch 1/2" in seen[1][0] and "left" in seen[1][0]
     assert "1 of 1 epochs done" in seen[2][0]  # the job's config: 1 epoch
-    assert any(t.startswith("Evaluating: evaluating log p(x)") for t in seen[2])
+    assert any(t.startswith("Evaluating: log p(x) on the test set") for t in seen[2])
     assert any(t.startswith("Evaluating: log p(x): 40 of 100") for t in seen[3])
-    assert any(t.startswith("Fitting the map: fitting the map") for t in seen[4]), seen[4]
+    assert any(t.startswith("Fitting the map: encoding the test set") for t in seen[4]), seen[4]
     go.set()
 
 
@@ -167,5 +167,7 @@ def test_eta_follows_the_time_per_epoch():
     from app.views.train import Job, Phase, eta
     job = Job("x.safetensors", None, None, phase=Phase("train", 1.0, 4.0, "epoch 2/4"), train_started=100.0)
     assert eta(job, now=110.0) == " · about 30 s left"  # 10 s an epoch, 3 to go
+    job.train_done0 = 0.5  # the clock started half an epoch in: 20 s an epoch
+    assert eta(job, now=110.0) == " · about 60 s left"
     job.phase = Phase("evaluate", 0, 0, "")
     assert eta(job, now=110.0) == ""

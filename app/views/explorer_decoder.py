@@ -43,7 +43,8 @@ def z_downloads(ckpt: Checkpoint, z: list) -> None:
     cols = st.container(horizontal=True, gap="small")
     cols.download_button("image (PNG)", png, "decoded.png", "image/png", icon=":material/download:",
                          on_click="ignore", key=P + "dl_png", help="the decoded image, 8× enlarged")
-    cols.download_button("z (JSON)", lambda: json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": box["z"]}, indent=1),
+    cols.download_button("z (JSON)",
+                         lambda: json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": box["z"]}, indent=1),
                          "z.json", "application/json", icon=":material/download:", on_click="ignore", key=P + "dl_z",
                          help="the sliders' z, to share or load back")
 

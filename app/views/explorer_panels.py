@@ -96,7 +96,8 @@ def _html_export(ckpt: Checkpoint) -> None:
     st.download_button("standalone explorer (HTML)", lambda: _explorer_html(ckpt.path, mtime, ckpt), "explorer.html",
                        "text/html", icon=":material/download:", on_click="ignore", key=P + "dl_html",
                        help="One HTML file, no server needed: the map, sliders, traversal and each test point's "
-                            "ELBO; it opens offline in any browser (decoding runs in the browser). Building it takes a few seconds.")
+                            "ELBO; it opens offline in any browser (decoding runs in the browser). Building it "
+                            "takes a few seconds.")
 
 
 def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:

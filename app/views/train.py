@@ -53,7 +53,7 @@ def phase_of(ev) -> Phase:
     if hasattr(ev, "phase"):
         return Phase(ev.phase, float(ev.done), float(ev.total), str(ev.message))
     if ev.kind == "epoch" and ev.epoch >= ev.epochs:
-        return Phase("evaluate", 0.0, 0.0, "evaluating log p(x) on the test set (importance sampling)")
+        return Phase("evaluate", 0.0, 0.0, "log p(x) on the test set by importance sampling")
     done = ev.epoch - 1 + ev.step / max(1, ev.steps_per_epoch)
     return Phase("train", done, float(ev.epochs), f"epoch {ev.epoch}/{ev.epochs} · batch loss {ev.loss:.2f}")
 
@@ -69,7 +69,8 @@ class Job:
     error: str | None = None
     cancel: bool = False
     started: float = field(default_factory=time.time)
-    train_started: float | None = None  # the first training event: the ETA's clock
+    train_started: float | None = None  # time of the first training event: the ETA's clock ...
+    train_done0: float = 0.0             # ... and the epochs done by then
     finished: float | None = None
 
 
@@ -94,7 +95,7 @@ def _save_projection(ckpt, job: Job | None = None) -> None:
     """Right after training: the map's means (PCA is instant from them); UMAP starts afterwards.
     Only a speed-up: if it cannot be written (read-only folder), the explorer computes it itself."""
     if job is not None:
-        job.phase = Phase("map", 0.0, 0.0, "fitting the map: encoding the test set for its PCA map")
+        job.phase = Phase("map", 0.0, 0.0, "encoding the test set for its PCA map")
     tc = ckpt.train_config
     data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
     try:
@@ -110,7 +111,7 @@ def _run(job: Job, data) -> None:
             raise _Cancelled()
         job.phase = phase_of(ev)
         if job.phase.phase == "train" and job.train_started is None:
-            job.train_started = time.time()
+            job.train_started, job.train_done0 = time.time(), job.phase.done
         if getattr(ev, "history", None) is not None:
             job.history = list(ev.history)
 
@@ -226,11 +227,13 @@ def _seconds(t: float) -> str:
 
 
 def eta(job: Job, now: float) -> str:
-    """' · about 40 s left' while training, from the time per epoch so far; '' before it is known."""
+    """' · about 40 s left' while training, from the time per epoch since the first training event;
+    '' before it is known. left = elapsed * (total - done) / (done - done at the first event)."""
     ph = job.phase
-    if ph.phase != "train" or job.train_started is None or ph.done <= 0:
+    if ph.phase != "train" or job.train_started is None or ph.done <= job.train_done0:
         return ""
-    return f" · about {_seconds((now - job.train_started) * (ph.total - ph.done) / ph.done)} left"
+    per_epoch = (now - job.train_started) / (ph.done - job.train_done0)
+    return f" · about {_seconds(per_epoch * (ph.total - ph.done))} left"
 
 
 def _running(job: Job, name: str) -> None:
