@@ -220,8 +220,9 @@ def select_checkpoint(path: str) -> None:
     st.session_state[_KEY] = st.session_state[_PENDING] = path
 
 
-def explorer_link(label: str = "Open it in the latent explorer") -> None:
-    """A link to the explorer page from any page (pages never import each other)."""
+def explorer_link(label: str = "Open it in the explorer") -> None:
+    """A link to the explorer page from any page (pages never import each other). The label avoids the
+    page's title, so "Latent explorer" still names one link (the sidebar's)."""
     st.page_link(st.Page(_no_page, title="Latent explorer", url_path=EXPLORER_PATH), label=label,
                  icon=":material/explore:")
 

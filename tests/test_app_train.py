@@ -95,7 +95,7 @@ def test_the_sidebar_shows_the_new_model_right_after_training(page, monkeypatch)
     # the same run that says so shows the new model in the sidebar: no navigation needed
     assert _sidebar_model(at) == path
     assert any(os.path.basename(path) in s.value.replace("\\", "") for s in at.success)  # escaped as text
-    assert ("Open it in the latent explorer", "explorer") in _links(at)
+    assert ("Open it in the explorer", "explorer") in _links(at)
     assert "train" in phases and phases.index("evaluate") > max(i for i, p in enumerate(phases) if p == "train")
     assert phases[-1] == "map"
 
@@ -114,7 +114,7 @@ def test_a_cached_config_says_it_is_already_trained_and_opens_it(page):
     assert any("Already trained: opened" in s.value and os.path.basename(path) in s.value.replace("\\", "")
                for s in at.success), [s.value for s in at.success]
     assert _sidebar_model(at) == path
-    assert ("Open it in the latent explorer", "explorer") in _links(at)
+    assert ("Open it in the explorer", "explorer") in _links(at)
     assert "train_job" not in at.session_state  # no job was started
 
 

@@ -59,7 +59,12 @@ def test_trained_model_shows_in_the_sidebar_and_a_second_click_says_already_trai
         assert trained[0][:-12][:20] in sidebar_model(page), sidebar_model(page)  # at once, no navigation
         page.get_by_role("button", name="Train (or load if cached)").click()
         page.get_by_text("Already trained: opened").wait_for(timeout=120_000)
-        assert page.get_by_role("link", name="Open it in the latent explorer").count() == 1
+        assert trained[0][:-12][:20] in sidebar_model(page)
+        page.get_by_role("link", name="Open it in the explorer").click()  # the link leads to the explorer
+        page.wait_for_url("**/explorer")
+        page.locator("h1").filter(has_text="Latent explorer").wait_for(timeout=120_000)
+        wait_idle(page)
+        assert page.get_by_text("Page not found").count() == 0
         assert trained[0][:-12][:20] in sidebar_model(page)
     finally:
         page.close()
