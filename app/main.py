@@ -46,11 +46,10 @@ def explore_pages() -> list:
     """The explorer pages, the first one served at "/". Streamlit serves its default page only at "/"
     (its url_path is reserved but unreachable), so "/explorer", the address a lecturer types or
     shares, gets its own page running the same code; app/style.py hides its duplicate sidebar link."""
-    out = pages(PAGES)
-    slug, title, icon, mod = PAGES[0]
-    home = st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug + "-home", default=True)
+    _, title, icon, mod = PAGES[0]
+    home = st.Page(lazy_page(mod), title=title, icon=icon, url_path=EXPLORER_PATH + "-home", default=True)
     alias = st.Page(lazy_page(mod), title=title, icon=icon, url_path=EXPLORER_PATH)
-    return [home] + out[1:] + [alias]
+    return [home] + pages(PAGES[1:]) + [alias]
 
 
 st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/explore:", layout="wide")
