@@ -22,6 +22,7 @@ import streamlit as st
 from app.safe import plain
 from vae_core.cache import default_cache_dir, default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, read_metadata
+from vae_core.constants import KL_COLLAPSED_NATS
 
 if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions that load data
     import torch
@@ -29,6 +30,12 @@ if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions 
     from vae_core.data import Dataset
 
 _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
+_WIDGET = "sidebar_model_select"  # the picker widget's own key
+_PENDING = "sidebar_model_pending"  # a model to show in the picker on its next render (select_checkpoint)
+# A model whose test-set KL(q(z|x) || p(z)) averages below this many nats per latent dim has z carrying
+# almost nothing about x (barely trained, or collapsed): the shipped model has 1.5, a 1-epoch one 0.04.
+LOW_KL_NATS_PER_DIM = 0.1
+EXPLORER_PATH = "explorer"  # the explorer's address besides "/" (app/main.py), for links from other pages
 _THREADS = threading.Lock()  # sessions change torch's thread setting one at a time
 
 
@@ -125,15 +132,40 @@ def pick_checkpoint_path() -> str | None:
         st.sidebar.warning("No checkpoints in the cache yet: train one on the Train page.")
         return None
     paths = [r["path"] for r in rows]
+    pending = st.session_state.pop(_PENDING, None)
+    if pending in paths:  # set before the widget renders: its state, not only its default, is the new model
+        st.session_state[_WIDGET] = st.session_state[_KEY] = pending
     current = st.session_state.get(_KEY)
     if current not in paths:
         default = _default_path(folder, signature)
         current = default if default in paths else paths[0]
     labels = {r["path"]: checkpoint_label(r) for r in rows}
     path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,
-                                key="sidebar_model_select")
+                                key=_WIDGET)
     st.session_state[_KEY] = path
+    try:
+        warning = little_information(_metadata(path, os.path.getmtime(path)))
+    except (CheckpointError, OSError):  # the page itself says what is wrong with the file
+        warning = None
+    if warning:
+        st.sidebar.warning(warning, icon=":material/warning:")
     return path
+
+
+def little_information(meta: dict) -> str | None:
+    """A warning for a model whose z says almost nothing about x: its average KL per latent dim is
+    below LOW_KL_NATS_PER_DIM, or most dims are collapsed (KL below KL_COLLAPSED_NATS). From the test
+    metrics, or the last epoch's test KL when the file has none. None: no such problem, or no numbers."""
+    kl = (meta.get("metrics") or {}).get("kl_per_dim")
+    if not kl and meta.get("history"):
+        kl = meta["history"][-1].get("test_kl_per_dim")
+    if not kl:
+        return None
+    mean, collapsed = sum(kl) / len(kl), sum(v < KL_COLLAPSED_NATS for v in kl)
+    if mean >= LOW_KL_NATS_PER_DIM and 2 * collapsed <= len(kl):
+        return None
+    return (f"Little information in z: average KL {mean:.2f} nats per latent dim, {collapsed} of {len(kl)} dims "
+            f"collapsed (< {KL_COLLAPSED_NATS:g}). Barely trained or collapsed: the map and sliders show little.")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -174,6 +206,18 @@ def current_checkpoint() -> Checkpoint | None:
 
 
 def select_checkpoint(path: str) -> None:
-    """Make `path` the open model (e.g. after training)."""
-    st.session_state[_KEY] = path
-    st.session_state.pop("sidebar_model_select", None)
+    """Make `path` the open model (e.g. after training); the sidebar picker shows it on its next
+    render, so the caller reruns the app (st.rerun(scope="app")) to show it at once."""
+    st.session_state[_KEY] = st.session_state[_PENDING] = path
+
+
+def explorer_link(label: str = "Open it in the explorer") -> None:
+    """A link to the explorer page from any page (pages never import each other). The label avoids the
+    page's title, so "Latent explorer" still names one link (the sidebar's)."""
+    st.page_link(st.Page(_no_page, title="Latent explorer", url_path=EXPLORER_PATH), label=label,
+                 icon=":material/explore:")
+
+
+def _no_page() -> None:
+    """The link's target stands for the explorer page app/main.py registers under EXPLORER_PATH:
+    Streamlit resolves a link by its url_path, never calls this."""

@@ -12,9 +12,11 @@ if sys.path[:1] != [_ROOT]:
 
 import streamlit as st  # noqa: E402
 
+from app.common import EXPLORER_PATH  # noqa: E402
 from app.lab import PAGES as LAB_PAGES  # noqa: E402
 from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
+from app.style import inject as inject_style  # noqa: E402
 from app.views import PAGES  # noqa: E402
 
 
@@ -53,8 +55,19 @@ def pages(table):
             if slug != "train" or training_allowed()]
 
 
+def explore_pages() -> list:
+    """The explorer pages, the first one served at "/". Streamlit serves its default page only at "/"
+    (its url_path is reserved but unreachable), so "/explorer", the address a lecturer types or
+    shares, gets its own page running the same code; app/style.py hides its duplicate sidebar link."""
+    _, title, icon, mod = PAGES[0]
+    home = st.Page(lazy_page(mod), title=title, icon=icon, url_path=EXPLORER_PATH + "-home", default=True)
+    alias = st.Page(lazy_page(mod), title=title, icon=icon, url_path=EXPLORER_PATH)
+    return [home] + pages(PAGES[1:]) + [alias]
+
+
 st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/explore:", layout="wide")
 _sweep_once()
-nav = st.navigation({"Explore": pages(PAGES), "Lab": pages(LAB_PAGES)})
+inject_style()
+nav = st.navigation({"Explore": explore_pages(), "Lab": pages(LAB_PAGES)}, expanded=True)
 nav.run()
 _process_setup()  # not reached when the run stops early (st.rerun, st.stop): the next full run does it

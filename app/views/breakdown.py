@@ -60,11 +60,13 @@ def _breakdown(path: str, mtime: float, x_key: bytes, k: int, _model, _x: torch.
 
 
 def render_breakdown(ckpt: Checkpoint, x: torch.Tensor, *, key: str, collapsed=None,
-                     title: str = "ELBO breakdown", original_caption: str = "input x") -> ELBOBreakdown:
-    """x (*input_shape), as the likelihood sees it. key prefixes this panel's widgets."""
+                     title: str = "ELBO breakdown", original_caption: str = "input x",
+                     source: str = "test set") -> ELBOBreakdown:
+    """x (*input_shape), as the likelihood sees it. key prefixes this panel's widgets. source: where x
+    comes from ("your image" on the Upload page), named where the data description says "test set"."""
     st.markdown(f"#### {title}")  # callers plain() any user string in it
-    st.caption(f"{target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize)}; nats for this "
-               "one example.")
+    note = target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize)
+    st.caption(f"{note.replace('test set:', source + ':')}; nats for this one example.")
     c1, c2, c3 = st.columns([1, 1, 3])
     with c3:
         k = st.select_slider("K importance samples for log p(x)", [10, 100, 300, 1000, 3000, 5000], value=K_DEFAULT,

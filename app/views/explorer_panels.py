@@ -62,8 +62,9 @@ def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
 
 def _csv_export(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> None:
     csv = _embedding_csv(ckpt.path, os.path.getmtime(ckpt.path), proj.name, n, view, proj)
-    st.download_button(f"⬇ map embedding (CSV, {proj.name})", csv, "embedding.csv",
-                       "text/csv", on_click="ignore", key=P + "dl_csv")
+    st.download_button(f"map embedding (CSV, {proj.name})", csv, "embedding.csv", "text/csv",
+                       icon=":material/download:", on_click="ignore", key=P + "dl_csv",
+                       help="one row per map point: test index, label, map x, y, then the encoder mean")
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -77,11 +78,11 @@ def _explorer_html(path: str, mtime: float, _ckpt: Checkpoint) -> bytes:
 def _html_export(ckpt: Checkpoint) -> None:
     """The same file as `python -m vae_core export-html`: a serverless explorer for a static host."""
     mtime = os.path.getmtime(ckpt.path)
-    st.download_button("⬇ standalone explorer (one HTML file, no server needed)",
-                       lambda: _explorer_html(ckpt.path, mtime, ckpt), "explorer.html", "text/html",
-                       on_click="ignore", key=P + "dl_html",
-                       help="The map, sliders, traversal and each test point's ELBO in one file that opens "
-                            "offline in any browser (decoding runs in the browser). Building it takes a few seconds.")
+    st.download_button("standalone explorer (HTML)", lambda: _explorer_html(ckpt.path, mtime, ckpt), "explorer.html",
+                       "text/html", icon=":material/download:", on_click="ignore", key=P + "dl_html",
+                       help="One HTML file, no server needed: the map, sliders, traversal and each test point's "
+                            "ELBO; it opens offline in any browser (decoding runs in the browser). Building it "
+                            "takes a few seconds.")
 
 
 def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:

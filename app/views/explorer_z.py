@@ -135,13 +135,13 @@ def _z_downloads(ckpt: Checkpoint) -> None:
         from vae_core.images import png_bytes, to_display
         from vae_core.latent import decode
         return png_bytes(to_display(decode(ckpt.model, box["z"]), ckpt.model_config.input_shape), scale=8)
-    cols = st.columns(2)
-    cols[0].download_button("⬇ decoded image (PNG)", png, "decoded.png", "image/png",
-                            on_click="ignore", key=P + "dl_png", width="stretch")
-    cols[1].download_button("⬇ z (JSON)", lambda: json.dumps({"checkpoint": os.path.basename(ckpt.path or ""),
-                                                              "z": box["z"]}, indent=1),
-                            "z.json", "application/json", on_click="ignore", key=P + "dl_z", width="stretch")
-
+    cols = st.container(horizontal=True, gap="small")
+    cols.download_button("image (PNG)", png, "decoded.png", "image/png", icon=":material/download:",
+                         on_click="ignore", key=P + "dl_png", help="the decoded image, 8× enlarged")
+    cols.download_button("z (JSON)",
+                         lambda: json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": box["z"]}, indent=1),
+                         "z.json", "application/json", icon=":material/download:", on_click="ignore", key=P + "dl_z",
+                         help="the sliders' z, to share or load back")
 
 @st.fragment
 def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
@@ -172,14 +172,14 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
 def z_panel(ckpt: Checkpoint, view: ModelView) -> None:
     """Everything that follows z alone: a z button reruns only this, not the map, the previews or the
     breakdown. The map's star follows the sliders in the browser."""
-    b = st.columns(3)
-    b[0].button("z = 0", on_click=on_zero, key=P + "btn_zero", width="stretch", help="the prior's mean")
-    b[1].button("prior sample", icon=":material/casino:", on_click=on_prior, key=P + "btn_prior", width="stretch",
-                help="z ~ p(z) = N(0, I)")
+    b = st.container(horizontal=True, gap="small")  # a narrow column wraps the buttons instead of cutting "p…"
+    b.button("z = 0", on_click=on_zero, key=P + "btn_zero", help="z = 0: the prior's mean")
+    b.button("prior", icon=":material/casino:", on_click=on_prior, key=P + "btn_prior",
+             help="a prior sample: z ~ p(z) = N(0, I)")
     sel = st.session_state.get(P + "selected")
-    b[2].button("posterior sample", icon=":material/target:", on_click=on_posterior, args=(ckpt,), key=P + "btn_post",
-                width="stretch", disabled=sel is None,
-                help=f"z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first")
+    b.button("posterior", icon=":material/target:", on_click=on_posterior, args=(ckpt,), key=P + "btn_post",
+             disabled=sel is None,
+             help=f"a posterior sample: z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first")
     from app.components.latent_decoder import browser_weights
     weights = browser_weights(ckpt)
     live = weights is not None and st.toggle(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from app.common import current_checkpoint, select_checkpoint
+from app.common import current_checkpoint, explorer_link, select_checkpoint
 from app.safe import plain
 from app.settings import training_allowed
 from app.views.elbo import training_curves
@@ -34,19 +34,43 @@ class _Cancelled(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Phase:
+    """What a job is doing, in the shape of vae_core's coming progress type Progress(phase, done,
+    total, message): "setup", "train" (done/total in epochs), "evaluate" (log p(x) on the test
+    set), "map" (the projection cache). Only phase_of() builds one from the engine's events."""
+    phase: str
+    done: float
+    total: float
+    message: str
+
+
+def phase_of(ev) -> Phase:
+    """The one adapter from vae_core's training events to a Phase: when vae_core's own
+    Progress(phase, done, total, message) lands, it passes through here unchanged.
+    vae_core.train.Progress (kind, epoch, epochs, step, steps_per_epoch, loss) has no evaluation
+    event: the end of the last epoch is where the final log p(x) evaluation starts."""
+    if hasattr(ev, "phase"):
+        return Phase(ev.phase, float(ev.done), float(ev.total), str(ev.message))
+    if ev.kind == "epoch" and ev.epoch >= ev.epochs:
+        return Phase("evaluate", 0.0, 0.0, "log p(x) on the test set by importance sampling")
+    done = ev.epoch - 1 + ev.step / max(1, ev.steps_per_epoch)
+    return Phase("train", done, float(ev.epochs), f"epoch {ev.epoch}/{ev.epochs} · batch loss {ev.loss:.2f}")
+
+
 @dataclass
 class Job:
     path: str
     model_cfg: ModelConfig
     train_cfg: TrainConfig
     status: str = "running"      # running | done | cached | failed | cancelled
-    fraction: float = 0.0
-    epoch: int = 0
-    loss: float = float("nan")
+    phase: Phase = Phase("setup", 0.0, 0.0, "setting up the model and optimiser")
     history: list = field(default_factory=list)
     error: str | None = None
     cancel: bool = False
     started: float = field(default_factory=time.time)
+    train_started: float | None = None  # time of the first training event: the ETA's clock ...
+    train_done0: float = 0.0             # ... and the epochs done by then
     finished: float | None = None
 
 
@@ -67,9 +91,11 @@ def _registry() -> tuple[dict, threading.Lock]:
     return {}, threading.Lock()
 
 
-def _save_projection(ckpt) -> None:
+def _save_projection(ckpt, job: Job | None = None) -> None:
     """Right after training: the map's means (PCA is instant from them); UMAP starts afterwards.
     Only a speed-up: if it cannot be written (read-only folder), the explorer computes it itself."""
+    if job is not None:
+        job.phase = Phase("map", 0.0, 0.0, "encoding the test set for its PCA map")
     tc = ckpt.train_config
     data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
     try:
@@ -83,14 +109,17 @@ def _run(job: Job, data) -> None:
     def progress(ev):
         if job.cancel:
             raise _Cancelled()
-        job.fraction, job.epoch, job.loss = ev.fraction, ev.epoch, ev.loss
-        job.history = list(ev.history)
+        job.phase = phase_of(ev)
+        if job.phase.phase == "train" and job.train_started is None:
+            job.train_started, job.train_done0 = time.time(), job.phase.done
+        if getattr(ev, "history", None) is not None:
+            job.history = list(ev.history)
 
     try:
         ckpt, cached = train_or_load(job.model_cfg, job.train_cfg, data, progress=progress,
-                                     on_trained=_save_projection)
+                                     on_trained=lambda c: _save_projection(c, job))
         job.history = list(ckpt.history)
-        job.status, job.fraction = ("cached" if cached else "done"), 1.0
+        job.status = "cached" if cached else "done"
     except _Cancelled:
         job.status = "cancelled"
     except TrainingDivergedError as e:
@@ -193,6 +222,37 @@ def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
     return mcfg, tcfg, data
 
 
+def _seconds(t: float) -> str:
+    return f"{t:.0f} s" if t < 90 else f"{t / 60:.0f} min"
+
+
+def eta(job: Job, now: float) -> str:
+    """' · about 40 s left' while training, from the time per epoch since the first training event;
+    '' before it is known. left = elapsed * (total - done) / (done - done at the first event)."""
+    ph = job.phase
+    if ph.phase != "train" or job.train_started is None or ph.done <= job.train_done0:
+        return ""
+    per_epoch = (now - job.train_started) / (ph.done - job.train_done0)
+    return f" · about {_seconds(per_epoch * (ph.total - ph.done))} left"
+
+
+def _running(job: Job, name: str) -> None:
+    """One line per phase: what is happening, with a bar where its size is known."""
+    ph, now = job.phase, time.time()
+    took = f" · {_seconds(now - job.started)}"
+    if ph.phase == "setup":
+        st.progress(0.0, text=f"Starting {name}: {ph.message}…{took}")
+    elif ph.phase == "train":
+        st.progress(min(1.0, ph.done / max(ph.total, 1e-9)), text=f"Training {name}: {ph.message}{eta(job, now)}{took}")
+    else:  # evaluate, map: the epochs are done; this phase gets its own line
+        st.progress(1.0, text=f"Trained {name}: {job.train_cfg.epochs} of {job.train_cfg.epochs} epochs done{took}")
+        what = {"evaluate": "Evaluating", "map": "Fitting the map"}.get(ph.phase, ph.phase.capitalize())
+        if ph.total > 0:
+            st.progress(min(1.0, ph.done / ph.total), text=f"{what}: {ph.message}")
+        else:
+            st.info(f"{what}: {ph.message}…", icon=":material/hourglass_top:")
+
+
 @st.fragment(run_every=1.0)
 def _watch() -> None:
     path = st.session_state.get(P + "job")
@@ -201,21 +261,21 @@ def _watch() -> None:
         job = jobs.get(path)
     if job is None:
         return
-    name = os.path.basename(job.path)
+    name = plain(os.path.basename(job.path))
     if job.status == "running":
-        text = (f"Training {name}: epoch {job.epoch}/{job.train_cfg.epochs} · batch loss {job.loss:.2f}"
-                if job.epoch else f"Starting {name}: setting up the model and optimiser…")
-        st.progress(min(1.0, job.fraction), text=f"{text} · {time.time() - job.started:.0f} s")
+        _running(job, name)
         if st.button("Cancel", key=P + "cancel"):
             job.cancel = True
     elif job.status in ("done", "cached"):
-        st.success(("Loaded from the cache: " if job.status == "cached" else "Trained and saved: ") + plain(name))
         if st.session_state.get(P + "opened") != job.path:
             st.session_state[P + "opened"] = job.path
             start_umap(job.path)  # the map's UMAP, in the background
             select_checkpoint(job.path)
-            st.rerun()  # whole app: the sidebar picker shows the new model
-        st.caption("It is now the open model (sidebar) for the explorer pages.")
+            st.rerun(scope="app")  # the whole app: the sidebar shows the new model at once
+        took = f" in {_seconds(job.finished - job.started)}" if job.finished else ""
+        st.success(("Loaded from the cache: " if job.status == "cached" else f"Trained and saved{took}: ") + name
+                   + ". It is now the open model (sidebar).")
+        explorer_link()
     elif job.status == "cancelled":
         st.warning("Training was cancelled; nothing was saved.")
     else:
@@ -239,11 +299,11 @@ def render() -> None:
                "share one training run.")
     got = _form()
     if got is not None:
+        st.session_state.pop(P + "already", None)
         mcfg, tcfg, data = got
         path = cache_path(mcfg, tcfg, data)
-        if os.path.exists(path):
-            st.toast(f"Loaded from the cache: {plain(os.path.basename(path))} is now the open model.",
-                     icon=":material/check_circle:")
+        if os.path.exists(path):  # nothing to train: open it, and say so after the rerun
+            st.session_state[P + "already"] = path
             select_checkpoint(path)
             st.session_state.pop(P + "job", None)
             st.rerun()
@@ -252,4 +312,9 @@ def render() -> None:
         st.session_state.pop(P + "opened", None)
         if not started:
             st.info("Another session is training this exact config: showing its progress.")
+    already = st.session_state.get(P + "already")
+    if already is not None:
+        st.success(f"Already trained: opened {plain(os.path.basename(already))} from the cache (sidebar), "
+                   "nothing to train.", icon=":material/check_circle:")
+        explorer_link()
     _watch()

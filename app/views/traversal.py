@@ -54,8 +54,8 @@ def _traversal(ckpt, view) -> None:
         c1.markdown(f"**z{d + 1}** · KL {view.kl_per_dim[d]:.2f}" + (" · *collapsed*" if view.collapsed[d] else ""))
         c2.image(_mosaic(imgs[row:row + 1]), clamp=True, width="stretch")
     img = tile(imgs, pad=1)
-    st.download_button("⬇ traversal grid (PNG)", png_bytes(img, scale=4), "traversal.png", "image/png",
-                       on_click="ignore", key=P + "dl_grid")
+    st.download_button("traversal grid (PNG)", png_bytes(img, scale=4), "traversal.png", "image/png",
+                       icon=":material/download:", on_click="ignore", key=P + "dl_grid")
 
 
 def _interpolation(ckpt, view) -> None:

@@ -62,8 +62,13 @@ def render() -> None:
                            "white-on-black)")
     center = c2.toggle("Crop and centre like MNIST", value=True, key=P + "center",
                        help="crop to the ink, scale it into a 20×20 box, centre it by its centre of mass")
+    view = model_view(ckpt)
+    left, right = st.columns([3, 2])
+    with left:  # rendered on every run, image or not: a radio missing from one run (the uploader empty while
+        # a new file replaces the old) loses its state, and came back showing PCA over a UMAP map
+        proj = choose_projection(view, ckpt.path, key=P + "projection")
     if data is None:
-        st.info("Upload an image or draw a digit to encode it.")
+        right.info("Upload an image or draw a digit to encode it.")
         return
     try:
         x = preprocess(open_upload(data, name), shape, invert=invert, center=center)
@@ -75,8 +80,6 @@ def render() -> None:
     target = eval_targets(x[None], tc.binarize)[0]
     with torch.no_grad():
         mu, _ = ckpt.model.encode(target[None])
-    view = model_view(ckpt)
-    left, right = st.columns([3, 2])
     with right:
         c = st.columns(2)
         with c[0]:
@@ -84,12 +87,13 @@ def render() -> None:
         with c[1]:
             show_image(target, ckpt, "as the likelihood sees it" + (f" ({tc.binarize} binarized)"
                        if tc.binarize != "none" else ""), 168)
-        st.download_button("⬇ preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
-                           "image/png", on_click="ignore", key=P + "dl_png")
-        st.download_button("⬇ its z = μ(x) (JSON)", json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": mu[0].tolist()}),
-                           "z.json", "application/json", on_click="ignore", key=P + "dl_z")
+        st.download_button("preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
+                           "image/png", icon=":material/download:", on_click="ignore", key=P + "dl_png")
+        st.download_button("its z = μ(x) (JSON)", json.dumps({"checkpoint": os.path.basename(ckpt.path or ""),
+                                                              "z": mu[0].tolist()}),
+                           "z.json", "application/json", icon=":material/download:", on_click="ignore",
+                           key=P + "dl_z")
     with left:
-        proj = choose_projection(view, ckpt.path, key=P + "projection")
         xy = proj.transform(mu.numpy())[0]
         fig = map_figure(proj, view, len(view.means), extra=[("your image μ(x)", xy, "#d62728", "diamond")],
                          height=460)
@@ -98,4 +102,4 @@ def render() -> None:
                    help=proj.help)
     st.divider()
     render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({plain(name)})",
-                     original_caption="your image (target)")
+                     original_caption="your image (target)", source="your image")
