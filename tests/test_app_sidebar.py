@@ -44,7 +44,7 @@ def test_little_information_reads_the_last_epoch_when_the_file_has_no_test_metri
 
 
 def test_the_sidebar_warns_about_a_barely_trained_model(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, str(tmp_path))
     weak, good = _save(tmp_path, "weak", [0.04] * 4), _save(tmp_path, "good", [1.5] * 4)
     at = AppTest.from_string(SCRIPT, default_timeout=600)
     at.session_state["sidebar_model_path"] = weak

@@ -22,7 +22,7 @@ SCRIPT = ("import streamlit as st\nfrom app.views import train\nst.set_page_conf
 @pytest.fixture
 def page(tmp_path, monkeypatch):
     import app.views.train as train_page
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, str(tmp_path))
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setattr(train_page, "start_umap", lambda path: None)  # keep UMAP (numba JIT) out of tests
     train_page._registry()[0].clear()
@@ -68,19 +68,19 @@ def _links(at: AppTest) -> list:
 def test_the_sidebar_shows_the_new_model_right_after_training(page, monkeypatch):
     import app.views.train as train_page
     phases = []
-    real_phase_of, real_build = train_page.phase_of, train_page.proj.build_cache
+    real_phase_of, real_save = train_page.phase_of, train_page.save_map_cache
 
     def recording_phase_of(ev):
         ph = real_phase_of(ev)
         phases.append(ph.phase)
         return ph
 
-    def recording_build(path, *a, **kw):  # the map's cache, written while the job says "map"
-        phases.append(train_page._registry()[0][path].phase.phase)
-        return real_build(path, *a, **kw)
+    def recording_save(ckpt, *a, **kw):  # the map's cache, written while the job says "map"
+        phases.append(train_page._registry()[0][ckpt.path].phase.phase)
+        return real_save(ckpt, *a, **kw)
 
     monkeypatch.setattr(train_page, "phase_of", recording_phase_of)
-    monkeypatch.setattr(train_page.proj, "build_cache", recording_build)
+    monkeypatch.setattr(train_page, "save_map_cache", recording_save)
     at = page
     assert os.path.basename(_sidebar_model(at)) == "old.safetensors"
     _fill(at, seed=7, epochs=2)  # epoch 1's end is a "train" event whatever the machine's speed

@@ -19,11 +19,14 @@ from app.safe import plain
 from app.settings import training_allowed
 from app.views.elbo import training_curves
 from app.views.latent_data import start_umap
-from vae_core import projection as proj
+from vae_core import likelihoods
 from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load
-from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig
-from vae_core.data import REGISTRY, DatasetError, check_for_likelihood, eval_targets, load_dataset
+from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig, parse_hidden
+from vae_core.data import REGISTRY, DatasetError, check_for_likelihood, load_dataset
 from vae_core.data_access import MAX_DATASET_UPLOAD_BYTES, ROOTS_ENV, allowed_roots, save_uploaded_dataset
+from vae_core.losses import check_objective_options
+from vae_core.progress import Progress
+from vae_core.projection_build import save_map_cache
 from vae_core.train import TrainingDivergedError
 
 P = "train_"
@@ -36,26 +39,29 @@ class _Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Phase:
-    """What a job is doing, in the shape of vae_core's coming progress type Progress(phase, done,
-    total, message): "setup", "train" (done/total in epochs), "evaluate" (log p(x) on the test
-    set), "map" (the projection cache). Only phase_of() builds one from the engine's events."""
+    """What a job is doing, as the page shows it: "setup", "train" (done/total in epochs),
+    "evaluate" (log p(x) on the test set), "map" (the projection cache). Built only by phase_of()."""
     phase: str
     done: float
     total: float
     message: str
 
 
-def phase_of(ev) -> Phase:
-    """The one adapter from vae_core's training events to a Phase: when vae_core's own
-    Progress(phase, done, total, message) lands, it passes through here unchanged.
-    vae_core.train.Progress (kind, epoch, epochs, step, steps_per_epoch, loss) has no evaluation
-    event: the end of the last epoch is where the final log p(x) evaluation starts."""
-    if hasattr(ev, "phase"):
-        return Phase(ev.phase, float(ev.done), float(ev.total), str(ev.message))
-    if ev.kind == "epoch" and ev.epoch >= ev.epochs:
-        return Phase("evaluate", 0.0, 0.0, "log p(x) on the test set by importance sampling")
-    done = ev.epoch - 1 + ev.step / max(1, ev.steps_per_epoch)
-    return Phase("train", done, float(ev.epochs), f"epoch {ev.epoch}/{ev.epochs} · batch loss {ev.loss:.2f}")
+# vae_core.progress phases -> the page's: data moves are part of setup; the map cache's encode and
+# UMAP steps are all "fitting the map".
+_PAGE_PHASE = {"data": "setup", "train": "train", "evaluate": "evaluate", "encode": "map", "map": "map",
+               "place": "map"}
+
+
+def phase_of(ev: Progress) -> Phase:
+    """The one adapter from vae_core's Progress (vae_core.progress) to what the page shows."""
+    phase = _PAGE_PHASE.get(ev.phase, ev.phase)
+    if phase == "train":  # in epochs, for the ETA
+        return Phase("train", ev.fraction * ev.epochs, float(ev.epochs),
+                     f"epoch {ev.epoch}/{ev.epochs} · batch loss {ev.loss:.2f}")
+    if phase == "evaluate":
+        return Phase("evaluate", float(ev.done), float(ev.total), "log p(x) on the test set by importance sampling")
+    return Phase(phase, float(ev.done), float(ev.total), str(ev.message))
 
 
 @dataclass
@@ -91,18 +97,14 @@ def _registry() -> tuple[dict, threading.Lock]:
     return {}, threading.Lock()
 
 
-def _save_projection(ckpt, job: Job | None = None) -> None:
+def _save_map(ckpt, data, job: Job | None = None) -> None:
     """Right after training: the map's means (PCA is instant from them); UMAP starts afterwards.
     Only a speed-up: if it cannot be written (read-only folder), the explorer computes it itself."""
     if job is not None:
         job.phase = Phase("map", 0.0, 0.0, "encoding the test set for its PCA map")
-    tc = ckpt.train_config
-    data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
-    try:
-        proj.build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test,
-                         with_umap=False)
-    except (OSError, ValueError) as e:  # a read-only folder; means that are not finite
-        _LOG.warning("could not save the projection cache of %s: %s", ckpt.path, e)
+    problem = save_map_cache(ckpt, data)
+    if problem is not None:
+        _LOG.warning("%s: %s", ckpt.path, problem)
 
 
 def _run(job: Job, data) -> None:
@@ -117,7 +119,7 @@ def _run(job: Job, data) -> None:
 
     try:
         ckpt, cached = train_or_load(job.model_cfg, job.train_cfg, data, progress=progress,
-                                     on_trained=lambda c: _save_projection(c, job))
+                                     on_trained=lambda c: _save_map(c, data, job))
         job.history = list(ckpt.history)
         job.status = "cached" if cached else "done"
     except _Cancelled:
@@ -203,17 +205,19 @@ def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
     if not go_:
         return None
     try:
-        hid = tuple(int(v) for v in hidden.split(",") if v.strip())
-    except ValueError:
-        st.error(f"Hidden widths must be comma-separated integers like 400 or 512,256, got {plain(repr(hidden))}.")
+        hid = parse_hidden(hidden)
+    except ConfigError as e:
+        st.error(f"Cannot train this: {plain(e)}")
         return None
     try:
         name = _dataset_name(ds, path, upload)
         with st.spinner("Loading the dataset…"):
             data = load_dataset(name, test_fraction=t.test_fraction, allowed_roots=allowed_roots())
+        lik = likelihoods.get(like)
         tcfg = TrainConfig(dataset=name, epochs=int(epochs), batch_size=int(bs), lr=float(lr), seed=int(seed),
                            objective=objective, beta=float(beta), warmup_epochs=float(warm), free_bits=float(fb),
-                           binarize=binarize if like == "bernoulli" else "none")
+                           binarize=lik.binarize_for(binarize if binarize in lik.binarize_options else None))
+        check_objective_options(tcfg)
         mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=int(k), arch=arch, hidden=hid, likelihood=like)
         check_for_likelihood(data, like, tcfg.binarize)
     except (DatasetError, ConfigError, ValueError, OSError) as e:
