@@ -1,4 +1,4 @@
-"""Lab pages 1-3 render with no exception on a tiny checkpoint trained here (small caps via session state)."""
+"""Lab pages 1-3 on a tiny checkpoint trained here: each page gets small sizes through render(sizes)."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -19,16 +19,14 @@ def tiny_cache(tmp_path_factory):
         yield d
 
 
-def _page(module: str):
+def _page(module: str, sizes: dict | None):
     import importlib
-    importlib.import_module(module).render()
+    page = importlib.import_module(module)
+    page.render(page.Sizes(**sizes)) if sizes is not None else page.render()
 
 
-def _run(module: str, state: dict) -> AppTest:
-    at = AppTest.from_function(_page, args=(module,), default_timeout=600)
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at.run()
+def _run(module: str, sizes: dict | None = None) -> AppTest:
+    return AppTest.from_function(_page, args=(module, sizes), default_timeout=600).run()
 
 
 def _ok(at: AppTest) -> None:
@@ -37,7 +35,7 @@ def _ok(at: AppTest) -> None:
 
 
 def test_elbo_anatomy_page(tiny_cache):
-    at = _run("app.lab.elbo_anatomy", {"lab1_k_max": 30, "lab1_repeats": 3, "lab1_k_ref": 500})
+    at = _run("app.lab.elbo_anatomy", {"k_max": 30, "repeats": 3, "k_ref": 500})
     _ok(at)
     labels = [m.label for m in at.metric]
     assert labels == ["log p(x)", "ELBO", "gap = KL(q(z|x) ‖ p(z|x))"]
@@ -52,7 +50,7 @@ def test_elbo_anatomy_page(tiny_cache):
 
 
 def test_importance_sampling_page(tiny_cache):
-    at = _run("app.lab.importance_sampling", {"lab2_n_max": 100, "lab2_repeats": 2, "lab2_toy": True})
+    at = _run("app.lab.importance_sampling", {"n_max": 100, "repeats": 2, "toy": True})
     _ok(at)
     assert len(at.get("plotly_chart")) == 4  # model: estimates + ESS; toy: estimates + ESS
     rows = at.dataframe[0].value
@@ -63,8 +61,7 @@ def test_importance_sampling_page(tiny_cache):
 
 
 def test_gradient_estimators_page(tiny_cache):
-    at = _run("app.lab.gradient_estimators",
-              {"lab3_batch": 2, "lab3_l_max": 4, "lab3_repeats": 4, "lab3_subset": "all"})
+    at = _run("app.lab.gradient_estimators", {"batch": 2, "l_max": 4, "repeats": 4, "subset": "all"})
     _ok(at)
     assert [m.label for m in at.metric][:2] == ["score / reparam variance at L=1", "score+LOO / reparam at L=2"]
     assert len(at.get("plotly_chart")) == 2
@@ -76,6 +73,6 @@ def test_gradient_estimators_page(tiny_cache):
 def test_pages_say_so_when_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "DEFAULT_CACHE_DIR", str(tmp_path))
     for module in ("app.lab.elbo_anatomy", "app.lab.importance_sampling", "app.lab.gradient_estimators"):
-        at = _run(module, {})
+        at = _run(module)
         assert not at.exception
         assert any("No checkpoints" in w.value for w in at.sidebar.warning)
