@@ -1,4 +1,6 @@
 """Lab pages 1-3 on a tiny checkpoint trained here: each page gets small sizes through render(sizes)."""
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -55,6 +57,11 @@ def test_importance_sampling_page(tiny_cache):
     assert len(at.get("plotly_chart")) == 4  # model: estimates + ESS; toy: estimates + ESS
     rows = at.dataframe[0].value
     assert set(rows["proposal"]) == {"prior", "posterior"}
+    # issue 12.7: N_max = 100 is one table size, said once (it read "At N = 100 and N = 100")
+    assert "At **N = 100** (2 repeats each):" in [m.value for m in at.markdown]
+    assert list(rows["N"]) == [100, 100]
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert max(len(t) for t in titles) <= 40, titles  # a half-width chart shows its whole title
     at.toggle(key="lab2_toy").set_value(False).run()  # rerun without resampling, toy hidden
     _ok(at)
     assert len(at.get("plotly_chart")) == 2
@@ -76,3 +83,10 @@ def test_pages_say_so_when_no_checkpoint(tmp_path, monkeypatch):
         at = _run(module)
         assert not at.exception
         assert any("No checkpoints" in w.value for w in at.sidebar.warning)
+
+
+def test_importance_table_heading_names_each_size_once():
+    from app.lab.importance_sampling import table_heading
+    assert table_heading(100, 5) == ("At **N = 100** (5 repeats each):", [100])
+    assert table_heading(1000, 5) == ("At **N = 1000** (5 repeats each):", [1000])
+    assert table_heading(10000, 3) == ("At **N = 1000** and **N = 10000** (3 repeats each):", [1000, 10000])
