@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
-from app.lab.report_store import lab_report
+from app.lab.report_store import lab_report, view
 from app.lab.widgets import base_caption, image_grid, label_colour_map, open_runs
 from vae_core.checkpoints import Checkpoint
 from vae_core.data import eval_targets
@@ -73,7 +73,7 @@ def _samples_section(names: list[str], r: AEReport, input_shape, sizes: Sizes) -
     st.subheader("Decoded prior samples")
     rows: list[tuple[str, SampleScore]] = [(f"VAE, z ~ {PRIOR}", r.vae.samplers[PRIOR])] + \
         [(f"AE, z ~ {k}", s) for k, s in r.ae.samplers.items()]
-    st.image(image_grid([s.images for _, s in rows], input_shape, 64), clamp=True,
+    st.image(view(r, "samples", lambda: image_grid([s.images for _, s in rows], input_shape, 64)), clamp=True,
              caption="Rows: " + " · ".join(name for name, _ in rows))
     rows.append(("real test images (reference)", r.data))
     st.dataframe(pd.DataFrame({
@@ -122,9 +122,10 @@ def render(sizes: Sizes = Sizes()) -> None:
     _recon_section(names, r)
     st.subheader("Latent maps")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(map_figure(r.vae, data.y_test, f"{names[0]}: PCA of test means"), key="lab6_map_vae")
-    c2.plotly_chart(map_figure(r.ae, data.y_test, f"{names[1]}: PCA of codes,<br>rotated onto the VAE map"),
-                    key="lab6_map_ae")
+    c1.plotly_chart(view(r, "vae map", lambda: map_figure(r.vae, data.y_test, f"{names[0]}: PCA of test means")),
+                    key="lab6_map_vae")
+    c2.plotly_chart(view(r, "ae map", lambda: map_figure(r.ae, data.y_test, f"{names[1]}: PCA of codes,<br>"
+                                                         "rotated onto the VAE map")), key="lab6_map_ae")
     shape = ckpt.model_config.input_shape
     _samples_section(names, r, shape, sizes)
     _interpolations(ckpts, x, shape, sizes.steps)

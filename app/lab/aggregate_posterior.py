@@ -11,7 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app.common import current_checkpoint, dataset_for, test_targets
-from app.lab.report_store import lab_report
+from app.lab.report_store import lab_report, view
 from app.lab.widgets import base_caption, dim_names, image_grid, open_runs
 from vae_core.lab.aggregate import AggregateReport, aggregate_report
 from vae_core.lab.sweeps import objective_runs
@@ -110,8 +110,8 @@ def _holes(labels, reps: list[AggregateReport], input_shape, sizes: Sizes) -> No
     cols = st.columns(2)
     for i, (lab, v) in enumerate(zip(labels, reps)):
         with cols[i]:
-            st.plotly_chart(_hole_map(v, lab), key=f"lab5_holes_{i}")
-            st.image(image_grid([v.holes, v.dense], input_shape, 36), clamp=True,
+            st.plotly_chart(view(v, "holes", lambda: _hole_map(v, lab)), key=f"lab5_holes_{i}")
+            st.image(view(v, "images", lambda: image_grid([v.holes, v.dense], input_shape, 36)), clamp=True,
                      caption=f"Top: the {len(v.holes)} prior draws deepest in holes (log Q/p from "
                              f"{v.hole_scores[0]:.0f} to {v.hole_scores[-1]:.0f}); bottom: the {len(v.dense)} "
                              f"best covered (log Q/p {v.dense_scores[0]:.1f} to {v.dense_scores[-1]:.1f}).")
@@ -145,5 +145,5 @@ def render(sizes: Sizes = Sizes()) -> None:
     st.table(_table(labels, reps, len(x)))
     _measured(reps, len(x))
     st.subheader("Per-dimension histograms of z ~ Q against N(0, 1)")
-    st.plotly_chart(_histograms(labels, reps), key="lab5_hist")
+    st.plotly_chart(view(reps[1], "histograms with " + labels[0], lambda: _histograms(labels, reps)), key="lab5_hist")
     _holes(labels, reps, ckpt.model_config.input_shape, sizes)

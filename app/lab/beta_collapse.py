@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
-from app.lab.report_store import lab_report
+from app.lab.report_store import lab_report, view
 from app.lab.widgets import base_caption, dim_names, image_grid, label_colour_map, open_runs
 from vae_core.checkpoints import Checkpoint
 from vae_core.constants import ACTIVE_VAR_THRESHOLD
@@ -40,8 +40,8 @@ def _table(labels, stats: tuple[ModelStats, ...]) -> pd.DataFrame:
     }).set_index("model")
 
 
-def _styled(labels, stats):
-    return _table(labels, stats).style.format("{:.2f}", subset=["test ELBO", "E_q log p(x|z)", "KL"])
+def _rounded(labels, stats) -> pd.DataFrame:
+    return _table(labels, stats).round(2)
 
 
 def per_dim_figure(labels, values: list, title: str, log: bool = False, threshold=None) -> go.Figure:
@@ -94,24 +94,25 @@ def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     ref = next((i for i, r in enumerate(runs) if r.train.beta == 1.0), 0)
     rep = _report("sweep", ckpts, x, sizes, reference=ref)
     stats = rep.stats
-    st.dataframe(_styled(labels, stats))
+    st.dataframe(_rounded(labels, stats))
     au = [s.active_units for s in stats]
     st.markdown("Active units per β: " + ", ".join(f"**{lab}: {a}**" for lab, a in zip(labels, au))
                 + f". KL falls from {stats[0].kl:.1f} to {stats[-1].kl:.1f} nats as β grows.")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)"),
-                    key="lab4_kl_dims")
-    c2.plotly_chart(per_dim_figure(labels, [s.mu_var for s in stats], "A_d = Var_x(μ_d) (log scale)", log=True,
-                                   threshold=ACTIVE_VAR_THRESHOLD), key="lab4_au_dims")
+    c1.plotly_chart(view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats],
+                                                           "KL per latent dim (nats)")), key="lab4_kl_dims")
+    c2.plotly_chart(view(rep, "au", lambda: per_dim_figure(labels, [s.mu_var for s in stats],
+                                                           "A_d = Var_x(μ_d) (log scale)", log=True,
+                                                           threshold=ACTIVE_VAR_THRESHOLD)), key="lab4_au_dims")
     st.markdown(f"**Latent maps** — PCA of each model's test means μ, rotated (orthogonal Procrustes) onto "
                 f"the {labels[ref]} map; no rescaling, so a shrinking map is real.")
-    st.plotly_chart(_maps_figure(labels, rep.maps, data.y_test), key="lab4_maps")
+    st.plotly_chart(view(rep, "maps", lambda: _maps_figure(labels, rep.maps, data.y_test)), key="lab4_maps")
     shape = ckpt.model_config.input_shape
     c1, c2 = st.columns(2)
-    c1.image(image_grid([data.x_test[:sizes.n_show]] + list(rep.recons), shape, 40),
+    c1.image(view(rep, "recons", lambda: image_grid([data.x_test[:sizes.n_show]] + list(rep.recons), shape, 40)),
              caption="Reconstructions E[x|z=μ(x)]: top row the test images, then one row per β "
                      f"({', '.join(labels)})", clamp=True)
-    c2.image(image_grid(list(rep.samples), shape, 40),
+    c2.image(view(rep, "samples", lambda: image_grid(list(rep.samples), shape, 40)),
              caption=f"Prior samples E[x|z], the same z ~ N(0, I) for every row ({', '.join(labels)})",
              clamp=True)
 
@@ -141,8 +142,9 @@ def _collapse_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     if ckpts is None:
         return
     labels = [r.name for r in runs]
-    stats = _report("collapse", ckpts, x, sizes).stats
-    st.dataframe(_styled(labels, stats))
+    rep = _report("collapse", ckpts, x, sizes)
+    stats = rep.stats
+    st.dataframe(_rounded(labels, stats))
     kl = [s.kl for s in stats]
     au = [s.active_units for s in stats]
     st.markdown(f"Measured now: KL {kl[0]:.2f} nats / {au[0]} active units with plain β = {beta:g}; "
@@ -152,9 +154,10 @@ def _collapse_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
                    "unit's KL near λ." if kl[1] < 0.5 * kl[2] else
                    "Both fixes keep more information in the code than plain β."))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)"),
-                    key="lab4_collapse_dims")
-    c2.plotly_chart(_history_figure(labels, ckpts, "test_kl", "Test KL during training (recorded per epoch)"),
+    c1.plotly_chart(view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats],
+                                                           "KL per latent dim (nats)")), key="lab4_collapse_dims")
+    c2.plotly_chart(view(rep, "history", lambda: _history_figure(labels, ckpts, "test_kl", "Test KL during "
+                                                                 "training (recorded per epoch)")),
                     key="lab4_collapse_hist")
 
 
@@ -190,8 +193,8 @@ def _mean_vs_sum_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     c1.metric("test KL (nats)", f"{st0.kl:.3f}")
     c2.metric("active units", f"{st0.active_units} of {k}")
     c3.metric("test ELBO (nats)", f"{st0.elbo:.1f}")
-    st.image(image_grid([data.x_test[:sizes.n_show], rep.recons[0], rep.samples[0]], ckpt.model_config.input_shape,
-                        40),
+    st.image(view(rep, "images", lambda: image_grid([data.x_test[:sizes.n_show], rep.recons[0], rep.samples[0]],
+                                                    ckpt.model_config.input_shape, 40)),
              caption="Test images, their reconstructions, prior samples: with the code unused the decoder "
                      "can only draw an average digit.", clamp=True)
 

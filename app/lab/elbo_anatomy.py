@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint
-from app.lab.report_store import lab_report
+from app.lab.report_store import lab_report, view
 from app.lab.widgets import example_picker, lazy_progress
 from vae_core.lab.elbo_anatomy import Anatomy, anatomy
 
@@ -81,8 +81,8 @@ def _identity_section(a: Anatomy) -> None:
 
 def _bound_section(a: Anatomy) -> None:
     f1, f2 = st.columns(2)
-    f1.plotly_chart(_bound_figure(a), key=P + "bound_chart")
-    f2.plotly_chart(_gap_figure(a), key=P + "gap_chart")
+    f1.plotly_chart(view(a, "bound", lambda: _bound_figure(a)), key=P + "bound_chart")
+    f2.plotly_chart(view(a, "gap", lambda: _gap_figure(a)), key=P + "gap_chart")
     first, last = a.lk_mean()[[0, -1]]
     st.markdown(f"Gap at K=1: **{a.log_px - first:.2f} nats** · at K={a.k[-1]}: **{a.log_px - last:.2f} nats**. "
                 f"Each of the {len(a.lk)} repeats draws {a.k[-1]} weights and reads L_K off its first K "

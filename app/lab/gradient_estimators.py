@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, test_targets
-from app.lab.report_store import lab_report
+from app.lab.report_store import lab_report, view
 from app.lab.widgets import lazy_progress
 from vae_core.lab.gradients import ESTIMATORS, VarianceCurves, variance_curves
 
@@ -130,8 +130,8 @@ def render(sizes: Sizes = Sizes()) -> None:
     slot.empty()
     _ratios(vc, p["subset"])
     f1, f2 = st.columns(2)
-    f1.plotly_chart(_variance_figure(vc), key=P + "var_chart")
-    f2.plotly_chart(_mean_figure(vc), key=P + "mean_chart")
+    f1.plotly_chart(view(vc, "variance", lambda: _variance_figure(vc)), key=P + "var_chart")
+    f2.plotly_chart(view(vc, "mean", lambda: _mean_figure(vc)), key=P + "mean_chart")
     _agreement(vc)
     st.caption("Dotted lines fall as 1/L, the rate for an average of independent samples. The "
                "leave-one-out baseline beats it: with more samples its baseline gets better too.")

@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint
-from app.lab.report_store import lab_report
+from app.lab.report_store import lab_report, view
 from app.lab.widgets import example_picker, lazy_progress
 from vae_core.lab.importance_report import ImportanceReport, ToyReport, importance_report, toy_report
 
@@ -28,8 +28,9 @@ class Sizes:
     toy: bool = True     # show the linear-Gaussian toy
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _toy(n_max: int, repeats: int) -> ToyReport:
+    """Shared read-only by every session (and so are the views drawn from it)."""
     return toy_report(n_max, repeats)
 
 
@@ -87,9 +88,10 @@ def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int]:
 
 def _model_section(r: ImportanceReport, n_max: int, repeats: int) -> None:
     c1, c2 = st.columns(2)
-    c1.plotly_chart(_estimate_figure(r.curves, r.reference, f"q-based, pooled: {r.reference:.2f}",
-                                     "log p̂(x) as N grows"), key=P + "est_chart")
-    c2.plotly_chart(_ess_figure(r.curves, "How many draws carry the estimate"), key=P + "ess_chart")
+    c1.plotly_chart(view(r, "estimates", lambda: _estimate_figure(
+        r.curves, r.reference, f"q-based, pooled: {r.reference:.2f}", "log p̂(x) as N grows")), key=P + "est_chart")
+    c2.plotly_chart(view(r, "ess", lambda: _ess_figure(r.curves, "How many draws carry the estimate")),
+                    key=P + "ess_chart")
     st.caption(f"Thin lines: each repeat; bars: ±1 sd over repeats. Green: the q-based estimate with all "
                f"{repeats}×{n_max} draws pooled.")
     heading, ns = table_heading(n_max, repeats)
@@ -118,9 +120,10 @@ def _toy_section(n_max: int, repeats: int) -> None:
                 "dimensions prior draws land near the posterior often enough, and both estimators "
                 "converge to the exact value.")
     t1, t2 = st.columns(2)
-    t1.plotly_chart(_estimate_figure(t.curves, t.exact, f"exact log p(x) = {t.exact:.3f}", "Toy: log p̂(x)"),
-                    key=P + "toy_est_chart")
-    t2.plotly_chart(_ess_figure(t.curves, "Toy: effective sample size"), key=P + "toy_ess_chart")
+    t1.plotly_chart(view(t, "estimates", lambda: _estimate_figure(
+        t.curves, t.exact, f"exact log p(x) = {t.exact:.3f}", "Toy: log p̂(x)")), key=P + "toy_est_chart")
+    t2.plotly_chart(view(t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size")),
+                    key=P + "toy_ess_chart")
     st.dataframe(_summary(t.curves, n_max), hide_index=True)
 
 

@@ -7,11 +7,14 @@ first visit, even after a server restart.
 
 A report is deterministic given the checkpoints' bytes and params (the seed included), so every
 student sees the same numbers, and a class opening a page together waits for one computation.
+What a page draws from a report alone (a Plotly figure, an image mosaic) is built once per report
+too, with `view(report, name, build)`: building a figure object costs far more than sending it.
 """
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Callable, TypeVar
 
 import streamlit as st
@@ -21,6 +24,7 @@ from vae_core.lab.report_cache import cached_report, report_key, report_path
 from vae_core.projection import file_sha
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -59,3 +63,31 @@ def lab_report(page: str, ckpts: list[Checkpoint], params: dict, cls: type[T], c
     key = report_key(page, shas, params)
     path = report_path(ckpts[0].path, page, key)
     return _memo(page, key, lambda: cached_report(path, cls, compute), keep)
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_views() -> tuple[dict, threading.RLock]:
+    """Process-wide: (id(report), name) -> a view of that report; an entry goes with its report.
+    Reentrant: a report may be collected (and its views dropped) while this thread holds the lock."""
+    return {}, threading.RLock()
+
+
+def _drop_views(views: dict, lock: threading.RLock, rid: int) -> None:
+    with lock:
+        for k in [k for k in views if k[0] == rid]:
+            del views[k]
+
+
+def view(report, name: str, build: Callable[[], V]) -> V:
+    """build(), once per report object (from lab_report) and `name`; shared by every session, so
+    treat it as read-only. `name` must say everything build() depends on besides the report."""
+    views, lock = _shared_views()
+    key = (id(report), name)
+    with lock:
+        if key in views:
+            return views[key]
+    value = build()  # outside the lock: two sessions may build the same view once each, harmlessly
+    with lock:
+        if not any(k[0] == id(report) for k in views):  # the first view of this report: forget them with it
+            weakref.finalize(report, _drop_views, views, lock, id(report))
+        return views.setdefault(key, value)
