@@ -1,5 +1,6 @@
 """Lab pages 1-3 on a tiny checkpoint trained here: each page gets small sizes through render(sizes)."""
 import json
+import os
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -49,6 +50,28 @@ def test_elbo_anatomy_page(tiny_cache):
     assert [m.value for m in at.metric][0] == f"{log_px:.2f} nats"
     at.number_input(key="lab1_index").set_value(3).run()  # another image recomputes cleanly
     _ok(at)
+
+
+def test_a_damaged_report_file_is_rebuilt_and_the_page_shows_the_same_numbers(tiny_cache):
+    """The stored report beside the checkpoint is disposable: garbage in it costs a recomputation, not a
+    traceback, and the rebuilt file is read on the next server start."""
+    import glob
+
+    from app.lab.report_store import _shared_results
+    from vae_core.lab.elbo_anatomy import Anatomy
+    from vae_core.lab.report_cache import ReportCacheWarning, load_report
+    sizes = {"k_max": 30, "repeats": 3, "k_ref": 500}
+    first = [m.value for m in _run("app.lab.elbo_anatomy", sizes).metric]
+    (path,) = [p for p in glob.glob(os.path.join(tiny_cache, "*.lab-lab1-*.npz"))  # this image's, of those stored
+               if f"{load_report(p, Anatomy).log_px:.2f} nats" == first[0]]
+    with open(path, "wb") as f:
+        f.write(b"PK\x03\x04 garbage")
+    _shared_results.clear()  # as after a server restart: only the disk copy is left
+    with pytest.warns(ReportCacheWarning, match="recomputing"):
+        at = _run("app.lab.elbo_anatomy", sizes)
+    _ok(at)
+    assert [m.value for m in at.metric] == first  # same seed, same numbers
+    assert load_report(path, Anatomy).log_px == pytest.approx(float(first[0].split()[0]), abs=0.005)
 
 
 def test_importance_sampling_page(tiny_cache):

@@ -12,9 +12,8 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.palette import label_colour
-
 import vae_core.cache as cache
+from app.palette import label_colour
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import load_dataset
 from vae_core.lab.sweeps import default_runs, is_cached

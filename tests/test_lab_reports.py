@@ -13,12 +13,19 @@ import torch
 
 from vae_core.config import ModelConfig
 from vae_core.lab.ae_report import FITTED, PRIOR, AEReport, ae_report, interpolation
-from vae_core.lab.aggregate import AggregateReport, aggregate_kl, aggregate_report
+from vae_core.lab.aggregate import AggregateReport, aggregate_report
 from vae_core.lab.alignment import fit_pca
 from vae_core.lab.beta_report import SweepReport, sweep_report
 from vae_core.lab.importance_report import ImportanceReport, importance_report, toy_report
-from vae_core.lab.report_cache import (BadReport, ReportCacheWarning, cached_report, load_report, report_key,
-                                       report_path, save_report)
+from vae_core.lab.report_cache import (
+    BadReport,
+    ReportCacheWarning,
+    cached_report,
+    load_report,
+    report_key,
+    report_path,
+    save_report,
+)
 from vae_core.lab.sweeps import summarize
 from vae_core.latent import decode, encode_mean
 from vae_core.losses import kl_diag_gaussian

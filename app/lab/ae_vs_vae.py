@@ -69,6 +69,15 @@ def _recon_section(names: list[str], r: AEReport) -> None:
                 "draws (crosses on the maps) crowd into the middle of its code cloud.")
 
 
+def _maps_section(names: list[str], r: AEReport, y) -> None:
+    st.subheader("Latent maps")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(view(r, "vae map", lambda: map_figure(r.vae, y, f"{names[0]}: PCA of test means")),
+                    key="lab6_map_vae")
+    c2.plotly_chart(view(r, "ae map", lambda: map_figure(r.ae, y, f"{names[1]}: PCA of codes,<br>"
+                                                         "rotated onto the VAE map")), key="lab6_map_ae")
+
+
 def _samples_section(names: list[str], r: AEReport, input_shape, sizes: Sizes) -> None:
     st.subheader("Decoded prior samples")
     rows: list[tuple[str, SampleScore]] = [(f"VAE, z ~ {PRIOR}", r.vae.samplers[PRIOR])] + \
@@ -115,17 +124,15 @@ def render(sizes: Sizes = Sizes()) -> None:
         return
     names = [r.name for r in pair]
     params = {k: getattr(sizes, k) for k in ("n_samples", "n_show", "knn", "seed")}
-    r = lab_report("lab6", ckpts, params, AEReport,
-                   lambda: ae_report(ckpts[0].model, ckpts[1].model, x, eval_targets(data.x_train, ckpt.train_config.binarize),
-                                     data.x_train, data.x_test, data.y_train, n_samples=sizes.n_samples,
-                                     n_show=sizes.n_show, knn=sizes.knn, seed=sizes.seed))
+
+    def compute() -> AEReport:  # a spinner only while computing: a stored report shows at once
+        with st.spinner("Comparing the autoencoder and the VAE on the test set…"):
+            x_train = eval_targets(data.x_train, ckpt.train_config.binarize)
+            return ae_report(ckpts[0].model, ckpts[1].model, x, x_train, data.x_train, data.x_test, data.y_train,
+                             n_samples=sizes.n_samples, n_show=sizes.n_show, knn=sizes.knn, seed=sizes.seed)
+    r = lab_report("lab6", ckpts, params, AEReport, compute)
     _recon_section(names, r)
-    st.subheader("Latent maps")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(view(r, "vae map", lambda: map_figure(r.vae, data.y_test, f"{names[0]}: PCA of test means")),
-                    key="lab6_map_vae")
-    c2.plotly_chart(view(r, "ae map", lambda: map_figure(r.ae, data.y_test, f"{names[1]}: PCA of codes,<br>"
-                                                         "rotated onto the VAE map")), key="lab6_map_ae")
+    _maps_section(names, r, data.y_test)
     shape = ckpt.model_config.input_shape
     _samples_section(names, r, shape, sizes)
     _interpolations(ckpts, x, shape, sizes.steps)

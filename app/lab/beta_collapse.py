@@ -24,10 +24,12 @@ class Sizes:
 
 
 def _report(section: str, ckpts: list[Checkpoint], x, sizes: Sizes, reference: int = 0) -> SweepReport:
+    def compute() -> SweepReport:  # a spinner only while computing: a stored report shows at once
+        with st.spinner(f"Evaluating {len(ckpts)} model(s) on the {len(x)} test images…"):
+            return sweep_report([c.model for c in ckpts], x, reference=reference, n_show=sizes.n_show,
+                                seed=sizes.seed)
     params = {"n_show": sizes.n_show, "seed": sizes.seed, "reference": reference}
-    return lab_report(f"lab4-{section}", ckpts, params, SweepReport,
-                      lambda: sweep_report([c.model for c in ckpts], x, reference=reference, n_show=sizes.n_show,
-                                           seed=sizes.seed))
+    return lab_report(f"lab4-{section}", ckpts, params, SweepReport, compute)
 
 
 def _table(labels, stats: tuple[ModelStats, ...]) -> pd.DataFrame:

@@ -6,9 +6,9 @@ import os
 import streamlit as st
 
 from app.common import current_checkpoint, test_targets
-from app.widgets import training_curves
 from app.views.breakdown import K_HELP, kl_bar, render_breakdown
 from app.views.latent_data import model_view
+from app.widgets import training_curves
 from vae_core.checkpoints import Checkpoint
 from vae_core.constants import ACTIVE_VAR_THRESHOLD, KL_COLLAPSED_NATS
 from vae_core.data import target_description

@@ -13,8 +13,7 @@ import torch
 
 from ..latent import decode, encode_mean, lerp
 from .alignment import aligned_maps
-from .compare import (fit_code_gaussian, knn_label_agreement, nearest_distance, reconstruction_error,
-                      sample_gaussian)
+from .compare import fit_code_gaussian, knn_label_agreement, nearest_distance, reconstruction_error, sample_gaussian
 from .sweeps import ModelStats, summarize
 
 PRIOR = "N(0, I)"

@@ -18,8 +18,8 @@ import torch
 from ..cache import DEFAULT_CACHE_DIR, DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, train_or_load
 from ..checkpoints import Checkpoint
 from ..config import ModelConfig, TrainConfig
-from ..data import Dataset
 from ..constants import ACTIVE_VAR_THRESHOLD
+from ..data import Dataset
 from ..estimators import active_units, evaluate
 from ..latent import encode_mean
 
@@ -156,6 +156,7 @@ def default_runs(epochs: int = SWEEP_EPOCHS) -> list[LabRun]:
 def main(argv=None) -> None:
     import argparse
     import time
+
     from ..data import load_dataset
     ap = argparse.ArgumentParser(description="Train (or load) the lab's default sweeps on mnist-5k.")
     ap.add_argument("--epochs", type=int, default=SWEEP_EPOCHS)
