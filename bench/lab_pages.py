@@ -38,17 +38,18 @@ DONE_JS = """() => {
 
 
 @contextlib.contextmanager
-def streamlit_server(cache_dir: str, timeout_s: float = 600):
-    """`streamlit run app/main.py` on a free port with VAE_CHECKPOINT_DIR = cache_dir; yields its URL."""
+def streamlit_server(cache_dir: str, app_root: str = REPO, timeout_s: float = 600):
+    """`streamlit run app/main.py` of the checkout `app_root` on a free port, VAE_CHECKPOINT_DIR =
+    cache_dir; yields its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "VAE_CHECKPOINT_DIR": cache_dir, "VAE_ALLOW_TRAINING": "0"}
+    env = {**os.environ, "VAE_CHECKPOINT_DIR": cache_dir, "VAE_ALLOW_TRAINING": "0", "PYTHONPATH": app_root}
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=app_root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -99,20 +100,24 @@ def main(argv=None) -> None:
 
     from app.lab import PAGES
     p = bl.base_parser("Lab pages: seconds to page complete, computed / first visit / second visit.")
+    # the lab table is read from this checkout; --app-root serves another one with the same pages
     p.add_argument("--rounds", type=int, default=3, help="second visits per page (median)")
+    p.add_argument("--app-root", default=REPO, help="the checkout whose app is served (e.g. main, for a before/after)")
     args = p.parse_args(argv)
     load_before = bl.load_avg()
-    title = "lab_pages, seconds from navigation to page complete (headless Chromium, warm server)"
+    title = ("lab_pages, seconds from navigation to page complete (headless Chromium, warm server), app of "
+             + (os.path.relpath(args.app_root, REPO) if args.app_root != REPO else "this checkout"))
     if bl.chromium_missing(args.results, title, "lab page times", load_before, args.smoke):
         return
-    pages = PAGES[:1] if args.smoke else PAGES
+    reference = [("elbo", "ELBO breakdown (an explore page, for reference)")]
+    pages = (PAGES[:1] if args.smoke else PAGES) + reference
     rounds = 1 if args.smoke else args.rounds
     times = {slug: {} for slug, *_ in pages}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         cache = lab_cache_copy(tmp)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         for phase in ("computed", "first visit"):  # two server processes: the second finds the reports on disk
-            with streamlit_server(cache) as url:
+            with streamlit_server(cache, os.path.abspath(args.app_root)) as url:
                 warm = complete_s(browser, url + "/")  # torch, the model and the explorer loaded once
                 print(f"{phase}: server warmed on the explorer in {warm:.1f} s (load {bl.load_avg()})", flush=True)
                 for slug, name, *_ in pages:

@@ -100,6 +100,11 @@ def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     au = [s.active_units for s in stats]
     st.markdown("Active units per β: " + ", ".join(f"**{lab}: {a}**" for lab, a in zip(labels, au))
                 + f". KL falls from {stats[0].kl:.1f} to {stats[-1].kl:.1f} nats as β grows.")
+    _sweep_pictures(labels, rep, data, ckpt.model_config.input_shape, labels[ref], sizes)
+
+
+def _sweep_pictures(labels: list[str], rep: SweepReport, data, shape, ref: str, sizes: Sizes) -> None:
+    stats = rep.stats
     c1, c2 = st.columns(2)
     c1.plotly_chart(view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats],
                                                            "KL per latent dim (nats)")), key="lab4_kl_dims")
@@ -107,9 +112,8 @@ def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
                                                            "A_d = Var_x(μ_d) (log scale)", log=True,
                                                            threshold=ACTIVE_VAR_THRESHOLD)), key="lab4_au_dims")
     st.markdown(f"**Latent maps** — PCA of each model's test means μ, rotated (orthogonal Procrustes) onto "
-                f"the {labels[ref]} map; no rescaling, so a shrinking map is real.")
+                f"the {ref} map; no rescaling, so a shrinking map is real.")
     st.plotly_chart(view(rep, "maps", lambda: _maps_figure(labels, rep.maps, data.y_test)), key="lab4_maps")
-    shape = ckpt.model_config.input_shape
     c1, c2 = st.columns(2)
     c1.image(view(rep, "recons", lambda: image_grid([data.x_test[:sizes.n_show]] + list(rep.recons), shape, 40)),
              caption="Reconstructions E[x|z=μ(x)]: top row the test images, then one row per β "

@@ -102,8 +102,7 @@ def _agreement(vc: VarianceCurves) -> None:
     st.dataframe(rows, hide_index=True)
 
 
-def render(sizes: Sizes = Sizes()) -> None:
-    st.title("Gradient estimators")
+def _intro() -> None:
     st.markdown("The encoder is trained through the gradient of an expectation over its own samples. "
                 "Two ways to estimate it from L samples; both are unbiased, their variances differ by orders "
                 "of magnitude. Measured now on the open model, for f(z) = log p(x|z) (the ELBO's "
@@ -114,6 +113,20 @@ def render(sizes: Sizes = Sizes()) -> None:
              r"\underbrace{\frac1L\sum_{l}\big(f(z_l) - c_l\big)\,\nabla_\phi \log q_\phi(z_l|x)}_{\text{score function}}")
     st.caption("ε_l ~ N(0, I), z_l ~ q(z|x). c_l = 0 is plain REINFORCE; the leave-one-out baseline "
                "c_l = mean of f over the other L−1 samples keeps it unbiased and cuts its variance.")
+
+
+def _notes(vc: VarianceCurves, repeats: int, batch: int) -> None:
+    st.caption("Dotted lines fall as 1/L, the rate for an average of independent samples. The "
+               "leave-one-out baseline beats it: with more samples its baseline gets better too.")
+    st.caption(f"Variance: each of {repeats} independent repeats draws {vc.n_samples[-1]} samples per "
+               "example; its first L give the L-sample estimate. Per-parameter variance over the repeats, "
+               f"averaged over the {vc.n_params:,} parameters (trace of the covariance / P). Gradient of the "
+               f"batch mean over {batch} test images.")
+
+
+def render(sizes: Sizes = Sizes()) -> None:
+    st.title("Gradient estimators")
+    _intro()
     ckpt = current_checkpoint()
     if ckpt is None:
         return
@@ -133,9 +146,4 @@ def render(sizes: Sizes = Sizes()) -> None:
     f1.plotly_chart(view(vc, "variance", lambda: _variance_figure(vc)), key=P + "var_chart")
     f2.plotly_chart(view(vc, "mean", lambda: _mean_figure(vc)), key=P + "mean_chart")
     _agreement(vc)
-    st.caption("Dotted lines fall as 1/L, the rate for an average of independent samples. The "
-               "leave-one-out baseline beats it: with more samples its baseline gets better too.")
-    st.caption(f"Variance: each of {p['repeats']} independent repeats draws {vc.n_samples[-1]} samples per "
-               "example; its first L give the L-sample estimate. Per-parameter variance over the repeats, "
-               f"averaged over the {vc.n_params:,} parameters (trace of the covariance / P). Gradient of the "
-               f"batch mean over {p['batch']} test images.")
+    _notes(vc, p["repeats"], p["batch"])
