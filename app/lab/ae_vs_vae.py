@@ -11,8 +11,7 @@ import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import base_caption, image_grid, label_colour_map, open_runs
-from vae_core.checkpoints import Checkpoint
+from app.lab.widgets import LabModel, base_caption, image_grid, label_colour_map, open_runs
 from vae_core.data import eval_targets
 from vae_core.lab.ae_report import PRIOR, AEReport, ModelSide, SampleScore, ae_report, interpolation
 from vae_core.lab.sweeps import objective_runs
@@ -96,7 +95,7 @@ def _samples_section(names: list[str], r: AEReport, input_shape, sizes: Sizes) -
 
 
 @st.fragment
-def _interpolations(ckpts: list[Checkpoint], x, input_shape, steps: int) -> None:
+def _interpolations(ckpts: list[LabModel], x, input_shape, steps: int) -> None:
     """Reruns alone when its inputs change: the rest of the page keeps its report."""
     st.subheader("Interpolations")
     n = len(x)
@@ -130,7 +129,7 @@ def render(sizes: Sizes = Sizes()) -> None:
             x_train = eval_targets(data.x_train, ckpt.train_config.binarize)
             return ae_report(ckpts[0].model, ckpts[1].model, x, x_train, data.x_train, data.x_test, data.y_train,
                              n_samples=sizes.n_samples, n_show=sizes.n_show, knn=sizes.knn, seed=sizes.seed)
-    r = lab_report("lab6", ckpts, params, AEReport, compute)
+    r = lab_report("lab6", [c.path for c in ckpts], params, AEReport, compute)
     _recon_section(names, r)
     _maps_section(names, r, data.y_test)
     shape = ckpt.model_config.input_shape

@@ -141,7 +141,7 @@ def render(sizes: Sizes = Sizes()) -> None:
     def compute(model) -> AggregateReport:  # a spinner only while computing
         with st.spinner("Estimating KL(Q‖p) and MMD(Q, p) on the test set…"):
             return aggregate_report(model, x, n_prior=sizes.n_prior, n_show=sizes.n_show, seed=sizes.seed)
-    reps = [lab_report("lab5", [c], params, AggregateReport, lambda c=c: compute(c.model)) for c in ckpts]
+    reps = [lab_report("lab5", [c.path], params, AggregateReport, lambda c=c: compute(c.model)) for c in ckpts]
     st.table(_table(labels, reps, len(x)))
     _measured(reps, len(x))
     st.subheader("Per-dimension histograms of z ~ Q against N(0, 1)")

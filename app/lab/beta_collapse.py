@@ -10,7 +10,7 @@ import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import base_caption, dim_names, image_grid, label_colour_map, open_runs
+from app.lab.widgets import LabModel, base_caption, dim_names, image_grid, label_colour_map, open_runs
 from vae_core.checkpoints import Checkpoint
 from vae_core.constants import ACTIVE_VAR_THRESHOLD
 from vae_core.lab.beta_report import SweepReport, sweep_report
@@ -23,13 +23,13 @@ class Sizes:
     seed: int = 0
 
 
-def _report(section: str, ckpts: list[Checkpoint], x, sizes: Sizes, reference: int = 0) -> SweepReport:
+def _report(section: str, ckpts: list[LabModel], x, sizes: Sizes, reference: int = 0) -> SweepReport:
     def compute() -> SweepReport:  # a spinner only while computing: a stored report shows at once
         with st.spinner(f"Evaluating {len(ckpts)} model(s) on the {len(x)} test images…"):
             return sweep_report([c.model for c in ckpts], x, reference=reference, n_show=sizes.n_show,
                                 seed=sizes.seed)
     params = {"n_show": sizes.n_show, "seed": sizes.seed, "reference": reference}
-    return lab_report(f"lab4-{section}", ckpts, params, SweepReport, compute)
+    return lab_report(f"lab4-{section}", [c.path for c in ckpts], params, SweepReport, compute)
 
 
 def _table(labels, stats: tuple[ModelStats, ...]) -> pd.DataFrame:

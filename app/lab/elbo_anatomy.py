@@ -110,7 +110,7 @@ def render(sizes: Sizes = Sizes()) -> None:
     bound = st.container()
     slot, report = lazy_progress(right, "Sampling importance weights…")
     params = {"index": idx, "k_max": k_max, "repeats": repeats, "k_ref": k_ref}
-    a = lab_report("lab1", [ckpt], params, Anatomy,
+    a = lab_report("lab1", [ckpt.path], params, Anatomy,
                    lambda: anatomy(ckpt.model, x, k_max=k_max, repeats=repeats, k_ref=k_ref, seed=idx,
                                    progress=report))
     slot.empty()

@@ -136,7 +136,7 @@ def render(sizes: Sizes = Sizes()) -> None:
         return
     slot, progress = lazy_progress(st, "Sampling gradients…")
     grid = [2 ** i for i in range(p["l_max"].bit_length())]  # 1, 2, 4, ..., l_max
-    vc = lab_report("lab3", [ckpt], p, VarianceCurves,
+    vc = lab_report("lab3", [ckpt.path], p, VarianceCurves,
                     lambda: variance_curves(ckpt.model, test_targets(ckpt)[:p["batch"]], subset=p["subset"],
                                             l_grid=grid, repeats=p["repeats"], estimators=tuple(p["estimators"]),
                                             progress=progress))

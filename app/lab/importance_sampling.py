@@ -28,12 +28,6 @@ class Sizes:
     toy: bool = True     # show the linear-Gaussian toy
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _toy(n_max: int, repeats: int) -> ToyReport:
-    """Shared read-only by every session (and so are the views drawn from it)."""
-    return toy_report(n_max, repeats)
-
-
 def _estimate_figure(curves: dict, reference: float, ref_label: str, title: str) -> go.Figure:
     fig = go.Figure()
     for prop, c in curves.items():
@@ -113,8 +107,10 @@ def _why_prior_fails(r: ImportanceReport, n_max: int) -> None:
         f"at N = {q.n[j]} (spread {q.spread()[j]:.2f}).")
 
 
-def _toy_section(n_max: int, repeats: int) -> None:
-    t = _toy(n_max, repeats)
+def _toy_section(path: str, n_max: int, repeats: int) -> None:
+    # the toy does not depend on the open model; its file just lives beside that model's reports
+    t = lab_report("lab2-toy", [path], {"n_max": n_max, "repeats": repeats}, ToyReport,
+                   lambda: toy_report(n_max, repeats))
     st.markdown("p(z) = N(0, I₂), p(x|z) = N(Wz + b, 0.5² I₄), so p(x) = N(b, WWᵀ + 0.5² I) in closed "
                 "form. q(z|x) is deliberately a bit off (shrunk mean, inflated variance). In two "
                 "dimensions prior draws land near the posterior often enough, and both estimators "
@@ -147,7 +143,7 @@ def render(sizes: Sizes = Sizes()) -> None:
     toy_box = st.container()
     slot, progress = lazy_progress(right, "Drawing from both proposals…")
     params = {"index": idx, "n_max": n_max, "repeats": repeats}
-    r = lab_report("lab2", [ckpt], params, ImportanceReport,
+    r = lab_report("lab2", [ckpt.path], params, ImportanceReport,
                    lambda: importance_report(ckpt.model, x, n_max=n_max, repeats=repeats, seed=idx,
                                              progress=progress))
     slot.empty()
@@ -156,4 +152,4 @@ def render(sizes: Sizes = Sizes()) -> None:
         _why_prior_fails(r, n_max)
     if toy:
         with toy_box:
-            _toy_section(n_max, repeats)
+            _toy_section(ckpt.path, n_max, repeats)

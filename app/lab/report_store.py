@@ -2,7 +2,7 @@
 checkpoint on disk (vae_core.lab.report_cache), so a page opens from stored numbers after its
 first visit, even after a server restart.
 
-    r = lab_report("lab4-sweep", ckpts, {"n_show": 10, "seed": 0}, SweepReport,
+    r = lab_report("lab4-sweep", paths, {"n_show": 10, "seed": 0}, SweepReport,
                    lambda: sweep_report(models, x))
 
 A report is deterministic given the checkpoints' bytes and params (the seed included), so every
@@ -19,7 +19,6 @@ from typing import Callable, TypeVar
 
 import streamlit as st
 
-from vae_core.checkpoints import Checkpoint
 from vae_core.lab.report_cache import cached_report, report_key, report_path
 from vae_core.projection import file_sha
 
@@ -55,13 +54,14 @@ def _memo(page: str, key: str, compute: Callable[[], T], keep: int) -> T:
         return entry[1]
 
 
-def lab_report(page: str, ckpts: list[Checkpoint], params: dict, cls: type[T], compute: Callable[[], T],
+def lab_report(page: str, paths: list[str], params: dict, cls: type[T], compute: Callable[[], T],
                keep: int = 8) -> T:
-    """The `cls` report of `page` for `ckpts` and `params` (JSON data, seed included): from memory,
-    else from `<ckpts[0]>.lab-<page>-<key>.npz`, else compute() (then stored in both)."""
-    shas = [_sha(c.path, os.path.getmtime(c.path)) for c in ckpts]
+    """The `cls` report of `page` for the checkpoint files `paths` and `params` (JSON data, seed
+    included): from memory, else from `<paths[0]>.lab-<page>-<key>.npz`, else compute() (then
+    stored in both). compute() is where models are loaded: a stored report needs no torch work."""
+    shas = [_sha(p, os.path.getmtime(p)) for p in paths]
     key = report_key(page, shas, params)
-    path = report_path(ckpts[0].path, page, key)
+    path = report_path(paths[0], page, key)
     return _memo(page, key, lambda: cached_report(path, cls, compute), keep)
 
 

@@ -6,6 +6,7 @@ Models load through app.common.load_model, so they are cached per (path, mtime) 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
@@ -14,7 +15,7 @@ import torch
 from app.common import load_model, test_targets
 from app.palette import label_colour
 from app.safe import plain
-from vae_core.checkpoints import Checkpoint, CheckpointError
+from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
 from vae_core.data import Dataset, target_description
 from vae_core.images import tile, to_display, upscale
 from vae_core.lab.sweeps import LabRun, is_cached, lab_cache_dir, run_path, train_runs
@@ -44,8 +45,8 @@ def lazy_progress(where, text: str):
     return slot, lambda f: slot.progress(min(1.0, max(0.0, f)), text=text)
 
 
-def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[Checkpoint] | None:
-    """Checkpoints of `runs`, training the missing ones after a click (sequentially, with st.progress).
+def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[LabModel] | None:
+    """The checkpoints of `runs`, training the missing ones after a click (sequentially, with st.progress).
 
     Returns None (after showing why) until every run is available.
     """
@@ -72,11 +73,31 @@ def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[Checkpoint] |
     for r in runs:
         p = run_path(r, data)
         try:
-            out.append(load_model(p, os.path.getmtime(p)))
+            meta = header(p, os.path.getmtime(p))
         except (CheckpointError, OSError) as e:
             st.error(f"Cannot open the lab checkpoint for {r.name}: {plain(e)}")
             return None
+        out.append(LabModel(r.name, p, meta.get("history") or []))
     return out
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def header(path: str, mtime: float) -> dict:
+    """A checkpoint's checked header (configs, history, metrics), read without torch."""
+    return read_metadata(path)
+
+
+@dataclass(frozen=True)
+class LabModel:
+    """A lab run's checkpoint: its header is read at once, its weights only when a report is computed
+    (a stored report needs none), through the shared read-only model cache."""
+    name: str
+    path: str
+    history: list  # one dict per epoch, from the header
+
+    @property
+    def model(self):
+        return load_model(self.path, os.path.getmtime(self.path)).model
 
 
 def image_grid(rows: list, input_shape, size: int = 56) -> np.ndarray:
