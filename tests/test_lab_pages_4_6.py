@@ -136,5 +136,7 @@ def test_ae_vs_vae_page_trains_missing_runs_with_progress(tiny_cache):
     assert not at.dataframe
     at.button[0].click().run()
     _ok(at)
-    assert len(os.listdir(os.path.join(tiny_cache, "lab"))) == 2  # the VAE and the AE, 30 epochs each
+    files = sorted(os.listdir(os.path.join(tiny_cache, "lab")))
+    assert len([f for f in files if f.endswith(".safetensors")]) == 2  # the VAE and the AE, 30 epochs each
+    assert len([f for f in files if ".lab-lab6-" in f]) == 1  # and the page's report, beside the VAE
     assert not at.button and len(at.dataframe) == 2
