@@ -18,7 +18,8 @@ def tiny_cache(tmp_path_factory):
     tc = TrainConfig(dataset="digits", epochs=1, batch_size=64, seed=0, binarize="dynamic")
     cache.train_or_load(mc, tc, load_dataset("digits"), cache_dir=d, final_iw_samples=5)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cache, "DEFAULT_CACHE_DIR", d)
+        mp.setenv("VAE_CHECKPOINT_DIR", d)
+        mp.setattr(cache, "DEFAULT_CACHE_DIR", d, raising=False)  # where the cache still reads a constant
         yield d
 
 
@@ -101,7 +102,8 @@ def test_gradient_estimators_page(tiny_cache):
 
 
 def test_pages_say_so_when_no_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "DEFAULT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.setattr(cache, "DEFAULT_CACHE_DIR", str(tmp_path), raising=False)
     for module in ("app.lab.elbo_anatomy", "app.lab.importance_sampling", "app.lab.gradient_estimators"):
         at = _run(module)
         assert not at.exception

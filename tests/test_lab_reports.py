@@ -14,7 +14,7 @@ import torch
 from vae_core.config import ModelConfig
 from vae_core.lab.ae_report import FITTED, PRIOR, AEReport, ae_report, interpolation
 from vae_core.lab.aggregate import AggregateReport, aggregate_report
-from vae_core.lab.alignment import fit_pca
+from vae_core.lab.alignment import aligned_maps
 from vae_core.lab.beta_report import SweepReport, sweep_report
 from vae_core.lab.importance_report import ImportanceReport, importance_report, toy_report
 from vae_core.lab.report_cache import (
@@ -77,8 +77,9 @@ def test_sweep_report_against_its_parts(x):
     z = torch.randn(4, 3, generator=torch.Generator().manual_seed(3))
     np.testing.assert_allclose(r.samples[0], decode(models[0], z).numpy(), rtol=1e-6)
     # the reference map is its own PCA; the other is only rotated, so its distances are its PCA's
-    np.testing.assert_allclose(r.maps[1], fit_pca(encode_mean(models[1], x)).project(encode_mean(models[1], x)))
-    own = fit_pca(encode_mean(models[0], x)).project(encode_mean(models[0], x))
+    mus = [encode_mean(m, x) for m in models]
+    np.testing.assert_allclose(r.maps[1], aligned_maps({"b": mus[1]}, "b")["b"].project(mus[1]))
+    own = aligned_maps({"a": mus[0]}, "a")["a"].project(mus[0])  # model 0's own PCA map, not rotated
     d = lambda p: np.linalg.norm(p[:, None] - p[None], axis=-1)  # noqa: E731
     np.testing.assert_allclose(d(r.maps[0]), d(own), atol=1e-9)
 

@@ -22,7 +22,7 @@ import torch
 
 from ..latent import decode, encode
 from ..losses import LOG_2PI, kl_diag_gaussian, log_normal_diag, log_standard_normal, mmd
-from .alignment import fit_pca
+from .alignment import aligned_maps
 from .sweeps import ModelStats, summarize
 
 
@@ -142,7 +142,7 @@ def aggregate_report(model, x: torch.Tensor, *, n_prior: int = 1000, n_show: int
     zp = torch.randn(n_prior, mu.shape[1], generator=g)                     # (M, k)
     score = hole_scores(zp, mu, logvar).float()
     order = torch.argsort(score)
-    pca = fit_pca(mu)
+    pca = aligned_maps({"q": mu}, "q")["q"]  # the PCA map of the test means (nothing to align to)
     return AggregateReport(
         zq=zq.numpy(), agg=agg, marginal=marginal.numpy(), mmd=mmd_q, noise_floor=noise_floor,
         map_mu=pca.project(mu), map_prior=pca.project(zp), score=score.numpy(),
