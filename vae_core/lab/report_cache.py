@@ -26,7 +26,8 @@ import numpy as np
 
 from ..fsutil import atomic_write
 
-FORMAT = 1
+FORMAT = 1  # part of every key: bump it when a report's fields or their meaning change, so files
+            # written by older code (the shipped ones included) are no longer found and get rebuilt
 MAX_BYTES = 1 << 28  # uncompressed arrays of one report; a real one is well under 10 MB
 T = TypeVar("T")
 
