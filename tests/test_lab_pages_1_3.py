@@ -1,4 +1,7 @@
-"""Lab pages 1-3 render with no exception on a tiny checkpoint trained here (small caps via session state)."""
+"""Lab pages 1-3 on a tiny checkpoint trained here: each page gets small sizes through render(sizes)."""
+import json
+import os
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -19,16 +22,14 @@ def tiny_cache(tmp_path_factory):
         yield d
 
 
-def _page(module: str):
+def _page(module: str, sizes: dict | None):
     import importlib
-    importlib.import_module(module).render()
+    page = importlib.import_module(module)
+    page.render(page.Sizes(**sizes)) if sizes is not None else page.render()
 
 
-def _run(module: str, state: dict) -> AppTest:
-    at = AppTest.from_function(_page, args=(module,), default_timeout=600)
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at.run()
+def _run(module: str, sizes: dict | None = None) -> AppTest:
+    return AppTest.from_function(_page, args=(module, sizes), default_timeout=600).run()
 
 
 def _ok(at: AppTest) -> None:
@@ -37,7 +38,7 @@ def _ok(at: AppTest) -> None:
 
 
 def test_elbo_anatomy_page(tiny_cache):
-    at = _run("app.lab.elbo_anatomy", {"lab1_k_max": 30, "lab1_repeats": 3, "lab1_k_ref": 500})
+    at = _run("app.lab.elbo_anatomy", {"k_max": 30, "repeats": 3, "k_ref": 500})
     _ok(at)
     labels = [m.label for m in at.metric]
     assert labels == ["log p(x)", "ELBO", "gap = KL(q(z|x) ‖ p(z|x))"]
@@ -51,20 +52,46 @@ def test_elbo_anatomy_page(tiny_cache):
     _ok(at)
 
 
+def test_a_damaged_report_file_is_rebuilt_and_the_page_shows_the_same_numbers(tiny_cache):
+    """The stored report beside the checkpoint is disposable: garbage in it costs a recomputation, not a
+    traceback, and the rebuilt file is read on the next server start."""
+    import glob
+
+    from app.lab.report_store import _shared_results
+    from vae_core.lab.elbo_anatomy import Anatomy
+    from vae_core.lab.report_cache import ReportCacheWarning, load_report
+    sizes = {"k_max": 30, "repeats": 3, "k_ref": 500}
+    first = [m.value for m in _run("app.lab.elbo_anatomy", sizes).metric]
+    (path,) = [p for p in glob.glob(os.path.join(tiny_cache, "*.lab-lab1-*.npz"))  # this image's, of those stored
+               if f"{load_report(p, Anatomy).log_px:.2f} nats" == first[0]]
+    with open(path, "wb") as f:
+        f.write(b"PK\x03\x04 garbage")
+    _shared_results.clear()  # as after a server restart: only the disk copy is left
+    with pytest.warns(ReportCacheWarning, match="recomputing"):
+        at = _run("app.lab.elbo_anatomy", sizes)
+    _ok(at)
+    assert [m.value for m in at.metric] == first  # same seed, same numbers
+    assert load_report(path, Anatomy).log_px == pytest.approx(float(first[0].split()[0]), abs=0.005)
+
+
 def test_importance_sampling_page(tiny_cache):
-    at = _run("app.lab.importance_sampling", {"lab2_n_max": 100, "lab2_repeats": 2, "lab2_toy": True})
+    at = _run("app.lab.importance_sampling", {"n_max": 100, "repeats": 2, "toy": True})
     _ok(at)
     assert len(at.get("plotly_chart")) == 4  # model: estimates + ESS; toy: estimates + ESS
     rows = at.dataframe[0].value
     assert set(rows["proposal"]) == {"prior", "posterior"}
+    # issue 12.7: N_max = 100 is one table size, said once (it read "At N = 100 and N = 100")
+    assert "At **N = 100** (2 repeats each):" in [m.value for m in at.markdown]
+    assert list(rows["N"]) == [100, 100]
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert max(len(t) for t in titles) <= 40, titles  # a half-width chart shows its whole title
     at.toggle(key="lab2_toy").set_value(False).run()  # rerun without resampling, toy hidden
     _ok(at)
     assert len(at.get("plotly_chart")) == 2
 
 
 def test_gradient_estimators_page(tiny_cache):
-    at = _run("app.lab.gradient_estimators",
-              {"lab3_batch": 2, "lab3_l_max": 4, "lab3_repeats": 4, "lab3_subset": "all"})
+    at = _run("app.lab.gradient_estimators", {"batch": 2, "l_max": 4, "repeats": 4, "subset": "all"})
     _ok(at)
     assert [m.label for m in at.metric][:2] == ["score / reparam variance at L=1", "score+LOO / reparam at L=2"]
     assert len(at.get("plotly_chart")) == 2
@@ -76,6 +103,13 @@ def test_gradient_estimators_page(tiny_cache):
 def test_pages_say_so_when_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path))
     for module in ("app.lab.elbo_anatomy", "app.lab.importance_sampling", "app.lab.gradient_estimators"):
-        at = _run(module, {})
+        at = _run(module)
         assert not at.exception
         assert any("No checkpoints" in w.value for w in at.sidebar.warning)
+
+
+def test_importance_table_heading_names_each_size_once():
+    from app.lab.importance_sampling import table_heading
+    assert table_heading(100, 5) == ("At **N = 100** (5 repeats each):", [100])
+    assert table_heading(1000, 5) == ("At **N = 1000** (5 repeats each):", [1000])
+    assert table_heading(10000, 3) == ("At **N = 1000** and **N = 10000** (3 repeats each):", [1000, 10000])

@@ -227,8 +227,8 @@ def test_beta_sweep_active_units_fall_as_beta_grows(tmp_path):
     assert fractions[-1] == pytest.approx(1.0) and fractions == sorted(fractions)
     x = data.x_test
     stats = [summarize(c.model, x) for c in ckpts]
-    au = [s["active_units"] for s in stats]
-    kl = [s["kl"] for s in stats]
+    au = [s.active_units for s in stats]
+    kl = [s.kl for s in stats]
     print("active units", au, "KL", kl)
     assert all(a >= b for a, b in zip(au, au[1:])) and au[0] > au[-1], au
     assert all(a > b for a, b in zip(kl, kl[1:])), kl

@@ -2,80 +2,58 @@
 from __future__ import annotations
 
 import math
-import os
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 from plotly.subplots import make_subplots
 
 from app.common import current_checkpoint, dataset_for, test_targets
-from app.lab.sweep_ui import base_caption, image_grid, open_runs
-from vae_core.lab.aggregate import aggregate_kl, hole_scores, marginal_kl, mmd_to_prior, sample_aggregate
-from vae_core.projection import fit_pca
-from vae_core.lab.sweeps import objective_runs, summarize
-from vae_core.losses import mmd
+from app.lab.report_store import lab_report, view
+from app.lab.widgets import base_caption, dim_names, image_grid, open_runs
+from vae_core.lab.aggregate import AggregateReport, aggregate_report
+from vae_core.lab.sweeps import objective_runs
 
-N_PRIOR = 1000   # prior draws projected onto the map and scored for holes
-N_SHOW = 10      # decoded prior samples shown per row
 MAX_DIMS = 16    # histograms shown
 COLORS = ("#1f77b4", "#d62728")
 
 
-@st.cache_data(max_entries=8, show_spinner="Estimating KL(Q‖p) and MMD(Q, p) on the test set…")
-def _numbers(key: tuple, _model, _x: torch.Tensor, seed: int = 0) -> dict:
-    """Everything page 5 shows for one model, computed now. key = (path, mtime)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        mu, logvar = _model.encode(_x)
-        zq = sample_aggregate(mu, logvar, 1, g)                                  # (N, k), one z per test x
-        agg = aggregate_kl(mu, logvar, per_x=2, generator=g)
-        marginal = marginal_kl(mu, logvar, per_x=1, generator=g).tolist()
-        mmd_q = mmd_to_prior(zq, g)
-        noise_floor = float(mmd(torch.randn(zq.shape, generator=g), torch.randn(zq.shape, generator=g)))
-        zp = torch.randn(N_PRIOR, mu.shape[1], generator=g)
-        score = hole_scores(zp, mu, logvar).float()
-        order = torch.argsort(score)
-        pca = fit_pca(mu)
-        stats = summarize(_model, _x, seed=seed)
-        holes = _model.decode_mean(zp[order[:N_SHOW]])
-        dense = _model.decode_mean(zp[order[-N_SHOW:]])
-    return {"zq": zq.numpy(), "agg": agg, "marginal": marginal, "mmd": mmd_q, "noise_floor": noise_floor,
-            "map_mu": pca.transform(mu), "map_prior": pca.transform(zp), "score": score.numpy(),
-            "holes": holes, "dense": dense, "hole_scores": score[order[:N_SHOW]].numpy(),
-            "dense_scores": score[order[-N_SHOW:]].numpy(), "stats": stats,
-            "sigma_mean": float(torch.exp(0.5 * logvar).mean()), "n": len(mu)}
+@dataclass(frozen=True)
+class Sizes:
+    n_prior: int = 1000  # prior draws projected onto the map and scored for holes
+    n_show: int = 10     # decoded prior samples shown per row
+    seed: int = 0
 
 
-def _table(labels, nums) -> pd.DataFrame:
-    n = nums[0]["n"]
-    return pd.DataFrame({
-        "model": labels,
-        "KL(Q‖p) (nats)": [f"{v['agg'].kl_q_p:.2f} ± {v['agg'].kl_q_p_se:.2f}" for v in nums],
-        "Σ_d KL(Q_d‖N(0,1)) marginals": [f"{sum(v['marginal']):.3f}" for v in nums],
-        "MMD²(Q, p)": [f"{v['mmd']:.4f}" for v in nums],
-        f"I(n; z) (≤ log {n} = {math.log(n):.2f})": [f"{v['agg'].mutual_info:.2f}" for v in nums],
-        "mean KL(q(z|x)‖p)": [f"{v['agg'].mean_kl:.2f}" for v in nums],
-        "mean σ of q(z|x)": [f"{v['sigma_mean']:.3f}" for v in nums],
-        "test ELBO": [f"{v['stats']['elbo']:.1f}" for v in nums],
-        "E_q log p(x|z)": [f"{v['stats']['recon']:.1f}" for v in nums],
-    }).set_index("model")
+def _table(labels, reps: list[AggregateReport], n: int) -> pd.DataFrame:
+    """Quantities as rows, the two models as columns: long names wrap instead of being cut off."""
+    rows = {
+        "KL(Q‖p) (nats)": [f"{r.agg.kl_q_p:.2f} ± {r.agg.kl_q_p_se:.2f}" for r in reps],
+        "Σ_d KL(Q_d‖N(0,1)) over the 1-D marginals": [f"{r.marginal.sum():.3f}" for r in reps],
+        "MMD²(Q, p)": [f"{r.mmd:.4f}" for r in reps],
+        f"I(n; z) (≤ log N = {math.log(n):.2f})": [f"{r.agg.mutual_info:.2f}" for r in reps],
+        "mean KL(q(z|x)‖p)": [f"{r.agg.mean_kl:.2f}" for r in reps],
+        "mean σ of q(z|x)": [f"{r.sigma_mean:.3f}" for r in reps],
+        "test ELBO": [f"{r.stats.elbo:.1f}" for r in reps],
+        "E_q log p(x|z)": [f"{r.stats.recon:.1f}" for r in reps],
+    }
+    return pd.DataFrame(rows, index=labels).T.rename_axis("quantity")
 
 
-def _histograms(labels, nums) -> go.Figure:
-    k = min(nums[0]["zq"].shape[1], MAX_DIMS)
+def _histograms(labels, reps: list[AggregateReport]) -> go.Figure:
+    k = min(reps[0].zq.shape[1], MAX_DIMS)
     cols = 4
     rows = math.ceil(k / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"z_{d}" for d in range(k)],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=dim_names(k),
                         vertical_spacing=0.08)
     grid = np.linspace(-4, 4, 161)
     dens = np.exp(-0.5 * grid ** 2) / math.sqrt(2 * math.pi)
     for d in range(k):
         r, c = d // cols + 1, d % cols + 1
-        for i, (lab, v) in enumerate(zip(labels, nums)):
-            fig.add_histogram(x=np.clip(v["zq"][:, d], -4.5, 4.5), histnorm="probability density",
+        for i, (lab, r_) in enumerate(zip(labels, reps)):
+            fig.add_histogram(x=np.clip(r_.zq[:, d], -4.5, 4.5), histnorm="probability density",
                               xbins=dict(start=-4.5, end=4.5, size=0.25), opacity=0.55, name=lab,
                               marker_color=COLORS[i % 2], legendgroup=lab, showlegend=d == 0, row=r, col=c)
         fig.add_scatter(x=grid, y=dens, mode="lines", line=dict(color="black", width=1.5), name="N(0, 1)",
@@ -85,12 +63,12 @@ def _histograms(labels, nums) -> go.Figure:
     return fig
 
 
-def _hole_map(v: dict, title: str) -> go.Figure:
+def _hole_map(v: AggregateReport, title: str) -> go.Figure:
     fig = go.Figure()
-    fig.add_scattergl(x=v["map_mu"][:, 0], y=v["map_mu"][:, 1], mode="markers", name="test means μ(x)",
+    fig.add_scattergl(x=v.map_mu[:, 0], y=v.map_mu[:, 1], mode="markers", name="test means μ(x)",
                       marker=dict(size=4, color="rgba(120,120,120,0.45)"))
-    s = np.clip(v["score"], np.quantile(v["score"], 0.02), None)
-    fig.add_scattergl(x=v["map_prior"][:, 0], y=v["map_prior"][:, 1], mode="markers", name="z ~ p(z)",
+    s = np.clip(v.score, np.quantile(v.score, 0.02), None)
+    fig.add_scattergl(x=v.map_prior[:, 0], y=v.map_prior[:, 1], mode="markers", name="z ~ p(z)",
                       marker=dict(size=5, color=s, colorscale="RdBu", showscale=True,
                                   colorbar=dict(title="log Q/p", len=0.8)))
     fig.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=70, b=10), xaxis_title="PC 1",
@@ -98,13 +76,7 @@ def _hole_map(v: dict, title: str) -> go.Figure:
     return fig
 
 
-def render() -> None:
-    st.title("Aggregate posterior vs prior, and the MMD-VAE")
-    ckpt = current_checkpoint()
-    if ckpt is None:
-        return
-    data = dataset_for(ckpt)
-    x = test_targets(ckpt)
+def _formulas() -> None:
     st.latex(r"Q(z) = \frac1N\sum_{n=1}^{N} q(z|x_n) \qquad "
              r"\mathrm{KL}(Q\,\|\,p) = \mathbb{E}_{z\sim Q}\big[\log Q(z) - \log p(z)\big]")
     st.latex(r"\log Q(z) = \operatorname{logsumexp}_n \log\mathcal{N}(z;\mu_n,\sigma_n^2) - \log N")
@@ -115,6 +87,44 @@ def render() -> None:
              r"\quad z\sim Q,\ \tilde z\sim p,\quad k(a,b) = e^{-\|a-b\|^2/k}")
     st.latex(r"\mathcal{L}_{\text{MMD-VAE}} = \mathbb{E}_q[\log p(x|z)] - \lambda\,\mathrm{MMD}^2(Q, p)"
              r"\qquad\text{(InfoVAE, Zhao et al. 2019; no per-example KL)}")
+
+
+def _measured(reps: list[AggregateReport], n: int) -> None:
+    a, b = reps
+    st.markdown(
+        f"Measured now: MMD²(Q, p) = **{a.mmd:.4f}** for the KL-VAE vs **{b.mmd:.4f}** for the MMD-VAE "
+        f"(noise floor of the estimator with N = {n}: two prior samples give {a.noise_floor:+.4f}). "
+        f"KL(Q‖p) = **{a.agg.kl_q_p:.1f}** vs **{b.agg.kl_q_p:.1f}** nats. The MMD-VAE has no per-example "
+        f"KL, so its posteriors shrink (mean σ {b.sigma_mean:.3f} vs {a.sigma_mean:.3f}): Q becomes "
+        "N narrow spikes. Any density comparison sees the spikes, in the joint KL and in each 1-D marginal alike "
+        f"(Σ_d marginal KL {a.marginal.sum():.2f} vs {b.marginal.sum():.2f}), even where their *spread* matches "
+        "N(0, I); that spread is what MMD with its wide kernel, and the histograms' 0.25-wide bins, measure. "
+        "With N test points, KL(Q‖p) ≥ mean KL − log N, and the KL-VAE's I(n; z) is near that ceiling.")
+
+
+def _holes(labels, reps: list[AggregateReport], input_shape, sizes: Sizes) -> None:
+    st.subheader("Holes: where the prior puts mass and Q does not")
+    st.markdown(f"{sizes.n_prior} draws z ~ N(0, I) projected by the same PCA as the test means, coloured by "
+                "log Q(z) − log p(z) computed in the full latent space (red = hole: the decoder never saw a "
+                "code there).")
+    cols = st.columns(2)
+    for i, (lab, v) in enumerate(zip(labels, reps)):
+        with cols[i]:
+            st.plotly_chart(view(v, "holes", lambda: _hole_map(v, lab)), key=f"lab5_holes_{i}")
+            st.image(view(v, "images", lambda: image_grid([v.holes, v.dense], input_shape, 36)), clamp=True,
+                     caption=f"Top: the {len(v.holes)} prior draws deepest in holes (log Q/p from "
+                             f"{v.hole_scores[0]:.0f} to {v.hole_scores[-1]:.0f}); bottom: the {len(v.dense)} "
+                             f"best covered (log Q/p {v.dense_scores[0]:.1f} to {v.dense_scores[-1]:.1f}).")
+
+
+def render(sizes: Sizes = Sizes()) -> None:
+    st.title("Aggregate posterior vs prior, and the MMD-VAE")
+    ckpt = current_checkpoint()
+    if ckpt is None:
+        return
+    data = dataset_for(ckpt)
+    x = test_targets(ckpt)
+    _formulas()
     base = ckpt.train_config
     lam = st.select_slider("MMD-VAE weight λ (another λ trains a new model through the cache)",
                            options=sorted({10.0, 100.0, 1000.0, float(base.mmd_weight)}),
@@ -127,31 +137,13 @@ def render() -> None:
     if ckpts is None:
         return
     labels = [r.name for r in pair]
-    nums = [_numbers((c.path, os.path.getmtime(c.path)), c.model, x) for c in ckpts]
-    st.dataframe(_table(labels, nums))
-    a, b = nums
-    a_marg, b_marg = sum(a["marginal"]), sum(b["marginal"])
-    st.markdown(
-        f"Measured now: MMD²(Q, p) = **{a['mmd']:.4f}** for the KL-VAE vs **{b['mmd']:.4f}** for the MMD-VAE "
-        f"(noise floor of the estimator with N = {a['n']}: two prior samples give {a['noise_floor']:+.4f}). "
-        f"KL(Q‖p) = **{a['agg'].kl_q_p:.1f}** vs **{b['agg'].kl_q_p:.1f}** nats. The MMD-VAE has no per-example "
-        f"KL, so its posteriors shrink (mean σ {b['sigma_mean']:.3f} vs {a['sigma_mean']:.3f}): Q becomes "
-        "N narrow spikes. Any density comparison sees the spikes, in the joint KL and in each 1-D marginal alike "
-        f"(Σ_d marginal KL {a_marg:.2f} vs {b_marg:.2f}), even where their *spread* matches N(0, I); that spread is "
-        "what MMD with its wide kernel, and the histograms' 0.25-wide bins, measure. With N test points, "
-        "KL(Q‖p) ≥ mean KL − log N, and the KL-VAE's I(n; z) is near that ceiling.")
+    params = {"n_prior": sizes.n_prior, "n_show": sizes.n_show, "seed": sizes.seed}
+    def compute(model) -> AggregateReport:  # a spinner only while computing
+        with st.spinner("Estimating KL(Q‖p) and MMD(Q, p) on the test set…"):
+            return aggregate_report(model, x, n_prior=sizes.n_prior, n_show=sizes.n_show, seed=sizes.seed)
+    reps = [lab_report("lab5", [c.path], params, AggregateReport, lambda c=c: compute(c.model)) for c in ckpts]
+    st.table(_table(labels, reps, len(x)))
+    _measured(reps, len(x))
     st.subheader("Per-dimension histograms of z ~ Q against N(0, 1)")
-    st.plotly_chart(_histograms(labels, nums), key="lab5_hist")
-    st.subheader("Holes: where the prior puts mass and Q does not")
-    st.markdown(f"{N_PRIOR} draws z ~ N(0, I) projected by the same PCA as the test means, coloured by "
-                "log Q(z) − log p(z) computed in the full latent space (red = hole: the decoder never saw a "
-                "code there).")
-    cols = st.columns(2)
-    for i, (lab, v) in enumerate(zip(labels, nums)):
-        with cols[i]:
-            st.plotly_chart(_hole_map(v, lab), key=f"lab5_holes_{i}")
-            shape = ckpt.model_config.input_shape
-            st.image(image_grid([v["holes"], v["dense"]], shape, 36), clamp=True,
-                     caption=f"Top: the {N_SHOW} prior draws deepest in holes (log Q/p from "
-                             f"{v['hole_scores'][0]:.0f} to {v['hole_scores'][-1]:.0f}); bottom: the {N_SHOW} "
-                             f"best covered (log Q/p {v['dense_scores'][0]:.1f} to {v['dense_scores'][-1]:.1f}).")
+    st.plotly_chart(view(reps[1], "histograms with " + labels[0], lambda: _histograms(labels, reps)), key="lab5_hist")
+    _holes(labels, reps, ckpt.model_config.input_shape, sizes)

@@ -1,117 +1,124 @@
 """Lab 4 · β and KL vanishing: a β sweep, a collapse case and its fixes, sum-vs-mean loss scaling."""
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 from app.common import current_checkpoint, dataset_for, test_targets
-from app.lab.sweep_ui import base_caption, image_grid, open_runs
+from app.lab.report_store import lab_report, view
+from app.lab.widgets import LabModel, base_caption, dim_names, image_grid, label_colour_map, open_runs
 from vae_core.checkpoints import Checkpoint
-from vae_core.lab.alignment import aligned_maps
-from vae_core.lab.sweeps import (FREE_BITS, beta_runs, collapse_runs, effective_beta, mean_loss_run,
-                                 summarize)
-
-N_SHOW = 10          # reconstructions / prior samples per model
-AU_THRESHOLD = 0.01  # Burda et al. 2016
+from vae_core.constants import ACTIVE_VAR_THRESHOLD
+from vae_core.lab.beta_report import SweepReport, sweep_report
+from vae_core.lab.sweeps import FREE_BITS, ModelStats, beta_runs, collapse_runs, effective_beta, mean_loss_run
 
 
-@st.cache_data(max_entries=8, show_spinner="Evaluating the sweep on the test set…")
-def _sweep_numbers(key: tuple, _models: list, _x: torch.Tensor, seed: int = 0) -> dict:
-    """Live test-set numbers, maps, reconstructions and prior samples for each model. key = (path, mtime)s."""
-    names = [k[0] for k in key]
-    with torch.no_grad():
-        stats = [summarize(m, _x, seed=seed) for m in _models]
-        mus = {n: m.encode(_x)[0] for n, m in zip(names, _models)}
-        z = torch.randn(N_SHOW, _models[0].cfg.latent_dim, generator=torch.Generator().manual_seed(seed))
-        recons = [m.decode_mean(mus[n][:N_SHOW]) for n, m in zip(names, _models)]
-        samples = [m.decode_mean(z) for m in _models]
-    return {"stats": stats, "mus": {n: v.numpy() for n, v in mus.items()}, "recons": recons, "samples": samples}
+@dataclass(frozen=True)
+class Sizes:
+    n_show: int = 10  # reconstructions / prior samples per model
+    seed: int = 0
 
 
-def _key(ckpts: list[Checkpoint], labels: list[str]) -> tuple:
-    return tuple((lab, c.path, os.path.getmtime(c.path)) for lab, c in zip(labels, ckpts))
+def _report(section: str, ckpts: list[LabModel], x, sizes: Sizes, reference: int = 0) -> SweepReport:
+    def compute() -> SweepReport:  # a spinner only while computing: a stored report shows at once
+        with st.spinner(f"Evaluating {len(ckpts)} model(s) on the {len(x)} test images…"):
+            return sweep_report([c.model for c in ckpts], x, reference=reference, n_show=sizes.n_show,
+                                seed=sizes.seed)
+    params = {"n_show": sizes.n_show, "seed": sizes.seed, "reference": reference}
+    return lab_report(f"lab4-{section}", [c.path for c in ckpts], params, SweepReport, compute)
 
 
-def _table(labels, stats) -> pd.DataFrame:
+def _table(labels, stats: tuple[ModelStats, ...]) -> pd.DataFrame:
     return pd.DataFrame({
         "model": labels,
-        "test ELBO": [s["elbo"] for s in stats],
-        "E_q log p(x|z)": [s["recon"] for s in stats],
-        "KL": [s["kl"] for s in stats],
-        f"active units (of {len(stats[0]['kl_per_dim'])})": [s["active_units"] for s in stats],
+        "test ELBO": [s.elbo for s in stats],
+        "E_q log p(x|z)": [s.recon for s in stats],
+        "KL": [s.kl for s in stats],
+        f"active units (of {len(stats[0].kl_per_dim)})": [s.active_units for s in stats],
     }).set_index("model")
 
 
-def _per_dim_figure(labels, stats, field: str, title: str, log: bool = False, threshold=None) -> go.Figure:
+def _rounded(labels, stats) -> pd.DataFrame:
+    return _table(labels, stats).round(2)
+
+
+def per_dim_figure(labels, values: list, title: str, log: bool = False, threshold=None) -> go.Figure:
+    """Grouped bars of one per-dim statistic, dims named z1..zk; the threshold is a legend entry, not
+    a label drawn over the bars."""
     fig = go.Figure()
-    k = len(stats[0][field])
-    for lab, s in zip(labels, stats):
-        fig.add_bar(x=list(range(k)), y=s[field], name=lab)
-    if threshold is not None:
-        fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"active-unit threshold {threshold}")
-    fig.update_layout(barmode="group", title=title, height=320, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title="latent dim d", legend=dict(orientation="h", y=-0.3))
+    names = dim_names(len(values[0]))
+    for lab, v in zip(labels, values):
+        fig.add_bar(x=names, y=list(v), name=lab)
+    if threshold is not None:  # the line spans the plot; its name goes in the legend, clear of the bars
+        line = dict(color="black", dash="dash", width=1.5)
+        fig.add_hline(y=threshold, line=line)
+        fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=f"active-unit threshold {threshold:g}")
+    fig.update_layout(barmode="group", title=title, height=340, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="latent dim", legend=dict(orientation="h", y=-0.3))
     if log:
         fig.update_yaxes(type="log")
     return fig
 
 
-def _maps_figure(labels, mus: dict, y, reference: str) -> go.Figure:
-    maps = aligned_maps(mus, reference)
+def _maps_figure(labels, maps, y) -> go.Figure:
     frames = []
-    for lab in labels:
-        xy = maps[lab].project(mus[lab])
+    for lab, xy in zip(labels, maps):
         frames.append(pd.DataFrame({"PC 1": xy[:, 0], "PC 2": xy[:, 1], "model": lab,
                                     "label": [str(int(v)) for v in y] if y is not None else "?"}))
-    df = pd.concat(frames)
-    fig = px.scatter(df, x="PC 1", y="PC 2", color="label", facet_col="model", opacity=0.6,
-                     category_orders={"label": [str(i) for i in range(10)], "model": labels}, height=330)
+    colours = label_colour_map(y) if y is not None else {"?": "#888888"}
+    fig = px.scatter(pd.concat(frames), x="PC 1", y="PC 2", color="label", facet_col="model", opacity=0.6,
+                     color_discrete_map=colours, category_orders={"label": list(colours), "model": labels},
+                     height=330)
     fig.update_traces(marker=dict(size=4))
     fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
 
-def _sweep_section(ckpt: Checkpoint, data, x) -> None:
+def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     st.subheader("The β sweep")
     st.latex(r"\mathcal{L}_\beta(x) = \mathbb{E}_{q(z|x)}[\log p(x|z)] - \beta\,"
              r"\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big),\qquad "
              r"\mathrm{KL} = \sum_{d=1}^{k}\mathrm{KL}_d,\quad "
              r"\mathrm{KL}_d = \tfrac12\big(\mu_d^2 + \sigma_d^2 - 1 - \log\sigma_d^2\big)")
     st.latex(r"\text{unit } d \text{ is active} \iff A_d = \mathrm{Cov}_x\big(\mathbb{E}_{q(z|x)}[z_d]\big) "
-             rf"> {AU_THRESHOLD}")
+             rf"> {ACTIVE_VAR_THRESHOLD:g}")
     runs = beta_runs(ckpt.model_config, ckpt.train_config)
-    st.caption(base_caption(ckpt, runs) + " All numbers below are computed now on the "
+    st.caption(base_caption(ckpt, runs) + " All numbers below are computed on the "
                f"{len(x)} test images (ELBO terms in nats per image, one z sample).")
     ckpts = open_runs(runs, data, "lab4_sweep")
     if ckpts is None:
         return
     labels = [r.name for r in runs]
-    num = _sweep_numbers(_key(ckpts, labels), [c.model for c in ckpts], x)
-    stats = num["stats"]
-    st.dataframe(_table(labels, stats).style.format("{:.2f}", subset=["test ELBO", "E_q log p(x|z)", "KL"]))
-    au = [s["active_units"] for s in stats]
+    ref = next((i for i, r in enumerate(runs) if r.train.beta == 1.0), 0)
+    rep = _report("sweep", ckpts, x, sizes, reference=ref)
+    stats = rep.stats
+    st.dataframe(_rounded(labels, stats))
+    au = [s.active_units for s in stats]
     st.markdown("Active units per β: " + ", ".join(f"**{lab}: {a}**" for lab, a in zip(labels, au))
-                + f". KL falls from {stats[0]['kl']:.1f} to {stats[-1]['kl']:.1f} nats as β grows.")
+                + f". KL falls from {stats[0].kl:.1f} to {stats[-1].kl:.1f} nats as β grows.")
+    _sweep_pictures(labels, rep, data, ckpt.model_config.input_shape, labels[ref], sizes)
+
+
+def _sweep_pictures(labels: list[str], rep: SweepReport, data, shape, ref: str, sizes: Sizes) -> None:
+    stats = rep.stats
     c1, c2 = st.columns(2)
-    c1.plotly_chart(_per_dim_figure(labels, stats, "kl_per_dim", "KL per latent dim (nats)"),
-                    key="lab4_kl_dims")
-    c2.plotly_chart(_per_dim_figure(labels, stats, "mu_var", "A_d = Var_x(μ_d) (log scale)", log=True,
-                                    threshold=AU_THRESHOLD), key="lab4_au_dims")
-    ref = next((lab for lab, r in zip(labels, runs) if r.train.beta == 1.0), labels[0])
+    c1.plotly_chart(view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats],
+                                                           "KL per latent dim (nats)")), key="lab4_kl_dims")
+    c2.plotly_chart(view(rep, "au", lambda: per_dim_figure(labels, [s.mu_var for s in stats],
+                                                           "A_d = Var_x(μ_d) (log scale)", log=True,
+                                                           threshold=ACTIVE_VAR_THRESHOLD)), key="lab4_au_dims")
     st.markdown(f"**Latent maps** — PCA of each model's test means μ, rotated (orthogonal Procrustes) onto "
                 f"the {ref} map; no rescaling, so a shrinking map is real.")
-    st.plotly_chart(_maps_figure(labels, num["mus"], data.y_test, ref), key="lab4_maps")
-    shape = ckpt.model_config.input_shape
+    st.plotly_chart(view(rep, "maps", lambda: _maps_figure(labels, rep.maps, data.y_test)), key="lab4_maps")
     c1, c2 = st.columns(2)
-    c1.image(image_grid([data.x_test[:N_SHOW]] + num["recons"], shape, 40),
+    c1.image(view(rep, "recons", lambda: image_grid([data.x_test[:sizes.n_show]] + list(rep.recons), shape, 40)),
              caption="Reconstructions E[x|z=μ(x)]: top row the test images, then one row per β "
                      f"({', '.join(labels)})", clamp=True)
-    c2.image(image_grid(num["samples"], shape, 40),
+    c2.image(view(rep, "samples", lambda: image_grid(list(rep.samples), shape, 40)),
              caption=f"Prior samples E[x|z], the same z ~ N(0, I) for every row ({', '.join(labels)})",
              clamp=True)
 
@@ -126,7 +133,7 @@ def _history_figure(labels, ckpts, field: str, title: str) -> go.Figure:
     return fig
 
 
-def _collapse_section(ckpt: Checkpoint, data, x) -> None:
+def _collapse_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     st.subheader("KL vanishing, and two fixes")
     runs = collapse_runs(ckpt.model_config, ckpt.train_config)
     beta = runs[0].train.beta
@@ -141,10 +148,11 @@ def _collapse_section(ckpt: Checkpoint, data, x) -> None:
     if ckpts is None:
         return
     labels = [r.name for r in runs]
-    stats = _sweep_numbers(_key(ckpts, labels), [c.model for c in ckpts], x)["stats"]
-    st.dataframe(_table(labels, stats).style.format("{:.2f}", subset=["test ELBO", "E_q log p(x|z)", "KL"]))
-    kl = [s["kl"] for s in stats]
-    au = [s["active_units"] for s in stats]
+    rep = _report("collapse", ckpts, x, sizes)
+    stats = rep.stats
+    st.dataframe(_rounded(labels, stats))
+    kl = [s.kl for s in stats]
+    au = [s.active_units for s in stats]
     st.markdown(f"Measured now: KL {kl[0]:.2f} nats / {au[0]} active units with plain β = {beta:g}; "
                 f"{kl[1]:.2f} / {au[1]} with warm-up; {kl[2]:.2f} / {au[2]} with free bits. "
                 + ("Warm-up only delays the pressure: once β reaches its final value the same optimum pulls "
@@ -152,13 +160,24 @@ def _collapse_section(ckpt: Checkpoint, data, x) -> None:
                    "unit's KL near λ." if kl[1] < 0.5 * kl[2] else
                    "Both fixes keep more information in the code than plain β."))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(_per_dim_figure(labels, stats, "kl_per_dim", "KL per latent dim (nats)"),
-                    key="lab4_collapse_dims")
-    c2.plotly_chart(_history_figure(labels, ckpts, "test_kl", "Test KL during training (recorded per epoch)"),
+    c1.plotly_chart(view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats],
+                                                           "KL per latent dim (nats)")), key="lab4_collapse_dims")
+    c2.plotly_chart(view(rep, "history", lambda: _history_figure(labels, ckpts, "test_kl", "Test KL during "
+                                                                 "training (recorded per epoch)")),
                     key="lab4_collapse_hist")
 
 
-def _mean_vs_sum_section(ckpt: Checkpoint, data, x) -> None:
+@st.fragment
+def _effective_beta(d: int, k: int) -> None:
+    """β' and the KL reduction -> β_eff: reruns alone, the measured model below stays as it is."""
+    c1, c2 = st.columns(2)
+    b = c1.number_input("β' written in the code", min_value=0.0, value=1.0, step=0.5, key="lab4_beta_prime")
+    red = c2.radio("KL reduction in that code", ["sum", "mean"], horizontal=True, key="lab4_kl_red",
+                   format_func=lambda r: {"sum": "sum over dims", "mean": "mean over dims"}[r])
+    st.metric(f"Effective β for this model (D = {d}, k = {k})", f"{effective_beta(d, k, b, red):g}")
+
+
+def _mean_vs_sum_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     st.subheader("Sum vs mean: the hidden β of a per-pixel mean loss")
     d, k = ckpt.model_config.input_dim, ckpt.model_config.latent_dim
     st.markdown("The ELBO sums log p(x|z) over all D pixels. Many implementations average the "
@@ -167,36 +186,32 @@ def _mean_vs_sum_section(ckpt: Checkpoint, data, x) -> None:
     st.latex(r"\frac1D\sum_{i=1}^{D}\mathrm{BCE}_i + \beta'\,\mathrm{KL}"
              r"\;\propto\; \sum_{i=1}^{D}\mathrm{BCE}_i + \underbrace{\beta' D}_{\beta_{\mathrm{eff}}}\,\mathrm{KL}"
              r"\qquad\Big(\text{KL averaged over the } k \text{ dims too: } \beta_{\mathrm{eff}} = \beta' D/k\Big)")
-    c1, c2 = st.columns(2)
-    b = c1.number_input("β' written in the code", min_value=0.0, value=1.0, step=0.5, key="lab4_beta_prime")
-    red = c2.radio("KL reduction in that code", ["sum", "mean"], horizontal=True, key="lab4_kl_red",
-                   format_func=lambda r: {"sum": "sum over dims", "mean": "mean over dims"}[r])
-    be = effective_beta(d, k, b, red)
-    st.metric(f"Effective β for this model (D = {d}, k = {k})", f"{be:g}")
+    _effective_beta(d, k)
     run = mean_loss_run(ckpt.model_config, ckpt.train_config)
     st.markdown(f"What that does, measured: a model trained with β = {run.train.beta:g} (mean-BCE, summed KL, "
                 "β' = 1), same architecture, data and seed:")
     ckpts = open_runs([run], data, "lab4_meanloss")
     if ckpts is None:
         return
-    s = _sweep_numbers(_key(ckpts, [run.name]), [ckpts[0].model], x)
-    st0 = s["stats"][0]
+    rep = _report("meanloss", ckpts, x, sizes)
+    st0 = rep.stats[0]
     c1, c2, c3 = st.columns(3)
-    c1.metric("test KL (nats)", f"{st0['kl']:.3f}")
-    c2.metric("active units", f"{st0['active_units']} of {k}")
-    c3.metric("test ELBO (nats)", f"{st0['elbo']:.1f}")
-    st.image(image_grid([data.x_test[:N_SHOW], s["recons"][0], s["samples"][0]], ckpt.model_config.input_shape, 40),
+    c1.metric("test KL (nats)", f"{st0.kl:.3f}")
+    c2.metric("active units", f"{st0.active_units} of {k}")
+    c3.metric("test ELBO (nats)", f"{st0.elbo:.1f}")
+    st.image(view(rep, "images", lambda: image_grid([data.x_test[:sizes.n_show], rep.recons[0], rep.samples[0]],
+                                                    ckpt.model_config.input_shape, 40)),
              caption="Test images, their reconstructions, prior samples: with the code unused the decoder "
                      "can only draw an average digit.", clamp=True)
 
 
-def render() -> None:
+def render(sizes: Sizes = Sizes()) -> None:
     st.title("β and KL vanishing")
     ckpt = current_checkpoint()
     if ckpt is None:
         return
     data = dataset_for(ckpt)
     x = test_targets(ckpt)
-    _sweep_section(ckpt, data, x)
-    _collapse_section(ckpt, data, x)
-    _mean_vs_sum_section(ckpt, data, x)
+    _sweep_section(ckpt, data, x, sizes)
+    _collapse_section(ckpt, data, x, sizes)
+    _mean_vs_sum_section(ckpt, data, x, sizes)

@@ -1,75 +1,27 @@
 """Lab 1 · ELBO anatomy: log p(x), the ELBO and the gap between them, live on one test image."""
 from __future__ import annotations
 
-import os
-import threading
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from app.common import current_checkpoint, test_targets
-from vae_core.data import target_description
-from vae_core.lab.elbo_anatomy import anatomy
+from app.common import current_checkpoint
+from app.lab.report_store import lab_report, view
+from app.lab.widgets import example_picker, lazy_progress
+from vae_core.lab.elbo_anatomy import Anatomy, anatomy
 
 P = "lab1_"  # session-state prefix of this page
-DEFAULTS = {"k_max": 1000, "repeats": 16, "k_ref": 5000}  # tests shrink these via session state
 
 
-def example_picker(ckpt, prefix: str) -> tuple[int, torch.Tensor]:
-    """Test-index picker that shows the chosen target; returns (index, x of shape (1, *input_shape)).
-    Shared with Lab 2."""
-    x_test = test_targets(ckpt)
-    idx = int(st.number_input("Test example", 0, len(x_test) - 1, 0, key=f"{prefix}index",
-                              help="Index into the model's test set"))
-    x = x_test[idx:idx + 1]
-    shape = tuple(x.shape[1:])
-    if len(shape) == 3 and shape[0] in (1, 3):
-        img = x[0].permute(1, 2, 0).squeeze(-1).numpy()
-        st.image(img, width=140, clamp=True, caption=f"x = test[{idx}]")
-    else:
-        st.line_chart(x[0].flatten().numpy(), height=140)
-    st.caption(target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize))
-    return idx, x
-
-
-def controls(prefix: str, defaults: dict) -> None:
-    """Put the defaults in session state once, so widgets read them (and tests can override them)."""
-    for k, v in defaults.items():
-        st.session_state.setdefault(prefix + k, v)
-
-
-@st.cache_resource(show_spinner=False)
-def _shared_results() -> tuple[dict, threading.Lock]:
-    """Process-wide: (page key, inputs) -> [lock, result]. Shared by every session."""
-    return {}, threading.Lock()
-
-
-def memo(key: str, inputs: tuple, compute, keep: int = 8):
-    """A page's sampling results, computed once per server for all sessions: `inputs` holds every input,
-    the seed included, so the result is the same for every student and a class opening a Lab page
-    together waits for one computation instead of each running its own. Results are read-only.
-    Not st.cache_data: compute draws a progress bar, and cache_data cannot replay an element drawn
-    into a block made outside the cached function. Keeps the last `keep` results per page."""
-    store, lock = _shared_results()
-    with lock:
-        entry = store.get((key, inputs))
-        if entry is None:
-            page = [k for k in store if k[0] == key]
-            for old in page[:max(0, len(page) - keep + 1)]:
-                del store[old]
-            entry = store[(key, inputs)] = [threading.Lock(), None]
-    with entry[0]:  # the first session computes; the others wait for its result
-        if entry[1] is None:
-            entry[1] = compute()
-        return entry[1]
-
-
-def progress_bar(where, text: str):
-    """A progress bar in `where` and a callback f -> bar at fraction f."""
-    bar = where.progress(0.0, text=text)
-    return bar, lambda f: bar.progress(min(1.0, f), text=text)
+@dataclass(frozen=True)
+class Sizes:
+    """Where the sliders start; tests pass smaller ones to render()."""
+    k_max: int = 1000   # largest K of the L_K curves
+    repeats: int = 16   # independent L_K curves (error bars)
+    k_ref: int = 5000   # draws for the log p(x) reference
 
 
 def _bound_figure(a) -> go.Figure:
@@ -97,52 +49,40 @@ def _gap_figure(a) -> go.Figure:
     return fig
 
 
-def render() -> None:
-    st.title("ELBO anatomy")
-    st.markdown("How far is the ELBO below log p(x) for one image, and what closes the gap? "
-                "Every number below is computed from the open model now.")
-    ckpt = current_checkpoint()
-    if ckpt is None:
-        return
-    controls(P, DEFAULTS)
-    left, right = st.columns([1, 3])
-    with left:
-        idx, x = example_picker(ckpt, P)
-        k_max = st.select_slider("Largest K for L_K", [10, 30, 100, 300, 1000, 3000], key=P + "k_max")
-        repeats = st.slider("Repeats (error bars)", 2, 32, key=P + "repeats")
-        k_ref = st.select_slider("K for log p(x)", [100, 500, 1000, 5000, 20000], key=P + "k_ref")
-    bar, report = progress_bar(right, "Sampling importance weights…")
-    a = memo(P + "results", (ckpt.path, os.path.getmtime(ckpt.path), idx, k_max, repeats, k_ref),
-             lambda: anatomy(ckpt.model, x, k_max=k_max, repeats=repeats, k_ref=k_ref, seed=idx, progress=report))
-    bar.empty()
+def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int, int]:
+    idx, x = example_picker(ckpt, P)
+    k_max = st.select_slider("Largest K for L_K", [10, 30, 100, 300, 1000, 3000], value=sizes.k_max,
+                             key=P + "k_max")
+    repeats = st.slider("Repeats (error bars)", 2, 32, value=sizes.repeats, key=P + "repeats")
+    k_ref = st.select_slider("K for log p(x)", [100, 500, 1000, 5000, 20000], value=sizes.k_ref, key=P + "k_ref")
+    return idx, x, k_max, repeats, k_ref
 
-    with right:
-        c1, c2, c3 = st.columns(3)
-        c1.metric("log p(x)", f"{a.log_px:.2f} nats", help=f"Importance-sampled with K={a.k_ref} draws from "
-                  f"q(z|x); delta-method SE {a.log_px_se:.3f}")
-        c2.metric("ELBO", f"{a.elbo:.2f} nats", help="E_q log p(x|z) (Monte Carlo) − KL(q‖p(z)) (closed form)")
-        c3.metric("gap = KL(q(z|x) ‖ p(z|x))", f"{a.gap:.2f} nats", help="log p(x) − ELBO, always ≥ 0")
-        st.markdown("**The identity**, with this image's numbers:")
-        st.latex(r"\log p(x) = \underbrace{\mathbb{E}_{q}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{ELBO}}"
-                 r" + \mathrm{KL}(q(z|x)\,\|\,p(z|x))")
-        st.latex(rf"{a.log_px:.2f} = \underbrace{{{a.recon:.2f} - {a.kl_prior:.2f}}}_{{{a.elbo:.2f}}} + {a.gap:.2f}")
-        st.markdown("**The ELBO is the mean log importance weight** (Jensen: the log of a mean is "
-                    "at least the mean of the log):")
-        st.latex(r"w = \frac{p(x|z)\,p(z)}{q(z|x)},\quad z\sim q(z|x):\qquad "
-                 r"\mathbb{E}_q[\log w] \;\le\; \log \mathbb{E}_q[w] = \log p(x)")
-        st.latex(rf"\mathbb{{E}}_q[\log w] \approx {a.elbo_logw:.2f} \pm {a.elbo_logw_se:.2f}"
-                 rf"\quad(\text{{recon}} - \text{{KL}} = {a.elbo:.2f})"
-                 rf"\;\le\; \log \tfrac{{1}}{{K}}\textstyle\sum_k w_k = {a.log_px:.2f}")
-        st.caption(f"Both ELBO readings use the same {a.k_ref} draws; they differ only by Monte Carlo error "
-                   f"(± {a.recon_se:.2f} on the reconstruction term).")
 
-    st.subheader("Tightening the bound with K samples")
-    st.latex(r"\mathcal{L}_K = \mathbb{E}\Big[\log \tfrac{1}{K}\textstyle\sum_{k=1}^{K} w_k\Big],\qquad "
-             r"\text{ELBO} = \mathcal{L}_1 \le \mathcal{L}_2 \le \dots \le \mathcal{L}_K \xrightarrow{K\to\infty}"
-             r" \log p(x)")
+def _identity_section(a: Anatomy) -> None:
+    c1, c2, c3 = st.columns(3)
+    c1.metric("log p(x)", f"{a.log_px:.2f} nats", help=f"Importance-sampled with K={a.k_ref} draws from "
+              f"q(z|x); delta-method SE {a.log_px_se:.3f}")
+    c2.metric("ELBO", f"{a.elbo:.2f} nats", help="E_q log p(x|z) (Monte Carlo) − KL(q‖p(z)) (closed form)")
+    c3.metric("gap = KL(q(z|x) ‖ p(z|x))", f"{a.gap:.2f} nats", help="log p(x) − ELBO, always ≥ 0")
+    st.markdown("**The identity**, with this image's numbers:")
+    st.latex(r"\log p(x) = \underbrace{\mathbb{E}_{q}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{ELBO}}"
+             r" + \mathrm{KL}(q(z|x)\,\|\,p(z|x))")
+    st.latex(rf"{a.log_px:.2f} = \underbrace{{{a.recon:.2f} - {a.kl_prior:.2f}}}_{{{a.elbo:.2f}}} + {a.gap:.2f}")
+    st.markdown("**The ELBO is the mean log importance weight** (Jensen: the log of a mean is "
+                "at least the mean of the log):")
+    st.latex(r"w = \frac{p(x|z)\,p(z)}{q(z|x)},\quad z\sim q(z|x):\qquad "
+             r"\mathbb{E}_q[\log w] \;\le\; \log \mathbb{E}_q[w] = \log p(x)")
+    st.latex(rf"\mathbb{{E}}_q[\log w] \approx {a.elbo_logw:.2f} \pm {a.elbo_logw_se:.2f}"
+             rf"\quad(\text{{recon}} - \text{{KL}} = {a.elbo:.2f})"
+             rf"\;\le\; \log \tfrac{{1}}{{K}}\textstyle\sum_k w_k = {a.log_px:.2f}")
+    st.caption(f"Both ELBO readings use the same {a.k_ref} draws; they differ only by Monte Carlo error "
+               f"(± {a.recon_se:.2f} on the reconstruction term).")
+
+
+def _bound_section(a: Anatomy) -> None:
     f1, f2 = st.columns(2)
-    f1.plotly_chart(_bound_figure(a), key=P + "bound_chart")
-    f2.plotly_chart(_gap_figure(a), key=P + "gap_chart")
+    f1.plotly_chart(view(a, "bound", lambda: _bound_figure(a)), key=P + "bound_chart")
+    f2.plotly_chart(view(a, "gap", lambda: _gap_figure(a)), key=P + "gap_chart")
     first, last = a.lk_mean()[[0, -1]]
     st.markdown(f"Gap at K=1: **{a.log_px - first:.2f} nats** · at K={a.k[-1]}: **{a.log_px - last:.2f} nats**. "
                 f"Each of the {len(a.lk)} repeats draws {a.k[-1]} weights and reads L_K off its first K "
@@ -150,3 +90,31 @@ def render() -> None:
     with st.expander("Numbers"):
         st.dataframe({"K": a.k, "L_K mean": np.round(a.lk_mean(), 3), "± SE": np.round(a.lk_se(), 3),
                       "log p(x) − L_K": np.round(a.log_px - a.lk_mean(), 3)}, hide_index=True)
+
+
+def render(sizes: Sizes = Sizes()) -> None:
+    st.title("ELBO anatomy")
+    st.markdown("How far is the ELBO below log p(x) for one image, and what closes the gap? "
+                "Every number below is computed from the open model now.")
+    ckpt = current_checkpoint()
+    if ckpt is None:
+        return
+    left, right = st.columns([1, 3])
+    with left:
+        idx, x, k_max, repeats, k_ref = _controls(ckpt, sizes)
+    # the page's prose is drawn before the numbers arrive; the sections fill in below it
+    st.subheader("Tightening the bound with K samples")
+    st.latex(r"\mathcal{L}_K = \mathbb{E}\Big[\log \tfrac{1}{K}\textstyle\sum_{k=1}^{K} w_k\Big],\qquad "
+             r"\text{ELBO} = \mathcal{L}_1 \le \mathcal{L}_2 \le \dots \le \mathcal{L}_K \xrightarrow{K\to\infty}"
+             r" \log p(x)")
+    bound = st.container()
+    slot, report = lazy_progress(right, "Sampling importance weights…")
+    params = {"index": idx, "k_max": k_max, "repeats": repeats, "k_ref": k_ref}
+    a = lab_report("lab1", [ckpt.path], params, Anatomy,
+                   lambda: anatomy(ckpt.model, x, k_max=k_max, repeats=repeats, k_ref=k_ref, seed=idx,
+                                   progress=report))
+    slot.empty()
+    with right:
+        _identity_section(a)
+    with bound:
+        _bound_section(a)

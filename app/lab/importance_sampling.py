@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-import os
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -10,30 +10,22 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint
-from app.lab.elbo_anatomy import controls, example_picker, memo, progress_bar
-from vae_core.lab.importance import PROPOSALS, estimator_curve
-from vae_core.lab.linear_gaussian import LinearGaussian
-from vae_core.losses import kl_diag_gaussian
+from app.lab.report_store import lab_report, view
+from app.lab.widgets import example_picker, lazy_progress
+from vae_core.lab.importance_report import ImportanceReport, ToyReport, importance_report, toy_report
 
 P = "lab2_"
-DEFAULTS = {"n_max": 10000, "repeats": 5, "toy": True}  # tests shrink these via session state
 NAMES = {"prior": "z ~ p(z):  (1/N) Σ p(x|z)", "posterior": "z ~ q(z|x):  (1/N) Σ p(x|z)p(z)/q(z|x)"}
 COLORS = {"prior": "#d62728", "posterior": "#1f77b4"}
+N_TABLE = 1000  # the table's first row: N where the q-based estimate has settled
 
 
-def _curves(model, x, seed: int, n_max: int, repeats: int, progress) -> dict:
-    return {prop: estimator_curve(model, x, prop, n_max, repeats, seed=seed,
-                                  progress=lambda f, i=i: progress((i + f) / len(PROPOSALS)))
-            for i, prop in enumerate(PROPOSALS)}
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _toy(n_max: int, repeats: int):
-    """2-D linear-Gaussian model with a deliberately imperfect q: both estimators work, exact answer known."""
-    lg = LinearGaussian.random(d=4, k=2, s=0.5, seed=0)
-    model, x = lg.vae(mean_scale=0.8, logvar_shift=0.7), lg.sample_x(1, seed=3)
-    curves = {p: estimator_curve(model, x, p, n_max, repeats, seed=1) for p in PROPOSALS}
-    return curves, float(lg.log_px(x))
+@dataclass(frozen=True)
+class Sizes:
+    """Where the controls start; tests pass smaller ones to render()."""
+    n_max: int = 10000   # largest N
+    repeats: int = 5     # independent runs per proposal
+    toy: bool = True     # show the linear-Gaussian toy
 
 
 def _estimate_figure(curves: dict, reference: float, ref_label: str, title: str) -> go.Figure:
@@ -73,7 +65,65 @@ def _summary(curves: dict, n: int) -> list[dict]:
     return rows
 
 
-def render() -> None:
+def table_heading(n_max: int, repeats: int) -> tuple[str, list[int]]:
+    """The table's heading and its sample sizes: N_TABLE and n_max, or n_max alone when they meet."""
+    ns = [N_TABLE, n_max] if n_max > N_TABLE else [n_max]
+    at = " and ".join(f"**N = {n}**" for n in ns)
+    return f"At {at} ({repeats} repeats each):", ns
+
+
+def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int]:
+    idx, x = example_picker(ckpt, P)
+    n_max = st.select_slider("Largest N", [100, 1000, 3000, 10000, 30000, 100000], value=sizes.n_max,
+                             key=P + "n_max")
+    repeats = st.slider("Repeats (spread)", 2, 20, value=sizes.repeats, key=P + "repeats")
+    return idx, x, n_max, repeats
+
+
+def _model_section(r: ImportanceReport, n_max: int, repeats: int) -> None:
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(view(r, "estimates", lambda: _estimate_figure(
+        r.curves, r.reference, f"q-based, pooled: {r.reference:.2f}", "log p̂(x) as N grows")), key=P + "est_chart")
+    c2.plotly_chart(view(r, "ess", lambda: _ess_figure(r.curves, "How many draws carry the estimate")),
+                    key=P + "ess_chart")
+    st.caption(f"Thin lines: each repeat; bars: ±1 sd over repeats. Green: the q-based estimate with all "
+               f"{repeats}×{n_max} draws pooled.")
+    heading, ns = table_heading(n_max, repeats)
+    st.markdown(heading)
+    st.dataframe([row for n in ns for row in _summary(r.curves, n)], hide_index=True)
+
+
+def _why_prior_fails(r: ImportanceReport, n_max: int) -> None:
+    q, prior, kl = r.curves["posterior"], r.curves["prior"], r.kl_prior
+    j = int(np.searchsorted(q.n, min(100, n_max)))
+    p_ess, p_below = prior.ess[:, -1].mean(), r.reference - prior.log_px[:, -1].mean()
+    st.markdown(
+        f"Why the prior fails: q(z|x) sits far inside p(z). KL(q(z|x) ‖ p(z)) = **{kl:.1f} nats**, and "
+        f"sampling from p(z) needs roughly $e^{{\\mathrm{{KL}}}} \\approx 10^{{{kl / math.log(10):.1f}}}$ draws "
+        "before the estimate settles (Chatterjee & Diaconis 2018, with q standing in for the true "
+        f"posterior). At N = {n_max} the prior estimate has ESS **{p_ess:.1f}** and sits **{p_below:.1f} nats** "
+        "below the pooled q-based value: unbiased in p(x), but its log is biased low (Jensen) and noisy. "
+        f"The q-based estimate is {abs(q.log_px[:, j].mean() - r.reference):.2f} nats from that value already "
+        f"at N = {q.n[j]} (spread {q.spread()[j]:.2f}).")
+
+
+def _toy_section(path: str, n_max: int, repeats: int) -> None:
+    # the toy does not depend on the open model; its file just lives beside that model's reports
+    t = lab_report("lab2-toy", [path], {"n_max": n_max, "repeats": repeats}, ToyReport,
+                   lambda: toy_report(n_max, repeats))
+    st.markdown("p(z) = N(0, I₂), p(x|z) = N(Wz + b, 0.5² I₄), so p(x) = N(b, WWᵀ + 0.5² I) in closed "
+                "form. q(z|x) is deliberately a bit off (shrunk mean, inflated variance). In two "
+                "dimensions prior draws land near the posterior often enough, and both estimators "
+                "converge to the exact value.")
+    t1, t2 = st.columns(2)
+    t1.plotly_chart(view(t, "estimates", lambda: _estimate_figure(
+        t.curves, t.exact, f"exact log p(x) = {t.exact:.3f}", "Toy: log p̂(x)")), key=P + "toy_est_chart")
+    t2.plotly_chart(view(t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size")),
+                    key=P + "toy_ess_chart")
+    st.dataframe(_summary(t.curves, n_max), hide_index=True)
+
+
+def render(sizes: Sizes = Sizes()) -> None:
     st.title("Importance sampling")
     st.markdown("Two unbiased estimators of the same number p(x). Drawing z from the prior almost never "
                 "hits the small region that explains x; drawing from the encoder's q(z|x) does.")
@@ -85,51 +135,21 @@ def render() -> None:
     ckpt = current_checkpoint()
     if ckpt is None:
         return
-    controls(P, DEFAULTS)
     left, right = st.columns([1, 3])
     with left:
-        idx, x = example_picker(ckpt, P)
-        n_max = st.select_slider("Largest N", [100, 1000, 3000, 10000, 30000, 100000], key=P + "n_max")
-        repeats = st.slider("Repeats (spread)", 2, 20, key=P + "repeats")
-    bar, report = progress_bar(right, "Drawing from both proposals…")
-    curves = memo(P + "results", (ckpt.path, os.path.getmtime(ckpt.path), idx, n_max, repeats),
-                  lambda: _curves(ckpt.model, x, idx, n_max, repeats, report))
-    bar.empty()
-    q = curves["posterior"]
-    reference = float(q.mean_linear()[-1])  # all repeats pooled: R * N_max draws from q
-    with right:
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(_estimate_figure(curves, reference, f"q-based, {repeats}×{n_max} draws pooled: "
-                                         f"{reference:.2f}", "log p̂(x) as N grows (thin: each repeat; "
-                                         "bars: ±1 sd)"), key=P + "est_chart")
-        c2.plotly_chart(_ess_figure(curves, "How many draws carry the estimate"), key=P + "ess_chart")
-        n_show = min(1000, n_max)
-        st.markdown(f"**At N = {n_show}** and **N = {n_max}** ({repeats} repeats each):")
-        st.dataframe(_summary(curves, n_show) + (_summary(curves, n_max) if n_max != n_show else []),
-                     hide_index=True)
-        with torch.no_grad():
-            mu, logvar = ckpt.model.encode(x)
-            kl = float(kl_diag_gaussian(mu, logvar).sum())
-        prior, j = curves["prior"], int(np.searchsorted(q.n, min(100, n_max)))
-        p_ess, p_below = prior.ess[:, -1].mean(), reference - prior.log_px[:, -1].mean()
-        st.markdown(
-            f"Why the prior fails: q(z|x) sits far inside p(z). KL(q(z|x) ‖ p(z)) = **{kl:.1f} nats**, and "
-            f"sampling from p(z) needs roughly $e^{{\\mathrm{{KL}}}} \\approx 10^{{{kl / math.log(10):.1f}}}$ draws "
-            "before the estimate settles (Chatterjee & Diaconis 2018, with q standing in for the true "
-            f"posterior). At N = {n_max} the prior estimate has ESS **{p_ess:.1f}** and sits **{p_below:.1f} nats** "
-            "below the pooled q-based value: unbiased in p(x), but its log is biased low (Jensen) and noisy. "
-            f"The q-based estimate is {abs(q.log_px[:, j].mean() - reference):.2f} nats from that value already "
-            f"at N = {q.n[j]} (spread {q.spread()[j]:.2f}).")
-
+        idx, x, n_max, repeats = _controls(ckpt, sizes)
     st.subheader("A 2-D toy where both work")
-    if st.toggle("Show the linear-Gaussian toy (z ∈ ℝ², exact log p(x) known)", key=P + "toy"):
-        curves_t, exact = _toy(n_max, repeats)
-        st.markdown("p(z) = N(0, I₂), p(x|z) = N(Wz + b, 0.5² I₄), so p(x) = N(b, WWᵀ + 0.5² I) in closed "
-                    "form. q(z|x) is deliberately a bit off (shrunk mean, inflated variance). In two "
-                    "dimensions prior draws land near the posterior often enough, and both estimators "
-                    "converge to the exact value.")
-        t1, t2 = st.columns(2)
-        t1.plotly_chart(_estimate_figure(curves_t, exact, f"exact log p(x) = {exact:.3f}", "Toy: log p̂(x)"),
-                        key=P + "toy_est_chart")
-        t2.plotly_chart(_ess_figure(curves_t, "Toy: effective sample size"), key=P + "toy_ess_chart")
-        st.dataframe(_summary(curves_t, n_max), hide_index=True)
+    toy = st.toggle("Show the linear-Gaussian toy (z ∈ ℝ², exact log p(x) known)", value=sizes.toy, key=P + "toy")
+    toy_box = st.container()
+    slot, progress = lazy_progress(right, "Drawing from both proposals…")
+    params = {"index": idx, "n_max": n_max, "repeats": repeats}
+    r = lab_report("lab2", [ckpt.path], params, ImportanceReport,
+                   lambda: importance_report(ckpt.model, x, n_max=n_max, repeats=repeats, seed=idx,
+                                             progress=progress))
+    slot.empty()
+    with right:
+        _model_section(r, n_max, repeats)
+        _why_prior_fails(r, n_max)
+    if toy:
+        with toy_box:
+            _toy_section(ckpt.path, n_max, repeats)

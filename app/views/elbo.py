@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, test_targets
 from app.views.breakdown import K_HELP, kl_bar, render_breakdown
 from app.views.latent_data import model_view
+from app.widgets import training_curves
 from vae_core.checkpoints import Checkpoint
+from vae_core.constants import ACTIVE_VAR_THRESHOLD, KL_COLLAPSED_NATS
 from vae_core.data import target_description
 from vae_core.estimators import evaluate
 
@@ -35,7 +36,7 @@ def _set_metrics(m: dict, note: str) -> None:
         c[3].metric(f"log p(x) (K = {m.get('iw_samples')})", f"{m['log_likelihood']:.2f}", help=K_HELP)
         c[4].metric("gap ≈ KL(q(z|x) ‖ p(z|x))", f"{m['log_likelihood'] - m['elbo']:.2f}")
     st.caption(f"{note} Active units: {m.get('active_units', '?')} of {len(m.get('kl_per_dim', []))} "
-               "(Var_x E_q[z_d] > 0.01, Burda et al. 2016).")
+               f"(Var_x E_q[z_d] > {ACTIVE_VAR_THRESHOLD:g}, Burda et al. 2016).")
 
 
 def _whole_set(ckpt: Checkpoint) -> None:
@@ -59,28 +60,7 @@ def _whole_set(ckpt: Checkpoint) -> None:
     if m.get("kl_per_dim"):
         view = model_view(ckpt)
         st.plotly_chart(kl_bar(m["kl_per_dim"], view.collapsed, title="Average KL per latent dim "
-                               "(grey: collapsed, KL < 0.01 nats or inactive)"), key=P + "set_kl")
-
-
-def training_curves(history: list, height: int = 320) -> tuple[go.Figure, go.Figure]:
-    """ELBO (train, test) and the recon / KL terms per epoch, each line its own colour."""
-    history = [h for h in history if "epoch" in h]  # a header's history is checked for types only
-    ep = [h["epoch"] for h in history]
-    legend = dict(orientation="h", y=1.02, yanchor="bottom", x=0)
-    f1 = go.Figure()
-    f1.add_trace(go.Scatter(x=ep, y=[h.get("train_elbo") for h in history], name="train ELBO", line_color="#4e79a7"))
-    f1.add_trace(go.Scatter(x=ep, y=[h.get("test_elbo") for h in history], name="test ELBO", line_color="#f28e2b"))
-    f1.update_layout(height=height, xaxis_title="epoch", yaxis_title="ELBO per example (nats)", legend=legend,
-                     margin=dict(l=10, r=10, t=40, b=10))
-    f2 = go.Figure()
-    f2.add_trace(go.Scatter(x=ep, y=[h.get("test_recon") for h in history], name="test recon E_q log p(x|z)",
-                            line_color="#59a14f"))
-    f2.add_trace(go.Scatter(x=ep, y=[h.get("test_kl") for h in history], name="test KL (right axis)", yaxis="y2",
-                            line_color="#e15759"))
-    f2.update_layout(height=height, xaxis_title="epoch", yaxis=dict(title="recon (nats)"), legend=legend,
-                     yaxis2=dict(title="KL (nats)", overlaying="y", side="right", showgrid=False),
-                     margin=dict(l=10, r=10, t=40, b=10))
-    return f1, f2
+                               f"(grey: collapsed, KL < {KL_COLLAPSED_NATS:g} nats or inactive)"), key=P + "set_kl")
 
 
 def render() -> None:

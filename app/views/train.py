@@ -17,7 +17,7 @@ import streamlit as st
 from app.common import current_checkpoint, explorer_link, select_checkpoint
 from app.safe import plain
 from app.settings import training_allowed
-from app.views.elbo import training_curves
+from app.widgets import training_curves
 from app.views.latent_data import start_umap
 from vae_core import likelihoods
 from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load

@@ -17,9 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from ..latent import decode, encode
 from ..losses import LOG_2PI, kl_diag_gaussian, log_normal_diag, log_standard_normal, mmd
+from .alignment import aligned_maps
+from .sweeps import ModelStats, summarize
 
 
 def sample_aggregate(mu: torch.Tensor, logvar: torch.Tensor, per_x: int = 1,
@@ -103,3 +107,45 @@ def hole_scores(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
     """log Q(z) - log p(z) for prior draws z (M, k): very negative = the prior puts mass where no
     posterior does (a hole); the decoder was never trained there."""
     return log_aggregate_density(z.double(), mu.double(), logvar.double()) - log_standard_normal(z.double())
+
+
+@dataclass(frozen=True)
+class AggregateReport:
+    """Lab 5 for one model: N test images, k latent dims, M prior draws, S shown images."""
+    zq: np.ndarray             # (N, k) z ~ Q, one draw per test posterior
+    agg: AggregateKL           # KL(Q || p), I_q(n; z), mean KL (2 draws per posterior)
+    marginal: np.ndarray       # (k,) KL(Q_d || N(0, 1))
+    mmd: float                 # MMD^2(Q, p), unbiased, zq against N prior draws
+    noise_floor: float         # the same estimator between two prior samples of size N
+    map_mu: np.ndarray         # (N, 2) PCA map of the test means
+    map_prior: np.ndarray      # (M, 2) prior draws projected by the same PCA
+    score: np.ndarray          # (M,) log Q(z) - log p(z) of the prior draws
+    holes: np.ndarray          # (S, *input_shape) E[x|z] of the S lowest-scoring prior draws
+    dense: np.ndarray          # (S, *input_shape) ... of the S highest-scoring ones
+    hole_scores: np.ndarray    # (S,) their scores, ascending
+    dense_scores: np.ndarray   # (S,)
+    stats: ModelStats
+    sigma_mean: float          # mean over examples and dims of sigma of q(z|x)
+
+
+@torch.no_grad()
+def aggregate_report(model, x: torch.Tensor, *, n_prior: int = 1000, n_show: int = 10,
+                     seed: int = 0) -> AggregateReport:
+    """Everything lab 5 shows for `model` on test targets x (N, ...), from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    mu, logvar = encode(model, x)
+    zq = sample_aggregate(mu, logvar, 1, g)                                  # (N, k)
+    agg = aggregate_kl(mu, logvar, per_x=2, generator=g)
+    marginal = marginal_kl(mu, logvar, per_x=1, generator=g)
+    mmd_q = mmd_to_prior(zq, g)
+    noise_floor = float(mmd(torch.randn(zq.shape, generator=g), torch.randn(zq.shape, generator=g)))
+    zp = torch.randn(n_prior, mu.shape[1], generator=g)                     # (M, k)
+    score = hole_scores(zp, mu, logvar).float()
+    order = torch.argsort(score)
+    pca = aligned_maps({"q": mu}, "q")["q"]  # the PCA map of the test means (nothing to align to)
+    return AggregateReport(
+        zq=zq.numpy(), agg=agg, marginal=marginal.numpy(), mmd=mmd_q, noise_floor=noise_floor,
+        map_mu=pca.project(mu), map_prior=pca.project(zp), score=score.numpy(),
+        holes=decode(model, zp[order[:n_show]]).numpy(), dense=decode(model, zp[order[-n_show:]]).numpy(),
+        hole_scores=score[order[:n_show]].numpy(), dense_scores=score[order[-n_show:]].numpy(),
+        stats=summarize(model, x, seed=seed), sigma_mean=float(torch.exp(0.5 * logvar).mean()))

@@ -17,7 +17,7 @@ from ..losses import kl_diag_gaussian
 from .importance import draw, log_grid, log_mean_exp, log_mean_exp_se, running_log_mean_exp
 
 
-@dataclass
+@dataclass(frozen=True)
 class Anatomy:
     log_px: float         # log p(x), importance-sampled with k_ref draws from q
     log_px_se: float      # its delta-method standard error

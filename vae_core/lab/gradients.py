@@ -110,7 +110,7 @@ def gradient_samples(model, x: torch.Tensor, params: dict[str, torch.Tensor], es
         yield n, torch.cat([t.flatten(1) for t in g.values()], 1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VarianceCurves:
     n_samples: np.ndarray            # (G,) L grid
     variance: dict[str, np.ndarray]  # estimator -> (G,) mean per-parameter variance (nan where undefined)

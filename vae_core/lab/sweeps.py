@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..cache import DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, default_cache_dir, train_or_load
 from ..checkpoints import Checkpoint
 from ..config import ModelConfig, TrainConfig
+from ..constants import ACTIVE_VAR_THRESHOLD
 from ..data import Dataset
 from ..estimators import active_units, evaluate
+from ..latent import encode_mean
 
 SWEEP_EPOCHS = 30
 BETAS = (0.1, 1.0, 4.0, 10.0)
@@ -104,14 +107,24 @@ def train_runs(runs: list[LabRun], data: Dataset, *, cache_dir: str | None = Non
     return out
 
 
+@dataclass(frozen=True)
+class ModelStats:
+    """A model's live test numbers; nats per example, one z sample per example."""
+    elbo: float
+    recon: float               # E_q log p(x|z)
+    kl: float                  # KL(q(z|x) || p(z)), closed form
+    kl_per_dim: np.ndarray     # (k,) its average per latent dim
+    mu_var: np.ndarray         # (k,) A_d = Var_x(E_q[z_d]), the active-unit statistic
+    active_units: int          # dims with A_d > ACTIVE_VAR_THRESHOLD (Burda et al. 2016)
+
+
 @torch.no_grad()
-def summarize(model, x_test: torch.Tensor, seed: int = 0) -> dict:
-    """Live test numbers: elbo, recon, kl (nats/example), kl_per_dim, active units and Var_x(mu_d)."""
+def summarize(model, x_test: torch.Tensor, seed: int = 0) -> ModelStats:
+    """The test ELBO, its terms, KL and A_d per dim, and the active units of `model` on x_test."""
     res = evaluate(model, x_test, iw_samples=0, seed=seed)
-    mu, _ = model.encode(x_test)
-    _, var = active_units(mu)
-    res["mu_var"] = [float(v) for v in var]
-    return res
+    au, var = active_units(encode_mean(model, x_test), ACTIVE_VAR_THRESHOLD)
+    return ModelStats(res["elbo"], res["recon"], res["kl"], np.asarray(res["kl_per_dim"]),
+                      var.double().numpy(), au)
 
 
 def effective_beta(input_dim: int, latent_dim: int, beta: float = 1.0, kl_reduction: str = "sum") -> float:
@@ -143,6 +156,7 @@ def default_runs(epochs: int = SWEEP_EPOCHS) -> list[LabRun]:
 def main(argv=None) -> None:
     import argparse
     import time
+
     from ..data import load_dataset
     ap = argparse.ArgumentParser(description="Train (or load) the lab's default sweeps on mnist-5k.")
     ap.add_argument("--epochs", type=int, default=SWEEP_EPOCHS)
