@@ -19,11 +19,11 @@ from app.safe import plain
 from app.settings import training_allowed
 from app.views.elbo import training_curves
 from app.views.latent_data import start_umap
-from vae_core import projection as proj
 from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load
 from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig
 from vae_core.data import REGISTRY, DatasetError, check_for_likelihood, eval_targets, load_dataset
 from vae_core.data_access import MAX_DATASET_UPLOAD_BYTES, ROOTS_ENV, allowed_roots, save_uploaded_dataset
+from vae_core.projection_build import build_cache
 from vae_core.train import TrainingDivergedError
 
 P = "train_"
@@ -73,8 +73,7 @@ def _save_projection(ckpt) -> None:
     tc = ckpt.train_config
     data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
     try:
-        proj.build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test,
-                         with_umap=False)
+        build_cache(ckpt.path, ckpt.model, eval_targets(data.x_test, tc.binarize), data.y_test, with_umap=False)
     except (OSError, ValueError) as e:  # a read-only folder; means that are not finite
         _LOG.warning("could not save the projection cache of %s: %s", ckpt.path, e)
 
