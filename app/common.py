@@ -26,7 +26,7 @@ from vae_core.checkpoints import Checkpoint, CheckpointError, load_checkpoint, r
 if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions that load data
     import torch
 
-    from vae_core.data import Dataset
+    from vae_core.dataset import Dataset
 
 _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
 _THREADS = threading.Lock()  # sessions change torch's thread setting one at a time

@@ -13,7 +13,7 @@ import torch
 from app.common import load_model
 from app.safe import plain
 from vae_core.checkpoints import Checkpoint, CheckpointError
-from vae_core.data import Dataset
+from vae_core.dataset import Dataset
 from vae_core.images import tile, to_display, upscale
 from vae_core.lab.sweeps import LabRun, is_cached, lab_cache_dir, run_path, train_runs
 from vae_core.train import TrainingDivergedError

@@ -22,7 +22,8 @@ from app.views.latent_data import start_umap
 from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load
 from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig
 from vae_core.data import REGISTRY, DatasetError, check_for_likelihood, eval_targets, load_dataset
-from vae_core.data_access import MAX_DATASET_UPLOAD_BYTES, ROOTS_ENV, allowed_roots, save_uploaded_dataset
+from vae_core.data_access import ROOTS_ENV, allowed_roots
+from vae_core.data_upload import MAX_DATASET_UPLOAD_BYTES, save_uploaded_dataset
 from vae_core.projection_build import build_cache
 from vae_core.train import TrainingDivergedError
 

@@ -17,7 +17,7 @@ import torch
 from ..cache import DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, default_cache_dir, train_or_load
 from ..checkpoints import Checkpoint
 from ..config import ModelConfig, TrainConfig
-from ..data import Dataset
+from ..dataset import Dataset
 from ..estimators import active_units, evaluate
 
 SWEEP_EPOCHS = 30
