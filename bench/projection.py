@@ -8,7 +8,7 @@ subprocess (this script with --child), so numba JIT, imports and peak RSS are pe
 Rows:
   new model   PCA fit + transform (what the app can show at once), UMAP in a fresh process:
               import, first fit (JIT included), second fit in the same process.
-  cached      read the projection cache from disk in a fresh process (vae_core.projection.read_cache
+  cached      read the projection cache from disk in a fresh process (vae_core.projection_cache.read_cache
               when that module exists; plain np.load of the same arrays always).
   hidden JIT  (a) a warm-up thread in the server process: UMAP on 64 (exact-kNN path) or 4,096
               (pynndescent path) random points at start, then the real fit; the main thread's worst

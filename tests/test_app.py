@@ -275,7 +275,7 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
         np.testing.assert_array_equal(xy, emb)  # the map draws the embedding; the star uses the same kNN
         assert data["selected"] == int(index[0]) and data["z"] == pytest.approx(np.clip(means[0], -3, 3).tolist())
     finally:
-        os.unlink(proj.cache_path_for(path))
+        os.unlink(pc.cache_path_for(path))
 
 
 def test_a_failed_umap_job_is_reported_and_not_restarted_by_itself(use_cache, monkeypatch):
