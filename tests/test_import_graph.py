@@ -38,7 +38,7 @@ def _is_main_block(node: ast.If) -> bool:
 
 
 def _imports(name: str, path: str, modules: dict[str, str]) -> set[str]:
-    """The vae_core modules `name` imports anywhere in its body (not under TYPE_CHECKING)."""
+    """The vae_core modules `name` imports anywhere in its body (not under TYPE_CHECKING or __main__)."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
