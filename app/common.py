@@ -27,7 +27,7 @@ from vae_core.constants import KL_COLLAPSED_NATS
 if TYPE_CHECKING:  # vae_core.data imports torch: imported inside the functions that load data
     import torch
 
-    from vae_core.data import Dataset
+    from vae_core.dataset import Dataset
 
 _KEY = "sidebar_model_path"  # the one session-state key shared by pages: which model is open
 _WIDGET = "sidebar_model_select"  # the picker widget's own key

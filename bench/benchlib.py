@@ -186,7 +186,7 @@ def shipped_cache_dir(tmp: str) -> str:
     import shutil
 
     from vae_core.cache import default_checkpoint_path
-    from vae_core.projection import cache_path_for
+    from vae_core.projection_cache import cache_path_for
     src = default_checkpoint_path()
     if not os.path.exists(src):
         raise SystemExit(f"error: the shipped checkpoint {src} is missing")

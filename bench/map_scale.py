@@ -81,7 +81,7 @@ def child(kind: str, latents: str, out: str) -> None:
         from vae_core.umap_subsample import fit_umap_large
         emb = fit_umap_large(z, n_fit=int(kind.split(":")[1]), progress=progress)
     else:
-        from vae_core.projection import fit_umap
+        from vae_core.umap_subsample import fit_umap
         emb = fit_umap(z)
     wall = time.perf_counter() - t0
     np.save(out, emb)

@@ -8,7 +8,7 @@ subprocess (this script with --child), so numba JIT, imports and peak RSS are pe
 Rows:
   new model   PCA fit + transform (what the app can show at once), UMAP in a fresh process:
               import, first fit (JIT included), second fit in the same process.
-  cached      read the projection cache from disk in a fresh process (vae_core.projection.read_cache
+  cached      read the projection cache from disk in a fresh process (vae_core.projection_cache.read_cache
               when that module exists; plain np.load of the same arrays always).
   hidden JIT  (a) a warm-up thread in the server process: UMAP on 64 (exact-kNN path) or 4,096
               (pynndescent path) random points at start, then the real fit; the main thread's worst
@@ -73,8 +73,8 @@ def child_umap(latents: str, plain: bool, seed: int = 0) -> dict:
             return umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed).fit_transform(x)
         res["via"] = "umap.UMAP"
     else:
-        from vae_core.projection import fit_umap as fit
-        res["via"] = "vae_core.projection.fit_umap"
+        from vae_core.umap_subsample import fit_umap as fit
+        res["via"] = "vae_core.umap_subsample.fit_umap"
     bl.reset_peak_rss()
     t0 = time.perf_counter()
     fit(z)
@@ -94,7 +94,7 @@ def child_cache_load(ckpt: str, npz: str) -> dict:
         arrays = {k: f[k] for k in f.files}
     res = {"np_load_s": time.perf_counter() - t0, "n": int(len(arrays["means"]))}
     t0 = time.perf_counter()
-    from vae_core.projection import read_cache  # imports torch: already loaded in the app
+    from vae_core.projection_cache import read_cache  # imports torch: already loaded in the app
     res["import_s"] = time.perf_counter() - t0
     res["rss_after_imports_mb"] = bl.rss_mb()
     bl.reset_peak_rss()
@@ -184,7 +184,7 @@ def write_cache_file(ckpt_path: str, latents: str) -> str:
     The embedding is the PCA map (load time does not depend on the values)."""
     z = np.load(latents)
     emb = ((z - z.mean(0)) @ np.linalg.svd(z - z.mean(0), full_matrices=False)[2][:2].T).astype(np.float32)
-    from vae_core.projection import ProjectionCache, cache_path_for, file_sha, write_cache
+    from vae_core.projection_cache import ProjectionCache, cache_path_for, file_sha, write_cache
     cache = ProjectionCache(file_sha(ckpt_path), np.arange(len(z)), np.full(len(z), -1), z, emb)
     write_cache(ckpt_path, cache)
     return cache_path_for(ckpt_path)
@@ -192,7 +192,7 @@ def write_cache_file(ckpt_path: str, latents: str) -> str:
 
 def background_process_latency(ckpt_path: str, timeout: float) -> dict:
     """vae_core.umap_job.start_umap_process on a checkpoint without a cache: spawn -> cache ready."""
-    from vae_core.projection import cache_path_for, read_cache
+    from vae_core.projection_cache import cache_path_for, read_cache
     from vae_core.umap_job import start_umap_process
     if os.path.exists(cache_path_for(ckpt_path)):
         os.unlink(cache_path_for(ckpt_path))

@@ -256,13 +256,14 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
     """A UMAP embedding on disk (here a stand-in array, not a real fit) becomes the map and the star's
     position comes from the kNN transform."""
     from vae_core import projection as proj
+    from vae_core import projection_cache as pc
     path = _ckpt_path(use_cache, 3)
     x, model = _targets_and_model(path)
     index = proj.point_order(len(x))
     means = proj.encode_means(model, x[torch.from_numpy(index)])
     emb = np.random.default_rng(0).normal(size=(len(means), 2)).astype(np.float32)
     labels = np.full(len(index), -1)
-    proj.write_cache(path, proj.ProjectionCache(proj.file_sha(path), index, labels, means, emb))
+    pc.write_cache(path, pc.ProjectionCache(pc.file_sha(path), index, labels, means, emb))
     try:
         at = _app("explorer", path)
         _no_exception(at)
@@ -274,7 +275,7 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
         np.testing.assert_array_equal(xy, emb)  # the map draws the embedding; the star uses the same kNN
         assert data["selected"] == int(index[0]) and data["z"] == pytest.approx(np.clip(means[0], -3, 3).tolist())
     finally:
-        os.unlink(proj.cache_path_for(path))
+        os.unlink(pc.cache_path_for(path))
 
 
 def test_a_failed_umap_job_is_reported_and_not_restarted_by_itself(use_cache, monkeypatch):
@@ -374,7 +375,7 @@ def test_train_page_trains_in_the_background_then_loads_from_cache(use_cache, mo
         _no_exception(at)
         assert not at.error, [e.value for e in at.error]
     assert os.path.exists(path)
-    from vae_core.projection import cache_path_for, read_cache
+    from vae_core.projection_cache import cache_path_for, read_cache
     assert read_cache(path) is not None, "the map's means were saved right after training"
     assert os.path.exists(cache_path_for(path))
     assert started == [path]

@@ -7,7 +7,7 @@ import torch
 
 from vae_core import batches as bt
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.data import unit_float
+from vae_core.dataset import unit_float
 from vae_core.train import fit
 
 

@@ -21,7 +21,7 @@ from vae_core.cache import default_checkpoint_path
 from vae_core.checkpoints import load_checkpoint
 from vae_core.data import eval_targets, load_dataset
 from vae_core.export_html import explorer_data, explorer_html, export_html, point_stats
-from vae_core.projection import read_cache
+from vae_core.projection_cache import read_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = default_checkpoint_path()

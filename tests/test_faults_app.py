@@ -254,12 +254,13 @@ def test_training_can_be_switched_off(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "bitflip", "garbage"])
 def test_a_bad_map_cache_is_reported_once_and_rebuilt(bad_cache, damage):
-    from vae_core import projection as proj
+    from vae_core.projection_build import build_cache
+    from vae_core.projection_cache import cache_path_for, cache_problem, read_cache
     folder, good, _ = bad_cache
     _run_page("app.views.explorer", good)  # writes nothing yet: a fresh checkpoint has no cache
-    cache = proj.cache_path_for(good)
-    proj.build_cache(good, __import__("vae_core.checkpoints").checkpoints.load_checkpoint(good).model,
-                     torch.rand(20, 1, 8, 8), None, with_umap=False)
+    cache = cache_path_for(good)
+    build_cache(good, __import__("vae_core.checkpoints").checkpoints.load_checkpoint(good).model,
+                torch.rand(20, 1, 8, 8), None, with_umap=False)
     blob = bytearray(open(cache, "rb").read())
     if damage == "truncate":
         blob = blob[: len(blob) // 2]
@@ -271,8 +272,8 @@ def test_a_bad_map_cache_is_reported_once_and_rebuilt(bad_cache, damage):
     at = _run_page("app.views.explorer", good)
     assert not at.exception and not at.error
     assert any("proj.npz" in _text(w) and "rebuilt" in _text(w) for w in at.warning)
-    assert proj.read_cache(good) is not None  # rebuilt: readable again
-    assert proj.cache_problem(good) is None
+    assert read_cache(good) is not None  # rebuilt: readable again
+    assert cache_problem(good) is None
 
 
 # --- dataset uploads through the browser (Train page) ----------------------------------------------

@@ -16,6 +16,7 @@ from PIL import Image
 
 from vae_core import data as vd
 from vae_core import data_access as da
+from vae_core import data_upload as du
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import DatasetError, check_for_likelihood, load_dataset
 from vae_core.train import fit
@@ -242,9 +243,9 @@ def test_dataset_error_is_one_class_and_data_access_is_torch_free():
 def test_npz_upload_round_trip(served, tiny_npz):
     _, uploads = served
     raw = open(tiny_npz, "rb").read()
-    path = da.save_uploaded_dataset(raw, "C:\\Users\\me\\my digits.npz")
+    path = du.save_uploaded_dataset(raw, "C:\\Users\\me\\my digits.npz")
     assert os.path.dirname(path) == str(uploads) and path.endswith(".npz") and os.path.basename(path) != "tiny.npz"
-    assert da.save_uploaded_dataset(raw, "again.npz") == path  # content-addressed
+    assert du.save_uploaded_dataset(raw, "again.npz") == path  # content-addressed
     assert open(path, "rb").read() == raw
     d = load_dataset(path, allowed_roots=da.allowed_roots())
     ref = load_dataset(tiny_npz)
@@ -255,7 +256,7 @@ def test_npz_upload_round_trip(served, tiny_npz):
 def test_zip_upload_round_trip(served, grey_images):
     _, uploads = served
     data, kept = _image_zip(grey_images)
-    path = da.save_uploaded_dataset(data, "digits.zip")
+    path = du.save_uploaded_dataset(data, "digits.zip")
     assert os.path.dirname(path) == str(uploads) and os.path.isdir(path)
     assert sorted(os.listdir(path)) == ["a", "b"] and sorted(os.listdir(os.path.join(path, "a"))) == [
         "0.png", "1.png", "2.png"]  # the top folder is the root; macOS junk is not unpacked
@@ -263,7 +264,7 @@ def test_zip_upload_round_trip(served, grey_images):
     got = sorted((x.flatten().tolist(), int(y)) for x, y in zip(torch.cat([d.x_train, d.x_test]),
                                                                  torch.cat([d.y_train, d.y_test])))
     assert got == sorted(((a.astype(np.float32) / 255).flatten().tolist(), c) for a, c in kept)
-    assert da.save_uploaded_dataset(data, "same.zip") == path
+    assert du.save_uploaded_dataset(data, "same.zip") == path
     left = sorted(f for f in os.listdir(uploads) if ".vae_core-" not in f)  # not the decoded-image cache
     assert left == [os.path.basename(path)]  # no temp folder left
 
@@ -283,7 +284,7 @@ def test_zip_slip_is_refused_before_anything_is_unpacked(served, tmp_path, grey_
     entries[entry] = _png(np.zeros((8, 8), np.uint8))
     before = sorted(os.listdir(tmp_path))
     with pytest.raises(DatasetError, match=rf"^slip\.zip: .*{problem}"):
-        da.save_uploaded_dataset(_zip(entries), "slip.zip")
+        du.save_uploaded_dataset(_zip(entries), "slip.zip")
     assert sorted(os.listdir(tmp_path)) == before and not os.path.exists("/tmp/evil.png")
     assert not uploads.exists() or os.listdir(uploads) == []
 
@@ -296,7 +297,7 @@ def test_symlink_entry_is_refused(served, grey_images):
         link.external_attr = (0o120777 << 16)  # S_IFLNK: how zip stores a symbolic link
         z.writestr(link, "/etc/passwd")
     with pytest.raises(DatasetError, match=r"^l\.zip: entry 'digits/a/link\.png' is a symbolic link"):
-        da.save_uploaded_dataset(buf.getvalue(), "l.zip")
+        du.save_uploaded_dataset(buf.getvalue(), "l.zip")
 
 
 def test_zip_bombs_are_refused_from_the_directory(served, monkeypatch):
@@ -305,18 +306,18 @@ def test_zip_bombs_are_refused_from_the_directory(served, monkeypatch):
     assert len(bomb) < 100_000
     with pytest.raises(DatasetError, match=r"^bomb\.zip: compressed [\d,]+:1 \(limit 100:1\); refused as a likely "
                                            r"zip bomb"):
-        da.save_uploaded_dataset(bomb, "bomb.zip")
+        du.save_uploaded_dataset(bomb, "bomb.zip")
     npz_bomb = io.BytesIO()
     np.savez_compressed(npz_bomb, x_train=np.zeros((5000, 1000)), x_test=np.zeros((10, 1000)))
     with pytest.raises(DatasetError, match=r"^bomb\.npz: compressed .*likely zip bomb"):
-        da.save_uploaded_dataset(npz_bomb.getvalue(), "bomb.npz")
-    monkeypatch.setattr(da, "MAX_UNPACKED_BYTES", 2**20)
+        du.save_uploaded_dataset(npz_bomb.getvalue(), "bomb.npz")
+    monkeypatch.setattr(du, "MAX_UNPACKED_BYTES", 2**20)
     big = _zip({"a/0.png": np.random.default_rng(0).bytes(2 * 2**20)}, zipfile.ZIP_STORED)
     with pytest.raises(DatasetError, match=r"^big\.zip: unpacks to 2\.0 MB \(limit 1\.0 MB\)"):
-        da.save_uploaded_dataset(big, "big.zip")
-    monkeypatch.setattr(da, "MAX_ARCHIVE_FILES", 3)
+        du.save_uploaded_dataset(big, "big.zip")
+    monkeypatch.setattr(du, "MAX_ARCHIVE_FILES", 3)
     with pytest.raises(DatasetError, match=r"^many\.zip: 4 files in the archive \(limit 3\)"):
-        da.save_uploaded_dataset(_zip({f"a/{i}.png": b"x" for i in range(4)}), "many.zip")
+        du.save_uploaded_dataset(_zip({f"a/{i}.png": b"x" for i in range(4)}), "many.zip")
     assert not uploads.exists() or os.listdir(uploads) == []
 
 
@@ -337,7 +338,7 @@ def test_bad_images_in_a_zip_upload_are_named_without_server_paths(served, entri
     make = {"good": good, "truncated": good[:-30], "bomb": forged_bomb(), "gif": gif.getvalue()}
     entries = {k: make.get(v, v) if isinstance(v, str) else v for k, v in entries.items()}
     with pytest.raises(DatasetError, match=rf"^up\.zip.*{problem}") as e:
-        da.save_uploaded_dataset(_zip(entries), "up.zip")
+        du.save_uploaded_dataset(_zip(entries), "up.zip")
     assert str(served[1]) not in str(e.value) and ".tmp-" not in str(e.value)
     assert not served[1].exists() or os.listdir(served[1]) == []  # the temp folder is gone
 
@@ -356,21 +357,21 @@ def test_bad_npz_and_other_uploads_name_the_upload(served, data, filename, probl
             "nan": lambda: _npz_bytes(x_train=np.zeros((4, 3)), x_test=np.full((2, 3), np.nan)),
             "no_x_test": lambda: _npz_bytes(x_train=np.zeros((4, 3)))}.get(data, lambda: data)()
     with pytest.raises(DatasetError, match=problem) as e:
-        da.save_uploaded_dataset(data, filename)
+        du.save_uploaded_dataset(data, filename)
     assert str(served[1]) not in str(e.value)
     assert not served[1].exists() or os.listdir(served[1]) == []
 
 
 def test_upload_size_limit_and_storage_failure(served, tmp_path, monkeypatch, tiny_npz):
-    monkeypatch.setattr(da, "MAX_DATASET_UPLOAD_BYTES", 2**20)
+    monkeypatch.setattr(du, "MAX_DATASET_UPLOAD_BYTES", 2**20)
     with pytest.raises(DatasetError, match=r"^t\.npz: 1\.5 MB is too big \(limit 1\.0 MB\)$"):
-        da.save_uploaded_dataset(b"PK" + b"\0" * (3 * 2**19 - 2), "t.npz")
+        du.save_uploaded_dataset(b"PK" + b"\0" * (3 * 2**19 - 2), "t.npz")
     raw = open(tiny_npz, "rb").read()
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv(da.UPLOAD_ENV, str(tmp_path / "a-file" / "uploads"))  # cannot become a folder
     monkeypatch.setenv(da.ROOTS_ENV, "")
     with pytest.raises(DatasetError, match=r"^t\.npz: the server could not store the upload \(Not a directory\)$"):
-        da.save_uploaded_dataset(raw, "t.npz")
+        du.save_uploaded_dataset(raw, "t.npz")
 
 
 def test_a_killed_uploads_temp_folder_is_swept(served, tiny_npz):
@@ -381,5 +382,5 @@ def test_a_killed_uploads_temp_folder_is_swept(served, tiny_npz):
     os.utime(stale, (old, old))
     fresh = uploads / ".tmp-ba9876543210"
     fresh.mkdir()  # another upload in progress: left alone
-    da.save_uploaded_dataset(open(tiny_npz, "rb").read(), "t.npz")
+    du.save_uploaded_dataset(open(tiny_npz, "rb").read(), "t.npz")
     assert not stale.exists() and fresh.exists()

@@ -29,7 +29,7 @@ from app.views import PAGES
 from app.lab import PAGES as LAB_PAGES
 from app.common import checkpoint_label, checkpoint_metadata, pick_checkpoint_path
 from app.views.latent_data import map_view_from_cache
-from vae_core import CheckpointError, projection
+from vae_core import CheckpointError, projection_cache
 from vae_core.cache import default_checkpoint_path, list_checkpoints
 from vae_core.checkpoints import read_metadata
 path = {SHIPPED!r}
@@ -38,7 +38,7 @@ assert default_checkpoint_path() == path
 labels = [checkpoint_label(r) for r in rows]
 assert pick_checkpoint_path() == path  # bare mode: the selectbox returns its initial choice
 assert checkpoint_metadata(path) == read_metadata(path)
-cached = projection.read_cache(path)
+cached = projection_cache.read_cache(path)
 view = map_view_from_cache(path)
 print(json.dumps({{"torch": "torch" in sys.modules, "rows": len(rows), "umap": cached.umap is not None,
                    "view": view is not None, "pages": len(PAGES) + len(LAB_PAGES)}}))
@@ -91,11 +91,11 @@ def test_map_view_from_cache_is_none_without_a_usable_cache(tmp_path):
     import shutil
 
     from app.views.latent_data import map_view_from_cache
-    from vae_core import projection as proj
+    from vae_core.projection_cache import cache_path_for
     path = str(tmp_path / os.path.basename(SHIPPED))
     shutil.copy(SHIPPED, path)
     assert map_view_from_cache(path) is None  # no cache beside it
-    shutil.copy(proj.cache_path_for(SHIPPED), proj.cache_path_for(path))
+    shutil.copy(cache_path_for(SHIPPED), cache_path_for(path))
     assert map_view_from_cache(path) is not None
     with open(path, "r+b") as f:  # other weights under the same name: the cache is stale
         f.seek(-4, 2)

@@ -15,7 +15,7 @@ import torch
 from torch import distributions as td
 
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.data import Dataset
+from vae_core.dataset import Dataset
 from vae_core.estimators import log_px
 from vae_core.train import fit
 

@@ -47,7 +47,7 @@ def test_toml_sets_the_promised_options():
     assert opts["runner.postScriptGC"] is False  # a full collection after every rerun cost ~200 ms
     assert opts["client.showErrorDetails"] == "none"  # served: no traceback, no server path
     # the server's hard cap is the dataset upload limit; images have their own smaller check
-    from vae_core.data_access import MAX_DATASET_UPLOAD_BYTES
+    from vae_core.data_upload import MAX_DATASET_UPLOAD_BYTES
     from vae_core.images import MAX_UPLOAD_BYTES
     assert opts["server.maxUploadSize"] * 2**20 == MAX_DATASET_UPLOAD_BYTES
     assert MAX_UPLOAD_BYTES < MAX_DATASET_UPLOAD_BYTES

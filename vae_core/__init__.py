@@ -13,7 +13,7 @@ _EXPORTS = {  # name -> submodule that defines it
     "ELBOTerms": "losses", "elbo_terms": "losses", "kl_diag_gaussian": "losses", "mmd": "losses",
     "evaluate": "estimators", "iwae_bound": "estimators", "log_importance_weights": "estimators",
     "log_px": "estimators",
-    "Dataset": "data", "DatasetError": "data", "load_dataset": "data",
+    "Dataset": "dataset", "DatasetError": "data_access", "load_dataset": "data",
     "Checkpoint": "checkpoints", "CheckpointError": "checkpoints", "load_checkpoint": "checkpoints",
     "save_checkpoint": "checkpoints",
     "FitResult": "train", "TrainingDivergedError": "train", "fit": "train", "Progress": "progress",

@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data import unit_float
+from .dataset import unit_float
 
 DATA_MODES = ("auto", "resident", "stream")
 

@@ -22,7 +22,7 @@ from .fsutil import StorageError, file_lock, sweep_stale
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .data import Dataset
+    from .dataset import Dataset
     from .progress import ProgressFn
     from .train import FitResult
 

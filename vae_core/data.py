@@ -1,4 +1,5 @@
-"""Dataset registry: every source becomes arrays (N, C, H, W) or (N, D) plus labels.
+"""Dataset registry: every source becomes arrays (N, C, H, W) or (N, D) plus labels, a Dataset
+(vae_core.dataset).
 
 Images from uint8 sources stay uint8 (1 byte a pixel); `Dataset.x_train` / `x_test` give float32
 in [0, 1] on first use, and training converts per batch instead (vae_core.batches).
@@ -15,10 +16,8 @@ A served app passes `allowed_roots` (see vae_core.data_access) so paths outside 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import zipfile
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -26,57 +25,10 @@ import torch
 
 from . import likelihoods
 from .data_access import CACHE_DIR, DatasetError, check_path_allowed
+from .dataset import Dataset, data_fingerprint
 from .fsutil import atomic_write
 
 MAX_ABS_VALUE = 1e6  # beyond this, squared errors and logits overflow float32 within a few steps
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    train_pixels: torch.Tensor  # as stored: uint8 levels 0..255 (image sources) or float32;
-    test_pixels: torch.Tensor   # (N, C, H, W) or (N, D)
-    y_train: Optional[torch.Tensor]  # int64 (N,) or None
-    y_test: Optional[torch.Tensor]
-    fingerprint: str  # sha256 of the (float) arrays and split: ties a checkpoint to its data
-    pixels_file: Optional[str] = None  # .npy whose first len(train_pixels) rows are train_pixels (streaming)
-
-    # float32 in [0, 1] for uint8 sources, made on first use: training converts per batch instead
-    # (vae_core.batches), so a large image set is never held as floats
-    @functools.cached_property
-    def x_train(self) -> torch.Tensor:
-        return unit_float(self.train_pixels)
-
-    @functools.cached_property
-    def x_test(self) -> torch.Tensor:
-        return unit_float(self.test_pixels)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train_pixels.shape[1:])
-
-    @property
-    def is_image(self) -> bool:
-        return self.train_pixels.dim() == 4
-
-    @property
-    def value_range(self) -> tuple[float, float]:
-        if self.train_pixels.dtype == torch.uint8 and self.test_pixels.dtype == torch.uint8:
-            return 0.0, 1.0  # levels / 255: no float copy of a large image set just to look
-        lo = min(float(self.x_train.min()), float(self.x_test.min()))
-        hi = max(float(self.x_train.max()), float(self.x_test.max()))
-        return lo, hi
-
-    @property
-    def in_unit_interval(self) -> bool:
-        lo, hi = self.value_range
-        return lo >= 0.0 and hi <= 1.0
-
-
-def unit_float(x: torch.Tensor) -> torch.Tensor:
-    """Stored pixels -> float32: uint8 levels / 255 (bit-identical to numpy's float32 x / 255.0,
-    which is how datasets used to be stored: fingerprints and results are unchanged)."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 def check_for_likelihood(data: Dataset, likelihood: str, binarize: str) -> None:
@@ -145,25 +97,6 @@ def _labels(y, n: int, what: str) -> Optional[np.ndarray]:
     return y.astype(np.int64)
 
 
-def _fingerprint(name: str, *arrays) -> str:
-    """sha256 of the name and arrays; uint8 images are hashed as their float32 x / 255, in chunks,
-    so the fingerprint (and every cache key) is what it was when datasets were stored as floats."""
-    h = hashlib.sha256(name.encode())
-    for a in arrays:
-        if a is None:
-            h.update(b"none")
-        elif a.dtype == np.uint8:
-            h.update(str(a.shape).encode() + b"float32")
-            rows = max(1, (64 << 20) // max(1, a[:1].nbytes * 4))
-            for i in range(0, len(a), rows):
-                h.update((np.ascontiguousarray(a[i:i + rows]).astype(np.float32) / 255.0).tobytes())
-        else:
-            a = np.ascontiguousarray(a)
-            h.update(str(a.shape).encode() + str(a.dtype).encode())
-            h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
 def _split(x: np.ndarray, y, test_fraction: float, seed: int = 0):
     """Deterministic shuffle-and-split for sources without a test set of their own."""
     perm = np.random.default_rng(seed).permutation(len(x))
@@ -186,7 +119,7 @@ def _build(name, x_tr, y_tr, x_te, y_te) -> Dataset:
         raise DatasetError(f"{name}: x_train examples have shape {x_tr.shape[1:]} but x_test "
                            f"examples have shape {x_te.shape[1:]}")
     y_tr, y_te = _labels(y_tr, len(x_tr), f"{name} y_train"), _labels(y_te, len(x_te), f"{name} y_test")
-    fp = _fingerprint(name, x_tr, x_te, y_tr, y_te)
+    fp = data_fingerprint(name, x_tr, x_te, y_tr, y_te)
     t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))
     return Dataset(name, t(x_tr), t(x_te), t(y_tr), t(y_te), fp)
 
@@ -253,12 +186,6 @@ def _npz(source, what: str):
         raise DatasetError(f"{what}: cannot read as .npz ({type(e).__name__}: {e})") from None
 
 
-def _describe(a: np.ndarray) -> str:
-    colour = "RGB" if a.ndim == 3 else "grey"
-    depth = {1: "8-bit", 2: "16-bit"}.get(a.dtype.itemsize, str(a.dtype)) if a.dtype.kind == "u" else str(a.dtype)
-    return f"{a.shape[1]}x{a.shape[0]} {colour} {depth}"
-
-
 def _image_folder(path: str, test_fraction: float, *, what: str | None = None,
                   roots: list[str] | None = None, max_values: int | None = None,
                   formats: tuple[str, ...] | None = None):
@@ -269,7 +196,7 @@ def _image_folder(path: str, test_fraction: float, *, what: str | None = None,
     formats: the PIL formats accepted (None: any PIL reads)."""
     from torchvision.datasets import ImageFolder
 
-    from .images import ImageError, image_array, open_image_file
+    from .images import ImageError, describe_image, image_array, open_image_file
     what = what or path
     try:
         ds = ImageFolder(path)
@@ -291,11 +218,11 @@ def _image_folder(path: str, test_fraction: float, *, what: str | None = None,
         if first is None:
             first = (shown, a)
             if max_values is not None and a.size * len(ds.samples) > max_values:
-                raise DatasetError(f"{what}: {len(ds.samples):,} images of {_describe(a)} pixels are more "
-                                   f"than {max_values:,} values")
+                raise DatasetError(f"{what}: {len(ds.samples):,} images of {describe_image(a)} pixels are "
+                                   f"more than {max_values:,} values")
         elif a.shape != first[1].shape or a.dtype != first[1].dtype:
             raise DatasetError(f"{what}: images must share one size and mode; {first[0]} is "
-                               f"{_describe(first[1])} but {shown} is {_describe(a)}")
+                               f"{describe_image(first[1])} but {shown} is {describe_image(a)}")
         imgs.append(a)
     return _split(np.stack(imgs), np.asarray(ds.targets), test_fraction)
 

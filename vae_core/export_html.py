@@ -113,7 +113,8 @@ def explorer_data(ckpt, x_test, y_test=None, *, points: int = DEFAULT_POINTS, iw
     from .browser import decoder_payload
     from .images import to_display
     from .latent import collapsed_dims, mean_variance
-    from .projection import encode_means, point_order, read_cache
+    from .projection import encode_means, point_order
+    from .projection_cache import read_cache
     if points < 1:
         raise ValueError(f"points must be >= 1, got {points}")
     model, k = ckpt.model, ckpt.model_config.latent_dim

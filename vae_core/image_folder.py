@@ -23,8 +23,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .data import Dataset, DatasetError, _describe, _fingerprint
+from .data_access import DatasetError, check_path_allowed
+from .dataset import Dataset, data_fingerprint
 from .fsutil import atomic_write, atomic_write_bytes, file_lock
+from .images import ImageError, describe_image, image_array, open_image_file
 
 FORMAT = 1
 
@@ -60,7 +62,6 @@ def _decode(file: str, shown: str) -> np.ndarray:
     """(H, W) grey or (H, W, 3) RGB uint8 (uint16 for 16-bit grey), through the one checked image
     reader (size from the header before decoding, every PIL error named as `shown`). Not
     torchvision's loader: it makes grey images RGB."""
-    from .images import ImageError, image_array, open_image_file
     try:
         return image_array(open_image_file(file, name=shown), name=shown)
     except ImageError as e:
@@ -81,7 +82,7 @@ def _decode_into(out: np.ndarray, files: list[str], order: np.ndarray, first: np
         a = _decode(f, _shown(folder, name, f))
         if a.shape != first.shape or a.dtype != first.dtype:  # `first` is files[0]
             raise DatasetError(f"{name}: images must share one size and mode; {_shown(folder, name, files[0])} "
-                               f"is {_describe(first)} but {_shown(folder, name, f)} is {_describe(a)}")
+                               f"is {describe_image(first)} but {_shown(folder, name, f)} is {describe_image(a)}")
         out[r] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
     with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
@@ -93,7 +94,7 @@ def _dataset(name: str, x: np.ndarray, labels: np.ndarray, n_train: int, fingerp
              pixels_file: Optional[str]) -> Dataset:
     y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     if fingerprint is None:
-        fingerprint = _fingerprint(name, x[:n_train], x[n_train:], labels[:n_train], labels[n_train:])
+        fingerprint = data_fingerprint(name, x[:n_train], x[n_train:], labels[:n_train], labels[n_train:])
     t = torch.from_numpy(x)
     return Dataset(name, t[:n_train], t[n_train:], y[:n_train], y[n_train:], fingerprint, pixels_file)
 
@@ -125,7 +126,7 @@ def _build_cache(base: str, name: str, folder: str, files: list[str], targets: n
     atomic_write(base + ".npy", write)
     x = np.load(base + ".npy", mmap_mode="r")
     labels = targets[order]
-    fp = _fingerprint(name, x[:n_train], x[n_train:], labels[:n_train], labels[n_train:])
+    fp = data_fingerprint(name, x[:n_train], x[n_train:], labels[:n_train], labels[n_train:])
     atomic_write_bytes(base + ".json", json.dumps({"format": FORMAT, "n_train": int(n_train), "fingerprint": fp,
                                                    "labels": labels.tolist()}).encode())
 
@@ -143,7 +144,6 @@ def load_image_folder(path: str, test_fraction: float, *, name: str | None = Non
     cache when the listing is unchanged. roots: every file must resolve inside them (a link in the
     folder must not lead out). None when the images are not 8-bit (16-bit grey, float): the caller
     reads those into float arrays instead."""
-    from .data_access import check_path_allowed
     name = name or path
     folder = os.path.abspath(path)
     files, targets = _listing(path, name)

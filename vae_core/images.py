@@ -81,6 +81,13 @@ def open_upload(data: bytes, name: str = "upload"):
     return _read_checked(io.BytesIO(data), name, FORMATS)
 
 
+def describe_image(a: np.ndarray) -> str:
+    """An image array (H, W) or (H, W, C) in words for messages: "28x28 grey 8-bit"."""
+    colour = "RGB" if a.ndim == 3 else "grey"
+    depth = {1: "8-bit", 2: "16-bit"}.get(a.dtype.itemsize, str(a.dtype)) if a.dtype.kind == "u" else str(a.dtype)
+    return f"{a.shape[1]}x{a.shape[0]} {colour} {depth}"
+
+
 def image_array(img, name: str = "image") -> np.ndarray:
     """Decoded PIL image -> its pixels, unscaled: (H, W) uint8 grey, (H, W, 3) uint8 RGB, or (H, W)
     uint16 for 16-bit grey (PNG 'I;16', or 'I' as older Pillow opens it). vae_core.data scales."""

@@ -13,9 +13,8 @@ The other jobs of the map, one module each:
   vae_core.projection_cache   the `<ckpt>.proj.npz` file beside a checkpoint: format, read, write
   vae_core.projection_build   computing that file (means, UMAP) and the post-training hook
   vae_core.umap_job           UMAP as a background process, with its lock and command line
-                              (`python -m vae_core.projection CKPT` is that command too)
-The names that lived here before the split (read_cache, build_cache, fit_umap, ...) are still
-importable from here; new code imports them from their modules.
+                              (`python -m vae_core.projection CKPT` runs it too: __main__ below)
+Those modules import this one, never the reverse (tests/test_import_graph.py).
 Numpy only: torch is imported by the function that encodes.
 """
 from __future__ import annotations
@@ -145,25 +144,7 @@ class KNNProjection:
         return out
 
 
-# --- names that moved with the split, kept importable from here (PEP 562, as vae_core/__init__) --
-
-_MOVED = {
-    "vae_core.projection_cache": ("LEGACY_MAX_POINTS", "ProjectionCache", "cache_path_for", "file_sha", "write_cache",
-                                  "read_cache", "cache_problem", "ProjectionCacheWarning"),
-    "vae_core.projection_build": ("build_cache",),
-    "vae_core.umap_subsample": ("fit_umap",),
-}
-
-
-def __getattr__(name: str):
-    for module, names in _MOVED.items():
-        if name in names:
-            import importlib
-            return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module 'vae_core.projection' has no attribute {name!r}")
-
-
-if __name__ == "__main__":  # the UMAP job's command line, under its old name
+if __name__ == "__main__":  # `python -m vae_core.projection CKPT`: the UMAP job under its old name
     import sys
 
     from .umap_job import main

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from .checkpoints import Checkpoint
-    from .data import Dataset
+    from .dataset import Dataset
     from .model import VAE
     from .progress import ProgressFn
 

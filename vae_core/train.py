@@ -28,7 +28,8 @@ from torch import nn
 from . import batches as bt
 from . import distributed as ddp
 from .config import ModelConfig, TrainConfig
-from .data import Dataset, check_for_likelihood, eval_targets
+from .data import check_for_likelihood, eval_targets
+from .dataset import Dataset
 from .estimators import evaluate
 from .losses import beta_at, training_loss
 from .model import VAE

@@ -20,7 +20,7 @@ from typing import Callable, TypeVar
 import streamlit as st
 
 from vae_core.lab.report_cache import cached_report, report_key, report_path
-from vae_core.projection import file_sha
+from vae_core.projection_cache import file_sha
 
 T = TypeVar("T")
 V = TypeVar("V")

@@ -16,7 +16,8 @@ from app.common import load_model, test_targets
 from app.palette import label_colour
 from app.safe import plain
 from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
-from vae_core.data import Dataset, target_description
+from vae_core.data import target_description
+from vae_core.dataset import Dataset
 from vae_core.images import tile, to_display, upscale
 from vae_core.lab.sweeps import LabRun, is_cached, lab_cache_dir, run_path, train_runs
 from vae_core.train import TrainingDivergedError

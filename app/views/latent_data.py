@@ -21,6 +21,8 @@ from vae_core import projection as proj
 from vae_core import umap_job
 from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
 from vae_core.progress import Progress
+from vae_core.projection_build import build_cache
+from vae_core.projection_cache import cache_path_for, cache_problem, read_cache
 
 # vae_core.latent.collapsed_dims' thresholds (that module imports torch; tests check they agree)
 KL_COLLAPSED = 0.01  # nats: average KL below this carries no information
@@ -66,7 +68,7 @@ def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
     from vae_core.latent import collapsed_dims, mean_variance
     x = test_targets(_ckpt)
     data = dataset_for(_ckpt)
-    cached = proj.read_cache(path)
+    cached = read_cache(path)
     if cached is not None:
         index, labels, means = cached.index, cached.labels, cached.means
     else:
@@ -84,12 +86,12 @@ def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
 def rebuild_bad_cache(ckpt: Checkpoint) -> None:
     """A map cache that cannot be read is disposable: say so once, and write a fresh one (means only;
     UMAP is recomputed when asked for). If that cannot be written either, the page encodes anyway."""
-    problem = proj.cache_problem(ckpt.path)
+    problem = cache_problem(ckpt.path)
     if problem is None:
         return
     st.warning(f"{plain(problem)}.", icon=":material/warning:")
     try:
-        proj.build_cache(ckpt.path, ckpt.model, test_targets(ckpt), dataset_for(ckpt).y_test, with_umap=False)
+        build_cache(ckpt.path, ckpt.model, test_targets(ckpt), dataset_for(ckpt).y_test, with_umap=False)
     except (OSError, ValueError) as e:
         st.caption(f"The map cache could not be rebuilt ({plain(e)}); the map is computed for this session.")
 
@@ -100,7 +102,7 @@ def model_view(ckpt: Checkpoint) -> ModelView:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _map_view_from_cache(path: str, mtime: float, cache_mtime: float) -> ModelView | None:
-    cached = proj.read_cache(path)  # None when stale: made for other weights
+    cached = read_cache(path)  # None when stale: made for other weights
     if cached is None:
         return None
     try:
@@ -121,7 +123,7 @@ def map_view_from_cache(path: str) -> ModelView | None:
     """model_view's ModelView without torch or the model: the points, labels and means from the
     projection cache, the per-dim KL from the checkpoint's metrics. None when the cache is
     missing or stale or the metrics have no kl_per_dim of the right length (then use model_view)."""
-    pp = proj.cache_path_for(path)
+    pp = cache_path_for(path)
     try:
         mtimes = os.path.getmtime(path), os.path.getmtime(pp)
     except OSError:
@@ -139,13 +141,13 @@ def _umap_jobs() -> tuple[dict, threading.Lock]:
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _umap_projection(path: str, mtime: float) -> proj.KNNProjection | None:
-    cache = proj.read_cache(path)
+    cache = read_cache(path)
     return cache.umap_projection() if cache is not None and cache.umap is not None else None
 
 
 def umap_projection(path: str) -> proj.KNNProjection | None:
     """The cached UMAP map of this checkpoint, or None while it is not on disk."""
-    pp = proj.cache_path_for(path)
+    pp = cache_path_for(path)
     if not os.path.exists(pp):
         return None
     return _umap_projection(path, os.path.getmtime(pp))  # keyed on mtime: a rewrite is re-read

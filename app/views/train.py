@@ -23,7 +23,8 @@ from vae_core import likelihoods
 from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load
 from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig, parse_hidden
 from vae_core.data import REGISTRY, DatasetError, check_for_likelihood, load_dataset
-from vae_core.data_access import MAX_DATASET_UPLOAD_BYTES, ROOTS_ENV, allowed_roots, save_uploaded_dataset
+from vae_core.data_access import ROOTS_ENV, allowed_roots
+from vae_core.data_upload import MAX_DATASET_UPLOAD_BYTES, save_uploaded_dataset
 from vae_core.losses import check_objective_options
 from vae_core.progress import Progress
 from vae_core.projection_build import save_map_cache

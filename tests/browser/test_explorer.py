@@ -111,7 +111,7 @@ def test_explorer_map_click_loads_the_points_z(page, default_model):
 def test_the_star_follows_a_drag_where_the_server_would_place_it(page, default_model):
     """The decoder announces z while a slider moves (vae:z); the map places the star with its port of
     vae_core.projection (here UMAP's kNN placement over the shipped projection cache)."""
-    from vae_core.projection import read_cache
+    from vae_core.projection_cache import read_cache
     basis = read_cache(default_checkpoint_path()).umap_projection()
     before = page.evaluate("window.__vaeMap.star()")
     drag_slider(page, 2, [0.3, 0.6, 0.9])

@@ -16,7 +16,7 @@ from tests.harness.map_bench import explorer_checkpoint
 from app.views.explorer_panels import HOVER_MAX
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
-from vae_core.projection import read_cache
+from vae_core.projection_cache import read_cache
 
 pytestmark = pytest.mark.browser
 N = 60_000

@@ -16,7 +16,7 @@ from app.lab import PAGES as LAB_PAGES
 from tests.harness.browser import StreamlitServer, new_page, save_screenshot
 from app.views import PAGES
 from vae_core.cache import default_checkpoint_path
-from vae_core.projection import cache_path_for
+from vae_core.projection_cache import cache_path_for
 
 pytestmark = pytest.mark.browser
 

@@ -15,7 +15,7 @@ try:  # the browser plumbing is moving from app/testing/ to tests/harness/
 except ImportError:
     from app.testing.browser import StreamlitServer, new_page
 from vae_core.cache import default_checkpoint_path
-from vae_core.projection import read_cache
+from vae_core.projection_cache import read_cache
 
 pytestmark = pytest.mark.browser
 

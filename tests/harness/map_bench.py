@@ -99,7 +99,7 @@ def explorer_checkpoint(folder: str, model, train_config, images: np.ndarray, la
 
     from vae_core.checkpoints import save_checkpoint
     from vae_core.data import eval_targets
-    from vae_core.projection import build_cache
+    from vae_core.projection_build import build_cache
     data = os.path.join(folder, "data.npz")
     np.savez(data, x_train=images[:16], y_train=labels[:16], x_test=images, y_test=labels)
     tc = dataclasses.replace(train_config, dataset=data)

@@ -19,7 +19,7 @@ from ..cache import DEFAULT_MODEL, DEFAULT_TRAIN, cache_path, default_cache_dir,
 from ..checkpoints import Checkpoint
 from ..config import ModelConfig, TrainConfig
 from ..constants import ACTIVE_VAR_THRESHOLD
-from ..data import Dataset
+from ..dataset import Dataset
 from ..estimators import active_units, evaluate
 from ..latent import encode_mean
 
