@@ -3,7 +3,8 @@
 First paint comes before torch: the map is drawn from the checkpoint's metadata and its projection
 cache (`<ckpt>.proj.npz`, numpy only) and sent to the browser; only then does the page import torch,
 load the model and add the panels (app.views.explorer_panels). Without a projection cache the model
-is loaded first to encode the test set.
+is loaded first to encode the test set. A map of more than MAP_ALONE_ABOVE points goes alone on the
+session's first run, and the panels follow once the browser reports it drawn.
 State and callbacks: app.views.explorer_state. Decoder panel: app.views.explorer_decoder.
 """
 from __future__ import annotations
@@ -21,6 +22,12 @@ from app.views.explorer_state import SLIDER_RANGE, P, on_map_select, reset_for
 from app.views.latent_data import ModelView, map_view_from_cache
 from app.views.latent_map import MapProjection, choose_projection, map_payload
 from app.views.map_extras import colour_options, hover_thumbs, map_colour
+
+
+# A map of more points than this is sent alone on a session's first run; the panels (torch, the decoder,
+# the hover images, the breakdown) follow once the browser reports the map drawn (its `drawn` trigger
+# reruns this fragment), so the browser's one thread and the server's GIL draw the map first.
+MAP_ALONE_ABOVE = 20_000
 
 
 def _let_the_map_out() -> None:
@@ -41,20 +48,26 @@ def _open(path: str):
 def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
     """Map, decoder column, previews and breakdown. A map click reruns this fragment (the sliders
     have already moved in the browser); a slider release reruns only the decoder column."""
+    alone = n > MAP_ALONE_ABOVE and st.session_state.get(P + "map_alone") != path
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        latent_map(map_payload(proj, view), n, projection_spec(proj.basis, view.latent_dim),
+        latent_map(map_payload(proj, view, path), n, projection_spec(proj.basis, view.latent_dim),
                    classes_for(view.labels[:n]), proj.axes, key=P + "map",
                    selected=st.session_state.get(P + "selected"), z=st.session_state[P + "z"],
                    z_range=SLIDER_RANGE, on_select=functools.partial(on_map_select, view),
                    colour=map_colour(view, st.session_state.get(P + "colour", "label")),
-                   thumbs=functools.partial(hover_thumbs, path))
+                   thumbs=functools.partial(hover_thumbs, path), report_drawn=alone)
         placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
         total = f"{view.n_test:,}" if view.n_test else "?"
         st.caption(f"Showing **{n:,}** of {total} test points · encoder means μ(x) · ★ = current z{placed} · "
                    "hover a point to see its image, click it to load its μ · scroll to zoom, drag to pan, "
                    "double-click to reset, click a label to hide it.", help=proj.help)
-    _let_the_map_out()
+    if alone:
+        st.session_state[P + "map_alone"] = path
+        st.caption("Loading the decoder…")
+        return
+    if n <= MAP_ALONE_ABOVE:
+        _let_the_map_out()
     ckpt = _open(path)  # torch from here on: the map is already on its way to the browser
     if ckpt is None:
         return

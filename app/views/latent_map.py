@@ -5,7 +5,7 @@ The plotly map of the other pages is app.views.map_figure.
 """
 from __future__ import annotations
 
-import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,7 @@ import streamlit as st
 from app.components.latent_map import points_payload
 from app.safe import plain
 from app.views.latent_data import ModelView, start_umap, umap_progress, umap_projection, umap_status
-from vae_core.projection import LatentPlane
+from vae_core.projection import LatentPlane, cache_path_for
 
 UMAP_HELP = ("UMAP is fit once on the test-set means (in a background process, cached beside the "
              "checkpoint). A new z is placed by UMAP's own transform initialisation: the weighted mean "
@@ -80,13 +80,20 @@ def _poll_umap(ckpt_path: str, key: str) -> None:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _payload(digest: str, _proj: MapProjection, _view: ModelView) -> dict:
+def _payload(path: str, mtime: float, cache_mtime: float, proj_name: str, n: int, _proj: MapProjection,
+             _view: ModelView) -> dict:
     return points_payload(_proj.xy, _view.labels, _view.index, _view.means)
 
 
-def map_payload(proj: MapProjection, view: ModelView) -> dict:
-    """The canvas map's point set (all cached points; the page shows the first n), cached by content:
-    the same dict on every rerun, so it is encoded once and sent once per session."""
-    digest = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in
-                                   (proj.xy, view.labels, view.index, view.means))).hexdigest()
-    return _payload(digest, proj, view)
+def map_payload(proj: MapProjection, view: ModelView, ckpt_path: str) -> dict:
+    """The canvas map's point set (all cached points; the page shows the first n): the same dict on
+    every rerun, so it is encoded once per checkpoint file, projection cache and projection, and sent
+    once per session. Keyed on the files' mtimes (the view and the projection are read from them), not
+    on a hash of the points: a rerun does not re-read 60,000 points to find the dict it already has."""
+    mtimes = []
+    for f in (ckpt_path, cache_path_for(ckpt_path)):
+        try:
+            mtimes.append(os.path.getmtime(f))
+        except OSError:  # no projection cache: the view was encoded from the checkpoint alone
+            mtimes.append(0.0)
+    return _payload(ckpt_path, *mtimes, proj.name, len(view.means), proj, view)

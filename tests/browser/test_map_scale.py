@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.settings import DEBUG_HOOKS_ENV
 from app.testing.browser import StreamlitServer
 from app.testing.map_bench import write_points
 
@@ -27,7 +28,7 @@ def clustered(n, k=4, seed=0):
 
 @pytest.fixture(scope="module")
 def server(browser):
-    with StreamlitServer("tests/browser/map_app.py") as s:
+    with StreamlitServer("tests/browser/map_app.py", env={DEBUG_HOOKS_ENV: "1"}) as s:
         yield s
 
 
