@@ -4,7 +4,6 @@ measurement-hooks flag in the component's data, and the Explorer sending a big m
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest

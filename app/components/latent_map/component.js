@@ -6,10 +6,10 @@
 // legend entries toggle a label. Pan and zoom change only the transform (no re-upload); picking
 // uses a uniform grid (points.mjs). Above data.density_above points in view, a density image of
 // binned counts replaces the points until you zoom in.
-// Hovering shows the point's image and announces it as a `vae:map-hover` window event (with a painter
-// of that image, for the preview strip); an image
-// not in the page's sprite sheet (hover_preview) is asked of Python with its neighbours' (the
-// `need_thumbs` trigger) and arrives as data.thumbs. Clicking a point
+// Hovering shows the point's image and announces it as a `vae:map-hover` window event, with a painter
+// of that image for the preview strip (hover_preview); an image not in the page's sprite sheet is
+// asked of Python with its neighbours' (the `need_thumbs` trigger) and arrives as data.thumbs.
+// Clicking a point
 //   1. rings it and moves the star to it at once,
 //   2. sends `vae:select` {meta, z, testIndex}: the in-browser latent decoder moves its sliders to the
 //      point's mean without waiting for the server,
