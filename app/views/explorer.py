@@ -3,8 +3,9 @@
 First paint comes before torch: the map is drawn from the checkpoint's metadata and its projection
 cache (`<ckpt>.proj.npz`, numpy only) and sent to the browser; only then does the page import torch,
 load the model and add the panels (app.views.explorer_panels). Without a projection cache the model
-is loaded first to encode the test set. A map of more than MAP_ALONE_ABOVE points goes alone on the
-session's first run, and the panels follow once the browser reports it drawn.
+is loaded first to encode the test set. A map of more than MAP_ALONE_ABOVE points goes alone (even
+before the controls above it) on the session's first run; the panels follow once the browser reports
+it drawn.
 State and callbacks: app.views.explorer_state. Decoder panel: app.views.explorer_decoder.
 """
 from __future__ import annotations
@@ -20,14 +21,20 @@ from app.components.latent_map import classes_for, latent_map, projection_spec
 from app.safe import plain
 from app.views.explorer_state import SLIDER_RANGE, P, on_map_select, reset_for
 from app.views.latent_data import ModelView, map_view_from_cache
-from app.views.latent_map import MapProjection, choose_projection, map_payload
+from app.views.latent_map import MapProjection, current_projection, map_payload, projection_picker
 from app.views.map_extras import colour_options, hover_thumbs, map_colour
 
 
-# A map of more points than this is sent alone on a session's first run; the panels (torch, the decoder,
-# the hover images, the breakdown) follow once the browser reports the map drawn (its `drawn` trigger
-# reruns this fragment), so the browser's one thread and the server's GIL draw the map first.
+# A map of more points than this is sent alone on a session's first run, even before the controls drawn
+# above it; the panels (torch, the decoder, the hover images, the breakdown) follow once the browser
+# reports the map drawn (its `drawn` trigger reruns this fragment), so the browser's one thread and the
+# server's GIL draw the map first.
 MAP_ALONE_ABOVE = 20_000
+
+
+def _map_alone(path: str, n: int) -> bool:
+    """Whether this run sends the map alone: a big map, shown for the first time in this session."""
+    return n > MAP_ALONE_ABOVE and st.session_state.get(P + "map_alone") != path
 
 
 def _let_the_map_out() -> None:
@@ -48,7 +55,7 @@ def _open(path: str):
 def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
     """Map, decoder column, previews and breakdown. A map click reruns this fragment (the sliders
     have already moved in the browser); a slider release reruns only the decoder column."""
-    alone = n > MAP_ALONE_ABOVE and st.session_state.get(P + "map_alone") != path
+    alone = _map_alone(path, n)
     left, right = st.columns([3, 2], gap="medium")
     with left:
         latent_map(map_payload(proj, view, path), n, projection_spec(proj.basis, view.latent_dim),
@@ -99,17 +106,28 @@ def render() -> None:
         view = model_view(ckpt)
     reset_for(path, view)
     st.caption(_caption(meta))
-    c1, c2, c3 = st.columns([2, 2, 1])
-    with c1:
-        proj = choose_projection(view, path, key=P + "projection")
+    controls = st.container()
     total = len(view.means)
-    with c2:
-        caps = [c for c in (100, 1000, 10_000, 50_000, 100_000) if c < total] + [total]
-        n = total if len(caps) == 1 else st.select_slider(
-            "Points on the map", caps, value=total, key=P + "cap",
-            help=f"All {total:,} cached test points by default, in a fixed random order (a smaller cap is a "
+    caps = [c for c in (100, 1000, 10_000, 50_000, 100_000) if c < total] + [total]
+    n = st.session_state.get(P + "cap", total)  # the slider's value, read before it is drawn
+    n = n if n in caps else total
+    alone = _map_alone(path, n)
+    if not alone:
+        _controls(controls, view, path, caps)
+    _body(path, view, current_projection(view, path, P + "projection"), n)
+    if alone:  # drawn above the map, but sent after it: the map's data goes to the browser first
+        _controls(controls, view, path, caps)
+
+
+def _controls(box, view: ModelView, path: str, caps: list[int]) -> None:
+    """The projection picker, the number of points and the colouring, in a row in `box`."""
+    c1, c2, c3 = box.columns([2, 2, 1])
+    with c1:
+        projection_picker(view, path, key=P + "projection")
+    if len(caps) > 1:
+        c2.select_slider(
+            "Points on the map", caps, value=caps[-1], key=P + "cap",
+            help=f"All {caps[-1]:,} cached test points by default, in a fixed random order (a smaller cap is a "
             "subset of a larger one). Above 100,000 in view the map shows their density until you zoom in.")
-    with c3:
-        st.selectbox("Colour by", colour_options(view), key=P + "colour",
-                     help="label, ‖μ‖ (distance of the encoder mean from 0) or one coordinate of μ")
-    _body(path, view, proj, n)
+    c3.selectbox("Colour by", colour_options(view), key=P + "colour",
+                 help="label, ‖μ‖ (distance of the encoder mean from 0) or one coordinate of μ")

@@ -38,28 +38,45 @@ class MapProjection:
 
 def choose_projection(view: ModelView, ckpt_path: str, key: str) -> MapProjection:
     """Latent plane for k <= 2; else a PCA / UMAP radio. Picking UMAP starts its background job."""
+    projection_picker(view, ckpt_path, key)
+    return current_projection(view, ckpt_path, key)
+
+
+def current_projection(view: ModelView, ckpt_path: str, key: str) -> MapProjection:
+    """The map's projection as picked (the radio under `key`; UMAP by default once it is cached, PCA
+    while it is not), without drawing the picker: a page can send its map before the picker."""
     k = view.latent_dim
     if k <= 2:
         plane = LatentPlane(k)
-        st.markdown(f"**Map: the latent plane itself** (k = {k}, no projection needed)")
         return MapProjection("latent", plane, plane.transform(view.means),
                              ("z1", "z2" if k == 2 else "(k = 1)"), "The latent plane itself (k ≤ 2).")
     umap = umap_projection(ckpt_path)
-    options = ["PCA", "UMAP"]
     if key not in st.session_state:
         st.session_state[key] = "UMAP" if umap is not None else "PCA"
-    choice = st.radio("Projection", options, key=key, horizontal=True,
-                      help=UMAP_HELP if umap is not None else PCA_HELP)
-    if choice == "UMAP" and umap is None:
-        if umap_status(ckpt_path)[0] == "idle":  # a failed run is retried only on request
-            start_umap(ckpt_path)
-        _poll_umap(ckpt_path, key)
-    if choice == "UMAP" and umap is not None:
+    if st.session_state[key] == "UMAP" and umap is not None:
         return MapProjection("umap", umap, umap.embedding[: len(view.means)].astype(np.float64),
                              ("UMAP 1", "UMAP 2"), UMAP_HELP)
     ev = view.pca.explained
     return MapProjection("pca", view.pca, view.pca.transform(view.means),
                          (f"PC1 ({ev[0]:.0%} of variance)", f"PC2 ({ev[1]:.0%})"), PCA_HELP)
+
+
+def projection_picker(view: ModelView, ckpt_path: str, key: str) -> None:
+    """The PCA / UMAP radio under `key` (k <= 2: a note that the map is the latent plane itself), and
+    while UMAP is picked but not cached yet, its background job's progress."""
+    k = view.latent_dim
+    if k <= 2:
+        st.markdown(f"**Map: the latent plane itself** (k = {k}, no projection needed)")
+        return
+    umap = umap_projection(ckpt_path)
+    if key not in st.session_state:
+        st.session_state[key] = "UMAP" if umap is not None else "PCA"
+    choice = st.radio("Projection", ["PCA", "UMAP"], key=key, horizontal=True,
+                      help=UMAP_HELP if umap is not None else PCA_HELP)
+    if choice == "UMAP" and umap is None:
+        if umap_status(ckpt_path)[0] == "idle":  # a failed run is retried only on request
+            start_umap(ckpt_path)
+        _poll_umap(ckpt_path, key)
 
 
 @st.fragment(run_every=2.0)
