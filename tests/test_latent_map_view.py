@@ -131,6 +131,7 @@ def test_a_big_map_is_sent_alone_first_and_the_panels_follow_on_the_next_run(big
     first = _map_data(at)
     assert first["report_drawn"] is True and first["points"]["n_total"] == n  # the points go in this run
     assert not at.number_input and any("Loading the decoder" in c.value for c in at.caption)
+    assert not at.radio and [s.key for s in at.selectbox] == ["sidebar_model_select"]  # controls come later too
     at.run()  # the browser's `drawn` trigger reruns the page
     assert not at.exception, [e.message for e in at.exception]
     second = _map_data(at)
@@ -138,3 +139,4 @@ def test_a_big_map_is_sent_alone_first_and_the_panels_follow_on_the_next_run(big
     # the panels are there, on the first map point
     assert at.number_input(key="explorer_index").value == at.session_state["explorer_selected"] == first["selected"]
     assert not any("Loading the decoder" in c.value for c in at.caption)
+    assert at.radio(key="explorer_projection").value == "PCA" and at.selectbox(key="explorer_colour").value == "label"

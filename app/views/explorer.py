@@ -3,9 +3,8 @@
 First paint comes before torch: the map is drawn from the checkpoint's metadata and its projection
 cache (`<ckpt>.proj.npz`, numpy only) and sent to the browser; only then does the page import torch,
 load the model and add the panels (app.views.explorer_panels). Without a projection cache the model
-is loaded first to encode the test set. A map of more than MAP_ALONE_ABOVE points goes alone (even
-before the controls above it) on the session's first run; the panels follow once the browser reports
-it drawn.
+is loaded first to encode the test set. A map of more than MAP_ALONE_ABOVE points goes alone (without
+the controls above it) on the session's first run; the rest follows once the browser reports it drawn.
 State and callbacks: app.views.explorer_state. Decoder panel: app.views.explorer_decoder.
 """
 from __future__ import annotations
@@ -25,10 +24,10 @@ from app.views.latent_map import MapProjection, current_projection, map_payload,
 from app.views.map_extras import colour_options, hover_thumbs, map_colour
 
 
-# A map of more points than this is sent alone on a session's first run, even before the controls drawn
-# above it; the panels (torch, the decoder, the hover images, the breakdown) follow once the browser
-# reports the map drawn (its `drawn` trigger reruns this fragment), so the browser's one thread and the
-# server's GIL draw the map first.
+# A map of more points than this is sent alone on a session's first run, without the controls above it
+# or the panels (torch, the decoder, the hover images, the breakdown): they follow once the browser
+# reports the map drawn (its `drawn` trigger reruns the body fragment, which reruns the page), so the
+# browser's one thread and the server's GIL draw the map first.
 MAP_ALONE_ABOVE = 20_000
 
 
@@ -56,6 +55,8 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
     """Map, decoder column, previews and breakdown. A map click reruns this fragment (the sliders
     have already moved in the browser); a slider release reruns only the decoder column."""
     alone = _map_alone(path, n)
+    if not alone and st.session_state.pop(P + "controls_later", False):
+        st.rerun(scope="app")  # the map is drawn (its trigger reran this fragment): now the whole page
     left, right = st.columns([3, 2], gap="medium")
     with left:
         latent_map(map_payload(proj, view, path), n, projection_spec(proj.basis, view.latent_dim),
@@ -111,12 +112,12 @@ def render() -> None:
     caps = [c for c in (100, 1000, 10_000, 50_000, 100_000) if c < total] + [total]
     n = st.session_state.get(P + "cap", total)  # the slider's value, read before it is drawn
     n = n if n in caps else total
-    alone = _map_alone(path, n)
-    if not alone:
+    if _map_alone(path, n):  # the controls come with the panels, on the full rerun the map's `drawn` asks for
+        st.session_state[P + "controls_later"] = True
+    else:
         _controls(controls, view, path, caps)
+        st.session_state.pop(P + "controls_later", None)
     _body(path, view, current_projection(view, path, P + "projection"), n)
-    if alone:  # drawn above the map, but sent after it: the map's data goes to the browser first
-        _controls(controls, view, path, caps)
 
 
 def _controls(box, view: ModelView, path: str, caps: list[int]) -> None:
