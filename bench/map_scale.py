@@ -35,6 +35,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 HANG_GUARD_S = 1800  # per child process: a hang guard, not a target
 SIZES = [1_000, 10_000, 60_000, 100_000]
 K_EVAL = 15
+HOOKS = {"VAE_DEBUG_HOOKS": "1"}  # app.settings.DEBUG_HOOKS_ENV: the map's measurement hooks (window.__vaeMap)
 
 
 # --- points ----------------------------------------------------------------------------------------
@@ -45,6 +46,7 @@ def base_means() -> tuple[np.ndarray, np.ndarray]:
     from vae_core.cache import default_checkpoint_path
     from vae_core.checkpoints import load_checkpoint
     from vae_core.data import eval_targets, load_dataset
+    from vae_core.latent import encode_mean
     path = default_checkpoint_path()
     if not os.path.exists(path):
         raise SystemExit(f"error: the shipped checkpoint {path} is missing")
@@ -52,8 +54,7 @@ def base_means() -> tuple[np.ndarray, np.ndarray]:
     tc = ck.train_config
     data = load_dataset(tc.dataset, test_fraction=tc.test_fraction)
     x = eval_targets(torch.cat([data.x_test, data.x_train]), tc.binarize)
-    with torch.no_grad():
-        means = ck.model.encode(x)[0].numpy()
+    means = encode_mean(ck.model, x).numpy()
     return means, torch.cat([data.y_test, data.y_train]).numpy()
 
 
@@ -164,7 +165,7 @@ def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[in
         page = new_page(browser)
         floor = frame_floor_ms(page, steps)
         page.close()
-        with StreamlitServer("tests/browser/map_app.py") as server:
+        with StreamlitServer("tests/browser/map_app.py", env=HOOKS) as server:
             for n in sizes:
                 z, y = tiled(base, labels, n)
                 path = write_points(os.path.join(tmp, f"points_{n}.npz"), z, y)
@@ -209,7 +210,7 @@ def explorer_row(browser, tmp: str, steps: int, smoke: bool, floor_p50: float) -
     folder = os.path.join(tmp, "explorer")
     os.makedirs(folder)
     explorer_checkpoint(folder, ck.model, ck.train_config, images, labels, ck.metrics)
-    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder}) as server:
+    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder, **HOOKS}) as server:
         page = new_page(browser)
         map_first_paint_ms(page, server.url + "/", n)
         page.close()

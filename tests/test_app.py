@@ -270,7 +270,8 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
         assert at.radio(key="explorer_projection").value == "UMAP"  # the default once it is cached
         assert any("placed by UMAP" in c.value for c in at.caption)
         data = _component_data(at, "vae_latent_map")
-        assert data["axes"] == ["UMAP 1", "UMAP 2"] and data["proj"] == {"kind": "knn", "k": 3, "nNeighbors": 15}
+        assert data["axes"] == ["UMAP 1", "UMAP 2"] and data["proj"] == {"kind": "knn", "k": 3, "nNeighbors": 15,
+                                                                       "equal_aspect": False}
         xy = np.frombuffer(data["_blobs"]["points.xy"], "<f4").reshape(-1, 2)
         np.testing.assert_array_equal(xy, emb)  # the map draws the embedding; the star uses the same kNN
         assert data["selected"] == int(index[0]) and data["z"] == pytest.approx(np.clip(means[0], -3, 3).tolist())

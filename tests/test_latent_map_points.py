@@ -144,3 +144,47 @@ def test_the_binary_data_unpacks_to_the_header_and_aligned_arrays():
         np.testing.assert_array_equal(np.array(out["xy"], np.float32).reshape(7, 2), xy)
         np.testing.assert_array_equal(out["labels"], labels)
         np.testing.assert_array_equal(out["index"], index)
+
+
+def run_js(expr: str, arg) -> object:
+    """Evaluate `expr` (in which `a` is arg, and points.mjs' exports are in scope) with node."""
+    src = ("import * as P from %s;\nconst a = JSON.parse(process.argv[1]);\n" % json.dumps("file://" + os.path.abspath(POINTS_JS))
+           + "const { viewTransform, edgeMarker } = P;\nconsole.log(JSON.stringify(" + expr + "));")
+    proc = subprocess.run([NODE, "--input-type=module", "-e", src, json.dumps(arg)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_an_equal_aspect_view_has_one_scale_and_shows_all_of_the_asked_rectangle():
+    """A PCA map with PC1 over 8 units and PC2 over 0.4 (issue 12's case) in an 800 x 500 px box: equal
+    aspect gives one px-per-unit for both axes, the whole rectangle inside the box, centred; without it
+    each axis fills the box (the rectangle's corners on the box's corners)."""
+    box, v = {"x": 52, "y": 10, "w": 800, "h": 500}, {"x0": -4, "x1": 4, "y0": -0.2, "y1": 0.2}
+    eq, free = run_js("[viewTransform(a.v, a.box, true), viewTransform(a.v, a.box, false)]", {"v": v, "box": box})
+    assert eq["ax"] == pytest.approx(-eq["ay"]) == pytest.approx(100.0)  # min(800 / 8, 500 / 0.4)
+    to_screen = lambda t, x, y: (t["ax"] * x + t["bx"], t["ay"] * y + t["by"])  # noqa: E731
+    for x, y in [(-4, -0.2), (4, 0.2), (-4, 0.2), (4, -0.2)]:
+        sx, sy = to_screen(eq, x, y)
+        assert box["x"] - 1e-9 <= sx <= box["x"] + box["w"] + 1e-9 and box["y"] <= sy <= box["y"] + box["h"]
+    assert to_screen(eq, 0, 0) == pytest.approx((box["x"] + 400, box["y"] + 250))
+    assert to_screen(free, -4, 0.2) == pytest.approx((box["x"], box["y"]))  # top left
+    assert to_screen(free, 4, -0.2) == pytest.approx((box["x"] + 800, box["y"] + 500))  # bottom right
+    assert free["ax"] == pytest.approx(100.0) and -free["ay"] == pytest.approx(1250.0)  # PC2 stretched 12.5x
+
+
+def test_a_star_off_the_map_is_marked_on_the_border_pointing_at_it():
+    box = {"x": 50, "y": 10, "w": 600, "h": 400}
+    cx, cy = 350, 210
+    stars = [[2000, 210], [350, -900], [-300, 900], [900, 100], [1e7, -3e6]]
+    marks = run_js("a.stars.map(([x, y]) => edgeMarker(x, y, a.box, 14))", {"stars": stars, "box": box})
+    for (sx, sy), m in zip(stars, marks):
+        # on the border pulled in by 14 px ...
+        assert 50 + 14 - 1e-6 <= m["x"] <= 650 - 14 + 1e-6 and 10 + 14 - 1e-6 <= m["y"] <= 410 - 14 + 1e-6
+        assert min(abs(m["x"] - 64), abs(m["x"] - 636), abs(m["y"] - 24), abs(m["y"] - 396)) < 1e-6
+        # ... on the line from the box's centre to the star, and the arrow's angle points at it
+        d, e = np.array([sx - cx, sy - cy], float), np.array([m["x"] - cx, m["y"] - cy])
+        assert abs(d[0] * e[1] - d[1] * e[0]) <= 1e-6 * np.linalg.norm(d) * np.linalg.norm(e) and d @ e > 0
+        assert m["angle"] == pytest.approx(np.arctan2(d[1], d[0]))
+    inside = run_js("[edgeMarker(60, 20, a.box), edgeMarker(650, 410, a.box), edgeMarker(351, 211, a.box)]", {"box": box})
+    assert inside == [None, None, None]

@@ -4,7 +4,6 @@ data equals what the model-backed path computes."""
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import os
 import subprocess
@@ -12,13 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import vae_core
 from vae_core import cache
 from vae_core.checkpoints import load_checkpoint
-from vae_core.constants import KL_COLLAPSED_NATS as KL_COLLAPSED
-from vae_core.latent import collapsed_dims, mean_variance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = cache.default_checkpoint_path(os.path.join(REPO, "checkpoints"))
@@ -102,17 +98,3 @@ def test_map_view_from_cache_is_none_without_a_usable_cache(tmp_path):
         f.write(b"\x00\x00\x80\x3f")
     assert map_view_from_cache(path) is None
 
-
-def test_numpy_collapse_rule_matches_vae_core_latent():
-    """collapsed_flags (numpy, for the torch-free map) against vae_core.latent.collapsed_dims."""
-    from app.views import latent_data as ld
-    assert ld.KL_COLLAPSED == KL_COLLAPSED
-    assert ld.VAR_INACTIVE == inspect.signature(collapsed_dims).parameters["var_threshold"].default
-    g = torch.Generator().manual_seed(0)
-    scales = torch.tensor([1.0, 0.2, 0.1001, 0.0999, 0.05, 0.0, 2.0, 0.3])  # Var about scale^2 vs 0.01
-    kl = [1.0, 0.5, 0.2, 0.3, 0.4, 0.0, 0.005, 0.0100001]
-    for n in (1, 2, 50, 1000):
-        mu = torch.randn(n, len(scales), generator=g) * scales
-        mu = mu / mu.std(0, keepdim=True).clamp_min(1e-12) * scales if n > 1 else mu
-        want = collapsed_dims(kl, mean_variance(mu))
-        assert ld.collapsed_flags(kl, mu.numpy()) == want, n

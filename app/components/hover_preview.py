@@ -1,9 +1,9 @@
 """Image-on-hover for the latent map (st.components.v2): the preview strip under the map.
 
 It registers the map's thumbnails (one PNG sprite sheet, base64) page-wide under the map's name
-(globalThis.__vaeSprites, read by the map's own tooltip too) and draws the image of the point named
-by the map's `vae:map-hover` window events: no server round trip per hover. Points beyond the sheet
-come with their image in the event (the map fetched it on demand).
+(globalThis.__vaeSprites) and shows the point named by the map's `vae:map-hover` window events with the
+painter they carry: the map looks the hovered point up in that sheet (or fetches its image on demand)
+and paints both its own tooltip and this strip. No server round trip per hover.
 
     hover_preview(sprite, key="explorer_hover")   # sprite = hover_sprite(images, test_indices)
 
@@ -35,7 +35,7 @@ _CSS = """
 """
 
 _JS = """
-// Sprite sheets, page-wide, by map name: the map's own tooltip draws from them too.
+// Sprite sheets, page-wide, by map name: the map looks the hovered point up in them.
 const SHEETS = (globalThis.__vaeSprites ??= new Map());
 
 export default function (component) {
@@ -50,19 +50,11 @@ export default function (component) {
     SHEETS.set(data.meta, { id: data.id, img, cols: data.cols, h: data.h, w: data.w,
                             cell: new Map(data.index.map((t, i) => [t, i])) });
   }
-  // thumb: {img, sx, sy, w, h} when the map has the image (its on-demand ones), else our sheet's cell
-  const show = (testIndex, label, thumb) => {
-    const sheet = SHEETS.get(data.meta);
-    if (!thumb && sheet && sheet.cell.has(testIndex)) {
-      const i = sheet.cell.get(testIndex);
-      thumb = { img: sheet.img, sx: (i % sheet.cols) * (sheet.w + 1), sy: Math.floor(i / sheet.cols) * (sheet.h + 1),
-                w: sheet.w, h: sheet.h };
-    }
-    if (!thumb) return;
-    canvas.width = thumb.w; canvas.height = thumb.h;
-    const ctx = canvas.getContext("2d");
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(thumb.img, thumb.sx, thumb.sy, thumb.w, thumb.h, 0, 0, thumb.w, thumb.h);
+  // paint(canvas): the map's painter of the hovered point's image (from this sheet, or fetched on
+  // demand); the map is the one reader of the sheet and the one painter, this strip only asks it
+  const show = (testIndex, label, paint) => {
+    if (typeof paint !== "function") return;
+    paint(canvas);
     canvas.style.visibility = "visible";
     text.textContent = label >= 0 ? `test #${testIndex} · label ${label}` : `test #${testIndex}`;
     canvas.dataset.testIndex = String(testIndex);
@@ -72,7 +64,7 @@ export default function (component) {
   parentElement.__vaeHover = (ev) => {
     if (!parentElement.isConnected) { window.removeEventListener("vae:map-hover", parentElement.__vaeHover); return; }
     const d = ev.detail || {};
-    if (d.meta === data.meta) show(Number(d.testIndex), Number(d.label), d.thumb);
+    if (d.meta === data.meta) show(Number(d.testIndex), Number(d.label), d.paint);
   };
   window.addEventListener("vae:map-hover", parentElement.__vaeHover);
 }

@@ -28,11 +28,10 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from app.components.assets import assets
+from app.palette import LABEL_COLOURS, label_colour
+from app.settings import debug_hooks
 
-# Tableau-10: distinguishable classes, readable on a projector
-COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-          "#9c755f", "#bab0ac"]
+POINT_FIELDS = ("xy", "labels", "index", "means")
 MAP_META = "vae-latent-map"  # names the explorer map in browser events and the sprite registry
 DENSITY_ABOVE = 100_000  # more points than this in view: a density image instead of points
 THUMBS_MAX = 256         # hover images one browser request may ask for
@@ -67,7 +66,7 @@ def points_payload(xy: np.ndarray, labels: np.ndarray, index: np.ndarray, means:
     dt = label_dtype(labels)
     p = {"n_total": int(n), "k": int(k), "xy": _b64(xy, "<f4"), "labels": _b64(labels, "<" + dt), "labels_dtype": dt,
          "index": _b64(index, "<i4"), "means": _b64(means, "<f4")}
-    p["id"] = hashlib.sha1("|".join(p[f] for f in ("xy", "labels", "index", "means")).encode()).hexdigest()[:16]
+    p["id"] = hashlib.sha1("|".join(p[f] for f in POINT_FIELDS).encode()).hexdigest()[:16]
     return p
 
 
@@ -85,24 +84,36 @@ def value_colour(name: str, values: np.ndarray, lo_hi: tuple[float, float] | Non
 LABEL_COLOUR = {"mode": "label"}
 
 
+def equal_aspect(basis) -> bool:
+    """Whether a map by this projection is drawn equal-aspect (one unit as long across as up): the
+    latent plane and PCA are linear, so their two axes share a unit and a stretched axis misleads
+    (a PC2 of +-0.2 drawn as tall as a PC1 of +-4); UMAP's axes have no unit and fill the box."""
+    return type(basis).__name__ in ("LatentPlane", "PCAProjection")
+
+
 def projection_spec(basis, latent_dim: int) -> dict:
     """What the browser needs to place a z as the server does: vae_core.projection's LatentPlane,
-    PCAProjection (center, components) or KNNProjection (its means/embedding are the map points)."""
+    PCAProjection (center, components) or KNNProjection (its means/embedding are the map points),
+    and whether to draw the map equal-aspect."""
     kind = type(basis).__name__
     if kind == "LatentPlane":
-        return {"kind": "plane", "k": latent_dim}
-    if kind == "PCAProjection":
-        return {"kind": "pca", "k": latent_dim, "center": [float(v) for v in basis.center],
+        spec = {"kind": "plane", "k": latent_dim}
+    elif kind == "PCAProjection":
+        spec = {"kind": "pca", "k": latent_dim, "center": [float(v) for v in basis.center],
                 "components": [float(v) for v in np.asarray(basis.components, np.float64).ravel()]}
-    if kind == "KNNProjection":
-        return {"kind": "knn", "k": latent_dim, "nNeighbors": int(basis.n_neighbors)}
-    raise TypeError(f"no browser projection for {kind}")
+    elif kind == "KNNProjection":
+        spec = {"kind": "knn", "k": latent_dim, "nNeighbors": int(basis.n_neighbors)}
+    else:
+        raise TypeError(f"no browser projection for {kind}")
+    return {**spec, "equal_aspect": equal_aspect(basis)}
 
 
 def classes_for(labels: np.ndarray) -> list[dict]:
-    """Legend entries in label order, coloured as the plotly maps on the other pages."""
-    return [{"label": int(lab), "name": str(int(lab)) if lab >= 0 else "points", "color": COLORS[i % len(COLORS)]}
-            for i, lab in enumerate(sorted(set(np.asarray(labels).tolist())))]
+    """Legend entries in label order, in the colours every page gives these labels (app.palette);
+    unlabelled points (-1) are one class in the palette's first colour."""
+    return [{"label": int(lab), "name": str(int(lab)) if lab >= 0 else "points",
+             "color": label_colour(lab) if lab >= 0 else LABEL_COLOURS[0]}
+            for lab in sorted(set(np.asarray(labels).tolist()))]
 
 
 def selected_index(key: str) -> int | None:
@@ -131,6 +142,12 @@ def pack_data(header: dict, blobs: dict[str, bytes]) -> bytes:
     return struct.pack("<I", len(head)) + head + b"\0" * (-(4 + len(head)) % 8) + b"".join(parts)
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _point_blobs(points_id: str, _payload: dict) -> dict[str, bytes]:
+    """The payload's arrays as raw bytes, decoded once per point set for all sessions."""
+    return {f"points.{f}": base64.b64decode(_payload[f]) for f in POINT_FIELDS}
+
+
 def _forget_sent(sent_key: str) -> None:
     st.session_state.pop(sent_key, None)
 
@@ -145,13 +162,16 @@ def _want_thumbs(key: str) -> None:
 def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axes: tuple[str, str], *,
                key: str, selected: int | None = None, z=None, z_range: float = 3.0, height: int = 560,
                on_select: Callable[[], None] | None = None, colour: dict | None = None,
-               thumbs: Callable[[list[int]], dict] | None = None, renderer: str = "auto") -> None:
+               thumbs: Callable[[list[int]], dict] | None = None, renderer: str = "auto",
+               report_drawn: bool = False) -> None:
     """Draw the first n of the payload's points. selected: ringed test index; z: where the star goes.
     z_range: a clicked mean is clipped to ±z_range before it moves the sliders (their range).
     colour: LABEL_COLOUR (default) or value_colour(...). thumbs(test_indices) -> a hover_sprite dict of
     those points' images, for hovered points the page's sprite sheet lacks (None: no images on demand).
     renderer: "auto" (WebGL on a GPU, else the CPU canvas path), "webgl" (whenever present) or
-    "canvas" (the CPU fallback, always)."""
+    "canvas" (the CPU fallback, always). report_drawn: the browser reruns the page (the `drawn` trigger)
+    once it has drawn its first frame of a new point set, so the page can send what comes after the map
+    then. The measurement hooks (window.__vaeMap) are installed when app.settings.debug_hooks()."""
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
     colour = colour or LABEL_COLOUR
@@ -165,7 +185,7 @@ def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axe
     want = st.session_state.pop(f"{key}__thumbs_want", None)
     blobs = {}
     if send:  # the arrays go as raw bytes; the header keeps their shapes
-        blobs.update({f"points.{f}": base64.b64decode(payload[f]) for f in ("xy", "labels", "index", "means")})
+        blobs.update(_point_blobs(payload["id"], payload))
     if values is not None:
         blobs["values"] = base64.b64decode(values["values"])
     data = {"key": key, "meta": MAP_META, "points_id": payload["id"],
@@ -175,13 +195,14 @@ def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axe
             "z": None if z is None else [float(v) for v in z], "z_range": float(z_range), "height": int(height),
             "colour": colour, "values": {"id": values["id"]} if values is not None else None,
             "density_above": DENSITY_ABOVE, "renderer": renderer, "thumbs_on_demand": thumbs is not None,
-            "thumbs": thumbs(want) if want and thumbs is not None else None}
+            "thumbs": thumbs(want) if want and thumbs is not None else None,
+            "report_drawn": bool(report_drawn), "debug": debug_hooks()}
     # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look
     # for dataframes in it (a dict of lists would make it import pandas on the first paint).
     _COMPONENT(key=key, data=pack_data(data, blobs), on_select_change=on_select or (lambda: None),
                on_need_points_change=lambda: _forget_sent(sent_key),
                on_need_values_change=lambda: _forget_sent(values_key),
-               on_need_thumbs_change=lambda: _want_thumbs(key))
+               on_need_thumbs_change=lambda: _want_thumbs(key), on_drawn_change=lambda: None)
     st.session_state[sent_key] = payload["id"]
     if colour["mode"] == "value":
         st.session_state[values_key] = colour["values_id"]

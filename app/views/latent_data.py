@@ -4,13 +4,15 @@ ModelView holds the encoder means of the test points the map shows, their labels
 projection and the per-dim KL / collapse flags. UMAP runs in a child process (see
 vae_core.umap_job) tracked by a process-wide registry, so two sessions start it once.
 map_view_from_cache builds the same ModelView from the projection cache and the checkpoint's
-header alone, so the map can be drawn before torch is imported (this module imports it lazily).
+header alone, so the map can be drawn before torch is imported (this module imports it lazily; the
+collapse flags, which need vae_core.latent and so torch, are computed when first asked for).
 """
 from __future__ import annotations
 
 import os
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import streamlit as st
@@ -20,13 +22,10 @@ from app.safe import plain
 from vae_core import projection as proj
 from vae_core import umap_job
 from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
+from vae_core.constants import ACTIVE_VAR_THRESHOLD, KL_COLLAPSED_NATS
 from vae_core.progress import Progress
 from vae_core.projection_build import build_cache
 from vae_core.projection_cache import cache_path_for, cache_problem, read_cache
-
-# vae_core.latent.collapsed_dims' thresholds (that module imports torch; tests check they agree)
-KL_COLLAPSED = 0.01  # nats: average KL below this carries no information
-VAR_INACTIVE = 0.01  # Var_x mu_d at or below this: inactive unit (Burda et al. 2016)
 
 
 @dataclass(frozen=True)
@@ -36,12 +35,21 @@ class ModelView:
     means: np.ndarray         # (N, k) encoder means
     pca: proj.PCAProjection
     kl_per_dim: list          # average KL per dim over the test set, nats
-    collapsed: list           # per dim: KL < 0.01 nats or inactive (Var_x mu_d <= 0.01)
     n_test: int
 
     @property
     def latent_dim(self) -> int:
         return self.means.shape[1]
+
+    @cached_property
+    def collapsed(self) -> list[bool]:
+        """Per dim: average KL < KL_COLLAPSED_NATS, or inactive (Var_x mu_d <= ACTIVE_VAR_THRESHOLD over
+        the map points), by vae_core.latent.collapsed_dims. Imports torch: ask after the map is drawn."""
+        import torch
+
+        from vae_core.latent import collapsed_dims, mean_variance
+        return collapsed_dims(self.kl_per_dim, mean_variance(torch.from_numpy(np.asarray(self.means, np.float32))),
+                              kl_threshold=KL_COLLAPSED_NATS, var_threshold=ACTIVE_VAR_THRESHOLD)
 
     def slider_labels(self) -> list[str]:
         return [f"z{d + 1} · KL {kl:.2f}" + (" · collapsed" if c else "")
@@ -52,20 +60,11 @@ class ModelView:
         return int(hits[0]) if len(hits) else None
 
 
-def collapsed_flags(kl_per_dim, means: np.ndarray) -> list[bool]:
-    """Per dim: average KL < KL_COLLAPSED, or Var_x mu_d <= VAR_INACTIVE (unbiased variance over
-    the N map points, (N, k) -> (k,); zero for N = 1). vae_core.latent.collapsed_dims in numpy."""
-    means = np.asarray(means, np.float64)
-    var = means.var(0, ddof=1) if len(means) > 1 else np.zeros(means.shape[1])
-    return [bool(v) for v in (np.asarray(kl_per_dim, np.float64) < KL_COLLAPSED) | (var <= VAR_INACTIVE)]
-
-
 @st.cache_resource(max_entries=8, show_spinner="Encoding the test set…")
 def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
     import torch
 
     from vae_core.estimators import evaluate
-    from vae_core.latent import collapsed_dims, mean_variance
     x = test_targets(_ckpt)
     data = dataset_for(_ckpt)
     cached = read_cache(path)
@@ -79,8 +78,7 @@ def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
     kl = _ckpt.metrics.get("kl_per_dim")
     if not kl or len(kl) != means.shape[1]:
         kl = evaluate(_ckpt.model, x, iw_samples=0)["kl_per_dim"]
-    flags = collapsed_dims(kl, mean_variance(torch.from_numpy(means)))
-    return ModelView(index, labels, means, proj.fit_pca(means), list(kl), flags, len(x))
+    return ModelView(index, labels, means, proj.fit_pca(means), list(kl), len(x))
 
 
 def rebuild_bad_cache(ckpt: Checkpoint) -> None:
@@ -115,8 +113,7 @@ def _map_view_from_cache(path: str, mtime: float, cache_mtime: float) -> ModelVi
     n_test = cached.n_test if cached.n_test is not None else meta["dataset"].get("n_test")  # old 10k caches
     if n_test is None:
         return None
-    return ModelView(cached.index, cached.labels, cached.means, proj.fit_pca(cached.means), list(kl),
-                     collapsed_flags(kl, cached.means), int(n_test))
+    return ModelView(cached.index, cached.labels, cached.means, proj.fit_pca(cached.means), list(kl), int(n_test))
 
 
 def map_view_from_cache(path: str) -> ModelView | None:

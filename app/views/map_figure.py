@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app.components.latent_map import COLORS
+from app.components.latent_map import classes_for, equal_aspect
 from app.views.latent_data import ModelView
 from app.views.latent_map import MapProjection
 
@@ -18,16 +18,17 @@ def map_figure(proj: MapProjection, view: ModelView, n_points: int, *, current=N
 
     current: (2,) position of the slider z (star). paths: [(name, (T, 2), colour)] lines.
     extra: [(name, (2,), colour, symbol)] single markers (e.g. an uploaded image).
+    Labels in the colours of every page (app.palette, as the explorer's map); a PCA map or the latent
+    plane is equal-aspect (one unit of PC1 as long on screen as one of PC2), a UMAP map fills the box.
     """
     xy, labels, index = proj.xy[:n_points], view.labels[:n_points], view.index[:n_points]
     scatter = go.Scattergl if n_points > 3000 else go.Scatter
     fig = go.Figure()
-    for i, lab in enumerate(sorted(set(labels.tolist()))):
-        m = labels == lab
-        name = f"{lab}" if lab >= 0 else "points"
+    for c in classes_for(labels):
+        m = labels == c["label"]
         fig.add_trace(scatter(
-            x=xy[m, 0], y=xy[m, 1], mode="markers", name=name,
-            marker=dict(size=6 if n_points <= 3000 else 4, color=COLORS[i % len(COLORS)], opacity=0.75),
+            x=xy[m, 0], y=xy[m, 1], mode="markers", name=c["name"],
+            marker=dict(size=6 if n_points <= 3000 else 4, color=c["color"], opacity=0.75),
             customdata=np.stack([index[m], labels[m]], 1).astype(np.int32),
             hovertemplate="<b>label %{customdata[1]}</b><br>test #%{customdata[0]}<extra></extra>"))
     if selected_row is not None and selected_row < n_points:
@@ -47,4 +48,6 @@ def map_figure(proj: MapProjection, view: ModelView, n_points: int, *, current=N
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="label",
                       xaxis_title=proj.axes[0], yaxis_title=proj.axes[1], dragmode="pan",
                       clickmode="event+select", uirevision="keep")
+    if equal_aspect(proj.basis):
+        fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.harness.browser import StreamlitServer, new_page
-from tests.harness.map_bench import explorer_checkpoint
+from app.settings import DEBUG_HOOKS_ENV
 from app.views.explorer_panels import HOVER_MAX
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
@@ -39,7 +38,8 @@ def big(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(browser, big):
     folder = str(big[0])
-    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder}) as s:
+    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder,
+                                                   DEBUG_HOOKS_ENV: "1"}) as s:
         p = new_page(browser, 1400, 1300)
         p.goto(s.url + "/")
         p.wait_for_function("n => window.__vaeMap && window.__vaeMap.drawn >= n", arg=N, timeout=300_000)

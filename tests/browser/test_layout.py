@@ -11,10 +11,7 @@ import time
 
 import pytest
 
-try:  # the browser plumbing is moving from app/testing/ to tests/harness/
-    from tests.harness.browser import REPO, StreamlitServer, new_page, slider, wait_for_frames
-except ImportError:
-    from app.testing.browser import REPO, StreamlitServer, new_page, slider, wait_for_frames
+from tests.harness.browser import REPO, StreamlitServer, new_page, slider, wait_for_frames
 from vae_core.cache import default_checkpoint_path
 
 pytestmark = pytest.mark.browser

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.harness.browser import StreamlitServer
-from tests.harness.map_bench import write_points
+from app.settings import DEBUG_HOOKS_ENV
 
 pytestmark = pytest.mark.browser
 N = 60_000
@@ -27,7 +26,7 @@ def clustered(n, k=4, seed=0):
 
 @pytest.fixture(scope="module")
 def server(browser):
-    with StreamlitServer("tests/browser/map_app.py") as s:
+    with StreamlitServer("tests/browser/map_app.py", env={DEBUG_HOOKS_ENV: "1"}) as s:
         yield s
 
 
@@ -150,3 +149,32 @@ def test_above_100k_points_a_density_image_until_zoomed_in(page, server, tmp_pat
             break
     assert page.evaluate("window.__vaeMap.density") is False
     assert 50_000 < len(screen_points(page)[0]) <= 100_000
+
+
+def test_an_equal_aspect_map_marks_a_star_off_the_map_at_its_border(page, server, points_60k):
+    """map_app's plane map is equal-aspect: one data unit as many px across as up. A z far outside the
+    view (a `vae:z` event, as the decoder's sliders send) puts the star's marker on the plot's border,
+    in the star's direction; back inside, the marker goes and the star is drawn where z projects."""
+    open_map(page, server, points_60k, N)
+    sx, sy = page.evaluate("window.__vaeMap.scale()")
+    assert sx == pytest.approx(sy, rel=1e-9)
+    box = page.locator("[data-testid=vae-map-canvas]").bounding_box()
+
+    def send_z(z):
+        draws = page.evaluate("window.__vaeMap.draws")
+        page.evaluate("z => window.dispatchEvent(new CustomEvent('vae:z', { detail: { z } }))", z)
+        page.wait_for_function("n => window.__vaeMap.draws > n", arg=draws, timeout=300_000)
+
+    r = page.evaluate("window.__vaeMap.visibleRange()")
+    cx, cy = (r["x0"] + r["x1"]) / 2, (r["y0"] + r["y1"]) / 2
+    send_z([cx + 50 * (r["x1"] - r["x0"]), cy, 0.0, 0.0])  # far to the right
+    mark = page.evaluate("window.__vaeMap.starOffMap()")
+    assert mark is not None and mark["angle"] == pytest.approx(0.0, abs=1e-6)
+    assert box["width"] * 0.9 < mark["x"] < box["width"]  # at the right border, inside the canvas
+    send_z([cx, cy - 50 * (r["y1"] - r["y0"]), 0.0, 0.0])  # far below
+    mark = page.evaluate("window.__vaeMap.starOffMap()")
+    assert mark["angle"] == pytest.approx(np.pi / 2, abs=1e-6) and box["height"] * 0.8 < mark["y"] < box["height"]
+    send_z([cx, cy, 0.0, 0.0])
+    assert page.evaluate("window.__vaeMap.starOffMap()") is None
+    at = page.evaluate("window.__vaeMap.starAt()")
+    assert at[0] == pytest.approx(box["width"] / 2 + 21, abs=2)  # the plot box's centre (margins 52 / 10 px)

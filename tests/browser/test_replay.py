@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.testing.browser import StreamlitServer, new_page, save_screenshot
+from tests.harness.browser import StreamlitServer, new_page, save_screenshot
 from vae_core.cache import default_checkpoint_path
 from vae_core.replay import replay_path
 

@@ -8,10 +8,7 @@ import time
 
 import pytest
 
-try:  # the browser plumbing is moving from app/testing/ to tests/harness/
-    from tests.harness.browser import StreamlitServer, new_page
-except ImportError:
-    from app.testing.browser import StreamlitServer, new_page
+from tests.harness.browser import StreamlitServer, new_page
 
 pytestmark = pytest.mark.browser
 

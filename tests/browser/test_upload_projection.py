@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-try:  # the browser plumbing is moving from app/testing/ to tests/harness/
-    from tests.harness.browser import StreamlitServer, new_page
-except ImportError:
-    from app.testing.browser import StreamlitServer, new_page
+from tests.harness.browser import StreamlitServer, new_page
 from vae_core.cache import default_checkpoint_path
 from vae_core.projection_cache import read_cache
 

@@ -6,15 +6,23 @@
 // legend entries toggle a label. Pan and zoom change only the transform (no re-upload); picking
 // uses a uniform grid (points.mjs). Above data.density_above points in view, a density image of
 // binned counts replaces the points until you zoom in.
-// Hovering shows the point's image and announces it as a `vae:map-hover` window event; an image
-// not in the page's sprite sheet (hover_preview) is asked of Python with its neighbours' (the
-// `need_thumbs` trigger) and arrives as data.thumbs. Clicking a point
+// Hovering shows the point's image and announces it as a `vae:map-hover` window event, with a painter
+// of that image for the preview strip (hover_preview); an image not in the page's sprite sheet is
+// asked of Python with its neighbours' (the `need_thumbs` trigger) and arrives as data.thumbs.
+// Clicking a point
 //   1. rings it and moves the star to it at once,
 //   2. sends `vae:select` {meta, z, testIndex}: the in-browser latent decoder moves its sliders to the
 //      point's mean without waiting for the server,
 //   3. sets the `select` trigger (test index) so Python loads the point (previews, ELBO breakdown).
 // The star follows `vae:z` events (the decoder's sliders while dragging) through the same projection
 // as the server (project.mjs mirrors vae_core/projection.py).
+//
+// PCA and latent-plane maps are equal-aspect (one data unit as many px across as up: viewTransform);
+// a star outside the visible map is marked at the border, with an arrow pointing to it (edgeMarker).
+// When the page asks for it (data.report_drawn), the first frame with a new point set is reported
+// (the `drawn` trigger): the explorer sends its panels only then, so the map comes first.
+// Measurement hooks (window.__vaeMap, read by tests and bench/) exist only with data.debug
+// (VAE_DEBUG_HOOKS=1 on the server).
 //
 // Streamlit calls the default export again on the same DOM whenever `data` changes; the instance
 // lives on the root element. Point sets and value sets arrive once per session, keyed by a content
@@ -51,10 +59,14 @@ class LatentMap {
     this.view = null; this.viewFor = null;
     this.selectedRow = null; this.star = null; this.hover = null;
     this.raf = 0; this.colourSig = null; this.asked = new Set();
+    this.offMap = null;  // the star's border marker {x, y, angle} in CSS px inside the canvas, or null
     this.hook = { draws: 0, drawn: 0, drawMs: [], firstDrawAt: NaN, selects: 0, key: null, renderer: this.layer.kind,
                   density: false, thumbRequests: 0,
                   points: () => this.screenPoints(), star: () => this.star,
                   starAt: () => this.star && this.toScreen(this.star),
+                  starOffMap: () => this.offMap && { ...this.offMap },
+                  scale: () => { const t = this.transform(); return [t.ax, -t.ay]; },  // px per data unit in x, y
+                  visibleRange: () => this.visibleRange(),
                   selectedIndex: () => (this.selectedRow === null ? null : this.pts.index[this.selectedRow]),
                   colourOf: (row) => Array.from(this.colours.subarray(4 * row, 4 * row + 4)),
                   pick: (x, y) => { const r = this.canvas.getBoundingClientRect(), row = this.nearest(x - r.left, y - r.top);
@@ -77,7 +89,7 @@ class LatentMap {
     this.th = null;  // re-read the theme's colours on the next draw
     this.setTriggerValue = setTriggerValue;
     this.hook.key = data.key;
-    globalThis.__vaeMap = this.hook;
+    if (data.debug) globalThis.__vaeMap = this.hook;
     if (!this.hook.firstDataAt) this.hook.firstDataAt = performance.now();
     if (data.points && !POINT_SETS.has(data.points_id)) {
       const t0 = performance.now();
@@ -116,7 +128,8 @@ class LatentMap {
     this.selectedRow = row >= 0 && row < n ? row : null;
     if (data.z) this.setStarFromZ(data.z, false);
     if (this.hover !== null && data.thumbs) this.announceHover(this.hover);  // its image may just have come
-    this.schedule();
+    if (this.hook.draws) this.schedule();
+    else this.draw();  // the first frame at once: no need to wait for the next animation frame
   }
 
   // --- geometry ---------------------------------------------------------------------------------
@@ -134,9 +147,15 @@ class LatentMap {
              h: Math.max(10, h - MARGIN.top - MARGIN.bottom) };
   }
 
-  transform() {  // data -> CSS px inside the canvas: sx = ax x + bx, sy = ay y + by
-    const b = this.box(), v = this.view, ax = b.w / (v.x1 - v.x0), ay = -b.h / (v.y1 - v.y0);
-    return { ax, bx: b.x - v.x0 * ax, ay, by: b.y - v.y1 * ay };
+  equalAspect() { return !!this.data.proj.equal_aspect; }  // PCA and the latent plane (latent_map.equal_aspect)
+
+  transform(view = this.view) {  // data -> CSS px inside the canvas: sx = ax x + bx, sy = ay y + by
+    return viewTransform(view, this.box(), this.equalAspect());
+  }
+
+  visibleRange() {  // the data rectangle the plot box shows (wider than this.view on an equal-aspect map)
+    const b = this.box(), [x0, y1] = this.toData(b.x, b.y), [x1, y0] = this.toData(b.x + b.w, b.y + b.h);
+    return { x0, x1, y0, y1 };
   }
 
   toScreen([x, y]) { const t = this.transform(); return [t.ax * x + t.bx, t.ay * y + t.by]; }
@@ -199,8 +218,8 @@ class LatentMap {
         const dx = px - drag.start[0], dy = py - drag.start[1];
         if (!drag.moved && dx * dx + dy * dy < 16) return;
         drag.moved = true;
-        const b = this.box(), v = drag.view, sx = (v.x1 - v.x0) / b.w, sy = (v.y1 - v.y0) / b.h;
-        this.view = { x0: v.x0 - dx * sx, x1: v.x1 - dx * sx, y0: v.y0 + dy * sy, y1: v.y1 + dy * sy };
+        const v = drag.view, t = this.transform(v), sx = dx / t.ax, sy = dy / t.ay;
+        this.view = { x0: v.x0 - sx, x1: v.x1 - sx, y0: v.y0 - sy, y1: v.y1 - sy };
         this.hideTip(); this.schedule();
         return;
       }
@@ -240,10 +259,15 @@ class LatentMap {
   }
 
   thumbFor(testIndex) {  // {img, sx, sy, w, h} once loaded, else null
+    // the page's sprite sheet (registered by hover_preview): the only place its cells are looked up
     const sheet = globalThis.__vaeSprites && globalThis.__vaeSprites.get(this.data.meta), cell = sheet && sheet.cell.get(testIndex);
     if (cell !== undefined) {
-      const r = Math.floor(cell / sheet.cols), c = cell % sheet.cols;
-      return sheet.img.complete ? { img: sheet.img, sx: c * (sheet.w + 1), sy: r * (sheet.h + 1), w: sheet.w, h: sheet.h } : null;
+      if (!sheet.img.complete) {  // announce again once it has loaded
+        sheet.img.addEventListener("load", () => { if (this.hover !== null) this.announceHover(this.hover); }, { once: true });
+        return null;
+      }
+      return { img: sheet.img, sx: (cell % sheet.cols) * (sheet.w + 1), sy: Math.floor(cell / sheet.cols) * (sheet.h + 1),
+               w: sheet.w, h: sheet.h };
     }
     const t = THUMBS.get(this.data.meta), th = t && t.get(testIndex);
     if (th) return th.img.complete && th.img.naturalWidth ? th : null;
@@ -260,19 +284,17 @@ class LatentMap {
     this.setTriggerValue("need_thumbs", want);
   }
 
-  announceHover(row) {
+  announceHover(row) {  // the tooltip's image, and the event the preview strip (hover_preview) paints from
     const t = this.pts.index[row], label = this.pts.labels[row], thumb = this.thumbFor(t);
     if (thumb) {
-      this.tipCanvas.width = thumb.w; this.tipCanvas.height = thumb.h;
-      const ctx = this.tipCanvas.getContext("2d");
-      ctx.imageSmoothingEnabled = false;
-      ctx.drawImage(thumb.img, thumb.sx, thumb.sy, thumb.w, thumb.h, 0, 0, thumb.w, thumb.h);
+      paintThumb(this.tipCanvas, thumb);
       this.tipCanvas.style.display = "block";
       this.tipCanvas.dataset.testIndex = String(t);
     } else {
       this.tipCanvas.style.display = "none";
     }
-    window.dispatchEvent(new CustomEvent("vae:map-hover", { detail: { meta: this.data.meta, testIndex: t, label, thumb } }));
+    const paint = thumb && ((canvas) => paintThumb(canvas, thumb));  // for the preview strip (hover_preview)
+    window.dispatchEvent(new CustomEvent("vae:map-hover", { detail: { meta: this.data.meta, testIndex: t, label, paint } }));
   }
 
   hoverAt(px, py, e) {
@@ -366,7 +388,7 @@ class LatentMap {
     this.updateColours();
     const b = this.box(), t = this.transform(), L = this.layer;
     L.begin(W, H, b, dpr);
-    const dense = this.n > this.data.density_above && countInView(this.pts.xy, this.n, this.view, this.colours) > this.data.density_above;
+    const dense = this.n > this.data.density_above && countInView(this.pts.xy, this.n, this.visibleRange(), this.colours) > this.data.density_above;
     if (dense) {
       const w = Math.max(1, Math.round(b.w / 2)), h = Math.max(1, Math.round(b.h / 2));
       L.drawImage(densityImage(this.pts.xy, this.n, t, b, w, h, this.colours).img, w, h, b, W, H, dpr);
@@ -377,7 +399,11 @@ class LatentMap {
     this.drawOverlay(W, H, dpr, b);
     const h = this.hook, dt = performance.now() - t0;
     if (!h.draws++) h.firstDrawAt = performance.now();
-    h.drawMs.push(dt); if (h.drawMs.length > 300) h.drawMs.shift();
+    if (this.data.debug) { h.drawMs.push(dt); if (h.drawMs.length > 300) h.drawMs.shift(); }
+    if (this.data.report_drawn && this.reported !== this.data.points_id) {
+      this.reported = this.data.points_id;
+      this.setTriggerValue("drawn", this.data.points_id);
+    }
   }
 
   theme() {  // canvas cannot use CSS variables: read Streamlit's theme from them
@@ -388,7 +414,7 @@ class LatentMap {
   }
 
   drawOverlay(W, H, dpr, b) {  // axes, ticks and titles, then the hover and selection rings and the star
-    const ctx = this.ctx, v = this.view, th = (this.th ??= this.theme()), axes = this.data.axes;
+    const ctx = this.ctx, v = this.visibleRange(), th = (this.th ??= this.theme()), axes = this.data.axes;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, W, H);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -413,7 +439,20 @@ class LatentMap {
     ctx.beginPath(); ctx.rect(b.x, b.y, b.w, b.h); ctx.clip();
     if (this.hover !== null) this.ring(this.hover, 7, "rgba(0,0,0,0.55)", 1.5);
     if (this.selectedRow !== null) this.ring(this.selectedRow, 9, th.ink, 2.5);
-    if (this.star) this.drawStar(this.toScreen(this.star), th.ink);
+    const at = this.star && this.toScreen(this.star);
+    this.offMap = at && edgeMarker(at[0], at[1], b);
+    if (at && !this.offMap) this.drawStar(at, th.ink);
+    ctx.restore();
+    if (this.offMap) this.drawOffMap(this.offMap, th.ink);
+  }
+
+  drawOffMap({ x, y, angle }, ink) {  // the star, small, at the border, and an arrow from it towards the star
+    const ctx = this.ctx;
+    this.drawStar([x, y], ink, 0.6);
+    ctx.save();
+    ctx.translate(x, y); ctx.rotate(angle);
+    ctx.beginPath(); ctx.moveTo(15, 0); ctx.lineTo(8, -5); ctx.lineTo(8, 5); ctx.closePath();
+    ctx.fillStyle = ink; ctx.fill();
     ctx.restore();
   }
 
@@ -423,8 +462,8 @@ class LatentMap {
     ctx.strokeStyle = color; ctx.lineWidth = width; ctx.stroke();
   }
 
-  drawStar([sx, sy], ink) {
-    const ctx = this.ctx, R = 11, r = 4.6;
+  drawStar([sx, sy], ink, size = 1) {
+    const ctx = this.ctx, R = 11 * size, r = 4.6 * size;
     ctx.beginPath();
     for (let i = 0; i < 10; i++) {
       const a = -Math.PI / 2 + (i * Math.PI) / 5, rad = i % 2 ? r : R;
@@ -439,6 +478,13 @@ class LatentMap {
     if (this.raf) cancelAnimationFrame(this.raf);
     this.raf = 0;
   }
+}
+
+function paintThumb(canvas, thumb) {  // {img, sx, sy, w, h}: one cell of a sprite sheet, pixel for pixel
+  canvas.width = thumb.w; canvas.height = thumb.h;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(thumb.img, thumb.sx, thumb.sy, thumb.w, thumb.h, 0, 0, thumb.w, thumb.h);
 }
 
 function fmt(v) {

@@ -145,3 +145,24 @@ export function densityImage(xy, n, t, b, w, h, colours) {
   }
   return { img, max };
 }
+
+// The view transform of data rectangle v = {x0, x1, y0, y1} into the plot box b (CSS px), v centred.
+// equal: one scale for both axes (1 data unit as many px across as up, as a PCA or latent plane needs
+// to be read), the rectangle widened in x or y to the box's shape; else each axis fills the box.
+export function viewTransform(v, b, equal) {
+  let ax = b.w / (v.x1 - v.x0), ay = b.h / (v.y1 - v.y0);
+  if (equal) ax = ay = Math.min(ax, ay);
+  const cx = (v.x0 + v.x1) / 2, cy = (v.y0 + v.y1) / 2;
+  return { ax, bx: b.x + b.w / 2 - cx * ax, ay: -ay, by: b.y + b.h / 2 + cy * ay };
+}
+
+// A point at screen (sx, sy) outside the plot box b is marked on the box's border: where the line
+// from the box's centre to it crosses the border pulled in by `inset` px, with the angle (radians,
+// screen y down) pointing at it. null when the point is inside the box.
+export function edgeMarker(sx, sy, b, inset = 14) {
+  if (sx >= b.x && sx <= b.x + b.w && sy >= b.y && sy <= b.y + b.h) return null;
+  const cx = b.x + b.w / 2, cy = b.y + b.h / 2, dx = sx - cx, dy = sy - cy;
+  const hw = Math.max(1, b.w / 2 - inset), hh = Math.max(1, b.h / 2 - inset);
+  const s = Math.min(dx ? hw / Math.abs(dx) : Infinity, dy ? hh / Math.abs(dy) : Infinity);
+  return { x: cx + dx * s, y: cy + dy * s, angle: Math.atan2(dy, dx) };
+}
