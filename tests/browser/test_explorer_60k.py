@@ -13,6 +13,8 @@ import torch
 
 from app.settings import DEBUG_HOOKS_ENV
 from app.views.explorer_panels import HOVER_MAX
+from tests.harness.browser import StreamlitServer, new_page
+from tests.harness.map_bench import explorer_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
 from vae_core.projection_cache import read_cache

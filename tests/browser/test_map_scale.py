@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 from app.settings import DEBUG_HOOKS_ENV
+from tests.harness.browser import StreamlitServer
+from tests.harness.map_bench import write_points
 
 pytestmark = pytest.mark.browser
 N = 60_000
