@@ -58,6 +58,7 @@ st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/
 _sweep_once()
 nav = st.navigation({"Explore": pages(PAGES), "Lab": pages(LAB_PAGES)})
 open_link()  # once per session: ?model=&z= select the model and set the explorer's z
-show_notes()
+link_notes = st.container()  # at the top, filled after the page ran: its z changes clear the notes
 nav.run()
+show_notes(link_notes)
 _process_setup()  # not reached when the run stops early (st.rerun, st.stop): the next full run does it

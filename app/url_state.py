@@ -70,10 +70,10 @@ def open_link() -> None:
     st.session_state[P + "notes"] = notes
 
 
-def show_notes() -> None:
-    """The link's problems, one warning each, until the user changes z or the model."""
+def show_notes(where) -> None:
+    """The link's problems, one warning each in container `where`, until the user changes z or the model."""
     for note in st.session_state.get(P + "notes", []):
-        st.warning(plain(note), icon=":material/link_off:")
+        where.warning(plain(note), icon=":material/link_off:")
 
 
 def keep_in_url(model_path: str, z, rev: int, paced: bool) -> None:

@@ -1,7 +1,6 @@
 """Upload or draw: your own image, preprocessed like MNIST, encoded, placed on the map, with its ELBO."""
 from __future__ import annotations
 
-
 import streamlit as st
 import torch
 
