@@ -7,7 +7,7 @@ Stable interface used by all pages:
     x_test = test_targets(ckpt)      # test set as the model's likelihood sees it (binarized if so)
 Torch-free, for a first paint before torch is loaded (importing this module loads no torch either):
     path = pick_checkpoint_path()    # the same sidebar picker, without loading the model
-    rows, path = checkpoint_listing() # the folder's rows and the path the picker opens (no widget)
+    rows, path = checkpoint_listing() # the folder's rows and the path the picker would open (no widget)
     meta = checkpoint_metadata(path) # its configs, history, dataset info and metrics
     ckpt = open_checkpoint(path)     # then the model itself (imports torch), as current_checkpoint
 """
@@ -117,8 +117,9 @@ def _default_path(folder: str, signature: tuple) -> str:
 
 
 def checkpoint_listing() -> tuple[list[dict], str | None]:
-    """The checkpoint folder's rows (list_checkpoints, cached) and the path the picker opens: this
-    session's choice, else the shipped default, else the first (None when the folder is empty)."""
+    """The checkpoint folder's rows (list_checkpoints, cached) and the path the picker opens without
+    a choice in the widget: this session's model, else the shipped default, else the first (None:
+    the folder is empty). For links, before the sidebar is drawn."""
     folder = default_cache_dir()
     signature = _folder_signature(folder)
     rows = _rows(folder, signature)
@@ -133,11 +134,17 @@ def checkpoint_listing() -> tuple[list[dict], str | None]:
 def pick_checkpoint_path() -> str | None:
     """Sidebar picker over the checkpoint cache (headers only, no torch). None, with a message
     shown, when the cache is empty."""
-    rows, current = checkpoint_listing()
+    folder = default_cache_dir()
+    signature = _folder_signature(folder)
+    rows = _rows(folder, signature)
     if not rows:
         st.sidebar.warning("No checkpoints in the cache yet: train one on the Train page.")
         return None
     paths = [r["path"] for r in rows]
+    current = st.session_state.get(_KEY)
+    if current not in paths:
+        default = _default_path(folder, signature)
+        current = default if default in paths else paths[0]
     labels = {r["path"]: checkpoint_label(r) for r in rows}
     path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,
                                 key="sidebar_model_select")

@@ -15,8 +15,8 @@ import streamlit as st  # noqa: E402
 from app.lab import PAGES as LAB_PAGES  # noqa: E402
 from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
-from app.url_state import open_link, show_notes  # noqa: E402
 from app.views import PAGES  # noqa: E402
+from app.url_state import open_link, show_notes  # noqa: E402
 
 
 def lazy_page(module: str):
@@ -55,10 +55,11 @@ def pages(table):
 
 
 st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/explore:", layout="wide")
-_sweep_once()
-nav = st.navigation({"Explore": pages(PAGES), "Lab": pages(LAB_PAGES)})
 open_link()  # once per session: ?model=&z= select the model and set the explorer's z
 link_notes = st.container()  # at the top, filled after the page ran: its z changes clear the notes
+
+_sweep_once()
+nav = st.navigation({"Explore": pages(PAGES), "Lab": pages(LAB_PAGES)})
 nav.run()
 show_notes(link_notes)
 _process_setup()  # not reached when the run stops early (st.rerun, st.stop): the next full run does it

@@ -1,6 +1,9 @@
 """Upload or draw: your own image, preprocessed like MNIST, encoded, placed on the map, with its ELBO."""
 from __future__ import annotations
 
+import json
+import os
+
 import streamlit as st
 import torch
 
@@ -11,7 +14,6 @@ from app.views.explorer_z import open_in_explorer
 from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
-from app.z_share import z_json
 from vae_core.data import eval_targets
 from vae_core.images import (
     MAX_UPLOAD_BYTES,
@@ -78,6 +80,9 @@ def render() -> None:
     left, right = st.columns([3, 2])
     with right:
         c = st.columns(2)
+        if st.button("Open in explorer", icon=":material/explore:", key=P + "to_explorer",
+                     help="Put this image's μ(x) into the explorer's sliders and go there"):
+            open_in_explorer(ckpt.path, mu[0], "your upload")
         with c[0]:
             show_image(x, ckpt, "preprocessed (grey levels)", 168)
         with c[1]:
@@ -85,10 +90,7 @@ def render() -> None:
                        if tc.binarize != "none" else ""), 168)
         st.download_button("⬇ preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
                            "image/png", on_click="ignore", key=P + "dl_png")
-        if st.button("Open in explorer", icon=":material/explore:", key=P + "to_explorer",
-                     help="Put this image's μ(x) into the explorer's sliders and go there"):
-            open_in_explorer(ckpt.path, mu[0], "your upload")
-        st.download_button("⬇ its z = μ(x) (JSON)", z_json(ckpt.path, mu[0].tolist()),
+        st.download_button("⬇ its z = μ(x) (JSON)", json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": mu[0].tolist()}),
                            "z.json", "application/json", on_click="ignore", key=P + "dl_z")
     with left:
         proj = choose_projection(view, ckpt.path, key=P + "projection")
