@@ -112,7 +112,7 @@ def _z(at: AppTest) -> list[float]:
 
 
 def _warnings(at: AppTest) -> list[str]:
-    return [w.value.replace("\\", "") for w in at.warning]  # plain() escapes punctuation
+    return [w.value.replace("\\", "") for w in at.main.warning]  # plain() escapes punctuation
 
 
 def test_a_link_opens_its_model_with_its_z(ckpts):
