@@ -190,7 +190,7 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
                    "little off the selected point.")
     _download_box()["z"] = list(sync.z)
     keep_in_url(ckpt.path, sync.z, sync.rev, paced=weights is None)
-    with st.popover("Copy link", icon=":material/link:", width="stretch"):
+    with st.popover("Copy link", icon=":material/link:"):
         st.code(share_url(ckpt.path, sync.z), language=None, wrap_lines=True)
         st.caption("This link opens this model with these z values (copy it with the icon at its right).")
 
