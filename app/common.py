@@ -7,6 +7,7 @@ Stable interface used by all pages:
     x_test = test_targets(ckpt)      # test set as the model's likelihood sees it (binarized if so)
 Torch-free, for a first paint before torch is loaded (importing this module loads no torch either):
     path = pick_checkpoint_path()    # the same sidebar picker, without loading the model
+    rows, path = checkpoint_listing() # the folder's rows and the path the picker would open (no widget)
     meta = checkpoint_metadata(path) # its configs, history, dataset info and metrics
     ckpt = open_checkpoint(path)     # then the model itself (imports torch), as current_checkpoint
 """
@@ -120,6 +121,21 @@ def _rows(folder: str, signature: tuple) -> list[dict]:
 @st.cache_data(max_entries=8, show_spinner=False)
 def _default_path(folder: str, signature: tuple) -> str:
     return default_checkpoint_path(folder)
+
+
+def checkpoint_listing() -> tuple[list[dict], str | None]:
+    """The checkpoint folder's rows (list_checkpoints, cached) and the path the picker opens without
+    a choice in the widget: this session's model, else the shipped default, else the first (None:
+    the folder is empty). For links, before the sidebar is drawn."""
+    folder = default_cache_dir()
+    signature = _folder_signature(folder)
+    rows = _rows(folder, signature)
+    paths = [r["path"] for r in rows]
+    current = st.session_state.get(_KEY)
+    if current not in paths and paths:
+        default = _default_path(folder, signature)
+        current = default if default in paths else paths[0]
+    return rows, current if paths else None
 
 
 def pick_checkpoint_path() -> str | None:

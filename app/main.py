@@ -18,6 +18,7 @@ from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
 from app.style import inject as inject_style  # noqa: E402
 from app.views import PAGES  # noqa: E402
+from app.url_state import open_link, show_notes  # noqa: E402
 
 
 def lazy_page(module: str):
@@ -66,8 +67,12 @@ def explore_pages() -> list:
 
 
 st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/explore:", layout="wide")
+open_link()  # once per session: ?model=&z= select the model and set the explorer's z
+link_notes = st.container()  # at the top, filled after the page ran: its z changes clear the notes
+
 _sweep_once()
 inject_style()
 nav = st.navigation({"Explore": explore_pages(), "Lab": pages(LAB_PAGES)}, expanded=True)
 nav.run()
+show_notes(link_notes)
 _process_setup()  # not reached when the run stops early (st.rerun, st.stop): the next full run does it

@@ -7,10 +7,12 @@ buttons z = 0, prior sample and posterior sample. The browser's slider releases 
 the ZSync by the decoder component itself.
 
 The panel (z_panel): the buttons, one slider per latent dim with the decoded image
-(app.components.latent_decoder), what z is now, and z downloads. MLP and conv decoders run in the
-browser, so the image follows a drag frame by frame with no server work; a decoder the browser
-cannot run (or the toggle off) decodes here: the component reports z on release and, while
-dragging, at most every PREVIEW_MS with one request in flight; the _decoder fragment, rerun alone by
+(app.components.latent_decoder), what z is now, z downloads, a z.json loader (on_z_file, checked by
+app.z_share) and the "Copy link" of this view; each run keeps the URL's ?model=&z= in step
+(app.url_state). hand_over: z from outside (a link, the Upload page) for a model the explorer opens.
+MLP and conv decoders run in the browser, so the image follows a drag frame by frame with no server
+work; a decoder the browser cannot run (or the toggle off) decodes here: the component reports z on
+release and, while dragging, at most every PREVIEW_MS with one request in flight; the _decoder fragment, rerun alone by
 that, decodes z and hands the pixels to the component.
 
 Other session-state keys, all prefixed explorer_: selected (test index or None), index (the number
@@ -28,7 +30,10 @@ import streamlit as st
 
 from app.components.latent_map import selected_index
 from app.components.z_sync import ZSync
+from app.safe import plain
+from app.url_state import keep_in_url, share_url
 from app.views.latent_data import ModelView
+from app.z_share import ShareError, read_z_json, resolve_model
 from vae_core.constants import KL_COLLAPSED_NATS
 
 if TYPE_CHECKING:
@@ -70,6 +75,24 @@ def select_row(view: ModelView, row: int) -> None:
     """Load map point `row` (its cached encoder mean, the value the browser already moved the
     sliders to) into the sliders: no encoder pass, no torch."""
     _select(int(view.index[row]), view.means[row])
+
+
+def hand_over(path: str, z, origin: str) -> None:
+    """z from outside the explorer (a link, an uploaded image, a z.json) for the model at `path`:
+    the explorer opens that model with these sliders instead of its first map point (reset_for keeps
+    them: same model, same length)."""
+    st.session_state[P + "model"] = path
+    st.session_state[P + "draws"] = 0
+    st.session_state[P + "selected"] = None
+    _set(z, origin)
+
+
+def open_in_explorer(path: str, z, origin: str) -> None:
+    """hand_over z, then switch to the explorer page (from another page's button; stops this run)."""
+    from app.views import PAGES
+    hand_over(path, z, origin)
+    slug, title = next((s, t) for s, t, _, mod in PAGES if mod == "app.views.explorer")
+    st.switch_page(st.Page(lambda: None, title=title, url_path=slug))  # pages are matched by url_path
 
 
 def reset_for(path: str, view: ModelView) -> None:
@@ -166,6 +189,10 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
         st.caption(f"⚠ z was clipped to the sliders' ±{sync.range:g} range in {dims}, so the star sits a "
                    "little off the selected point.")
     _download_box()["z"] = list(sync.z)
+    keep_in_url(ckpt.path, sync.z, sync.rev, paced=weights is None)
+    with st.popover("Copy link", icon=":material/link:"):
+        st.code(share_url(ckpt.path, sync.z), language=None, wrap_lines=True)
+        st.caption("This link opens this model with these z values (copy it with the icon at its right).")
 
 
 @st.fragment
@@ -195,3 +222,60 @@ def z_panel(ckpt: Checkpoint, view: ModelView) -> None:
         st.caption(f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < {KL_COLLAPSED_NATS:g} nats "
                    "or inactive): moving them changes little.")
     _z_downloads(ckpt)
+    _z_file_loader(ckpt, view)
+
+
+def on_z_file(path: str, latent_dim: int) -> None:
+    """The z.json uploader's callback: a valid file for the open model sets the sliders; one naming
+    another listed model is offered as a switch (_z_file_loader); anything else leaves one note."""
+    from app.common import checkpoint_listing
+    st.session_state.pop(P + "z_file_offer", None)
+    f = st.session_state.get(P + "z_file")
+    if f is None:
+        st.session_state.pop(P + "z_file_note", None)
+        return
+    note = None
+    try:
+        name, z = read_z_json(f.getvalue())
+        rows, _ = checkpoint_listing()
+        other = None
+        if name is not None and name != os.path.basename(path):
+            try:
+                other = resolve_model(name, rows)
+            except ShareError:
+                note = f"This z was saved from {name}, which is not in this server's checkpoint folder"
+        if other is not None:
+            row = next(r for r in rows if r["path"] == other)
+            k = int(row.get("model_config", {}).get("latent_dim", -1))
+            if len(z) != k:
+                raise ShareError(f"this file's z has {len(z)} values; its model {name} has {k} latent dims")
+            st.session_state[P + "z_file_offer"] = (other, z)
+            note = f"This z was saved from another model, {name}."
+        elif len(z) != latent_dim:
+            raise ShareError(f"this file's z has {len(z)} values; the open model has {latent_dim} latent dims"
+                             + (f" ({note[0].lower() + note[1:]})" if note else ""))
+        else:
+            _set(z, "your z.json")
+            note = note + ": loaded into the open model." if note else None
+    except ShareError as e:
+        note = f"Cannot load this z.json: {e}."
+    st.session_state[P + "z_file_note"] = note
+
+
+def _z_file_loader(ckpt: Checkpoint, view: ModelView) -> None:
+    """Load a saved z.json back into the sliders (or offer its model)."""
+    st.file_uploader("Load a saved z (z.json)", type=["json"], key=P + "z_file", max_upload_size=1,
+                     on_change=on_z_file, args=(ckpt.path, view.latent_dim),
+                     help="A z.json downloaded here: its z goes into the sliders.")
+    note = st.session_state.get(P + "z_file_note")
+    if note:
+        st.caption(plain(note))
+    offer = st.session_state.get(P + "z_file_offer")
+    if offer and st.button(f"Open {os.path.basename(offer[0])} with this z", key=P + "z_file_switch",
+                           icon=":material/swap_horiz:"):
+        from app.common import select_checkpoint
+        select_checkpoint(offer[0])
+        hand_over(offer[0], offer[1], "your z.json")
+        st.session_state.pop(P + "z_file_offer", None)
+        st.session_state[P + "z_file_note"] = None
+        st.rerun()  # the whole app: the sidebar and the map follow the new model

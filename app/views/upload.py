@@ -10,6 +10,7 @@ import torch
 from app.common import current_checkpoint
 from app.safe import plain
 from app.views.breakdown import render_breakdown, show_image
+from app.views.explorer_z import open_in_explorer
 from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
@@ -82,6 +83,9 @@ def render() -> None:
         mu, _ = ckpt.model.encode(target[None])
     with right:
         c = st.columns(2)
+        if st.button("Open in explorer", icon=":material/explore:", key=P + "to_explorer",
+                     help="Put this image's μ(x) into the explorer's sliders and go there"):
+            open_in_explorer(ckpt.path, mu[0], "your upload")
         with c[0]:
             show_image(x, ckpt, "preprocessed (grey levels)", 168)
         with c[1]:
