@@ -21,7 +21,6 @@ this module before the map is drawn; the functions that need torch import it the
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING
 
@@ -33,7 +32,7 @@ from app.components.z_sync import ZSync
 from app.safe import plain
 from app.url_state import keep_in_url, share_url
 from app.views.latent_data import ModelView
-from app.z_share import ShareError, read_z_json, resolve_model
+from app.z_share import ShareError, read_z_json, resolve_model, z_json
 from vae_core.constants import KL_COLLAPSED_NATS
 
 if TYPE_CHECKING:
@@ -162,7 +161,7 @@ def _z_downloads(ckpt: Checkpoint) -> None:
     cols.download_button("image (PNG)", png, "decoded.png", "image/png", icon=":material/download:",
                          on_click="ignore", key=P + "dl_png", help="the decoded image, 8× enlarged")
     cols.download_button("z (JSON)",
-                         lambda: json.dumps({"checkpoint": os.path.basename(ckpt.path or ""), "z": box["z"]}, indent=1),
+                         lambda: z_json(ckpt.path, box["z"]),
                          "z.json", "application/json", icon=":material/download:", on_click="ignore", key=P + "dl_z",
                          help="the sliders' z, to share or load back")
 

@@ -1,11 +1,7 @@
 """Upload or draw: your own image, preprocessed like MNIST, encoded, placed on the map, with its ELBO."""
 from __future__ import annotations
 
-import json
-import os
-
 import streamlit as st
-import torch
 
 from app.common import current_checkpoint
 from app.safe import plain
@@ -14,6 +10,7 @@ from app.views.explorer_z import open_in_explorer
 from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
+from app.z_share import z_json
 from vae_core.data import eval_targets
 from vae_core.images import (
     MAX_UPLOAD_BYTES,
@@ -23,6 +20,7 @@ from vae_core.images import (
     preprocess,
     to_display,
 )
+from vae_core.latent import encode_mean
 
 P = "upload_"
 
@@ -79,8 +77,7 @@ def render() -> None:
     tc = ckpt.train_config
     # what the likelihood scores: binarized like the test set when the model was trained so
     target = eval_targets(x[None], tc.binarize)[0]
-    with torch.no_grad():
-        mu, _ = ckpt.model.encode(target[None])
+    mu = encode_mean(ckpt.model, target[None])  # (1, k)
     with right:
         c = st.columns(2)
         if st.button("Open in explorer", icon=":material/explore:", key=P + "to_explorer",
@@ -93,8 +90,7 @@ def render() -> None:
                        if tc.binarize != "none" else ""), 168)
         st.download_button("preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
                            "image/png", icon=":material/download:", on_click="ignore", key=P + "dl_png")
-        st.download_button("its z = μ(x) (JSON)", json.dumps({"checkpoint": os.path.basename(ckpt.path or ""),
-                                                              "z": mu[0].tolist()}),
+        st.download_button("its z = μ(x) (JSON)", z_json(ckpt.path, mu[0].tolist()),
                            "z.json", "application/json", icon=":material/download:", on_click="ignore",
                            key=P + "dl_z")
     with left:
