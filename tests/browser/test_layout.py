@@ -2,7 +2,8 @@
 
 Each size is checked by geometry, not by eye: no image covers text beside it, no button or metric
 label is cut short, no horizontal scrollbar, and the first latent slider starts on the first screen.
-The screenshots are the review record: tests/browser/screenshots/layout/ (committed, palette PNGs).
+Each run writes its screenshots to tests/browser/screenshots/layout/ (git-ignored); the reviewed
+record is docs/screenshots/ (palette PNGs copied from a run).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from vae_core.cache import default_checkpoint_path
 pytestmark = pytest.mark.browser
 
 SIZES = [(1024, 768), (1280, 720), (1920, 1080)]
-SHOTS = os.path.join(REPO, "tests", "browser", "screenshots", "layout")
+SHOTS = os.path.join(REPO, "tests", "browser", "screenshots", "layout")  # git-ignored; see docs/screenshots/
 MAX_SHOTS = 3  # screens per size: the first (what a lecturer sees on opening) and the breakdown below
 
 # Every text node's boxes against every image's box, except the image's own caption. Text in
