@@ -10,7 +10,6 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-import vae_core.cache as cache_mod
 from app.components.latent_map import classes_for, equal_aspect, projection_spec
 from app.palette import label_colour
 from app.views.latent_data import ModelView
@@ -121,7 +120,6 @@ def big_cache(tmp_path_factory):
 
 def test_a_big_map_is_sent_alone_first_and_the_panels_follow_on_the_next_run(big_cache, monkeypatch):
     folder, n = big_cache
-    monkeypatch.setattr(cache_mod, "DEFAULT_CACHE_DIR", folder)
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", folder)
     monkeypatch.setenv("VAE_DATA_ROOTS", folder)
     at = AppTest.from_string("import streamlit as st\nfrom app.views import explorer\n"

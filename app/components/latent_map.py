@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
+from app.components.assets import assets
 from app.palette import LABEL_COLOURS, label_colour
 from app.settings import debug_hooks
 

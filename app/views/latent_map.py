@@ -14,7 +14,8 @@ import streamlit as st
 from app.components.latent_map import points_payload
 from app.safe import plain
 from app.views.latent_data import ModelView, start_umap, umap_progress, umap_projection, umap_status
-from vae_core.projection import LatentPlane, cache_path_for
+from vae_core.projection import LatentPlane
+from vae_core.projection_cache import cache_path_for
 
 UMAP_HELP = ("UMAP is fit once on the test-set means (in a background process, cached beside the "
              "checkpoint). A new z is placed by UMAP's own transform initialisation: the weighted mean "
