@@ -2,6 +2,8 @@
 point's ELBO / KL / log p(x), the least likely gallery, the selected point's nearest neighbours."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 import torch
@@ -75,3 +77,19 @@ def test_the_selected_points_nearest_neighbours_are_shown(use_cache):
     d[5] = np.inf
     assert _buttons(at, "explorer_find_nn_") == index[np.argsort(d, kind="stable")[:8]].tolist()
     assert any(f"Nearest neighbours of test #{int(index[5])}" in m.value.replace("\\", "") for m in at.markdown)
+
+
+def test_the_label_filter_lists_that_labels_map_points(use_cache):
+    path = _ckpt_path(use_cache, 3)
+    at = _app("explorer", path)
+    at.selectbox(key="explorer_find_label").set_value(7).run()
+    _no_exception(at)
+    index, _ = _map_points(path)
+    from app.common import dataset_for
+    from vae_core.checkpoints import load_checkpoint
+    labels = dataset_for(load_checkpoint(path)).y_test.numpy()[index]
+    want = np.sort(index[labels == 7])
+    text = next(c.value.replace("\\", "") for c in at.caption if "map points with label 7" in c.value.replace("\\", ""))
+    assert text.startswith(f"{len(want):,} map points with label 7: ")
+    listed = [int(t) for t in re.findall(r"#(\d+)", text.split(": ", 1)[1].split(". ")[0])]
+    assert listed == want[:60].tolist()

@@ -29,10 +29,14 @@ def colour_options(view: ModelView) -> list[str]:
     return [LABEL, NORM, *STAT_OPTIONS] + [f"μ{d + 1}" for d in range(view.latent_dim)]
 
 
+class _Unavailable(Exception):
+    """The checkpoint did not open (open_checkpoint has shown why)."""
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _point_stats(path: str, mtime: float, index_digest: str, _view: ModelView) -> dict | None:
+def _point_stats(path: str, mtime: float, index_digest: str, _view: ModelView) -> dict:
     """elbo, kl, log_px (N,) of the map points, in map order: from the disk cache (numpy only) or
-    computed with the model; None if the checkpoint cannot be opened now (the reason is shown)."""
+    computed with the model; _Unavailable if the checkpoint cannot be opened now (the reason is shown)."""
     from vae_core.point_stats import MAP_IW_SAMPLES, read_point_stats
     cached = read_point_stats(path, _view.index)
     if cached is not None:
@@ -40,18 +44,22 @@ def _point_stats(path: str, mtime: float, index_digest: str, _view: ModelView) -
     from app.common import open_checkpoint, test_targets
     from vae_core.point_stats import map_point_stats
     ckpt = open_checkpoint(path)
-    if ckpt is None:
-        return None
+    if ckpt is None:  # raised, not returned: a None would be cached until the file changes
+        raise _Unavailable
     return map_point_stats(path, ckpt.model, test_targets(ckpt), _view.index, MAP_IW_SAMPLES)
 
 
 def point_stats_for(view: ModelView, path: str) -> dict | None:
     """The map points' per-point stats (see _point_stats), cached for every session; a spinner while
-    they are computed (the first time for this model: a 60k map takes minutes on a laptop CPU)."""
+    they are computed (the first time for this model: a 60k map takes minutes on a laptop CPU); None
+    if the checkpoint does not open now (the reason is shown)."""
     from vae_core.point_stats import MAP_IW_SAMPLES
     with st.spinner(f"Computing each point's ELBO, KL and log p(x) (K = {MAP_IW_SAMPLES}) for "
                     f"{len(view.index):,} test points, once per model…"):
-        return _point_stats(path, os.path.getmtime(path), _index_digest(view), view)
+        try:
+            return _point_stats(path, os.path.getmtime(path), _index_digest(view), view)
+        except _Unavailable:
+            return None
 
 
 def _index_digest(view: ModelView) -> str:
