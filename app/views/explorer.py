@@ -64,7 +64,7 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
                    classes_for(view.labels[:n]), proj.axes, key=P + "map",
                    selected=st.session_state.get(P + "selected"), z=z_sync().z,
                    z_range=SLIDER_RANGE, on_select=functools.partial(on_map_select, view),
-                   colour=map_colour(view, st.session_state.get(P + "colour", "label")),
+                   colour=map_colour(view, st.session_state.get(P + "colour", "label"), path),
                    thumbs=functools.partial(hover_thumbs, path), report_drawn=alone)
         placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
         total = f"{view.n_test:,}" if view.n_test else "?"
@@ -132,4 +132,5 @@ def _controls(box, view: ModelView, path: str, caps: list[int]) -> None:
             help=f"All {caps[-1]:,} cached test points by default, in a fixed random order (a smaller cap is a "
             "subset of a larger one). Above 100,000 in view the map shows their density until you zoom in.")
     c3.selectbox("Colour by", colour_options(view), key=P + "colour",
-                 help="label, ‖μ‖ (distance of the encoder mean from 0) or one coordinate of μ")
+                 help="label, ‖μ‖ (distance of the encoder mean from 0), each point's ELBO, KL or "
+                 "importance-sampled log p(x) (computed once per model when first chosen), or one coordinate of μ")

@@ -1,5 +1,6 @@
 """Explorer panels that need the model (torch): the decoder column (app.views.explorer_z.z_panel), the
-hover thumbnails and the clicked point's images under the map, the 2-D manifold, the ELBO breakdown
+hover thumbnails and the clicked point's images under the map, finding and comparing points
+(app.views.find: neighbours, least likely gallery, by label), the 2-D manifold, the ELBO breakdown
 and the CSV export.
 app/views/explorer.py draws the map first and only then imports this module.
 """
@@ -15,6 +16,7 @@ from app.common import dataset_for, one_thread, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
 from app.views.explorer_z import P, on_index, z_panel
+from app.views.find import render_find
 from app.views.latent_data import ModelView
 from app.views.latent_map import MapProjection
 from vae_core.checkpoints import Checkpoint
@@ -115,6 +117,7 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
         z_panel(ckpt, view)
     with left:
         _previews(ckpt, view, n, sel)
+        render_find(ckpt, view, n)
         if view.latent_dim == 2:
             _manifold(ckpt)
     st.divider()
