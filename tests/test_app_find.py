@@ -73,6 +73,9 @@ def test_the_selected_points_nearest_neighbours_are_shown(use_cache):
     index, means = _map_points(path)
     at.number_input(key="explorer_index").set_value(int(index[5])).run()
     _no_exception(at)
+    assert _buttons(at, "explorer_find_nn_") == []  # off until asked for (a click must stay cheap)
+    at.toggle(key="explorer_find_nn_on").set_value(True).run()
+    _no_exception(at)
     d = np.linalg.norm(means - means[5], axis=1)
     d[5] = np.inf
     assert _buttons(at, "explorer_find_nn_") == index[np.argsort(d, kind="stable")[:8]].tolist()

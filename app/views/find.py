@@ -73,7 +73,10 @@ def _gallery(ckpt: Checkpoint, view: ModelView, n: int) -> None:
 
 
 def _neighbours(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> None:
-    if sel is None:
+    # Off until asked for: eight images and buttons on every click would cost each map click ~200 ms of
+    # server time on 2 cores (bench/browser_latency.py, "server caught up").
+    if sel is None or not st.toggle("Nearest neighbours of the selected point", key=P + "find_nn_on",
+                                    help="its 8 nearest map points by distance between encoder means μ"):
         return
     row = view.row_of(sel)
     if row is None or row >= n:
