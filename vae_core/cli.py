@@ -12,8 +12,18 @@ import shutil
 import sys
 
 from . import likelihoods
-from .config import (ARCHS, BINARIZE, LIKELIHOODS, MAX_EVAL_SAMPLES, OBJECTIVES, SIGMA_MODES, ConfigError,
-                     ModelConfig, TrainConfig, parse_hidden)
+from .config import (
+    ARCHS,
+    BINARIZE,
+    LIKELIHOODS,
+    MAX_EVAL_SAMPLES,
+    OBJECTIVES,
+    SIGMA_MODES,
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    parse_hidden,
+)
 
 
 def _widths(name: str):
