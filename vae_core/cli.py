@@ -12,8 +12,18 @@ import shutil
 import sys
 
 from . import likelihoods
-from .config import (ARCHS, BINARIZE, LIKELIHOODS, MAX_EVAL_SAMPLES, OBJECTIVES, SIGMA_MODES, ConfigError,
-                     ModelConfig, TrainConfig, parse_hidden)
+from .config import (
+    ARCHS,
+    BINARIZE,
+    LIKELIHOODS,
+    MAX_EVAL_SAMPLES,
+    OBJECTIVES,
+    SIGMA_MODES,
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    parse_hidden,
+)
 
 
 def _widths(name: str):
@@ -47,17 +57,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m vae_core", description="Train and evaluate Gaussian VAEs.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    t = sub.add_parser("train", help="train a model (or load it from the cache if already trained)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d, m = TrainConfig(), ModelConfig()
+def _add_train_data_args(t: argparse.ArgumentParser) -> None:
+    """train: where the dataset comes from."""
+    d = TrainConfig()
     t.add_argument("--dataset", default=d.dataset,
                    help="mnist-5k, digits, mnist, fashion-mnist, kmnist, cifar10, a .npz file or an image folder")
     t.add_argument("--data-root", default=None, help="folder holding torchvision datasets")
     t.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+
+
+def _add_train_model_args(t: argparse.ArgumentParser) -> None:
+    """train: the model architecture and likelihood."""
+    m = ModelConfig()
     t.add_argument("--arch", choices=ARCHS, default=m.arch)
     t.add_argument("--latent-dim", type=int, default=m.latent_dim)
     t.add_argument("--hidden", type=_widths("hidden widths"), default=m.hidden,
@@ -67,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sigma", type=float, default=m.sigma, help="fixed sigma of the 'gaussian' likelihood")
     t.add_argument("--sigma-mode", choices=SIGMA_MODES, default=m.sigma_mode,
                    help="gaussian-learned: one sigma or one per pixel")
+
+
+def _add_train_objective_args(t: argparse.ArgumentParser) -> None:
+    """train: the objective and its options, and the targets' binarization."""
+    d = TrainConfig()
     t.add_argument("--objective", choices=OBJECTIVES, default=d.objective,
                    help="elbo; iwae (K = --iw-samples); mmd (InfoVAE, --mmd-weight); ae (plain autoencoder). "
                         "--beta, --warmup and --free-bits apply to elbo only, --mc-samples to elbo and mmd: "
@@ -81,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="targets: grey levels (none), x>0.5 (fixed), or resampled each epoch (dynamic). "
                         "Default: " + ", ".join(f"{lk.binarize_default} for {lk.name}"
                                                 for lk in likelihoods.REGISTRY.values()))
+
+
+def _add_train_run_args(t: argparse.ArgumentParser) -> None:
+    """train: optimiser, split, device, outputs and performance switches."""
+    d = TrainConfig()
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--lr", type=float, default=d.lr)
@@ -108,8 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dist-timeout", type=float, default=600.0,
                    help="under torchrun: seconds a rank waits for the others before it gives up")
 
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint on its test set; prints one JSON object",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+def _add_train_args(t: argparse.ArgumentParser) -> None:
+    """The train subcommand's arguments, in help order."""
+    _add_train_data_args(t)
+    _add_train_model_args(t)
+    _add_train_objective_args(t)
+    _add_train_run_args(t)
+
+
+def _add_evaluate_args(e: argparse.ArgumentParser) -> None:
+    """The evaluate subcommand's arguments."""
     e.add_argument("checkpoint")
     e.add_argument("--iw-samples", type=_int_in(0, MAX_EVAL_SAMPLES), default=1000,
                    help="K for importance-sampled log p(x); 0 skips")
@@ -121,14 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
 
+
+def _add_list_args(ls: argparse.ArgumentParser) -> None:
+    """The list subcommand's arguments."""
+    ls.add_argument("--cache-dir", default=None)
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: train, evaluate, export-html and list, each adding its own arguments."""
+    p = _Parser(prog="python -m vae_core", description="Train and evaluate Gaussian VAEs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_train_args(sub.add_parser("train", help="train a model (or load it from the cache if already trained)",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    _add_evaluate_args(sub.add_parser("evaluate", help="evaluate a checkpoint on its test set; prints one JSON object",
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter))
     from .export_html import add_arguments as export_html_arguments
     export_html_arguments(sub.add_parser(
         "export-html", help="write a serverless explorer of a checkpoint: one self-contained HTML file",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter))
-
-    ls = sub.add_parser("list", help="list cached checkpoints with their configs and test ELBO")
-    ls.add_argument("--cache-dir", default=None)
-    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_list_args(sub.add_parser("list", help="list cached checkpoints with their configs and test ELBO"))
     return p
 
 
@@ -159,12 +201,10 @@ def _train(a) -> int:
         ddp.shutdown(world)
 
 
-def _train_rank(a, world, dev) -> int:
-    from . import distributed as ddp
-    from .cache import train_or_load
-    from .data import load_dataset, target_description
+def _train_configs(a):
+    """train: (model config, train config, data) from the parsed arguments, objective options checked first."""
+    from .data import load_dataset
     from .losses import check_objective_options
-    from .train import fit
     binarize = likelihoods.get(a.likelihood).binarize_for(a.binarize)
     tcfg = TrainConfig(dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                        objective=a.objective, beta=a.beta, warmup_epochs=a.warmup, free_bits=a.free_bits,
@@ -175,17 +215,11 @@ def _train_rank(a, world, dev) -> int:
     mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=a.latent_dim, arch=a.arch, hidden=a.hidden,
                        conv_channels=a.conv_channels, likelihood=a.likelihood, sigma=a.sigma,
                        sigma_mode=a.sigma_mode)
-    ddp.check_config(tcfg, world)
-    fit_options = dict(world=world, amp=a.amp, compile=a.compile, data_mode=a.data_mode)
-    if not world.is_main:
-        if ddp.wait_for_announce(world, dev) == ddp.TRAIN:
-            fit(mcfg, tcfg, data, device=a.device, final_iw_samples=0, **fit_options)
-        return 0
+    return mcfg, tcfg, data
 
-    def trainer(*args, **kwargs):
-        ddp.announce(ddp.TRAIN, world, dev)
-        return fit(*args, **kwargs, **fit_options)
 
+def _progress_bar(a, tcfg):
+    """train: the tqdm epoch bar (None with --quiet) and the progress callback that advances it."""
     bar = None
     if not a.quiet:
         from tqdm import tqdm
@@ -197,7 +231,11 @@ def _train_rank(a, world, dev) -> int:
             bar.update(len(ev.history) - bar.n)
             bar.set_postfix(test_elbo=f"{h['test_elbo']:.2f}", kl=f"{h['test_kl']:.2f}",
                             img_s=f"{h['images_per_s']:.0f}")
+    return bar, progress
 
+
+def _after_training(a, mcfg, tcfg, data, progress):
+    """train: the --replay recorder (or None), progress wrapped to feed it, and the on_trained hook."""
     recorder = None
     if a.replay:
         from .data import eval_targets
@@ -214,18 +252,12 @@ def _train_rank(a, world, dev) -> int:
         problem = save_map_cache(ck, data, with_umap=a.umap)
         if problem is not None:
             _warn(problem)
+    return recorder, progress, save_map
 
-    try:
-        ckpt, cached = train_or_load(mcfg, tcfg, data, cache_dir=a.cache_dir, progress=progress,
-                                     device=a.device, final_iw_samples=a.final_iw_samples,
-                                     on_trained=save_map, fit=trainer)
-        if cached:
-            ddp.announce(ddp.CACHED, world, dev)
-            if recorder is not None:
-                _warn(f"{ckpt.path} was cached, so no replay was recorded; delete it to retrain with --replay")
-    finally:
-        if bar is not None:
-            bar.close()
+
+def _print_train_result(a, ckpt, cached, mcfg, tcfg) -> None:
+    """train: copy to --out, then print the one JSON result line (non-finite numbers as null, with a warning)."""
+    from .data import target_description
     if a.out:
         shutil.copyfile(ckpt.path, a.out)
     m = ckpt.metrics
@@ -238,6 +270,39 @@ def _train_rank(a, world, dev) -> int:
         _warn(f"{ckpt.path}: {', '.join(bad)} not finite (printed as null)")
         out.update({k: None for k in bad})
     print(json.dumps(out, allow_nan=False))
+
+
+def _train_rank(a, world, dev) -> int:
+    """train on one rank: the main rank trains (or loads) and reports; the others join its fit."""
+    from . import distributed as ddp
+    from .cache import train_or_load
+    from .train import fit
+    mcfg, tcfg, data = _train_configs(a)
+    ddp.check_config(tcfg, world)
+    fit_options = dict(world=world, amp=a.amp, compile=a.compile, data_mode=a.data_mode)
+    if not world.is_main:
+        if ddp.wait_for_announce(world, dev) == ddp.TRAIN:
+            fit(mcfg, tcfg, data, device=a.device, final_iw_samples=0, **fit_options)
+        return 0
+
+    def trainer(*args, **kwargs):
+        ddp.announce(ddp.TRAIN, world, dev)
+        return fit(*args, **kwargs, **fit_options)
+
+    bar, progress = _progress_bar(a, tcfg)
+    recorder, progress, save_map = _after_training(a, mcfg, tcfg, data, progress)
+    try:
+        ckpt, cached = train_or_load(mcfg, tcfg, data, cache_dir=a.cache_dir, progress=progress,
+                                     device=a.device, final_iw_samples=a.final_iw_samples,
+                                     on_trained=save_map, fit=trainer)
+        if cached:
+            ddp.announce(ddp.CACHED, world, dev)
+            if recorder is not None:
+                _warn(f"{ckpt.path} was cached, so no replay was recorded; delete it to retrain with --replay")
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_train_result(a, ckpt, cached, mcfg, tcfg)
     return 0
 
 

@@ -73,16 +73,8 @@ def _mosaics(path: str, mtime: float, input_shape: tuple) -> list[str]:
     return [_png_uri(epoch_mosaic(r, i, input_shape)) for i in range(len(r.epochs))]
 
 
-@st.cache_data(max_entries=4, show_spinner="Building the animation…")
-def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figure:
-    r = _load(path, mtime)
-    labels = sorted({int(v) for v in r.labels})
-    mosaics = _mosaics(path, mtime, input_shape)
-    fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12,
-                        subplot_titles=("Test-set μ, final epoch's PCA frame",
-                                        "Decoded z · reconstructions",
-                                        f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
-                                        "Test ELBO terms, nats per example"))
+def _add_traces(fig: go.Figure, r: Replay, labels: list[int], start: int, mosaics: list[str]) -> None:
+    """The figure's traces at epoch `start` (map, KL bars, ELBO curves, image) and one animation frame per epoch."""
     first = _frame_traces(r, start, labels)
     for lab, tr in zip(labels, first):
         tr.update(mode="markers", name="no label" if lab < 0 else f"label {lab}",
@@ -100,6 +92,10 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
     animated = list(range(len(labels) + 2))
     fig.frames = [go.Frame(data=_frame_traces(r, i, labels), traces=animated, name=str(e),
                            layout={"images": [_mosaic(mosaics[i])]}) for i, e in enumerate(r.epochs)]
+
+
+def _style_axes(fig: go.Figure, r: Replay) -> None:
+    """The four subplots' axes: fixed map limits, hidden image axes, log KL axis, epoch axis."""
     xr, yr = _limits(r.xy[..., 0]), _limits(r.xy[..., 1])
     fig.update_xaxes(range=xr, title_text="PC 1", row=1, col=1)
     fig.update_yaxes(range=yr, title_text="PC 2", scaleanchor="x", scaleratio=1, row=1, col=1)
@@ -112,6 +108,10 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
                      tickvals=list(range(k)), ticktext=[f"z{d + 1}" for d in range(k)], row=2, col=1)
     fig.add_hline(y=KL_COLLAPSED_NATS, line_dash="dash", line_color="#888888", row=2, col=1)
     fig.update_xaxes(title_text="epoch", row=2, col=2)
+
+
+def _add_controls(fig: go.Figure, r: Replay, start: int) -> None:
+    """The layout with the browser-side Play / Pause buttons and the epoch slider."""
     play = {"frame": {"duration": FRAME_MS, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
     pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
     fig.update_layout(
@@ -127,6 +127,22 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
                                   "args": [[str(e)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
                                                        "transition": {"duration": 0}}]}
                              for e in r.epochs]}])
+
+
+@st.cache_data(max_entries=4, show_spinner="Building the animation…")
+def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figure:
+    """The replay figure: 2×2 subplots animated over the snapshots, drawn at snapshot `start`."""
+    r = _load(path, mtime)
+    labels = sorted({int(v) for v in r.labels})
+    mosaics = _mosaics(path, mtime, input_shape)
+    fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12,
+                        subplot_titles=("Test-set μ, final epoch's PCA frame",
+                                        "Decoded z · reconstructions",
+                                        f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
+                                        "Test ELBO terms, nats per example"))
+    _add_traces(fig, r, labels, start, mosaics)
+    _style_axes(fig, r)
+    _add_controls(fig, r, start)
     return fig
 
 
@@ -161,33 +177,38 @@ def _lab_choices() -> dict[str, str]:
     return out
 
 
-def render() -> None:
-    st.title("Training replay")
+def _chosen_path() -> str | None:
+    """The checkpoint whose replay is shown: the open model's, or a lab model's picked in "Replay of"."""
     path = pick_checkpoint_path()
     labs = _lab_choices()
     if labs:  # options are the labels themselves (unique), so the widget's value is plain text
         choices = ({"The open model (sidebar)": path} if path is not None else {}) | {v: k for k, v in labs.items()}
         path = choices[st.selectbox("Replay of", list(choices), key="replay_source")]
-    meta = checkpoint_metadata(path) if path is not None else None
-    if meta is None:
-        return
+    return path
+
+
+def _checked_replay(path: str, meta: dict) -> tuple[str, Replay] | None:
+    """(replay file, replay) when the checkpoint has a readable replay of its own configs; else one message."""
     rpath = replay_path(path)
     if not os.path.exists(rpath):
         st.info("This model has no training replay. Models trained with the command line's --replay flag "
                 "record one (python -m vae_core train ... --replay); the shipped model and the lab's β = 10 "
                 "model have theirs.")
-        return
+        return None
     try:
         r = _load(rpath, os.path.getmtime(rpath))
     except (ReplayError, OSError) as e:
         st.error(f"The training replay of this model cannot be shown: {plain(e)}")
-        return
+        return None
     if (r.meta.get("model_config"), r.meta.get("train_config")) != (meta["model_config"], meta["train_config"]):
         st.error(f"The replay file {plain(os.path.basename(rpath))} was recorded for a different model "
                  f"configuration than this checkpoint's, so it is not shown.")
-        return
-    _provenance(r, meta, _sha256(path, os.path.getmtime(path)))
-    epochs = [int(e) for e in r.epochs]
+        return None
+    return rpath, r
+
+
+def _epoch_numbers(r: Replay, epochs: list[int]) -> int:
+    """The Epoch scrubber and that epoch's four numbers; returns the chosen snapshot's index."""
     if st.session_state.get(_EPOCH) not in epochs:
         st.session_state[_EPOCH] = epochs[0]
     e = st.select_slider("Epoch", options=epochs, key=_EPOCH,
@@ -201,6 +222,23 @@ def render() -> None:
     cols[2].metric("KL(q ‖ p)", f"{r.kl[i]:.2f}")
     cols[3].metric("Dims alive", f"{alive} of {r.kl_per_dim.shape[1]}",
                    help=f"latent dimensions whose KL is at least {KL_COLLAPSED_NATS:g} nats (below: collapsed)")
+    return i
+
+
+def render() -> None:
+    """The Training replay page: source, provenance, epoch numbers, then the animated figure."""
+    st.title("Training replay")
+    path = _chosen_path()
+    meta = checkpoint_metadata(path) if path is not None else None
+    if meta is None:
+        return
+    checked = _checked_replay(path, meta)
+    if checked is None:
+        return
+    rpath, r = checked
+    _provenance(r, meta, _sha256(path, os.path.getmtime(path)))
+    epochs = [int(e) for e in r.epochs]
+    i = _epoch_numbers(r, epochs)
     st.plotly_chart(_figure(rpath, os.path.getmtime(rpath), i, tuple(meta["model_config"]["input_shape"])),
                     width="stretch", key="replay_figure")
     st.caption(f"{len(epochs)} snapshots of {len(r.index):,} test points. Each epoch's means are rotated onto "

@@ -17,8 +17,8 @@ import streamlit as st
 from app.common import current_checkpoint, explorer_link, select_checkpoint
 from app.safe import plain
 from app.settings import training_allowed
-from app.widgets import training_curves
 from app.views.latent_data import start_umap
+from app.widgets import training_curves
 from vae_core import likelihoods
 from vae_core.cache import DEFAULT_TRAIN, cache_path, train_or_load
 from vae_core.config import ARCHS, LIKELIHOODS, OBJECTIVES, ConfigError, ModelConfig, TrainConfig, parse_hidden
@@ -171,60 +171,80 @@ def _dataset_name(choice: str, path: str, upload) -> str | None:
     return choice
 
 
-def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
+def _dataset_widgets(col) -> tuple[str, object, str]:
+    """The form's first column: dataset choice, its upload and its server path."""
+    names = _dataset_choices()
+    ds = col.selectbox("Dataset", names, index=names.index("mnist-5k"), key=P + "dataset",
+                       help="mnist-5k and digits ship with the Python packages; the torchvision sets "
+                            "must already be on the server. Upload: an .npz with x_train, x_test "
+                            "(+ y_train, y_test), or a .zip of an image folder (one subfolder per class).")
+    upload = col.file_uploader("Dataset file (for upload)", type=["npz", "zip"], key=P + "upload",
+                               max_upload_size=MAX_DATASET_UPLOAD_BYTES // 2**20)
+    path = (col.text_input("Path on the server", key=P + "path",
+                           help="Only inside the folders this server allows: "
+                                + ", ".join(allowed_roots())) if SERVER_PATH in names else "")
+    return ds, upload, path
+
+
+def _form_values() -> dict | None:
+    """The training form's widgets; their values once submitted, else None."""
     t = DEFAULT_TRAIN
+    v = {}
     with st.form(P + "form"):
         c = st.columns(4)
-        names = _dataset_choices()
-        ds = c[0].selectbox("Dataset", names, index=names.index("mnist-5k"), key=P + "dataset",
-                            help="mnist-5k and digits ship with the Python packages; the torchvision sets "
-                                 "must already be on the server. Upload: an .npz with x_train, x_test "
-                                 "(+ y_train, y_test), or a .zip of an image folder (one subfolder per class).")
-        upload = c[0].file_uploader("Dataset file (for upload)", type=["npz", "zip"], key=P + "upload",
-                                    max_upload_size=MAX_DATASET_UPLOAD_BYTES // 2**20)
-        path = (c[0].text_input("Path on the server", key=P + "path",
-                                help="Only inside the folders this server allows: "
-                                     + ", ".join(allowed_roots())) if SERVER_PATH in names else "")
-        arch = c[1].selectbox("Architecture", ARCHS, key=P + "arch")
-        hidden = c[1].text_input("Hidden widths", "400", key=P + "hidden", help="comma-separated, '' = linear")
-        k = c[2].number_input("Latent dim", 1, 128, 16, key=P + "k", help="2 shows the latent plane directly")
-        like = c[2].selectbox("Likelihood", LIKELIHOODS, key=P + "likelihood")
-        binarize = c[3].selectbox("Binarize (Bernoulli)", ["dynamic", "fixed", "none"], key=P + "binarize",
-                                  help="dynamic: a fresh Bernoulli draw of each image every epoch (IWAE paper)")
-        objective = c[3].selectbox("Objective", OBJECTIVES, key=P + "objective")
+        v["ds"], v["upload"], v["path"] = _dataset_widgets(c[0])
+        v["arch"] = c[1].selectbox("Architecture", ARCHS, key=P + "arch")
+        v["hidden"] = c[1].text_input("Hidden widths", "400", key=P + "hidden", help="comma-separated, '' = linear")
+        v["k"] = c[2].number_input("Latent dim", 1, 128, 16, key=P + "k", help="2 shows the latent plane directly")
+        v["like"] = c[2].selectbox("Likelihood", LIKELIHOODS, key=P + "likelihood")
+        v["binarize"] = c[3].selectbox("Binarize (Bernoulli)", ["dynamic", "fixed", "none"], key=P + "binarize",
+                                       help="dynamic: a fresh Bernoulli draw of each image every epoch (IWAE paper)")
+        v["objective"] = c[3].selectbox("Objective", OBJECTIVES, key=P + "objective")
         c = st.columns(5)
-        beta = c[0].number_input("β", 0.0, 100.0, 1.0, 0.1, key=P + "beta")
-        warm = c[1].number_input("KL warm-up (epochs)", 0.0, 100.0, 0.0, 1.0, key=P + "warmup")
-        fb = c[2].number_input("Free bits (nats/dim)", 0.0, 10.0, 0.0, 0.1, key=P + "free_bits")
-        epochs = c[3].number_input("Epochs", 1, 500, 20, key=P + "epochs")
-        seed = c[4].number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed")
+        v["beta"] = c[0].number_input("β", 0.0, 100.0, 1.0, 0.1, key=P + "beta")
+        v["warm"] = c[1].number_input("KL warm-up (epochs)", 0.0, 100.0, 0.0, 1.0, key=P + "warmup")
+        v["fb"] = c[2].number_input("Free bits (nats/dim)", 0.0, 10.0, 0.0, 0.1, key=P + "free_bits")
+        v["epochs"] = c[3].number_input("Epochs", 1, 500, 20, key=P + "epochs")
+        v["seed"] = c[4].number_input("Seed", 0, 2**31 - 1, 0, key=P + "seed")
         with st.expander("Optimiser"):
             c = st.columns(2)
-            lr = c[0].number_input("Learning rate", 1e-5, 1e-1, t.lr, format="%.5f", key=P + "lr")
-            bs = c[1].number_input("Batch size", 8, 4096, t.batch_size, key=P + "bs")
+            v["lr"] = c[0].number_input("Learning rate", 1e-5, 1e-1, t.lr, format="%.5f", key=P + "lr")
+            v["bs"] = c[1].number_input("Batch size", 8, 4096, t.batch_size, key=P + "bs")
         go_ = st.form_submit_button("Train (or load if cached)", type="primary")
-    if not go_:
-        return None
+    return v if go_ else None
+
+
+def _configs(v: dict) -> tuple[ModelConfig, TrainConfig, object] | None:
+    """The submitted form checked into (model config, train config, data); one error message if it cannot be."""
     try:
-        hid = parse_hidden(hidden)
+        hid = parse_hidden(v["hidden"])
     except ConfigError as e:
         st.error(f"Cannot train this: {plain(e)}")
         return None
     try:
-        name = _dataset_name(ds, path, upload)
+        name = _dataset_name(v["ds"], v["path"], v["upload"])
         with st.spinner("Loading the dataset…"):
-            data = load_dataset(name, test_fraction=t.test_fraction, allowed_roots=allowed_roots())
+            data = load_dataset(name, test_fraction=DEFAULT_TRAIN.test_fraction, allowed_roots=allowed_roots())
+        like, binarize = v["like"], v["binarize"]
         lik = likelihoods.get(like)
-        tcfg = TrainConfig(dataset=name, epochs=int(epochs), batch_size=int(bs), lr=float(lr), seed=int(seed),
-                           objective=objective, beta=float(beta), warmup_epochs=float(warm), free_bits=float(fb),
+        tcfg = TrainConfig(dataset=name, epochs=int(v["epochs"]), batch_size=int(v["bs"]), lr=float(v["lr"]),
+                           seed=int(v["seed"]), objective=v["objective"], beta=float(v["beta"]),
+                           warmup_epochs=float(v["warm"]), free_bits=float(v["fb"]),
                            binarize=lik.binarize_for(binarize if binarize in lik.binarize_options else None))
         check_objective_options(tcfg)
-        mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=int(k), arch=arch, hidden=hid, likelihood=like)
+        mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=int(v["k"]), arch=v["arch"], hidden=hid,
+                           likelihood=like)
         check_for_likelihood(data, like, tcfg.binarize)
     except (DatasetError, ConfigError, ValueError, OSError) as e:
         st.error(f"Cannot train this: {plain(e)}")
         return None
     return mcfg, tcfg, data
+
+
+def _form() -> tuple[ModelConfig, TrainConfig, object] | None:
+    """The training form: (model config, train config, data) once submitted and valid, else None."""
+    v = _form_values()
+    return None if v is None else _configs(v)
 
 
 def _seconds(t: float) -> str:

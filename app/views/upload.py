@@ -46,7 +46,49 @@ def _source() -> tuple[bytes | None, str]:
     return drawn, "drawing"
 
 
+def _options() -> tuple[str, bool]:
+    """The preprocessing controls row: (invert choice, crop-and-centre toggle)."""
+    c1, c2 = st.columns(2)
+    invert = c1.radio("Invert", ["auto", "yes", "no"], horizontal=True, key=P + "invert",
+                      help="auto: invert when the border is light (dark ink on white paper → MNIST's "
+                           "white-on-black)")
+    center = c2.toggle("Crop and centre like MNIST", value=True, key=P + "center",
+                       help="crop to the ink, scale it into a 20×20 box, centre it by its centre of mass")
+    return invert, center
+
+
+def _side_panel(ckpt, x, target, mu) -> None:
+    """The right column: explorer button, the two images and the downloads."""
+    shape = ckpt.model_config.input_shape
+    tc = ckpt.train_config
+    c = st.columns(2)
+    if st.button("Open in explorer", icon=":material/explore:", key=P + "to_explorer",
+                 help="Put this image's μ(x) into the explorer's sliders and go there"):
+        open_in_explorer(ckpt.path, mu[0], "your upload")
+    with c[0]:
+        show_image(x, ckpt, "preprocessed (grey levels)", 168)
+    with c[1]:
+        show_image(target, ckpt, "as the likelihood sees it" + (f" ({tc.binarize} binarized)"
+                   if tc.binarize != "none" else ""), 168)
+    st.download_button("preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
+                       "image/png", icon=":material/download:", on_click="ignore", key=P + "dl_png")
+    st.download_button("its z = μ(x) (JSON)", z_json(ckpt.path, mu[0].tolist()),
+                       "z.json", "application/json", icon=":material/download:", on_click="ignore",
+                       key=P + "dl_z")
+
+
+def _map(proj, view, mu) -> None:
+    """The left column's map with the image's μ(x) marked among the test points."""
+    xy = proj.transform(mu.numpy())[0]
+    fig = map_figure(proj, view, len(view.means), extra=[("your image μ(x)", xy, "#d62728", "diamond")],
+                     height=460)
+    st.plotly_chart(fig, key=P + "map", config={"displaylogo": False})
+    st.caption(f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).",
+               help=proj.help)
+
+
 def render() -> None:
+    """The Upload page: source, options, then the map, the images and the ELBO breakdown."""
     st.title(":material/draw: Upload or draw")
     ckpt = current_checkpoint()
     if ckpt is None:
@@ -55,12 +97,7 @@ def render() -> None:
     st.caption(f"This model takes {'×'.join(map(str, shape))} inputs. Your image is converted to that "
                "(grey or RGB, resized, scaled to [0, 1]), encoded, and shown on the map with its ELBO.")
     data, name = _source()
-    c1, c2 = st.columns(2)
-    invert = c1.radio("Invert", ["auto", "yes", "no"], horizontal=True, key=P + "invert",
-                      help="auto: invert when the border is light (dark ink on white paper → MNIST's "
-                           "white-on-black)")
-    center = c2.toggle("Crop and centre like MNIST", value=True, key=P + "center",
-                       help="crop to the ink, scale it into a 20×20 box, centre it by its centre of mass")
+    invert, center = _options()
     view = model_view(ckpt)
     left, right = st.columns([3, 2])
     with left:  # rendered on every run, image or not: a radio missing from one run (the uploader empty while
@@ -74,32 +111,13 @@ def render() -> None:
     except ImageError as e:
         st.error(f"Cannot use this image: {plain(e)}")
         return
-    tc = ckpt.train_config
     # what the likelihood scores: binarized like the test set when the model was trained so
-    target = eval_targets(x[None], tc.binarize)[0]
+    target = eval_targets(x[None], ckpt.train_config.binarize)[0]
     mu = encode_mean(ckpt.model, target[None])  # (1, k)
     with right:
-        c = st.columns(2)
-        if st.button("Open in explorer", icon=":material/explore:", key=P + "to_explorer",
-                     help="Put this image's μ(x) into the explorer's sliders and go there"):
-            open_in_explorer(ckpt.path, mu[0], "your upload")
-        with c[0]:
-            show_image(x, ckpt, "preprocessed (grey levels)", 168)
-        with c[1]:
-            show_image(target, ckpt, "as the likelihood sees it" + (f" ({tc.binarize} binarized)"
-                       if tc.binarize != "none" else ""), 168)
-        st.download_button("preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
-                           "image/png", icon=":material/download:", on_click="ignore", key=P + "dl_png")
-        st.download_button("its z = μ(x) (JSON)", z_json(ckpt.path, mu[0].tolist()),
-                           "z.json", "application/json", icon=":material/download:", on_click="ignore",
-                           key=P + "dl_z")
+        _side_panel(ckpt, x, target, mu)
     with left:
-        xy = proj.transform(mu.numpy())[0]
-        fig = map_figure(proj, view, len(view.means), extra=[("your image μ(x)", xy, "#d62728", "diamond")],
-                         height=460)
-        st.plotly_chart(fig, key=P + "map", config={"displaylogo": False})
-        st.caption(f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).",
-                   help=proj.help)
+        _map(proj, view, mu)
     st.divider()
     render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({plain(name)})",
                      original_caption="your image (target)", source="your image")
