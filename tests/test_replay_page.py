@@ -115,7 +115,7 @@ def test_bad_replays_give_one_message(tiny, tmp_path, monkeypatch, damage):
     if damage == "missing":
         assert len(at.info) == 1 and "has no training replay" in at.info[0].value and not at.metric
     elif damage == "replaced":  # still shown, with a warning
-        assert len(at.warning) == 1 and "another file with the same configuration" in at.warning[0].value
+        assert len(at.main.warning) == 1 and "another file with the same configuration" in at.main.warning[0].value
         assert at.metric
     else:
         assert len(at.error) == 1 and not at.metric
