@@ -11,6 +11,7 @@ Torch-free, for a first paint before torch is loaded (importing this module load
     meta = checkpoint_metadata(path) # its configs, history, dataset info and metrics
     ckpt = open_checkpoint(path)     # then the model itself (imports torch), as current_checkpoint
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,6 +50,7 @@ def one_thread():
     process-wide (OpenMP keeps it per thread, torch's pool does not), so the lock keeps two sessions
     from interleaving get/set and leaving the server at 1 thread."""
     import torch  # not at import time: the explorer draws its map before torch is loaded
+
     with _THREADS:
         n = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -70,6 +72,7 @@ def load_data(name: str, test_fraction: float) -> Dataset:
     a checkpoint's stored dataset path is a string from a file, and is checked like user input."""
     from vae_core.data import load_dataset
     from vae_core.data_access import allowed_roots
+
     return load_dataset(name, test_fraction=test_fraction, allowed_roots=allowed_roots())
 
 
@@ -80,6 +83,7 @@ def dataset_for(ckpt: Checkpoint) -> Dataset:
 @st.cache_resource(max_entries=8)
 def _test_targets(path: str, mtime: float, name: str, test_fraction: float, binarize: str) -> torch.Tensor:
     from vae_core.data import eval_targets
+
     return eval_targets(load_data(name, test_fraction).x_test, binarize)
 
 
@@ -97,16 +101,19 @@ def checkpoint_label(row: dict) -> str:
     mc, tc = row["model_config"], row["train_config"]
     elbo = row.get("test_elbo")
     e = f"ELBO {elbo:.1f}" if elbo is not None else "no ELBO"
-    return (f"{os.path.basename(row['path'])[:-12]} · {tc['dataset']} · {mc['arch']} z={mc['latent_dim']} · "
-            f"{tc['objective']} β={tc['beta']:g} · {e}")
+    return (
+        f"{os.path.basename(row['path'])[:-12]} · {tc['dataset']} · {mc['arch']} z={mc['latent_dim']} · "
+        f"{tc['objective']} β={tc['beta']:g} · {e}"
+    )
 
 
 def _folder_signature(folder: str) -> tuple:
     """(name, mtime, size) of every checkpoint file in folder: changes when any of them does."""
     try:
         with os.scandir(folder) as it:
-            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in it
-                                if e.name.endswith(".safetensors")))
+            return tuple(
+                sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in it if e.name.endswith(".safetensors"))
+            )
     except OSError:
         return ()
 
@@ -156,8 +163,7 @@ def pick_checkpoint_path() -> str | None:
         default = _default_path(folder, signature)
         current = default if default in paths else paths[0]
     labels = {r["path"]: checkpoint_label(r) for r in rows}
-    path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get,
-                                key=_WIDGET)
+    path = st.sidebar.selectbox("Model", paths, index=paths.index(current), format_func=labels.get, key=_WIDGET)
     st.session_state[_KEY] = path
     try:
         warning = little_information(_metadata(path, os.path.getmtime(path)))
@@ -180,8 +186,10 @@ def little_information(meta: dict) -> str | None:
     mean, collapsed = sum(kl) / len(kl), sum(v < KL_COLLAPSED_NATS for v in kl)
     if mean >= LOW_KL_NATS_PER_DIM and 2 * collapsed <= len(kl):
         return None
-    return (f"Little information in z: average KL {mean:.2f} nats per latent dim, {collapsed} of {len(kl)} dims "
-            f"collapsed (< {KL_COLLAPSED_NATS:g}). Barely trained or collapsed: the map and sliders show little.")
+    return (
+        f"Little information in z: average KL {mean:.2f} nats per latent dim, {collapsed} of {len(kl)} dims "
+        f"collapsed (< {KL_COLLAPSED_NATS:g}). Barely trained or collapsed: the map and sliders show little."
+    )
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -202,6 +210,7 @@ def checkpoint_metadata(path: str) -> dict | None:
 def open_checkpoint(path: str) -> Checkpoint | None:
     """The model at `path`, loaded (torch) with its dataset checked; None, with the reason shown."""
     from vae_core.data import DatasetError
+
     try:
         ckpt = load_model(path, os.path.getmtime(path))
     except (CheckpointError, OSError) as e:
@@ -230,8 +239,9 @@ def select_checkpoint(path: str) -> None:
 def explorer_link(label: str = "Open it in the explorer") -> None:
     """A link to the explorer page from any page (pages never import each other). The label avoids the
     page's title, so "Latent explorer" still names one link (the sidebar's)."""
-    st.page_link(st.Page(_no_page, title="Latent explorer", url_path=EXPLORER_PATH), label=label,
-                 icon=":material/explore:")
+    st.page_link(
+        st.Page(_no_page, title="Latent explorer", url_path=EXPLORER_PATH), label=label, icon=":material/explore:"
+    )
 
 
 def _no_page() -> None:

@@ -1,5 +1,6 @@
 """Entry point: only builds navigation. Each page module exposes render() and is imported when its
 page first runs, so the explorer paints without waiting for the other pages' imports."""
+
 import gc
 import os
 import sys
@@ -17,14 +18,16 @@ from app.lab import PAGES as LAB_PAGES  # noqa: E402
 from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
 from app.style import inject as inject_style  # noqa: E402
-from app.views import PAGES  # noqa: E402
 from app.url_state import open_link, show_notes  # noqa: E402
+from app.views import PAGES  # noqa: E402
 
 
 def lazy_page(module: str):
     """A page callable that imports `module` on its first run, then calls its render()."""
+
     def render() -> None:
         import_module(module).render()
+
     render.__name__ = module.rsplit(".", 1)[-1]  # st.Page's routing uses url_path; this is for messages
     return guarded(render, module)
 
@@ -33,6 +36,7 @@ def lazy_page(module: str):
 def _sweep_once() -> list[str]:
     """Once per server process: remove temp and lock files that killed runs left in the cache."""
     from vae_core.cache import sweep
+
     try:
         return sweep()
     except OSError:
@@ -52,8 +56,11 @@ def _process_setup() -> None:
 
 
 def pages(table):
-    return [st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug) for slug, title, icon, mod in table
-            if slug != "train" or training_allowed()]
+    return [
+        st.Page(lazy_page(mod), title=title, icon=icon, url_path=slug)
+        for slug, title, icon, mod in table
+        if slug != "train" or training_allowed()
+    ]
 
 
 def explore_pages() -> list:

@@ -9,6 +9,7 @@ So `[x](javascript:...)` stays text instead of a link, `$...$` is not LaTeX, `**
 `guarded(render)` is the last line of defence around each page: an exception no page handled is
 logged on the server with its traceback and shown to the user as one line, without internals.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,13 +31,17 @@ def plain(s: object) -> str:
 def guarded(render: Callable[[], None], page: str) -> Callable[[], None]:
     """render, with any unexpected exception turned into an st.error (Streamlit's own control
     flow, st.rerun and st.stop, are BaseExceptions and pass through)."""
+
     def run() -> None:
         try:
             render()
         except Exception as e:  # noqa: BLE001 - the point: nothing reaches the browser as a traceback
             _LOG.exception("page %s failed", page)
-            st.error(f"This page hit an unexpected problem and stopped: {plain(type(e).__name__)}: "
-                     f"{plain(_first_line(e))}. The other pages still work; the server log has the details.")
+            st.error(
+                f"This page hit an unexpected problem and stopped: {plain(type(e).__name__)}: "
+                f"{plain(_first_line(e))}. The other pages still work; the server log has the details."
+            )
+
     run.__name__ = render.__name__
     return run
 

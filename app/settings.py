@@ -9,6 +9,7 @@
                            tests and bench/ read); off by default so the hot paths stay clean.
 Read on every call (cheap), so tests and a restarted server see the current value.
 """
+
 from __future__ import annotations
 
 import os

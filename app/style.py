@@ -8,6 +8,7 @@ and give a 768 px high window back the space above the title, so the explorer's 
 the first screen. Components (the latent map, the decoder) draw in their own shadow roots, which
 these rules do not reach.
 """
+
 from __future__ import annotations
 
 import streamlit as st

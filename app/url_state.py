@@ -14,6 +14,7 @@ the server, which reports z every ~100 ms, writes at most every URL_PACE_S; a se
 link, upload) and a release decoded in the browser write at once (url_due).
 Session-state keys, all prefixed link_.
 """
+
 from __future__ import annotations
 
 import time
@@ -46,6 +47,7 @@ def open_link() -> None:
     if model is None and z_text is None:
         return
     from app.common import checkpoint_listing, select_checkpoint
+
     rows, path = checkpoint_listing()
     notes = []
     if model is not None:
@@ -54,8 +56,10 @@ def open_link() -> None:
             select_checkpoint(path)
         except ShareError as e:
             path = None
-            notes.append(f"This link's model was not opened: {e}. Showing the default model"
-                         + (", without the link's z." if z_text is not None else "."))
+            notes.append(
+                f"This link's model was not opened: {e}. Showing the default model"
+                + (", without the link's z." if z_text is not None else ".")
+            )
     row = next((r for r in rows if r["path"] == path), None)
     if z_text is not None and row is not None:
         try:
@@ -66,6 +70,7 @@ def open_link() -> None:
             notes.append(f"This link's z was not used: {e}. The sliders start on the first map point.")
         else:
             from app.views.explorer_z import hand_over
+
             hand_over(path, z, LINK_ORIGIN)
     st.session_state[P + "notes"] = notes
 

@@ -9,6 +9,7 @@ A model is named by its file name only, never a path, and resolved by resolve_mo
 listing of the checkpoint folder (vae_core.cache.list_checkpoints rows): a name is a key into that
 listing, never opened as a path, so "../../etc/passwd" or "/etc/passwd" cannot reach the file system.
 """
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ the app offers) and waits for the map. RSS of the server process (/proc/PID/stat
 every 0.2 s, and VmHWM at the end) is reported per phase; a second browser session is opened too.
 The UMAP child process is not started (the map stays on PCA); projection.py measures UMAP memory.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,8 @@ import tempfile
 import threading
 import time
 
-import numpy as np
-
 import benchlib as bl
+import numpy as np
 from browser_latency import map_points, wait_for_map
 
 
@@ -26,6 +26,7 @@ def make_60k(tmp: str, n_test: int) -> str:
     from vae_core.cache import default_checkpoint_path
     from vae_core.checkpoints import load_checkpoint, save_checkpoint
     from vae_core.data import load_dataset
+
     data = load_dataset("mnist-5k")
     x = np.concatenate([data.x_train.numpy(), data.x_test.numpy()])[:, 0]  # (5000, 28, 28) in [0, 1]
     y = np.concatenate([data.y_train.numpy(), data.y_test.numpy()])
@@ -33,13 +34,24 @@ def make_60k(tmp: str, n_test: int) -> str:
     rng = np.random.default_rng(0)
     xt = np.tile(np.round(x * 255), (reps, 1, 1))[:n_test] + rng.integers(-2, 3, size=(n_test, 28, 28))
     npz = os.path.join(tmp, f"mnist-tiled-{n_test}.npz")
-    np.savez(npz, x_train=np.round(data.x_train.numpy()[:, 0] * 255).astype(np.uint8), y_train=data.y_train.numpy(),
-             x_test=np.clip(xt, 0, 255).astype(np.uint8), y_test=np.tile(y, reps)[:n_test])
+    np.savez(
+        npz,
+        x_train=np.round(data.x_train.numpy()[:, 0] * 255).astype(np.uint8),
+        y_train=data.y_train.numpy(),
+        x_test=np.clip(xt, 0, 255).astype(np.uint8),
+        y_test=np.tile(y, reps)[:n_test],
+    )
     ck = load_checkpoint(default_checkpoint_path())
     d = os.path.join(tmp, "ckpts")
     os.makedirs(d, exist_ok=True)
-    save_checkpoint(os.path.join(d, f"tiled{n_test}.safetensors"), ck.model, ck.train_config.replace(dataset=npz),
-                    history=ck.history, dataset={"name": npz}, metrics=ck.metrics)
+    save_checkpoint(
+        os.path.join(d, f"tiled{n_test}.safetensors"),
+        ck.model,
+        ck.train_config.replace(dataset=npz),
+        history=ck.history,
+        dataset={"name": npz},
+        metrics=ck.metrics,
+    )
     return d
 
 
@@ -80,6 +92,7 @@ def main():
     a = p.parse_args()
     load_before = bl.load_avg()
     from tests.harness.browser import StreamlitServer, chromium, new_page
+
     if bl.chromium_missing(a.results, "app_memory", "app memory", load_before, a.smoke):
         return
     n_test = a.n_test or (2_000 if a.smoke else 60_000)
@@ -87,17 +100,31 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = make_60k(tmp, n_test)
-        with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d, "VAE_DATA_ROOTS": tmp}, timeout=600) as s, \
-                RSSSampler(s.proc.pid) as rss, chromium() as browser:
-            rows.append(["server started (health answered)", "-", rss.samples[-1] if rss.samples else bl.rss_mb(str(s.proc.pid))])
+        with (
+            StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d, "VAE_DATA_ROOTS": tmp}, timeout=600) as s,
+            RSSSampler(s.proc.pid) as rss,
+            chromium() as browser,
+        ):
+            rows.append(
+                [
+                    "server started (health answered)",
+                    "-",
+                    rss.samples[-1] if rss.samples else bl.rss_mb(str(s.proc.pid)),
+                ]
+            )
             page = new_page(browser)
             page.set_default_timeout(300_000)
             m = rss.mark()
             t0 = time.perf_counter()
             page.goto(s.url + "/")
             wait_for_map(page)
-            rows.append([f"explorer open, default map ({map_points(page):,} points)",
-                         f"{time.perf_counter() - t0:.1f}", rss.peak_since(m)])
+            rows.append(
+                [
+                    f"explorer open, default map ({map_points(page):,} points)",
+                    f"{time.perf_counter() - t0:.1f}",
+                    rss.peak_since(m),
+                ]
+            )
             cap = page.locator("[data-testid=stSlider]").first  # "Points on the map"
             m = rss.mark()
             t0 = time.perf_counter()
@@ -105,13 +132,20 @@ def main():
             page.keyboard.press("End")
             before = map_points(page)
             try:
-                page.wait_for_function("b => window.__vaeMap.drawn > b", arg=before, timeout=5_000 if a.smoke else 120_000)
+                page.wait_for_function(
+                    "b => window.__vaeMap.drawn > b", arg=before, timeout=5_000 if a.smoke else 120_000
+                )
             except Exception:  # the default was already the largest map
                 pass
             page.wait_for_timeout(2000)
             n_map = map_points(page)
-            rows.append([f"map at its largest ({n_map:,} of {n_test:,} test points)",
-                         f"{time.perf_counter() - t0:.1f}", rss.peak_since(m)])
+            rows.append(
+                [
+                    f"map at its largest ({n_map:,} of {n_test:,} test points)",
+                    f"{time.perf_counter() - t0:.1f}",
+                    rss.peak_since(m),
+                ]
+            )
             page2 = new_page(browser)
             m = rss.mark()
             t0 = time.perf_counter()
@@ -125,10 +159,12 @@ def main():
     body = bl.table(["phase", "seconds", "peak RSS MiB of the server"], rows)
     cap_note = ""
     if n_map < n_test:
-        cap_note = (f"\n\nThe app caps the map at {n_map:,} points (vae_core.projection.MAX_POINTS / the "
-                    f"explorer's point slider): a {n_test:,}-image test set is shown as a {n_map:,}-point "
-                    "subset, so a full 60k-point map is never built; the server still holds the whole test "
-                    "set (float32 images and their binarized targets).")
+        cap_note = (
+            f"\n\nThe app caps the map at {n_map:,} points (vae_core.projection.MAX_POINTS / the "
+            f"explorer's point slider): a {n_test:,}-image test set is shown as a {n_map:,}-point "
+            "subset, so a full 60k-point map is never built; the server still holds the whole test "
+            "set (float32 images and their binarized targets)."
+        )
     if not a.smoke:
         body += f"\n\nTarget: peak RSS <= 2048 MiB: {hwm:.0f} MiB {'PASS' if hwm <= 2048 else 'FAIL'}."
     body += cap_note

@@ -5,6 +5,7 @@ and appends it, with the machine, date and load, to bench/RESULTS.md (or to --re
 always pass a tmp path). torch is imported lazily: fresh-process children that measure imports and
 RSS must not pay for it here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
@@ -48,14 +49,18 @@ def cpu_model() -> str:
 
 def gpu_name() -> str | None:
     import torch
+
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def machine_line() -> str:
     import torch
+
     gpu = gpu_name() or "no GPU"
-    return (f"CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), {gpu}, Python {platform.python_version()}")
+    return (
+        f"CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {gpu}, Python {platform.python_version()}"
+    )
 
 
 def load_avg() -> str:
@@ -101,6 +106,7 @@ def rss_mb(pid: str = "self") -> float:
 # --- timing ------------------------------------------------------------------------------------
 def sync(device) -> None:
     import torch
+
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
@@ -112,9 +118,15 @@ def interleave(runs: dict[str, Callable[[], dict]], repeats: int) -> dict[str, l
         for name, fn in runs.items():
             res = fn()
             out[name].append(res)
-            print(f"  round {r + 1}/{repeats} {name}: " +
-                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in res.items() if not isinstance(v, (list, dict))), flush=True)
+            print(
+                f"  round {r + 1}/{repeats} {name}: "
+                + ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in res.items()
+                    if not isinstance(v, (list, dict))
+                ),
+                flush=True,
+            )
     return out
 
 
@@ -141,6 +153,7 @@ def table(headers: list[str], rows: list[list]) -> str:
         if isinstance(v, float):
             return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
         return str(v)
+
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -150,10 +163,12 @@ def append_results(path: str, title: str, body: str, load_before: str, smoke: bo
     """Append one dated entry (machine, load, command line, body) to the results markdown file."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = " ".join(["python", os.path.relpath(sys.argv[0]) if sys.argv[0] else "?", *sys.argv[1:]])
-    entry = (f"\n## {title}{' (smoke)' if smoke else ''} - {now}\n\n"
-             f"- machine: {machine_line()}\n"
-             f"- load average (1/5/15 min): before {load_before}, after {load_avg()}\n"
-             f"- command: `{cmd}`\n\n{body.strip()}\n")
+    entry = (
+        f"\n## {title}{' (smoke)' if smoke else ''} - {now}\n\n"
+        f"- machine: {machine_line()}\n"
+        f"- load average (1/5/15 min): before {load_before}, after {load_avg()}\n"
+        f"- command: `{cmd}`\n\n{body.strip()}\n"
+    )
     new = not os.path.exists(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a") as fh:
@@ -165,6 +180,7 @@ def append_results(path: str, title: str, body: str, load_before: str, smoke: bo
 
 def setup_threads(n: int) -> None:
     import torch
+
     if n > 0:
         torch.set_num_threads(n)
 
@@ -172,6 +188,7 @@ def setup_threads(n: int) -> None:
 def chromium_missing(results: str, title: str, what: str, load_before: str, smoke: bool) -> bool:
     """True (and the reason printed and recorded) when Debian's Chromium is not installed."""
     from tests.harness.browser import CHROMIUM
+
     if os.path.exists(CHROMIUM):
         return False
     msg = f"{CHROMIUM} is missing: {what} not measured"
@@ -187,6 +204,7 @@ def shipped_cache_dir(tmp: str) -> str:
 
     from vae_core.cache import default_checkpoint_path
     from vae_core.projection_cache import cache_path_for
+
     src = default_checkpoint_path()
     if not os.path.exists(src):
         raise SystemExit(f"error: the shipped checkpoint {src} is missing")

@@ -13,6 +13,7 @@ websocket and Streamlit's rerun; p50/p95 over >= 50 interactions each):
                 Target p95 <= 150 ms.
 Helpers: tests/harness/browser.py (server, Chromium, the decoder component's hook).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,40 +22,47 @@ import time
 
 import benchlib as bl
 
+
 def map_points(page) -> int:
     """Data points drawn on the explorer's canvas map (0 before it is drawn)."""
     from tests.harness.browser import map_drawn
+
     return map_drawn(page)
 
 
 def wait_for_map(page, at_least: int = 1, timeout_ms: float = 600_000) -> None:
     from tests.harness.browser import wait_for_map as wait
-    wait(page, at_least, timeout_ms)
 
+    wait(page, at_least, timeout_ms)
 
 
 def conv_cache_dir(tmp: str) -> str:
     """A seeded, untrained conv VAE for mnist-5k (conv models decode on the server). Decode cost
     does not depend on the weights; the decoder is scaled x2 so images differ between slider steps."""
     import torch
+
     from vae_core.checkpoints import save_checkpoint
     from vae_core.config import ModelConfig, TrainConfig
     from vae_core.model import VAE
+
     d = os.path.join(tmp, "conv")
     os.makedirs(d, exist_ok=True)
     torch.manual_seed(0)
-    model = VAE(ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="conv", hidden=(256,),
-                            likelihood="bernoulli"))
+    model = VAE(ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="conv", hidden=(256,), likelihood="bernoulli"))
     with torch.no_grad():
         for prm in model.decoder.parameters():
             prm.mul_(2.0)
-    save_checkpoint(os.path.join(d, "conv-untrained.safetensors"), model,
-                    TrainConfig(dataset="mnist-5k", epochs=1, binarize="dynamic"))
+    save_checkpoint(
+        os.path.join(d, "conv-untrained.safetensors"),
+        model,
+        TrainConfig(dataset="mnist-5k", epochs=1, binarize="dynamic"),
+    )
     return d
 
 
 def bench_launch(browser, cache_dir: str, rounds: int) -> list[list]:
     from tests.harness.browser import StreamlitServer, new_page
+
     rows, res = [], {"server": [], "page": [], "total": [], "second": []}
     for r in range(rounds):
         t0 = time.perf_counter()
@@ -71,19 +79,28 @@ def bench_launch(browser, cache_dir: str, rounds: int) -> list[list]:
             wait_for_map(page)
             second = time.perf_counter() - t1
             page.close()
-        res["server"].append(t_up - t0); res["page"].append(t_map - t_up)
-        res["total"].append(t_map - t0); res["second"].append(second)
-        print(f"  launch {r + 1}/{rounds}: server {t_up - t0:.1f} s, page -> map {t_map - t_up:.1f} s, "
-              f"second session {second:.1f} s", flush=True)
-    for key, what in [("server", "launch: server spawn -> health"), ("page", "launch: first page -> map drawn"),
-                      ("total", "launch -> visible latent map (target <= 5 s)"),
-                      ("second", "second session on the warm server -> map")]:
+        res["server"].append(t_up - t0)
+        res["page"].append(t_map - t_up)
+        res["total"].append(t_map - t0)
+        res["second"].append(second)
+        print(
+            f"  launch {r + 1}/{rounds}: server {t_up - t0:.1f} s, page -> map {t_map - t_up:.1f} s, "
+            f"second session {second:.1f} s",
+            flush=True,
+        )
+    for key, what in [
+        ("server", "launch: server spawn -> health"),
+        ("page", "launch: first page -> map drawn"),
+        ("total", "launch -> visible latent map (target <= 5 s)"),
+        ("second", "second session on the warm server -> map"),
+    ]:
         rows.append([what, len(res[key]), bl.median(res[key]) * 1000, max(res[key]) * 1000, "-"])
     return rows
 
 
 def bench_train(browser, tmp: str, epochs: int | None) -> list[list]:
     from tests.harness.browser import StreamlitServer, new_page
+
     d = os.path.join(tmp, "empty")
     os.makedirs(d, exist_ok=True)
     with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": d}, timeout=600) as s:
@@ -103,13 +120,21 @@ def bench_train(browser, tmp: str, epochs: int | None) -> list[list]:
         page.get_by_role("link", name="Latent explorer").click()
         wait_for_map(page)
         t_map = time.perf_counter()
-    return [[f"empty cache: Train ({shown_epochs} epochs) -> trained", 1, (t_trained - t0) * 1000, "-", "-"],
-            [f"empty cache: Train ({shown_epochs} epochs) -> map of the new model (target <= 60 s)", 1,
-             (t_map - t0) * 1000, "-", "-"]]
+    return [
+        [f"empty cache: Train ({shown_epochs} epochs) -> trained", 1, (t_trained - t0) * 1000, "-", "-"],
+        [
+            f"empty cache: Train ({shown_epochs} epochs) -> map of the new model (target <= 60 s)",
+            1,
+            (t_map - t0) * 1000,
+            "-",
+            "-",
+        ],
+    ]
 
 
 def bench_drag(page, steps: int) -> tuple[list[list], dict]:
     from tests.harness.browser import drag_fps, drag_slider, hook, percentiles, wait_for_frames
+
     wait_for_frames(page, 1)
     lat = []
     dims = 0
@@ -119,8 +144,15 @@ def bench_drag(page, steps: int) -> tuple[list[list], dict]:
         dims += 1
     h = hook(page)
     p = percentiles(lat)
-    rows = [["slider drag: mouse move -> new frame painted (fps = 1000/ms)", p["n"], p["p50"], p["p95"],
-             f"{1000 / p['p50']:.0f} fps at p50, {1000 / p['p95']:.0f} fps at p95 (target >= 30)"]]
+    rows = [
+        [
+            "slider drag: mouse move -> new frame painted (fps = 1000/ms)",
+            p["n"],
+            p["p50"],
+            p["p95"],
+            f"{1000 / p['p50']:.0f} fps at p50, {1000 / p['p95']:.0f} fps at p95 (target >= 30)",
+        ]
+    ]
     if h.get("decodeMs"):
         d = percentiles(h["decodeMs"])
         rows.append(["  of which in-browser decode (component hook)", d["n"], d["p50"], d["p95"], "-"])
@@ -130,8 +162,15 @@ def bench_drag(page, steps: int) -> tuple[list[list], dict]:
     # A hand-like drag: mouse moves paced at 120 Hz without waiting for frames, 2 s per sweep; fps =
     # frames painted / time. Each step above also pays a driver round trip; this is what a user sees.
     sweeps = [drag_fps(page, (i + 1) % 4, seconds=2.0)["fps"] for i in range(5 if steps >= 50 else 1)]
-    rows.append(["slider drag at 120 Hz mouse moves: frames painted per second (sweeps of 2 s)", len(sweeps),
-                 f"{bl.median(sweeps):.0f} fps", f"{min(sweeps):.0f} fps (worst sweep)", "target >= 30 fps"])
+    rows.append(
+        [
+            "slider drag at 120 Hz mouse moves: frames painted per second (sweeps of 2 s)",
+            len(sweeps),
+            f"{bl.median(sweeps):.0f} fps",
+            f"{min(sweeps):.0f} fps (worst sweep)",
+            "target >= 30 fps",
+        ]
+    )
     return rows, p
 
 
@@ -139,7 +178,9 @@ def bench_click(page, clicks: int) -> list[list]:
     """A real mouse click on a map point (spread over the map, never the selected one) until the
     decoder's sliders show that point's mean; then, separately, until the server has caught up
     (the clicked point's images under the map)."""
-    from tests.harness.browser import map_points as centres_of, percentiles
+    from tests.harness.browser import map_points as centres_of
+    from tests.harness.browser import percentiles
+
     wait_for_map(page)
     page.wait_for_function("() => window.__vaeDecoder && window.__vaeDecoder.frames > 0")
     lat, server, missed = [], [], 0
@@ -159,9 +200,16 @@ def bench_click(page, clicks: int) -> list[list]:
         page.wait_for_timeout(100)
     p = percentiles(lat) if lat else {"n": 0, "p50": float("nan"), "p95": float("nan")}
     q = percentiles(server) if server else {"n": 0, "p50": float("nan"), "p95": float("nan")}
-    return [["map click -> sliders show the point (target p95 <= 300 ms)", p["n"], p["p50"], p["p95"],
-             f"{missed} clicks changed nothing"],
-            ["  map click -> server caught up (clicked point's images shown)", q["n"], q["p50"], q["p95"], "-"]]
+    return [
+        [
+            "map click -> sliders show the point (target p95 <= 300 ms)",
+            p["n"],
+            p["p50"],
+            p["p95"],
+            f"{missed} clicks changed nothing",
+        ],
+        ["  map click -> server caught up (clicked point's images shown)", q["n"], q["p50"], q["p95"], "-"],
+    ]
 
 
 # The server-decoded image as the page shows it: the decoder component's canvas (in a shadow root)
@@ -188,8 +236,11 @@ def bench_server_decode(page, steps: int) -> list[list]:
     decoder component; each step waits until the canvas shows the image decoded from the slider's
     new z (hook z equal to the slider value, a new frame painted)."""
     from tests.harness.browser import hook, percentiles, slider
+
     page.wait_for_function(f"() => ({_DECODED_SRC})() !== null")
-    inactive = page.locator("[data-testid^=vae-decoder-row-]").evaluate_all("els => els.map(e => e.dataset.inactive === 'true')")
+    inactive = page.locator("[data-testid^=vae-decoder-row-]").evaluate_all(
+        "els => els.map(e => e.dataset.inactive === 'true')"
+    )
     dim = inactive.index(False) if False in inactive else 0
     thumb = page.locator(slider(dim))
     thumb.scroll_into_view_if_needed()
@@ -202,22 +253,39 @@ def bench_server_decode(page, steps: int) -> list[list]:
         t0 = time.perf_counter()
         page.keyboard.press("ArrowRight" if (i // 20) % 2 == 0 else "ArrowLeft")
         try:  # a new frame, decoded from the z the slider now shows
-            page.wait_for_function(f"""([b, d]) => {{ const now = ({_DECODED_SRC})(d);
+            page.wait_for_function(
+                f"""([b, d]) => {{ const now = ({_DECODED_SRC})(d);
               return now && now.frames > b.frames && now.value !== b.value && now.z[d] === now.value; }}""",
-                                   arg=[before, dim], timeout=10_000)
+                arg=[before, dim],
+                timeout=10_000,
+            )
             lat.append((time.perf_counter() - t0) * 1000)
             same += page.evaluate(_DECODED_SRC, dim)["pixels"] == before["pixels"]
         except Exception:
             missed += 1
     h = hook(page)
     p = percentiles(lat) if lat else {"n": 0, "p50": float("nan"), "p95": float("nan")}
-    rows = [["conv model, server decode: slider key step -> its image painted (target p95 <= 150 ms)", p["n"],
-             p["p50"], p["p95"], f"{missed} steps timed out, {same} left the pixels unchanged"]]
-    rt = h["roundTripMs"][-(h["sent"] - h0["sent"]):] if h["sent"] > h0["sent"] else []
+    rows = [
+        [
+            "conv model, server decode: slider key step -> its image painted (target p95 <= 150 ms)",
+            p["n"],
+            p["p50"],
+            p["p95"],
+            f"{missed} steps timed out, {same} left the pixels unchanged",
+        ]
+    ]
+    rt = h["roundTripMs"][-(h["sent"] - h0["sent"]) :] if h["sent"] > h0["sent"] else []
     if rt:
         q = percentiles(rt)
-        rows.append(["  z sent -> image painted (component hook)", q["n"], q["p50"], q["p95"],
-                     f"{h['sent'] - h0['sent']} requests, {h['lost'] - h0['lost']} lost"])
+        rows.append(
+            [
+                "  z sent -> image painted (component hook)",
+                q["n"],
+                q["p50"],
+                q["p95"],
+                f"{h['sent'] - h0['sent']} requests, {h['lost'] - h0['lost']} lost",
+            ]
+        )
     return rows
 
 
@@ -225,12 +293,17 @@ def main():
     p = bl.base_parser(__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=None, help="launches (default 3)")
     p.add_argument("--interactions", type=int, default=None, help="per interaction kind (default 60)")
-    p.add_argument("--train-epochs", type=int, default=None, help="epochs typed into the Train form "
-                   "(default: the form's own default)")
+    p.add_argument(
+        "--train-epochs",
+        type=int,
+        default=None,
+        help="epochs typed into the Train form (default: the form's own default)",
+    )
     p.add_argument("--skip", default="", help="comma list of parts to skip: launch,train,drag,click,server")
     a = p.parse_args()
     load_before = bl.load_avg()
     from tests.harness.browser import StreamlitServer, chromium, new_page
+
     if bl.chromium_missing(a.results, "browser_latency", "browser latency", load_before, a.smoke):
         return
     skip = set(filter(None, a.skip.split(",")))
@@ -241,6 +314,7 @@ def main():
     epochs = a.train_epochs or (1 if a.smoke else None)
     rows = []
     print(f"{bl.machine_line()}\nload {load_before}")
+
     def part(name, fn):
         """Run one part; a failure becomes a row naming it, so the other parts still report."""
         if name in skip:
@@ -259,6 +333,7 @@ def main():
                 page.goto(s.url + "/")
                 wait_for_map(page)
                 return fn(page)
+
         return run
 
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:

@@ -20,6 +20,7 @@ A warm-up student runs first, alone (the cold server's imports and caches are re
 Targets (issue 11): <= 0.1 CPU-s per student to open the explorer, <= 20 ms per click or release,
 p95 open <= 5 s with 30 students arriving within 5 s, <= 15 MB RSS per extra session.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,26 +42,34 @@ class Student:
     def __init__(self, url: str):
         self.url = url.replace("http://", "ws://") + "/_stcore/stream"
         self.ws = None
-        self.cache: set[str] = set()      # hashes of cacheable messages received
+        self.cache: set[str] = set()  # hashes of cacheable messages received
         self.components: dict[str, tuple[str, str]] = {}  # component name -> (id, fragment id)
-        self.pages: dict[str, str] = {}   # url path -> page_script_hash
+        self.pages: dict[str, str] = {}  # url path -> page_script_hash
         self.page_hash = ""
         self.errors: list[str] = []
         self.bytes = 0
         self.latent_dim = 0
-        self.decoder_z: list = []   # the z the decoder component was last given
-        self.decoder_rev = 0        # and its rev (a report must carry it)
-        self.selected = None        # the test index the page last showed as selected
+        self.decoder_z: list = []  # the z the decoder component was last given
+        self.decoder_rev = 0  # and its rev (a report must carry it)
+        self.selected = None  # the test index the page last showed as selected
 
     async def connect(self) -> None:
         """As a browser: no keepalive pings (a server busy for 20 s would otherwise be dropped)."""
         from websockets.asyncio.client import connect
-        self.ws = await connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=STEP_TIMEOUT,
-                                ping_interval=None, compression=None)
+
+        self.ws = await connect(
+            self.url,
+            subprotocols=["streamlit"],
+            max_size=None,
+            open_timeout=STEP_TIMEOUT,
+            ping_interval=None,
+            compression=None,
+        )
 
     async def request(self, *, page_hash: str = "", fragment_id: str = "", widget_states=()) -> int:
         """Send one rerun request; read until its script_finished. Returns the bytes received."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
+
         msg = BackMsg()
         rs = msg.rerun_script
         rs.query_string = ""
@@ -74,6 +83,7 @@ class Student:
 
     async def _until_finished(self) -> int:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
         got = 0
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), STEP_TIMEOUT)
@@ -123,6 +133,7 @@ class Student:
         """The widget state a component's setTriggerValue(event, value) sends, and its fragment."""
         from streamlit.components.v2.bidi_component.main import _make_trigger_id
         from streamlit.proto.WidgetStates_pb2 import WidgetState
+
         cid, fragment = self.components[component]
         ws = WidgetState(id=_make_trigger_id(cid, "events"))
         ws.json_trigger_value = json.dumps([{"event": event, "value": value}])
@@ -169,11 +180,12 @@ async def run_step(student: Student, step: str, rng_value: float, timing: dict, 
 
 async def phase(students: list[Student], step: str, spread: float, timing: dict, received: dict) -> None:
     """Every student does `step`, starting spread evenly over `spread` seconds."""
+
     async def one(i, s):
         await asyncio.sleep(spread * i / max(1, len(students)))
         await run_step(s, step, ((i * 7919) % 97) / 97 * 4 - 2, timing, received)
-    await asyncio.gather(*(one(i, s) for i, s in enumerate(students)))
 
+    await asyncio.gather(*(one(i, s) for i, s in enumerate(students)))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -205,6 +217,7 @@ def chromium_check(url: str, pid: int, n: int) -> list:
     """N real headless Chromium pages open the Explorer at once (a check of the simulation): ms from
     navigation to the map drawn and to the sliders' first decoded image, and server CPU-s per page."""
     from tests.harness.browser import chromium, new_page
+
     with chromium() as browser:
         pages = [new_page(browser) for _ in range(n)]
         c0, t0 = bl.cpu_seconds(pid), time.perf_counter()
@@ -218,8 +231,13 @@ def chromium_check(url: str, pid: int, n: int) -> list:
             ready.append(p.evaluate("window.__vaeDecoder.firstFrameAt"))
         cpu = (bl.cpu_seconds(pid) - c0) / n
         wall = time.perf_counter() - t0
-    return [f"{n} Chromium pages at once", f"{cpu:.3f}", f"{pct(mapped, 0.5):.0f} / {pct(mapped, 0.95):.0f}",
-            f"{pct(ready, 0.5):.0f} / {pct(ready, 0.95):.0f}", f"{wall:.1f}"]
+    return [
+        f"{n} Chromium pages at once",
+        f"{cpu:.3f}",
+        f"{pct(mapped, 0.5):.0f} / {pct(mapped, 0.95):.0f}",
+        f"{pct(ready, 0.5):.0f} / {pct(ready, 0.95):.0f}",
+        f"{wall:.1f}",
+    ]
 
 
 def main():
@@ -233,6 +251,7 @@ def main():
     a = p.parse_args()
     load_before = bl.load_avg()
     from tests.harness.browser import REPO, StreamlitServer
+
     ns = [int(v) for v in (a.students or ("2" if a.smoke else "1,10,30,100")).split(",")]
     root = os.path.abspath(a.app_root or REPO)
     print(f"{bl.machine_line()}\nload {load_before}\napp {root}")
@@ -251,29 +270,60 @@ def main():
                 res = asyncio.run(measure(pid, server.url, n, a.spread))
             errors[n] = warm["errors"] + res["errors"]
             ms, cpu = res["ms"], res["cpu"]
-            rows.append([n, f"{cpu['open']:.3f}", f"{1000 * cpu['click']:.0f}", f"{1000 * cpu['release']:.0f}",
-                         f"{cpu['lab']:.3f}",
-                         " / ".join(f"{ms[s][0]:.0f}" for s in STEPS), " / ".join(f"{ms[s][1]:.0f}" for s in STEPS),
-                         f"{res['rss_per_session']:.1f}", " / ".join(f"{res['kb'][s]:.0f}" for s in STEPS),
-                         len(errors[n]),
-                         f"{cold_cpu:.1f} s, {warm['ms']['open'][0] / 1000:.1f} s"])
+            rows.append(
+                [
+                    n,
+                    f"{cpu['open']:.3f}",
+                    f"{1000 * cpu['click']:.0f}",
+                    f"{1000 * cpu['release']:.0f}",
+                    f"{cpu['lab']:.3f}",
+                    " / ".join(f"{ms[s][0]:.0f}" for s in STEPS),
+                    " / ".join(f"{ms[s][1]:.0f}" for s in STEPS),
+                    f"{res['rss_per_session']:.1f}",
+                    " / ".join(f"{res['kb'][s]:.0f}" for s in STEPS),
+                    len(errors[n]),
+                    f"{cold_cpu:.1f} s, {warm['ms']['open'][0] / 1000:.1f} s",
+                ]
+            )
             print(f"  N={n}: {rows[-1]}", flush=True)
         if a.chromium:
             with StreamlitServer(os.path.join(root, "app", "main.py"), env=env, timeout=600) as server:
                 asyncio.run(measure(server.proc.pid, server.url, 1, 0.0))  # warm, as above
                 real = chromium_check(server.url, server.proc.pid, a.chromium)
-    body = bl.table(["N", "CPU-s/student open", "CPU-ms/student click", "CPU-ms/student release",
-                     "CPU-s/student lab", "p50 ms open / click / release / lab", "p95 ms open / click / release / lab",
-                     "RSS MB per extra session", "KB received per student open / click / release / lab", "errors",
-                     "warm-up student alone: server CPU, open"], rows)
-    body += (f"\n\nApp: {os.path.relpath(root, REPO) if root != REPO else 'this checkout'}"
-             f"{' (' + a.label + ')' if a.label else ''}; the shipped checkpoint with its projection cache, "
-             f"VAE_ALLOW_TRAINING=0. Students start each phase spread over {a.spread:g} s (open) or 1 s (the others); "
-             "the client runs in this process on the same cores as the server.")
+    body = bl.table(
+        [
+            "N",
+            "CPU-s/student open",
+            "CPU-ms/student click",
+            "CPU-ms/student release",
+            "CPU-s/student lab",
+            "p50 ms open / click / release / lab",
+            "p95 ms open / click / release / lab",
+            "RSS MB per extra session",
+            "KB received per student open / click / release / lab",
+            "errors",
+            "warm-up student alone: server CPU, open",
+        ],
+        rows,
+    )
+    body += (
+        f"\n\nApp: {os.path.relpath(root, REPO) if root != REPO else 'this checkout'}"
+        f"{' (' + a.label + ')' if a.label else ''}; the shipped checkpoint with its projection cache, "
+        f"VAE_ALLOW_TRAINING=0. Students start each phase spread over {a.spread:g} s (open) or 1 s (the others); "
+        "the client runs in this process on the same cores as the server."
+    )
     if a.chromium:
         body += "\n\nCheck of the simulation in real headless Chromium (one browser, N pages, on the same cores):\n\n"
-        body += bl.table(["what", "server CPU-s per page", "map drawn ms p50 / p95 (page clock)",
-                          "sliders' first image ms p50 / p95", "all done, s"], [real])
+        body += bl.table(
+            [
+                "what",
+                "server CPU-s per page",
+                "map drawn ms p50 / p95 (page clock)",
+                "sliders' first image ms p50 / p95",
+                "all done, s",
+            ],
+            [real],
+        )
     errs = [e for es in errors.values() for e in es]
     if errs:
         body += "\n\nErrors (first 5): " + "; ".join(errs[:5])

@@ -10,6 +10,7 @@ headless Chromium. Measured:
   server CPU    CPU-seconds the streamlit process used during the drags (utime + stime from
                 /proc/<pid>/stat): ~0 means the server is idle while a student drags.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,23 +21,29 @@ import benchlib as bl
 
 def conv_cache_dir(tmp: str, smoke: bool) -> str:
     import torch
+
     from vae_core.checkpoints import save_checkpoint
     from vae_core.config import ModelConfig, TrainConfig
     from vae_core.model import VAE
+
     d = os.path.join(tmp, "conv")
     os.makedirs(d, exist_ok=True)
     torch.manual_seed(0)
-    cfg = (ModelConfig(input_shape=(1, 28, 28), latent_dim=4, arch="conv", hidden=(32,), conv_channels=(4, 8))
-           if smoke else ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="conv", hidden=(400,),
-                                     conv_channels=(32, 64)))
+    cfg = (
+        ModelConfig(input_shape=(1, 28, 28), latent_dim=4, arch="conv", hidden=(32,), conv_channels=(4, 8))
+        if smoke
+        else ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="conv", hidden=(400,), conv_channels=(32, 64))
+    )
     model = VAE(cfg)
     with torch.no_grad():
         for prm in model.decoder.parameters():
             prm.mul_(2.0)  # visible contrast: frames differ between slider steps
-    save_checkpoint(os.path.join(d, "conv-untrained.safetensors"), model,
-                    TrainConfig(dataset="mnist-5k", epochs=1, binarize="dynamic"))
+    save_checkpoint(
+        os.path.join(d, "conv-untrained.safetensors"),
+        model,
+        TrainConfig(dataset="mnist-5k", epochs=1, binarize="dynamic"),
+    )
     return d
-
 
 
 def main():
@@ -46,8 +53,17 @@ def main():
     load_before = bl.load_avg()
     if bl.chromium_missing(a.results, "conv_drag", "conv drag fps", load_before, a.smoke):
         return
-    from tests.harness.browser import (StreamlitServer, chromium, drag_fps, hook, new_page, percentiles,
-                                     synthetic_drag_fps, wait_for_frames)
+    from tests.harness.browser import (
+        StreamlitServer,
+        chromium,
+        drag_fps,
+        hook,
+        new_page,
+        percentiles,
+        synthetic_drag_fps,
+        wait_for_frames,
+    )
+
     sweeps = a.sweeps or (1 if a.smoke else 5)
     print(f"{bl.machine_line()}\nload {load_before}")
     rows = []
@@ -71,19 +87,37 @@ def main():
                 cpu_total = bl.cpu_seconds(s.proc.pid) - cpu0
                 dec = percentiles(hook(page)["decodeMs"])
                 page.close()
-            rows += [[f"{name}: drag at 120 Hz mouse moves, frames painted per second", len(real),
-                      f"{bl.median(real):.0f} fps", f"{min(real):.0f} fps (worst sweep)", "target >= 30 fps"],
-                     [f"{name}: in-page input events at 120 Hz (rAF-bound)", len(synth), f"{bl.median(synth):.0f} fps",
-                      f"{min(synth):.0f} fps", "-"],
-                     [f"{name}: in-browser decode per frame (component hook), ms", dec["n"], dec["p50"], dec["p95"],
-                      "-"],
-                     [f"{name}: server CPU-seconds while dragging (mouse down)", 1, f"{cpu_drag:.2f} s", "-",
-                      f"{2.0 * sweeps:.0f} s of dragging"],
-                     [f"{name}:   ... including the releases' reruns", 1, f"{cpu_total:.2f} s", "-",
-                      f"{sweeps} releases"]]
+            rows += [
+                [
+                    f"{name}: drag at 120 Hz mouse moves, frames painted per second",
+                    len(real),
+                    f"{bl.median(real):.0f} fps",
+                    f"{min(real):.0f} fps (worst sweep)",
+                    "target >= 30 fps",
+                ],
+                [
+                    f"{name}: in-page input events at 120 Hz (rAF-bound)",
+                    len(synth),
+                    f"{bl.median(synth):.0f} fps",
+                    f"{min(synth):.0f} fps",
+                    "-",
+                ],
+                [f"{name}: in-browser decode per frame (component hook), ms", dec["n"], dec["p50"], dec["p95"], "-"],
+                [
+                    f"{name}: server CPU-seconds while dragging (mouse down)",
+                    1,
+                    f"{cpu_drag:.2f} s",
+                    "-",
+                    f"{2.0 * sweeps:.0f} s of dragging",
+                ],
+                [f"{name}:   ... including the releases' reruns", 1, f"{cpu_total:.2f} s", "-", f"{sweeps} releases"],
+            ]
     body = bl.table(["what", "n", "median / p50", "worst / p95", "note"], rows)
-    body += ("\n\nModel: " + ("tiny smoke conv" if a.smoke else "conv 28x28, channels 32-64, hidden 400, k = 16 "
-             "(seeded, untrained)") + "; the Explorer page of app/main.py, in-browser decoding (decode.mjs).")
+    body += (
+        "\n\nModel: "
+        + ("tiny smoke conv" if a.smoke else "conv 28x28, channels 32-64, hidden 400, k = 16 (seeded, untrained)")
+        + "; the Explorer page of app/main.py, in-browser decoding (decode.mjs)."
+    )
     print("\n" + body)
     bl.append_results(a.results, "conv_drag", body, load_before, a.smoke)
 

@@ -12,6 +12,7 @@ Target (issue 12.6): every page complete <= 1.5 s on an idle machine with a warm
 share the machine: the load average is printed and recorded. Usage:
     python bench/lab_pages.py [--rounds 3] [--smoke] [--results PATH]
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,10 +49,29 @@ def streamlit_server(cache_dir: str, app_root: str = REPO, timeout_s: float = 60
         port = s.getsockname()[1]
     env = {**os.environ, "VAE_CHECKPOINT_DIR": cache_dir, "VAE_ALLOW_TRAINING": "0", "PYTHONPATH": app_root}
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=app_root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app/main.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=app_root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -103,14 +123,16 @@ def main(argv=None) -> None:
     from playwright.sync_api import sync_playwright
 
     from app.lab import PAGES
+
     p = bl.base_parser("Lab pages: seconds to page complete, computed / first visit / second visit.")
     # the lab table is read from this checkout; --app-root serves another one with the same pages
     p.add_argument("--rounds", type=int, default=3, help="second visits per page (median)")
     p.add_argument("--app-root", default=REPO, help="the checkout whose app is served (e.g. main, for a before/after)")
     args = p.parse_args(argv)
     load_before = bl.load_avg()
-    title = ("lab_pages, seconds from navigation to page complete (headless Chromium, warm server), app of "
-             + (os.path.relpath(args.app_root, REPO) if args.app_root != REPO else "this checkout"))
+    title = "lab_pages, seconds from navigation to page complete (headless Chromium, warm server), app of " + (
+        os.path.relpath(args.app_root, REPO) if args.app_root != REPO else "this checkout"
+    )
     if not os.path.exists(CHROMIUM):
         bl.append_results(args.results, title, f"{CHROMIUM} is missing: not measured", load_before, args.smoke)
         raise SystemExit(f"{CHROMIUM} is missing")
@@ -133,13 +155,30 @@ def main(argv=None) -> None:
                         times[slug]["second"] = bl.median([complete_s(browser, f"{url}/{slug}") for _ in range(rounds)])
                         print(f"  {name}: second visit {times[slug]['second']:.2f} s", flush=True)
         browser.close()
-    rows = [[name, t["computed"], t["first visit"], t["second"],
-             "exception shown" if slug in FAILED else "yes" if max(t["first visit"], t["second"]) <= TARGET_S else "no"]
-            for (slug, name, *_), t in zip(pages, times.values())]
-    body = bl.table(["page", "computed, s", "first visit (reports on disk), s", f"second visit, s (median of {rounds})",
-                     f"<= {TARGET_S} s"], rows)
-    body += (f"\n\nLoad average (1/5/15 min) before {load_before}, after {bl.load_avg()}; "
-             "a machine shared with other jobs makes every number slower.")
+    rows = [
+        [
+            name,
+            t["computed"],
+            t["first visit"],
+            t["second"],
+            "exception shown" if slug in FAILED else "yes" if max(t["first visit"], t["second"]) <= TARGET_S else "no",
+        ]
+        for (slug, name, *_), t in zip(pages, times.values())
+    ]
+    body = bl.table(
+        [
+            "page",
+            "computed, s",
+            "first visit (reports on disk), s",
+            f"second visit, s (median of {rounds})",
+            f"<= {TARGET_S} s",
+        ],
+        rows,
+    )
+    body += (
+        f"\n\nLoad average (1/5/15 min) before {load_before}, after {bl.load_avg()}; "
+        "a machine shared with other jobs makes every number slower."
+    )
     print("\n" + body)
     bl.append_results(args.results, title, body, load_before, args.smoke)
 

@@ -17,6 +17,7 @@ jitter (0.05 x per-dim std) up to N, as bench/projection.py does.
 
     python bench/map_scale.py [--smoke] [--only browser|umap] [--reference PATH.npy] [--sizes 1000,60000]
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,8 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 import benchlib as bl
+import numpy as np
 
 HERE = os.path.abspath(__file__)
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -47,6 +47,7 @@ def base_means() -> tuple[np.ndarray, np.ndarray]:
     from vae_core.checkpoints import load_checkpoint
     from vae_core.data import eval_targets, load_dataset
     from vae_core.latent import encode_mean
+
     path = default_checkpoint_path()
     if not os.path.exists(path):
         raise SystemExit(f"error: the shipped checkpoint {path} is missing")
@@ -76,24 +77,40 @@ def child(kind: str, latents: str, out: str) -> None:
         message = p.message
         stage = "placing" if p.phase == "place" else "epochs" if message.startswith("UMAP epoch") else message
         stages.setdefault(stage, time.perf_counter() - t0)
+
     if kind.startswith("subsample"):  # "subsample:<n_fit>"
         import umap  # noqa: F401  (timed apart: importing it costs seconds)
+
         stages["umap imported"] = time.perf_counter() - t0
         from vae_core.umap_subsample import fit_umap_large
+
         emb = fit_umap_large(z, n_fit=int(kind.split(":")[1]), progress=progress)
     else:
         from vae_core.umap_subsample import fit_umap
+
         emb = fit_umap(z)
     wall = time.perf_counter() - t0
     np.save(out, emb)
-    print(json.dumps({"fit_s": wall, "peak_rss_mb": bl.peak_rss_mb(),
-                      "stages_s": {k: round(v, 1) for k, v in stages.items() if not k.startswith("fitting")}}))
+    print(
+        json.dumps(
+            {
+                "fit_s": wall,
+                "peak_rss_mb": bl.peak_rss_mb(),
+                "stages_s": {k: round(v, 1) for k, v in stages.items() if not k.startswith("fitting")},
+            }
+        )
+    )
 
 
 def run_child(kind: str, latents: str, out: str) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, HERE, "--child", kind, latents, out], capture_output=True, text=True,
-                       timeout=HANG_GUARD_S, cwd=os.path.dirname(HERE))
+    p = subprocess.run(
+        [sys.executable, HERE, "--child", kind, latents, out],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        cwd=os.path.dirname(HERE),
+    )
     if p.returncode != 0:
         raise RuntimeError(f"child {kind} failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
     res = json.loads(p.stdout.strip().splitlines()[-1])
@@ -105,6 +122,7 @@ def run_child(kind: str, latents: str, out: str) -> dict:
 def knn_sets(x: np.ndarray, k: int) -> np.ndarray:
     """(N, k) indices of each row's k nearest other rows."""
     from sklearn.neighbors import NearestNeighbors
+
     return NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)[:, 1:]
 
 
@@ -115,12 +133,17 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def faithfulness(z: np.ndarray, maps: dict[str, np.ndarray], seed: int = 0, n_trust: int = 5000) -> dict:
     from sklearn.manifold import trustworthiness
+
     high = knn_sets(z, K_EVAL)
     low = {name: knn_sets(m, K_EVAL) for name, m in maps.items()}
     sub = np.random.default_rng(seed).choice(len(z), min(n_trust, len(z)), replace=False)
-    out = {name: {"knn_preservation": overlap(high, nn),
-                  "trustworthiness": float(trustworthiness(z[sub], maps[name][sub], n_neighbors=K_EVAL))}
-           for name, nn in low.items()}
+    out = {
+        name: {
+            "knn_preservation": overlap(high, nn),
+            "trustworthiness": float(trustworthiness(z[sub], maps[name][sub], n_neighbors=K_EVAL)),
+        }
+        for name, nn in low.items()
+    }
     names = list(maps)
     if len(names) == 2:
         out["agreement"] = overlap(low[names[0]], low[names[1]])
@@ -144,22 +167,36 @@ def bench_umap(tmp: str, z: np.ndarray, n_fit: int, reference: str | None, smoke
     f = faithfulness(z, maps)
     stages = ", ".join(f"{k} at {v:.1f} s" for k, v in sub.get("stages_s", {}).items())
     target = "" if smoke else (" (target <= 60 s: " + ("met" if sub["process_wall_s"] <= 60 else "MISSED") + ")")
-    rows = [[f"UMAP of {len(z):,}: subsample + kNN placement, fresh process{target}",
-             sub["process_wall_s"], f["subsample"]["knn_preservation"], f["subsample"]["trustworthiness"]],
-            [f"UMAP of {len(z):,}: full fit, fresh process (reference)",
-             ref_res["process_wall_s"] if ref_res else "reused", f["full"]["knn_preservation"],
-             f["full"]["trustworthiness"]]]
-    return [f"UMAP fit on {n_fit:,} of {len(z):,} points.\n",
-            bl.table(["", "wall s", f"kNN preservation@{K_EVAL}", f"trustworthiness@{K_EVAL} (5k subset)"], rows),
-            f"\nThe two maps agree on {f['agreement']:.1%} of each point's {K_EVAL} map neighbours.",
-            f"Subsample run, from the start of the fit: {stages} (before the first epoch: numba compiling UMAP "
-            "in this fresh process, the nearest-neighbour graph and the spectral initialisation)."]
+    rows = [
+        [
+            f"UMAP of {len(z):,}: subsample + kNN placement, fresh process{target}",
+            sub["process_wall_s"],
+            f["subsample"]["knn_preservation"],
+            f["subsample"]["trustworthiness"],
+        ],
+        [
+            f"UMAP of {len(z):,}: full fit, fresh process (reference)",
+            ref_res["process_wall_s"] if ref_res else "reused",
+            f["full"]["knn_preservation"],
+            f["full"]["trustworthiness"],
+        ],
+    ]
+    return [
+        f"UMAP fit on {n_fit:,} of {len(z):,} points.\n",
+        bl.table(["", "wall s", f"kNN preservation@{K_EVAL}", f"trustworthiness@{K_EVAL} (5k subset)"], rows),
+        f"\nThe two maps agree on {f['agreement']:.1%} of each point's {K_EVAL} map neighbours.",
+        f"Subsample run, from the start of the fit: {stages} (before the first epoch: numba compiling UMAP "
+        "in this fresh process, the nearest-neighbour graph and the spectral initialisation).",
+    ]
 
 
 # --- browser -------------------------------------------------------------------------------------
-def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[int], steps: int, smoke: bool) -> list[str]:
+def bench_browser(
+    tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[int], steps: int, smoke: bool
+) -> list[str]:
     from tests.harness.browser import StreamlitServer, chromium, new_page
     from tests.harness.map_bench import frame_floor_ms, map_first_paint_ms, pan_steps, write_points, zoom_steps
+
     rows = []
     with chromium() as browser:
         page = new_page(browser)
@@ -183,12 +220,25 @@ def bench_browser(tmp: str, base: np.ndarray, labels: np.ndarray, sizes: list[in
                 rows.append([f"{n:,}", renderer, float(paint), zoom["p50"], zoom["p95"], pan["p50"], pan["p95"], ok])
                 print(f"  {n:,} points: {rows[-1]}", flush=True)
         rows.append(explorer_row(browser, tmp, steps, smoke, floor["p50"]))
-    return [f"Two-frame floor (rAF x2 on an idle page): p50 {floor['p50']:.1f} ms, p95 {floor['p95']:.1f} ms; "
-            f"target: step p95 <= floor p50 + 20 ms = {floor['p50'] + 20:.1f} ms. First paint target (60k) <= 3000 ms. "
-            "Renderer `canvas`: the map's CPU path, which it picks where WebGL is missing or a software rasteriser "
-            "(headless Chromium here has SwiftShader WebGL only).\n",
-            bl.table(["points", "renderer", "first paint ms", "zoom p50 ms", "zoom p95 ms", "pan p50 ms", "pan p95 ms",
-                      "p95 target"], rows)]
+    return [
+        f"Two-frame floor (rAF x2 on an idle page): p50 {floor['p50']:.1f} ms, p95 {floor['p95']:.1f} ms; "
+        f"target: step p95 <= floor p50 + 20 ms = {floor['p50'] + 20:.1f} ms. First paint target (60k) <= 3000 ms. "
+        "Renderer `canvas`: the map's CPU path, which it picks where WebGL is missing or a software rasteriser "
+        "(headless Chromium here has SwiftShader WebGL only).\n",
+        bl.table(
+            [
+                "points",
+                "renderer",
+                "first paint ms",
+                "zoom p50 ms",
+                "zoom p95 ms",
+                "pan p50 ms",
+                "pan p95 ms",
+                "p95 target",
+            ],
+            rows,
+        ),
+    ]
 
 
 def explorer_row(browser, tmp: str, steps: int, smoke: bool, floor_p50: float) -> list:
@@ -201,6 +251,7 @@ def explorer_row(browser, tmp: str, steps: int, smoke: bool, floor_p50: float) -
     from vae_core.cache import default_checkpoint_path
     from vae_core.checkpoints import load_checkpoint
     from vae_core.data import load_dataset
+
     n = 2_000 if smoke else 60_000
     ck = load_checkpoint(default_checkpoint_path())
     data = load_dataset(ck.train_config.dataset, test_fraction=ck.train_config.test_fraction)
@@ -210,7 +261,9 @@ def explorer_row(browser, tmp: str, steps: int, smoke: bool, floor_p50: float) -
     folder = os.path.join(tmp, "explorer")
     os.makedirs(folder)
     explorer_checkpoint(folder, ck.model, ck.train_config, images, labels, ck.metrics)
-    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder, **HOOKS}) as server:
+    with StreamlitServer(
+        "app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder, **HOOKS}
+    ) as server:
         page = new_page(browser)
         map_first_paint_ms(page, server.url + "/", n)
         page.close()
@@ -220,12 +273,21 @@ def explorer_row(browser, tmp: str, steps: int, smoke: bool, floor_p50: float) -
         zoom, pan = bl_pct(zoom_steps(page, steps)), bl_pct(pan_steps(page, steps))
         renderer = page.evaluate("window.__vaeMap.renderer")
         page.close()
-    return [f"Explorer, {n:,}", renderer, float(paint), zoom["p50"], zoom["p95"], pan["p50"], pan["p95"],
-            "" if smoke else ("met" if max(zoom["p95"], pan["p95"]) <= floor_p50 + 20 else "MISSED")]
+    return [
+        f"Explorer, {n:,}",
+        renderer,
+        float(paint),
+        zoom["p50"],
+        zoom["p95"],
+        pan["p50"],
+        pan["p95"],
+        "" if smoke else ("met" if max(zoom["p95"], pan["p95"]) <= floor_p50 + 20 else "MISSED"),
+    ]
 
 
 def bl_pct(xs: list[float]) -> dict:
     from tests.harness.browser import percentiles
+
     return percentiles(xs)
 
 
@@ -245,21 +307,26 @@ def main() -> None:
     base, labels = base_means()
     parts = []
     with tempfile.TemporaryDirectory() as tmp:
-        if a.only in (None, "browser") and not bl.chromium_missing(a.results, "Latent map at scale", "map latency",
-                                                                   load_before, a.smoke):
+        if a.only in (None, "browser") and not bl.chromium_missing(
+            a.results, "Latent map at scale", "map latency", load_before, a.smoke
+        ):
             parts += bench_browser(tmp, base, labels, sizes, steps, a.smoke)
         if a.only in (None, "umap"):
             from vae_core.umap_subsample import FIT_POINTS
+
             z, _ = tiled(base, labels, n_umap)  # smoke: UMAP on 500 of 1,500 points, the same code path
             parts += bench_umap(tmp, z, 500 if a.smoke else FIT_POINTS, a.reference, a.smoke)
-    body = "\n".join(parts) + ("\n\nThe machine is shared (2 cores, other engineers' jobs running): see the load "
-                               "average above; numbers under load are upper bounds.")
+    body = "\n".join(parts) + (
+        "\n\nThe machine is shared (2 cores, other engineers' jobs running): see the load "
+        "average above; numbers under load are upper bounds."
+    )
     print(body)
     bl.append_results(a.results, "Latent map at scale", body, load_before, a.smoke)
 
 
 def argparse_hidden():
     import argparse
+
     return argparse.SUPPRESS
 
 

@@ -16,6 +16,7 @@ Rows:
               (b) vae_core.umap_job.start_umap_process: a separate process writes the cache; the
               app shows PCA meanwhile. Time from spawn to a readable cache, for the shipped model.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,8 @@ import tempfile
 import threading
 import time
 
-import numpy as np
-
 import benchlib as bl
+import numpy as np
 
 HERE = os.path.abspath(__file__)
 # Per child process. Only a hang guard: a numba JIT on a loaded 2-core machine can take minutes,
@@ -39,6 +39,7 @@ HANG_GUARD_S = 1800
 
 def max_points() -> int:
     from vae_core.projection import MAX_POINTS
+
     return MAX_POINTS
 
 
@@ -47,6 +48,7 @@ def child_pca(latents: str) -> dict:
     res = {}
     t0 = time.perf_counter()
     from vae_core.projection import fit_pca  # imports torch: already loaded in the app
+
     res["import_s"] = time.perf_counter() - t0
     res["rss_after_imports_mb"] = bl.rss_mb()
     bl.reset_peak_rss()
@@ -63,17 +65,22 @@ def child_umap(latents: str, plain: bool, seed: int = 0) -> dict:
     if not plain:
         t0 = time.perf_counter()
         import vae_core.projection  # noqa: F401  (numpy only; torch is imported by the functions that encode)
+
         res["import_projection_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     import umap  # noqa: F401  (import alone costs seconds)
+
     res["import_s"] = time.perf_counter() - t0
     res["rss_after_imports_mb"] = bl.rss_mb()
     if plain:
+
         def fit(x):
             return umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed).fit_transform(x)
+
         res["via"] = "umap.UMAP"
     else:
         from vae_core.umap_subsample import fit_umap as fit
+
         res["via"] = "vae_core.umap_subsample.fit_umap"
     bl.reset_peak_rss()
     t0 = time.perf_counter()
@@ -95,6 +102,7 @@ def child_cache_load(ckpt: str, npz: str) -> dict:
     res = {"np_load_s": time.perf_counter() - t0, "n": int(len(arrays["means"]))}
     t0 = time.perf_counter()
     from vae_core.projection_cache import read_cache  # imports torch: already loaded in the app
+
     res["import_s"] = time.perf_counter() - t0
     res["rss_after_imports_mb"] = bl.rss_mb()
     bl.reset_peak_rss()
@@ -117,6 +125,7 @@ def child_warm_thread(latents: str, warm_points: int) -> dict:
 
     def warm():
         import umap
+
         x = np.random.default_rng(0).normal(size=(warm_points, z.shape[1])).astype(np.float32)
         umap.UMAP(n_neighbors=15, random_state=0).fit_transform(x)
         done.set()
@@ -129,16 +138,25 @@ def child_warm_thread(latents: str, warm_points: int) -> dict:
         worst, last = max(worst, now - last - 0.01), now
     warm_s = time.perf_counter() - t_start
     import umap
+
     t0 = time.perf_counter()
     umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=0).fit_transform(z)
-    return {"warmup_thread_s": warm_s, "worst_main_thread_stall_s": worst,
-            "fit_after_warmup_s": time.perf_counter() - t0}
+    return {
+        "warmup_thread_s": warm_s,
+        "worst_main_thread_stall_s": worst,
+        "fit_after_warmup_s": time.perf_counter() - t0,
+    }
 
 
 def run_child(args: list[str], timeout: float) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, HERE, "--child", *args], capture_output=True, text=True,
-                       timeout=timeout, cwd=os.path.dirname(HERE))
+    p = subprocess.run(
+        [sys.executable, HERE, "--child", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=os.path.dirname(HERE),
+    )
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"child {args} failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
@@ -152,13 +170,14 @@ def run_child(args: list[str], timeout: float) -> dict:
 def make_latents(tmp: str, sizes: list[int]) -> tuple[str, dict[int, str], object]:
     """Encoder means of the shipped checkpoint (copied into tmp) for each size; returns paths."""
     import torch
+
     from vae_core.cache import default_checkpoint_path
     from vae_core.checkpoints import load_checkpoint
     from vae_core.data import eval_targets, load_dataset
+
     src = default_checkpoint_path()
     if not os.path.exists(src):
-        raise SystemExit(f"error: the shipped checkpoint {src} is missing; train it first "
-                         "(README: Shipped checkpoint)")
+        raise SystemExit(f"error: the shipped checkpoint {src} is missing; train it first (README: Shipped checkpoint)")
     ckpt_path = os.path.join(tmp, os.path.basename(src))
     shutil.copy(src, ckpt_path)
     ck = load_checkpoint(ckpt_path)
@@ -185,6 +204,7 @@ def write_cache_file(ckpt_path: str, latents: str) -> str:
     z = np.load(latents)
     emb = ((z - z.mean(0)) @ np.linalg.svd(z - z.mean(0), full_matrices=False)[2][:2].T).astype(np.float32)
     from vae_core.projection_cache import ProjectionCache, cache_path_for, file_sha, write_cache
+
     cache = ProjectionCache(file_sha(ckpt_path), np.arange(len(z)), np.full(len(z), -1), z, emb)
     write_cache(ckpt_path, cache)
     return cache_path_for(ckpt_path)
@@ -194,6 +214,7 @@ def background_process_latency(ckpt_path: str, timeout: float) -> dict:
     """vae_core.umap_job.start_umap_process on a checkpoint without a cache: spawn -> cache ready."""
     from vae_core.projection_cache import cache_path_for, read_cache
     from vae_core.umap_job import start_umap_process
+
     if os.path.exists(cache_path_for(ckpt_path)):
         os.unlink(cache_path_for(ckpt_path))
     t0 = time.perf_counter()
@@ -221,11 +242,13 @@ def main():
     a = p.parse_args()
     if a.child:
         mode, rest = a.child[0], a.child[1:]
-        out = {"pca": lambda: child_pca(rest[0]),
-               "umap": lambda: child_umap(rest[0], plain=False),
-               "umap-plain": lambda: child_umap(rest[0], plain=True),
-               "cache-load": lambda: child_cache_load(rest[0], rest[1]),
-               "warm-thread": lambda: child_warm_thread(rest[0], int(rest[1]))}[mode]()
+        out = {
+            "pca": lambda: child_pca(rest[0]),
+            "umap": lambda: child_umap(rest[0], plain=False),
+            "umap-plain": lambda: child_umap(rest[0], plain=True),
+            "cache-load": lambda: child_cache_load(rest[0], rest[1]),
+            "warm-thread": lambda: child_warm_thread(rest[0], int(rest[1])),
+        }[mode]()
         print(json.dumps(out))
         return
     load_before = bl.load_avg()
@@ -249,46 +272,66 @@ def main():
                 for mode in modes:
                     r = run_child([mode, lat[n]], timeout)
                     if "import_projection_s" in r:
-                        rows.append([n, "new model", "import vae_core.projection (numpy only)",
-                                     r["import_projection_s"], "-"])
+                        rows.append(
+                            [n, "new model", "import vae_core.projection (numpy only)", r["import_projection_s"], "-"]
+                        )
                     rows.append([n, "new model", f"{r['via']}: import umap", r["import_s"], "-"])
-                    rows.append([n, "new model", f"{r['via']}: first fit (numba JIT incl.)",
-                                 r["first_fit_s"], r["process_wall_s"]])
-                    rows.append([n, "new model", f"{r['via']}: second fit, same process",
-                                 r["second_fit_s"], "-"])
-                    mem_rows.append([n, f"{r['via']} first fit", r["rss_after_imports_mb"],
-                                     r["first_peak_rss_mb"]])
+                    rows.append(
+                        [
+                            n,
+                            "new model",
+                            f"{r['via']}: first fit (numba JIT incl.)",
+                            r["first_fit_s"],
+                            r["process_wall_s"],
+                        ]
+                    )
+                    rows.append([n, "new model", f"{r['via']}: second fit, same process", r["second_fit_s"], "-"])
+                    mem_rows.append([n, f"{r['via']} first fit", r["rss_after_imports_mb"], r["first_peak_rss_mb"]])
                     mem_rows.append([n, f"{r['via']} second fit", "-", r["second_peak_rss_mb"]])
             if do_umap and n == sizes[0]:  # the warm-up story is the same at every size
-                for wp in ([64] if a.smoke else [64, 4096]):
+                for wp in [64] if a.smoke else [64, 4096]:
                     r = run_child(["warm-thread", lat[n], str(wp)], timeout)
                     case = f"hidden JIT (thread, warm-up on {wp} points)"
                     rows.append([n, case, "warm-up thread at start", r["warmup_thread_s"], "-"])
-                    rows.append([n, case, "worst stall of the main thread meanwhile (GIL)",
-                                 r["worst_main_thread_stall_s"], "-"])
+                    rows.append(
+                        [n, case, "worst stall of the main thread meanwhile (GIL)", r["worst_main_thread_stall_s"], "-"]
+                    )
                     rows.append([n, case, "map fit after warm-up", r["fit_after_warmup_s"], r["process_wall_s"]])
             npz = write_cache_file(ckpt_path, lat[n])
             r = run_child(["cache-load", ckpt_path, npz], timeout)
             rows.append([n, "cached", "np.load of the cache arrays", r["np_load_s"], r["process_wall_s"]])
-            rows.append([n, "cached", "import vae_core.projection (numpy only; the app has it loaded)",
-                         r["import_s"], "-"])
-            rows.append([n, "cached", "read_cache (sha256 of checkpoint + load)"
-                         + ("" if r["read_cache_ok"] else " FAILED"), r["read_cache_s"], "-"])
+            rows.append(
+                [n, "cached", "import vae_core.projection (numpy only; the app has it loaded)", r["import_s"], "-"]
+            )
+            rows.append(
+                [
+                    n,
+                    "cached",
+                    "read_cache (sha256 of checkpoint + load)" + ("" if r["read_cache_ok"] else " FAILED"),
+                    r["read_cache_s"],
+                    "-",
+                ]
+            )
             mem_rows.append([n, "cache load", r.get("rss_after_imports_mb", "-"), r["peak_rss_mb"]])
     body = bl.table(["points", "case", "step", "seconds", "fresh process wall s"], rows)
-    body += ("\n\nMemory of the measuring process: RSS after its imports, and peak RSS (VmHWM, reset to the "
-             "current RSS before the phase) during the phase:\n\n")
+    body += (
+        "\n\nMemory of the measuring process: RSS after its imports, and peak RSS (VmHWM, reset to the "
+        "current RSS before the phase) during the phase:\n\n"
+    )
     body += bl.table(["points", "phase", "RSS after imports MiB", "peak RSS MiB"], mem_rows)
     if bg is not None:
-        body += (f"\n\nApp path for a new model: `vae_core.umap_job.start_umap_process` (separate process, "
-                 f"own JIT) for the shipped model's {bg['points']} test points: spawn -> readable cache "
-                 f"{bg['spawn_to_cache_s']:.1f} s; the map shows PCA meanwhile.")
+        body += (
+            f"\n\nApp path for a new model: `vae_core.umap_job.start_umap_process` (separate process, "
+            f"own JIT) for the shipped model's {bg['points']} test points: spawn -> readable cache "
+            f"{bg['spawn_to_cache_s']:.1f} s; the map shows PCA meanwhile."
+        )
     print("\n" + body)
     bl.append_results(a.results, "projection", body, load_before, a.smoke)
 
 
 def argparse_hidden():
     import argparse
+
     return argparse.SUPPRESS
 
 

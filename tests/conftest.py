@@ -1,4 +1,5 @@
 """Shared tiny fixtures: seeded, made here, nothing downloaded. Other test files add their own."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ def grey_images(n: int, side: int = 8, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 40, size=(n, side, side))
     for img, (r, c) in zip(x, rng.integers(0, side - 3, size=(n, 2))):
-        img[r:r + 3, c:c + 3] = 220
+        img[r : r + 3, c : c + 3] = 220
     return x.astype(np.uint8)
 
 
@@ -28,6 +29,7 @@ def _one_torch_thread():
     """Tiny tensors on 2 shared cores: intra-op threads only add contention (measured 30x slower
     for a 300x300 cdist under load with 2 threads vs 1)."""
     import torch
+
     torch.set_num_threads(1)
 
 
@@ -51,8 +53,10 @@ def tiny_data():
 @pytest.fixture
 def tiny_cfgs():
     """A 64-16-2 Bernoulli MLP and one quick epoch."""
-    return (ModelConfig(input_shape=(64,), latent_dim=2, hidden=(16,)),
-            TrainConfig(dataset="tiny", epochs=1, batch_size=32, lr=1e-3, seed=0))
+    return (
+        ModelConfig(input_shape=(64,), latent_dim=2, hidden=(16,)),
+        TrainConfig(dataset="tiny", epochs=1, batch_size=32, lr=1e-3, seed=0),
+    )
 
 
 @pytest.fixture
@@ -69,16 +73,15 @@ def linear_gaussian():
 
     def make(d=5, k=2, s=0.6, widen=0.3, perturb=0.02, seed=0):
         torch.manual_seed(seed)
-        m = VAE(ModelConfig(input_shape=(d,), latent_dim=k, hidden=(), likelihood="gaussian",
-                            sigma=s)).double()
+        m = VAE(ModelConfig(input_shape=(d,), latent_dim=k, hidden=(), likelihood="gaussian", sigma=s)).double()
         with torch.no_grad():
             m.log_sigma.fill_(torch.tensor(s, dtype=torch.float64).log())  # exact, not float32 log
             w, b = m.decoder[0].weight, m.decoder[0].bias  # (D, k), (D,)
             w.normal_(0, 1.0)
             b.normal_(0, 0.5)
             # p(z|x) = N(A (x - b), S),  S = (I + W^T W / s^2)^-1,  A = S W^T / s^2
-            cov = torch.linalg.inv(torch.eye(k, dtype=w.dtype) + w.T @ w / s ** 2)
-            a = cov @ w.T / s ** 2 + perturb * torch.randn(k, d, dtype=w.dtype)
+            cov = torch.linalg.inv(torch.eye(k, dtype=w.dtype) + w.T @ w / s**2)
+            a = cov @ w.T / s**2 + perturb * torch.randn(k, d, dtype=w.dtype)
             enc = m.encoder[0]  # Linear(D, 2k): rows [:k] -> mu, rows [k:] -> logvar
             enc.weight.zero_()
             enc.weight[:k] = a
@@ -97,8 +100,9 @@ BAD_HEADERS = {  # file name -> header fields replaced (JSON strings, as safeten
     "train_config_null.safetensors": {"train_config": "null"},
     "elbo_text.safetensors": {"metrics": '{"elbo": "abc"}'},
     "latent_dim_text.safetensors": {"model_config": '{"input_shape": [1, 28, 28], "latent_dim": "4"}'},
-    "hidden_huge.safetensors": {"model_config": '{"input_shape": [1, 28, 28], "latent_dim": 2, '
-                                                '"hidden": [1000000000]}'},
+    "hidden_huge.safetensors": {
+        "model_config": '{"input_shape": [1, 28, 28], "latent_dim": 2, "hidden": [1000000000]}'
+    },
     "dataset_list.safetensors": {"dataset": "[]"},
 }
 OTHER_BAD = ("nan_weights.safetensors", "truncated.safetensors", "pickle.safetensors")
@@ -108,6 +112,7 @@ def copy_with(src: str, dst: str, header: dict | None = None, nan: bool = False)
     """dst = src with some header fields replaced, or with its first tensor set to NaN."""
     from safetensors import safe_open
     from safetensors.torch import save_file
+
     with safe_open(src, framework="pt") as f:
         meta = dict(f.metadata())
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -122,6 +127,7 @@ def copy_with(src: str, dst: str, header: dict | None = None, nan: bool = False)
 def write_bad_checkpoints(folder, good: str) -> list[str]:
     """Beside `good` in `folder`: every BAD_HEADERS file, NaN weights, a truncated file and a pickle."""
     import os
+
     for name, fields in BAD_HEADERS.items():
         copy_with(good, os.path.join(folder, name), fields)
     copy_with(good, os.path.join(folder, "nan_weights.safetensors"), nan=True)
@@ -152,6 +158,7 @@ def seeded_vae(folder, name: str, dataset: str, **cfg) -> str:
     from vae_core.checkpoints import save_checkpoint
     from vae_core.data import load_dataset
     from vae_core.model import VAE
+
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=load_dataset(dataset).input_shape, **cfg))
     with torch.no_grad():

@@ -4,6 +4,7 @@ by DistributedDataParallel, for a 13-row and an 11-row set with global batch 10.
     torchrun --nproc_per_node W tests/ddp_grad_worker.py OUT.pt
 Rank 0 saves {"grads": [[one tensor per parameter] per step], "rank1_equal": bool}.
 """
+
 import sys
 
 import torch
@@ -34,12 +35,17 @@ def main(out: str) -> None:
         noise = bt.StepNoise(TRAIN.seed, dev)
         perm = noise.permutation(n)
         for s, (m, rows, weight) in enumerate(_plan(n, TRAIN.batch_size, world)):
-            idx = perm[s * TRAIN.batch_size:(s + 1) * TRAIN.batch_size][rows]
-            x, eps = bt.step_inputs(noise, unit_float(pixels[idx]), m, rows, TRAIN.binarize,
-                                    TRAIN.mc_samples, MODEL.latent_dim)
+            idx = perm[s * TRAIN.batch_size : (s + 1) * TRAIN.batch_size][rows]
+            x, eps = bt.step_inputs(
+                noise, unit_float(pixels[idx]), m, rows, TRAIN.binarize, TRAIN.mc_samples, MODEL.latent_dim
+            )
             vae.zero_grad(set_to_none=True)
-            loss, _recon, _kl = step(x.double(), eps.double(), torch.tensor(TRAIN.beta, dtype=torch.float64),
-                                      torch.tensor(weight, dtype=torch.float64))
+            loss, _recon, _kl = step(
+                x.double(),
+                eps.double(),
+                torch.tensor(TRAIN.beta, dtype=torch.float64),
+                torch.tensor(weight, dtype=torch.float64),
+            )
             loss.backward()
             grads.append([p.grad.detach().clone() for p in vae.parameters()])
     flat = torch.cat([g.flatten() for step_grads in grads for g in step_grads])

@@ -4,6 +4,7 @@ Models are tiny, trained here on the embedded `digits` set into a temporary chec
 ($VAE_CHECKPOINT_DIR is set: vae_core.cache.default_cache_dir). UMAP is never started: the pages default to PCA and
 the Train page's background UMAP launcher is replaced by a recorder.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,14 +34,21 @@ def cache_dir(tmp_path_factory):
     data = load_dataset("digits")
     torch.set_num_threads(1)
     for k in (3, 2, 1):
-        train_or_load(ModelConfig(input_shape=data.input_shape, latent_dim=k, hidden=(32,)),
-                      TrainConfig(dataset="digits", epochs=2, binarize="dynamic", seed=0), data,
-                      cache_dir=str(d), final_iw_samples=5)
+        train_or_load(
+            ModelConfig(input_shape=data.input_shape, latent_dim=k, hidden=(32,)),
+            TrainConfig(dataset="digits", epochs=2, binarize="dynamic", seed=0),
+            data,
+            cache_dir=str(d),
+            final_iw_samples=5,
+        )
     mnist = load_dataset("mnist-5k")
-    train_or_load(ModelConfig(input_shape=mnist.input_shape, latent_dim=4, arch="conv", hidden=(32,),
-                              conv_channels=(4, 8)),
-                  TrainConfig(dataset="mnist-5k", epochs=1, max_train=200, seed=0, binarize="dynamic"), mnist,
-                  cache_dir=str(d), final_iw_samples=5)
+    train_or_load(
+        ModelConfig(input_shape=mnist.input_shape, latent_dim=4, arch="conv", hidden=(32,), conv_channels=(4, 8)),
+        TrainConfig(dataset="mnist-5k", epochs=1, max_train=200, seed=0, binarize="dynamic"),
+        mnist,
+        cache_dir=str(d),
+        final_iw_samples=5,
+    )
     return str(d)
 
 
@@ -53,14 +61,17 @@ def use_cache(cache_dir, monkeypatch):
 def _ckpt_path(cache_dir: str, k) -> str:
     """The digits MLP with latent dim k, or the conv model for k = 'conv'."""
     want = "_conv_" if k == "conv" else f"digits_mlp_elbo_z{k}_"
-    return next(os.path.join(cache_dir, f) for f in sorted(os.listdir(cache_dir))
-                if want in f and f.endswith(".safetensors"))
+    return next(
+        os.path.join(cache_dir, f) for f in sorted(os.listdir(cache_dir)) if want in f and f.endswith(".safetensors")
+    )
 
 
 def _page_script(module: str, model_path: str | None) -> str:
     pick = f"st.session_state.setdefault('sidebar_model_path', {model_path!r})\n" if model_path else ""
-    return (f"import streamlit as st\nfrom app.views import {module}\n{pick}"
-            f"st.set_page_config(layout='wide')\n{module}.render()\n")
+    return (
+        f"import streamlit as st\nfrom app.views import {module}\n{pick}"
+        f"st.set_page_config(layout='wide')\n{module}.render()\n"
+    )
 
 
 def _app(module: str, model_path: str | None = None) -> AppTest:
@@ -75,6 +86,7 @@ def _no_exception(at: AppTest) -> None:
 
 def _targets_and_model(path: str):
     from vae_core.checkpoints import load_checkpoint
+
     ck = load_checkpoint(path)
     data = load_dataset(ck.train_config.dataset, test_fraction=ck.train_config.test_fraction)
     return eval_targets(data.x_test, ck.train_config.binarize), ck.model
@@ -83,9 +95,9 @@ def _targets_and_model(path: str):
 def _unpack(blob: bytes) -> dict:
     """app.components.latent_map.pack_data's bytes -> its header, with the raw arrays under "_blobs"."""
     n = int.from_bytes(blob[:4], "little")
-    header = json.loads(blob[4:4 + n])
+    header = json.loads(blob[4 : 4 + n])
     base = -(-(4 + n) // 8) * 8
-    header["_blobs"] = {k: blob[base + off:base + off + size] for k, (off, size) in header["blobs"].items()}
+    header["_blobs"] = {k: blob[base + off : base + off + size] for k, (off, size) in header["blobs"].items()}
     return header
 
 
@@ -112,6 +124,7 @@ def _pytorch_image(path: str, z) -> np.ndarray:
     """E[x|z] decoded here, (H, W, C) in 0..255 (a flat MLP output shown as a square)."""
     from vae_core.checkpoints import load_checkpoint
     from vae_core.images import to_display
+
     ck = load_checkpoint(path)
     with torch.no_grad():
         a = to_display(ck.model.decode_mean(torch.tensor([z]))[0], ck.model_config.input_shape)
@@ -213,14 +226,17 @@ def test_map_click_goes_through_the_same_selection(use_cache):
     """The canvas map's click arrives as its trigger {"select": test index}; the callback loads that
     point's cached mean (the value the browser already moved the sliders to), i.e. the encoder mean."""
     from app.components.latent_map import selected_index
+
     path = _ckpt_path(use_cache, 3)
     x, model = _targets_and_model(path)
 
     def script(path):
         import streamlit as st
+
         from app.common import load_model
         from app.views import explorer_z
         from app.views.latent_data import model_view
+
         view = model_view(load_model(path, __import__("os").path.getmtime(path)))
         st.session_state["explorer_map"] = {"select": 42}
         explorer_z.on_map_select(view)  # the map's on_select callback
@@ -240,6 +256,7 @@ def test_embedding_csv_export_round_trips(use_cache):
     from app.views.latent_data import model_view
     from app.views.latent_map import MapProjection
     from vae_core.checkpoints import load_checkpoint
+
     view = model_view(load_checkpoint(_ckpt_path(use_cache, 3)))
     proj = MapProjection("pca", view.pca, view.pca.transform(view.means), ("a", "b"), "")
     csv = embedding_csv(view, proj, 50)
@@ -257,6 +274,7 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
     position comes from the kNN transform."""
     from vae_core import projection as proj
     from vae_core import projection_cache as pc
+
     path = _ckpt_path(use_cache, 3)
     x, model = _targets_and_model(path)
     index = proj.point_order(len(x))
@@ -270,8 +288,12 @@ def test_umap_map_is_used_once_its_cache_is_on_disk(use_cache):
         assert at.radio(key="explorer_projection").value == "UMAP"  # the default once it is cached
         assert any("placed by UMAP" in c.value for c in at.caption)
         data = _component_data(at, "vae_latent_map")
-        assert data["axes"] == ["UMAP 1", "UMAP 2"] and data["proj"] == {"kind": "knn", "k": 3, "nNeighbors": 15,
-                                                                       "equal_aspect": False}
+        assert data["axes"] == ["UMAP 1", "UMAP 2"] and data["proj"] == {
+            "kind": "knn",
+            "k": 3,
+            "nNeighbors": 15,
+            "equal_aspect": False,
+        }
         xy = np.frombuffer(data["_blobs"]["points.xy"], "<f4").reshape(-1, 2)
         np.testing.assert_array_equal(xy, emb)  # the map draws the embedding; the star uses the same kNN
         assert data["selected"] == int(index[0]) and data["z"] == pytest.approx(np.clip(means[0], -3, 3).tolist())
@@ -285,6 +307,7 @@ def test_a_failed_umap_job_is_reported_and_not_restarted_by_itself(use_cache, mo
     import tempfile
 
     from vae_core import umap_job
+
     spawned = []
 
     def failing(path):  # stands in for the UMAP child process: exits with an error
@@ -356,6 +379,7 @@ def test_upload_encodes_a_good_image_and_explains_a_bad_one(use_cache):
 
 def test_train_page_trains_in_the_background_then_loads_from_cache(use_cache, monkeypatch):
     import app.views.train as train_page
+
     started = []
     monkeypatch.setattr(train_page, "start_umap", started.append)  # keep UMAP (numba JIT) out of tests
     at = _app("train")
@@ -377,6 +401,7 @@ def test_train_page_trains_in_the_background_then_loads_from_cache(use_cache, mo
         assert not at.error, [e.value for e in at.error]
     assert os.path.exists(path)
     from vae_core.projection_cache import cache_path_for, read_cache
+
     assert read_cache(path) is not None, "the map's means were saved right after training"
     assert os.path.exists(cache_path_for(path))
     assert started == [path]
@@ -391,7 +416,9 @@ def test_train_page_trains_in_the_background_then_loads_from_cache(use_cache, mo
 
 def test_two_sessions_asking_for_one_config_share_a_job(use_cache, monkeypatch):
     import threading
+
     import app.views.train as train_page
+
     gate = threading.Event()
 
     def slow_run(job, data):  # stands in for training; the registry logic is what is tested
@@ -408,13 +435,22 @@ def test_two_sessions_asking_for_one_config_share_a_job(use_cache, monkeypatch):
     assert started_a and not started_b and a is b
 
 
-@pytest.mark.skipif(not all(os.path.exists(os.path.join(os.path.dirname(__file__), "..", "app", "lab", m + ".py"))
-                            for m in ("elbo_anatomy", "importance_sampling", "gradient_estimators",
-                                      "beta_collapse", "aggregate_posterior", "ae_vs_vae")),
-                    reason="the Lab pages are not all written yet")
+@pytest.mark.skipif(
+    not all(
+        os.path.exists(os.path.join(os.path.dirname(__file__), "..", "app", "lab", m + ".py"))
+        for m in (
+            "elbo_anatomy",
+            "importance_sampling",
+            "gradient_estimators",
+            "beta_collapse",
+            "aggregate_posterior",
+            "ae_vs_vae",
+        )
+    ),
+    reason="the Lab pages are not all written yet",
+)
 def test_main_opens_on_the_explorer(use_cache):
-    at = AppTest.from_file(os.path.join(os.path.dirname(__file__), "..", "app", "main.py"),
-                           default_timeout=TIMEOUT)
+    at = AppTest.from_file(os.path.join(os.path.dirname(__file__), "..", "app", "main.py"), default_timeout=TIMEOUT)
     at.run()
     _no_exception(at)
     assert any("Latent explorer" in t.value for t in at.title)
@@ -429,6 +465,7 @@ def test_explorer_offers_the_standalone_export(use_cache):
     assert any("standalone explorer" in label for label in labels), labels
     from app.views.explorer_panels import _explorer_html
     from vae_core.checkpoints import load_checkpoint
+
     html = _explorer_html(path, os.path.getmtime(path), load_checkpoint(path)).decode("utf-8")
     assert html.startswith("<!doctype html>") and "default-src 'none'" in html and "vae-mlp-decoder/1" in html
 
@@ -441,15 +478,24 @@ def test_the_umap_jobs_progress_is_shown_while_it_runs(use_cache, monkeypatch):
     import tempfile
 
     from vae_core import umap_job
+
     children = []
 
     def running(path):
         fd, log = tempfile.mkstemp(suffix=".log")
         try:
-            p = subprocess.Popen([sys.executable, "-c", "from vae_core.umap_job import print_progress; import time; "
-                                  "from vae_core.progress import Progress; print_progress(Progress('map', 80, 200, "
-                                  "'UMAP epoch 80 of 200 (10,000 of 60,000 points)')); "
-                                  "time.sleep(600)"], stdout=fd, stderr=fd)
+            p = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from vae_core.umap_job import print_progress; import time; "
+                    "from vae_core.progress import Progress; print_progress(Progress('map', 80, 200, "
+                    "'UMAP epoch 80 of 200 (10,000 of 60,000 points)')); "
+                    "time.sleep(600)",
+                ],
+                stdout=fd,
+                stderr=fd,
+            )
         finally:
             os.close(fd)
         children.append(p)
@@ -457,6 +503,7 @@ def test_the_umap_jobs_progress_is_shown_while_it_runs(use_cache, monkeypatch):
 
     monkeypatch.setattr(umap_job, "start_umap_process", running)
     from app.views.latent_data import _umap_jobs
+
     _umap_jobs.clear()  # the process-wide job registry: forget other tests' jobs for this checkpoint
     try:
         at = _app("explorer", _ckpt_path(use_cache, 3))

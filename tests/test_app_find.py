@@ -1,15 +1,20 @@
 """Explorer: find and compare points (issue 12 item 9) under streamlit.testing: colour the map by each
 point's ELBO / KL / log p(x), the least likely gallery, the selected point's nearest neighbours."""
+
 from __future__ import annotations
 
 import re
 
 import numpy as np
-
 import torch
 
-from tests.test_app import (_app, _ckpt_path, _component_data, _no_exception, _targets_and_model,  # noqa: F401
-                            cache_dir, use_cache)
+from tests.test_app import (
+    _app,
+    _ckpt_path,
+    _component_data,
+    _no_exception,
+    _targets_and_model,  # noqa: F401
+)
 from vae_core.point_stats import read_point_stats
 from vae_core.projection import encode_means, point_order
 from vae_core.projection_cache import read_cache
@@ -48,7 +53,7 @@ def test_colouring_by_log_px_sends_each_points_value(use_cache):
 
 
 def _buttons(at, prefix: str) -> list[int]:
-    return [int(b.key[len(prefix):]) for b in at.button if b.key and b.key.startswith(prefix)]
+    return [int(b.key[len(prefix) :]) for b in at.button if b.key and b.key.startswith(prefix)]
 
 
 def test_the_gallery_lists_the_least_likely_points_and_selects_one(use_cache):
@@ -90,6 +95,7 @@ def test_the_label_filter_lists_that_labels_map_points(use_cache):
     index, _ = _map_points(path)
     from app.common import dataset_for
     from vae_core.checkpoints import load_checkpoint
+
     labels = dataset_for(load_checkpoint(path)).y_test.numpy()[index]
     want = np.sort(index[labels == 7])
     text = next(c.value.replace("\\", "") for c in at.caption if "map points with label 7" in c.value.replace("\\", ""))

@@ -1,4 +1,5 @@
 """The sidebar picker (app.common): a model whose z carries almost no information gets a warning."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,17 +19,24 @@ SCRIPT = "from app.common import pick_checkpoint_path\npick_checkpoint_path()\n"
 def _save(folder, name: str, kl_per_dim: list[float]) -> str:
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=len(kl_per_dim), hidden=(4,)))
-    return save_checkpoint(str(folder / f"{name}.safetensors"), model, TrainConfig(dataset="digits", epochs=1),
-                           metrics={"elbo": -50.0, "kl": sum(kl_per_dim), "kl_per_dim": kl_per_dim})
+    return save_checkpoint(
+        str(folder / f"{name}.safetensors"),
+        model,
+        TrainConfig(dataset="digits", epochs=1),
+        metrics={"elbo": -50.0, "kl": sum(kl_per_dim), "kl_per_dim": kl_per_dim},
+    )
 
 
-@pytest.mark.parametrize("kl, warned", [
-    ([0.04] * 16, True),                       # the issue's 1-epoch model: 0.04 nats per dim
-    ([1.5] * 16, False),                       # the shipped model: about 1.5 nats per dim
-    ([2.0] * 3 + [0.001] * 13, True),          # most dims collapsed, though the mean is 0.38
-    ([2.0] * 8 + [0.001] * 8, False),          # half collapsed: a beta-VAE's usual state, no warning
-    ([LOW_KL_NATS_PER_DIM] * 4, False),        # the threshold itself passes
-])
+@pytest.mark.parametrize(
+    "kl, warned",
+    [
+        ([0.04] * 16, True),  # the issue's 1-epoch model: 0.04 nats per dim
+        ([1.5] * 16, False),  # the shipped model: about 1.5 nats per dim
+        ([2.0] * 3 + [0.001] * 13, True),  # most dims collapsed, though the mean is 0.38
+        ([2.0] * 8 + [0.001] * 8, False),  # half collapsed: a beta-VAE's usual state, no warning
+        ([LOW_KL_NATS_PER_DIM] * 4, False),  # the threshold itself passes
+    ],
+)
 def test_little_information_flags_barely_trained_or_mostly_collapsed_models(kl, warned):
     msg = little_information({"metrics": {"kl_per_dim": kl}})
     assert (msg is not None) == warned

@@ -3,6 +3,7 @@
 A tiny MLP on the embedded `digits` set, 1 epoch, into a temporary checkpoint cache. UMAP is never
 started (the page's launcher is replaced by a recorder).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,13 +16,13 @@ from streamlit.testing.v1 import AppTest
 import vae_core.cache as cache_mod
 
 TIMEOUT = 600  # a hang guard per AppTest run, not a speed limit (loaded 2-core machines)
-SCRIPT = ("import streamlit as st\nfrom app.views import train\nst.set_page_config(layout='wide')\n"
-          "train.render()\n")
+SCRIPT = "import streamlit as st\nfrom app.views import train\nst.set_page_config(layout='wide')\ntrain.render()\n"
 
 
 @pytest.fixture
 def page(tmp_path, monkeypatch):
     import app.views.train as train_page
+
     monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, str(tmp_path))
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setattr(train_page, "start_umap", lambda path: None)  # keep UMAP (numba JIT) out of tests
@@ -39,6 +40,7 @@ def old_model(folder) -> str:
     from vae_core.checkpoints import save_checkpoint
     from vae_core.config import ModelConfig, TrainConfig
     from vae_core.model import VAE
+
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=2, hidden=(4,)))
     return save_checkpoint(str(folder / "old.safetensors"), model, TrainConfig(dataset="digits", epochs=1))
@@ -67,6 +69,7 @@ def _links(at: AppTest) -> list:
 
 def test_the_sidebar_shows_the_new_model_right_after_training(page, monkeypatch):
     import app.views.train as train_page
+
     phases = []
     real_phase_of, real_save = train_page.phase_of, train_page.save_map_cache
 
@@ -111,8 +114,9 @@ def test_a_cached_config_says_it_is_already_trained_and_opens_it(page):
         time.sleep(0.5)
         at.run()
     _submit(at)  # the same config again
-    assert any("Already trained: opened" in s.value and os.path.basename(path) in s.value.replace("\\", "")
-               for s in at.success), [s.value for s in at.success]
+    assert any(
+        "Already trained: opened" in s.value and os.path.basename(path) in s.value.replace("\\", "") for s in at.success
+    ), [s.value for s in at.success]
     assert _sidebar_model(at) == path
     assert ("Open it in the explorer", "explorer") in _links(at)
     assert "train_job" not in at.session_state  # no job was started
@@ -123,11 +127,14 @@ def test_each_phase_is_named_while_it_runs(page, monkeypatch):
     training and its own bar for a phase whose size is known."""
     import app.views.train as train_page
     from app.views.train import Phase
-    steps = [Phase("setup", 0, 0, "setting up the model and optimiser"),
-             Phase("train", 0.5, 2, "epoch 1/2 · batch loss 3.00"),
-             Phase("evaluate", 0, 0, "log p(x) on the test set by importance sampling"),
-             Phase("evaluate", 40, 100, "log p(x): 40 of 100 test batches"),
-             Phase("map", 0, 0, "encoding the test set for its PCA map")]
+
+    steps = [
+        Phase("setup", 0, 0, "setting up the model and optimiser"),
+        Phase("train", 0.5, 2, "epoch 1/2 · batch loss 3.00"),
+        Phase("evaluate", 0, 0, "log p(x) on the test set by importance sampling"),
+        Phase("evaluate", 40, 100, "log p(x): 40 of 100 test batches"),
+        Phase("map", 0, 0, "encoding the test set for its PCA map"),
+    ]
     go, ready = threading.Event(), threading.Event()
 
     def stepping_run(job, data):
@@ -143,7 +150,7 @@ def test_each_phase_is_named_while_it_runs(page, monkeypatch):
     at = page
     _fill(at, seed=9)
     seen = []
-    for i, ph in enumerate(steps):
+    for i, _ph in enumerate(steps):
         if i == 0:
             _submit(at)
         else:
@@ -151,8 +158,9 @@ def test_each_phase_is_named_while_it_runs(page, monkeypatch):
         assert ready.wait(60)
         ready.clear()
         at.run()
-        texts = [b.proto.text.replace("\\", "") for b in at.get("progress")] + [m.value.replace("\\", "")
-                                                                                for m in at.info]
+        texts = [b.proto.text.replace("\\", "") for b in at.get("progress")] + [
+            m.value.replace("\\", "") for m in at.info
+        ]
         seen.append(texts)
     assert "Starting" in seen[0][0] and "setting up the model" in seen[0][0]
     assert "Training" in seen[1][0] and "epoch 1/2" in seen[1][0] and "left" in seen[1][0]
@@ -165,6 +173,7 @@ def test_each_phase_is_named_while_it_runs(page, monkeypatch):
 
 def test_eta_follows_the_time_per_epoch():
     from app.views.train import Job, Phase, eta
+
     job = Job("x.safetensors", None, None, phase=Phase("train", 1.0, 4.0, "epoch 2/4"), train_started=100.0)
     assert eta(job, now=110.0) == " · about 30 s left"  # 10 s an epoch, 3 to go
     job.train_done0 = 0.5  # the clock started half an epoch in: 20 s an epoch

@@ -1,4 +1,5 @@
 """vae_core.batches: per-batch float conversion, global-batch noise sliced per rank, data modes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -71,6 +72,7 @@ def test_resident_and_streamed_training_are_the_same_training(tmp_path, grey_ima
     from PIL import Image
 
     from vae_core.data import load_dataset
+
     for c in ("a", "b"):
         (tmp_path / "imgs" / c).mkdir(parents=True)
         for i, a in enumerate(grey_images(20, side=28, seed=ord(c))):
@@ -79,8 +81,9 @@ def test_resident_and_streamed_training_are_the_same_training(tmp_path, grey_ima
     assert data.train_pixels.dtype == torch.uint8 and data.pixels_file is not None
     mcfg = ModelConfig(input_shape=(1, 28, 28), latent_dim=2, hidden=(16,))
     tcfg = TrainConfig(dataset="imgs", epochs=2, batch_size=8, seed=0, binarize="dynamic")
-    res = {mode: fit(mcfg, tcfg, data, device="cpu", final_iw_samples=0, data_mode=mode)
-           for mode in ("resident", "stream")}
+    res = {
+        mode: fit(mcfg, tcfg, data, device="cpu", final_iw_samples=0, data_mode=mode) for mode in ("resident", "stream")
+    }
     strip = lambda h: [{k: v for k, v in e.items() if k not in ("seconds", "images_per_s")} for e in h]
     assert strip(res["resident"].history) == strip(res["stream"].history)
     a, b = res["resident"].model.state_dict(), res["stream"].model.state_dict()

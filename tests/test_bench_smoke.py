@@ -2,6 +2,7 @@
 
 Results go to a tmp file via --results; the committed bench/RESULTS.md is never touched.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,9 +30,14 @@ def run_bench(script: str, tmp_path, *args: str, timeout: int = HANG_GUARD_S) ->
     results = tmp_path / "RESULTS.md"
     before = _digest(COMMITTED)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, os.path.join("bench", script), "--smoke", "--threads", "1",
-                        "--results", str(results), *args],
-                       cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    p = subprocess.run(
+        [sys.executable, os.path.join("bench", script), "--smoke", "--threads", "1", "--results", str(results), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     assert p.returncode == 0, f"{script} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     assert _digest(COMMITTED) == before, "a smoke run must not write bench/RESULTS.md"
     text = results.read_text()
@@ -56,8 +62,11 @@ def test_train_throughput_smoke(tmp_path):
 def test_train_throughput_nproc_smoke(tmp_path):
     """torchrun on 1 and 2 processes: a row each, the same training (equal test ELBO)."""
     out, text = run_bench("train_throughput.py", tmp_path, "--nproc", "1,2")
-    rows = [line.split("|") for line in text.splitlines() if line.startswith("| 1 process") or
-            line.startswith("| 2 processes")]
+    rows = [
+        line.split("|")
+        for line in text.splitlines()
+        if line.startswith("| 1 process") or line.startswith("| 2 processes")
+    ]
     assert len(rows) >= 2 and all(float(r[2].replace(",", "")) > 0 for r in rows)
     assert len({r[-2].strip() for r in rows}) == 1  # one test ELBO: the same training on 1 or 2 ranks
 
@@ -92,6 +101,7 @@ def test_eval_cost_smoke(tmp_path):
 
 def _have_chromium() -> bool:
     from tests.harness.browser import CHROMIUM
+
     return os.path.exists(CHROMIUM)
 
 
@@ -139,6 +149,7 @@ def test_export_html_smoke(tmp_path):
 @pytest.mark.slow
 def test_map_scale_browser_smoke(tmp_path):
     from tests.harness.browser import CHROMIUM
+
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing")
     out, text = run_bench("map_scale.py", tmp_path, "--only", "browser")

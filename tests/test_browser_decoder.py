@@ -1,4 +1,5 @@
 """The browser decoder (decode.mjs run by node, MLP and conv) against the PyTorch decoder, and the payload format."""
+
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,14 @@ process.stdout.write(JSON.stringify({ means, rgba, C: net.C, H: net.H, W: net.W 
 
 def run_js(payload: dict, zs: torch.Tensor) -> dict:
     src = _RUNNER % json.dumps("file://" + os.path.abspath(DECODE_JS))
-    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True,
-                          input=json.dumps({"payload": payload, "zs": zs.tolist()}), timeout=300, check=False)
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", src],
+        capture_output=True,
+        text=True,
+        input=json.dumps({"payload": payload, "zs": zs.tolist()}),
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -61,8 +68,9 @@ def tiny_model(likelihood: str, input_shape=(1, 5, 4), hidden=(7, 6), seed=0) ->
 
 def z_grid(k: int, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.cat([torch.zeros(1, k), 3 * torch.ones(1, k), -3 * torch.ones(1, k),
-                      torch.randn(5, k, generator=g) * 1.5])
+    return torch.cat(
+        [torch.zeros(1, k), 3 * torch.ones(1, k), -3 * torch.ones(1, k), torch.randn(5, k, generator=g) * 1.5]
+    )
 
 
 @needs_node
@@ -116,16 +124,26 @@ def test_js_continuous_bernoulli_mean_equals_the_servers_at_large_logits():
 @needs_node
 def test_js_implements_every_registry_transform_and_refuses_others():
     from vae_core import likelihoods
-    src = (f"import {{ OUTPUT_TRANSFORMS }} from {json.dumps('file://' + os.path.abspath(DECODE_JS))}; "
-           "process.stdout.write(JSON.stringify(Object.keys(OUTPUT_TRANSFORMS)));")
-    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300,
-                          check=False)
+
+    src = (
+        f"import {{ OUTPUT_TRANSFORMS }} from {json.dumps('file://' + os.path.abspath(DECODE_JS))}; "
+        "process.stdout.write(JSON.stringify(Object.keys(OUTPUT_TRANSFORMS)));"
+    )
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert {lk.browser_transform for lk in likelihoods.REGISTRY.values()} == set(json.loads(proc.stdout))
     payload = {**decoder_payload(tiny_model("bernoulli")), "output": "softplus"}
     src = _RUNNER % json.dumps("file://" + os.path.abspath(DECODE_JS))
-    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True, timeout=300,
-                          input=json.dumps({"payload": payload, "zs": [[0.0, 0.0, 0.0]]}), check=False)
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", src],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=json.dumps({"payload": payload, "zs": [[0.0, 0.0, 0.0]]}),
+        check=False,
+    )
     assert proc.returncode != 0 and "unknown output transform softplus" in proc.stderr
 
 
@@ -198,10 +216,14 @@ def test_unsupported_decoders_are_refused_with_a_clear_error():
 
 # --- conv decoders: Linear layers, a view as (C, H, W), ConvTranspose2d layers -----------------------
 
+
 def tiny_conv(likelihood: str, input_shape=(1, 28, 28), seed=0) -> VAE:
     torch.manual_seed(seed)
-    model = VAE(ModelConfig(input_shape=input_shape, latent_dim=3, arch="conv", hidden=(8,),
-                            conv_channels=(4, 6), likelihood=likelihood))
+    model = VAE(
+        ModelConfig(
+            input_shape=input_shape, latent_dim=3, arch="conv", hidden=(8,), conv_channels=(4, 6), likelihood=likelihood
+        )
+    )
     with torch.no_grad():  # wider than the init: pre-activations reach saturation and cross 0
         for p in model.decoder.parameters():
             p.mul_(3.0)
@@ -209,8 +231,9 @@ def tiny_conv(likelihood: str, input_shape=(1, 28, 28), seed=0) -> VAE:
 
 
 @needs_node
-@pytest.mark.parametrize("likelihood,shape", [("bernoulli", (1, 28, 28)), ("continuous-bernoulli", (3, 32, 32)),
-                                              ("gaussian", (1, 28, 28))])
+@pytest.mark.parametrize(
+    "likelihood,shape", [("bernoulli", (1, 28, 28)), ("continuous-bernoulli", (3, 32, 32)), ("gaussian", (1, 28, 28))]
+)
 def test_js_conv_decode_matches_torch(likelihood, shape):
     model = tiny_conv(likelihood, shape)
     zs = z_grid(3)
@@ -245,8 +268,10 @@ def test_conv_payload_holds_pytorchs_weight_layout():
     p = decoder_payload(model)
     assert p["format"] == "vae-conv-decoder/1" and p["unflatten"] == [6, 7, 7]
     assert [(l["in"], l["out"], l["relu"]) for l in p["layers"]] == [(3, 8, True), (8, 294, True)]
-    assert [(d["in"], d["out"], d["kernel"], d["stride"], d["padding"], d["relu"]) for d in p["deconvs"]] == \
-        [(6, 4, 4, 2, 1, True), (4, 1, 4, 2, 1, False)]
+    assert [(d["in"], d["out"], d["kernel"], d["stride"], d["padding"], d["relu"]) for d in p["deconvs"]] == [
+        (6, 4, 4, 2, 1, True),
+        (4, 1, 4, 2, 1, False),
+    ]
     w = np.frombuffer(base64.b64decode(p["deconvs"][0]["weight"]), dtype="<f4").reshape(6, 4, 4, 4)
     np.testing.assert_array_equal(w, model.decoder.deconvs[0].weight.detach().numpy())
 

@@ -1,4 +1,5 @@
 """Checkpoint I/O: exact round trip, atomic writes, no code on load, a clear error per bad file; the cache."""
+
 from __future__ import annotations
 
 import errno
@@ -33,25 +34,42 @@ def _model(cfg: ModelConfig, seed=0) -> VAE:
 
 
 def _saved(tmp_path, cfg=None, name="m.safetensors"):
-    cfg = cfg or ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,), likelihood="gaussian-learned",
-                             sigma_mode="per-pixel")
+    cfg = cfg or ModelConfig(
+        input_shape=(6,), latent_dim=2, hidden=(5,), likelihood="gaussian-learned", sigma_mode="per-pixel"
+    )
     m = _model(cfg)
-    path = save_checkpoint(str(tmp_path / name), m, TrainConfig(dataset="tiny", epochs=2), history=HISTORY,
-                           dataset=DATASET, metrics=METRICS)
+    path = save_checkpoint(
+        str(tmp_path / name),
+        m,
+        TrainConfig(dataset="tiny", epochs=2),
+        history=HISTORY,
+        dataset=DATASET,
+        metrics=METRICS,
+    )
     return path, m
 
 
-@pytest.mark.parametrize("cfg", [
-    ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,), likelihood="gaussian-learned", sigma_mode="per-pixel"),
-    ModelConfig(input_shape=(6,), latent_dim=3, hidden=(), likelihood="gaussian", sigma=0.3),
-    ModelConfig(input_shape=(1, 28, 28), latent_dim=2, arch="conv", hidden=(), conv_channels=(2, 3),
-                likelihood="continuous-bernoulli"),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,), likelihood="gaussian-learned", sigma_mode="per-pixel"),
+        ModelConfig(input_shape=(6,), latent_dim=3, hidden=(), likelihood="gaussian", sigma=0.3),
+        ModelConfig(
+            input_shape=(1, 28, 28),
+            latent_dim=2,
+            arch="conv",
+            hidden=(),
+            conv_channels=(2, 3),
+            likelihood="continuous-bernoulli",
+        ),
+    ],
+)
 def test_round_trip_is_exact(tmp_path, cfg):
     tcfg = TrainConfig(dataset="tiny", epochs=2, objective="iwae", iw_samples=3, binarize="dynamic")
     m = _model(cfg)
-    path = save_checkpoint(str(tmp_path / "sub" / "m.safetensors"), m, tcfg, history=HISTORY,
-                           dataset=DATASET, metrics=METRICS)  # creates the folder too
+    path = save_checkpoint(
+        str(tmp_path / "sub" / "m.safetensors"), m, tcfg, history=HISTORY, dataset=DATASET, metrics=METRICS
+    )  # creates the folder too
     ck = load_checkpoint(path)
     assert (ck.model_config, ck.train_config) == (cfg, tcfg)
     assert (ck.history, ck.dataset, ck.metrics, ck.path) == (HISTORY, DATASET, METRICS, path)
@@ -100,8 +118,14 @@ class _Booby:
 
 
 def _torch_pickle(path, tmp_path, legacy=False):
-    torch.save({"state": _model(ModelConfig(input_shape=(6,), latent_dim=2)).state_dict(),
-                "evil": _Booby(str(tmp_path / "PWNED"))}, path, _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        {
+            "state": _model(ModelConfig(input_shape=(6,), latent_dim=2)).state_dict(),
+            "evil": _Booby(str(tmp_path / "PWNED")),
+        },
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )
 
 
 def _bad(kind, tmp_path):
@@ -139,8 +163,11 @@ def _bad(kind, tmp_path):
     elif kind == "metadata-missing-key":
         save_file(load_file(good), p, metadata={k: v for k, v in flat.items() if k != "train_config"})
     elif kind == "arch-mismatch":  # weights of a latent-3 model under a latent-2 config
-        other = _model(ModelConfig(input_shape=(6,), latent_dim=3, hidden=(5,), likelihood="gaussian-learned",
-                                   sigma_mode="per-pixel"))
+        other = _model(
+            ModelConfig(
+                input_shape=(6,), latent_dim=3, hidden=(5,), likelihood="gaussian-learned", sigma_mode="per-pixel"
+            )
+        )
         save_file({k: v.contiguous() for k, v in other.state_dict().items()}, p, metadata=flat)
     elif kind == "missing-weight":
         st = load_file(good)
@@ -149,24 +176,27 @@ def _bad(kind, tmp_path):
     return p
 
 
-@pytest.mark.parametrize("kind, msg", [
-    ("missing", "no such checkpoint file"),
-    ("truncated", "corrupt or truncated"),
-    ("truncated-header", "corrupt or truncated"),
-    ("empty", "corrupt or truncated"),
-    ("random", "corrupt or truncated"),
-    ("foreign-no-tag", r"not a vae_core checkpoint \(format tag None"),
-    ("foreign-other-tag", r"not a vae_core checkpoint \(format tag 'pt'"),
-    ("torch-pickle", "PyTorch pickle"),
-    ("torch-pickle-legacy", "PyTorch pickle"),
-    ("bad-config-value", r"header field model_config is invalid: latent_dim must be >= 1"),
-    ("bad-config-field", r"header field train_config is invalid: TrainConfig: unknown field\(s\) \['epoch'\]"),
-    ("bad-config-type", r"header field model_config is invalid: input_shape must be a list of ints, got a string"),
-    ("metadata-not-json", "header field history is not valid JSON"),
-    ("metadata-missing-key", "header field train_config is missing"),
-    ("arch-mismatch", "weights do not match the stored architecture.*size mismatch"),
-    ("missing-weight", "weights do not match the stored architecture.*log_sigma"),
-])
+@pytest.mark.parametrize(
+    "kind, msg",
+    [
+        ("missing", "no such checkpoint file"),
+        ("truncated", "corrupt or truncated"),
+        ("truncated-header", "corrupt or truncated"),
+        ("empty", "corrupt or truncated"),
+        ("random", "corrupt or truncated"),
+        ("foreign-no-tag", r"not a vae_core checkpoint \(format tag None"),
+        ("foreign-other-tag", r"not a vae_core checkpoint \(format tag 'pt'"),
+        ("torch-pickle", "PyTorch pickle"),
+        ("torch-pickle-legacy", "PyTorch pickle"),
+        ("bad-config-value", r"header field model_config is invalid: latent_dim must be >= 1"),
+        ("bad-config-field", r"header field train_config is invalid: TrainConfig: unknown field\(s\) \['epoch'\]"),
+        ("bad-config-type", r"header field model_config is invalid: input_shape must be a list of ints, got a string"),
+        ("metadata-not-json", "header field history is not valid JSON"),
+        ("metadata-missing-key", "header field train_config is missing"),
+        ("arch-mismatch", "weights do not match the stored architecture.*size mismatch"),
+        ("missing-weight", "weights do not match the stored architecture.*log_sigma"),
+    ],
+)
 def test_each_bad_file_raises_a_checkpoint_error_naming_file_and_problem(tmp_path, kind, msg):
     p = _bad(kind, tmp_path)
     with pytest.raises(CheckpointError, match=msg) as e:
@@ -180,7 +210,7 @@ def test_stored_tensors_are_device_agnostic_and_load_on_cpu(tmp_path):
     path, m = _saved(tmp_path)
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]  # safetensors: u64 header length, JSON header, raw bytes
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     entries = {k: v for k, v in header.items() if k != "__metadata__"}
     assert entries.keys() == m.state_dict().keys()
     # dtype, shape and byte offsets only: nothing records the device the tensors came from
@@ -209,11 +239,13 @@ def test_cuda_map_location_without_a_gpu_is_a_clear_error(tmp_path):
 
 # --- the cache ------------------------------------------------------------------------------
 
+
 def test_train_or_load_trains_once_then_hits_the_cache(tmp_path, tiny_data, tiny_cfgs):
     mcfg, tcfg = tiny_cfgs
     seen = []
-    ck, cached = cache.train_or_load(mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu",
-                                     final_iw_samples=10, on_trained=seen.append)
+    ck, cached = cache.train_or_load(
+        mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu", final_iw_samples=10, on_trained=seen.append
+    )
     assert not cached and seen == [ck] and len(ck.history) == 1
     assert ck.path == cache.cache_path(mcfg, tcfg, tiny_data, str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(ck.path)]  # no lock or temp file left
@@ -221,10 +253,13 @@ def test_train_or_load_trains_once_then_hits_the_cache(tmp_path, tiny_data, tiny
     def no_training(*a, **k):
         raise AssertionError("fit() called on a cache hit")
 
-    ck2, cached2 = cache.train_or_load(mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu",
-                                       on_trained=seen.append, fit=no_training)
+    ck2, cached2 = cache.train_or_load(
+        mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu", on_trained=seen.append, fit=no_training
+    )
     assert cached2 and len(seen) == 1
-    assert ck2.metrics == ck.metrics and ck2.history == ck.history and ck2.dataset["fingerprint"] == tiny_data.fingerprint
+    assert (
+        ck2.metrics == ck.metrics and ck2.history == ck.history and ck2.dataset["fingerprint"] == tiny_data.fingerprint
+    )
     a, b = ck.model.state_dict(), ck2.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     # any change of config or data is a different key, hence a miss (which would train)
@@ -258,6 +293,7 @@ def test_default_cache_dir_is_read_from_the_environment_at_each_call(monkeypatch
 def test_shipped_default_checkpoint_is_still_a_cache_hit():
     """Changing a config default or the data fingerprint silently orphans the shipped model."""
     from vae_core.data import load_dataset
+
     folder = os.path.join(cache.REPO_ROOT, "checkpoints")
     data = load_dataset(cache.DEFAULT_TRAIN.dataset, test_fraction=cache.DEFAULT_TRAIN.test_fraction)
     path = cache.cache_path(cache.DEFAULT_MODEL, cache.DEFAULT_TRAIN, data, folder)  # key of the data on disk
@@ -272,10 +308,15 @@ def test_default_checkpoint_path_without_the_default_is_the_key_of_the_data(tmp_
     """Not in the cache (or a file under its name whose stored fingerprint gives another key):
     the path training the default would write."""
     from vae_core.data import load_dataset
+
     data = load_dataset(cache.DEFAULT_TRAIN.dataset, test_fraction=cache.DEFAULT_TRAIN.test_fraction)
     want = cache.cache_path(cache.DEFAULT_MODEL, cache.DEFAULT_TRAIN, data, str(tmp_path))
     assert cache.default_checkpoint_path(str(tmp_path)) == want
     decoy = tmp_path / cache.checkpoint_name(cache.DEFAULT_MODEL, cache.DEFAULT_TRAIN, "0" * 16)
-    save_checkpoint(str(decoy), _model(ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,))),
-                    cache.DEFAULT_TRAIN, dataset={"fingerprint": data.fingerprint})
+    save_checkpoint(
+        str(decoy),
+        _model(ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,))),
+        cache.DEFAULT_TRAIN,
+        dataset={"fingerprint": data.fingerprint},
+    )
     assert cache.default_checkpoint_path(str(tmp_path)) == want

@@ -1,4 +1,5 @@
 """`python -m vae_core` end to end on a tiny .npz, and one clear stderr line for every bad input."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,37 @@ from vae_core.cli import main
 from vae_core.data import eval_targets, load_dataset
 from vae_core.estimators import evaluate
 
-TRAIN = ["--latent-dim", "2", "--hidden", "16", "--epochs", "2", "--batch-size", "32",
-         "--final-iw-samples", "20", "--device", "cpu"]
+TRAIN = [
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--final-iw-samples",
+    "20",
+    "--device",
+    "cpu",
+]
 
 
 def _run(args, tmp_path, timeout=600):  # a hang guard only
-    env = dict(os.environ, VAE_DATA_CACHE=str(tmp_path / "data-cache"),
-               VAE_CHECKPOINT_DIR=str(tmp_path / "default-ckpts"), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "vae_core", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=tmp_path)
+    env = dict(
+        os.environ,
+        VAE_DATA_CACHE=str(tmp_path / "data-cache"),
+        VAE_CHECKPOINT_DIR=str(tmp_path / "default-ckpts"),
+        OMP_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "vae_core", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
 
 
 def _json_line(stdout: str) -> dict:
@@ -91,8 +114,7 @@ def test_help_via_the_module_entry_point(tmp_path):
     assert r.returncode == 0 and all(c in r.stdout for c in ("train", "evaluate", "list"))
 
 
-@pytest.mark.parametrize("cmd, needle", [("train", "--free-bits"), ("evaluate", "--iw-samples"),
-                                         ("list", "--json")])
+@pytest.mark.parametrize("cmd, needle", [("train", "--free-bits"), ("evaluate", "--iw-samples"), ("list", "--json")])
 def test_help_for_each_command(cmd, needle, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
@@ -105,29 +127,46 @@ def _corrupt(tmp_path):
     return str(p)
 
 
-@pytest.mark.parametrize("args, code, needle", [
-    (["train", "--dataset", "no-such-set", "--quiet"], 1, "error: unknown dataset 'no-such-set'"),
-    (["train", "--dataset", "missing.npz", "--quiet"], 1, "error: missing.npz: no such .npz file"),
-    (["train", "--hidden", "4x,3"], 2, "error: argument --hidden: hidden widths: comma-separated positive integers"),
-    (["train", "--beta", "-1"], 1, "error: beta must be >= 0, got -1.0"),
-    (["train", "--epochs", "0"], 1, "error: epochs must be >= 1"),
-    (["train", "--likelihood", "poisson"], 2, "error: argument --likelihood: invalid choice: 'poisson'"),
-    (["train", "--latent-dim", "two"], 2, "error: argument --latent-dim: invalid int value: 'two'"),
-    (["train", "--dataset", "TINY", "--arch", "conv", "--quiet"], 1, "error: the conv arch takes 28x28 or 32x32"),
-    # options an objective would silently ignore are refused, before any data is read
-    (["train", "--dataset", "no-such-set", "--objective", "iwae", "--beta", "4"], 1,
-     ("error: objective 'iwae' does not use beta=4: leave it at the default (beta=1, warmup_epochs=0, "
-      "free_bits=0, mc_samples=1)")),
-    (["train", "--objective", "iwae", "--mc-samples", "3"], 1, "error: objective 'iwae' does not use mc_samples=3"),
-    (["train", "--objective", "mmd", "--warmup", "2", "--free-bits", "0.5", "--mc-samples", "4"], 1,
-     ("error: objective 'mmd' does not use warmup_epochs=2, free_bits=0.5: leave them at the default "
-      "(beta=1, warmup_epochs=0, free_bits=0)")),
-    (["train", "--objective", "ae", "--beta", "0.5"], 1, "error: objective 'ae' does not use beta=0.5"),
-    (["evaluate", "CORRUPT"], 1, "corrupt.safetensors: not a readable safetensors checkpoint"),
-    (["evaluate", "nope.safetensors"], 1, "error: nope.safetensors: no such checkpoint file"),
-    (["evaluate"], 2, "error: the following arguments are required: checkpoint"),
-    (["frobnicate"], 2, "error: argument cmd: invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["train", "--dataset", "no-such-set", "--quiet"], 1, "error: unknown dataset 'no-such-set'"),
+        (["train", "--dataset", "missing.npz", "--quiet"], 1, "error: missing.npz: no such .npz file"),
+        (
+            ["train", "--hidden", "4x,3"],
+            2,
+            "error: argument --hidden: hidden widths: comma-separated positive integers",
+        ),
+        (["train", "--beta", "-1"], 1, "error: beta must be >= 0, got -1.0"),
+        (["train", "--epochs", "0"], 1, "error: epochs must be >= 1"),
+        (["train", "--likelihood", "poisson"], 2, "error: argument --likelihood: invalid choice: 'poisson'"),
+        (["train", "--latent-dim", "two"], 2, "error: argument --latent-dim: invalid int value: 'two'"),
+        (["train", "--dataset", "TINY", "--arch", "conv", "--quiet"], 1, "error: the conv arch takes 28x28 or 32x32"),
+        # options an objective would silently ignore are refused, before any data is read
+        (
+            ["train", "--dataset", "no-such-set", "--objective", "iwae", "--beta", "4"],
+            1,
+            (
+                "error: objective 'iwae' does not use beta=4: leave it at the default (beta=1, warmup_epochs=0, "
+                "free_bits=0, mc_samples=1)"
+            ),
+        ),
+        (["train", "--objective", "iwae", "--mc-samples", "3"], 1, "error: objective 'iwae' does not use mc_samples=3"),
+        (
+            ["train", "--objective", "mmd", "--warmup", "2", "--free-bits", "0.5", "--mc-samples", "4"],
+            1,
+            (
+                "error: objective 'mmd' does not use warmup_epochs=2, free_bits=0.5: leave them at the default "
+                "(beta=1, warmup_epochs=0, free_bits=0)"
+            ),
+        ),
+        (["train", "--objective", "ae", "--beta", "0.5"], 1, "error: objective 'ae' does not use beta=0.5"),
+        (["evaluate", "CORRUPT"], 1, "corrupt.safetensors: not a readable safetensors checkpoint"),
+        (["evaluate", "nope.safetensors"], 1, "error: nope.safetensors: no such checkpoint file"),
+        (["evaluate"], 2, "error: the following arguments are required: checkpoint"),
+        (["frobnicate"], 2, "error: argument cmd: invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_input_exits_nonzero_with_one_clear_line(tmp_path, tiny_npz, monkeypatch, capsys, args, code, needle):
     monkeypatch.chdir(tmp_path)
     args = [{"CORRUPT": _corrupt(tmp_path), "TINY": tiny_npz}.get(a, a) for a in args]

@@ -1,4 +1,5 @@
 """Dataset registry: .npz layouts and scaling, image folders, split/fingerprint stability, clear errors."""
+
 from __future__ import annotations
 
 import socket
@@ -18,6 +19,7 @@ def _npz(tmp_path, name="d.npz", **arrays):
 
 
 # --- .npz layouts ---------------------------------------------------------------------------
+
 
 def test_npz_uint8_hw_is_scaled_and_gets_a_channel(tiny_npz):
     raw = np.load(tiny_npz)
@@ -39,14 +41,17 @@ def test_npz_hwc_is_moved_to_chw(tmp_path):
     assert d.y_train is None and d.y_test is None
 
 
-@pytest.mark.parametrize("shape, expect", [((10, 3, 6, 5), (3, 6, 5)), ((10, 1, 7, 7), (1, 7, 7)),
-                                           ((10, 7, 7, 1), (1, 7, 7)), ((10, 20), (20,))])
+@pytest.mark.parametrize(
+    "shape, expect",
+    [((10, 3, 6, 5), (3, 6, 5)), ((10, 1, 7, 7), (1, 7, 7)), ((10, 7, 7, 1), (1, 7, 7)), ((10, 20), (20,))],
+)
 def test_npz_chw_and_flat_layouts(tmp_path, shape, expect):
     x = np.random.default_rng(1).random(shape).astype(np.float32)
     d = load_dataset(_npz(tmp_path, x_train=x[:7], x_test=x[7:]))
     assert d.input_shape == expect and d.is_image == (len(expect) == 3)
-    np.testing.assert_array_equal(d.x_test.reshape(3, -1).numpy(),
-                                  (x[7:] if shape[-1] != 1 else x[7:].transpose(0, 3, 1, 2)).reshape(3, -1))
+    np.testing.assert_array_equal(
+        d.x_test.reshape(3, -1).numpy(), (x[7:] if shape[-1] != 1 else x[7:].transpose(0, 3, 1, 2)).reshape(3, -1)
+    )
 
 
 def test_npz_float_passes_through_unscaled(tmp_path):
@@ -57,6 +62,7 @@ def test_npz_float_passes_through_unscaled(tmp_path):
 
 
 # --- .npz errors ----------------------------------------------------------------------------
+
 
 def test_npz_missing_x_test(tmp_path):
     p = _npz(tmp_path, x_train=np.zeros((4, 3)), y_train=np.zeros(4))
@@ -70,18 +76,29 @@ def test_npz_pickled_object_array_is_refused(tmp_path):
         load_dataset(p)
 
 
-@pytest.mark.parametrize("arrays, msg", [
-    (dict(x_train=np.zeros((4, 8, 8)), x_test=np.zeros((2, 7, 7))),
-     r"x_train examples have shape \(1, 8, 8\) but x_test examples have shape \(1, 7, 7\)"),
-    (dict(x_train=np.zeros((4, 3)), y_train=np.zeros(5), x_test=np.zeros((2, 3))), "y_train has 5 labels for 4 images"),
-    (dict(x_train=np.zeros((4, 3)), x_test=np.zeros((2, 3)), y_test=np.zeros(3)), "y_test has 3 labels for 2 images"),
-    (dict(x_train=np.array([[0.0, np.nan, 1.0]] * 4), x_test=np.zeros((2, 3))), "x_train contains NaN or inf"),
-    (dict(x_train=np.zeros((4, 3)), x_test=np.full((2, 3), np.inf)), "x_test contains NaN or inf"),
-    (dict(x_train=np.zeros((4, 3), dtype=complex), x_test=np.zeros((2, 3))), "x_train has dtype complex128"),
-    (dict(x_train=np.zeros((4, 3)), x_test=np.zeros((0, 3))), "must both be non-empty"),
-    (dict(x_train=np.zeros((4, 2, 3, 5, 6)), x_test=np.zeros((2, 2, 3, 5, 6))), r"expected \(N,D\), \(N,H,W\)"),
-    (dict(x_train=np.zeros((4, 5, 6, 7)), x_test=np.zeros((2, 5, 6, 7))), "needs 1, 3 or 4 channels"),
-])
+@pytest.mark.parametrize(
+    "arrays, msg",
+    [
+        (
+            dict(x_train=np.zeros((4, 8, 8)), x_test=np.zeros((2, 7, 7))),
+            r"x_train examples have shape \(1, 8, 8\) but x_test examples have shape \(1, 7, 7\)",
+        ),
+        (
+            dict(x_train=np.zeros((4, 3)), y_train=np.zeros(5), x_test=np.zeros((2, 3))),
+            "y_train has 5 labels for 4 images",
+        ),
+        (
+            dict(x_train=np.zeros((4, 3)), x_test=np.zeros((2, 3)), y_test=np.zeros(3)),
+            "y_test has 3 labels for 2 images",
+        ),
+        (dict(x_train=np.array([[0.0, np.nan, 1.0]] * 4), x_test=np.zeros((2, 3))), "x_train contains NaN or inf"),
+        (dict(x_train=np.zeros((4, 3)), x_test=np.full((2, 3), np.inf)), "x_test contains NaN or inf"),
+        (dict(x_train=np.zeros((4, 3), dtype=complex), x_test=np.zeros((2, 3))), "x_train has dtype complex128"),
+        (dict(x_train=np.zeros((4, 3)), x_test=np.zeros((0, 3))), "must both be non-empty"),
+        (dict(x_train=np.zeros((4, 2, 3, 5, 6)), x_test=np.zeros((2, 2, 3, 5, 6))), r"expected \(N,D\), \(N,H,W\)"),
+        (dict(x_train=np.zeros((4, 5, 6, 7)), x_test=np.zeros((2, 5, 6, 7))), "needs 1, 3 or 4 channels"),
+    ],
+)
 def test_npz_bad_contents(tmp_path, arrays, msg):
     p = _npz(tmp_path, **arrays)
     with pytest.raises(DatasetError, match=msg) as e:
@@ -100,8 +117,10 @@ def test_npz_missing_or_corrupt_file(tmp_path):
 
 # --- image folders --------------------------------------------------------------------------
 
+
 def _png_folder(root, grey_images, n_per_class=5, size=(8, 8), mode="L", seed=0):
     from PIL import Image
+
     imgs = []
     for c, cls in enumerate(["cats", "dogs"]):
         (root / cls).mkdir(parents=True)
@@ -119,8 +138,10 @@ def test_image_folder_grey_and_rgb(tmp_path, grey_images):
     d = load_dataset(str(tmp_path / "grey"), test_fraction=0.2)
     assert d.x_train.shape == (8, 1, 8, 8) and d.x_test.shape == (2, 1, 8, 8)
     # the split is a permutation: every image (with its label) appears exactly once
-    got = sorted((x.flatten().tolist(), int(y)) for x, y in zip(torch.cat([d.x_train, d.x_test]),
-                                                                 torch.cat([d.y_train, d.y_test])))
+    got = sorted(
+        (x.flatten().tolist(), int(y))
+        for x, y in zip(torch.cat([d.x_train, d.x_test]), torch.cat([d.y_train, d.y_test]))
+    )
     want = sorted(((a.astype(np.float32) / 255).flatten().tolist(), c) for a, c in imgs)
     assert got == want
     _png_folder(tmp_path / "rgb", grey_images, mode="RGB", n_per_class=3)
@@ -134,12 +155,14 @@ def test_image_folder_errors(tmp_path, grey_images):
         load_dataset(str(tmp_path / "empty"))
     _png_folder(tmp_path / "mixed", grey_images, n_per_class=2)
     from PIL import Image
+
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "mixed" / "cats" / "big.png")
     with pytest.raises(DatasetError, match="images must share one size"):
         load_dataset(str(tmp_path / "mixed"))
 
 
 # --- determinism, fingerprints ---------------------------------------------------------------
+
 
 def test_split_and_fingerprint_are_deterministic(tmp_path, grey_images):
     _png_folder(tmp_path / "f", grey_images, n_per_class=6)
@@ -158,14 +181,17 @@ def test_fingerprint_is_pinned_and_sensitive():
     assert fp == "ff227d60837304e2"
     x2 = x.copy()
     x2[1, 2, 3] += 1
-    others = {vd._build("pinned", x2, y, x[:1], y[:1]).fingerprint,          # one pixel
-              vd._build("pinned", x, y[::-1], x[:1], y[:1]).fingerprint,    # labels
-              vd._build("pinned", x, None, x[:1], None).fingerprint,        # no labels
-              vd._build("other", x, y, x[:1], y[:1]).fingerprint}           # name
+    others = {
+        vd._build("pinned", x2, y, x[:1], y[:1]).fingerprint,  # one pixel
+        vd._build("pinned", x, y[::-1], x[:1], y[:1]).fingerprint,  # labels
+        vd._build("pinned", x, None, x[:1], None).fingerprint,  # no labels
+        vd._build("other", x, y, x[:1], y[:1]).fingerprint,
+    }  # name
     assert fp not in others and len(others) == 4
 
 
 # --- registry -------------------------------------------------------------------------------
+
 
 def test_unknown_dataset_name_lists_the_choices():
     with pytest.raises(DatasetError, match=r"unknown dataset 'mnist5k': use one of \['cifar10', 'digits'"):
@@ -199,6 +225,7 @@ def test_builtin_mnist_5k():
 
 
 # --- binarization ---------------------------------------------------------------------------
+
 
 def test_eval_targets():
     x = torch.rand(200, 50, generator=torch.Generator().manual_seed(0))

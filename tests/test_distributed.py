@@ -3,6 +3,7 @@ one checkpoint, and a dead rank that stops the job instead of hanging it.
 
 Each test starts real torchrun processes (no mocks); timeouts are hang guards, never speed limits.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,13 +18,26 @@ import time
 import pytest
 import torch
 
-from vae_core.distributed import SINGLE, World, check_config, world_from_env
 from vae_core.batches import shard
+from vae_core.distributed import SINGLE, World, check_config, world_from_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANG_GUARD_S = 600
-TRAIN = ["--dataset", "digits", "--hidden", "64", "--latent-dim", "4", "--epochs", "3", "--batch-size", "64",
-         "--final-iw-samples", "10", "--quiet"]
+TRAIN = [
+    "--dataset",
+    "digits",
+    "--hidden",
+    "64",
+    "--latent-dim",
+    "4",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "64",
+    "--final-iw-samples",
+    "10",
+    "--quiet",
+]
 
 
 def _env() -> dict:
@@ -34,14 +48,19 @@ def _env() -> dict:
 
 
 def _torchrun(nproc: int, *args: str, **kw) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-            "--standalone", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone", *args]
 
 
 def _train(nproc: int, cache: str, *extra: str) -> dict:
-    cmd = (_torchrun(nproc, "-m", "vae_core") if nproc > 1 else [sys.executable, "-m", "vae_core"])
-    r = subprocess.run([*cmd, "train", *TRAIN, "--cache-dir", cache, *extra], env=_env(), cwd=ROOT,
-                       capture_output=True, text=True, timeout=HANG_GUARD_S)
+    cmd = _torchrun(nproc, "-m", "vae_core") if nproc > 1 else [sys.executable, "-m", "vae_core"]
+    r = subprocess.run(
+        [*cmd, "train", *TRAIN, "--cache-dir", cache, *extra],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1, r.stdout  # rank 0 alone prints the result
@@ -49,6 +68,7 @@ def _train(nproc: int, cache: str, *extra: str) -> dict:
 
 
 # --- pure pieces ---------------------------------------------------------------------------------
+
 
 def test_shards_cover_every_row_once_and_differ_by_at_most_one():
     for m in (1, 2, 3, 10, 64, 65):
@@ -65,6 +85,7 @@ def test_world_from_env_and_config_checks():
     w = world_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
     assert w == World(1, 2, 1) and w.distributed and not w.is_main
     from vae_core.config import ConfigError, TrainConfig
+
     check_config(TrainConfig(batch_size=63), SINGLE)  # one process takes any batch size
     with pytest.raises(ConfigError, match="--batch-size 63 is the global batch and must split evenly over the 2 ranks"):
         check_config(TrainConfig(batch_size=63), w)
@@ -76,14 +97,18 @@ def test_world_from_env_and_config_checks():
 
 def test_a_broken_collective_is_summarised_in_one_sentence():
     from vae_core.distributed import failure_summary, is_group_failure
-    e = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
-                     "[127.0.0.1]:46790: Connection reset by peer. This is typically caused by a remote worker "
-                     "hanging or bugs in the application.\nmore lines")
+
+    e = RuntimeError(
+        "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+        "[127.0.0.1]:46790: Connection reset by peer. This is typically caused by a remote worker "
+        "hanging or bugs in the application.\nmore lines"
+    )
     assert failure_summary(e) == "Read error [127.0.0.1]:46790: Connection reset by peer."
     assert is_group_failure(e) and not is_group_failure(RuntimeError("shape mismatch"))
 
 
 # --- (a) the gradient ------------------------------------------------------------------------------
+
 
 def test_two_rank_gradient_equals_the_one_process_gradient_of_the_global_batch(tmp_path):
     """Steps of 10 rows (5 + 5), of 3 rows (1 + 2: unequal shards, weighted) and of 1 row (rank 0
@@ -93,8 +118,9 @@ def test_two_rank_gradient_equals_the_one_process_gradient_of_the_global_batch(t
     out = {}
     for w in (1, 2):
         path = str(tmp_path / f"grads{w}.pt")
-        r = subprocess.run(_torchrun(w, worker, path), env=_env(), cwd=ROOT, capture_output=True, text=True,
-                           timeout=HANG_GUARD_S)
+        r = subprocess.run(
+            _torchrun(w, worker, path), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         out[w] = torch.load(path, weights_only=True)
     assert out[2]["ranks_equal"]
@@ -107,6 +133,7 @@ def test_two_rank_gradient_equals_the_one_process_gradient_of_the_global_batch(t
 
 # --- (b) + (c) the CLI under torchrun --------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_two_ranks_train_what_one_process_trains_and_share_its_cache_entry(tmp_path):
     one = _train(1, str(tmp_path / "one"))
@@ -116,6 +143,7 @@ def test_two_ranks_train_what_one_process_trains_and_share_its_cache_entry(tmp_p
     assert two["test_elbo"] == pytest.approx(one["test_elbo"], abs=1e-3)
     assert os.path.basename(two["checkpoint"]) == os.path.basename(one["checkpoint"])  # same key
     from vae_core.checkpoints import load_checkpoint, read_metadata
+
     h1, h2 = read_metadata(one["checkpoint"])["history"], read_metadata(two["checkpoint"])["history"]
     for e1, e2 in zip(h1, h2, strict=True):  # every epoch's numbers, train (summed over ranks) and test
         for k in ("train_loss", "train_recon", "train_kl", "test_elbo", "test_kl"):
@@ -136,16 +164,25 @@ class _LongRun:
     """torchrun training 1000 epochs; start() returns once rank 0 reports a finished epoch."""
 
     def __init__(self, tmp_path, timeout_s: int):
-        self.cmd = _torchrun(2, "-m", "vae_core") + ["train", *[a for a in TRAIN if a != "--quiet"], "--epochs",
-                                                     "1000", "--cache-dir", str(tmp_path), "--dist-timeout",
-                                                     str(timeout_s)]
+        self.cmd = _torchrun(2, "-m", "vae_core") + [
+            "train",
+            *[a for a in TRAIN if a != "--quiet"],
+            "--epochs",
+            "1000",
+            "--cache-dir",
+            str(tmp_path),
+            "--dist-timeout",
+            str(timeout_s),
+        ]
         self.err: list[str] = []
 
     def __enter__(self):
-        self.p = subprocess.Popen(self.cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)
-        self.reader = threading.Thread(target=lambda: self.err.extend(iter(lambda: self.p.stderr.read(1), "")),
-                                       daemon=True)
+        self.p = subprocess.Popen(
+            self.cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.reader = threading.Thread(
+            target=lambda: self.err.extend(iter(lambda: self.p.stderr.read(1), "")), daemon=True
+        )
         self.reader.start()
         deadline = time.monotonic() + HANG_GUARD_S
         while "test_elbo" not in "".join(self.err):  # rank 0's progress bar: an epoch is done
@@ -174,9 +211,11 @@ def test_a_killed_rank_stops_the_job_with_a_clear_message(tmp_path):
     assert rc != 0
     # rank 0 says what happened in one line (the group broke, or torchrun stopped it), and
     # torchrun's summary names the killed rank as the root cause
-    assert ("error: rank 0: the process group failed: another rank died" in text
-            or "error: rank 0: stopped by SIGTERM" in text
-            or "Signal 15 (SIGTERM) received by PID" in text), text[-3000:]
+    assert (
+        "error: rank 0: the process group failed: another rank died" in text
+        or "error: rank 0: stopped by SIGTERM" in text
+        or "Signal 15 (SIGTERM) received by PID" in text
+    ), text[-3000:]
     assert "Root Cause" in text and "Signal 9 (SIGKILL)" in text, text[-3000:]
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".safetensors")]
 

@@ -1,6 +1,7 @@
 """`python -m vae_core export-html`: the file's content, its size, float16 weights, the per-point
 numbers against torch.distributions, and the CLI's errors. The page itself in Chromium:
 tests/browser/test_exported_page.py."""
+
 from __future__ import annotations
 
 import base64
@@ -14,9 +15,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_browser_decoder import needs_node, run_js, z_grid
 from torch.distributions import Bernoulli, Normal
 
-from test_browser_decoder import needs_node, run_js, z_grid
 from vae_core.cache import default_checkpoint_path
 from vae_core.checkpoints import load_checkpoint
 from vae_core.data import eval_targets, load_dataset
@@ -37,12 +38,13 @@ def arr(b64: str, dtype: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(b64), dtype=dtype)
 
 
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, seeded_vae):
     d = tmp_path_factory.mktemp("export")
-    return {"mlp-z2": seeded_vae(d, "mlp-z2", "digits", latent_dim=2, hidden=(16,)),
-            "conv": seeded_vae(d, "conv", "mnist-5k", latent_dim=3, arch="conv", hidden=(16,), conv_channels=(4, 8))}
+    return {
+        "mlp-z2": seeded_vae(d, "mlp-z2", "digits", latent_dim=2, hidden=(16,)),
+        "conv": seeded_vae(d, "conv", "mnist-5k", latent_dim=3, arch="conv", hidden=(16,), conv_channels=(4, 8)),
+    }
 
 
 @needs_shipped
@@ -69,9 +71,14 @@ def test_shipped_export_is_one_small_file_that_requests_nothing(tmp_path):
 @needs_node
 def test_float16_weights_of_the_shipped_model_stay_within_2_of_255():
     model = load_checkpoint(SHIPPED).model
-    zs = torch.cat([z_grid(model.cfg.latent_dim, seed=3), 2.5 * torch.randn(20, model.cfg.latent_dim,
-                                                                               generator=torch.Generator().manual_seed(4))])
+    zs = torch.cat(
+        [
+            z_grid(model.cfg.latent_dim, seed=3),
+            2.5 * torch.randn(20, model.cfg.latent_dim, generator=torch.Generator().manual_seed(4)),
+        ]
+    )
     from vae_core.browser import decoder_payload
+
     got = torch.tensor(run_js(decoder_payload(model, dtype="<f2"), zs)["means"], dtype=torch.float64)
     with torch.no_grad():
         want = model.decode_mean(zs).flatten(1).double()  # float32 PyTorch, as the app shows it
@@ -93,8 +100,12 @@ def test_point_stats_match_torch_distributions(models):
         kl = torch.distributions.kl_divergence(q, Normal(0.0, 1.0)).sum(-1)
         log_px_z = Bernoulli(logits=ck.model.decode(z).flatten(2)).log_prob(x.flatten(1)).sum(-1)  # (K, B)
         log_w = log_px_z + Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
-        want = {"kl": kl, "recon": log_px_z.mean(0), "elbo": log_px_z.mean(0) - kl,
-                "log_px": torch.logsumexp(log_w, 0) - math.log(k)}
+        want = {
+            "kl": kl,
+            "recon": log_px_z.mean(0),
+            "elbo": log_px_z.mean(0) - kl,
+            "log_px": torch.logsumexp(log_w, 0) - math.log(k),
+        }
     for key, w in want.items():
         np.testing.assert_allclose(got[key], w.double().numpy(), rtol=1e-5, atol=1e-4, err_msg=key)
     assert (got["log_px"] >= got["elbo"] - 1.0).all()  # L_K sits above the 1-sample ELBO on average
@@ -137,8 +148,9 @@ def test_user_strings_cannot_end_the_data_block(models):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vae_core", "export-html", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "vae_core", "export-html", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_writes_the_file_and_reports_it(models, tmp_path):
@@ -146,8 +158,13 @@ def test_cli_writes_the_file_and_reports_it(models, tmp_path):
     p = _cli(models["conv"], "--out", str(out), "--points", "50", "--iw-samples", "2", "--float32")
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
-    assert res == {"out": str(out), "bytes": out.stat().st_size, "points": 50, "projection": "pca",
-                   "weights": "float32"}
+    assert res == {
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "points": 50,
+        "projection": "pca",
+        "weights": "float32",
+    }
     assert page_data(out.read_text(encoding="utf-8"))["decoder"]["dtype"] == "<f4"
 
 

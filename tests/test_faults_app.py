@@ -4,6 +4,7 @@ user strings shown as text, and the last-resort guard around every page.
 Each test asserts what the user sees: an st.error naming the problem, the rest of the page working,
 and never an exception in the page.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,21 +27,39 @@ HEADER_OK = {"nan_weights.safetensors", "model_config_empty.safetensors"}
 def _text(element) -> str:
     """What the browser shows for a Markdown element: its value without the backslash escapes."""
     import re
+
     return re.sub(r"\\(.)", r"\1", element.value)
 
 
 # --- plain(): user strings as text --------------------------------------------------------------
 
-@pytest.mark.parametrize("s", ["md[click me](javascript:alert(1))", "**bold** _it_ `code`", "$x^2$",
-                               ":red[alarm] :material/home:", "www.example.org", "# heading", "<b>x</b>",
-                               r"back\slash", "a|b|c", "![img](http://127.0.0.1/x.png)"])
+
+@pytest.mark.parametrize(
+    "s",
+    [
+        "md[click me](javascript:alert(1))",
+        "**bold** _it_ `code`",
+        "$x^2$",
+        ":red[alarm] :material/home:",
+        "www.example.org",
+        "# heading",
+        "<b>x</b>",
+        r"back\slash",
+        "a|b|c",
+        "![img](http://127.0.0.1/x.png)",
+    ],
+)
 def test_plain_escapes_every_markdown_character(s):
     out = plain(s)
     # every ASCII punctuation character is escaped, so Markdown sees only literal characters ...
-    assert all(out[i - 1] == "\\" for i, ch in enumerate(out) if ch in "[]()*_`$:<>#|!" and
-               (i == 0 or out[i - 1] != "\\" or (i >= 2 and out[i - 2] == "\\")))
+    assert all(
+        out[i - 1] == "\\"
+        for i, ch in enumerate(out)
+        if ch in "[]()*_`$:<>#|!" and (i == 0 or out[i - 1] != "\\" or (i >= 2 and out[i - 2] == "\\"))
+    )
     # ... and removing the escapes gives back exactly what the user typed
     import re
+
     assert re.sub(r"\\(.)", r"\1", out) == s
 
 
@@ -50,13 +69,16 @@ def test_plain_keeps_letters_digits_and_unicode():
 
 # --- guarded(): no traceback from a page ----------------------------------------------------------
 
+
 def _failing_page():
     from app.safe import guarded
 
     def render():
         import streamlit as st
+
         st.write("before the failure")
         raise KeyError("/srv/secret/path.npz")
+
     guarded(render, "test.page")()
 
 
@@ -73,20 +95,24 @@ def test_an_unexpected_exception_becomes_one_error_line():
 def test_guarded_lets_streamlit_control_flow_through():
     def render():
         raise SystemExit  # a BaseException: not swallowed
+
     with pytest.raises(SystemExit):
         guarded(render, "x")()
 
 
 # --- bad checkpoints in the cache ---------------------------------------------------------------
 
+
 def _good(folder, name="good", dataset="digits", **tcfg) -> str:
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=2, hidden=(8,)))
-    return save_checkpoint(os.path.join(folder, f"{name}.safetensors"), model,
-                           TrainConfig(dataset=dataset, epochs=1, binarize="dynamic", **tcfg),
-                           dataset={"name": dataset, "fingerprint": "0" * 16, "n_train": 1, "n_test": 1,
-                                    "input_shape": [1, 8, 8]},
-                           metrics={"elbo": -40.0, "recon": -30.0, "kl": 10.0})
+    return save_checkpoint(
+        os.path.join(folder, f"{name}.safetensors"),
+        model,
+        TrainConfig(dataset=dataset, epochs=1, binarize="dynamic", **tcfg),
+        dataset={"name": dataset, "fingerprint": "0" * 16, "n_train": 1, "n_test": 1, "input_shape": [1, 8, 8]},
+        metrics={"elbo": -40.0, "recon": -30.0, "kl": 10.0},
+    )
 
 
 @pytest.fixture
@@ -105,9 +131,11 @@ def _page(module: str, model_path: str | None):
     import streamlit as st
 
     from app.safe import guarded
+
     if model_path:
         st.session_state.setdefault("sidebar_model_path", model_path)
     from importlib import import_module
+
     guarded(import_module(module).render, module)()
 
 
@@ -128,10 +156,17 @@ def test_the_picker_lists_the_good_and_marks_every_bad_file(bad_cache):
     assert sum(not lab.startswith("⚠") for lab in labels) == 2 + len(HEADER_OK)  # + good, the Markdown-named one
 
 
-@pytest.mark.parametrize("bad", ["nan_weights.safetensors", "model_config_empty.safetensors", "hidden_huge.safetensors", "truncated.safetensors",
-                                 "elbo_text.safetensors"])
-@pytest.mark.parametrize("module", ["app.views.explorer", "app.views.elbo", "app.views.traversal",
-                                    "app.views.upload"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "nan_weights.safetensors",
+        "model_config_empty.safetensors",
+        "hidden_huge.safetensors",
+        "truncated.safetensors",
+        "elbo_text.safetensors",
+    ],
+)
+@pytest.mark.parametrize("module", ["app.views.explorer", "app.views.elbo", "app.views.traversal", "app.views.upload"])
 def test_opening_a_bad_checkpoint_shows_an_error_and_the_page_survives(bad_cache, module, bad):
     folder, _, _ = bad_cache
     at = _run_page(module, str(folder / bad))
@@ -152,6 +187,7 @@ def test_a_markdown_file_name_is_shown_as_text(bad_cache):
 
 
 # --- paths a browser user can make the server read ------------------------------------------------
+
 
 def test_a_stored_dataset_path_outside_the_roots_is_not_followed(tmp_path, monkeypatch):
     folder = tmp_path / "ckpts"
@@ -191,8 +227,9 @@ def test_without_data_roots_the_train_page_offers_no_server_paths(monkeypatch, t
 
 def test_upload_chosen_without_a_file_says_so(monkeypatch, tmp_path):
     at = _train_page(None, monkeypatch, tmp_path)
-    at.selectbox(key="train_dataset").select(next(o for o in at.selectbox(key="train_dataset").options
-                                                   if o.startswith("upload")))
+    at.selectbox(key="train_dataset").select(
+        next(o for o in at.selectbox(key="train_dataset").options if o.startswith("upload"))
+    )
     at.button[0].click().run()
     assert not at.exception
     assert "choose a .npz or .zip file" in _text(at.error[0])
@@ -206,8 +243,10 @@ def _try_path(at: AppTest, path: str) -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("attempt", ["/etc", "/etc/passwd.npz", "{allowed}/../secret", "{allowed}/link_out",
-                                     "{allowed}/../secret/data.npz", "~/.ssh"])
+@pytest.mark.parametrize(
+    "attempt",
+    ["/etc", "/etc/passwd.npz", "{allowed}/../secret", "{allowed}/link_out", "{allowed}/../secret/data.npz", "~/.ssh"],
+)
 def test_paths_outside_the_data_roots_are_refused(monkeypatch, tmp_path, attempt):
     allowed, secret = tmp_path / "allowed", tmp_path / "secret"
     allowed.mkdir()
@@ -233,6 +272,7 @@ def test_a_path_inside_the_roots_is_loaded(monkeypatch, tmp_path, tiny_npz):
 
 def test_out_of_range_data_is_refused_before_training(monkeypatch, tmp_path):
     import numpy as np
+
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     x = np.random.default_rng(0).integers(0, 6, size=(40, 8, 8)).astype(np.int64)  # values 0..5
@@ -256,11 +296,17 @@ def test_training_can_be_switched_off(monkeypatch, tmp_path):
 def test_a_bad_map_cache_is_reported_once_and_rebuilt(bad_cache, damage):
     from vae_core.projection_build import build_cache
     from vae_core.projection_cache import cache_path_for, cache_problem, read_cache
+
     folder, good, _ = bad_cache
     _run_page("app.views.explorer", good)  # writes nothing yet: a fresh checkpoint has no cache
     cache = cache_path_for(good)
-    build_cache(good, __import__("vae_core.checkpoints").checkpoints.load_checkpoint(good).model,
-                torch.rand(20, 1, 8, 8), None, with_umap=False)
+    build_cache(
+        good,
+        __import__("vae_core.checkpoints").checkpoints.load_checkpoint(good).model,
+        torch.rand(20, 1, 8, 8),
+        None,
+        with_umap=False,
+    )
     blob = bytearray(open(cache, "rb").read())
     if damage == "truncate":
         blob = blob[: len(blob) // 2]
@@ -278,9 +324,11 @@ def test_a_bad_map_cache_is_reported_once_and_rebuilt(bad_cache, damage):
 
 # --- dataset uploads through the browser (Train page) ----------------------------------------------
 
+
 def _zip(entries: dict) -> bytes:
     import io
     import zipfile
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for name, data in entries.items():
@@ -292,6 +340,7 @@ def _npz_bytes(x, **extra) -> bytes:
     import io
 
     import numpy as np
+
     buf = io.BytesIO()
     np.savez(buf, x_train=x[:30], x_test=x[30:], **extra)
     return buf.getvalue()
@@ -315,12 +364,15 @@ def test_a_good_npz_upload_is_stored_and_trained_on(monkeypatch, tmp_path, grey_
     assert at.session_state["train_job"].endswith(".safetensors")
 
 
-@pytest.mark.parametrize("name,data,problem", [
-    ("slip.zip", _zip({"../../evil/a.png": b"x"}), ".."),
-    ("abs.zip", _zip({"/etc/a.png": b"x"}), "absolute"),
-    ("pickle.npz", b"\x80\x04\x95" + b"\x00" * 40, "not a readable zip"),
-    ("empty.npz", b"", "empty"),
-])
+@pytest.mark.parametrize(
+    "name,data,problem",
+    [
+        ("slip.zip", _zip({"../../evil/a.png": b"x"}), ".."),
+        ("abs.zip", _zip({"/etc/a.png": b"x"}), "absolute"),
+        ("pickle.npz", b"\x80\x04\x95" + b"\x00" * 40, "not a readable zip"),
+        ("empty.npz", b"", "empty"),
+    ],
+)
 def test_a_bad_upload_is_refused_naming_it(monkeypatch, tmp_path, name, data, problem):
     at = _upload(monkeypatch, tmp_path, name, data)
     assert not at.exception
@@ -330,10 +382,12 @@ def test_a_bad_upload_is_refused_naming_it(monkeypatch, tmp_path, name, data, pr
     assert str(tmp_path) not in msg  # never a server path
     assert "train_job" not in at.session_state
     assert not os.path.exists(tmp_path / "uploads") or not [
-        f for f in os.listdir(tmp_path / "uploads") if not f.startswith(".")]
+        f for f in os.listdir(tmp_path / "uploads") if not f.startswith(".")
+    ]
 
 
 # --- images through the pages -----------------------------------------------------------------------
+
 
 def _forged_bomb() -> bytes:
     """74 bytes: a PNG whose IHDR (CRC correct) declares 100000 x 100000 grey pixels."""
@@ -342,18 +396,29 @@ def _forged_bomb() -> bytes:
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("name,data,problem", [("bomb.png", _forged_bomb(), "pixels"),
-                                               ("half.png", None, "corrupt or truncated"),
-                                               ("notes.png", b"just some text", "not an image")])
+@pytest.mark.parametrize(
+    "name,data,problem",
+    [
+        ("bomb.png", _forged_bomb(), "pixels"),
+        ("half.png", None, "corrupt or truncated"),
+        ("notes.png", b"just some text", "not an image"),
+    ],
+)
 def test_a_bad_image_on_the_upload_page_gives_one_error(bad_cache, name, data, problem):
     import io
 
     import numpy as np
     from PIL import Image
+
     if data is None:  # a real PNG cut in half
         buf = io.BytesIO()
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buf, "PNG")
@@ -372,6 +437,7 @@ def test_a_bad_file_in_an_image_folder_is_named_on_the_train_page(monkeypatch, t
     import io
 
     from PIL import Image
+
     allowed = tmp_path / "allowed"
     for c, cls in enumerate(["a", "b"]):
         (allowed / "set" / cls).mkdir(parents=True)

@@ -3,6 +3,7 @@
 Each bad file gives one CheckpointError line naming the file and the field, read_metadata and
 load_checkpoint agree, and the cache listing shows it as one bad row while the good ones stay.
 """
+
 from __future__ import annotations
 
 import errno
@@ -24,10 +25,21 @@ from vae_core.model import VAE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MCFG = ModelConfig(input_shape=(6,), latent_dim=2, hidden=(5,))
-GOOD_META = {"history": [{"epoch": 1, "test_elbo": -4.5, "test_kl_per_dim": [0.5, 0.25]}],
-             "dataset": {"name": "tiny", "fingerprint": "abc", "n_train": 8, "n_test": 4, "input_shape": [6]},
-             "metrics": {"elbo": -4.0, "recon": -3.0, "kl": 1.0, "kl_per_dim": [0.5, 0.5], "active_units": 2,
-                         "n": 4, "iw_samples": 10, "log_likelihood": -3.9, "gap_kl_q_posterior": 0.1}}
+GOOD_META = {
+    "history": [{"epoch": 1, "test_elbo": -4.5, "test_kl_per_dim": [0.5, 0.25]}],
+    "dataset": {"name": "tiny", "fingerprint": "abc", "n_train": 8, "n_test": 4, "input_shape": [6]},
+    "metrics": {
+        "elbo": -4.0,
+        "recon": -3.0,
+        "kl": 1.0,
+        "kl_per_dim": [0.5, 0.5],
+        "active_units": 2,
+        "n": 4,
+        "iw_samples": 10,
+        "log_likelihood": -3.9,
+        "gap_kl_q_posterior": 0.1,
+    },
+}
 
 
 def _model(seed=0) -> VAE:
@@ -75,52 +87,62 @@ def test_object_fields_of_the_wrong_type(tmp_path, field, kind):
     _assert_one_clear_error(p, f"header field {field} must be a JSON object, got {kind}")
 
 
-@pytest.mark.parametrize("raw, kind", [("{}", "a JSON object"), ('"x"', "a string ('x')"), ("null", "null"),
-                                       ("3", "an int (3)")])
+@pytest.mark.parametrize(
+    "raw, kind", [("{}", "a JSON object"), ('"x"', "a string ('x')"), ("null", "null"), ("3", "an int (3)")]
+)
 def test_history_must_be_a_list(tmp_path, raw, kind):
     p = _with_header(tmp_path, history=raw)
     _assert_one_clear_error(p, f"header field history must be a list, got {kind}")
 
 
-@pytest.mark.parametrize("field, raw, needle", [
-    ("metrics", '{"elbo": "abc"}', "metrics.elbo must be a number or null, got a string ('abc')"),
-    ("metrics", '{"elbo": true}', "metrics.elbo must be a number or null, got a boolean (true)"),
-    ("metrics", '{"log_likelihood": [1]}', "metrics.log_likelihood must be a number or null, got a list"),
-    ("metrics", '{"kl_per_dim": "0.5"}', "metrics.kl_per_dim must be a list of numbers, got a string"),
-    ("metrics", '{"kl_per_dim": [0.5, "x"]}', "metrics.kl_per_dim must be a list of numbers, got a list"),
-    ("metrics", '{"active_units": -1}', "metrics.active_units must be a non-negative int, got an int (-1)"),
-    ("metrics", '{"n": 2.5}', "metrics.n must be a non-negative int, got a float (2.5)"),
-    ("metrics", '{"diverged": 3}', "metrics.diverged must be a string, got an int (3)"),
-    ("history", "[1]", "history[0] must be a JSON object, got an int (1)"),
-    ("history", '[{"epoch": 1}, {"epoch": "two"}]',
-     "history[1].epoch must be a number, a list of numbers or null, got a string ('two')"),
-    ("history", '[{"test_kl_per_dim": [1, {}]}]', "history[0].test_kl_per_dim must be a list of numbers"),
-    ("dataset", '{"name": 5}', "dataset.name must be a string, got an int (5)"),
-    ("dataset", '{"fingerprint": null}', "dataset.fingerprint must be a string, got null"),
-    ("dataset", '{"n_train": -3}', "dataset.n_train must be a non-negative int, got an int (-3)"),
-    ("dataset", '{"n_test": "10"}', "dataset.n_test must be a non-negative int, got a string ('10')"),
-    ("dataset", '{"input_shape": "abc"}', "dataset.input_shape must be a list of positive ints"),
-    ("dataset", '{"input_shape": [1, 0]}', "dataset.input_shape must be a list of positive ints"),
-    ("metrics", "[" * 100_000 + "]" * 100_000, "header field metrics"),  # deeper than Python recurses
-    ("metrics", '{"n": ' + "9" * 5000 + "}", "header field metrics is not valid JSON"),  # int digit limit
-    ("history", "[{oops", "header field history is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "field, raw, needle",
+    [
+        ("metrics", '{"elbo": "abc"}', "metrics.elbo must be a number or null, got a string ('abc')"),
+        ("metrics", '{"elbo": true}', "metrics.elbo must be a number or null, got a boolean (true)"),
+        ("metrics", '{"log_likelihood": [1]}', "metrics.log_likelihood must be a number or null, got a list"),
+        ("metrics", '{"kl_per_dim": "0.5"}', "metrics.kl_per_dim must be a list of numbers, got a string"),
+        ("metrics", '{"kl_per_dim": [0.5, "x"]}', "metrics.kl_per_dim must be a list of numbers, got a list"),
+        ("metrics", '{"active_units": -1}', "metrics.active_units must be a non-negative int, got an int (-1)"),
+        ("metrics", '{"n": 2.5}', "metrics.n must be a non-negative int, got a float (2.5)"),
+        ("metrics", '{"diverged": 3}', "metrics.diverged must be a string, got an int (3)"),
+        ("history", "[1]", "history[0] must be a JSON object, got an int (1)"),
+        (
+            "history",
+            '[{"epoch": 1}, {"epoch": "two"}]',
+            "history[1].epoch must be a number, a list of numbers or null, got a string ('two')",
+        ),
+        ("history", '[{"test_kl_per_dim": [1, {}]}]', "history[0].test_kl_per_dim must be a list of numbers"),
+        ("dataset", '{"name": 5}', "dataset.name must be a string, got an int (5)"),
+        ("dataset", '{"fingerprint": null}', "dataset.fingerprint must be a string, got null"),
+        ("dataset", '{"n_train": -3}', "dataset.n_train must be a non-negative int, got an int (-3)"),
+        ("dataset", '{"n_test": "10"}', "dataset.n_test must be a non-negative int, got a string ('10')"),
+        ("dataset", '{"input_shape": "abc"}', "dataset.input_shape must be a list of positive ints"),
+        ("dataset", '{"input_shape": [1, 0]}', "dataset.input_shape must be a list of positive ints"),
+        ("metrics", "[" * 100_000 + "]" * 100_000, "header field metrics"),  # deeper than Python recurses
+        ("metrics", '{"n": ' + "9" * 5000 + "}", "header field metrics is not valid JSON"),  # int digit limit
+        ("history", "[{oops", "header field history is not valid JSON"),
+    ],
+)
 def test_nested_fields_of_the_wrong_type(tmp_path, field, raw, needle):
     _assert_one_clear_error(_with_header(tmp_path, **{field: raw}), needle)
 
 
-@pytest.mark.parametrize("config, needle", [
-    ({"latent_dim": "4"}, "latent_dim must be an int, got a string ('4')"),
-    ({"latent_dim": 4.5}, "latent_dim must be an int, got a float (4.5)"),
-    ({"latent_dim": True}, "latent_dim must be an int, got a boolean (true)"),
-    ({"hidden": [1_000_000_000]}, "hidden widths and conv_channels must be <= 65,536"),
-    ({"hidden": 400}, "hidden must be a list of ints, got an int (400)"),
-    ({"hidden": [60_000, 60_000]}, f"parameters, more than the limit of {MAX_PARAMETERS:,}"),
-    ({"latent_dim": 10 ** 30}, "latent_dim must be <= 4096"),
-    ({"input_shape": [3, 100_000, 100_000]}, "values per example, more than the limit"),
-    ({"arch": ["mlp"]}, "arch must be a string, got a list"),
-    ({"sigma": "1"}, "sigma must be a finite number, got a string ('1')"),
-])
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ({"latent_dim": "4"}, "latent_dim must be an int, got a string ('4')"),
+        ({"latent_dim": 4.5}, "latent_dim must be an int, got a float (4.5)"),
+        ({"latent_dim": True}, "latent_dim must be an int, got a boolean (true)"),
+        ({"hidden": [1_000_000_000]}, "hidden widths and conv_channels must be <= 65,536"),
+        ({"hidden": 400}, "hidden must be a list of ints, got an int (400)"),
+        ({"hidden": [60_000, 60_000]}, f"parameters, more than the limit of {MAX_PARAMETERS:,}"),
+        ({"latent_dim": 10**30}, "latent_dim must be <= 4096"),
+        ({"input_shape": [3, 100_000, 100_000]}, "values per example, more than the limit"),
+        ({"arch": ["mlp"]}, "arch must be a string, got a list"),
+        ({"sigma": "1"}, "sigma must be a finite number, got a string ('1')"),
+    ],
+)
 def test_model_config_types_and_sizes_checked_before_building(tmp_path, config, needle):
     """A model of 10^9-wide layers would be allocated by VAE(): the header check comes first."""
     raw = json.dumps(MCFG.to_dict() | config)
@@ -128,15 +150,18 @@ def test_model_config_types_and_sizes_checked_before_building(tmp_path, config, 
     assert "header field model_config is invalid: " in msg
 
 
-@pytest.mark.parametrize("config, needle", [
-    ({"epochs": "3"}, "epochs must be an int, got a string ('3')"),
-    ({"lr": "fast"}, "lr must be a finite number, got a string ('fast')"),
-    ({"lr": float("nan")}, "lr must be a finite number, got a float (nan)"),
-    ({"seed": -1}, "seed must be in [0, 2**63 - 1], got -1"),
-    ({"iw_samples": 10 ** 6}, "iw_samples must be <= 1000"),
-    ({"dataset": ["mnist"]}, "dataset must be a string, got a list"),
-    ({"epoch": 3}, "TrainConfig: unknown field(s) ['epoch']"),
-])
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ({"epochs": "3"}, "epochs must be an int, got a string ('3')"),
+        ({"lr": "fast"}, "lr must be a finite number, got a string ('fast')"),
+        ({"lr": float("nan")}, "lr must be a finite number, got a float (nan)"),
+        ({"seed": -1}, "seed must be in [0, 2**63 - 1], got -1"),
+        ({"iw_samples": 10**6}, "iw_samples must be <= 1000"),
+        ({"dataset": ["mnist"]}, "dataset must be a string, got a list"),
+        ({"epoch": 3}, "TrainConfig: unknown field(s) ['epoch']"),
+    ],
+)
 def test_train_config_types_checked(tmp_path, config, needle):
     raw = json.dumps(TrainConfig(dataset="tiny").to_dict() | config)
     msg = _assert_one_clear_error(_with_header(tmp_path, train_config=raw), needle)
@@ -154,10 +179,13 @@ def test_an_empty_model_config_is_the_default_architecture_and_its_weights_do_no
 def test_values_are_normalised_to_their_types(tmp_path):
     """4.0 for an int field is 4; NaN and inf anywhere become null, so the header prints as valid JSON."""
     cfg = MCFG.to_dict() | {"latent_dim": 2.0, "hidden": [5.0]}
-    p = _with_header(tmp_path, model_config=json.dumps(cfg),
-                     metrics='{"elbo": NaN, "kl": Infinity, "kl_per_dim": [0.5, NaN], "extra": [1, -Infinity]}',
-                     history='[{"epoch": 1, "test_elbo": NaN, "test_kl_per_dim": [1, Infinity]}]',
-                     dataset='{"name": "tiny", "note": {"x": NaN}}')
+    p = _with_header(
+        tmp_path,
+        model_config=json.dumps(cfg),
+        metrics='{"elbo": NaN, "kl": Infinity, "kl_per_dim": [0.5, NaN], "extra": [1, -Infinity]}',
+        history='[{"epoch": 1, "test_elbo": NaN, "test_kl_per_dim": [1, Infinity]}]',
+        dataset='{"name": "tiny", "note": {"x": NaN}}',
+    )
     meta = read_metadata(p)
     assert meta["model_config"]["latent_dim"] == 2 and type(meta["model_config"]["latent_dim"]) is int
     assert meta["metrics"] == {"elbo": None, "kl": None, "kl_per_dim": None, "extra": [1, None]}
@@ -175,6 +203,7 @@ def test_a_good_header_round_trips_unchanged(tmp_path):
 
 
 # --- weights --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_weights_with_nan_or_inf_are_refused_on_load(tmp_path, bad):
@@ -195,6 +224,7 @@ def test_an_unusable_map_location_is_a_checkpoint_error(tmp_path):
 
 
 # --- a full disk ----------------------------------------------------------------------------
+
 
 class _DiskFull(io.FileIO):
     """A file whose write puts a few bytes on disk, then fails as a full disk does."""
@@ -236,8 +266,12 @@ def test_a_real_write_failure_in_a_real_process(tmp_path):
     """The kernel refuses the write (file size limit, EFBIG): the same StorageError, nothing changed."""
     p = _good(tmp_path)
     before = open(p, "rb").read()
-    r = subprocess.run([sys.executable, "-c", SAVE_UNDER_FSIZE_LIMIT.format(repo=REPO, path=p)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", SAVE_UNDER_FSIZE_LIMIT.format(repo=REPO, path=p)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 3, r.stderr
     assert r.stdout.strip() == f"{p}: could not be written (File too large); nothing was changed"
     assert open(p, "rb").read() == before and os.listdir(tmp_path) == ["good.safetensors"]

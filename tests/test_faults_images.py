@@ -1,5 +1,6 @@
 """Fault injection, images (issue 9 cases 5, 6, 7, 8): decompression bombs, bad files in an image
 folder, 16-bit grey PNGs, and a photographed digit on off-white paper. Every refusal names the file."""
+
 from __future__ import annotations
 
 import io
@@ -28,8 +29,12 @@ def _ihdr(w: int, h: int) -> bytes:
 
 def forged_bomb() -> bytes:
     """A tiny PNG whose IHDR (CRC correct) declares 100000x100000 pixels."""
-    return b"\x89PNG\r\n\x1a\n" + _ihdr(100_000, 100_000) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) \
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _ihdr(100_000, 100_000)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + _chunk(b"IEND", b"")
+    )
 
 
 def one_colour_png(side: int = 30_000) -> bytes:
@@ -61,11 +66,15 @@ def _folder(root, grey_images, n=4):
 
 # --- decompression bombs (case 5) ---------------------------------------------------------------
 
+
 def test_forged_header_bomb_upload_is_refused_before_decoding():
     bomb = forged_bomb()
     assert len(bomb) < 100
-    with pytest.raises(images.ImageError, match=r"^bomb\.png: declares too many pixels to decode, refused "
-                                                r"before decoding"):
+    with pytest.raises(
+        images.ImageError,
+        match=r"^bomb\.png: declares too many pixels to decode, refused "
+        r"before decoding",
+    ):
         images.open_upload(bomb, "bomb.png")
 
 
@@ -79,8 +88,11 @@ def test_big_one_colour_png_upload_is_refused_before_decoding():
 def test_pixel_limit_holds_even_with_pils_own_check_off(monkeypatch):
     """Our limit is read from the header whatever PIL's global MAX_IMAGE_PIXELS says."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    with pytest.raises(images.ImageError, match=r"^b\.png: 100000x100000 pixels is more than the 25,000,000 "
-                                                r"allowed \(refused before decoding\)"):
+    with pytest.raises(
+        images.ImageError,
+        match=r"^b\.png: 100000x100000 pixels is more than the 25,000,000 "
+        r"allowed \(refused before decoding\)",
+    ):
         images.open_upload(forged_bomb(), "b.png")
     # between our limit and PIL's (25M < 36M < 89M): only our check stands in the way
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
@@ -98,12 +110,16 @@ def test_bombs_in_an_image_folder_are_named(tmp_path, grey_images):
 
 # --- bad files in an image folder (case 6) ------------------------------------------------------
 
-@pytest.mark.parametrize("content, problem", [
-    (b"", r"the file is empty \(0 bytes\)"),
-    ("truncated", r"the image is corrupt or truncated"),
-    (b"this is a text file, saved as .png", r"not an image"),
-    ("bitflip", r"the image is corrupt or truncated"),
-])
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", r"the file is empty \(0 bytes\)"),
+        ("truncated", r"the image is corrupt or truncated"),
+        (b"this is a text file, saved as .png", r"not an image"),
+        ("bitflip", r"the image is corrupt or truncated"),
+    ],
+)
 def test_bad_file_in_an_image_folder_is_named_with_its_problem(tmp_path, grey_images, content, problem, capsys):
     root = _folder(tmp_path / "set", grey_images)
     good = (root / "dogs" / "0.png").read_bytes()
@@ -117,8 +133,9 @@ def test_bad_file_in_an_image_folder_is_named_with_its_problem(tmp_path, grey_im
     with pytest.raises(DatasetError, match=rf"^{root}/dogs/bad\.png: {problem}"):
         load_dataset(str(root))
     # the CLI says the same in one line (it used to omit the file for a truncated one)
-    code = main(["train", "--dataset", str(root), "--cache-dir", str(tmp_path / "ck"), "--device", "cpu",
-                 "--epochs", "1"])
+    code = main(
+        ["train", "--dataset", str(root), "--cache-dir", str(tmp_path / "ck"), "--device", "cpu", "--epochs", "1"]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"error: {root}/dogs/bad.png: ")
@@ -137,6 +154,7 @@ def test_open_image_file_names_an_unreadable_path(tmp_path):
 
 
 # --- 16-bit grey (case 7) -----------------------------------------------------------------------
+
 
 def test_16_bit_grey_folder_is_scaled_to_unit_interval(tmp_path):
     rng = np.random.default_rng(0)
@@ -160,8 +178,11 @@ def test_16_bit_grey_folder_is_scaled_to_unit_interval(tmp_path):
 def test_8_and_16_bit_images_in_one_folder_name_both_files(tmp_path, grey_images):
     root = _folder(tmp_path / "set", grey_images)
     Image.fromarray(np.full((8, 8), 300, np.uint16)).save(root / "dogs" / "9.png")
-    with pytest.raises(DatasetError, match=r"images must share one size and mode; .*cats/0\.png is 8x8 grey "
-                                           r"8-bit but .*dogs/9\.png is 8x8 grey 16-bit"):
+    with pytest.raises(
+        DatasetError,
+        match=r"images must share one size and mode; .*cats/0\.png is 8x8 grey "
+        r"8-bit but .*dogs/9\.png is 8x8 grey 16-bit",
+    ):
         load_dataset(str(root))
 
 
@@ -174,6 +195,7 @@ def test_16_bit_grey_upload_is_not_saturated():
 
 
 # --- a photographed digit (case 8) --------------------------------------------------------------
+
 
 def _ring_digit() -> np.ndarray:
     """A 28x28 '0' (an elliptic ring, ink 1 on 0): symmetric, so centring by mass keeps its box centred."""
@@ -201,7 +223,7 @@ def test_photo_of_a_dark_digit_on_off_white_paper_is_cropped_and_centred(noisy):
     assert rows[0] >= 4 and rows[-1] < 24 and cols[0] >= 4 and cols[-1] < 24
     # the paper became background: ~0 everywhere outside the ink's box
     outside = np.ones_like(on)
-    outside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = False
+    outside[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = False
     assert float(x[outside].max()) < 0.05
     # and binarized it is the digit, not noise
     ref = images.center_like_mnist(digit, 28) > 0.5

@@ -4,6 +4,7 @@ save, and the sweep of the leftovers (stale temp and lock files) that killed run
 No timing assumptions: the tests wait for markers a process writes, and for the kernel's own
 record of who waits on a lock (/proc/locks); timeouts are hang guards of minutes.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,8 +79,13 @@ def _blocked_on_a_lock(pid: int) -> bool:
 
 
 def _trainer(script, name, folder, work):
-    return subprocess.Popen([sys.executable, script, name, str(folder), str(work)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [sys.executable, script, name, str(folder), str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks to see lock waiters")
@@ -148,8 +154,11 @@ def test_kill_9_during_a_save_keeps_the_old_checkpoint_and_the_temp_is_swept_lat
     path = save_checkpoint(str(folder / "m.safetensors"), _model(), TrainConfig(), metrics={"elbo": -3.0})
     before = open(path, "rb").read()
     marker = tmp_path / "half-written"
-    p = subprocess.Popen([sys.executable, "-c", HALF_SAVE.format(repo=REPO, marker=str(marker), path=path)],
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HALF_SAVE.format(repo=REPO, marker=str(marker), path=path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(marker.exists, "the save half done", [p])
     p.kill()
     p.wait(HANG_GUARD_S)
@@ -187,11 +196,13 @@ def holder():
     procs = []
 
     def hold(path):
-        p = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         procs.append(p)
         assert p.stdout.readline().strip() == "held"
         return p
+
     yield hold
     for p in procs:
         p.stdin.close()
@@ -210,8 +221,9 @@ def test_sweep_removes_old_unheld_leftovers_and_keeps_fresh_or_held_ones(tmp_pat
     holder(held_lock)
     holder(held_tmp)
     assert sorted(cache.sweep(str(tmp_path))) == sorted([old_tmp, old_lock, old_npz])
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in
-                                                  [fresh_tmp, fresh_lock, held_lock, held_tmp, keep])
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        os.path.basename(p) for p in [fresh_tmp, fresh_lock, held_lock, held_tmp, keep]
+    )
 
 
 def test_sweep_covers_the_lab_subfolder_and_a_missing_folder(tmp_path):
@@ -237,9 +249,13 @@ def test_train_or_load_sweeps_its_folder_first(tmp_path, holder):
     fresh_tmp = _touch(tmp_path / ".tmp-fresh.safetensors", old=False)
     held = _touch(tmp_path / "busy.safetensors.lock", old=True)
     holder(held)
-    ck, cached = cache.train_or_load(ModelConfig(input_shape=(4,), latent_dim=2, hidden=(3,)),
-                                     TrainConfig(dataset="tiny", epochs=1), _tiny_data(), cache_dir=str(tmp_path),
-                                     fit=_instant_fit)
+    ck, cached = cache.train_or_load(
+        ModelConfig(input_shape=(4,), latent_dim=2, hidden=(3,)),
+        TrainConfig(dataset="tiny", epochs=1),
+        _tiny_data(),
+        cache_dir=str(tmp_path),
+        fit=_instant_fit,
+    )
     assert not cached
     left = sorted(os.listdir(tmp_path))
     assert left == sorted([os.path.basename(ck.path), os.path.basename(fresh_tmp), os.path.basename(held)])
@@ -248,10 +264,15 @@ def test_train_or_load_sweeps_its_folder_first(tmp_path, holder):
 
 def test_the_training_lock_is_released_when_fit_raises(tmp_path):
     """An error in training (here: a bug in fit) leaves no lock behind and the next call trains."""
-    mcfg, tcfg, data = ModelConfig(input_shape=(4,), latent_dim=2, hidden=(3,)), TrainConfig(dataset="tiny"), _tiny_data()
+    mcfg, tcfg, data = (
+        ModelConfig(input_shape=(4,), latent_dim=2, hidden=(3,)),
+        TrainConfig(dataset="tiny"),
+        _tiny_data(),
+    )
 
     def broken(*a, **k):
         raise RuntimeError("boom")
+
     with pytest.raises(RuntimeError, match="boom"):
         cache.train_or_load(mcfg, tcfg, data, cache_dir=str(tmp_path), fit=broken)
     assert os.listdir(tmp_path) == []

@@ -5,6 +5,7 @@ the next build replaces it; NaN means give a clear ValueError; the job's lock, i
 its log hold up against real concurrent processes, kill -9 and planted links. Fixtures are tiny
 models on sklearn's bundled digits (nothing is downloaded); no UMAP is fitted here (numba is slow).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -85,6 +86,7 @@ def _compressed_then_flipped(npz: str) -> None:
     def flip(data: bytearray) -> bytearray:  # a byte of the deflate stream of 'means'
         data[data.find(b"means.npy") + 60] ^= 0xFF
         return data
+
     _bytes(npz, flip)
 
 
@@ -107,39 +109,51 @@ def _means(c, fill=None, dtype=np.float32):
 
 # id -> (corrupt(npz, cache, tmp_path), words the message must contain)
 VARIANTS = {
-    "truncated": (lambda p, c, t: _bytes(p, lambda d: d[:len(d) // 2]), "unreadable (zipfile.BadZipFile"),
+    "truncated": (lambda p, c, t: _bytes(p, lambda d: d[: len(d) // 2]), "unreadable (zipfile.BadZipFile"),
     "empty file": (lambda p, c, t: _bytes(p, lambda d: b""), "unreadable (zipfile.BadZipFile"),
     "not an npz": (lambda p, c, t: _bytes(p, lambda d: b"just some text\n" * 20), "unreadable"),
     "bit flip (CRC)": (lambda p, c, t: _bytes(p, _flip_in_means), "Bad CRC-32 for file 'means.npy'"),
     "bit flip (deflate)": (lambda p, c, t: _compressed_then_flipped(p), "unreadable (zlib.error"),
-    "a pickle inside": (lambda p, c, t: _rewrite(p, labels=np.array([_Trap(str(t / "pwned"))] * len(c.index),
-                                                                    dtype=object)),
-                        "Object arrays cannot be loaded when allow_pickle=False"),
+    "a pickle inside": (
+        lambda p, c, t: _rewrite(p, labels=np.array([_Trap(str(t / "pwned"))] * len(c.index), dtype=object)),
+        "Object arrays cannot be loaded when allow_pickle=False",
+    ),
     "missing means": (lambda p, c, t: _rewrite(p, means=None), "missing 'means'"),
     "missing format": (lambda p, c, t: _rewrite(p, format=None, min_dist=None), "missing 'format', 'min_dist'"),
     "future format": (lambda p, c, t: _rewrite(p, format=np.array(2)), "format 2, this version reads format 1"),
-    "sha is a number": (lambda p, c, t: _rewrite(p, checkpoint_sha=np.array(7)),
-                        "'checkpoint_sha' must be a single string"),
-    "means are integers": (lambda p, c, t: _rewrite(p, means=_means(c, dtype=np.int64)),
-                           "'means' must be a 2-D float array, got int64"),
+    "sha is a number": (
+        lambda p, c, t: _rewrite(p, checkpoint_sha=np.array(7)),
+        "'checkpoint_sha' must be a single string",
+    ),
+    "means are integers": (
+        lambda p, c, t: _rewrite(p, means=_means(c, dtype=np.int64)),
+        "'means' must be a 2-D float array, got int64",
+    ),
     "means are 1-D": (lambda p, c, t: _rewrite(p, means=c.means[:, 0]), "'means' must be a 2-D float array"),
     "means hold NaN": (lambda p, c, t: _rewrite(p, means=_means(c, np.nan)), "'means' contains NaN or inf"),
     "means hold inf": (lambda p, c, t: _rewrite(p, means=_means(c, np.inf)), "'means' contains NaN or inf"),
-    "no points": (lambda p, c, t: _rewrite(p, index=c.index[:0], labels=c.labels[:0], means=c.means[:0]),
-                  "it holds no points"),
+    "no points": (
+        lambda p, c, t: _rewrite(p, index=c.index[:0], labels=c.labels[:0], means=c.means[:0]),
+        "it holds no points",
+    ),
     "labels shorter than means": (lambda p, c, t: _rewrite(p, labels=c.labels[:-5]), "40 indices but 35 labels"),
     "label below -1": (lambda p, c, t: _rewrite(p, labels=np.full(len(c.index), -5)), "'labels' holds -5"),
-    "index out of range": (lambda p, c, t: _rewrite(p, index=c.index + 1000),
-                           "out of range for a test set of 40"),
+    "index out of range": (lambda p, c, t: _rewrite(p, index=c.index + 1000), "out of range for a test set of 40"),
     "negative index": (lambda p, c, t: _rewrite(p, index=c.index - 100), "test-set positions are >= 0"),
     "index twice": (lambda p, c, t: _rewrite(p, index=np.zeros_like(c.index)), "lists a test point twice"),
     "n_test below the points": (lambda p, c, t: _rewrite(p, n_test=np.array(3)), "'n_test' is 3"),
-    "umap holds inf": (lambda p, c, t: _rewrite(p, umap=np.full((len(c.index), 2), np.inf, np.float32)),
-                       "'umap' contains NaN or inf"),
-    "umap of the wrong shape": (lambda p, c, t: _rewrite(p, umap=np.zeros((len(c.index), 3), np.float32)),
-                                "'umap' has shape (40, 3), expected (40, 2)"),
-    "umap is 1-D": (lambda p, c, t: _rewrite(p, umap=np.zeros(len(c.index), np.float32)),
-                    "'umap' must be a 2-D float array"),
+    "umap holds inf": (
+        lambda p, c, t: _rewrite(p, umap=np.full((len(c.index), 2), np.inf, np.float32)),
+        "'umap' contains NaN or inf",
+    ),
+    "umap of the wrong shape": (
+        lambda p, c, t: _rewrite(p, umap=np.zeros((len(c.index), 3), np.float32)),
+        "'umap' has shape (40, 3), expected (40, 2)",
+    ),
+    "umap is 1-D": (
+        lambda p, c, t: _rewrite(p, umap=np.zeros(len(c.index), np.float32)),
+        "'umap' must be a 2-D float array",
+    ),
 }
 
 
@@ -158,10 +172,10 @@ def test_a_bad_cache_is_ignored_reported_once_and_rebuilt(variant, tmp_path):
     assert message.endswith("the map cache is ignored and will be rebuilt")
     assert pc.cache_problem(path) == message  # the same words for a page to show
     with warnings.catch_warnings():
-        warnings.simplefilter("error")           # reported once: a second read is silent
+        warnings.simplefilter("error")  # reported once: a second read is silent
         assert pc.read_cache(path) is None
     assert not (tmp_path / "pwned").exists(), "loading ran code from the file"
-    rebuilt = _build(path, model)                 # the normal path replaces the bad file
+    rebuilt = _build(path, model)  # the normal path replaces the bad file
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = pc.read_cache(path)
@@ -192,6 +206,7 @@ def test_a_cache_for_other_weights_is_replaced_without_a_warning(tmp_path):
 
 # --- NaN means (case 3, the PCA side) --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_fit_pca_on_non_finite_means_says_so(bad):
     means = np.random.default_rng(0).normal(size=(30, 4))
@@ -215,12 +230,14 @@ def test_a_nan_checkpoint_gives_a_clear_error_and_no_cache(tmp_path, capsys):
 
 # --- a cache that cannot be written (case 6) -------------------------------------------------------
 
+
 def test_a_full_disk_keeps_the_old_cache_and_the_job_says_error(tmp_path, monkeypatch, capsys):
     path, model = _checkpoint(tmp_path, k=2)  # k = 2: the job writes the means only (no UMAP to fit)
     old = _build(path, model)
 
     def no_space(fh, **arrays):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(np, "savez", no_space)
     with pytest.raises(StorageError, match="m.proj.npz: could not be written .No space left on device"):
         _build(path, model)
@@ -228,14 +245,16 @@ def test_a_full_disk_keeps_the_old_cache_and_the_job_says_error(tmp_path, monkey
     os.unlink(pc.cache_path_for(path))
     assert umap_job.main([path]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {pc.cache_path_for(path)}: could not be written (No space left on device); "
-                   "nothing was changed"]
+    assert err == [
+        f"error: {pc.cache_path_for(path)}: could not be written (No space left on device); nothing was changed"
+    ]
     assert os.listdir(tmp_path) == ["m.safetensors"]  # no temp file, no lock file left
 
 
 def test_a_read_only_folder_gives_one_error_line(tmp_path, monkeypatch, capsys):
     # CI runs as root, which writes through folder permissions: the read-only file system is simulated
     import vae_core.fsutil as fsutil
+
     path, model = _checkpoint(tmp_path, k=2)
     cache = _build(path, model)
     real_open = fsutil._open_nofollow
@@ -244,6 +263,7 @@ def test_a_read_only_folder_gives_one_error_line(tmp_path, monkeypatch, capsys):
         if os.path.dirname(os.path.abspath(p)) == str(tmp_path):
             raise OSError(errno.EROFS, "Read-only file system", p)
         return real_open(p, flags)
+
     monkeypatch.setattr(fsutil, "_open_nofollow", read_only)
     npz = pc.cache_path_for(path)
     with pytest.raises(StorageError, match=re.escape(f"{npz}: cannot write in {tmp_path} (Read-only file system)")):
@@ -251,7 +271,8 @@ def test_a_read_only_folder_gives_one_error_line(tmp_path, monkeypatch, capsys):
     os.unlink(npz)
     assert umap_job.main([path]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"error: {npz}: cannot be written: no lock file can be made in {tmp_path} (Read-only file system)"]
+        f"error: {npz}: cannot be written: no lock file can be made in {tmp_path} (Read-only file system)"
+    ]
     with pytest.raises(StorageError, match="m.proj.npz: cannot create its folder"):  # no folder at all
         (tmp_path / "file.txt").write_text("not a folder")
         pc.write_cache(str(tmp_path / "file.txt" / "m.safetensors"), cache)
@@ -259,8 +280,13 @@ def test_a_read_only_folder_gives_one_error_line(tmp_path, monkeypatch, capsys):
 
 def test_the_cli_under_its_old_name_reports_a_missing_checkpoint_in_one_line(tmp_path):
     missing = str(tmp_path / "gone.safetensors")
-    out = subprocess.run([sys.executable, "-m", "vae_core.projection", missing], capture_output=True,
-                         text=True, cwd=REPO, timeout=HANG_GUARD_S)
+    out = subprocess.run(
+        [sys.executable, "-m", "vae_core.projection", missing],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=HANG_GUARD_S,
+    )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [f"error: {missing}: no such checkpoint file"]
 
@@ -277,8 +303,9 @@ with umap_job._try_lock(sys.argv[1]) as mine:
 
 
 def _hold_lock(cache_path: str, hold_s: float = 600) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-c", HOLD_LOCK.format(hold_s=hold_s), cache_path], cwd=REPO,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK.format(hold_s=hold_s), cache_path], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     assert p.stdout.readline().strip() == "held"
     return p
 
@@ -339,9 +366,16 @@ def test_concurrent_umap_starters_compute_once(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     n = 3
-    procs = [subprocess.Popen([sys.executable, "-c", STARTER.replace("{guard}", str(HANG_GUARD_S)), path,
-                               str(marks), str(n)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER.replace("{guard}", str(HANG_GUARD_S)), path, str(marks), str(n)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
     (marks / "go").touch()
     results = []
     for p in procs:
@@ -396,6 +430,7 @@ def test_kill_9_during_a_cache_write_keeps_the_old_cache_and_the_temp_file_is_sw
 
 
 # --- the job's log (case 15) ---------------------------------------------------------------------
+
 
 def _victim(tmp_path) -> str:
     victim = tmp_path / "victim.txt"
@@ -468,6 +503,7 @@ def test_the_log_reader_does_not_follow_a_link_put_there_later(tmp_path):
 def test_the_app_shows_a_failed_job_with_its_log_tail(tmp_path):
     # app.views.latent_data keeps the UmapJob; its status message quotes the end of the log
     from app.views import latent_data
+
     path = str(tmp_path / "m.safetensors")
     latent_data.start_umap(path)
     jobs, _ = latent_data._umap_jobs()
@@ -479,8 +515,7 @@ def test_the_app_shows_a_failed_job_with_its_log_tail(tmp_path):
 
 def test_cache_round_trip_keeps_every_field(tmp_path):
     path, model = _checkpoint(tmp_path)
-    c = dataclasses.replace(_build(path, model), umap=np.ones((40, 2), np.float32), n_neighbors=7,
-                            min_dist=0.25)
+    c = dataclasses.replace(_build(path, model), umap=np.ones((40, 2), np.float32), n_neighbors=7, min_dist=0.25)
     pc.write_cache(path, c)
     got = pc.read_cache(path)
     for f in dataclasses.fields(c):
@@ -488,8 +523,7 @@ def test_cache_round_trip_keeps_every_field(tmp_path):
     assert got.n_test == 40
 
 
-def test_the_apps_job_reads_a_checkpoints_dataset_only_inside_the_allowed_roots(tmp_path, monkeypatch,
-                                                                               tiny_npz):
+def test_the_apps_job_reads_a_checkpoints_dataset_only_inside_the_allowed_roots(tmp_path, monkeypatch, tiny_npz):
     # case 14 for the UMAP job: the checkpoint names a dataset file outside $VAE_DATA_ROOTS
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -501,6 +535,8 @@ def test_the_apps_job_reads_a_checkpoints_dataset_only_inside_the_allowed_roots(
     save_checkpoint(path, model, TrainConfig(dataset=tiny_npz, epochs=1))
     job = umap_job.start_umap_process(path)
     assert _finish(job) == 1
-    assert job.log_tail() == (f"error: {path}: {tiny_npz!r} is outside the data folders this server allows "
-                              "(VAE_DATA_ROOTS); upload the dataset instead")
+    assert job.log_tail() == (
+        f"error: {path}: {tiny_npz!r} is outside the data folders this server allows "
+        "(VAE_DATA_ROOTS); upload the dataset instead"
+    )
     assert not os.path.exists(pc.cache_path_for(path))

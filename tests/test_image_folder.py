@@ -1,5 +1,6 @@
 """vae_core.image_folder: uint8 images decoded by threads, cached beside the folder, invalidated by
 the listing (names, sizes, mtimes)."""
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from vae_core.data import DatasetError, _build, _split, load_dataset
 
 def _folder(root, grey_images, n=6, mode="L"):
     from PIL import Image
+
     imgs, labels, files = [], [], []
     for c, cls in enumerate(["cats", "dogs"]):
         (root / cls).mkdir(parents=True)
@@ -58,6 +60,7 @@ def test_second_load_maps_the_cache_without_decoding(tmp_path, grey_images):
 
 def test_a_changed_listing_rebuilds_the_cache_and_removes_the_old_one(tmp_path, grey_images):
     from PIL import Image
+
     _, _, files = _folder(tmp_path / "imgs", grey_images)
     d1 = load_dataset(str(tmp_path / "imgs"))
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(files[0])  # new content, new mtime
@@ -73,6 +76,7 @@ def test_a_changed_listing_rebuilds_the_cache_and_removes_the_old_one(tmp_path, 
 
 def test_a_mismatched_image_is_named_and_nothing_is_cached(tmp_path, grey_images):
     from PIL import Image
+
     _folder(tmp_path / "imgs", grey_images)
     Image.fromarray(np.zeros((9, 7), np.uint8)).save(tmp_path / "imgs" / "dogs" / "odd.png")
     with pytest.raises(DatasetError, match=r"images must share one size and mode; .* but .*odd\.png is 7x9 grey"):

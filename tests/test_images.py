@@ -1,4 +1,5 @@
 """vae_core.images: upload checks give specific messages; preprocessing recovers a known digit."""
+
 from __future__ import annotations
 
 import io
@@ -25,16 +26,19 @@ def _digit() -> np.ndarray:
     a[7:9, 8:20] = 1.0
     for r in range(9, 22):
         c = 19 - (r - 9) // 2
-        a[r, c - 1:c + 1] = 1.0
+        a[r, c - 1 : c + 1] = 1.0
     return images.center_like_mnist(a, 28)
 
 
-@pytest.mark.parametrize("data,msg", [
-    (b"", "empty"),
-    (b"hello, not an image at all", "not an image"),
-    (_png(np.zeros((10, 10)), fmt="GIF"), "only PNG and JPEG"),
-    (_png(np.zeros((40, 40)))[:60], "corrupt or truncated"),
-])
+@pytest.mark.parametrize(
+    "data,msg",
+    [
+        (b"", "empty"),
+        (b"hello, not an image at all", "not an image"),
+        (_png(np.zeros((10, 10)), fmt="GIF"), "only PNG and JPEG"),
+        (_png(np.zeros((40, 40)))[:60], "corrupt or truncated"),
+    ],
+)
 def test_bad_uploads_get_specific_messages(data, msg):
     with pytest.raises(images.ImageError, match=msg):
         images.open_upload(data, "x.png")
@@ -73,8 +77,12 @@ def test_transparent_drawing_is_composited_on_white_then_inverted():
 
 def test_invert_and_shapes():
     img = Image.fromarray(np.full((8, 8), 200, np.uint8))
-    assert float(images.preprocess(img, (1, 8, 8), invert="no", center=False).mean()) == pytest.approx(200 / 255, abs=1e-3)
-    assert float(images.preprocess(img, (1, 8, 8), invert="yes", center=False).mean()) == pytest.approx(55 / 255, abs=1e-3)
+    assert float(images.preprocess(img, (1, 8, 8), invert="no", center=False).mean()) == pytest.approx(
+        200 / 255, abs=1e-3
+    )
+    assert float(images.preprocess(img, (1, 8, 8), invert="yes", center=False).mean()) == pytest.approx(
+        55 / 255, abs=1e-3
+    )
     assert images.preprocess(img, (64,), center=False).shape == (64,)
     rgb = Image.fromarray(np.zeros((40, 30, 3), np.uint8))
     assert images.preprocess(rgb, (3, 32, 32)).shape == (3, 32, 32)
@@ -105,11 +113,12 @@ def test_sprite_sheet_places_image_i_at_row_i_div_cols():
     from PIL import Image
 
     from vae_core.images import sprite_sheet
+
     imgs = np.stack([np.full((3, 4), i / 10, np.float32) for i in range(7)])  # 7 images -> 3 per row
     png, cols = sprite_sheet(imgs)
     sheet = np.asarray(Image.open(io.BytesIO(png)), np.float32) / 255
     assert cols == 3 and sheet.shape == (3 * 4 - 1, 3 * 5 - 1)  # 1 px gaps
     for i in range(7):
         r, c = divmod(i, cols)
-        np.testing.assert_allclose(sheet[r * 4:r * 4 + 3, c * 5:c * 5 + 4], i / 10, atol=1 / 255)
-    assert (sheet[2 * 4:, 1 * 5:] == 1).all()  # the unused cells are white paper
+        np.testing.assert_allclose(sheet[r * 4 : r * 4 + 3, c * 5 : c * 5 + 4], i / 10, atol=1 / 255)
+    assert (sheet[2 * 4 :, 1 * 5 :] == 1).all()  # the unused cells are white paper

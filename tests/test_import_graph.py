@@ -5,6 +5,7 @@ fresh module object named __main__ that no other module imports: it cannot close
 
 The check is static: every module's source is parsed, each import of a vae_core module is an edge,
 and a depth-first search must find no back edge."""
+
 from __future__ import annotations
 
 import ast
@@ -27,14 +28,20 @@ def _modules() -> dict[str, str]:
 def _is_type_checking(node: ast.If) -> bool:
     t = node.test
     return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
 
 
 def _is_main_block(node: ast.If) -> bool:
     t = node.test
-    return (isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"
-            and len(t.comparators) == 1 and isinstance(t.comparators[0], ast.Constant)
-            and t.comparators[0].value == "__main__")
+    return (
+        isinstance(t, ast.Compare)
+        and isinstance(t.left, ast.Name)
+        and t.left.id == "__name__"
+        and len(t.comparators) == 1
+        and isinstance(t.comparators[0], ast.Constant)
+        and t.comparators[0].value == "__main__"
+    )
 
 
 def _imports(name: str, path: str, modules: dict[str, str]) -> set[str]:
@@ -64,8 +71,14 @@ def _imports(name: str, path: str, modules: dict[str, str]) -> set[str]:
 
     visit(tree)
     # a package's own __init__ runs before any of its modules: not an edge that can close a cycle
-    return {m for m in found if m in modules and m != name and not name.startswith(m + ".")
-            and m not in ("vae_core", "vae_core.lab", "vae_core.js")}
+    return {
+        m
+        for m in found
+        if m in modules
+        and m != name
+        and not name.startswith(m + ".")
+        and m not in ("vae_core", "vae_core.lab", "vae_core.js")
+    }
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -112,11 +125,13 @@ def test_the_search_finds_a_cycle_when_there_is_one():
 def test_the_parser_sees_function_level_imports_and_skips_main_blocks(tmp_path):
     modules = {"pkg.a": "", "pkg.b": "", "pkg.c": "", "pkg.d": ""}
     src = tmp_path / "a.py"
-    src.write_text("from typing import TYPE_CHECKING\n"
-                   "from . import b\n"
-                   "def f():\n    from .c import g\n"
-                   "if TYPE_CHECKING:\n    import pkg.d\n"
-                   "if __name__ == '__main__':\n    import pkg.d\n")
+    src.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from . import b\n"
+        "def f():\n    from .c import g\n"
+        "if TYPE_CHECKING:\n    import pkg.d\n"
+        "if __name__ == '__main__':\n    import pkg.d\n"
+    )
     assert _imports("pkg.a", str(src), modules) == {"pkg.b", "pkg.c"}
     src.write_text("import pkg.d\nif __name__ == '__main__':\n    pass\n")
     assert _imports("pkg.a", str(src), modules) == {"pkg.d"}

@@ -1,4 +1,5 @@
 """Lab estimators (vae_core/lab) against a linear-Gaussian VAE whose answers are known in closed form."""
+
 import math
 
 import numpy as np
@@ -8,10 +9,16 @@ from torch.func import functional_call
 
 from vae_core.config import ModelConfig
 from vae_core.lab.elbo_anatomy import anatomy
-from vae_core.lab.gradients import (_Encode, encoder_params, gradient_samples, loo_baseline,
-                                    variance_curves)
-from vae_core.lab.importance import (draw, estimator_curve, log_grid, log_mean_exp, log_mean_exp_se,
-                                     running_ess, running_log_mean_exp)
+from vae_core.lab.gradients import _Encode, encoder_params, gradient_samples, loo_baseline, variance_curves
+from vae_core.lab.importance import (
+    draw,
+    estimator_curve,
+    log_grid,
+    log_mean_exp,
+    log_mean_exp_se,
+    running_ess,
+    running_log_mean_exp,
+)
 from vae_core.lab.linear_gaussian import LinearGaussian
 from vae_core.losses import kl_diag_gaussian
 from vae_core.model import VAE
@@ -35,6 +42,7 @@ def _q(model, x):
 
 
 # ---------- the linear-Gaussian model itself ----------
+
 
 def test_posterior_and_marginal_satisfy_bayes_rule(lg, x):
     # log p(x) = log p(x|z) + log p(z) - log p(z|x) for every z: ties marginal and posterior together
@@ -62,8 +70,7 @@ def test_vae_wrapper_is_the_same_model(lg, x):
 def test_kl_to_posterior_matches_torch_distributions(lg, x):
     mu, logvar = _q(lg.vae(mean_scale=0.7, logvar_shift=0.5), x)
     mean, cov = lg.posterior(x)
-    ref = D.kl_divergence(D.MultivariateNormal(mu[0], torch.diag(logvar.exp()[0])),
-                          D.MultivariateNormal(mean[0], cov))
+    ref = D.kl_divergence(D.MultivariateNormal(mu[0], torch.diag(logvar.exp()[0])), D.MultivariateNormal(mean[0], cov))
     torch.testing.assert_close(lg.kl_q_posterior(x, mu, logvar)[0], ref)
     assert float(ref) > 0.1  # the perturbed encoder really is off
 
@@ -83,6 +90,7 @@ def test_non_orthogonal_w_is_never_exact():
 
 
 # ---------- log-space helpers ----------
+
 
 def test_running_helpers_match_direct_formulas():
     lw = torch.randn(3, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
@@ -118,6 +126,7 @@ def test_bad_inputs_give_clear_errors(lg, x):
 
 
 # ---------- importance sampling and the ELBO gap ----------
+
 
 def test_q_importance_sampling_converges_to_exact_log_px(lg, x):
     model = lg.vae(mean_scale=0.7, logvar_shift=0.5)
@@ -156,8 +165,8 @@ def test_exact_posterior_has_zero_gap_and_constant_bound(lg, x):
     # every log w equals log p(x) (1e-6: the VAE keeps log sigma in float32)
     assert abs(a.log_px - exact) < 1e-6 and abs(a.elbo_logw - exact) < 1e-6 and a.log_px_se < 1e-8
     np.testing.assert_allclose(a.lk, exact, atol=1e-6)
-    assert np.ptp(a.lk) < 1e-6                                                # L_K constant in K
-    assert abs(a.gap) < 4 * a.recon_se                                        # closed-form-KL ELBO: MC only
+    assert np.ptp(a.lk) < 1e-6  # L_K constant in K
+    assert abs(a.gap) < 4 * a.recon_se  # closed-form-KL ELBO: MC only
 
 
 def test_prior_estimator_unbiased_in_linear_space_but_noisier():
@@ -168,17 +177,18 @@ def test_prior_estimator_unbiased_in_linear_space_but_noisier():
     n, r = 20, 3000
     curves = {p: estimator_curve(model, x, p, n, r, seed=6) for p in ("prior", "posterior")}
     for c in curves.values():
-        p_hat = np.exp(c.log_px[:, -1] - exact)                 # p_hat / p(x), one per repeat, at N = 20
+        p_hat = np.exp(c.log_px[:, -1] - exact)  # p_hat / p(x), one per repeat, at N = 20
         assert abs(p_hat.mean() - 1) < 4 * p_hat.std() / math.sqrt(r)
         assert abs(c.mean_linear()[-1] - exact) < 4 * p_hat.std() / math.sqrt(r)
     prior, post = curves["prior"], curves["posterior"]
-    assert np.all(prior.spread() > 2 * post.spread())            # at every N of the grid
+    assert np.all(prior.spread() > 2 * post.spread())  # at every N of the grid
     assert prior.ess[:, -1].mean() < post.ess[:, -1].mean()
     # its log is biased low (Jensen), visibly so at N = 1
     assert prior.log_px[:, 0].mean() < exact - 4 * prior.log_px[:, 0].std() / math.sqrt(r)
 
 
 # ---------- gradient estimators ----------
+
 
 def _analytic_grad(lg, model, x, params):
     """grad_phi of the closed-form mean_b E_q log p(x_b|z), by autograd through the encoder."""
@@ -194,8 +204,7 @@ def test_gradient_estimators_are_unbiased(lg, estimator, repeats):
     xb = lg.sample_x(3, seed=7)
     params = encoder_params(model, "all")
     exact = _analytic_grad(lg, model, xb, params)
-    (_, g), = gradient_samples(model, xb, params, estimator, [2], repeats,
-                               generator=torch.Generator().manual_seed(8))
+    ((_, g),) = gradient_samples(model, xb, params, estimator, [2], repeats, generator=torch.Generator().manual_seed(8))
     z = (g.mean(0) - exact) / (g.std(0) / math.sqrt(repeats))
     assert float(z.abs().max()) < 4.5, z
 
@@ -220,8 +229,7 @@ def test_vjp_estimators_equal_direct_autograd(estimator):
     xb = (torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(1)) > 0.5).double()
     params = encoder_params(model, "all")
     grid, reps = [2, 3], 4
-    got = dict(gradient_samples(model, xb, params, estimator, grid, reps,
-                                generator=torch.Generator().manual_seed(2)))
+    got = dict(gradient_samples(model, xb, params, estimator, grid, reps, generator=torch.Generator().manual_seed(2)))
     with torch.no_grad():
         mu0, _ = model.encode(xb)
     eps = torch.randn((reps, 3, *mu0.shape), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -235,7 +243,7 @@ def test_vjp_estimators_equal_direct_autograd(estimator):
                 surrogate = model.log_px_given_z(model.decode(z), xb).mean()
             else:
                 z = (mu + torch.exp(0.5 * logvar) * e).detach()
-                f = model.log_px_given_z(model.decode(z), xb).detach()          # (L, B)
+                f = model.log_px_given_z(model.decode(z), xb).detach()  # (L, B)
                 if estimator == "score-loo":
                     f = f - (f.sum(0) - f) / (n - 1)
                 logq = D.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)

@@ -1,4 +1,5 @@
 """Lab pages 1-3 on a tiny checkpoint trained here: each page gets small sizes through render(sizes)."""
+
 import json
 import os
 
@@ -24,6 +25,7 @@ def tiny_cache(tmp_path_factory):
 
 def _page(module: str, sizes: dict | None):
     import importlib
+
     page = importlib.import_module(module)
     page.render(page.Sizes(**sizes)) if sizes is not None else page.render()
 
@@ -60,10 +62,14 @@ def test_a_damaged_report_file_is_rebuilt_and_the_page_shows_the_same_numbers(ti
     from app.lab.report_store import _shared_results
     from vae_core.lab.elbo_anatomy import Anatomy
     from vae_core.lab.report_cache import ReportCacheWarning, load_report
+
     sizes = {"k_max": 30, "repeats": 3, "k_ref": 500}
     first = [m.value for m in _run("app.lab.elbo_anatomy", sizes).metric]
-    (path,) = [p for p in glob.glob(os.path.join(tiny_cache, "*.lab-lab1-*.npz"))  # this image's, of those stored
-               if f"{load_report(p, Anatomy).log_px:.2f} nats" == first[0]]
+    (path,) = [
+        p
+        for p in glob.glob(os.path.join(tiny_cache, "*.lab-lab1-*.npz"))  # this image's, of those stored
+        if f"{load_report(p, Anatomy).log_px:.2f} nats" == first[0]
+    ]
     with open(path, "wb") as f:
         f.write(b"PK\x03\x04 garbage")
     _shared_results.clear()  # as after a server restart: only the disk copy is left
@@ -110,6 +116,7 @@ def test_pages_say_so_when_no_checkpoint(tmp_path, monkeypatch):
 
 def test_importance_table_heading_names_each_size_once():
     from app.lab.importance_sampling import table_heading
+
     assert table_heading(100, 5) == ("At **N = 100** (5 repeats each):", [100])
     assert table_heading(1000, 5) == ("At **N = 1000** (5 repeats each):", [1000])
     assert table_heading(10000, 3) == ("At **N = 1000** and **N = 10000** (3 repeats each):", [1000, 10000])

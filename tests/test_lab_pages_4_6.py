@@ -5,6 +5,7 @@
 2. On a tiny digits model in a temporary cache: nothing is cached, the Train button trains the runs
    through the cache (with a progress bar) and the page then renders.
 """
+
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from vae_core.lab.sweeps import default_runs, is_cached
 
 def _page(module: str):
     import importlib
+
     importlib.import_module(module).render()
 
 
@@ -110,8 +112,7 @@ def test_ae_vs_vae_page_on_shipped_models(shipped):
     for key in ("lab6_map_vae", "lab6_map_ae"):  # issue 12.7: a colour legend, the explorer's colours
         codes = [t for t in _figure(at, key)["data"] if t["name"].startswith("μ(x), label ")]
         assert [t["name"] for t in codes] == [f"μ(x), label {d}" for d in range(10)]
-        assert all(t["marker"]["color"] == label_colour(d) and t.get("showlegend", True)
-                   for d, t in enumerate(codes))
+        assert all(t["marker"]["color"] == label_colour(d) and t.get("showlegend", True) for d, t in enumerate(codes))
     at.number_input(key="lab6_to").set_value(7).run()
     _ok(at)
 

@@ -3,6 +3,7 @@
 Each report is checked for its shapes, for giving the same numbers for the same seed, and against a
 reference computed another way (closed forms where the model makes them exact, the functions the
 report orchestrates called directly)."""
+
 import math
 import warnings
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ def _same(a, b) -> None:
 
 # ---------- lab 4: the sweep report ----------
 
+
 def test_sweep_report_against_its_parts(x):
     models = [_vae(1), _vae(2)]
     r = sweep_report(models, x, reference=1, n_show=4, seed=3)
@@ -85,6 +87,7 @@ def test_sweep_report_against_its_parts(x):
 
 
 # ---------- lab 5: the aggregate-posterior report ----------
+
 
 def _prior_encoder(model: VAE) -> VAE:
     """The same model with q(z|x) = N(0, I) for every x: the encoder's last layer outputs zeros."""
@@ -122,6 +125,7 @@ def test_aggregate_report_shapes_seed_and_elbo_surgery(x):
 
 # ---------- lab 6: autoencoder vs VAE ----------
 
+
 def test_ae_report_against_its_parts(x):
     vae, ae = _vae(6), _vae(7)
     grey = x  # binary images stand in for the grey ones
@@ -149,6 +153,7 @@ def test_interpolation_runs_from_one_reconstruction_to_the_other(x):
 
 # ---------- lab 2: importance sampling ----------
 
+
 def test_importance_report_kl_and_reference(x):
     m = _vae(9)
     r = importance_report(m, x[:1], n_max=50, repeats=3, seed=4)
@@ -171,6 +176,7 @@ def test_toy_report_converges_to_the_exact_log_px():
 
 # ---------- the disk cache ----------
 
+
 @dataclass(frozen=True)
 class Inner:
     a: np.ndarray
@@ -191,8 +197,7 @@ class Outer:
 
 def _outer() -> Outer:
     i = Inner(np.arange(6.0).reshape(2, 3), 0.5)
-    return Outer(i, (i, Inner(np.zeros(0), -1.0)), {"x": i}, {"w": np.array([1, 2], np.int64)}, 3, "β=1",
-                 float("nan"))
+    return Outer(i, (i, Inner(np.zeros(0), -1.0)), {"x": i}, {"w": np.array([1, 2], np.int64)}, 3, "β=1", float("nan"))
 
 
 def test_report_round_trips_through_a_file(tmp_path):
@@ -205,10 +210,12 @@ def test_report_round_trips_through_a_file(tmp_path):
 
 
 def test_real_reports_round_trip(tmp_path, x):
-    for name, cls, r in (("s", SweepReport, sweep_report([_vae(1)], x, n_show=2)),
-                         ("a", AggregateReport, aggregate_report(_vae(2), x, n_prior=20, n_show=2)),
-                         ("e", AEReport, ae_report(_vae(3), _vae(4), x, x, x, x, None, n_samples=10, n_show=2)),
-                         ("i", ImportanceReport, importance_report(_vae(5), x[:1], n_max=20, repeats=2))):
+    for name, cls, r in (
+        ("s", SweepReport, sweep_report([_vae(1)], x, n_show=2)),
+        ("a", AggregateReport, aggregate_report(_vae(2), x, n_prior=20, n_show=2)),
+        ("e", AEReport, ae_report(_vae(3), _vae(4), x, x, x, x, None, n_samples=10, n_show=2)),
+        ("i", ImportanceReport, importance_report(_vae(5), x[:1], n_max=20, repeats=2)),
+    ):
         path = str(tmp_path / f"{name}.npz")
         save_report(path, r)
         _same(load_report(path, cls), r)
@@ -245,6 +252,15 @@ def test_a_damaged_or_foreign_cache_file_is_ignored_and_rebuilt(tmp_path):
 def test_report_key_and_path():
     k = report_key("lab4", ["abc"], {"n": 1, "seed": 0})
     assert k == report_key("lab4", ["abc"], {"seed": 0, "n": 1}) and len(k) == 16
-    assert len({k, report_key("lab4", ["abd"], {"n": 1, "seed": 0}), report_key("lab4", ["abc"], {"n": 2, "seed": 0}),
-                report_key("lab5", ["abc"], {"n": 1, "seed": 0})}) == 4
+    assert (
+        len(
+            {
+                k,
+                report_key("lab4", ["abd"], {"n": 1, "seed": 0}),
+                report_key("lab4", ["abc"], {"n": 2, "seed": 0}),
+                report_key("lab5", ["abc"], {"n": 1, "seed": 0}),
+            }
+        )
+        == 4
+    )
     assert report_path("/c/m_1.safetensors", "lab4", k) == f"/c/m_1.lab-lab4-{k}.npz"

@@ -1,5 +1,6 @@
 """Lab math for pages 4-6 against independent references: closed forms, numerical integrals,
 torch.distributions, permutation tests, brute force. One tiny real sweep checks active units vs beta."""
+
 import math
 
 import numpy as np
@@ -12,32 +13,54 @@ from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import load_dataset
 from vae_core.lab.aggregate import aggregate_kl, hole_scores, log_aggregate_density, marginal_kl, mmd_to_prior
 from vae_core.lab.alignment import aligned_maps, procrustes_align
-from vae_core.lab.compare import (fit_code_gaussian, knn_label_agreement, nearest_distance, reconstruction_error,
-                                  sample_gaussian)
-from vae_core.lab.sweeps import (beta_runs, collapse_runs, default_runs, effective_beta, is_cached,
-                                 objective_runs, summarize, train_runs)
+from vae_core.lab.compare import (
+    fit_code_gaussian,
+    knn_label_agreement,
+    nearest_distance,
+    reconstruction_error,
+    sample_gaussian,
+)
+from vae_core.lab.sweeps import (
+    beta_runs,
+    collapse_runs,
+    default_runs,
+    effective_beta,
+    is_cached,
+    objective_runs,
+    summarize,
+    train_runs,
+)
 from vae_core.losses import kl_diag_gaussian, mmd
 from vae_core.model import VAE
 from vae_core.projection import fit_pca
 
-
 # --- MMD -------------------------------------------------------------------------------------
+
 
 def _mmd2_gaussians(m1, s1, m2, s2, d):
     """Closed-form MMD^2 between N(m1, s1^2 I) and N(m2, s2^2 I) for k(a,b) = exp(-|a-b|^2 / d).
 
     E exp(-|u|^2/g) for u ~ N(m, s^2 I_d) = (1 + 2 s^2/g)^(-d/2) exp(-|m|^2 / (g + 2 s^2)).
     """
+
     def ek(dm2, var):
         return (1 + 2 * var / d) ** (-d / 2) * math.exp(-dm2 / (d + 2 * var))
-    return ek(0.0, 2 * s1 ** 2) + ek(0.0, 2 * s2 ** 2) - 2 * ek(float(((m1 - m2) ** 2).sum()), s1 ** 2 + s2 ** 2)
+
+    return ek(0.0, 2 * s1**2) + ek(0.0, 2 * s2**2) - 2 * ek(float(((m1 - m2) ** 2).sum()), s1**2 + s2**2)
 
 
 def test_mmd_matches_closed_form_for_two_gaussians():
     d, n, g = 4, 1500, torch.Generator().manual_seed(0)
     m2 = torch.tensor([0.8, 0.0, 0.0, 0.0])
-    ests = [float(mmd(torch.randn(n, d, generator=g, dtype=torch.float64),
-                      m2 + 1.3 * torch.randn(n, d, generator=g, dtype=torch.float64))) for _ in range(8)]
+    ests = [
+        float(
+            mmd(
+                torch.randn(n, d, generator=g, dtype=torch.float64),
+                m2 + 1.3 * torch.randn(n, d, generator=g, dtype=torch.float64),
+            )
+        )
+        for _ in range(8)
+    ]
     exact = _mmd2_gaussians(torch.zeros(d), 1.0, m2, 1.3, d)
     se = np.std(ests, ddof=1) / math.sqrt(len(ests))
     assert exact > 0.02
@@ -62,6 +85,7 @@ def test_mmd_to_prior_near_zero_for_prior_samples_and_permutation_reference():
 
 # --- KL(Q || p) ------------------------------------------------------------------------------
 
+
 def test_aggregate_kl_single_gaussian_equals_closed_form():
     mu = torch.tensor([[0.7, -1.2, 0.3]])
     logvar = torch.tensor([[-0.5, 0.4, -1.5]])
@@ -80,7 +104,7 @@ def test_aggregate_kl_1d_mixture_matches_numerical_integral():
     s = np.exp(0.5 * logvar.numpy().ravel())
     comp = np.exp(-0.5 * ((z[:, None] - mu.numpy().ravel()) / s) ** 2) / (s * math.sqrt(2 * math.pi))
     q = comp.mean(1)
-    p = np.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi)
+    p = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
     exact = np.trapezoid(q * (np.log(q + 1e-300) - np.log(p)), z)
     assert abs(r.kl_q_p - exact) < 4 * r.kl_q_p_se + 1e-3, (r.kl_q_p, exact, r.kl_q_p_se)
     # ELBO surgery: mean KL = I(n; z) + KL(Q || p), and I <= log N
@@ -94,7 +118,7 @@ def test_marginal_kl_matches_one_dimensional_aggregate_kl():
     logvar = torch.randn(40, 3, generator=g).double() * 0.3 - 1.0
     per_dim = marginal_kl(mu, logvar, per_x=500, generator=g, chunk=1000)
     for d in range(3):
-        ref = aggregate_kl(mu[:, d:d + 1], logvar[:, d:d + 1], per_x=500, generator=g)
+        ref = aggregate_kl(mu[:, d : d + 1], logvar[:, d : d + 1], per_x=500, generator=g)
         assert abs(float(per_dim[d]) - ref.kl_q_p) < 5 * ref.kl_q_p_se + 1e-3, (d, float(per_dim[d]), ref)
 
 
@@ -102,13 +126,15 @@ def test_log_aggregate_density_matches_torch_mixture():
     g = torch.Generator().manual_seed(3)
     mu, logvar = torch.randn(700, 5, generator=g).double(), torch.randn(700, 5, generator=g).double() * 0.5
     z = torch.randn(1100, 5, generator=g).double() * 1.5
-    mix = MixtureSameFamily(Categorical(logits=torch.zeros(700, dtype=torch.float64)),
-                            Independent(Normal(mu, torch.exp(0.5 * logvar)), 1))
+    mix = MixtureSameFamily(
+        Categorical(logits=torch.zeros(700, dtype=torch.float64)), Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+    )
     torch.testing.assert_close(log_aggregate_density(z, mu, logvar, chunk=300), mix.log_prob(z))
-    torch.testing.assert_close(hole_scores(z, mu, logvar), mix.log_prob(z) - Normal(0., 1.).log_prob(z).sum(-1))
+    torch.testing.assert_close(hole_scores(z, mu, logvar), mix.log_prob(z) - Normal(0.0, 1.0).log_prob(z).sum(-1))
 
 
 # --- alignment -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_procrustes_recovers_known_rotation(reflect):
@@ -127,6 +153,7 @@ def test_procrustes_recovers_known_rotation(reflect):
 
 def test_pca_matches_sklearn_and_aligned_maps_undo_a_latent_rotation():
     from sklearn.decomposition import PCA as SkPCA
+
     g = np.random.default_rng(1)
     mu = g.normal(size=(300, 6)) * [4, 2, 1, 0.5, 0.2, 0.1]
     p = fit_pca(mu)
@@ -140,10 +167,13 @@ def test_pca_matches_sklearn_and_aligned_maps_undo_a_latent_rotation():
 
 # --- AE vs VAE helpers -----------------------------------------------------------------------
 
+
 def test_code_gaussian_round_trip_and_nearest_distance_brute_force():
     g = torch.Generator().manual_seed(4)
     a = torch.tensor([[2.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.5, 3.0]])
-    codes = torch.randn(20000, 3, generator=g, dtype=torch.float64) @ a.double() + torch.tensor([1., -2., 0.5]).double()
+    codes = (
+        torch.randn(20000, 3, generator=g, dtype=torch.float64) @ a.double() + torch.tensor([1.0, -2.0, 0.5]).double()
+    )
     m, c = fit_code_gaussian(codes)
     z = sample_gaussian(m, c, 20000, generator=g)
     torch.testing.assert_close(z.mean(0), m, atol=0.06, rtol=0)
@@ -177,6 +207,7 @@ def test_reconstruction_error_against_bce_and_mse():
 
 # --- sweeps ----------------------------------------------------------------------------------
 
+
 def test_effective_beta_is_the_gradient_ratio_of_the_mean_loss():
     """D * (mean-BCE + beta KL) has the same gradient as sum-BCE + beta_eff KL."""
     torch.manual_seed(0)
@@ -201,6 +232,7 @@ def test_effective_beta_is_the_gradient_ratio_of_the_mean_loss():
 
 def test_run_configs_change_one_thing():
     from vae_core.cache import DEFAULT_MODEL, DEFAULT_TRAIN
+
     runs = default_runs()
     assert len({r.train for r in runs}) == len(runs) == 9
     for r in runs:
@@ -221,8 +253,7 @@ def test_beta_sweep_active_units_fall_as_beta_grows(tmp_path):
     tc = TrainConfig(dataset="digits", epochs=25, batch_size=64, lr=3e-3, seed=0)
     runs = beta_runs(mc, tc, betas=(0.1, 1.0, 8.0, 30.0), epochs=25)
     fractions = []
-    ckpts = train_runs(runs, data, cache_dir=str(tmp_path), device="cpu",
-                       progress=lambda f, msg: fractions.append(f))
+    ckpts = train_runs(runs, data, cache_dir=str(tmp_path), device="cpu", progress=lambda f, msg: fractions.append(f))
     assert all(is_cached(r, data, str(tmp_path)) for r in runs)
     assert fractions[-1] == pytest.approx(1.0) and fractions == sorted(fractions)
     x = data.x_test
@@ -241,6 +272,7 @@ def test_lambda_changes_only_the_mmd_run():
     """Lab 5's λ slider: the β=1 VAE and the autoencoder stay the cache entries they are (issue 12.5)."""
     from vae_core.cache import DEFAULT_MODEL
     from vae_core.cache import DEFAULT_TRAIN as T
+
     a, b = objective_runs(DEFAULT_MODEL, T), objective_runs(DEFAULT_MODEL, T, mmd_weight=10.0)
     assert a["vae"].train == b["vae"].train and a["ae"].train == b["ae"].train
     assert b["mmd"].train.mmd_weight == 10.0 and b["mmd"].train.objective == "mmd"

@@ -1,5 +1,6 @@
 """vae_core.latent against independent references: geometry of lerp/slerp, Gaussian quantiles,
 the per-point ELBO against torch.distributions and a hand-written importance sampler."""
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,9 @@ def test_slerp_stays_on_the_great_circle_with_constant_angular_speed():
 
 def test_slerp_falls_back_to_lerp_when_parallel_or_zero():
     z0 = torch.tensor([1.0, 1.0])
-    torch.testing.assert_close(latent.slerp(z0, 2 * z0, torch.tensor([0.5])), latent.lerp(z0, 2 * z0, torch.tensor([0.5])))
+    torch.testing.assert_close(
+        latent.slerp(z0, 2 * z0, torch.tensor([0.5])), latent.lerp(z0, 2 * z0, torch.tensor([0.5]))
+    )
     torch.testing.assert_close(latent.slerp(torch.zeros(2), z0, torch.tensor([0.5])), torch.tensor([[0.5, 0.5]]))
 
 
@@ -62,7 +65,7 @@ def test_traversal_grid_moves_one_dim_per_row():
 def test_manifold_grid_uses_gaussian_quantiles():
     g = latent.manifold_grid(5, (0.05, 0.95))
     q = norm.ppf(np.linspace(0.05, 0.95, 5))
-    np.testing.assert_allclose(g[0, :, 0].numpy(), q, atol=1e-5)        # z1 increases to the right
+    np.testing.assert_allclose(g[0, :, 0].numpy(), q, atol=1e-5)  # z1 increases to the right
     np.testing.assert_allclose(g[:, 0, 1].numpy(), q[::-1], atol=1e-5)  # z2 decreases downwards
     assert g.shape == (5, 5, 2)
 

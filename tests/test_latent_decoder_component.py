@@ -1,6 +1,7 @@
 """latent_decoder's Python side without a browser: what each rerun sends ({z, rev} of the ZSync, the
 slider range and step, the debug flag), and how a browser report reaches the ZSync; server mode: the
 pixels sent are PyTorch's decode of z. The protocol itself: tests/test_z_sync.py."""
+
 from __future__ import annotations
 
 import base64
@@ -72,25 +73,34 @@ def _reported(msg, state: str):
 
     from app.components.latent_decoder import _on_report
     from app.components.z_sync import ZSync
+
     sync = ZSync([0.0, 0.0])  # rev 1
     st.session_state[state] = {"z": msg}
     _on_report(state, sync)
     st.session_state["out"] = (sync.z, sync.rev)
 
 
-@pytest.mark.parametrize("msg, want", [({"z": [1.0, -2.0], "rev": 1}, ([1.0, -2.0], 1)),
-                                       ({"z": [1.0, -2.0], "rev": 0}, ([0.0, 0.0], 1)),   # stale
-                                       ([1.0, -2.0], ([0.0, 0.0], 1))])                  # old format
+@pytest.mark.parametrize(
+    "msg, want",
+    [
+        ({"z": [1.0, -2.0], "rev": 1}, ([1.0, -2.0], 1)),
+        ({"z": [1.0, -2.0], "rev": 0}, ([0.0, 0.0], 1)),  # stale
+        ([1.0, -2.0], ([0.0, 0.0], 1)),
+    ],
+)  # old format
 def test_the_trigger_reports_into_the_zsync(msg, want):
     at = AppTest.from_function(_reported, args=(msg, "dec_state"), default_timeout=300).run()
     assert not at.exception
     assert at.session_state["out"] == want
 
 
-@pytest.mark.parametrize("z_len, n_labels, match", [(3, 2, "z has 3 values, the decoder takes latent_dim=2"),
-                                                    (2, 1, "need one entry per latent dim")])
+@pytest.mark.parametrize(
+    "z_len, n_labels, match",
+    [(3, 2, "z has 3 values, the decoder takes latent_dim=2"), (2, 1, "need one entry per latent dim")],
+)
 def test_bad_arguments_fail_with_a_clear_message(z_len, n_labels, match):
     from streamlit import config
+
     # the served config hides error details from browsers (client.showErrorDetails = "none");
     # this test reads the developer's message, so it shows them for its own run
     old = config.get_option("client.showErrorDetails")

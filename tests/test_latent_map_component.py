@@ -5,6 +5,7 @@ The star the browser places while a slider moves must land where the server woul
 browser's plane / PCA / UMAP-kNN placement is checked against the Python transforms on the same
 base64 payload the component receives.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,13 +38,18 @@ process.stdout.write(JSON.stringify({
   labels: Array.from(new LABELS[payload.labels_dtype](b64ToBytes(payload.labels).buffer)), index: Array.from(i32(payload.index)),
   ticks: ticks(-2.7, 3.1),
 }));
-"""
+"""  # noqa: E501
 
 
 def run_js(payload: dict, spec: dict, zs: np.ndarray) -> dict:
     src = _RUNNER % json.dumps("file://" + os.path.abspath(PROJECT_JS))
-    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True,
-                          input=json.dumps({"payload": payload, "spec": spec, "zs": zs.tolist()}), timeout=300)
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", src],
+        capture_output=True,
+        text=True,
+        input=json.dumps({"payload": payload, "spec": spec, "zs": zs.tolist()}),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -61,12 +67,14 @@ def clustered_means(n=400, k=6, seed=0) -> tuple[np.ndarray, np.ndarray, np.ndar
 def queries(means: np.ndarray, seed=1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     k = means.shape[1]
-    return np.concatenate([
-        means[:3].astype(np.float64),                           # exactly a plotted mean: its own position
-        means[3:8] + rng.normal(0, 0.05, (5, k)),                # near a mean
-        rng.normal(0, 1.5, (10, k)),                             # between clusters
-        np.full((1, k), 9.0),                                    # far outside (the slider corner and beyond)
-    ])
+    return np.concatenate(
+        [
+            means[:3].astype(np.float64),  # exactly a plotted mean: its own position
+            means[3:8] + rng.normal(0, 0.05, (5, k)),  # near a mean
+            rng.normal(0, 1.5, (10, k)),  # between clusters
+            np.full((1, k), 9.0),  # far outside (the slider corner and beyond)
+        ]
+    )
 
 
 @needs_node
@@ -92,8 +100,9 @@ def test_pca_and_plane_placement_match_python():
     for k in (1, 2):
         m2 = means[:, :k]
         plane = LatentPlane(k)
-        js = run_js(points_payload(plane.transform(m2), lab, np.arange(len(m2)), m2), projection_spec(plane, k),
-                    zs[:, :k])
+        js = run_js(
+            points_payload(plane.transform(m2), lab, np.arange(len(m2)), m2), projection_spec(plane, k), zs[:, :k]
+        )
         np.testing.assert_allclose(np.array(js["out"]), plane.transform(zs[:, :k]), atol=1e-12)
 
 
@@ -119,8 +128,10 @@ def test_points_payload_round_trips_and_rejects_mismatched_arrays():
 
 
 @needs_node
-@pytest.mark.parametrize("labels, dtype", [(np.arange(60) % 10, "u1"), (np.r_[np.full(30, -1), np.arange(30)], "i2"),
-                                           (np.arange(60) * 1000, "i4")])
+@pytest.mark.parametrize(
+    "labels, dtype",
+    [(np.arange(60) % 10, "u1"), (np.r_[np.full(30, -1), np.arange(30)], "i2"), (np.arange(60) * 1000, "i4")],
+)
 def test_labels_go_in_the_smallest_integer_type_and_decode_in_the_browser(labels, dtype):
     means, emb, _ = clustered_means(n=60, k=4)
     p = points_payload(emb, labels, np.arange(60), means)

@@ -1,6 +1,7 @@
 """The latent map's point machinery (app/components/latent_map/points.mjs, run by node) against
 numpy: grid picking against a brute-force nearest search, the density image against
 np.histogram2d, value colours against matplotlib's viridis."""
+
 from __future__ import annotations
 
 import base64
@@ -34,14 +35,15 @@ process.stdout.write(JSON.stringify({
   colours: Array.from(colours),
   inView: countInView(xy, n, a.view, colours),
 }));
-"""
+"""  # noqa: E501
 
 
 def run(**a) -> dict:
     src = _RUNNER % json.dumps("file://" + os.path.abspath(POINTS_JS))
     a = {"perCell": 4, "hidden": [], "range": None, **a}
-    proc = subprocess.run([NODE, "--input-type=module", "-e", src], capture_output=True, text=True,
-                          input=json.dumps(a), timeout=300)
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", src], capture_output=True, text=True, input=json.dumps(a), timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -63,7 +65,7 @@ def brute_nearest(sxy, q, hit, ok):
     d = ((sxy - q) ** 2).sum(1)
     d[~ok] = np.inf
     i = int(np.argmin(d))  # argmin: the lowest index among ties, as points.mjs
-    return i if d[i] <= hit ** 2 else None
+    return i if d[i] <= hit**2 else None
 
 
 @pytest.mark.parametrize("per_cell", [1, 4, 50])
@@ -73,9 +75,21 @@ def test_grid_picking_finds_the_nearest_visible_point_as_a_brute_force_search(pe
     sxy = screen(xy.astype(np.float64), t)
     queries = np.concatenate([sxy[:40] + rng.normal(0, 3, (40, 2)), rng.uniform(0, 800, (60, 2))])
     hidden = [2]
-    out = run(xy=xy.ravel().tolist(), labels=labels.tolist(), classes=classes, t=t, queries=queries.tolist(), hit=9,
-              hidden=hidden, values=[0] * len(xy), box={"x": 0, "y": 0, "w": 800, "h": 600}, w=40, h=30,
-              view={"x0": -1, "x1": 1, "y0": -1, "y1": 1}, perCell=per_cell)
+    out = run(
+        xy=xy.ravel().tolist(),
+        labels=labels.tolist(),
+        classes=classes,
+        t=t,
+        queries=queries.tolist(),
+        hit=9,
+        hidden=hidden,
+        values=[0] * len(xy),
+        box={"x": 0, "y": 0, "w": 800, "h": 600},
+        w=40,
+        h=30,
+        view={"x0": -1, "x1": 1, "y0": -1, "y1": 1},
+        perCell=per_cell,
+    )
     ok = labels != 2
     want = [brute_nearest(sxy, q, 9, ok) for q in queries]
     assert out["picked"] == want
@@ -92,8 +106,19 @@ def test_grid_picking_finds_the_nearest_visible_point_as_a_brute_force_search(pe
 def test_density_image_counts_match_a_2d_histogram():
     xy, labels, classes, t = scene(5000, seed=2)
     box, w, h = {"x": 40, "y": 20, "w": 700, "h": 500}, 35, 25
-    out = run(xy=xy.ravel().tolist(), labels=labels.tolist(), classes=classes, t=t, queries=[], hit=9,
-              values=[0] * len(xy), box=box, w=w, h=h, view={"x0": 0, "x1": 1, "y0": 0, "y1": 1})
+    out = run(
+        xy=xy.ravel().tolist(),
+        labels=labels.tolist(),
+        classes=classes,
+        t=t,
+        queries=[],
+        hit=9,
+        values=[0] * len(xy),
+        box=box,
+        w=w,
+        h=h,
+        view={"x0": 0, "x1": 1, "y0": 0, "y1": 1},
+    )
     sxy = screen(xy.astype(np.float64), t)
     gx, gy = np.floor((sxy[:, 0] - box["x"]) * w / box["w"]), np.floor((sxy[:, 1] - box["y"]) * h / box["h"])
     keep = (gx >= 0) & (gx < w) & (gy >= 0) & (gy < h)
@@ -107,16 +132,38 @@ def test_value_colours_follow_viridis_and_hidden_labels_are_transparent():
     mpl = pytest.importorskip("matplotlib")
     xy, labels, classes, t = scene(200, seed=3)
     values = np.linspace(-2, 5, len(xy))
-    out = run(xy=xy.ravel().tolist(), labels=labels.tolist(), classes=classes, t=t, queries=[], hit=9, hidden=[1],
-              values=values.tolist(), range=[-1.0, 4.0], box={"x": 0, "y": 0, "w": 10, "h": 10}, w=2, h=2,
-              view={"x0": 0, "x1": 1, "y0": 0, "y1": 1})
+    out = run(
+        xy=xy.ravel().tolist(),
+        labels=labels.tolist(),
+        classes=classes,
+        t=t,
+        queries=[],
+        hit=9,
+        hidden=[1],
+        values=values.tolist(),
+        range=[-1.0, 4.0],
+        box={"x": 0, "y": 0, "w": 10, "h": 10},
+        w=2,
+        h=2,
+        view={"x0": 0, "x1": 1, "y0": 0, "y1": 1},
+    )
     rgba = np.array(out["colours"]).reshape(-1, 4)
     want = np.array(mpl.colormaps["viridis"](np.clip((values + 1) / 5, 0, 1)))[:, :3] * 255
     assert np.abs(rgba[:, :3] - want).max() <= 6  # 17 stops, linear between them
     assert (rgba[labels == 1, 3] == 0).all() and (rgba[labels != 1, 3] > 0).all()
-    by_label = run(xy=xy.ravel().tolist(), labels=labels.tolist(), classes=classes, t=t, queries=[], hit=9,
-                   values=values.tolist(), box={"x": 0, "y": 0, "w": 10, "h": 10}, w=2, h=2,
-                   view={"x0": 0, "x1": 1, "y0": 0, "y1": 1})
+    by_label = run(
+        xy=xy.ravel().tolist(),
+        labels=labels.tolist(),
+        classes=classes,
+        t=t,
+        queries=[],
+        hit=9,
+        values=values.tolist(),
+        box={"x": 0, "y": 0, "w": 10, "h": 10},
+        w=2,
+        h=2,
+        view={"x0": 0, "x1": 1, "y0": 0, "y1": 1},
+    )
     rgb = np.array(by_label["colours"]).reshape(-1, 4)[:, :3]
     np.testing.assert_array_equal(rgb, 255 * np.eye(3, dtype=int)[labels])
 
@@ -125,6 +172,7 @@ def test_the_binary_data_unpacks_to_the_header_and_aligned_arrays():
     """latent_map.pack_data (Python) -> points.mjs unpack (the browser): the header as sent, every
     blob back bit for bit in its own dtype, whatever the header's length."""
     from app.components.latent_map import pack_data
+
     rng = np.random.default_rng(5)
     xy = rng.normal(size=(7, 2)).astype("<f4")
     labels = np.array([0, 3, 255, 1, 2, 9, 4], "<u1")
@@ -132,12 +180,19 @@ def test_the_binary_data_unpacks_to_the_header_and_aligned_arrays():
     for pad in ("", "x", "xyz"):  # header lengths that leave the blob area at different offsets
         header = {"key": "m" + pad, "z": [0.5, -1.0], "points": {"n_total": 7}}
         blob = pack_data(header, {"xy": xy.tobytes(), "labels": labels.tobytes(), "index": index.tobytes()})
-        src = ("import { unpack } from %s;\n" % json.dumps("file://" + os.path.abspath(POINTS_JS)) +
-               "const d = unpack(new Uint8Array(Buffer.from(process.argv[1], 'base64')));  // a Uint8Array, as Streamlit gives\n"
-               "console.log(JSON.stringify({ key: d.key, z: d.z, points: d.points, xy: Array.from(d.blob('xy', Float32Array)),"
-               " labels: Array.from(d.blob('labels', Uint8Array)), index: Array.from(d.blob('index', Int32Array)) }));")
-        proc = subprocess.run([NODE, "--input-type=module", "-e", src, base64.b64encode(blob).decode()],
-                              capture_output=True, text=True, timeout=300)
+        src = (
+            "import { unpack } from %s;\n"  # noqa: UP031
+            % json.dumps("file://" + os.path.abspath(POINTS_JS))
+            + "const d = unpack(new Uint8Array(Buffer.from(process.argv[1], 'base64')));  // a Uint8Array, as Streamlit gives\n"  # noqa: E501
+            "console.log(JSON.stringify({ key: d.key, z: d.z, points: d.points, xy: Array.from(d.blob('xy', Float32Array)),"  # noqa: E501
+            " labels: Array.from(d.blob('labels', Uint8Array)), index: Array.from(d.blob('index', Int32Array)) }));"
+        )
+        proc = subprocess.run(
+            [NODE, "--input-type=module", "-e", src, base64.b64encode(blob).decode()],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert (out["key"], out["z"], out["points"]) == (header["key"], header["z"], header["points"])
@@ -148,10 +203,16 @@ def test_the_binary_data_unpacks_to_the_header_and_aligned_arrays():
 
 def run_js(expr: str, arg) -> object:
     """Evaluate `expr` (in which `a` is arg, and points.mjs' exports are in scope) with node."""
-    src = ("import * as P from %s;\nconst a = JSON.parse(process.argv[1]);\n" % json.dumps("file://" + os.path.abspath(POINTS_JS))
-           + "const { viewTransform, edgeMarker } = P;\nconsole.log(JSON.stringify(" + expr + "));")
-    proc = subprocess.run([NODE, "--input-type=module", "-e", src, json.dumps(arg)], capture_output=True, text=True,
-                          timeout=300)
+    src = (
+        "import * as P from %s;\nconst a = JSON.parse(process.argv[1]);\n"  # noqa: UP031
+        % json.dumps("file://" + os.path.abspath(POINTS_JS))
+        + "const { viewTransform, edgeMarker } = P;\nconsole.log(JSON.stringify("
+        + expr
+        + "));"
+    )
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", src, json.dumps(arg)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -186,5 +247,7 @@ def test_a_star_off_the_map_is_marked_on_the_border_pointing_at_it():
         d, e = np.array([sx - cx, sy - cy], float), np.array([m["x"] - cx, m["y"] - cy])
         assert abs(d[0] * e[1] - d[1] * e[0]) <= 1e-6 * np.linalg.norm(d) * np.linalg.norm(e) and d @ e > 0
         assert m["angle"] == pytest.approx(np.arctan2(d[1], d[0]))
-    inside = run_js("[edgeMarker(60, 20, a.box), edgeMarker(650, 410, a.box), edgeMarker(351, 211, a.box)]", {"box": box})
+    inside = run_js(
+        "[edgeMarker(60, 20, a.box), edgeMarker(650, 410, a.box), edgeMarker(351, 211, a.box)]", {"box": box}
+    )
     assert inside == [None, None, None]

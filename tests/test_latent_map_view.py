@@ -1,6 +1,7 @@
 """The map's data on the server side: the collapse flags (vae_core.latent's rule and named thresholds),
 which maps are equal-aspect (the component and the plotly map_figure), the shared label palette, the
 measurement-hooks flag in the component's data, and the Explorer sending a big map alone first."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def test_collapse_flags_are_vae_core_latents_rule_with_the_named_thresholds():
     kl = [1.0, 1.0, 1.0, KL_COLLAPSED_NATS * 0.99, KL_COLLAPSED_NATS * 1.01, 1.0]
     view = _view(means, kl)
     assert view.collapsed == [False, False, True, True, False, True]
-    assert view.collapsed == collapsed_dims(kl, mean_variance(torch.from_numpy(means)), kl_threshold=KL_COLLAPSED_NATS,
-                                            var_threshold=ACTIVE_VAR_THRESHOLD)
+    assert view.collapsed == collapsed_dims(
+        kl, mean_variance(torch.from_numpy(means)), kl_threshold=KL_COLLAPSED_NATS, var_threshold=ACTIVE_VAR_THRESHOLD
+    )
     assert view.slider_labels()[2] == "z3 · KL 1.00 · collapsed"
 
 
@@ -68,7 +70,7 @@ def test_map_figure_is_equal_aspect_for_pca_and_coloured_by_the_shared_palette()
 
 def _unpack(blob: bytes) -> dict:
     n = int.from_bytes(blob[:4], "little")
-    return json.loads(blob[4:4 + n])
+    return json.loads(blob[4 : 4 + n])
 
 
 def _map_data(at: AppTest) -> dict:
@@ -82,9 +84,16 @@ def _tiny_map_app():
     import numpy as np  # noqa: F811  (AppTest runs this function's source as the script)
 
     from app.components.latent_map import classes_for, latent_map, points_payload
+
     xy = np.arange(20, dtype=np.float32).reshape(10, 2)
-    latent_map(points_payload(xy, np.arange(10) % 2, np.arange(10), xy), 10, {"kind": "plane", "k": 2},
-               classes_for(np.arange(10) % 2), ("x", "y"), key="m")
+    latent_map(
+        points_payload(xy, np.arange(10) % 2, np.arange(10), xy),
+        10,
+        {"kind": "plane", "k": 2},
+        classes_for(np.arange(10) % 2),
+        ("x", "y"),
+        key="m",
+    )
 
 
 @pytest.mark.parametrize("env, hooks", [(None, False), ("1", True), ("0", False)])
@@ -102,10 +111,11 @@ def test_the_map_installs_its_measurement_hooks_only_with_vae_debug_hooks(monkey
 @pytest.fixture(scope="module")
 def big_cache(tmp_path_factory):
     """A checkpoint whose test set has just over MAP_ALONE_ABOVE images (8 x 8), with its map cache."""
-    from tests.harness.map_bench import explorer_checkpoint
     from app.views.explorer import MAP_ALONE_ABOVE
+    from tests.harness.map_bench import explorer_checkpoint
     from vae_core.config import ModelConfig, TrainConfig
     from vae_core.model import VAE
+
     folder = tmp_path_factory.mktemp("big")
     n = MAP_ALONE_ABOVE + 500
     rng = np.random.default_rng(0)
@@ -113,8 +123,9 @@ def big_cache(tmp_path_factory):
     images = np.clip(rng.integers(0, 256, (10, 8, 8))[labels] + rng.normal(0, 30, (n, 8, 8)), 0, 255).astype(np.uint8)
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=3, hidden=(16,))).eval()
-    explorer_checkpoint(str(folder), model, TrainConfig(dataset="digits", epochs=1), images, labels,
-                        {"kl_per_dim": [1.0, 0.5, 0.2]})
+    explorer_checkpoint(
+        str(folder), model, TrainConfig(dataset="digits", epochs=1), images, labels, {"kl_per_dim": [1.0, 0.5, 0.2]}
+    )
     return str(folder), n
 
 
@@ -122,8 +133,11 @@ def test_a_big_map_is_sent_alone_first_and_the_panels_follow_on_the_next_run(big
     folder, n = big_cache
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", folder)
     monkeypatch.setenv("VAE_DATA_ROOTS", folder)
-    at = AppTest.from_string("import streamlit as st\nfrom app.views import explorer\n"
-                             "st.set_page_config(layout='wide')\nexplorer.render()\n", default_timeout=TIMEOUT)
+    at = AppTest.from_string(
+        "import streamlit as st\nfrom app.views import explorer\n"
+        "st.set_page_config(layout='wide')\nexplorer.render()\n",
+        default_timeout=TIMEOUT,
+    )
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     first = _map_data(at)

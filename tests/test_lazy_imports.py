@@ -1,6 +1,7 @@
 """The explorer's first paint needs no torch: the page table, the sidebar picker, checkpoint headers and
 the projection cache load without it (torch alone costs 2-3 s on this machine). And the torch-free map
 data equals what the model-backed path computes."""
+
 from __future__ import annotations
 
 import importlib
@@ -43,9 +44,14 @@ print(json.dumps({{"torch": "torch" in sys.modules, "rows": len(rows), "umap": c
 
 def test_first_paint_imports_and_calls_leave_torch_unloaded():
     """In a fresh process: a top-level `import torch` added anywhere on this path fails here."""
-    out = subprocess.run([sys.executable, "-c", FIRST_PAINT], cwd=REPO, capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "PYTHONPATH": REPO,
-                                           "VAE_CHECKPOINT_DIR": os.path.dirname(SHIPPED)})
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_PAINT],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": REPO, "VAE_CHECKPOINT_DIR": os.path.dirname(SHIPPED)},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"torch": False, "rows": got["rows"], "umap": True, "view": True, "pages": 13}
@@ -55,10 +61,11 @@ def test_first_paint_imports_and_calls_leave_torch_unloaded():
 def test_page_table_names_importable_modules_with_render():
     from app.lab import PAGES as LAB_PAGES
     from app.views import PAGES
+
     rows = PAGES + LAB_PAGES
     assert PAGES[0][:2] == ("explorer", "Latent explorer")  # the default page
     assert len({slug for slug, *_ in rows}) == len(rows)
-    for slug, title, icon, module in rows:
+    for _slug, _title, _icon, module in rows:
         assert callable(importlib.import_module(module).render), module
 
 
@@ -69,11 +76,12 @@ def test_lazy_package_exports_resolve():
     assert set(vae_core.__all__) <= set(dir(vae_core))
     assert vae_core.losses is importlib.import_module("vae_core.losses")  # submodules too
     with pytest.raises(AttributeError):
-        vae_core.no_such_name
+        vae_core.no_such_name  # noqa: B018
 
 
 def test_map_view_from_cache_equals_the_model_backed_view():
     from app.views.latent_data import map_view_from_cache, model_view
+
     fast, slow = map_view_from_cache(SHIPPED), model_view(load_checkpoint(SHIPPED))
     assert fast is not None
     for name in ("index", "labels", "means"):
@@ -88,6 +96,7 @@ def test_map_view_from_cache_is_none_without_a_usable_cache(tmp_path):
 
     from app.views.latent_data import map_view_from_cache
     from vae_core.projection_cache import cache_path_for
+
     path = str(tmp_path / os.path.basename(SHIPPED))
     shutil.copy(SHIPPED, path)
     assert map_view_from_cache(path) is None  # no cache beside it
@@ -97,4 +106,3 @@ def test_map_view_from_cache_is_none_without_a_usable_cache(tmp_path):
         f.seek(-4, 2)
         f.write(b"\x00\x00\x80\x3f")
     assert map_view_from_cache(path) is None
-

@@ -1,4 +1,5 @@
 """Each decoder log-density against torch.distributions (nats, constants included, summed per example)."""
+
 from __future__ import annotations
 
 import decimal
@@ -76,8 +77,9 @@ def test_continuous_bernoulli_near_zero_logits_taylor_branch(dtype, tol):
     lk._cb_log_norm(a_req).sum().backward()
     assert torch.isfinite(a_req.grad).all()
     a64 = a.double()
-    torch.testing.assert_close(a_req.grad.double(), a64 / 6 - 7 * a64 ** 3 / 360, rtol=0,
-                               atol=1e-8 if dtype == torch.float64 else 1e-4)
+    torch.testing.assert_close(
+        a_req.grad.double(), a64 / 6 - 7 * a64**3 / 360, rtol=0, atol=1e-8 if dtype == torch.float64 else 1e-4
+    )
 
 
 @pytest.mark.parametrize("shape, e", SHAPES)
@@ -106,8 +108,9 @@ def _model_case(cfg, seed=4):
 @pytest.mark.parametrize("input_shape", [(1, 4, 5), (12,)])
 @pytest.mark.parametrize("sigma_mode", ["shared", "per-pixel"])
 def test_model_learned_sigma_wiring(input_shape, sigma_mode):
-    cfg = ModelConfig(input_shape=input_shape, latent_dim=2, hidden=(), likelihood="gaussian-learned",
-                      sigma_mode=sigma_mode)
+    cfg = ModelConfig(
+        input_shape=input_shape, latent_dim=2, hidden=(), likelihood="gaussian-learned", sigma_mode=sigma_mode
+    )
     m, out, x = _model_case(cfg)
     assert m.log_sigma.numel() == (1 if sigma_mode == "shared" else cfg.input_dim)
     scale = m.log_sigma.detach().exp()
@@ -120,12 +123,13 @@ def test_model_learned_sigma_wiring(input_shape, sigma_mode):
 def test_model_fixed_likelihood_wiring(likelihood):
     cfg = ModelConfig(input_shape=(1, 4, 5), latent_dim=2, hidden=(), likelihood=likelihood, sigma=0.3)
     m, out, x = _model_case(cfg)
-    ref_dist = {"bernoulli": lambda: td.Bernoulli(logits=out, validate_args=False),
-                "continuous-bernoulli": lambda: td.ContinuousBernoulli(logits=out),
-                "gaussian": lambda: td.Normal(out, torch.full_like(out, 0.3))}[likelihood]()
+    ref_dist = {
+        "bernoulli": lambda: td.Bernoulli(logits=out, validate_args=False),
+        "continuous-bernoulli": lambda: td.ContinuousBernoulli(logits=out),
+        "gaussian": lambda: td.Normal(out, torch.full_like(out, 0.3)),
+    }[likelihood]()
     # rtol 1e-7: the fixed log sigma buffer is computed in float32 before .double()
-    torch.testing.assert_close(m.log_px_given_z(out, x), _ref_sum(ref_dist, x.expand_as(out), 3),
-                               rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(m.log_px_given_z(out, x), _ref_sum(ref_dist, x.expand_as(out), 3), rtol=1e-7, atol=1e-9)
     # the displayed image is the distribution's mean
     torch.testing.assert_close(m.likelihood.mean(out), ref_dist.mean, rtol=1e-6, atol=1e-6)
 
@@ -177,8 +181,30 @@ def _cb_mean_decimal(a: float) -> float:
         return float(lam / (2 * lam - one) + one / (2 * artanh))
 
 
-CB_LOGITS = [20.0, -30.0, 30.0, -20.0, 0.0, 1e-8, -1e-6, 3e-4, -0.0099, 0.0999, -0.1001, 0.5, -0.999,
-             1.0, 1.0001, -1.5, 5.0, 15.9, 36.0, -60.0, 88.0, -100.0]
+CB_LOGITS = [
+    20.0,
+    -30.0,
+    30.0,
+    -20.0,
+    0.0,
+    1e-8,
+    -1e-6,
+    3e-4,
+    -0.0099,
+    0.0999,
+    -0.1001,
+    0.5,
+    -0.999,
+    1.0,
+    1.0001,
+    -1.5,
+    5.0,
+    15.9,
+    36.0,
+    -60.0,
+    88.0,
+    -100.0,
+]
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-14), (torch.float32, 3e-7)])
@@ -207,6 +233,7 @@ def test_continuous_bernoulli_mean_is_monotone_and_inside_the_unit_interval():
 
 # --- descriptions and binarization --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", lk.NAMES)
 def test_every_description_says_which_data_for_every_binarization(name):
     """Binarized targets are described as binarized for every likelihood, grey levels never are."""
@@ -223,12 +250,15 @@ def test_every_description_says_which_data_for_every_binarization(name):
 
 
 def test_exact_descriptions_of_the_old_cases_are_unchanged():
-    assert target_description("bernoulli", "dynamic") == ("Bernoulli log-likelihood of stochastically binarized "
-                                                           "data (test set: one seeded draw)")
-    assert target_description("gaussian", "none") == ("Gaussian log-density (fixed sigma) of real-valued pixels, "
-                                                       "constants included")
-    assert target_description("gaussian", "fixed") == ("Gaussian log-density (fixed sigma) of binarized data "
-                                                        "(x > 0.5), constants included")
+    assert target_description("bernoulli", "dynamic") == (
+        "Bernoulli log-likelihood of stochastically binarized data (test set: one seeded draw)"
+    )
+    assert target_description("gaussian", "none") == (
+        "Gaussian log-density (fixed sigma) of real-valued pixels, constants included"
+    )
+    assert target_description("gaussian", "fixed") == (
+        "Gaussian log-density (fixed sigma) of binarized data (x > 0.5), constants included"
+    )
 
 
 def test_binarize_rule():
@@ -245,6 +275,13 @@ def test_registry_imports_without_torch():
     """config validates likelihood names in processes that never load torch (checkpoint headers)."""
     code = "import sys, vae_core.likelihoods, vae_core.config; print('torch' in sys.modules)"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": root}, cwd=root, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": root},
+        cwd=root,
+        check=False,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

@@ -1,4 +1,5 @@
 """Loss math against independent references: torch.distributions, Monte Carlo, closed forms."""
+
 from __future__ import annotations
 
 import math
@@ -20,6 +21,7 @@ def _q(mu, logvar):
 
 
 # --- closed-form KL --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_kl_matches_torch_distributions_per_dim(dtype):
@@ -51,8 +53,10 @@ def test_kl_matches_monte_carlo_within_standard_error():
 def test_log_normal_densities_match_torch():
     g = _gen(2)
     z = torch.randn(5, 4, 3, generator=g, dtype=torch.float64)
-    mu, logvar = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g,
-                                                                                     dtype=torch.float64)
+    mu, logvar = (
+        torch.randn(4, 3, generator=g, dtype=torch.float64),
+        torch.randn(4, 3, generator=g, dtype=torch.float64),
+    )
     ref = td.Independent(_q(mu, logvar), 1).log_prob(z)
     torch.testing.assert_close(losses.log_normal_diag(z, mu, logvar), ref)
     ref0 = td.Independent(td.Normal(torch.zeros(3, dtype=torch.float64), 1.0), 1).log_prob(z)
@@ -60,6 +64,7 @@ def test_log_normal_densities_match_torch():
 
 
 # --- reparameterization ---------------------------------------------------------------------
+
 
 def test_reparameterize_has_the_right_mean_and_variance():
     mu = torch.tensor([[1.0, -2.0], [0.0, 3.0]], dtype=torch.float64)
@@ -79,7 +84,7 @@ def test_reparameterize_is_mu_plus_sigma_eps_and_gradients_flow():
     z = VAE.reparameterize(mu, logvar, 4, generator=_gen(4))
     eps = torch.randn(4, 1, 3, generator=_gen(4))  # the same draws, replayed
     torch.testing.assert_close(z, mu + (0.5 * logvar).exp() * eps)
-    (z ** 2).sum().backward()
+    (z**2).sum().backward()
     # d/dmu sum_l z_l^2 = 2 sum_l z_l ;  d/dlogvar = sum_l 2 z_l * 0.5 sigma eps_l
     sigma = (0.5 * logvar).exp().detach()
     torch.testing.assert_close(mu.grad, 2 * z.detach().sum(0))
@@ -87,6 +92,7 @@ def test_reparameterize_is_mu_plus_sigma_eps_and_gradients_flow():
 
 
 # --- free bits, beta warm-up ----------------------------------------------------------------
+
 
 def test_free_bits_floors_the_batch_mean_kl_per_dim():
     kl = torch.tensor([[0.0, 0.4, 1.0, 3.0], [0.1, 0.6, 1.0, 1.0]], requires_grad=True)  # batch means .05 .5 1 2
@@ -108,6 +114,7 @@ def test_beta_without_warmup_is_constant():
 
 
 # --- MMD ------------------------------------------------------------------------------------
+
 
 def _expected_kernel(delta2: float, v: float, d: int) -> float:
     """E exp(-|u|^2/d) for u ~ N(delta, v I_d): (1 + 2v/d)^(-d/2) exp(-|delta|^2 / (d + 2v))."""
@@ -140,13 +147,17 @@ def test_mmd_matches_closed_form_for_shifted_gaussians():
     d, shift, scale = 3, 0.8, 0.5
     mean, se = _mmd_reps(shift=shift, scale=scale, d=d)
     # MMD^2 = E k(a,a') + E k(b,b') - 2 E k(a,b), each a Gaussian integral
-    closed = (_expected_kernel(0.0, 2.0, d) + _expected_kernel(0.0, 2 * scale ** 2, d)
-              - 2 * _expected_kernel(d * shift ** 2, 1 + scale ** 2, d))
+    closed = (
+        _expected_kernel(0.0, 2.0, d)
+        + _expected_kernel(0.0, 2 * scale**2, d)
+        - 2 * _expected_kernel(d * shift**2, 1 + scale**2, d)
+    )
     assert closed > 0.1
     assert abs(mean - closed) <= 4 * se, (mean, closed, se)
 
 
 # --- ELBO terms and the training loss -------------------------------------------------------
+
 
 def test_elbo_terms_recon_matches_closed_form_for_a_linear_gaussian(linear_gaussian):
     model, w, b, s = linear_gaussian(d=5, k=2, s=0.6)
@@ -158,7 +169,7 @@ def test_elbo_terms_recon_matches_closed_form_for_a_linear_gaussian(linear_gauss
     mu, var = mu.detach(), logvar.detach().exp()
     # E_q log N(x; Wz + b, s^2 I) = -D/2 log 2 pi s^2 - (|x - W mu - b|^2 + tr(W diag(var) W^T)) / 2s^2
     sq = (x - mu @ w.T - b).pow(2).sum(-1) + (var[:, None, :] * w.pow(2)).sum((-1, -2))
-    closed = -2.5 * math.log(2 * math.pi * s ** 2) - sq / (2 * s ** 2)
+    closed = -2.5 * math.log(2 * math.pi * s**2) - sq / (2 * s**2)
     # MC error: sd of log p(x|z) over draws / sqrt(L), bounded well by 0.05 here
     torch.testing.assert_close(t.recon, closed, rtol=0, atol=0.05)
     torch.testing.assert_close(t.kl, losses.kl_diag_gaussian(mu, logvar.detach()).sum(-1))
@@ -175,6 +186,7 @@ def _draws(model, x, seed, n):
 
 def _bern_model():
     from vae_core.config import ModelConfig
+
     torch.manual_seed(0)
     return VAE(ModelConfig(input_shape=(12,), latent_dim=3, hidden=(8,))).double()
 
@@ -184,11 +196,12 @@ def test_elbo_objective_is_minus_recon_plus_beta_kl(beta, free_bits):
     model = _bern_model()
     x = torch.bernoulli(torch.full((6, 12), 0.3, dtype=torch.float64), generator=_gen(7))
     torch.manual_seed(11)
-    loss, t = losses.training_loss(model, x, objective="elbo", beta=beta, free_bits=free_bits,
-                                   mc_samples=2, iw_samples=1, mmd_weight=0.0)
+    loss, t = losses.training_loss(
+        model, x, objective="elbo", beta=beta, free_bits=free_bits, mc_samples=2, iw_samples=1, mmd_weight=0.0
+    )
     mu, logvar, z = _draws(model, x, 11, 2)
     recon = td.Bernoulli(logits=model.decode(z)).log_prob(x).sum(-1).mean(0)  # (B,)
-    kl_d = td.kl_divergence(_q(mu, logvar), td.Normal(0.0, 1.0)).mean(0)        # (k,) batch mean
+    kl_d = td.kl_divergence(_q(mu, logvar), td.Normal(0.0, 1.0)).mean(0)  # (k,) batch mean
     kl = kl_d.clamp(min=free_bits).sum()
     torch.testing.assert_close(loss, -(recon.mean() - beta * kl))
     torch.testing.assert_close(t.recon, recon)
@@ -198,43 +211,53 @@ def test_iwae_objective_is_minus_the_k_sample_bound():
     model = _bern_model()
     x = torch.bernoulli(torch.full((4, 12), 0.5, dtype=torch.float64), generator=_gen(8))
     torch.manual_seed(12)
-    loss, _ = losses.training_loss(model, x, objective="iwae", beta=1.0, free_bits=0.0,
-                                   mc_samples=1, iw_samples=5, mmd_weight=0.0)
+    loss, _ = losses.training_loss(
+        model, x, objective="iwae", beta=1.0, free_bits=0.0, mc_samples=1, iw_samples=5, mmd_weight=0.0
+    )
     mu, logvar, z = _draws(model, x, 12, 5)
-    log_w = (td.Bernoulli(logits=model.decode(z)).log_prob(x).sum(-1)
-             + td.Normal(0.0, 1.0).log_prob(z).sum(-1) - _q(mu, logvar).log_prob(z).sum(-1))  # (K, B)
+    log_w = (
+        td.Bernoulli(logits=model.decode(z)).log_prob(x).sum(-1)
+        + td.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        - _q(mu, logvar).log_prob(z).sum(-1)
+    )  # (K, B)
     torch.testing.assert_close(loss, -(log_w.logsumexp(0) - math.log(5)).mean())
 
 
 def test_ae_objective_decodes_the_mean_and_mmd_objective_adds_mmd():
     model = _bern_model()
     x = torch.bernoulli(torch.full((8, 12), 0.5, dtype=torch.float64), generator=_gen(9))
-    loss, _ = losses.training_loss(model, x, objective="ae", beta=1.0, free_bits=0.0,
-                                   mc_samples=1, iw_samples=1, mmd_weight=0.0)
+    loss, _ = losses.training_loss(
+        model, x, objective="ae", beta=1.0, free_bits=0.0, mc_samples=1, iw_samples=1, mmd_weight=0.0
+    )
     mu, _ = model.encode(x)
     torch.testing.assert_close(loss, -td.Bernoulli(logits=model.decode(mu)).log_prob(x).sum(-1).mean())
     torch.manual_seed(13)
-    loss, _ = losses.training_loss(model, x, objective="mmd", beta=1.0, free_bits=0.0,
-                                   mc_samples=1, iw_samples=1, mmd_weight=10.0)
+    loss, _ = losses.training_loss(
+        model, x, objective="mmd", beta=1.0, free_bits=0.0, mc_samples=1, iw_samples=1, mmd_weight=10.0
+    )
     _, _, z = _draws(model, x, 13, 1)
     prior = torch.randn_like(z[0])  # drawn right after z
     recon = td.Bernoulli(logits=model.decode(z[0])).log_prob(x).sum(-1).mean()
     torch.testing.assert_close(loss, -recon + 10.0 * losses.mmd(z[0], prior))
 
 
-@pytest.mark.parametrize("objective, options, refused", [
-    ("elbo", {"beta": 4.0, "warmup_epochs": 2.0, "free_bits": 0.5, "mc_samples": 3}, None),
-    ("iwae", {"iw_samples": 50, "mmd_weight": 3.0}, None),
-    ("iwae", {"beta": 4.0, "mc_samples": 3}, "beta=4, mc_samples=3"),
-    ("mmd", {"mc_samples": 3, "mmd_weight": 10.0}, None),
-    ("mmd", {"free_bits": 0.5}, "free_bits=0.5"),
-    ("mmd", {"warmup_epochs": 1.0}, "warmup_epochs=1"),
-    ("ae", {"beta": 0.0}, "beta=0"),
-])
+@pytest.mark.parametrize(
+    "objective, options, refused",
+    [
+        ("elbo", {"beta": 4.0, "warmup_epochs": 2.0, "free_bits": 0.5, "mc_samples": 3}, None),
+        ("iwae", {"iw_samples": 50, "mmd_weight": 3.0}, None),
+        ("iwae", {"beta": 4.0, "mc_samples": 3}, "beta=4, mc_samples=3"),
+        ("mmd", {"mc_samples": 3, "mmd_weight": 10.0}, None),
+        ("mmd", {"free_bits": 0.5}, "free_bits=0.5"),
+        ("mmd", {"warmup_epochs": 1.0}, "warmup_epochs=1"),
+        ("ae", {"beta": 0.0}, "beta=0"),
+    ],
+)
 def test_objectives_refuse_options_they_would_ignore(objective, options, refused):
     """training_loss reads beta/free bits (and train.fit the warm-up) for elbo only, mc_samples for
     elbo and mmd: setting one for another objective is an error, not a silent no-op."""
     from vae_core.config import ConfigError, TrainConfig
+
     cfg = TrainConfig(objective=objective, **options)
     if refused is None:
         losses.check_objective_options(cfg)

@@ -1,6 +1,7 @@
 """vae_core.model_card: the card's fields for the shipped checkpoint and a tiny one trained here,
 "not recorded" for what an older header lacks, Markdown escaping, and the reproduce command parsed
 back by the CLI (the same configs, so a cache hit); the Model card page under AppTest."""
+
 from __future__ import annotations
 
 import hashlib
@@ -33,9 +34,14 @@ def tiny(tmp_path_factory):
     """A 2-epoch digits MLP trained here (its header records runtime, history and metrics)."""
     d = tmp_path_factory.mktemp("card")
     data = load_dataset("digits")
-    ck, _ = train_or_load(ModelConfig(input_shape=data.input_shape, latent_dim=3, hidden=(32,)),
-                          TrainConfig(dataset="digits", epochs=2, binarize="dynamic", seed=7, beta=2.0),
-                          data, cache_dir=str(d), final_iw_samples=5, device="cpu")
+    ck, _ = train_or_load(
+        ModelConfig(input_shape=data.input_shape, latent_dim=3, hidden=(32,)),
+        TrainConfig(dataset="digits", epochs=2, binarize="dynamic", seed=7, beta=2.0),
+        data,
+        cache_dir=str(d),
+        final_iw_samples=5,
+        device="cpu",
+    )
     return ck.path
 
 
@@ -49,6 +55,7 @@ def test_shipped_card():
     import torch  # the parameter count against the model built by torch
 
     from vae_core.model import VAE
+
     n = sum(p.numel() for p in VAE(ModelConfig.from_dict(meta["model_config"])).parameters())
     assert f["parameters"] == f"{n:,}"
     assert f["ELBO"] == "-108.73" and f["KL(q(z|x) || p(z))"] == "23.80"
@@ -79,8 +86,16 @@ def test_tiny_card_and_missing_fields(tiny):
     assert f["active units"] == f"{m['active_units']} of 3"
     old = dict(meta, metrics={}, history=[], dataset={})  # what an early checkpoint's header holds
     g = _fields(old)
-    for key in ("ELBO", "reconstruction E_q log p(x|z)", "log p(x), importance-sampled", "active units",
-                "training time", "device", "data fingerprint", "test examples evaluated"):
+    for key in (
+        "ELBO",
+        "reconstruction E_q log p(x|z)",
+        "log p(x), importance-sampled",
+        "active units",
+        "training time",
+        "device",
+        "data fingerprint",
+        "test examples evaluated",
+    ):
         assert g[key] == NOT_RECORDED, key
     assert g["train / test examples"] == f"{NOT_RECORDED} / {NOT_RECORDED}"
     assert "--final-iw-samples" not in g["reproduce"]
@@ -91,13 +106,40 @@ def _parsed_configs(command: str):
     return {(which, field): getattr(a, dest) for _f, dest, which, field in FLAGS}
 
 
-@pytest.mark.parametrize("mc,tc", [
-    ({"input_shape": [64], "latent_dim": 5, "arch": "mlp", "hidden": [], "conv_channels": [3, 5],
-      "likelihood": "gaussian-learned", "sigma": 0.1 + 0.2, "sigma_mode": "per-pixel"},
-     {"dataset": "-odd name with 'quotes' and `ticks`.npz", "epochs": 3, "batch_size": 7, "lr": 1 / 3,
-      "seed": 2 ** 62, "objective": "iwae", "beta": 0.25, "warmup_epochs": 1.5, "free_bits": 0.0,
-      "mc_samples": 2, "iw_samples": 9, "mmd_weight": 3.0, "binarize": "none", "test_fraction": 0.1,
-      "max_train": 11})])
+@pytest.mark.parametrize(
+    "mc,tc",
+    [
+        (
+            {
+                "input_shape": [64],
+                "latent_dim": 5,
+                "arch": "mlp",
+                "hidden": [],
+                "conv_channels": [3, 5],
+                "likelihood": "gaussian-learned",
+                "sigma": 0.1 + 0.2,
+                "sigma_mode": "per-pixel",
+            },
+            {
+                "dataset": "-odd name with 'quotes' and `ticks`.npz",
+                "epochs": 3,
+                "batch_size": 7,
+                "lr": 1 / 3,
+                "seed": 2**62,
+                "objective": "iwae",
+                "beta": 0.25,
+                "warmup_epochs": 1.5,
+                "free_bits": 0.0,
+                "mc_samples": 2,
+                "iw_samples": 9,
+                "mmd_weight": 3.0,
+                "binarize": "none",
+                "test_fraction": 0.1,
+                "max_train": 11,
+            },
+        )
+    ],
+)
 def test_reproduce_command_parses_back_to_the_configs(mc, tc):
     got = _parsed_configs(reproduce_command(mc, tc, 10))
     for (which, field), v in got.items():
@@ -120,8 +162,11 @@ def test_reproduce_command_is_a_cache_hit(tiny, tmp_path, capsys):
 
 def test_markdown_escapes_file_strings(tiny):
     meta = read_metadata(tiny)
-    meta = dict(meta, train_config=dict(meta["train_config"], dataset="[x](javascript:alert(1)) ```"),
-                dataset=dict(meta["dataset"], name="**bold** <b>x</b>"))
+    meta = dict(
+        meta,
+        train_config=dict(meta["train_config"], dataset="[x](javascript:alert(1)) ```"),
+        dataset=dict(meta["dataset"], name="**bold** <b>x</b>"),
+    )
     md = model_card(meta, sha256="ab" * 32, file_name="_a_.safetensors")
     text, _, code = md.partition("````bash")  # the command holds ``` so its fence is longer
     assert "[x](javascript" not in text and "**bold**" not in text and "<b>" not in text
@@ -132,8 +177,10 @@ def test_markdown_escapes_file_strings(tiny):
 
 def test_page_shows_the_card_and_offers_the_download(tiny, monkeypatch):
     monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, os.path.dirname(tiny))
-    script = (f"import streamlit as st\nfrom app.views import model_card\n"
-              f"st.session_state.setdefault('sidebar_model_path', {tiny!r})\nmodel_card.render()\n")
+    script = (
+        f"import streamlit as st\nfrom app.views import model_card\n"
+        f"st.session_state.setdefault('sidebar_model_path', {tiny!r})\nmodel_card.render()\n"
+    )
     at = AppTest.from_string(script, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, [e.message for e in at.exception]

@@ -1,4 +1,5 @@
 """eval_mode / evaluate: evaluation runs in eval mode and leaves the model's mode as it found it."""
+
 from __future__ import annotations
 
 import pytest

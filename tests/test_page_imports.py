@@ -2,6 +2,7 @@
 
 A page is a module listed in app/views/__init__.py or app/lab/__init__.py PAGES (it has a render()).
 Checked statically on the source, so a page imported inside a function is caught too."""
+
 import ast
 import os
 
@@ -41,7 +42,7 @@ def _app_modules():
             if f.endswith(".py"):
                 path = os.path.join(folder, f)
                 rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
-                yield path, rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
+                yield path, rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
 
 
 def test_pages_are_listed_and_have_render():
@@ -67,6 +68,7 @@ def test_no_module_of_the_app_imports_a_page():
 def test_the_check_sees_an_import_of_a_page(tmp_path):
     """The check itself: both import forms of a page module are found."""
     p = tmp_path / "m.py"
-    p.write_text("from app.views.elbo import x\nfrom app.lab import elbo_anatomy\n"
-                 "def f():\n    import app.views.train\n")
+    p.write_text(
+        "from app.views.elbo import x\nfrom app.lab import elbo_anatomy\ndef f():\n    import app.views.train\n"
+    )
     assert {"app.views.elbo", "app.lab.elbo_anatomy", "app.views.train"} <= _imports(str(p), "app.views.m")

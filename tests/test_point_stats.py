@@ -1,5 +1,6 @@
 """vae_core.point_stats: per-point ELBO/KL/log p(x) against estimators.evaluate, its disk cache, and
 nearest neighbours / least likely against brute force."""
+
 import os
 
 import numpy as np
@@ -8,8 +9,7 @@ import torch
 from vae_core.config import ModelConfig
 from vae_core.estimators import evaluate
 from vae_core.model import VAE
-from vae_core.point_stats import (least_likely, map_point_stats, nearest_neighbours, read_point_stats,
-                                  stats_path_for)
+from vae_core.point_stats import least_likely, map_point_stats, nearest_neighbours, read_point_stats, stats_path_for
 
 
 def _model_and_data():
@@ -42,8 +42,8 @@ def test_the_disk_cache_is_used_and_a_bad_file_rebuilt(tmp_path):
     assert os.path.exists(stats_path_for(str(ckpt)))
     np.testing.assert_array_equal(read_point_stats(str(ckpt), index, 20)["log_px"], first["log_px"])
     assert read_point_stats(str(ckpt), index[::-1], 20) is None  # other points
-    assert read_point_stats(str(ckpt), index, 21) is None        # another K
-    ckpt.write_bytes(b"another checkpoint")                        # the checkpoint changed
+    assert read_point_stats(str(ckpt), index, 21) is None  # another K
+    ckpt.write_bytes(b"another checkpoint")  # the checkpoint changed
     assert read_point_stats(str(ckpt), index, 20) is None
     open(stats_path_for(str(ckpt)), "wb").write(b"not an npz")
     assert read_point_stats(str(ckpt), index, 20) is None
@@ -57,11 +57,12 @@ def test_nearest_neighbours_match_brute_force():
     means = rng.normal(size=(300, 5))
     for row in (0, 17, 299):
         rows, dist = nearest_neighbours(means, row, k=8)
-        brute = sorted(((float(np.linalg.norm(means[j] - means[row])), j) for j in range(300) if j != row))[:8]
+        brute = sorted((float(np.linalg.norm(means[j] - means[row])), j) for j in range(300) if j != row)[:8]
         assert rows.tolist() == [j for _, j in brute]
         np.testing.assert_allclose(dist, [d for d, _ in brute])
     assert nearest_neighbours(means[:3], 1, k=8)[0].tolist() == sorted(
-        [0, 2], key=lambda j: np.linalg.norm(means[j] - means[1]))
+        [0, 2], key=lambda j: np.linalg.norm(means[j] - means[1])
+    )
 
 
 def test_least_likely_is_the_lowest_first_without_nans():

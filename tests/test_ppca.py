@@ -8,6 +8,7 @@ A linear VAE with a shared learned sigma has the same model family (the decoder 
 ELBO optimum is the ML solution (Lucas et al. 2019), so its importance-sampled test log-likelihood
 must come out at the analytic one.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -55,8 +56,7 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood():
     x_train, x_test = _ppca_data()
     ml, s2_ml = _ppca_ml(x_train)
     data = Dataset("ppca", x_train.float(), x_test.float(), None, None, "ppca-test")
-    mcfg = ModelConfig(input_shape=(D,), latent_dim=Q, hidden=(), likelihood="gaussian-learned",
-                       sigma_mode="shared")
+    mcfg = ModelConfig(input_shape=(D,), latent_dim=Q, hidden=(), likelihood="gaussian-learned", sigma_mode="shared")
     tcfg = TrainConfig(dataset="ppca", epochs=120, batch_size=256, lr=1e-2, seed=0)
     model = fit(mcfg, tcfg, data, device="cpu", final_iw_samples=0).model
 

@@ -1,5 +1,6 @@
 """vae_core.projection against independent references: sklearn PCA, a root-finder for UMAP's sigma,
 UMAP's own transform initialisation (slow: numba), and the on-disk cache's round trip / staleness."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,6 +25,7 @@ def _cloud(n=300, k=6, seed=0):
 
 def test_pca_matches_sklearn_up_to_sign_and_is_exact_linear():
     from sklearn.decomposition import PCA
+
     x = _cloud()
     p = proj.fit_pca(x)
     ref = PCA(n_components=2).fit(x)
@@ -34,8 +36,9 @@ def test_pca_matches_sklearn_up_to_sign_and_is_exact_linear():
     np.testing.assert_allclose(p.explained, ref.explained_variance_ratio_, rtol=1e-5)
     # linear: projecting a midpoint gives the midpoint of the projections
     a, b = x[3], x[7]
-    np.testing.assert_allclose(p.transform(((a + b) / 2)[None])[0], (p.transform(a[None])[0] + p.transform(b[None])[0]) / 2,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        p.transform(((a + b) / 2)[None])[0], (p.transform(a[None])[0] + p.transform(b[None])[0]) / 2, atol=1e-9
+    )
 
 
 def test_pca_sign_convention_is_deterministic():
@@ -52,7 +55,7 @@ def test_smooth_knn_sigma_solves_umaps_equation():
     d = np.sort(rng.uniform(0.5, 3.0, size=(5, 15)), axis=1)
     sig = proj.smooth_knn_sigma(d, 15.0)
     for row, s in zip(d, sig):
-        f = lambda t: np.exp(-row[1:] / t).sum() - np.log2(15)
+        f = lambda t: np.exp(-row[1:] / t).sum() - np.log2(15)  # noqa: B023
         np.testing.assert_allclose(s, brentq(f, 1e-6, 1e6), rtol=1e-4)
 
 
@@ -90,6 +93,7 @@ def test_point_order_prefix_is_stable():
 def _tiny_checkpoint(tmp_path, k=3):
     from vae_core.checkpoints import save_checkpoint
     from vae_core.config import TrainConfig
+
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=k, hidden=(16,))).eval()
     path = str(tmp_path / "m.safetensors")
@@ -130,6 +134,7 @@ def test_save_map_cache_after_training_writes_the_means_or_says_why_not(tmp_path
     likelihood sees it (binarized here), encoded; a failure is a one-line warning, not an error."""
     from vae_core.checkpoints import load_checkpoint
     from vae_core.data import _build, eval_targets
+
     path, model = _tiny_checkpoint(tmp_path)
     rng = np.random.default_rng(0)
     data = _build("tiny", rng.integers(0, 256, (20, 8, 8)), None, rng.integers(0, 256, (30, 8, 8)), np.arange(30) % 3)
@@ -157,10 +162,12 @@ def test_projection_is_the_maths_only_and_its_old_command_still_runs():
     their names are not re-exported here. `python -m vae_core.projection` is still the UMAP job."""
     import subprocess
     import sys
+
     for name in ("read_cache", "build_cache", "fit_umap", "LEGACY_MAX_POINTS", "ProjectionCache"):
         assert not hasattr(proj, name), name
-    out = subprocess.run([sys.executable, "-m", "vae_core.projection", "--help"], capture_output=True, text=True,
-                         timeout=600)  # a hang guard only
+    out = subprocess.run(
+        [sys.executable, "-m", "vae_core.projection", "--help"], capture_output=True, text=True, timeout=600
+    )  # a hang guard only
     assert out.returncode == 0, out.stderr
     assert "usage: python -m vae_core.umap_job" in out.stdout and "<checkpoint>.proj.npz" in out.stdout
 
@@ -170,6 +177,7 @@ def test_knn_transform_matches_umaps_own_transform_init(tmp_path):
     """Our kNN placement = umap_.smooth_knn_dist + compute_membership_strengths + init_graph_transform."""
     import scipy.sparse
     from umap.umap_ import compute_membership_strengths, init_graph_transform, smooth_knn_dist
+
     means = _cloud(300, 5).astype(np.float32)
     emb = np.random.default_rng(3).normal(size=(300, 2)).astype(np.float32)
     new = (means[:4] + np.random.default_rng(4).normal(scale=0.3, size=(4, 5))).astype(np.float32)
@@ -191,14 +199,17 @@ def test_umap_cache_from_a_child_process(tmp_path):
     """ensure_umap_cache in a subprocess (as the app runs it) writes a usable embedding."""
     import subprocess
     import sys
+
     from vae_core.checkpoints import save_checkpoint
     from vae_core.config import TrainConfig
+
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=4, hidden=(16,))).eval()
     path = str(tmp_path / "d.safetensors")
     save_checkpoint(path, model, TrainConfig(dataset="digits", epochs=1))
-    out = subprocess.run([sys.executable, "-m", "vae_core.projection", path], capture_output=True, text=True,
-                         timeout=1800)  # a hang guard only: a first numba JIT on a loaded machine takes minutes
+    out = subprocess.run(
+        [sys.executable, "-m", "vae_core.projection", path], capture_output=True, text=True, timeout=1800
+    )  # a hang guard only: a first numba JIT on a loaded machine takes minutes
     assert out.returncode == 0, out.stderr
     c = pc.read_cache(path)
     assert c is not None and c.umap is not None and c.umap.shape == (len(c.means), 2)
@@ -219,10 +230,15 @@ def test_cache_records_the_test_set_size_and_old_caches_infer_it(tmp_path):
     assert pc.read_cache(path).n_test == 50
     # ... at the old 10k cap it may be a sample: stale (rebuilt with every point), not a fault
     n = pc.LEGACY_MAX_POINTS
-    pc.write_cache(path, dataclasses.replace(old, index=np.arange(n), labels=np.full(n, -1),
-                                               means=np.zeros((n, 2), np.float32)))
+    pc.write_cache(
+        path, dataclasses.replace(old, index=np.arange(n), labels=np.full(n, -1), means=np.zeros((n, 2), np.float32))
+    )
     assert pc.read_cache(path) is None and pc.cache_problem(path) is None
     # so is a cache of fewer points than its test set holds (written under a lower cap)
-    pc.write_cache(path, dataclasses.replace(old, index=np.arange(40), labels=np.full(40, -1),
-                                               means=np.zeros((40, 2), np.float32), n_test=50))
+    pc.write_cache(
+        path,
+        dataclasses.replace(
+            old, index=np.arange(40), labels=np.full(40, -1), means=np.zeros((40, 2), np.float32), n_test=50
+        ),
+    )
     assert pc.read_cache(path) is None and pc.cache_problem(path) is None

@@ -1,5 +1,6 @@
 """vae_core.replay: the recorder (no effect on training), the map alignment, the file format (size
 bound, round trip, every kind of bad file) and `train --replay` end to end on a tiny .npz."""
+
 from __future__ import annotations
 
 import glob
@@ -56,9 +57,9 @@ def test_round_trip_holds_fits_numbers(tiny_cfgs, tiny_data, tmp_path):
         proj = c @ vt[axis]
         assert abs(abs(np.corrcoef(proj, r.xy[-1, :, axis])[0, 1]) - 1) < 1e-3
     # images: the last epoch's reconstructions are the final model's decoder means, as uint8
-    want = res.model.decode_mean(res.model.encode(eval_targets(tiny_data.x_test, tc.binarize)[:rp.N_RECON])[0])
+    want = res.model.decode_mean(res.model.encode(eval_targets(tiny_data.x_test, tc.binarize)[: rp.N_RECON])[0])
     assert np.abs(r.recon[-1].astype(int) - np.rint(want.detach().numpy() * 255).astype(int)).max() <= 1
-    assert r.grid.shape == (3, rp.GRID_SIDE ** 2, 64) and r.labels.tolist() == [-1] * 32
+    assert r.grid.shape == (3, rp.GRID_SIDE**2, 64) and r.labels.tolist() == [-1] * 32
 
 
 def test_alignment_removes_a_rotation():
@@ -76,7 +77,7 @@ def test_alignment_removes_a_rotation():
 def test_snapshot_plan_stays_in_the_budget(epochs, values, k):
     ep = rp.snapshot_epochs(epochs, values, k, rp.MAX_POINTS)
     assert ep[0] == 1 and ep[-1] == epochs and ep == sorted(set(ep)) and len(ep) <= rp.MAX_SNAPSHOTS
-    raw = len(ep) * ((rp.GRID_SIDE ** 2 + rp.N_RECON) * values + rp.MAX_POINTS * 4 + k * 4 + 16)
+    raw = len(ep) * ((rp.GRID_SIDE**2 + rp.N_RECON) * values + rp.MAX_POINTS * 4 + k * 4 + 16)
     assert raw + rp.N_RECON * values <= rp.RAW_BUDGET
     if epochs <= 100 and values == 784:
         assert ep == list(range(1, epochs + 1))  # a small run keeps every epoch
@@ -103,24 +104,26 @@ def test_bad_files_give_one_clear_error(tmp_path, tiny_cfgs, tiny_data):
     whole = rp.save_replay(str(tmp_path / "good.replay.npz"), good)
     with open(whole, "rb") as f:
         data = f.read()
-    cases = {"missing": None, "truncated": data[: len(data) // 2], "text": b"hello, not a zip",
-             "empty": b""}
+    cases = {"missing": None, "truncated": data[: len(data) // 2], "text": b"hello, not a zip", "empty": b""}
     for name, content in cases.items():
         if content is not None:
             (tmp_path / name).write_bytes(content)
     bad = dict(good, xy=good["xy"].copy())
     bad["xy"][0, 0, 0] = np.nan
-    arrays = {"nan": bad, "no_grid": {k: v for k, v in good.items() if k != "grid"},
-              "foreign_format": dict(good, format=np.array(1)),
-              "wrong_shape": dict(good, kl=good["kl"][:1]),
-              "pickled": dict(good, meta=np.array([{"source": "recorded"}], dtype=object)),
-              "meta_not_json": dict(good, meta=np.array("{nope")),
-              "epochs_backwards": dict(good, epochs=good["epochs"][::-1].copy())}
+    arrays = {
+        "nan": bad,
+        "no_grid": {k: v for k, v in good.items() if k != "grid"},
+        "foreign_format": dict(good, format=np.array(1)),
+        "wrong_shape": dict(good, kl=good["kl"][:1]),
+        "pickled": dict(good, meta=np.array([{"source": "recorded"}], dtype=object)),
+        "meta_not_json": dict(good, meta=np.array("{nope")),
+        "epochs_backwards": dict(good, epochs=good["epochs"][::-1].copy()),
+    }
     for name, a in arrays.items():
         _npz(tmp_path / name, a)
     buf = io.BytesIO()  # a zip whose directory promises 1 GB: refused before anything is inflated
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("xy.npy", b"\0" * (50 * 2 ** 20))
+        z.writestr("xy.npy", b"\0" * (50 * 2**20))
     (tmp_path / "bomb").write_bytes(buf.getvalue())
     for name in [*cases, *arrays, "bomb"]:
         path = str(tmp_path / name)
@@ -142,8 +145,26 @@ def test_a_bad_replay_never_breaks_the_checkpoint_listing(tmp_path):
 
 def test_cli_replay_end_to_end(tmp_path, tiny_npz, capsys):
     cache = str(tmp_path / "ckpts")
-    args = ["train", "--dataset", tiny_npz, "--latent-dim", "2", "--hidden", "16", "--epochs", "3",
-            "--batch-size", "32", "--final-iw-samples", "5", "--device", "cpu", "--cache-dir", cache, "--quiet"]
+    args = [
+        "train",
+        "--dataset",
+        tiny_npz,
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--final-iw-samples",
+        "5",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        cache,
+        "--quiet",
+    ]
     assert main([*args, "--replay"]) == 0
     out = json.loads(capsys.readouterr().out)
     r = rp.load_replay(rp.replay_path(out["checkpoint"]))
@@ -163,7 +184,7 @@ SHIPPED = sorted(glob.glob(os.path.join(DEFAULT_CACHE_DIR, "**", "*.replay.npz")
 
 @pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
 def test_shipped_replays_match_their_checkpoints(path):
-    ckpt = path[:-len(".replay.npz")] + ".safetensors"
+    ckpt = path[: -len(".replay.npz")] + ".safetensors"
     r, meta = rp.load_replay(path), read_metadata(ckpt)
     assert os.path.getsize(path) <= rp.MAX_BYTES
     assert r.meta["model_config"] == meta["model_config"] and r.meta["train_config"] == meta["train_config"]
@@ -176,6 +197,10 @@ def test_shipped_replays_match_their_checkpoints(path):
 def test_shipped_model_and_lab_beta_10_have_replays():
     names = {os.path.relpath(p, DEFAULT_CACHE_DIR) for p in SHIPPED}
     assert "mnist-5k_mlp_elbo_z16_b788d79a475adf83.replay.npz" in names
-    beta10 = [n for n in names if n.startswith("lab" + os.sep)
-              and rp.load_replay(os.path.join(DEFAULT_CACHE_DIR, n)).meta["train_config"]["beta"] == 10.0]
+    beta10 = [
+        n
+        for n in names
+        if n.startswith("lab" + os.sep)
+        and rp.load_replay(os.path.join(DEFAULT_CACHE_DIR, n)).meta["train_config"]["beta"] == 10.0
+    ]
     assert len(beta10) == 1

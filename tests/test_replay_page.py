@@ -1,5 +1,6 @@
 """The Training replay page under AppTest: the scrubber shows epoch k's numbers and starts the
 animation there; a missing, corrupt or foreign replay gives one message, never an exception."""
+
 from __future__ import annotations
 
 import base64
@@ -20,9 +21,11 @@ TIMEOUT = 600  # a hang guard per AppTest run
 
 
 def _app(model_path: str) -> AppTest:
-    script = (f"import streamlit as st\nfrom app.views import replay\n"
-              f"st.session_state.setdefault('sidebar_model_path', {model_path!r})\n"
-              f"st.set_page_config(layout='wide')\nreplay.render()\n")
+    script = (
+        f"import streamlit as st\nfrom app.views import replay\n"
+        f"st.session_state.setdefault('sidebar_model_path', {model_path!r})\n"
+        f"st.set_page_config(layout='wide')\nreplay.render()\n"
+    )
     at = AppTest.from_string(script, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
@@ -48,9 +51,27 @@ def _figure(at) -> dict:
 def tiny(tmp_path_factory, tiny_npz_module):
     """A 4-epoch model trained by the CLI with --replay, in its own cache folder."""
     cache = tmp_path_factory.mktemp("replay_ckpts")
-    args = ["train", "--dataset", tiny_npz_module, "--latent-dim", "2", "--hidden", "16", "--epochs", "4",
-            "--batch-size", "32", "--final-iw-samples", "5", "--device", "cpu", "--cache-dir", str(cache),
-            "--quiet", "--replay"]
+    args = [
+        "train",
+        "--dataset",
+        tiny_npz_module,
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "16",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--final-iw-samples",
+        "5",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache),
+        "--quiet",
+        "--replay",
+    ]
     assert main(args) == 0
     (path,) = [str(cache / f) for f in os.listdir(cache) if f.endswith(".safetensors")]
     return path
@@ -59,6 +80,7 @@ def tiny(tmp_path_factory, tiny_npz_module):
 @pytest.fixture(scope="module")
 def tiny_npz_module(tmp_path_factory):
     from tests.conftest import grey_images
+
     x, y = grey_images(128), np.arange(128) % 4
     path = tmp_path_factory.mktemp("npz") / "tiny.npz"
     np.savez(path, x_train=x[:96], y_train=y[:96], x_test=x[96:], y_test=y[96:])
@@ -131,9 +153,14 @@ def test_the_lab_beta_10_replay_is_offered_and_shows_collapse():
     assert not at.exception
     from vae_core.cache import default_cache_dir
     from vae_core.replay import with_replays
-    (r,) = [r for r in map(load_replay, map(replay_path, with_replays(os.path.join(default_cache_dir(), "lab"))))
-            if r.meta["train_config"]["beta"] == 10.0 and not r.meta["train_config"]["warmup_epochs"]
-            and not r.meta["train_config"]["free_bits"]]
+
+    (r,) = [
+        r
+        for r in map(load_replay, map(replay_path, with_replays(os.path.join(default_cache_dir(), "lab"))))
+        if r.meta["train_config"]["beta"] == 10.0
+        and not r.meta["train_config"]["warmup_epochs"]
+        and not r.meta["train_config"]["free_bits"]
+    ]
     at.select_slider(key="replay_epoch").set_value(int(r.epochs[-1])).run()
     alive = int((r.kl_per_dim[-1] >= 0.01).sum())
     assert _metrics(at)["Dims alive"] == f"{alive} of 16" and alive < 16  # dimensions collapsed as it trained

@@ -4,6 +4,7 @@ explorer" (app/z_share.py, app/url_state.py, app/views/explorer_z.py).
 The AppTests run the whole app (app/main.py) on a temporary checkpoint folder of two tiny MLPs on
 the embedded `digits` set ($VAE_CHECKPOINT_DIR), with the query parameters a link would carry.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,11 +28,20 @@ ROWS = [{"path": "/srv/ckpts/a_z3.safetensors"}, {"path": "/srv/ckpts/b_z2.safet
 
 # --- the pure parts -----------------------------------------------------------------------------
 
+
 def test_a_model_is_found_by_file_name_only():
     assert resolve_model("a_z3.safetensors", ROWS) == ROWS[0]["path"]
     assert resolve_model("b_z2", ROWS) == ROWS[1]["path"]  # without the extension
-    for bad in ("../../etc/passwd", "/etc/passwd", "/srv/ckpts/a_z3.safetensors", "..\\a_z3.safetensors",
-                ".a_z3.safetensors", "nope.safetensors", "", "a_z3\x00.safetensors"):
+    for bad in (
+        "../../etc/passwd",
+        "/etc/passwd",
+        "/srv/ckpts/a_z3.safetensors",
+        "..\\a_z3.safetensors",
+        ".a_z3.safetensors",
+        "nope.safetensors",
+        "",
+        "a_z3\x00.safetensors",
+    ):
         with pytest.raises(ShareError, match="model"):
             resolve_model(bad, ROWS)
 
@@ -39,9 +49,15 @@ def test_a_model_is_found_by_file_name_only():
 def test_z_parameter_parses_and_pads_or_names_its_problem():
     assert parse_z("0.5,-1.25, 2", 3) == [0.5, -1.25, 2.0]
     assert parse_z("1.5", 3) == [1.5, 0.0, 0.0]  # fewer values: the rest at the prior's mean
-    for bad, why in (("", "empty"), ("1,2,3,4", "4 values"), ("1,abc", "value 2 is not a number"),
-                     ("nan", "not finite"), ("1e999", "not finite"), ("1,,2", "value 2"),
-                     ("1" * 40, "value 1 is not a number")):
+    for bad, why in (
+        ("", "empty"),
+        ("1,2,3,4", "4 values"),
+        ("1,abc", "value 2 is not a number"),
+        ("nan", "not finite"),
+        ("1e999", "not finite"),
+        ("1,,2", "value 2"),
+        ("1" * 40, "value 1 is not a number"),
+    ):
         with pytest.raises(ShareError, match="z parameter") as e:
             parse_z(bad, 3)
         assert why in str(e.value)
@@ -59,11 +75,17 @@ def test_z_json_round_trips_and_each_bad_file_has_its_message():
     assert read_z_json(z_json("/srv/ckpts/a_z3.safetensors", z).encode()) == ("a_z3.safetensors", z)
     assert read_z_json(b'{"z": [1, 2]}') == (None, [1.0, 2.0])
     assert read_z_json(b'{"checkpoint": "/old/server/path/a_z3.safetensors", "z": [1]}')[0] == "a_z3.safetensors"
-    for data, why in ((b"\x89PNG not json", "not JSON"), (b"[1, 2]", "not an object"), (b'{"zz": [1]}', "no list z"),
-                      (b'{"z": [1, NaN]}', "finite"), (b'{"z": [1, Infinity]}', "finite"),
-                      (b'{"z": [1, "2"]}', "finite"), (b'{"z": [true]}', "finite"),
-                      (b'{"z": [1], "checkpoint": 5}', "checkpoint"),
-                      (b'{"z": [' + b"1," * 40_000 + b"1]}", "at most")):
+    for data, why in (
+        (b"\x89PNG not json", "not JSON"),
+        (b"[1, 2]", "not an object"),
+        (b'{"zz": [1]}', "no list z"),
+        (b'{"z": [1, NaN]}', "finite"),
+        (b'{"z": [1, Infinity]}', "finite"),
+        (b'{"z": [1, "2"]}', "finite"),
+        (b'{"z": [true]}', "finite"),
+        (b'{"z": [1], "checkpoint": 5}', "checkpoint"),
+        (b'{"z": [' + b"1," * 40_000 + b"1]}", "at most"),
+    ):
         with pytest.raises(ShareError) as e:
             read_z_json(data)
         assert why in str(e.value)
@@ -79,15 +101,20 @@ def test_a_dragged_z_reaches_the_url_at_most_every_pace_interval():
 
 # --- the app ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Two tiny digits MLPs: latent dims 3 and 2."""
     d = tmp_path_factory.mktemp("share_ckpts")
     data = load_dataset("digits")
     for k in (3, 2):
-        train_or_load(ModelConfig(input_shape=data.input_shape, latent_dim=k, hidden=(16,)),
-                      TrainConfig(dataset="digits", epochs=1, binarize="dynamic", seed=0), data,
-                      cache_dir=str(d), final_iw_samples=2)
+        train_or_load(
+            ModelConfig(input_shape=data.input_shape, latent_dim=k, hidden=(16,)),
+            TrainConfig(dataset="digits", epochs=1, binarize="dynamic", seed=0),
+            data,
+            cache_dir=str(d),
+            final_iw_samples=2,
+        )
     return str(d)
 
 
@@ -95,8 +122,11 @@ def folder(tmp_path_factory):
 def ckpts(folder, monkeypatch):
     """{latent_dim: path} of the folder, which is the app's checkpoint folder."""
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", folder)
-    return {int(f.split("_z")[1].split("_")[0]): os.path.join(folder, f) for f in os.listdir(folder)
-            if f.endswith(".safetensors")}
+    return {
+        int(f.split("_z")[1].split("_")[0]): os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.endswith(".safetensors")
+    }
 
 
 def _open(query: dict) -> AppTest:
@@ -145,8 +175,9 @@ def test_a_bad_model_gives_one_message_and_the_default_view(ckpts, model):
     assert at.query_params["model"] in {os.path.basename(p) for p in ckpts.values()}  # the URL now says which
 
 
-@pytest.mark.parametrize("z, why", [("1,2,3,4", "4 values"), ("1,nan", "not finite"), ("1;2", "not a number"),
-                                    ("", "empty")])
+@pytest.mark.parametrize(
+    "z, why", [("1,2,3,4", "4 values"), ("1,nan", "not finite"), ("1;2", "not a number"), ("", "empty")]
+)
 def test_a_bad_z_gives_one_message_naming_the_parameter(ckpts, z, why):
     at = _open({"model": os.path.basename(ckpts[3]), "z": z})
     (w,) = _warnings(at)
@@ -164,8 +195,11 @@ def _upload_json(at: AppTest, data: bytes) -> AppTest:
 
 
 def _note(at: AppTest) -> str:
-    notes = [c.value.replace("\\", "") for c in at.caption if not c.value.startswith("Sliders:")
-             and ("z.json" in c.value.replace("\\", "") or "saved from" in c.value)]
+    notes = [
+        c.value.replace("\\", "")
+        for c in at.caption
+        if not c.value.startswith("Sliders:") and ("z.json" in c.value.replace("\\", "") or "saved from" in c.value)
+    ]
     assert len(notes) == 1, notes
     return notes[0]
 
@@ -184,10 +218,15 @@ def test_a_downloaded_z_json_loads_back_to_the_same_z(ckpts):
     assert at.session_state["explorer_z"].origin == "your z.json"
 
 
-@pytest.mark.parametrize("data, why", [
-    (b"not json at all", "not JSON"), (b'{"z": [1, 2]}', "2 values; the open model has 3"),
-    (b'{"z": [1, NaN, 0]}', "finite"), (b'{"z": [' + b"0," * 40_000 + b"0]}", "at most"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"not json at all", "not JSON"),
+        (b'{"z": [1, 2]}', "2 values; the open model has 3"),
+        (b'{"z": [1, NaN, 0]}', "finite"),
+        (b'{"z": [' + b"0," * 40_000 + b"0]}", "at most"),
+    ],
+)
 def test_a_bad_z_json_gives_one_message(ckpts, data, why):
     at = _open({"model": os.path.basename(ckpts[3])})
     before = list(_z(at))
@@ -216,13 +255,19 @@ def _png(a: np.ndarray) -> bytes:
 
 def test_open_in_explorer_sends_the_uploaded_images_mean(ckpts):
     """Upload page -> button -> the explorer page, its sliders on μ(x) of the image as the model sees it."""
+
     def script(path):
         import streamlit as st
 
         from app.views import explorer, upload
+
         st.session_state.setdefault("sidebar_model_path", path)
-        st.navigation([st.Page(upload.render, title="Upload", url_path="upload", default=True),
-                       st.Page(explorer.render, title="Latent explorer", url_path="explorer")]).run()
+        st.navigation(
+            [
+                st.Page(upload.render, title="Upload", url_path="upload", default=True),
+                st.Page(explorer.render, title="Latent explorer", url_path="explorer"),
+            ]
+        ).run()
 
     at = AppTest.from_function(script, args=(ckpts[3],), default_timeout=TIMEOUT)
     at.run()
@@ -237,6 +282,7 @@ def test_open_in_explorer_sends_the_uploaded_images_mean(ckpts):
     from vae_core.data import eval_targets
     from vae_core.images import open_upload, preprocess
     from vae_core.latent import encode_mean
+
     ck = load_checkpoint(ckpts[3])
     x = preprocess(open_upload(_png(digit), "one.png"), ck.model_config.input_shape, invert="auto", center=True)
     mu = encode_mean(ck.model, eval_targets(x[None], ck.train_config.binarize))[0]

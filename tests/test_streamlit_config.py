@@ -6,6 +6,7 @@ Streamlit reads .streamlit/config.toml from the working directory and from besid
 foreign working directory, and (3) a real `streamlit run app/main.py` server: the options it sends
 to a browser over its websocket (the theme, toolbar mode, usage stats) are the toml's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,15 +17,17 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 
 import pytest
+import tomllib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOML = os.path.join(REPO, "streamlit_config.toml")
-LINKS = {".streamlit/config.toml": "../streamlit_config.toml",
-         "app/.streamlit/config.toml": "../../streamlit_config.toml"}
+LINKS = {
+    ".streamlit/config.toml": "../streamlit_config.toml",
+    "app/.streamlit/config.toml": "../../streamlit_config.toml",
+}
 
 
 def _expected() -> dict:
@@ -49,6 +52,7 @@ def test_toml_sets_the_promised_options():
     # the server's hard cap is the dataset upload limit; images have their own smaller check
     from vae_core.data_upload import MAX_DATASET_UPLOAD_BYTES
     from vae_core.images import MAX_UPLOAD_BYTES
+
     assert opts["server.maxUploadSize"] * 2**20 == MAX_DATASET_UPLOAD_BYTES
     assert MAX_UPLOAD_BYTES < MAX_DATASET_UPLOAD_BYTES
 
@@ -60,8 +64,7 @@ def test_config_files_are_relative_symlinks_tracked_by_git(link, target):
     assert os.readlink(path) == target
     assert os.path.samefile(path, TOML)
     try:
-        out = subprocess.run(["git", "ls-files", "-s", link], cwd=REPO, capture_output=True, text=True,
-                             timeout=300)
+        out = subprocess.run(["git", "ls-files", "-s", link], cwd=REPO, capture_output=True, text=True, timeout=300)
     except FileNotFoundError:
         pytest.skip("git not installed")
     if out.returncode != 0:
@@ -87,8 +90,15 @@ def test_streamlit_loader_applies_every_option(where, tmp_path):
         cwd, args = REPO, []
     else:
         cwd, args = str(tmp_path), [os.path.join(REPO, "app", "main.py")]
-    out = subprocess.run([sys.executable, "-c", _LOADER, *args], cwd=cwd, input=json.dumps(list(expected)),
-                         capture_output=True, text=True, timeout=600, env=_clean_env(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADER, *args],
+        cwd=cwd,
+        input=json.dumps(list(expected)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_clean_env(tmp_path),
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     for key, val in expected.items():
@@ -108,11 +118,13 @@ async def _new_session_msg(port: int, timeout: float = 300.0):
     import websockets
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
     back = BackMsg()
     back.rerun_script.query_string = ""
     back.rerun_script.page_script_hash = ""
-    async with websockets.connect(f"ws://127.0.0.1:{port}/_stcore/stream", max_size=2**26,
-                                  origin=f"http://127.0.0.1:{port}") as ws:
+    async with websockets.connect(
+        f"ws://127.0.0.1:{port}/_stcore/stream", max_size=2**26, origin=f"http://127.0.0.1:{port}"
+    ) as ws:
         await ws.send(back.SerializeToString())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -130,10 +142,24 @@ def test_real_server_sends_the_configured_theme_and_client_options(from_repo, tm
     expected = _expected()
     port = _free_port()
     cwd = REPO if from_repo else str(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", os.path.join(REPO, "app", "main.py"),
-                             "--server.port", str(port), "--server.address", "127.0.0.1"],
-                            cwd=cwd, env=_clean_env(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            os.path.join(REPO, "app", "main.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=cwd,
+        env=_clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 600  # a hang guard
         while True:
@@ -161,4 +187,5 @@ def test_real_server_sends_the_configured_theme_and_client_options(from_repo, tm
     assert theme.text_color.lower() == expected["theme.textColor"].lower()
     assert ns.config.gather_usage_stats is expected["browser.gatherUsageStats"]
     from streamlit.proto.NewSession_pb2 import Config
+
     assert Config.ToolbarMode.Name(ns.config.toolbar_mode).lower() == expected["client.toolbarMode"]

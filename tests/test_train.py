@@ -1,4 +1,5 @@
 """fit(): reproducible, reports progress, stops cleanly on NaN with the last good model kept."""
+
 from __future__ import annotations
 
 import copy
@@ -59,14 +60,29 @@ def test_history_and_metrics_are_consistent(tiny_data, tiny_cfgs):
 def test_progress_events_and_cancel(tiny_data, tiny_cfgs):
     mcfg, tcfg = tiny_cfgs
     events = []
-    fit(mcfg, tcfg.replace(epochs=2), tiny_data, device="cpu", final_iw_samples=0,
-        progress=events.append, step_every=0.0)
+    fit(
+        mcfg,
+        tcfg.replace(epochs=2),
+        tiny_data,
+        device="cpu",
+        final_iw_samples=0,
+        progress=events.append,
+        step_every=0.0,
+    )
     assert [e.phase for e in events] == ["data"] * 2 + ["train"] * (2 * 4) + ["evaluate"] * 2
     assert [(e.done, e.total) for e in events if e.phase != "train"] == [(0, 1), (1, 1), (0, 1), (1, 1)]
     train_events = [e for e in events if e.phase == "train"]
     # 96 examples / batch 32 = 3 steps per epoch, then the epoch's end (its history entry added)
     assert [(e.epoch, e.done, len(e.history)) for e in train_events] == [
-        (1, 1, 0), (1, 2, 0), (1, 3, 0), (1, 3, 1), (2, 4, 1), (2, 5, 1), (2, 6, 1), (2, 6, 2)]
+        (1, 1, 0),
+        (1, 2, 0),
+        (1, 3, 0),
+        (1, 3, 1),
+        (2, 4, 1),
+        (2, 5, 1),
+        (2, 6, 1),
+        (2, 6, 2),
+    ]
     assert all(e.total == 6 and e.epochs == 2 and math.isfinite(e.loss) for e in train_events)
     assert [e.fraction for e in train_events if len(e.history) == e.epoch] == [0.5, 1.0]
     assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(train_events))
@@ -88,8 +104,15 @@ def test_progress_events_and_cancel(tiny_data, tiny_cfgs):
 def test_max_train_limits_the_examples_per_epoch(tiny_data, tiny_cfgs):
     mcfg, tcfg = tiny_cfgs
     events = []
-    fit(mcfg, tcfg.replace(max_train=40), tiny_data, device="cpu", final_iw_samples=0,
-        progress=events.append, step_every=0.0)
+    fit(
+        mcfg,
+        tcfg.replace(max_train=40),
+        tiny_data,
+        device="cpu",
+        final_iw_samples=0,
+        progress=events.append,
+        step_every=0.0,
+    )
     assert [e.total for e in events if e.phase == "train"] == [2, 2, 2]  # ceil(40 / 32) steps, then the end
     assert events[0].message == "moving 40 training examples to the cpu device"
 
@@ -100,6 +123,7 @@ def test_shape_mismatch_is_a_clear_error(tiny_data):
 
 
 # --- divergence -----------------------------------------------------------------------------
+
 
 def _nan_at(monkeypatch, call: int, snapshots: dict):
     """Make the loss NaN at the `call`-th batch; snapshot the weights seen at every batch."""
@@ -142,8 +166,11 @@ def test_non_finite_test_elbo_is_divergence_not_a_good_epoch(monkeypatch, tiny_d
         return {**res, "elbo": float("nan"), "kl": float("inf")} if calls[0] == 2 else res
 
     monkeypatch.setattr(train, "evaluate", patched)
-    with pytest.raises(TrainingDivergedError, match=r"test ELBO is nan .* after epoch 2; stopped, model "
-                                                    r"restored to the end of epoch 1") as e:
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"test ELBO is nan .* after epoch 2; stopped, model "
+        r"restored to the end of epoch 1",
+    ) as e:
         fit(mcfg, tcfg.replace(epochs=3), tiny_data, device="cpu")
     assert [h["epoch"] for h in e.value.history] == [1]
     assert all(math.isfinite(h["test_elbo"]) for h in e.value.history)
@@ -160,8 +187,7 @@ def test_divergence_in_the_first_epoch_restores_the_initial_weights(tiny_data):
     assert e.value.history == []
 
 
-def test_train_or_load_keeps_the_diverged_model_aside_and_caches_nothing(monkeypatch, tmp_path, tiny_data,
-                                                                         tiny_cfgs):
+def test_train_or_load_keeps_the_diverged_model_aside_and_caches_nothing(monkeypatch, tmp_path, tiny_data, tiny_cfgs):
     mcfg, tcfg = tiny_cfgs
     tcfg = tcfg.replace(epochs=3)
     snaps = {}
@@ -178,18 +204,22 @@ def test_train_or_load_keeps_the_diverged_model_aside_and_caches_nothing(monkeyp
     assert [h["epoch"] for h in ck.history] == [1] and "diverged" in ck.metrics
     # the cache never lists it under the key: the next call trains again
     monkeypatch.undo()  # the real loss again
-    ck2, cached = cache.train_or_load(mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu",
-                                      final_iw_samples=5)
+    ck2, cached = cache.train_or_load(mcfg, tcfg, tiny_data, cache_dir=str(tmp_path), device="cpu", final_iw_samples=5)
     assert not cached and ck2.path == key_path and len(ck2.history) == 3
 
 
 # --- no process-wide random state -------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg", [
-    ModelConfig(input_shape=(64,), latent_dim=2, hidden=(16, 8)),
-    ModelConfig(input_shape=(1, 28, 28), latent_dim=3, arch="conv", hidden=(12,), conv_channels=(4, 6)),
-    ModelConfig(input_shape=(64,), latent_dim=2, hidden=(), likelihood="gaussian-learned", sigma_mode="per-pixel"),
-], ids=["mlp", "conv", "linear-learned-sigma"])
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(input_shape=(64,), latent_dim=2, hidden=(16, 8)),
+        ModelConfig(input_shape=(1, 28, 28), latent_dim=3, arch="conv", hidden=(12,), conv_channels=(4, 6)),
+        ModelConfig(input_shape=(64,), latent_dim=2, hidden=(), likelihood="gaussian-learned", sigma_mode="per-pixel"),
+    ],
+    ids=["mlp", "conv", "linear-learned-sigma"],
+)
 def test_init_weights_from_a_generator_equals_torch_default_init_after_manual_seed(cfg):
     # the reference is torch's own reset_parameters on the global generator: checkpoints trained
     # before fit() took a generator are reproduced bit for bit
@@ -226,6 +256,7 @@ def test_fit_neither_seeds_nor_reads_the_global_generator(monkeypatch, tiny_data
 
 def test_two_fits_at_once_in_two_threads_give_what_each_gives_alone(tiny_data, tiny_cfgs):
     import threading
+
     mcfg, tcfg = tiny_cfgs
     configs = [tcfg.replace(epochs=2, seed=s, binarize="dynamic") for s in (0, 1)]
     alone = [fit(mcfg, c, tiny_data, device="cpu", final_iw_samples=5) for c in configs]
@@ -235,8 +266,15 @@ def test_two_fits_at_once_in_two_threads_give_what_each_gives_alone(tiny_data, t
 
     def run(i):
         try:
-            results[i] = fit(mcfg, configs[i], tiny_data, device="cpu", final_iw_samples=5,
-                             step_every=0.0, progress=lambda ev: barrier.wait())
+            results[i] = fit(
+                mcfg,
+                configs[i],
+                tiny_data,
+                device="cpu",
+                final_iw_samples=5,
+                step_every=0.0,
+                progress=lambda ev: barrier.wait(),
+            )
         except Exception as e:  # noqa: BLE001  (reported below, with the other thread released)
             errors.append(e)
             barrier.abort()

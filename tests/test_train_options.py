@@ -1,6 +1,7 @@
 """fit's GPU options on the CPU: bf16 autocast (--amp), torch.compile (--compile), and checkpoints
 from a wrapped or autocast model that load on a CPU-only machine. No CUDA here: the CUDA runs of
 these options are the bench's (bench/train_throughput.py --device cuda)."""
+
 from __future__ import annotations
 
 import math
@@ -17,9 +18,13 @@ from vae_core.train import check_options, fit
 @pytest.fixture
 def digits_cfgs():
     from vae_core.data import load_dataset
+
     data = load_dataset("digits")
-    return (data, ModelConfig(input_shape=data.input_shape, latent_dim=4, hidden=(64,)),
-            TrainConfig(dataset="digits", epochs=3, batch_size=64, seed=0, binarize="dynamic"))
+    return (
+        data,
+        ModelConfig(input_shape=data.input_shape, latent_dim=4, hidden=(64,)),
+        TrainConfig(dataset="digits", epochs=3, batch_size=64, seed=0, binarize="dynamic"),
+    )
 
 
 def test_amp_trains_in_bf16_and_keeps_float32_weights(tmp_path, digits_cfgs):
@@ -48,6 +53,7 @@ def test_options_are_refused_where_they_cannot_run(monkeypatch):
 
 def test_cli_passes_the_options_to_fit():
     from vae_core.cli import build_parser
+
     a = build_parser().parse_args(["train", "--amp", "--compile", "--data-mode", "stream", "--dist-timeout", "30"])
     assert (a.amp, a.compile, a.data_mode, a.dist_timeout) == (True, True, "stream", 30.0)
     d = build_parser().parse_args(["train"])

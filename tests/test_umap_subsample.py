@@ -1,5 +1,6 @@
 """UMAP of large sets (vae_core.umap_subsample): the blockwise kNN placement against KNNProjection's
 whole-matrix transform, the subsample fit's bookkeeping, and the job's progress lines."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,27 +60,41 @@ def test_fit_umap_large_fits_the_subsample_and_places_the_rest(monkeypatch):
     np.testing.assert_array_equal(fitted["x"], means[sub])
     np.testing.assert_allclose(emb[sub], np.stack([means[sub, 0] + means[sub, 1], means[sub, 2]], 1), rtol=1e-6)
     rest = np.setdiff1d(np.arange(500), sub)
-    np.testing.assert_allclose(emb[rest], KNNProjection(means[sub], emb[sub], 15).transform(means[rest]),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        emb[rest], KNNProjection(means[sub], emb[sub], 15).transform(means[rest]), rtol=1e-5, atol=1e-5
+    )
     assert fitted["n_epochs"] == us.FIT_EPOCHS
-    assert [(p.phase, p.done, p.total) for p in progress] == [("map", 0, 200), ("map", 0, 200), ("map", 100, 200),
-                                                               ("map", 200, 200), ("place", 380, 380)]
+    assert [(p.phase, p.done, p.total) for p in progress] == [
+        ("map", 0, 200),
+        ("map", 0, 200),
+        ("map", 100, 200),
+        ("map", 200, 200),
+        ("place", 380, 380),
+    ]
     assert progress[0].message == "fitting UMAP on 120 of 500 points"
     assert progress[2].message == "UMAP epoch 100 of 200 (120 of 500 points)"
     # at or below n_fit, UMAP sees every point and nothing is placed
-    np.testing.assert_allclose(us.fit_umap_large(means[:100], n_fit=120),
-                               np.stack([means[:100, 0] + means[:100, 1], means[:100, 2]], 1), rtol=1e-6)
+    np.testing.assert_allclose(
+        us.fit_umap_large(means[:100], n_fit=120),
+        np.stack([means[:100, 0] + means[:100, 1], means[:100, 2]], 1),
+        rtol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("log, want", [
-    ("starting\nprogress map 0 200 fitting UMAP on 10,000 of 60,000 points\nprogress map 80 200 UMAP epoch 80 of 200\n",
-     Progress("map", 80, 200, "UMAP epoch 80 of 200")),
-    ("progress place 7 5 done\n", Progress("place", 7, 5, "done")),  # fraction clipped to 1
-    ("no progress yet\nwarning: something\n", None),
-    ("progress map nan-ish broken\n", None),
-    ("progress map 3\n", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "log, want",
+    [
+        (
+            "starting\nprogress map 0 200 fitting UMAP on 10,000 of 60,000 points\nprogress map 80 200 UMAP epoch 80 of 200\n",  # noqa: E501
+            Progress("map", 80, 200, "UMAP epoch 80 of 200"),
+        ),
+        ("progress place 7 5 done\n", Progress("place", 7, 5, "done")),  # fraction clipped to 1
+        ("no progress yet\nwarning: something\n", None),
+        ("progress map nan-ish broken\n", None),
+        ("progress map 3\n", None),
+        ("", None),
+    ],
+)
 def test_the_app_reads_the_jobs_last_progress_line(log, want):
     assert umap_job.last_progress(log) == want
 

@@ -1,6 +1,7 @@
 """The z protocol (app/components/z_sync.py) on its own: Python's ZSync here, the browser's twin
 (app/components/latent_decoder/z_sync.mjs) by node's test runner (tests/z_sync.test.mjs), and both
 halves talking to each other through the messages they exchange."""
+
 from __future__ import annotations
 
 import json
@@ -57,9 +58,19 @@ def test_a_report_clears_the_clipped_notice_and_stays_in_range():
     assert s.z == [3.0, -0.5] and s.clipped == []
 
 
-@pytest.mark.parametrize("msg", [None, [1.0, 2.0], {"z": [1.0], "rev": 1}, {"z": [1.0, "x"], "rev": 1},
-                                 {"z": [1.0, float("nan")], "rev": 1}, {"z": None, "rev": 1}, {"rev": 1},
-                                 {"z": [1.0, 2.0]}])
+@pytest.mark.parametrize(
+    "msg",
+    [
+        None,
+        [1.0, 2.0],
+        {"z": [1.0], "rev": 1},
+        {"z": [1.0, "x"], "rev": 1},
+        {"z": [1.0, float("nan")], "rev": 1},
+        {"z": None, "rev": 1},
+        {"rev": 1},
+        {"z": [1.0, 2.0]},
+    ],
+)
 def test_malformed_reports_are_ignored(msg):
     s = ZSync([0.0, 0.0])
     assert not s.report(msg)
@@ -77,8 +88,9 @@ def test_a_new_model_may_change_the_length_and_bad_sets_fail_clearly():
 
 @needs_node
 def test_the_js_twin_passes_its_node_tests():
-    p = subprocess.run([NODE, "--test", os.path.join(HERE, "z_sync.test.mjs")], capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        [NODE, "--test", os.path.join(HERE, "z_sync.test.mjs")], capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "# fail 0" in p.stdout and "# pass 0" not in p.stdout
 
@@ -100,8 +112,9 @@ process.stdout.write(JSON.stringify(out));
 
 def browser(steps: list) -> list:
     src = _BROWSER % json.dumps("file://" + os.path.abspath(JS_TWIN))
-    p = subprocess.run([NODE, "--input-type=module", "-e", src], input=json.dumps(steps), capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(
+        [NODE, "--input-type=module", "-e", src], input=json.dumps(steps), capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
@@ -118,8 +131,7 @@ def test_python_and_the_browser_agree_through_their_messages():
     report_a, report_b = out[1], out[2]
     assert py.report(report_a) and py.report(report_b)
     echo_a_state = {"z": report_a["z"], "rev": py.rev}  # what Python sent after applying A only
-    out = browser([["receive", first], ["edit", [1, 1.5]], ["edit", [2, -2.0]], ["receive", echo_a_state],
-                   ["map", mu]])
+    out = browser([["receive", first], ["edit", [1, 1.5]], ["edit", [2, -2.0]], ["receive", echo_a_state], ["map", mu]])
     assert out[3] == {"moved": False, "z": [0.0, 1.5, -2.0]}  # A's echo does not undo B
     report_after_click = out[4]
     py.set(mu, origin="μ of test #3")  # Python's set for the same click: a new rev

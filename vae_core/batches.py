@@ -17,11 +17,11 @@ float32 in [0, 1] one batch at a time, on the device. Two ways to hold the train
   stream    a DataLoader with worker processes gathers each batch from the memory-mapped .npy
             file the dataset was decoded to (image folders), so only a few batches are in memory
 """
+
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Optional
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ def shard(m: int, rank: int, world: int) -> slice:
     return slice(rank * m // world, (rank + 1) * m // world)
 
 
-def targets(x: torch.Tensor, binarize: str, uniform: Optional[torch.Tensor]) -> torch.Tensor:
+def targets(x: torch.Tensor, binarize: str, uniform: torch.Tensor | None) -> torch.Tensor:
     """What the likelihood scores: grey levels, x > 0.5, or one Bernoulli(x) draw (u < x, u ~ U[0,1))."""
     if binarize == "fixed":
         return (x > 0.5).to(x.dtype)
@@ -64,8 +64,9 @@ class StepNoise:
         return torch.randn((samples, m, k), device=self.device, generator=self.g)[:, rows]
 
 
-def step_inputs(noise: StepNoise, x: torch.Tensor, m: int, rows: slice, binarize: str, n_noise: int,
-                latent_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def step_inputs(
+    noise: StepNoise, x: torch.Tensor, m: int, rows: slice, binarize: str, n_noise: int, latent_dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(targets, eps (n_noise, b, k)) for this rank's rows x of a global batch of m rows."""
     u = noise.uniform(m, tuple(x.shape[1:]), rows) if binarize == "dynamic" else None
     return targets(x, binarize, u), noise.normal(n_noise, m, latent_dim, rows)
@@ -85,14 +86,15 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def choose_mode(mode: str, nbytes: int, device: torch.device, backing_file: Optional[str],
-                name: str) -> str:
+def choose_mode(mode: str, nbytes: int, device: torch.device, backing_file: str | None, name: str) -> str:
     """resident or stream. auto streams only a file-backed set larger than half the free memory."""
     if mode not in DATA_MODES:
         raise ValueError(f"--data-mode must be one of {DATA_MODES}, got {mode!r}")
     if mode == "stream" and backing_file is None:
-        raise ValueError(f"--data-mode stream reads the training rows from a memory-mapped .npy file; "
-                         f"dataset {name!r} is held in memory (only image folders are decoded to a file)")
+        raise ValueError(
+            f"--data-mode stream reads the training rows from a memory-mapped .npy file; "
+            f"dataset {name!r} is held in memory (only image folders are decoded to a file)"
+        )
     if mode != "auto":
         return mode
     if backing_file is None:
@@ -147,20 +149,23 @@ def _as_is(batch):
 class StreamedRows:
     """The training rows read per batch from their .npy file by DataLoader workers."""
 
-    def __init__(self, path: str, stop: int, device: torch.device, workers: Optional[int] = None):
+    def __init__(self, path: str, stop: int, device: torch.device, workers: int | None = None):
         self.rows, self.device = MappedRows(path, stop), device
         self.workers = min(4, os.cpu_count() or 1) if workers is None else workers
 
     def batches(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
         loader = torch.utils.data.DataLoader(
-            self.rows, batch_sampler=[i.tolist() for i in index_batches], collate_fn=_as_is,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda")
+            self.rows,
+            batch_sampler=[i.tolist() for i in index_batches],
+            collate_fn=_as_is,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
         for xb in loader:
             yield unit_float(xb.to(self.device, non_blocking=True))
 
 
-def training_rows(pixels: torch.Tensor, backing_file: Optional[str], device: torch.device, mode: str,
-                  name: str):
+def training_rows(pixels: torch.Tensor, backing_file: str | None, device: torch.device, mode: str, name: str):
     """The rows fit() draws its batches from, held as `mode` (auto|resident|stream) asks."""
     kind = choose_mode(mode, pixels.numel() * pixels.element_size(), device, backing_file, name)
     return ResidentRows(pixels, device) if kind == "resident" else StreamedRows(backing_file, len(pixels), device)

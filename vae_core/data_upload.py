@@ -8,6 +8,7 @@ array and image through the same validation as load_dataset. It is stored conten
 
 Torch-free at import (the loaders that validate an upload import it when one arrives).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,10 +26,10 @@ from .data_access import DatasetError, upload_dir
 from .fsutil import STALE_AFTER_S, TEMP_PREFIX, atomic_write_bytes, sweep_stale
 
 MAX_DATASET_UPLOAD_BYTES = 64 * 2**20  # the uploaded file itself (= server.maxUploadSize: uploads sit in RAM)
-MAX_UNPACKED_BYTES = 2**30              # sum of the sizes the zip directory declares
+MAX_UNPACKED_BYTES = 2**30  # sum of the sizes the zip directory declares
 MAX_ARCHIVE_FILES = 100_000
-MAX_COMPRESSION_RATIO = 100             # PNG, JPEG and real .npy data stay far below; a zip bomb does not
-MAX_UPLOAD_VALUES = 2**28               # pixels x examples once decoded: 1 GiB as float32
+MAX_COMPRESSION_RATIO = 100  # PNG, JPEG and real .npy data stay far below; a zip bomb does not
+MAX_UPLOAD_VALUES = 2**28  # pixels x examples once decoded: 1 GiB as float32
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -42,8 +43,10 @@ def save_uploaded_dataset(data: bytes, filename: str) -> str:
     name = os.path.basename(str(filename).replace("\\", "/")) or "upload"
     kind = os.path.splitext(name)[1].lower()
     if kind not in (".npz", ".zip"):
-        raise DatasetError(f"{name}: upload a .npz file (x_train, x_test, optional y_train, y_test) or a "
-                           ".zip of an image folder (one subfolder of PNG/JPEG images per class)")
+        raise DatasetError(
+            f"{name}: upload a .npz file (x_train, x_test, optional y_train, y_test) or a "
+            ".zip of an image folder (one subfolder of PNG/JPEG images per class)"
+        )
     if len(data) == 0:
         raise DatasetError(f"{name}: the file is empty")
     if len(data) > MAX_DATASET_UPLOAD_BYTES:
@@ -93,8 +96,10 @@ def _open_archive(data: bytes, name: str) -> zipfile.ZipFile:
     if unpacked > MAX_UNPACKED_BYTES:
         raise DatasetError(f"{name}: unpacks to {_mb(unpacked)} (limit {_mb(MAX_UNPACKED_BYTES)})")
     if unpacked > 2**20 and unpacked > MAX_COMPRESSION_RATIO * max(packed, 1):
-        raise DatasetError(f"{name}: compressed {unpacked / max(packed, 1):,.0f}:1 (limit "
-                           f"{MAX_COMPRESSION_RATIO}:1); refused as a likely zip bomb")
+        raise DatasetError(
+            f"{name}: compressed {unpacked / max(packed, 1):,.0f}:1 (limit "
+            f"{MAX_COMPRESSION_RATIO}:1); refused as a likely zip bomb"
+        )
     for info in infos:
         _check_entry(info, name)
     return archive
@@ -114,6 +119,7 @@ def _check_entry(info: zipfile.ZipInfo, name: str) -> None:
 
 def _validate_npz(data: bytes, name: str) -> None:
     from . import data as vd  # torch: only once someone uploads
+
     x_tr, y_tr, x_te, y_te = vd._npz(io.BytesIO(data), name)
     values = sum(int(getattr(a, "size", 0)) for a in (x_tr, x_te))
     if values > MAX_UPLOAD_VALUES:
@@ -132,8 +138,10 @@ def _image_entries(archive: zipfile.ZipFile, name: str) -> list[tuple[zipfile.Zi
         if "__MACOSX" in parts or parts[-1].startswith("."):
             continue  # macOS resource forks, .DS_Store: not data, not unpacked
         if not parts[-1].lower().endswith(IMAGE_SUFFIXES):
-            raise DatasetError(f"{name}: {info.filename!r} is not a PNG or JPEG image; the archive must "
-                               "hold only images, in one subfolder per class")
+            raise DatasetError(
+                f"{name}: {info.filename!r} is not a PNG or JPEG image; the archive must "
+                "hold only images, in one subfolder per class"
+            )
         files.append((info, parts))
     if not files:
         raise DatasetError(f"{name}: no PNG or JPEG images found (put them in one subfolder per class)")
@@ -141,8 +149,9 @@ def _image_entries(archive: zipfile.ZipFile, name: str) -> list[tuple[zipfile.Zi
         files = [(i, p[1:]) for i, p in files]
     for info, parts in files:
         if len(parts) < 2:
-            raise DatasetError(f"{name}: {info.filename!r} is not in a class folder; put the images in "
-                               "one subfolder per class")
+            raise DatasetError(
+                f"{name}: {info.filename!r} is not in a class folder; put the images in one subfolder per class"
+            )
     return files
 
 
@@ -151,6 +160,7 @@ def _unpack_image_zip(archive: zipfile.ZipFile, name: str, folder: str, target: 
     the checked reader), then rename it into place: `target` is complete or absent."""
     from . import data as vd  # torch: only once someone uploads
     from .images import FORMATS
+
     entries = _image_entries(archive, name)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(6)}")
@@ -182,7 +192,9 @@ def _sweep_stale_dirs(folder: str) -> None:
     """Remove temp folders that a killed upload left (fsutil.sweep_stale handles files only)."""
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
-            if (entry.name.startswith(TEMP_PREFIX) and entry.is_dir(follow_symlinks=False)
-                    and time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S):
+            if (
+                entry.name.startswith(TEMP_PREFIX)
+                and entry.is_dir(follow_symlinks=False)
+                and time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
+            ):
                 shutil.rmtree(entry.path, ignore_errors=True)
-

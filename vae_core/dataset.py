@@ -2,6 +2,7 @@
 pixels (N, C, H, W) uint8 or float32, or (N, D), labels, and a fingerprint of the arrays that ties
 a checkpoint to its data. Torch and numpy only: every loader imports this, it imports no loader.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,7 +17,7 @@ import torch
 class Dataset:
     name: str
     train_pixels: torch.Tensor  # as stored: uint8 levels 0..255 (image sources) or float32;
-    test_pixels: torch.Tensor   # (N, C, H, W) or (N, D)
+    test_pixels: torch.Tensor  # (N, C, H, W) or (N, D)
     y_train: torch.Tensor | None  # int64 (N,) or None
     y_test: torch.Tensor | None
     fingerprint: str  # sha256 of the (float) arrays and split: ties a checkpoint to its data
@@ -71,7 +72,7 @@ def data_fingerprint(name: str, *arrays) -> str:
             h.update(str(a.shape).encode() + b"float32")
             rows = max(1, (64 << 20) // max(1, a[:1].nbytes * 4))
             for i in range(0, len(a), rows):
-                h.update((np.ascontiguousarray(a[i:i + rows]).astype(np.float32) / 255.0).tobytes())
+                h.update((np.ascontiguousarray(a[i : i + rows]).astype(np.float32) / 255.0).tobytes())
         else:
             a = np.ascontiguousarray(a)
             h.update(str(a.shape).encode() + str(a.dtype).encode())

@@ -1,4 +1,5 @@
 """Pick the device: `auto` (cuda, then mps, then cpu), or cpu / cuda / cuda:N / mps when usable."""
+
 from __future__ import annotations
 
 import re
@@ -32,7 +33,12 @@ def pick_device(requested: str | torch.device = "auto") -> torch.device:
     if not isinstance(requested, str) or not re.fullmatch(r"cpu|mps|cuda(:\d{1,3})?", requested):
         raise ValueError(f"unknown device {requested!r}: use one of {', '.join(usable)}")
     if requested not in usable:
-        why = ("CUDA is not available" if requested.startswith("cuda") and not torch.cuda.is_available()
-               else "MPS is not available" if requested == "mps" else "there is no such GPU")
+        why = (
+            "CUDA is not available"
+            if requested.startswith("cuda") and not torch.cuda.is_available()
+            else "MPS is not available"
+            if requested == "mps"
+            else "there is no such GPU"
+        )
         raise ValueError(f"device {requested!r} requested but {why}; available here: {', '.join(usable)}")
     return torch.device(requested)

@@ -10,6 +10,7 @@ it tells the other ranks whether there is anything to train (`announce` / `wait_
 therefore does not depend on W, and a run on W ranks is a cache hit for the same config on any
 other number of ranks (they are the same training: see vae_core.batches).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ from .config import ConfigError, TrainConfig
 from .device import pick_device
 
 DEFAULT_TIMEOUT_S = 600.0  # a collective that waits this long for a rank raises instead of hanging
-TRAIN, CACHED = 1, 0       # what rank 0 announces
+TRAIN, CACHED = 1, 0  # what rank 0 announces
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,20 @@ def check_config(train_cfg: TrainConfig, world: World) -> None:
     if not world.distributed:
         return
     if train_cfg.batch_size % world.size:
-        raise ConfigError(f"--batch-size {train_cfg.batch_size} is the global batch and must split evenly "
-                          f"over the {world.size} ranks (use a multiple of {world.size})")
+        raise ConfigError(
+            f"--batch-size {train_cfg.batch_size} is the global batch and must split evenly "
+            f"over the {world.size} ranks (use a multiple of {world.size})"
+        )
     if train_cfg.objective == "mmd":
-        raise ConfigError("--objective mmd compares the batch's codes with the prior as a whole; on "
-                          f"{world.size} ranks each would see only its shard. Train it on one process")
+        raise ConfigError(
+            "--objective mmd compares the batch's codes with the prior as a whole; on "
+            f"{world.size} ranks each would see only its shard. Train it on one process"
+        )
     if train_cfg.free_bits > 0:
-        raise ConfigError("--free-bits floors the batch-averaged KL per dimension; on "
-                          f"{world.size} ranks each would average only its shard. Train it on one process")
+        raise ConfigError(
+            "--free-bits floors the batch-averaged KL per dimension; on "
+            f"{world.size} ranks each would average only its shard. Train it on one process"
+        )
 
 
 class GroupFailure(RuntimeError):
@@ -150,5 +157,6 @@ def failure_summary(e: BaseException) -> str:
 def is_group_failure(e: BaseException) -> bool:
     """A collective failed because another rank died, hung or closed its connection."""
     return isinstance(e, dist.DistError) or (
-        isinstance(e, RuntimeError) and any(s in str(e) for s in ("Connection closed", "Timed out",
-                                                                     "Connection reset", "gloo", "NCCL")))
+        isinstance(e, RuntimeError)
+        and any(s in str(e) for s in ("Connection closed", "Timed out", "Connection reset", "gloo", "NCCL"))
+    )

@@ -5,6 +5,7 @@ sets in passes of bounded memory, and
 
     log p(x) - ELBO = KL(q(z|x) || p(z|x)),  estimated as L_K - ELBO from the same K draws
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -26,8 +27,9 @@ def per_pass(model: VAE, n: int, budget_floats: int = FLOATS_PER_PASS) -> int:
     return max(1, int(budget_floats // (n * model.cfg.input_dim)))
 
 
-def importance_terms(model: VAE, x: torch.Tensor, k: int, generator=None,
-                     budget_floats: int = FLOATS_PER_PASS) -> tuple[torch.Tensor, torch.Tensor]:
+def importance_terms(
+    model: VAE, x: torch.Tensor, k: int, generator=None, budget_floats: int = FLOATS_PER_PASS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """L_K (log p(x) estimated from K draws z_k ~ q(z|x)) and E_q log p(x|z) averaged over the same
     K draws, each (B,), for x (B, ...). K is split into passes within budget_floats. Call under no_grad."""
     per = min(k, per_pass(model, len(x), budget_floats))
@@ -40,12 +42,19 @@ def importance_terms(model: VAE, x: torch.Tensor, k: int, generator=None,
 
 
 @torch.no_grad()
-def log_px(model: VAE, x: torch.Tensor, k: int = 1000, generator=None, batch_size: int | None = None,
-           budget_floats: int = FLOATS_PER_PASS) -> torch.Tensor:
+def log_px(
+    model: VAE,
+    x: torch.Tensor,
+    k: int = 1000,
+    generator=None,
+    batch_size: int | None = None,
+    budget_floats: int = FLOATS_PER_PASS,
+) -> torch.Tensor:
     """Importance-sampled log p(x) per example (B,), batched so K=1000 fits in memory."""
     bs = batch_size or per_pass(model, k, budget_floats)
-    return torch.cat([importance_terms(model, x[i:i + bs], k, generator, budget_floats)[0]
-                      for i in range(0, len(x), bs)])
+    return torch.cat(
+        [importance_terms(model, x[i : i + bs], k, generator, budget_floats)[0] for i in range(0, len(x), bs)]
+    )
 
 
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_VAR_THRESHOLD) -> tuple[int, torch.Tensor]:
@@ -69,8 +78,16 @@ def _recon(model: VAE, mu, logvar, xb, l: int, generator, budget_floats: int) ->
 
 @torch.no_grad()
 @in_eval_mode  # the model's train/eval mode is left as it was: it may be shared (vae_core.modes)
-def evaluate(model: VAE, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: int = 1,
-             batch_size: int = 500, seed: int = 0, budget_floats: int = FLOATS_PER_PASS) -> dict:
+def evaluate(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    iw_samples: int = 0,
+    mc_samples: int = 1,
+    batch_size: int = 500,
+    seed: int = 0,
+    budget_floats: int = FLOATS_PER_PASS,
+) -> dict:
     """Per-example means in nats over x: elbo, recon, kl, kl_per_dim, active units, log p(x).
 
     iw_samples = K > 0: log p(x) is importance-sampled from K draws per example and the ELBO's recon
@@ -85,14 +102,16 @@ def evaluate(model: VAE, x: torch.Tensor, *, iw_samples: int = 0, mc_samples: in
     if not 0 <= iw_samples <= MAX_EVAL_SAMPLES:
         raise ValueError(f"iw_samples must be in [0, {MAX_EVAL_SAMPLES}] (0 skips log p(x)), got {iw_samples}")
     if iw_samples > 0 and mc_samples != 1:
-        raise ValueError(f"mc_samples applies only when iw_samples is 0: with iw_samples = {iw_samples} the "
-                         f"ELBO is taken from the same {iw_samples} draws as log p(x) (got mc_samples = "
-                         f"{mc_samples})")
+        raise ValueError(
+            f"mc_samples applies only when iw_samples is 0: with iw_samples = {iw_samples} the "
+            f"ELBO is taken from the same {iw_samples} draws as log p(x) (got mc_samples = "
+            f"{mc_samples})"
+        )
     dev = next(model.parameters()).device
     g = torch.Generator(device=dev).manual_seed(seed)
     recon, kl, kld, mus, lpx = [], [], [], [], []
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(dev)
+        xb = x[i : i + batch_size].to(dev)
         mu, logvar = model.encode(xb)
         if iw_samples > 0:
             lp, r = importance_terms(model, xb, iw_samples, g, budget_floats)

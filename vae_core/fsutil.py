@@ -15,6 +15,7 @@ A waiter that was blocked on the old inode wakes up holding a lock on a deleted 
 check sends it round again, to the file the next process created. So two holders never exist,
 and no lock file outlives its holder (one left by `kill -9` is removed by `sweep_stale`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,6 +84,7 @@ def atomic_write_bytes(path: str, data: bytes, *, mode: int = 0o644) -> str:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             fh.write(data)
+
     return atomic_write(path, write, mode=mode)
 
 
@@ -110,7 +112,7 @@ def file_lock(path: str, *, blocking: bool = True) -> Iterator[bool]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still holding it: waiters on this inode will retry
-        os.close(fd)         # releases the flock
+        os.close(fd)  # releases the flock
 
 
 def _unheld(path: str) -> int | None:

@@ -11,6 +11,7 @@ or raises HeaderError(field, problem). A number that is not finite (NaN, inf) be
 so what this returns always prints as valid JSON. Unknown keys of dataset and metrics are kept.
 No torch here: the app lists checkpoints before torch is loaded.
 """
+
 from __future__ import annotations
 
 import json
@@ -118,8 +119,9 @@ def _dataset(v) -> dict:
             out[k] = _count(f"dataset.{k}", out[k])
     if "input_shape" in out:
         shape = out["input_shape"]
-        if not (isinstance(shape, list) and shape and all(
-                _is_number(s) and float(s).is_integer() and s > 0 for s in shape)):
+        if not (
+            isinstance(shape, list) and shape and all(_is_number(s) and float(s).is_integer() and s > 0 for s in shape)
+        ):
             raise HeaderError("dataset.input_shape", f"must be a list of positive ints, got {describe(shape)}")
         out["input_shape"] = [int(s) for s in shape]
     return out
@@ -140,9 +142,13 @@ def _metrics(v) -> dict:
     return out
 
 
-_PARSE = {"model_config": lambda v: _config("model_config", ModelConfig, v),
-          "train_config": lambda v: _config("train_config", TrainConfig, v),
-          "history": _history, "dataset": _dataset, "metrics": _metrics}
+_PARSE = {
+    "model_config": lambda v: _config("model_config", ModelConfig, v),
+    "train_config": lambda v: _config("train_config", TrainConfig, v),
+    "history": _history,
+    "dataset": _dataset,
+    "metrics": _metrics,
+}
 
 
 def parse_header(meta: dict) -> dict:

@@ -10,6 +10,7 @@ files are then removed). Both files go through fsutil.atomic_write, under fsutil
 two processes (torchrun ranks) decode once and no reader sees half a file. When the parent folder
 cannot be written, the images are decoded into memory on every load instead.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,6 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ FORMAT = 1
 def _listing(path: str, name: str) -> tuple[list[str], np.ndarray]:
     """Image files (sorted, as torchvision's ImageFolder finds them) and their class indices."""
     from torchvision.datasets import ImageFolder
+
     try:
         ds = ImageFolder(path)
     except (FileNotFoundError, RuntimeError, OSError) as e:
@@ -73,16 +74,20 @@ def _shown(folder: str, name: str, file: str) -> str:
     return os.path.join(name, os.path.relpath(file, folder))
 
 
-def _decode_into(out: np.ndarray, files: list[str], order: np.ndarray, first: np.ndarray,
-                 folder: str, name: str) -> None:
+def _decode_into(
+    out: np.ndarray, files: list[str], order: np.ndarray, first: np.ndarray, folder: str, name: str
+) -> None:
     """Row r of out (N, C, H, W) <- image files[order[r]], decoded by a pool of threads (PIL
     releases the GIL while it decodes)."""
+
     def one(r: int) -> None:
         f = files[order[r]]
         a = _decode(f, _shown(folder, name, f))
         if a.shape != first.shape or a.dtype != first.dtype:  # `first` is files[0]
-            raise DatasetError(f"{name}: images must share one size and mode; {_shown(folder, name, files[0])} "
-                               f"is {describe_image(first)} but {_shown(folder, name, f)} is {describe_image(a)}")
+            raise DatasetError(
+                f"{name}: images must share one size and mode; {_shown(folder, name, files[0])} "
+                f"is {describe_image(first)} but {_shown(folder, name, f)} is {describe_image(a)}"
+            )
         out[r] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
     with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
@@ -90,8 +95,9 @@ def _decode_into(out: np.ndarray, files: list[str], order: np.ndarray, first: np
             pass
 
 
-def _dataset(name: str, x: np.ndarray, labels: np.ndarray, n_train: int, fingerprint: Optional[str],
-             pixels_file: Optional[str]) -> Dataset:
+def _dataset(
+    name: str, x: np.ndarray, labels: np.ndarray, n_train: int, fingerprint: str | None, pixels_file: str | None
+) -> Dataset:
     y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
     if fingerprint is None:
         fingerprint = data_fingerprint(name, x[:n_train], x[n_train:], labels[:n_train], labels[n_train:])
@@ -99,7 +105,7 @@ def _dataset(name: str, x: np.ndarray, labels: np.ndarray, n_train: int, fingerp
     return Dataset(name, t[:n_train], t[n_train:], y[:n_train], y[n_train:], fingerprint, pixels_file)
 
 
-def _read_cache(base: str, name: str) -> Optional[Dataset]:
+def _read_cache(base: str, name: str) -> Dataset | None:
     """The cached dataset, or None when either file is missing or does not match the other."""
     try:
         with open(base + ".json", "rb") as fh:
@@ -113,8 +119,17 @@ def _read_cache(base: str, name: str) -> Optional[Dataset]:
     return _dataset(name, x, labels, meta["n_train"], meta.get("fingerprint"), base + ".npy")
 
 
-def _build_cache(base: str, name: str, folder: str, files: list[str], targets: np.ndarray,
-                 test_fraction: float, order: np.ndarray, n_train: int, first: np.ndarray) -> None:
+def _build_cache(
+    base: str,
+    name: str,
+    folder: str,
+    files: list[str],
+    targets: np.ndarray,
+    test_fraction: float,
+    order: np.ndarray,
+    n_train: int,
+    first: np.ndarray,
+) -> None:
     shape = (len(files), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2])
 
     def write(tmp: str) -> None:
@@ -127,19 +142,23 @@ def _build_cache(base: str, name: str, folder: str, files: list[str], targets: n
     x = np.load(base + ".npy", mmap_mode="r")
     labels = targets[order]
     fp = data_fingerprint(name, x[:n_train], x[n_train:], labels[:n_train], labels[n_train:])
-    atomic_write_bytes(base + ".json", json.dumps({"format": FORMAT, "n_train": int(n_train), "fingerprint": fp,
-                                                   "labels": labels.tolist()}).encode())
+    atomic_write_bytes(
+        base + ".json",
+        json.dumps({"format": FORMAT, "n_train": int(n_train), "fingerprint": fp, "labels": labels.tolist()}).encode(),
+    )
 
 
-def _in_memory(name: str, folder: str, files: list[str], targets: np.ndarray, order: np.ndarray,
-               n_train: int, first: np.ndarray) -> Dataset:
+def _in_memory(
+    name: str, folder: str, files: list[str], targets: np.ndarray, order: np.ndarray, n_train: int, first: np.ndarray
+) -> Dataset:
     out = np.empty((len(files), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2]), np.uint8)
     _decode_into(out, files, order, first, folder, name)
     return _dataset(name, out, targets[order], n_train, None, None)
 
 
-def load_image_folder(path: str, test_fraction: float, *, name: str | None = None,
-                      roots: list[str] | None = None) -> Optional[Dataset]:
+def load_image_folder(
+    path: str, test_fraction: float, *, name: str | None = None, roots: list[str] | None = None
+) -> Dataset | None:
     """The folder at `path` as a Dataset of uint8 images named `name` (default: path), from its
     cache when the listing is unchanged. roots: every file must resolve inside them (a link in the
     folder must not lead out). None when the images are not 8-bit (16-bit grey, float): the caller
@@ -152,8 +171,9 @@ def load_image_folder(path: str, test_fraction: float, *, name: str | None = Non
             try:
                 check_path_allowed(f, roots)
             except DatasetError:
-                raise DatasetError(f"{_shown(folder, name, f)} leads outside the data folders this server "
-                                   "allows") from None
+                raise DatasetError(
+                    f"{_shown(folder, name, f)} leads outside the data folders this server allows"
+                ) from None
     parent, stem = os.path.split(folder.rstrip(os.sep))
     prefix = os.path.join(parent, f".{stem}.vae_core")
     base = f"{prefix}-{_key(name, folder, files, test_fraction)}"

@@ -7,6 +7,7 @@ Every image file or upload is read through one checked reader (`_read_checked`):
 from the header is refused before anything is decoded (a 74-byte PNG can declare 100000x100000),
 every PIL error is caught, and the message names the file.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,7 +20,7 @@ import torch
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 FORMATS = ("PNG", "JPEG", "MPO")  # MPO: the JPEG variant many phone cameras write
 MAX_PIXELS = 25_000_000  # refuse decompression bombs before decoding
-MIN_INK_CONTRAST = 0.1   # ink must stand this far above the background level to be cropped to
+MIN_INK_CONTRAST = 0.1  # ink must stand this far above the background level to be cropped to
 
 
 class ImageError(ValueError):
@@ -31,13 +32,16 @@ def _read_checked(fp, name: str, formats: tuple[str, ...] | None):
     count checked before decoding; PIL's own bomb check (DecompressionBombError, not an OSError)
     fires even earlier for the largest. Any other failure of PIL is a corrupt file."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         img = Image.open(fp)
         if formats is not None and img.format not in formats:
             raise ImageError(f"{name}: a {img.format} image; only PNG and JPEG are accepted")
         if img.width * img.height > MAX_PIXELS:
-            raise ImageError(f"{name}: {img.width}x{img.height} pixels is more than the {MAX_PIXELS:,} "
-                             "allowed (refused before decoding)")
+            raise ImageError(
+                f"{name}: {img.width}x{img.height} pixels is more than the {MAX_PIXELS:,} "
+                "allowed (refused before decoding)"
+            )
         img.verify()  # checks chunk CRCs and the end marker (load() alone pads short files)
         fp.seek(0)
         img = Image.open(fp)  # verify() leaves the image unusable: open again
@@ -99,8 +103,9 @@ def image_array(img, name: str = "image") -> np.ndarray:
     if mode == "I":
         a = np.asarray(img)
         if a.size and (a.min() < 0 or a.max() > 65535):
-            raise ImageError(f"{name}: 32-bit integer pixels from {a.min()} to {a.max()}; only 8- and "
-                             "16-bit images are read")
+            raise ImageError(
+                f"{name}: 32-bit integer pixels from {a.min()} to {a.max()}; only 8- and 16-bit images are read"
+            )
         return a.astype(np.uint16)
     if mode == "F":
         return np.asarray(img, np.float32)
@@ -110,6 +115,7 @@ def image_array(img, name: str = "image") -> np.ndarray:
 def _to_grey_array(img) -> np.ndarray:
     """PIL image -> (H, W) float in [0, 1]; transparency is composited onto white paper."""
     from PIL import Image
+
     if img.mode.startswith("I"):  # 16-bit grey: convert("L") would saturate it
         return image_array(img).astype(np.float32) / 65535.0
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -121,6 +127,7 @@ def _to_grey_array(img) -> np.ndarray:
 
 def _to_rgb_array(img) -> np.ndarray:
     from PIL import Image
+
     if img.mode.startswith("I"):
         return np.repeat(_to_grey_array(img)[..., None], 3, -1)
     if img.mode in ("RGBA", "LA", "PA"):
@@ -131,6 +138,7 @@ def _to_rgb_array(img) -> np.ndarray:
 
 def _resize(a: np.ndarray, h: int, w: int) -> np.ndarray:
     from PIL import Image
+
     if a.ndim == 2:
         return np.asarray(Image.fromarray(a, mode="F").resize((w, h), Image.BILINEAR), np.float32)
     return np.stack([_resize(a[..., c], h, w) for c in range(a.shape[-1])], -1)
@@ -171,13 +179,13 @@ def center_like_mnist(a: np.ndarray, size: int, box: float = 20 / 28) -> np.ndar
     if not ink.any():
         return _resize(a, size, size)
     rows, cols = np.where(ink.any(1))[0], np.where(ink.any(0))[0]
-    crop = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     scale = box * size / max(crop.shape)
     h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
     small = np.clip(_resize(crop, h, w), 0, 1)
     out = np.zeros((size, size), np.float32)
     top, left = (size - h) // 2, (size - w) // 2
-    out[top:top + h, left:left + w] = small
+    out[top : top + h, left : left + w] = small
     total = out.sum()
     if total > 0:
         yy, xx = np.mgrid[:size, :size]
@@ -187,8 +195,7 @@ def center_like_mnist(a: np.ndarray, size: int, box: float = 20 / 28) -> np.ndar
     return out
 
 
-def preprocess(img, input_shape: tuple[int, ...], *, invert: str = "auto", center: bool = True
-               ) -> torch.Tensor:
+def preprocess(img, input_shape: tuple[int, ...], *, invert: str = "auto", center: bool = True) -> torch.Tensor:
     """PIL image -> (*input_shape) float32 in [0, 1].
 
     invert: 'auto' flips light backgrounds (paper, a white canvas) to MNIST's white-on-black,
@@ -224,7 +231,7 @@ def to_display(x: torch.Tensor, input_shape: tuple[int, ...]) -> np.ndarray:
     a = torch.as_tensor(x).detach().float().clamp(0, 1).cpu().numpy()
     if len(input_shape) == 1:
         d = input_shape[0]
-        side = int(round(d ** 0.5))
+        side = int(round(d**0.5))
         return a.reshape(*a.shape[:-1], side, side) if side * side == d else a.reshape(*a.shape[:-1], 1, d)
     c = input_shape[0]
     a = np.moveaxis(a, -3, -1)  # (..., H, W, C)
@@ -244,13 +251,14 @@ def tile(images: np.ndarray, pad: int = 1, pad_value: float = 1.0) -> np.ndarray
     out = np.full((r * (h + pad) - pad, c * (w + pad) - pad, *extra), pad_value, np.float32)
     for i in range(r):
         for j in range(c):
-            out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = images[i, j]
+            out[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = images[i, j]
     return out
 
 
 def png_bytes(a: np.ndarray, scale: int = 1) -> bytes:
     """(H, W) or (H, W, 3) in [0, 1] -> PNG bytes (8-bit), optionally upscaled by nearest neighbour."""
     from PIL import Image
+
     a = np.clip(np.asarray(a, np.float32), 0, 1)
     if scale > 1:
         a = np.repeat(np.repeat(a, scale, 0), scale, 1)
@@ -263,6 +271,7 @@ def sprite_sheet(images: np.ndarray) -> tuple[bytes, int]:
     """Display images (N, H, W[, 3]) in [0, 1] -> (one PNG sheet, cols): ceil(sqrt(N)) per row, 1 px
     white gaps, image i at row i // cols, column i % cols (the browser crops it from there)."""
     import math
+
     n = images.shape[0]
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)

@@ -3,6 +3,7 @@
 Shapes: a single latent vector z is (k,); batches are (..., k). Decoding returns E[x|z] via
 model.decode_mean. Decoding and the ELBO breakdown run under no_grad; nothing modifies the model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,8 +48,7 @@ def prior_sample(latent_dim: int, generator: torch.Generator | None = None) -> t
     return torch.randn(latent_dim, generator=generator)
 
 
-def posterior_sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
-                     ) -> torch.Tensor:
+def posterior_sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """z ~ q(z|x) = N(mu, diag exp(logvar)), (k,)."""
     return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
 
@@ -92,8 +92,9 @@ def manifold_grid(n: int, quantile_range: tuple[float, float] = (0.05, 0.95)) ->
     return torch.stack([z1, z2], -1)
 
 
-def collapsed_dims(kl_per_dim, mean_variance=None, kl_threshold: float = KL_COLLAPSED_NATS,
-                   var_threshold: float = ACTIVE_VAR_THRESHOLD) -> list[bool]:
+def collapsed_dims(
+    kl_per_dim, mean_variance=None, kl_threshold: float = KL_COLLAPSED_NATS, var_threshold: float = ACTIVE_VAR_THRESHOLD
+) -> list[bool]:
     """A dim is collapsed when its average KL < kl_threshold nats, or (given Var_x[mu_d]) it is
     inactive in the sense of Burda et al. 2016 (Var_x E_q[z_d] <= var_threshold)."""
     kl = torch.as_tensor(kl_per_dim, dtype=torch.float64)
@@ -111,15 +112,16 @@ def mean_variance(mu: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class ELBOBreakdown:
     """One example; nats. elbo = recon - kl; gap = log_px - elbo estimates KL(q(z|x) || p(z|x))."""
-    recon: float           # E_q log p(x|z), Monte Carlo over the same K draws
-    kl: float              # KL(q(z|x) || p(z)), closed form
+
+    recon: float  # E_q log p(x|z), Monte Carlo over the same K draws
+    kl: float  # KL(q(z|x) || p(z)), closed form
     kl_per_dim: list
     elbo: float
-    log_px: float          # importance-sampled log p(x), K draws (Burda et al. 2016)
+    log_px: float  # importance-sampled log p(x), K draws (Burda et al. 2016)
     gap: float
     k: int
-    mu: torch.Tensor       # (k,)
-    logvar: torch.Tensor   # (k,)
+    mu: torch.Tensor  # (k,)
+    logvar: torch.Tensor  # (k,)
     reconstruction: torch.Tensor  # E[x | z = mu], (*input_shape)
 
 
@@ -133,5 +135,15 @@ def elbo_breakdown(model: VAE, x: torch.Tensor, k: int = 1000, seed: int = 0) ->
     kl_d = kl_diag_gaussian(mu, logvar)[0]
     kl = float(kl_d.sum())
     elbo = float(recon[0]) - kl
-    return ELBOBreakdown(float(recon[0]), kl, [float(v) for v in kl_d], elbo, float(log_px[0]),
-                         float(log_px[0]) - elbo, k, mu[0], logvar[0], model.decode_mean(mu)[0])
+    return ELBOBreakdown(
+        float(recon[0]),
+        kl,
+        [float(v) for v in kl_d],
+        elbo,
+        float(log_px[0]),
+        float(log_px[0]) - elbo,
+        k,
+        mu[0],
+        logvar[0],
+        model.decode_mean(mu)[0],
+    )

@@ -21,6 +21,7 @@ Importable without torch: config validates names here in processes that never lo
 app's first paint, checkpoint headers). The functions use tensor methods; the one torch function
 needed is imported when called.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,6 +47,7 @@ def _sum_event(t: torch.Tensor, event_dims: int) -> torch.Tensor:
 
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, event_dims: int) -> torch.Tensor:
     from torch.nn.functional import binary_cross_entropy_with_logits as bce  # see the module docstring
+
     # log p = x log s(l) + (1-x) log(1-s(l)) = -BCEwithLogits(l, x)
     return -_sum_event(bce(logits, x.expand_as(logits), reduction="none"), event_dims)
 
@@ -93,8 +95,7 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     return series.where(small, exact)
 
 
-def gaussian_log_prob(mean: torch.Tensor, log_sigma: torch.Tensor, x: torch.Tensor,
-                      event_dims: int) -> torch.Tensor:
+def gaussian_log_prob(mean: torch.Tensor, log_sigma: torch.Tensor, x: torch.Tensor, event_dims: int) -> torch.Tensor:
     # log N(x; m, s^2) = -0.5 ((x-m)/s)^2 - log s - 0.5 log 2pi ; with s = 1 this is -0.5 MSE - const
     z = (x - mean) * (-log_sigma).exp()
     return _sum_event(-0.5 * z.pow(2) - log_sigma - 0.5 * LOG_2PI, event_dims)
@@ -106,14 +107,14 @@ class Likelihood:
     # (out (B..., *shape), log_sigma, x, event_dims) -> log p(x|z) (B...,), nats
     log_prob: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
     mean: Callable[[torch.Tensor], torch.Tensor]  # out -> E[x|z], same shape
-    browser_transform: str      # decode.mjs's name for `mean`
-    unit_interval: bool         # data must lie in [0, 1]
-    learned_sigma: bool         # the model holds a trainable log sigma
-    binarize_default: str       # config.BINARIZE value used when none is asked for
+    browser_transform: str  # decode.mjs's name for `mean`
+    unit_interval: bool  # data must lie in [0, 1]
+    learned_sigma: bool  # the model holds a trainable log sigma
+    binarize_default: str  # config.BINARIZE value used when none is asked for
     binarize_options: tuple[str, ...]  # what the Train form offers for this likelihood
-    density: str                # "... log-density", as the description names it
-    on_grey_levels: str         # the description when the data is not binarized
-    suffix: str = ""            # appended to the description of binarized data
+    density: str  # "... log-density", as the description names it
+    on_grey_levels: str  # the description when the data is not binarized
+    suffix: str = ""  # appended to the description of binarized data
 
     def describe(self, binarize: str) -> str:
         """Which data a log-density refers to, for every binarization (shown by the CLI and the UI)."""
@@ -154,26 +155,62 @@ def _identity(out):
 
 _ALL_BINARIZE = ("dynamic", "fixed", "none")  # a form's order: the first is its default
 
-REGISTRY: dict[str, Likelihood] = {lk.name: lk for lk in (
-    Likelihood("bernoulli", _bernoulli, _sigmoid, "sigmoid", unit_interval=True, learned_sigma=False,
-               binarize_default="dynamic", binarize_options=_ALL_BINARIZE,
-               density="Bernoulli log-likelihood",
-               on_grey_levels="Bernoulli cross-entropy on grey levels: not a normalized log-likelihood "
-                              "(pytorch/examples convention)"),
-    Likelihood("continuous-bernoulli", _continuous_bernoulli, continuous_bernoulli_mean,
-               "continuous-bernoulli-mean", unit_interval=True, learned_sigma=False,
-               binarize_default="none", binarize_options=("none",),
-               density="continuous-Bernoulli log-density",
-               on_grey_levels="continuous-Bernoulli log-density of grey levels in [0, 1]"),
-    Likelihood("gaussian", _gaussian, _identity, "identity", unit_interval=False, learned_sigma=False,
-               binarize_default="none", binarize_options=("none",),
-               density="Gaussian log-density (fixed sigma)", suffix=", constants included",
-               on_grey_levels="Gaussian log-density (fixed sigma) of real-valued pixels, constants included"),
-    Likelihood("gaussian-learned", _gaussian, _identity, "identity", unit_interval=False, learned_sigma=True,
-               binarize_default="none", binarize_options=("none",),
-               density="Gaussian log-density (learned sigma)", suffix=", constants included",
-               on_grey_levels="Gaussian log-density (learned sigma) of real-valued pixels, constants included"),
-)}
+REGISTRY: dict[str, Likelihood] = {
+    lk.name: lk
+    for lk in (
+        Likelihood(
+            "bernoulli",
+            _bernoulli,
+            _sigmoid,
+            "sigmoid",
+            unit_interval=True,
+            learned_sigma=False,
+            binarize_default="dynamic",
+            binarize_options=_ALL_BINARIZE,
+            density="Bernoulli log-likelihood",
+            on_grey_levels="Bernoulli cross-entropy on grey levels: not a normalized log-likelihood "
+            "(pytorch/examples convention)",
+        ),
+        Likelihood(
+            "continuous-bernoulli",
+            _continuous_bernoulli,
+            continuous_bernoulli_mean,
+            "continuous-bernoulli-mean",
+            unit_interval=True,
+            learned_sigma=False,
+            binarize_default="none",
+            binarize_options=("none",),
+            density="continuous-Bernoulli log-density",
+            on_grey_levels="continuous-Bernoulli log-density of grey levels in [0, 1]",
+        ),
+        Likelihood(
+            "gaussian",
+            _gaussian,
+            _identity,
+            "identity",
+            unit_interval=False,
+            learned_sigma=False,
+            binarize_default="none",
+            binarize_options=("none",),
+            density="Gaussian log-density (fixed sigma)",
+            suffix=", constants included",
+            on_grey_levels="Gaussian log-density (fixed sigma) of real-valued pixels, constants included",
+        ),
+        Likelihood(
+            "gaussian-learned",
+            _gaussian,
+            _identity,
+            "identity",
+            unit_interval=False,
+            learned_sigma=True,
+            binarize_default="none",
+            binarize_options=("none",),
+            density="Gaussian log-density (learned sigma)",
+            suffix=", constants included",
+            on_grey_levels="Gaussian log-density (learned sigma) of real-valued pixels, constants included",
+        ),
+    )
+}
 NAMES = tuple(REGISTRY)
 
 

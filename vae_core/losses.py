@@ -12,6 +12,7 @@ and for the importance-weighted bound (Burda et al. 2016), with z_k ~ q(z|x):
 
 Every function returns per-example values (and, for KL, per latent dimension).
 """
+
 from __future__ import annotations
 
 import math
@@ -63,13 +64,13 @@ def beta_at(beta: float, warmup_epochs: float, epoch_progress: float) -> float:
 
 @dataclass
 class ELBOTerms:
-    recon: torch.Tensor        # (B,) E_q log p(x|z), mean over L samples
-    kl: torch.Tensor           # (B,)
-    kl_per_dim: torch.Tensor   # (B, k)
-    elbo: torch.Tensor         # (B,)
-    mu: torch.Tensor           # (B, k)
-    logvar: torch.Tensor       # (B, k)
-    z: torch.Tensor            # (L, B, k)
+    recon: torch.Tensor  # (B,) E_q log p(x|z), mean over L samples
+    kl: torch.Tensor  # (B,)
+    kl_per_dim: torch.Tensor  # (B, k)
+    elbo: torch.Tensor  # (B,)
+    mu: torch.Tensor  # (B, k)
+    logvar: torch.Tensor  # (B, k)
+    z: torch.Tensor  # (L, B, k)
 
 
 def elbo_terms(model: VAE, x: torch.Tensor, mc_samples: int = 1, eps=None) -> ELBOTerms:
@@ -87,12 +88,11 @@ def log_mean_exp(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
 
 
-def log_importance_weights(model: VAE, x: torch.Tensor, k: int, generator=None, return_terms: bool = False,
-                           eps=None):
+def log_importance_weights(model: VAE, x: torch.Tensor, k: int, generator=None, return_terms: bool = False, eps=None):
     """(K, B) log weights for x (B, ...); optionally the ELBO terms of the same draws (of eps if given)."""
     mu, logvar = model.encode(x)
     z = model.reparameterize(mu, logvar, k, generator=generator, eps=eps)  # (K, B, d)
-    log_px_z = model.log_px_given_z(model.decode(z), x)            # (K, B)
+    log_px_z = model.log_px_given_z(model.decode(z), x)  # (K, B)
     log_w = log_px_z + log_standard_normal(z) - log_normal_diag(z, mu, logvar)
     if not return_terms:
         return log_w
@@ -140,17 +140,31 @@ def check_objective_options(cfg: TrainConfig) -> None:
     ignore: iwae (which weighs K = iw_samples draws instead), mmd (no per-example KL) and ae (no KL)
     read none of them, except mmd's L = mc_samples. Not part of TrainConfig's own validation, so that
     checkpoints saved before this rule still load."""
-    ignored = [f"{name}={getattr(cfg, name):g}" for name, off in _OFF.items()
-               if name not in _READS[cfg.objective] and getattr(cfg, name) != off]
+    ignored = [
+        f"{name}={getattr(cfg, name):g}"
+        for name, off in _OFF.items()
+        if name not in _READS[cfg.objective] and getattr(cfg, name) != off
+    ]
     if ignored:
         defaults = ", ".join(f"{name}={_OFF[name]:g}" for name in _OFF if name not in _READS[cfg.objective])
-        raise ConfigError(f"objective {cfg.objective!r} does not use {', '.join(ignored)}: leave "
-                          f"{'it' if len(ignored) == 1 else 'them'} at the default ({defaults})")
+        raise ConfigError(
+            f"objective {cfg.objective!r} does not use {', '.join(ignored)}: leave "
+            f"{'it' if len(ignored) == 1 else 'them'} at the default ({defaults})"
+        )
 
 
-def training_loss(model: VAE, x: torch.Tensor, *, objective: str, beta: float, free_bits: float,
-                  mc_samples: int, iw_samples: int, mmd_weight: float, eps=None
-                  ) -> tuple[torch.Tensor, ELBOTerms]:
+def training_loss(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    objective: str,
+    beta: float,
+    free_bits: float,
+    mc_samples: int,
+    iw_samples: int,
+    mmd_weight: float,
+    eps=None,
+) -> tuple[torch.Tensor, ELBOTerms]:
     """Scalar loss to minimise for one batch, plus the ELBO terms for logging.
 
     eps: the batch's standard-normal noise, (iw_samples or mc_samples, B, k); None draws it here."""

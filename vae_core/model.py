@@ -2,6 +2,7 @@
 
 Method names follow Kingma & Welling (2014): encode, reparameterize, decode.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,9 +34,12 @@ class ConvEncoder(nn.Module):
         c, h, _ = cfg.input_shape
         c1, c2 = cfg.conv_channels
         self.convs = nn.Sequential(
-            nn.Conv2d(c, c1, 4, 2, 1), nn.ReLU(),   # -> (c1, h/2, h/2)
-            nn.Conv2d(c1, c2, 4, 2, 1), nn.ReLU(),  # -> (c2, h/4, h/4)
-            nn.Flatten())
+            nn.Conv2d(c, c1, 4, 2, 1),
+            nn.ReLU(),  # -> (c1, h/2, h/2)
+            nn.Conv2d(c1, c2, 4, 2, 1),
+            nn.ReLU(),  # -> (c2, h/4, h/4)
+            nn.Flatten(),
+        )
         self.head = _mlp([c2 * (h // 4) ** 2, *cfg.hidden, 2 * cfg.latent_dim])
 
     def forward(self, x):
@@ -53,8 +57,10 @@ class ConvDecoder(nn.Module):
         n = c2 * (h // 4) ** 2
         self.fc = nn.Sequential(_mlp([cfg.latent_dim, *cfg.hidden, n]), nn.ReLU())
         self.deconvs = nn.Sequential(
-            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(),  # -> (c1, h/2, h/2)
-            nn.ConvTranspose2d(c1, c, 4, 2, 1))              # -> (c, h, h)
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1),
+            nn.ReLU(),  # -> (c1, h/2, h/2)
+            nn.ConvTranspose2d(c1, c, 4, 2, 1),
+        )  # -> (c, h, h)
 
     def forward(self, z):
         return self.deconvs(self.fc(z).view(-1, *self.shape))
@@ -62,10 +68,10 @@ class ConvDecoder(nn.Module):
 
 @dataclass
 class VAEOutput:
-    mu: torch.Tensor       # (B, D)
-    logvar: torch.Tensor   # (B, D)
-    z: torch.Tensor        # (L, B, D) reparameterized samples
-    out: torch.Tensor      # (L, B, *input_shape) decoder parameters
+    mu: torch.Tensor  # (B, D)
+    logvar: torch.Tensor  # (B, D)
+    z: torch.Tensor  # (L, B, D) reparameterized samples
+    out: torch.Tensor  # (L, B, *input_shape) decoder parameters
 
 
 class VAE(nn.Module):
@@ -75,7 +81,7 @@ class VAE(nn.Module):
         d, k = cfg.input_dim, cfg.latent_dim
         if cfg.arch == "mlp":
             self.encoder = _mlp([d, *cfg.hidden, 2 * k])  # (B, D_in) -> (B, 2k)
-            self.decoder = _mlp([k, *cfg.hidden, d])      # (B, k) -> (B, D_in)
+            self.decoder = _mlp([k, *cfg.hidden, d])  # (B, k) -> (B, D_in)
         else:
             self.encoder = ConvEncoder(cfg)
             self.decoder = ConvDecoder(cfg)
@@ -83,8 +89,7 @@ class VAE(nn.Module):
             n = 1 if cfg.sigma_mode == "shared" else d
             self.log_sigma = nn.Parameter(torch.zeros(n))
         else:
-            self.register_buffer("log_sigma", torch.full((1,), math.log(cfg.sigma)),
-                                 persistent=False)
+            self.register_buffer("log_sigma", torch.full((1,), math.log(cfg.sigma)), persistent=False)
 
     @property
     def likelihood(self) -> lk.Likelihood:

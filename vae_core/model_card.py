@@ -8,6 +8,7 @@ download. A field an older checkpoint's header lacks reads NOT_RECORDED: nothing
 config field has its flag (FLAGS), so parsing the line gives back the same configs and so the
 same cache key (tests/test_model_card.py runs it through the CLI and gets a cache hit).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,18 +21,30 @@ NOT_RECORDED = "not recorded"
 
 # (CLI flag, argparse dest, "model" | "train", config field): every field of both configs except
 # input_shape, which the CLI takes from the data.
-FLAGS = (("--dataset", "dataset", "train", "dataset"), ("--arch", "arch", "model", "arch"),
-         ("--latent-dim", "latent_dim", "model", "latent_dim"), ("--hidden", "hidden", "model", "hidden"),
-         ("--conv-channels", "conv_channels", "model", "conv_channels"),
-         ("--likelihood", "likelihood", "model", "likelihood"), ("--sigma", "sigma", "model", "sigma"),
-         ("--sigma-mode", "sigma_mode", "model", "sigma_mode"), ("--binarize", "binarize", "train", "binarize"),
-         ("--objective", "objective", "train", "objective"), ("--beta", "beta", "train", "beta"),
-         ("--warmup", "warmup", "train", "warmup_epochs"), ("--free-bits", "free_bits", "train", "free_bits"),
-         ("--mc-samples", "mc_samples", "train", "mc_samples"), ("--iw-samples", "iw_samples", "train", "iw_samples"),
-         ("--mmd-weight", "mmd_weight", "train", "mmd_weight"), ("--epochs", "epochs", "train", "epochs"),
-         ("--batch-size", "batch_size", "train", "batch_size"), ("--lr", "lr", "train", "lr"),
-         ("--seed", "seed", "train", "seed"), ("--test-fraction", "test_fraction", "train", "test_fraction"),
-         ("--max-train", "max_train", "train", "max_train"))
+FLAGS = (
+    ("--dataset", "dataset", "train", "dataset"),
+    ("--arch", "arch", "model", "arch"),
+    ("--latent-dim", "latent_dim", "model", "latent_dim"),
+    ("--hidden", "hidden", "model", "hidden"),
+    ("--conv-channels", "conv_channels", "model", "conv_channels"),
+    ("--likelihood", "likelihood", "model", "likelihood"),
+    ("--sigma", "sigma", "model", "sigma"),
+    ("--sigma-mode", "sigma_mode", "model", "sigma_mode"),
+    ("--binarize", "binarize", "train", "binarize"),
+    ("--objective", "objective", "train", "objective"),
+    ("--beta", "beta", "train", "beta"),
+    ("--warmup", "warmup", "train", "warmup_epochs"),
+    ("--free-bits", "free_bits", "train", "free_bits"),
+    ("--mc-samples", "mc_samples", "train", "mc_samples"),
+    ("--iw-samples", "iw_samples", "train", "iw_samples"),
+    ("--mmd-weight", "mmd_weight", "train", "mmd_weight"),
+    ("--epochs", "epochs", "train", "epochs"),
+    ("--batch-size", "batch_size", "train", "batch_size"),
+    ("--lr", "lr", "train", "lr"),
+    ("--seed", "seed", "train", "seed"),
+    ("--test-fraction", "test_fraction", "train", "test_fraction"),
+    ("--max-train", "max_train", "train", "max_train"),
+)
 
 
 def sha256_file(path: str) -> str:
@@ -71,8 +84,10 @@ def _training_time(history: list) -> str:
     secs = [h.get("seconds") for h in history]
     if not secs or any(s is None for s in secs):
         return NOT_RECORDED
-    return (f"{sum(secs):.1f} s over {len(secs)} epochs (training steps; the per-epoch test evaluation "
-            f"and the final log p(x) are not counted)")
+    return (
+        f"{sum(secs):.1f} s over {len(secs)} epochs (training steps; the per-epoch test evaluation "
+        f"and the final log p(x) are not counted)"
+    )
 
 
 def card_sections(meta: dict, *, sha256: str, file_name: str) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -81,48 +96,95 @@ def card_sections(meta: dict, *, sha256: str, file_name: str) -> list[tuple[str,
     ds, m, hist = meta.get("dataset") or {}, meta.get("metrics") or {}, meta.get("history") or []
     rt = m.get("runtime") if isinstance(m.get("runtime"), dict) else {}
     k = mc["latent_dim"]
-    arch = (f"MLP {'-'.join(str(v) for v in [ModelConfig.from_dict(mc).input_dim, *mc['hidden'], k])}"
-            if mc["arch"] == "mlp" else
-            f"conv: two 4x4 stride-2 convs ({mc['conv_channels'][0]}, {mc['conv_channels'][1]} channels), "
-            f"hidden {mc['hidden'] or 'none'}, latent {k}, mirrored decoder")
-    likelihood = mc["likelihood"] + (f", sigma = {mc['sigma']:g}" if mc["likelihood"] == "gaussian" else "") + (
-        f", sigma {mc['sigma_mode']}" if mc["likelihood"] == "gaussian-learned" else "")
-    objective = {"elbo": f"ELBO, beta = {tc['beta']:g}, KL warm-up {tc['warmup_epochs']:g} epochs, "
-                         f"free bits {tc['free_bits']:g} nats per dim, L = {tc['mc_samples']} sample(s)",
-                 "iwae": f"IWAE bound, K = {tc['iw_samples']}",
-                 "mmd": f"MMD-VAE (InfoVAE), lambda = {tc['mmd_weight']:g}",
-                 "ae": "plain autoencoder (no KL): test ELBO and log p(x) are not meaningful"}[tc["objective"]]
+    arch = (
+        f"MLP {'-'.join(str(v) for v in [ModelConfig.from_dict(mc).input_dim, *mc['hidden'], k])}"
+        if mc["arch"] == "mlp"
+        else f"conv: two 4x4 stride-2 convs ({mc['conv_channels'][0]}, {mc['conv_channels'][1]} channels), "
+        f"hidden {mc['hidden'] or 'none'}, latent {k}, mirrored decoder"
+    )
+    likelihood = (
+        mc["likelihood"]
+        + (f", sigma = {mc['sigma']:g}" if mc["likelihood"] == "gaussian" else "")
+        + (f", sigma {mc['sigma_mode']}" if mc["likelihood"] == "gaussian-learned" else "")
+    )
+    objective = {
+        "elbo": f"ELBO, beta = {tc['beta']:g}, KL warm-up {tc['warmup_epochs']:g} epochs, "
+        f"free bits {tc['free_bits']:g} nats per dim, L = {tc['mc_samples']} sample(s)",
+        "iwae": f"IWAE bound, K = {tc['iw_samples']}",
+        "mmd": f"MMD-VAE (InfoVAE), lambda = {tc['mmd_weight']:g}",
+        "ae": "plain autoencoder (no KL): test ELBO and log p(x) are not meaningful",
+    }[tc["objective"]]
     iw = m.get("iw_samples")
     active = m.get("active_units")
     return [
-        ("Data", [("dataset", _get(ds, "name", str) if ds.get("name") else tc["dataset"]),
-                  ("train / test examples", f"{_get(ds, 'n_train')} / {_get(ds, 'n_test')}"),
-                  ("input shape", " x ".join(str(v) for v in mc["input_shape"])),
-                  ("split", f"the dataset's own test split, or a seeded test fraction of {tc['test_fraction']:g} "
-                            f"where it has none; first {tc['max_train']} training examples" if tc["max_train"] else
-                            f"the dataset's own test split, or a seeded test fraction of {tc['test_fraction']:g} "
-                            f"where it has none; all training examples"),
-                  ("targets", {"none": "pixel values as they are", "fixed": "binarized once (x > 0.5)",
-                               "dynamic": "binarized afresh each epoch (test set: one seeded draw)"}[tc["binarize"]]),
-                  ("data fingerprint", _get(ds, "fingerprint"))]),
-        ("Model", [("architecture", arch), ("latent dimensions", str(k)),
-                   ("parameters", f"{ModelConfig.from_dict(mc).n_parameters():,}"),
-                   ("likelihood p(x|z)", likelihood), ("prior p(z)", "N(0, I)"),
-                   ("posterior q(z|x)", "diagonal Gaussian")]),
-        ("Training", [("objective", objective), ("optimiser", f"Adam, learning rate {tc['lr']:g}"),
-                      ("epochs", str(tc["epochs"])), ("batch size", str(tc["batch_size"])),
-                      ("seed", str(tc["seed"])), ("training time", _training_time(hist)),
-                      ("device", _get(rt, "device") + (f" x {rt['world_size']} processes"
-                                                        if (rt.get("world_size") or 1) > 1 else ""))]),
-        ("Test results (nats per example)", [
-            ("ELBO", _num(m.get("elbo"))), ("reconstruction E_q log p(x|z)", _num(m.get("recon"))),
-            ("KL(q(z|x) || p(z))", _num(m.get("kl"))),
-            ("log p(x), importance-sampled", _num(m.get("log_likelihood")) + (
-                f" (K = {iw})" if iw and m.get("log_likelihood") is not None else "")),
-            ("active units", NOT_RECORDED if active is None else f"{active} of {k}"),
-            ("test examples evaluated", _get(m, "n"))]),
-        ("Checkpoint", [("file", file_name), ("sha256", sha256),
-                        ("reproduce", reproduce_command(mc, tc, iw))]),
+        (
+            "Data",
+            [
+                ("dataset", _get(ds, "name", str) if ds.get("name") else tc["dataset"]),
+                ("train / test examples", f"{_get(ds, 'n_train')} / {_get(ds, 'n_test')}"),
+                ("input shape", " x ".join(str(v) for v in mc["input_shape"])),
+                (
+                    "split",
+                    f"the dataset's own test split, or a seeded test fraction of {tc['test_fraction']:g} "
+                    f"where it has none; first {tc['max_train']} training examples"
+                    if tc["max_train"]
+                    else f"the dataset's own test split, or a seeded test fraction of {tc['test_fraction']:g} "
+                    f"where it has none; all training examples",
+                ),
+                (
+                    "targets",
+                    {
+                        "none": "pixel values as they are",
+                        "fixed": "binarized once (x > 0.5)",
+                        "dynamic": "binarized afresh each epoch (test set: one seeded draw)",
+                    }[tc["binarize"]],
+                ),
+                ("data fingerprint", _get(ds, "fingerprint")),
+            ],
+        ),
+        (
+            "Model",
+            [
+                ("architecture", arch),
+                ("latent dimensions", str(k)),
+                ("parameters", f"{ModelConfig.from_dict(mc).n_parameters():,}"),
+                ("likelihood p(x|z)", likelihood),
+                ("prior p(z)", "N(0, I)"),
+                ("posterior q(z|x)", "diagonal Gaussian"),
+            ],
+        ),
+        (
+            "Training",
+            [
+                ("objective", objective),
+                ("optimiser", f"Adam, learning rate {tc['lr']:g}"),
+                ("epochs", str(tc["epochs"])),
+                ("batch size", str(tc["batch_size"])),
+                ("seed", str(tc["seed"])),
+                ("training time", _training_time(hist)),
+                (
+                    "device",
+                    _get(rt, "device")
+                    + (f" x {rt['world_size']} processes" if (rt.get("world_size") or 1) > 1 else ""),
+                ),
+            ],
+        ),
+        (
+            "Test results (nats per example)",
+            [
+                ("ELBO", _num(m.get("elbo"))),
+                ("reconstruction E_q log p(x|z)", _num(m.get("recon"))),
+                ("KL(q(z|x) || p(z))", _num(m.get("kl"))),
+                (
+                    "log p(x), importance-sampled",
+                    _num(m.get("log_likelihood"))
+                    + (f" (K = {iw})" if iw and m.get("log_likelihood") is not None else ""),
+                ),
+                ("active units", NOT_RECORDED if active is None else f"{active} of {k}"),
+                ("test examples evaluated", _get(m, "n")),
+            ],
+        ),
+        ("Checkpoint", [("file", file_name), ("sha256", sha256), ("reproduce", reproduce_command(mc, tc, iw))]),
     ]
 
 
@@ -147,8 +209,14 @@ def model_card(meta: dict, *, sha256: str, file_name: str) -> str:
             out.append(f"| {md_escape(field)} | {md_escape(value)} |")
         if command is not None:
             fence = "`" * max(3, 1 + max((len(r) for r in re.findall("`+", command)), default=0))
-            out += ["", "Reproduce (a cache hit if the checkpoint is in the cache):", "", f"{fence}bash",
-                    command, fence]
+            out += [
+                "",
+                "Reproduce (a cache hit if the checkpoint is in the cache):",
+                "",
+                f"{fence}bash",
+                command,
+                fence,
+            ]
         out.append("")
     return "\n".join(out)
 
@@ -158,4 +226,5 @@ def model_card_for(path: str) -> str:
     import os
 
     from .checkpoints import read_metadata
+
     return model_card(read_metadata(path), sha256=sha256_file(path), file_name=os.path.basename(path))

@@ -5,6 +5,7 @@ between sessions: code that only evaluates must not write to it. eval_mode write
 the model is already in eval mode, and otherwise restores train mode on the way out, so fit()'s
 per-epoch test ELBO leaves the model it is training as it found it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,10 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def in_eval_mode(fn: F) -> F:
     """Decorator: run fn(model, ...) under eval_mode(model)."""
+
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):
         with eval_mode(model):
             return fn(model, *args, **kwargs)
+
     return wrapper  # type: ignore[return-value]

@@ -10,6 +10,7 @@ The cache `<ckpt>.stats.npz` (numpy only, loaded with allow_pickle=False) holds 
 order of the map's test indices, with K, the seed and the checkpoint's size and mtime: a file that
 does not match, or does not read, is ignored and rebuilt.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,14 +39,19 @@ def _stamp(ckpt_path: str) -> np.ndarray:
     return np.array([st.st_size, st.st_mtime_ns], np.int64)
 
 
-def read_point_stats(ckpt_path: str, index: np.ndarray, iw_samples: int = MAP_IW_SAMPLES,
-                     seed: int = 0) -> dict[str, np.ndarray] | None:
+def read_point_stats(
+    ckpt_path: str, index: np.ndarray, iw_samples: int = MAP_IW_SAMPLES, seed: int = 0
+) -> dict[str, np.ndarray] | None:
     """The cached per-point stats for these test indices (N,), or None (no file, another checkpoint
     file, other indices, K or seed, or a file that does not read)."""
     try:
         with np.load(stats_path_for(ckpt_path), allow_pickle=False) as f:
-            ok = (np.array_equal(f["stamp"], _stamp(ckpt_path)) and np.array_equal(f["index"], index)
-                  and int(f["iw_samples"]) == iw_samples and int(f["seed"]) == seed)
+            ok = (
+                np.array_equal(f["stamp"], _stamp(ckpt_path))
+                and np.array_equal(f["index"], index)
+                and int(f["iw_samples"]) == iw_samples
+                and int(f["seed"]) == seed
+            )
             out = {k: np.asarray(f[k], np.float64) for k in STATS} if ok else None
     except (OSError, ValueError, KeyError, TypeError):  # missing, truncated or foreign: rebuild
         return None
@@ -54,8 +60,9 @@ def read_point_stats(ckpt_path: str, index: np.ndarray, iw_samples: int = MAP_IW
     return out
 
 
-def map_point_stats(ckpt_path: str, model: VAE, x: torch.Tensor, index: np.ndarray,
-                    iw_samples: int = MAP_IW_SAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
+def map_point_stats(
+    ckpt_path: str, model: VAE, x: torch.Tensor, index: np.ndarray, iw_samples: int = MAP_IW_SAMPLES, seed: int = 0
+) -> dict[str, np.ndarray]:
     """elbo, kl, log_px (N,) float64 of test points x[index], from the disk cache or computed (seeded,
     in passes of bounded memory) and written there atomically."""
     cached = read_point_stats(ckpt_path, index, iw_samples, seed)
@@ -65,6 +72,7 @@ def map_point_stats(ckpt_path: str, model: VAE, x: torch.Tensor, index: np.ndarr
 
     from .export_html import point_stats
     from .modes import eval_mode
+
     with eval_mode(model):
         s = point_stats(model, x[torch.from_numpy(np.asarray(index, np.int64))], iw_samples, seed)
     out = {k: s[k] for k in STATS}

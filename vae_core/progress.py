@@ -20,7 +20,8 @@ Training reports also carry the epoch, the last batch loss and the finished epoc
 live curves, and at each epoch's end the model itself (`model`); `seconds` since the phase began gives an ETA. The UMAP child process prints its
 reports as log lines (vae_core.umap_job: to_line / from_line) for the app to show.
 Numpy-free and torch-free: every module may import it.
-"""
+"""  # noqa: E501
+
 from __future__ import annotations
 
 import math
@@ -32,17 +33,17 @@ PHASES = ("data", "train", "evaluate", "encode", "map", "place")
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str               # one of PHASES: what runs now
-    done: int                # units of this phase finished
-    total: int               # units in this phase (>= 1)
-    message: str             # one line for a person, e.g. "epoch 3 of 20 · batch loss 101.2"
-    seconds: float = 0.0     # since this phase began
-    epoch: int = 0           # train: the 1-based epoch in progress (or just finished)
-    epochs: int = 0          # train: epochs in the run
-    loss: float = math.nan   # train: the last batch's loss (the global batch's mean)
-    history: tuple = ()      # train: the epochs finished so far, one dict each, the newest last
-    model: object = None     # train, at each epoch's end only: the model being trained, for recorders
-                             # (vae_core.replay) to read under no_grad; never modified by them
+    phase: str  # one of PHASES: what runs now
+    done: int  # units of this phase finished
+    total: int  # units in this phase (>= 1)
+    message: str  # one line for a person, e.g. "epoch 3 of 20 · batch loss 101.2"
+    seconds: float = 0.0  # since this phase began
+    epoch: int = 0  # train: the 1-based epoch in progress (or just finished)
+    epochs: int = 0  # train: epochs in the run
+    loss: float = math.nan  # train: the last batch's loss (the global batch's mean)
+    history: tuple = ()  # train: the epochs finished so far, one dict each, the newest last
+    model: object = None  # train, at each epoch's end only: the model being trained, for recorders
+    # (vae_core.replay) to read under no_grad; never modified by them
 
     @property
     def fraction(self) -> float:

@@ -17,6 +17,7 @@ The other jobs of the map, one module each:
 Those modules import this one, never the reverse (tests/test_import_graph.py).
 Numpy only: torch is imported by the function that encodes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,15 +30,16 @@ if TYPE_CHECKING:
 
     from .model import VAE
 
-MAX_POINTS = 250_000     # test points kept in the cache (UMAP above umap_subsample.FIT_POINTS is subsampled)
-N_NEIGHBORS = 15         # UMAP n_neighbors, also k of the kNN transform
+MAX_POINTS = 250_000  # test points kept in the cache (UMAP above umap_subsample.FIT_POINTS is subsampled)
+N_NEIGHBORS = 15  # UMAP n_neighbors, also k of the kNN transform
 MIN_DIST = 0.1
 _SMOOTH_K_TOLERANCE = 1e-5  # umap_.SMOOTH_K_TOLERANCE
-_MIN_K_DIST_SCALE = 1e-3    # umap_.MIN_K_DIST_SCALE
+_MIN_K_DIST_SCALE = 1e-3  # umap_.MIN_K_DIST_SCALE
 SAME_POINT = 1e-4  # a z within this distance of a mean is that mean (batched vs single encodes differ ~1e-6)
 
 
 # --- encoder means ------------------------------------------------------------------------------
+
 
 def point_order(n: int, cap: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
     """Test indices in a seeded random order, at most `cap`. A smaller display cap is a prefix,
@@ -49,26 +51,30 @@ def check_finite_means(means: np.ndarray) -> None:
     """A model with NaN/inf weights encodes to NaN: say so instead of failing later inside an SVD."""
     bad = ~np.isfinite(means).all(axis=-1)
     if bad.any():
-        raise ValueError(f"the encoder means contain NaN or inf values: {int(bad.sum()):,} of {len(bad):,} "
-                         "points; the checkpoint's weights are probably not finite (a diverged training run)")
+        raise ValueError(
+            f"the encoder means contain NaN or inf values: {int(bad.sum()):,} of {len(bad):,} "
+            "points; the checkpoint's weights are probably not finite (a diverged training run)"
+        )
 
 
 def encode_means(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """Encoder means mu(x), (N, k) float32. ValueError if any is NaN or inf."""
     import torch
+
     with torch.no_grad():
-        means = torch.cat([model.encode(x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]).numpy()
+        means = torch.cat([model.encode(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)]).numpy()
     check_finite_means(means)
     return means
 
 
 # --- projections --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PCAProjection:
-    center: np.ndarray      # (k,)
+    center: np.ndarray  # (k,)
     components: np.ndarray  # (2, k) orthonormal rows
-    explained: np.ndarray   # (2,) fraction of variance per axis
+    explained: np.ndarray  # (2,) fraction of variance per axis
 
     def transform(self, z: np.ndarray) -> np.ndarray:
         """(M, k) -> (M, 2): exact linear projection."""
@@ -87,7 +93,7 @@ def fit_pca(means: np.ndarray) -> PCAProjection:
     for r in comps:
         if np.abs(r).max() > 0 and r[np.abs(r).argmax()] < 0:
             r *= -1
-    var = s ** 2
+    var = s**2
     explained = np.zeros(2)
     explained[: min(2, len(var))] = (var / max(var.sum(), 1e-300))[:2]
     return PCAProjection(center, comps, explained)
@@ -96,6 +102,7 @@ def fit_pca(means: np.ndarray) -> PCAProjection:
 @dataclass(frozen=True)
 class LatentPlane:
     """k <= 2: the map is the latent space itself (k = 1 is drawn on the x axis)."""
+
     latent_dim: int
 
     def transform(self, z: np.ndarray) -> np.ndarray:
@@ -123,7 +130,8 @@ def smooth_knn_sigma(dists: np.ndarray, k: float, n_iter: int = 64) -> np.ndarra
 @dataclass(frozen=True)
 class KNNProjection:
     """Place new z on a fixed 2-D embedding (UMAP's transform initialisation)."""
-    means: np.ndarray      # (N, k) the points the embedding was fit on
+
+    means: np.ndarray  # (N, k) the points the embedding was fit on
     embedding: np.ndarray  # (N, 2)
     n_neighbors: int = N_NEIGHBORS
 
@@ -135,7 +143,7 @@ class KNNProjection:
         n = min(self.n_neighbors, len(self.means))
         d2 = ((z[:, None, :] - self.means[None].astype(np.float64)) ** 2).sum(-1)  # (M, N)
         idx = np.argsort(d2, axis=1)[:, :n]
-        d = np.sqrt(np.take_along_axis(d2, idx, 1))                                 # (M, n) ascending
+        d = np.sqrt(np.take_along_axis(d2, idx, 1))  # (M, n) ascending
         sigma = smooth_knn_sigma(d, float(n))
         w = np.where(d > 0, np.exp(-d / sigma[:, None]), 1.0)
         out = (w[..., None] * self.embedding[idx]).sum(1) / w.sum(1, keepdims=True)
@@ -148,4 +156,5 @@ if __name__ == "__main__":  # `python -m vae_core.projection CKPT`: the UMAP job
     import sys
 
     from .umap_job import main
+
     sys.exit(main())

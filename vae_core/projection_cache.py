@@ -15,6 +15,7 @@ Keys (np.savez, no pickles; N map points, k latent dims):
     n_test () int >= N            optional: caches written before it have none
 Numpy only (no torch): the app's first paint reads this.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -124,6 +125,7 @@ def check_arrays(a: dict[str, np.ndarray], max_points: int) -> int | None:
 
 # --- reading and writing -------------------------------------------------------------------------
 
+
 def cache_path_for(checkpoint_path: str) -> str:
     return checkpoint_path.removesuffix(".safetensors") + ".proj.npz"
 
@@ -139,13 +141,13 @@ def file_sha(path: str) -> str:
 @dataclass(frozen=True)
 class ProjectionCache:
     checkpoint_sha: str
-    index: np.ndarray              # (N,) test-set indices, in point_order
-    labels: np.ndarray             # (N,) int64, -1 when the dataset has no labels
-    means: np.ndarray              # (N, k)
-    umap: np.ndarray | None        # (N, 2) or None while not computed
+    index: np.ndarray  # (N,) test-set indices, in point_order
+    labels: np.ndarray  # (N,) int64, -1 when the dataset has no labels
+    means: np.ndarray  # (N, k)
+    umap: np.ndarray | None  # (N, 2) or None while not computed
     n_neighbors: int = N_NEIGHBORS
     min_dist: float = MIN_DIST
-    n_test: int | None = None      # size of the test set the points were drawn from (None: unknown)
+    n_test: int | None = None  # size of the test set the points were drawn from (None: unknown)
 
     def umap_projection(self) -> KNNProjection:
         if self.umap is None:
@@ -156,10 +158,15 @@ class ProjectionCache:
 def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
     """Atomic (vae_core.fsutil.atomic_write): readers see the old file or the new one. Raises
     StorageError (an OSError) naming the file when it cannot be written (read-only folder, full disk)."""
-    arrays = {"format": np.array(FORMAT), "checkpoint_sha": np.array(cache.checkpoint_sha),
-              "index": cache.index.astype(np.int64), "labels": cache.labels.astype(np.int64),
-              "means": cache.means.astype(np.float32), "n_neighbors": np.array(cache.n_neighbors),
-              "min_dist": np.array(cache.min_dist)}
+    arrays = {
+        "format": np.array(FORMAT),
+        "checkpoint_sha": np.array(cache.checkpoint_sha),
+        "index": cache.index.astype(np.int64),
+        "labels": cache.labels.astype(np.int64),
+        "means": cache.means.astype(np.float32),
+        "n_neighbors": np.array(cache.n_neighbors),
+        "min_dist": np.array(cache.min_dist),
+    }
     if cache.umap is not None:
         arrays["umap"] = cache.umap.astype(np.float32)
     if cache.n_test is not None:  # optional key: caches written before it read the same way
@@ -168,6 +175,7 @@ def write_cache(checkpoint_path: str, cache: ProjectionCache) -> str:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+
     return atomic_write(cache_path_for(checkpoint_path), write)
 
 
@@ -189,8 +197,16 @@ def _load(checkpoint_path: str) -> tuple[ProjectionCache | None, str | None]:
         return None, None
     if n_test is None or len(a["index"]) < min(n_test, MAX_POINTS):
         return None, None  # a sample written under an older, lower cap: rebuilt with every point
-    return ProjectionCache(str(a["checkpoint_sha"]), a["index"], a["labels"], a["means"], a.get("umap"),
-                           int(a["n_neighbors"]), float(a["min_dist"]), n_test), None
+    return ProjectionCache(
+        str(a["checkpoint_sha"]),
+        a["index"],
+        a["labels"],
+        a["means"],
+        a.get("umap"),
+        int(a["n_neighbors"]),
+        float(a["min_dist"]),
+        n_test,
+    ), None
 
 
 _reported: set[str] = set()  # problems already warned about in this process

@@ -10,6 +10,7 @@ each step indexes a batch out of it; a set too large for memory streams from its
 (vae_core.batches). Under torchrun each rank trains a DistributedDataParallel copy on its shard of
 every global batch; rank 0 evaluates (vae_core.distributed).
 """
+
 from __future__ import annotations
 
 import copy
@@ -59,7 +60,10 @@ def _diverged(model: VAE, last_good: dict, history: list, what: str) -> Training
         f"training diverged: {what}; stopped, model restored to the end of epoch {good}"
         + (" (initial weights)" if good == 0 else "")
         + ". Try a lower learning rate or a different likelihood.",
-        model.cpu().eval(), history, good)
+        model.cpu().eval(),
+        history,
+        good,
+    )
 
 
 class StepLoss(nn.Module):
@@ -76,9 +80,17 @@ class StepLoss(nn.Module):
 
     def forward(self, x, eps, beta, weight):
         tc = self.tc
-        loss, t = training_loss(self.vae, x, objective=tc.objective, beta=beta, free_bits=tc.free_bits,
-                                mc_samples=tc.mc_samples, iw_samples=tc.iw_samples,
-                                mmd_weight=tc.mmd_weight, eps=eps)
+        loss, t = training_loss(
+            self.vae,
+            x,
+            objective=tc.objective,
+            beta=beta,
+            free_bits=tc.free_bits,
+            mc_samples=tc.mc_samples,
+            iw_samples=tc.iw_samples,
+            mmd_weight=tc.mmd_weight,
+            eps=eps,
+        )
         return loss * weight, t.recon.detach().sum(), t.kl.detach().sum()
 
 
@@ -89,8 +101,10 @@ def check_options(dev: torch.device, amp: bool, compile: bool) -> None:
     if amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"--amp uses bf16, which {torch.cuda.get_device_name(dev)} does not support")
     if compile and dev.type == "cpu" and shutil.which(os.environ.get("CXX", "g++")) is None:
-        raise ValueError("--compile on the CPU needs a C++ compiler for torch.compile's inductor "
-                         "backend (g++, or $CXX); none was found")
+        raise ValueError(
+            "--compile on the CPU needs a C++ compiler for torch.compile's inductor "
+            "backend (g++, or $CXX); none was found"
+        )
 
 
 def _plan(n: int, bs: int, world: ddp.World) -> list[tuple[int, slice, float]]:
@@ -130,23 +144,33 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
 @dataclass
 class _Run:
     """What every epoch of one fit() uses."""
+
     tc: TrainConfig
     model: VAE
-    step: nn.Module            # StepLoss, maybe wrapped by DistributedDataParallel / torch.compile
+    step: nn.Module  # StepLoss, maybe wrapped by DistributedDataParallel / torch.compile
     opt: torch.optim.Optimizer
-    noise: bt.StepNoise        # the run's seeded random numbers (permutations, binarization, eps)
-    rows: object               # bt.ResidentRows | bt.StreamedRows
+    noise: bt.StepNoise  # the run's seeded random numbers (permutations, binarization, eps)
+    rows: object  # bt.ResidentRows | bt.StreamedRows
     x_test: torch.Tensor | None  # evaluation targets, on rank 0 only
-    plan: list                 # _plan(): per step (m, rows, weight)
-    n: int                     # training examples per epoch
-    n_noise: int               # eps samples per example and step
+    plan: list  # _plan(): per step (m, rows, weight)
+    n: int  # training examples per epoch
+    n_noise: int  # eps samples per example and step
     world: ddp.World
     dev: torch.device
     amp: bool
 
 
-def _build(model_cfg: ModelConfig, tc: TrainConfig, data: Dataset, dev: torch.device, world: ddp.World,
-           amp: bool, compile: bool, data_mode: str, report: Callable[[Progress], None]) -> _Run:
+def _build(
+    model_cfg: ModelConfig,
+    tc: TrainConfig,
+    data: Dataset,
+    dev: torch.device,
+    world: ddp.World,
+    amp: bool,
+    compile: bool,
+    data_mode: str,
+    report: Callable[[Progress], None],
+) -> _Run:
     """The model (initialised from a generator seeded tc.seed: fit never touches torch's global
     generator), its optimiser and step, and the training rows on the device."""
     model = init_weights(VAE(model_cfg), torch.Generator().manual_seed(tc.seed)).to(dev)
@@ -155,6 +179,7 @@ def _build(model_cfg: ModelConfig, tc: TrainConfig, data: Dataset, dev: torch.de
     step: nn.Module = StepLoss(model, tc)
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
+
         step = DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
     if compile:
         step = torch.compile(step)
@@ -165,12 +190,26 @@ def _build(model_cfg: ModelConfig, tc: TrainConfig, data: Dataset, dev: torch.de
     report(Progress("data", 1, 1, f"moved {what}"))
     x_test = eval_targets(data.x_test, tc.binarize).to(dev) if world.is_main else None
     n_noise = tc.iw_samples if tc.objective == "iwae" else tc.mc_samples
-    return _Run(tc, model, step, opt, bt.StepNoise(tc.seed, dev), rows, x_test,
-                _plan(len(pixels), tc.batch_size, world), len(pixels), n_noise, world, dev, amp)
+    return _Run(
+        tc,
+        model,
+        step,
+        opt,
+        bt.StepNoise(tc.seed, dev),
+        rows,
+        x_test,
+        _plan(len(pixels), tc.batch_size, world),
+        len(pixels),
+        n_noise,
+        world,
+        dev,
+        amp,
+    )
 
 
-def _train_epoch(run: _Run, epoch: int, last_good: dict, history: list,
-                 on_step: Callable[[int, float], None]) -> tuple[list, float]:
+def _train_epoch(
+    run: _Run, epoch: int, last_good: dict, history: list, on_step: Callable[[int, float], None]
+) -> tuple[list, float]:
     """One pass over a fresh permutation; on_step(steps done, global batch loss) after each step.
     Returns ([loss, recon, kl, count] each summed over the epoch's examples on all ranks, the
     last global batch's mean loss)."""
@@ -178,7 +217,7 @@ def _train_epoch(run: _Run, epoch: int, last_good: dict, history: list,
     run.step.train()
     perm = run.noise.permutation(run.n)
     bs = tc.batch_size
-    index_batches = [perm[s * bs:(s + 1) * bs][rows_s] for s, (_m, rows_s, _w) in enumerate(plan)]
+    index_batches = [perm[s * bs : (s + 1) * bs][rows_s] for s, (_m, rows_s, _w) in enumerate(plan)]
     sums = torch.zeros(4, device=dev)  # loss, recon, kl, count (summed over examples, all ranks)
     last = math.nan
     for s, xb in enumerate(run.rows.batches(index_batches)):
@@ -189,14 +228,21 @@ def _train_epoch(run: _Run, epoch: int, last_good: dict, history: list,
             loss, recon, kl = run.step(xb, eps, torch.tensor(beta, device=dev), torch.tensor(weight, device=dev))
         mean_loss = ddp.all_sum(loss.detach().float().clone(), world) / world.size  # the global batch's
         if not torch.isfinite(mean_loss):
-            raise _diverged(run.model, last_good, history, f"loss is {float(mean_loss)} at epoch "
-                            f"{epoch}, step {s + 1}/{len(plan)}")
+            raise _diverged(
+                run.model, last_good, history, f"loss is {float(mean_loss)} at epoch {epoch}, step {s + 1}/{len(plan)}"
+            )
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
         b = float(len(xb)) if weight else 0.0
-        sums += torch.stack([loss.detach().float() * m / world.size, recon.float() * (b > 0),
-                             kl.float() * (b > 0), torch.tensor(b, device=dev)])
+        sums += torch.stack(
+            [
+                loss.detach().float() * m / world.size,
+                recon.float() * (b > 0),
+                kl.float() * (b > 0),
+                torch.tensor(b, device=dev),
+            ]
+        )
         last = float(mean_loss)
         on_step(s + 1, last)
     tot = ddp.all_sum(sums, world).tolist()
@@ -213,15 +259,32 @@ def _epoch_entry(run: _Run, epoch: int, tot: list, seconds: float, last_good: di
     finite = test is not None and all(math.isfinite(test[k]) for k in ("elbo", "recon", "kl"))
     if not ddp.broadcast_int(int(finite), run.world, run.dev):
         # finite weights can still give a non-finite test ELBO (e.g. saturated logits): not "good"
-        raise _diverged(run.model, last_good, history,
-                        f"test ELBO is {test['elbo']} (recon {test['recon']}, KL {test['kl']}) after "
-                        f"epoch {epoch}" if test else f"rank 0's test ELBO is not finite after epoch {epoch}")
-    entry = {"epoch": epoch, "beta": beta_at(tc.beta, tc.warmup_epochs, epoch),
-             "train_loss": tot[0] / tot[3], "train_recon": tot[1] / tot[3], "train_kl": tot[2] / tot[3],
-             "train_elbo": (tot[1] - tot[2]) / tot[3]}
+        raise _diverged(
+            run.model,
+            last_good,
+            history,
+            f"test ELBO is {test['elbo']} (recon {test['recon']}, KL {test['kl']}) after epoch {epoch}"
+            if test
+            else f"rank 0's test ELBO is not finite after epoch {epoch}",
+        )
+    entry = {
+        "epoch": epoch,
+        "beta": beta_at(tc.beta, tc.warmup_epochs, epoch),
+        "train_loss": tot[0] / tot[3],
+        "train_recon": tot[1] / tot[3],
+        "train_kl": tot[2] / tot[3],
+        "train_elbo": (tot[1] - tot[2]) / tot[3],
+    }
     if test is not None:
-        entry.update({"test_elbo": test["elbo"], "test_recon": test["recon"], "test_kl": test["kl"],
-                      "test_kl_per_dim": test["kl_per_dim"], "active_units": test["active_units"]})
+        entry.update(
+            {
+                "test_elbo": test["elbo"],
+                "test_recon": test["recon"],
+                "test_kl": test["kl"],
+                "test_kl_per_dim": test["kl_per_dim"],
+                "active_units": test["active_units"],
+            }
+        )
     entry.update({"seconds": seconds, "images_per_s": run.n / seconds})
     return entry
 
@@ -230,21 +293,39 @@ def _final_metrics(run: _Run, final_iw_samples: int, compile: bool, report: Call
     """Rank 0's test metrics of the trained model (log p(x) with K = final_iw_samples) and how it ran."""
     if not run.world.is_main:
         return {}
-    what = (f"test ELBO and log p(x) (K = {final_iw_samples}) of {len(run.x_test):,} examples" if final_iw_samples
-            else f"test ELBO of {len(run.x_test):,} examples")
+    what = (
+        f"test ELBO and log p(x) (K = {final_iw_samples}) of {len(run.x_test):,} examples"
+        if final_iw_samples
+        else f"test ELBO of {len(run.x_test):,} examples"
+    )
     report(Progress("evaluate", 0, 1, f"evaluating the {what}"))
     t0 = time.perf_counter()
     metrics = evaluate(run.model, run.x_test, iw_samples=final_iw_samples, seed=run.tc.seed)
     report(Progress("evaluate", 1, 1, f"evaluated the {what}", seconds=time.perf_counter() - t0))
-    metrics["runtime"] = {"device": run.dev.type, "world_size": run.world.size, "amp": run.amp, "compile": compile,
-                          "data_mode": "stream" if isinstance(run.rows, bt.StreamedRows) else "resident"}
+    metrics["runtime"] = {
+        "device": run.dev.type,
+        "world_size": run.world.size,
+        "amp": run.amp,
+        "compile": compile,
+        "data_mode": "stream" if isinstance(run.rows, bt.StreamedRows) else "resident",
+    }
     return metrics
 
 
-def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
-        progress: ProgressFn | None = None, device: str = "auto",
-        final_iw_samples: int = 100, step_every: float = 0.25, world: ddp.World = ddp.SINGLE,
-        amp: bool = False, compile: bool = False, data_mode: str = "auto") -> FitResult:
+def fit(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: Dataset,
+    *,
+    progress: ProgressFn | None = None,
+    device: str = "auto",
+    final_iw_samples: int = 100,
+    step_every: float = 0.25,
+    world: ddp.World = ddp.SINGLE,
+    amp: bool = False,
+    compile: bool = False,
+    data_mode: str = "auto",
+) -> FitResult:
     """Train a VAE from scratch; returns the model (on CPU, eval mode), history and test metrics.
 
     progress(Progress) (vae_core.progress: phases "data", "train", "evaluate") is called on rank 0
@@ -260,8 +341,10 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     they are recorded in metrics["runtime"].
     """
     if tuple(data.input_shape) != tuple(model_cfg.input_shape):
-        raise ValueError(f"model input_shape {model_cfg.input_shape} does not match dataset "
-                         f"{data.name!r} examples of shape {data.input_shape}")
+        raise ValueError(
+            f"model input_shape {model_cfg.input_shape} does not match dataset "
+            f"{data.name!r} examples of shape {data.input_shape}"
+        )
     check_for_likelihood(data, model_cfg.likelihood, train_cfg.binarize)
     ddp.check_config(train_cfg, world)
     dev = ddp.device_for(world, device)
@@ -278,8 +361,17 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
     t_start = last_report = time.perf_counter()
 
     def train_progress(epoch: int, step: int, loss: float, message: str) -> Progress:
-        return Progress("train", (epoch - 1) * steps + step, epochs * steps, message,
-                        time.perf_counter() - t_start, epoch, epochs, loss, tuple(history))
+        return Progress(
+            "train",
+            (epoch - 1) * steps + step,
+            epochs * steps,
+            message,
+            time.perf_counter() - t_start,
+            epoch,
+            epochs,
+            loss,
+            tuple(history),
+        )
 
     def on_step(epoch: int, step: int, loss: float) -> None:
         nonlocal last_report
@@ -294,8 +386,12 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, *,
         history.append(_epoch_entry(run, epoch, tot, time.perf_counter() - t0, last_good, history))
         last_good = copy.deepcopy(run.model.state_dict())
         elbo = history[-1].get("test_elbo")
-        done = train_progress(epoch, steps, loss, f"epoch {epoch} of {epochs} done"
-                              + (f" · test ELBO {elbo:.2f}" if elbo is not None else ""))
+        done = train_progress(
+            epoch,
+            steps,
+            loss,
+            f"epoch {epoch} of {epochs} done" + (f" · test ELBO {elbo:.2f}" if elbo is not None else ""),
+        )
         report(dataclasses.replace(done, model=run.model))  # epoch end: recorders (vae_core.replay) read it
 
     metrics = _final_metrics(run, final_iw_samples, compile, report)

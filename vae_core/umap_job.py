@@ -12,6 +12,7 @@ The log (the child's stdout and stderr, shown by the app when the job fails) is 
 the server writes: a hidden file beside the checkpoint, created fresh with O_EXCL so that nothing
 put at that name (a symlink, a hard link) is ever written through; else a tempfile.mkstemp file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,13 +59,15 @@ def _try_lock(cache_path: str) -> Iterator[bool]:
             mine = stack.enter_context(file_lock(cache_path + ".lock", blocking=False))
         except OSError as e:  # read-only folder: the cache could not be written either
             folder = os.path.dirname(os.path.abspath(cache_path))
-            raise StorageError(e.errno, f"{cache_path}: cannot be written: no lock file can be made in "
-                                        f"{folder} ({e.strerror or e})") from None
+            raise StorageError(
+                e.errno, f"{cache_path}: cannot be written: no lock file can be made in {folder} ({e.strerror or e})"
+            ) from None
         yield mine
 
 
-def ensure_umap_cache(checkpoint_path: str, allowed_roots: list[str] | None = None,
-                      progress: ProgressFn | None = None) -> ProjectionCache | None:
+def ensure_umap_cache(
+    checkpoint_path: str, allowed_roots: list[str] | None = None, progress: ProgressFn | None = None
+) -> ProjectionCache | None:
     """Compute the UMAP cache unless present. None when another process holds the lock.
     allowed_roots: as in load_dataset (None: the checkpoint's dataset path is read wherever it is).
     progress(Progress): as build_cache (phases "encode", "map", "place").
@@ -88,11 +91,18 @@ def ensure_umap_cache(checkpoint_path: str, allowed_roots: list[str] | None = No
         ck = load_checkpoint(checkpoint_path)
         tc = ck.train_config
         data = load_dataset(tc.dataset, test_fraction=tc.test_fraction, allowed_roots=allowed_roots)
-        return build_cache(checkpoint_path, ck.model, eval_targets(data.x_test, tc.binarize), data.y_test,
-                           with_umap=True, progress=progress)
+        return build_cache(
+            checkpoint_path,
+            ck.model,
+            eval_targets(data.x_test, tc.binarize),
+            data.y_test,
+            with_umap=True,
+            progress=progress,
+        )
 
 
 # --- the child process ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class UmapJob:
@@ -133,8 +143,13 @@ def start_umap_process(checkpoint_path: str) -> UmapJob:
     data only inside vae_core.data_access.allowed_roots()), logging to a fresh file."""
     fd, log = _create_log(checkpoint_path)
     try:
-        p = subprocess.Popen([sys.executable, "-m", "vae_core.umap_job", "--served", checkpoint_path],
-                             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "vae_core.umap_job", "--served", checkpoint_path],
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+        )
     finally:
         os.close(fd)
     return UmapJob(p, log)
@@ -148,12 +163,18 @@ def main(argv=None) -> int:
     from .checkpoints import CheckpointError
     from .data import DatasetError
     from .data_access import allowed_roots
-    p = argparse.ArgumentParser(prog="python -m vae_core.umap_job",
-                                description="Compute the UMAP map cache (<checkpoint>.proj.npz) for checkpoints.")
+
+    p = argparse.ArgumentParser(
+        prog="python -m vae_core.umap_job",
+        description="Compute the UMAP map cache (<checkpoint>.proj.npz) for checkpoints.",
+    )
     p.add_argument("checkpoints", nargs="+")
-    p.add_argument("--served", action="store_true",
-                   help="started by the served app: read a checkpoint's dataset only inside the allowed "
-                        "data folders ($VAE_DATA_ROOTS, uploads), as the app itself does")
+    p.add_argument(
+        "--served",
+        action="store_true",
+        help="started by the served app: read a checkpoint's dataset only inside the allowed "
+        "data folders ($VAE_DATA_ROOTS, uploads), as the app itself does",
+    )
     a = p.parse_args(argv)
     roots = allowed_roots() if a.served else None
     torch.set_num_threads(1)

@@ -11,6 +11,7 @@ fit_umap is the one call into umap-learn (imported when called). `progress` (vae
 reports the phases "map" (UMAP's layout epochs) and "place" (points placed by kNN); the UMAP job
 prints them for the app to show. Numpy only otherwise.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,8 @@ from .progress import Progress, ProgressFn
 from .projection import MIN_DIST, N_NEIGHBORS, SAME_POINT, smooth_knn_sigma
 
 FIT_POINTS = 10_000  # points UMAP is fit on; the rest are placed by kNN
-FIT_EPOCHS = 200     # UMAP's own default above 10,000 points: the subsample stands for all of them
-CHUNK = 2048         # query rows per distance block: (CHUNK, N) float32 stays a few tens of MB
+FIT_EPOCHS = 200  # UMAP's own default above 10,000 points: the subsample stands for all of them
+CHUNK = 2048  # query rows per distance block: (CHUNK, N) float32 stays a few tens of MB
 
 
 def umap_default_epochs(n: int) -> int:
@@ -45,19 +46,25 @@ def nearest(ref: np.ndarray, z: np.ndarray, n: int, chunk: int = CHUNK) -> tuple
     out_i = np.empty((len(z), n), np.int64)
     out_d = np.empty((len(z), n))
     for s in range(0, len(z), chunk):
-        q = z[s:s + chunk]
+        q = z[s : s + chunk]
         q32 = q.astype(np.float32)
-        d2 = rr[None] - 2 * q32 @ ref32.T + (q32 * q32).sum(1, keepdims=True)    # (B, N)
+        d2 = rr[None] - 2 * q32 @ ref32.T + (q32 * q32).sum(1, keepdims=True)  # (B, N)
         cand = np.argpartition(d2, m - 1, axis=1)[:, :m] if m < len(ref) else np.tile(np.arange(len(ref)), (len(q), 1))
-        exact = np.sqrt(((q[:, None, :] - ref64[cand]) ** 2).sum(-1))               # (B, m)
+        exact = np.sqrt(((q[:, None, :] - ref64[cand]) ** 2).sum(-1))  # (B, m)
         order = np.argsort(exact, axis=1, kind="stable")[:, :n]
-        out_i[s:s + chunk] = np.take_along_axis(cand, order, 1)
-        out_d[s:s + chunk] = np.take_along_axis(exact, order, 1)
+        out_i[s : s + chunk] = np.take_along_axis(cand, order, 1)
+        out_d[s : s + chunk] = np.take_along_axis(exact, order, 1)
     return out_i, out_d
 
 
-def place(means: np.ndarray, embedding: np.ndarray, z: np.ndarray, n_neighbors: int = N_NEIGHBORS,
-          progress: ProgressFn | None = None, chunk: int = CHUNK) -> np.ndarray:
+def place(
+    means: np.ndarray,
+    embedding: np.ndarray,
+    z: np.ndarray,
+    n_neighbors: int = N_NEIGHBORS,
+    progress: ProgressFn | None = None,
+    chunk: int = CHUNK,
+) -> np.ndarray:
     """(M, k) -> (M, 2): KNNProjection(means, embedding).transform(z), in blocks of `chunk` rows
     (KNNProjection builds the whole (M, N) distance matrix at once). w_j = exp(-d_j / sigma) over the
     n nearest means, sigma from smooth_knn_sigma; d < SAME_POINT takes that mean's own position."""
@@ -66,17 +73,24 @@ def place(means: np.ndarray, embedding: np.ndarray, z: np.ndarray, n_neighbors: 
     out = np.empty((len(z), 2))
     t0 = time.perf_counter()
     for s in range(0, len(z), chunk):
-        idx, d = nearest(means, z[s:s + chunk], n, chunk)
+        idx, d = nearest(means, z[s : s + chunk], n, chunk)
         sigma = smooth_knn_sigma(d, float(n))
         w = np.where(d > 0, np.exp(-d / sigma[:, None]), 1.0)
         block = (w[..., None] * emb[idx]).sum(1) / w.sum(1, keepdims=True)
         exact = d[:, 0] < SAME_POINT
         block[exact] = emb[idx[exact, 0]]
-        out[s:s + chunk] = block
+        out[s : s + chunk] = block
         if progress is not None:
             done = min(len(z), s + chunk)
-            progress(Progress("place", done, len(z), f"placed {done:,} of {len(z):,} points on the UMAP map",
-                              time.perf_counter() - t0))
+            progress(
+                Progress(
+                    "place",
+                    done,
+                    len(z),
+                    f"placed {done:,} of {len(z):,} points on the UMAP map",
+                    time.perf_counter() - t0,
+                )
+            )
     return out
 
 
@@ -103,8 +117,14 @@ class _EpochWriter:
         pass
 
 
-def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS, min_dist: float = MIN_DIST,
-             progress: ProgressFn | None = None, n_epochs: int | None = None) -> np.ndarray:
+def fit_umap(
+    means: np.ndarray,
+    seed: int = 0,
+    n_neighbors: int = N_NEIGHBORS,
+    min_dist: float = MIN_DIST,
+    progress: ProgressFn | None = None,
+    n_epochs: int | None = None,
+) -> np.ndarray:
     """(N, k) -> (N, 2) UMAP embedding. Slow on first call in a process (numba JIT).
     progress(Progress("map", epoch, epochs, ...)) as the layout epochs advance (None: silent).
     n_epochs: None is UMAP's default (umap_default_epochs)."""
@@ -116,17 +136,31 @@ def fit_umap(means: np.ndarray, seed: int = 0, n_neighbors: int = N_NEIGHBORS, m
     # points and must be compiled by numba in every fresh process first (bench/map_scale.py times it).
     knn_index, knn_dist = nearest(x, x, n)
     bar = {"disable": False, "file": _EpochWriter(progress), "mininterval": 0.5} if progress else None
-    reducer = umap.UMAP(n_components=2, n_neighbors=n, min_dist=min_dist, random_state=seed,
-                        transform_seed=seed, n_jobs=1, tqdm_kwds=bar, n_epochs=n_epochs,
-                        precomputed_knn=(knn_index, knn_dist.astype(np.float32), None))
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=n,
+        min_dist=min_dist,
+        random_state=seed,
+        transform_seed=seed,
+        n_jobs=1,
+        tqdm_kwds=bar,
+        n_epochs=n_epochs,
+        precomputed_knn=(knn_index, knn_dist.astype(np.float32), None),
+    )
     with warnings.catch_warnings():  # "random_state forces n_jobs=1": intended, reproducible maps
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform()
         return reducer.fit_transform(x).astype(np.float32)
 
 
-def fit_umap_large(means: np.ndarray, seed: int = 0, n_fit: int = FIT_POINTS, n_neighbors: int = N_NEIGHBORS,
-                   min_dist: float = MIN_DIST, progress: ProgressFn | None = None) -> np.ndarray:
+def fit_umap_large(
+    means: np.ndarray,
+    seed: int = 0,
+    n_fit: int = FIT_POINTS,
+    n_neighbors: int = N_NEIGHBORS,
+    min_dist: float = MIN_DIST,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
     """(N, k) -> (N, 2) float32: plain fit_umap when N <= n_fit; else UMAP on a seeded subsample of
     n_fit points and kNN placement of the others on it. progress: phases "map", then "place"."""
     report = progress or (lambda p: None)
@@ -134,8 +168,14 @@ def fit_umap_large(means: np.ndarray, seed: int = 0, n_fit: int = FIT_POINTS, n_
     points = f"{len(sub):,} of {len(means):,} points"
     n_epochs = FIT_EPOCHS if len(sub) < len(means) else None
     report(Progress("map", 0, n_epochs or umap_default_epochs(len(sub)), f"fitting UMAP on {points}"))
-    emb_sub = fit_umap(means[sub], seed, n_neighbors, min_dist, n_epochs=n_epochs,
-                       progress=lambda p: report(dataclasses.replace(p, message=f"{p.message} ({points})")))
+    emb_sub = fit_umap(
+        means[sub],
+        seed,
+        n_neighbors,
+        min_dist,
+        n_epochs=n_epochs,
+        progress=lambda p: report(dataclasses.replace(p, message=f"{p.message} ({points})")),
+    )
     if len(sub) == len(means):
         return emb_sub
     rest = np.setdiff1d(np.arange(len(means)), sub, assume_unique=True)

@@ -6,6 +6,7 @@
 The component's JS is one ES module: the shared vae_core/js files first (the readers of vae_core's
 formats, also run by the node tests and the static export), then its own files, in order.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,5 +25,8 @@ def read_asset(component: str, name: str) -> str:
 def assets(component: str, js: list[str], shared: list[str] = ()) -> dict:
     """{html, css, js} for st.components.v2.component(name, **assets(...)): component.html,
     component.css, and the vae_core/js files `shared` followed by the component's files `js`."""
-    return {"html": read_asset(component, "component.html"), "css": read_asset(component, "component.css"),
-            "js": "\n".join([js_source(f) for f in shared] + [read_asset(component, f) for f in js])}
+    return {
+        "html": read_asset(component, "component.html"),
+        "css": read_asset(component, "component.css"),
+        "js": "\n".join([js_source(f) for f in shared] + [read_asset(component, f) for f in js]),
+    }

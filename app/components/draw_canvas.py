@@ -6,6 +6,7 @@ persists across reruns); "Clear" sets it back to None.
 
     png = draw_canvas(key="upload_canvas")   # bytes of a PNG, or None while the canvas is empty
 """
+
 from __future__ import annotations
 
 import base64
@@ -69,13 +70,14 @@ def decode_data_url(url) -> bytes | None:
     if not isinstance(url, str) or not url.startswith(_PREFIX):
         return None
     try:
-        return base64.b64decode(url[len(_PREFIX):], validate=True)
+        return base64.b64decode(url[len(_PREFIX) :], validate=True)
     except ValueError:
         return None
 
 
 def draw_canvas(key: str, size: int = 280, stroke: int = 22) -> bytes | None:
     """Render the canvas; returns the current drawing as PNG bytes, or None when empty/cleared."""
-    result = _COMPONENT(key=key, data={"size": int(size), "stroke": int(stroke)},
-                        default={"png": None}, on_png_change=lambda: None)
+    result = _COMPONENT(
+        key=key, data={"size": int(size), "stroke": int(stroke)}, default={"png": None}, on_png_change=lambda: None
+    )
     return decode_data_url(result.get("png") if hasattr(result, "get") else None)

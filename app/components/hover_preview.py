@@ -9,6 +9,7 @@ and paints both its own tooltip and this strip. No server round trip per hover.
 
 The sprite is sent again only when its id changes.
 """
+
 from __future__ import annotations
 
 import base64
@@ -76,8 +77,14 @@ _COMPONENT = st.components.v2.component("vae_hover_preview", html=_HTML, css=_CS
 def hover_sprite(images: np.ndarray, test_index: np.ndarray) -> dict:
     """Thumbnails (N, H, W[, 3]) in [0, 1] of the map points (in map order) -> sprite payload."""
     data, cols = sprite_sheet(images)
-    return {"id": hashlib.sha1(data).hexdigest()[:16], "sprite": base64.b64encode(data).decode("ascii"),
-            "cols": cols, "h": images.shape[1], "w": images.shape[2], "index": [int(i) for i in test_index]}
+    return {
+        "id": hashlib.sha1(data).hexdigest()[:16],
+        "sprite": base64.b64encode(data).decode("ascii"),
+        "cols": cols,
+        "h": images.shape[1],
+        "w": images.shape[2],
+        "index": [int(i) for i in test_index],
+    }
 
 
 def hover_preview(sprite: dict, key: str) -> None:

@@ -22,12 +22,13 @@ browser once per session and model: later reruns send only their id; the browser
 weights per id, and asks again via the `need_weights` trigger if it lost them.
 The slider range and step are vae_core.constants' (the ZSync's range), sent as data.
 """
+
 from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import numpy as np
 import streamlit as st
@@ -39,8 +40,9 @@ from vae_core.browser import decoder_payload, supports_browser_decoding
 from vae_core.checkpoints import Checkpoint
 from vae_core.constants import SLIDER_STEP
 
-_COMPONENT = st.components.v2.component("vae_latent_decoder", **assets(
-    "latent_decoder", js=["z_sync.mjs", "component.js"], shared=["decode.mjs"]))
+_COMPONENT = st.components.v2.component(
+    "vae_latent_decoder", **assets("latent_decoder", js=["z_sync.mjs", "component.js"], shared=["decode.mjs"])
+)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -73,14 +75,22 @@ def _common(sync: ZSync, labels, inactive, key: str, height: int) -> dict:
     k = len(sync.z)
     labels, inactive = [str(s) for s in labels], [bool(b) for b in inactive]
     if len(labels) != k or len(inactive) != k:
-        raise ValueError(f"labels ({len(labels)}) and inactive ({len(inactive)}) need one entry per "
-                         f"latent dim ({k})")
-    return {"key": key, **sync.message(), "labels": labels, "inactive": inactive, "height": int(height),
-            "range": [-sync.range, sync.range], "step": SLIDER_STEP, "debug": debug_hooks()}
+        raise ValueError(f"labels ({len(labels)}) and inactive ({len(inactive)}) need one entry per latent dim ({k})")
+    return {
+        "key": key,
+        **sync.message(),
+        "labels": labels,
+        "inactive": inactive,
+        "height": int(height),
+        "range": [-sync.range, sync.range],
+        "step": SLIDER_STEP,
+        "debug": debug_hooks(),
+    }
 
 
-def latent_decoder(weights: dict, sync: ZSync, labels: Sequence[str], inactive: Sequence[bool],
-                   key: str, height: int = 224) -> None:
+def latent_decoder(
+    weights: dict, sync: ZSync, labels: Sequence[str], inactive: Sequence[bool], key: str, height: int = 224
+) -> None:
     """Render one slider per latent dim and the image decoded in the browser.
 
     weights: decoder_payload(...) / browser_weights(ckpt). sync: the z to show; a set on it (map click,
@@ -92,10 +102,17 @@ def latent_decoder(weights: dict, sync: ZSync, labels: Sequence[str], inactive: 
         raise ValueError(f"z has {len(sync.z)} values, the decoder takes latent_dim={k}")
     sent_key = f"{key}__weights_sent"
     send = st.session_state.get(sent_key) != weights["id"]
-    data = {**_common(sync, labels, inactive, key, height), "weights_id": weights["id"],
-            "weights": weights if send else None}
-    _COMPONENT(key=key, data=data, on_z_change=partial(_on_report, key, sync),
-               on_need_weights_change=partial(_forget_sent, sent_key))
+    data = {
+        **_common(sync, labels, inactive, key, height),
+        "weights_id": weights["id"],
+        "weights": weights if send else None,
+    }
+    _COMPONENT(
+        key=key,
+        data=data,
+        on_z_change=partial(_on_report, key, sync),
+        on_need_weights_change=partial(_forget_sent, sent_key),
+    )
     st.session_state[sent_key] = weights["id"]
 
 
@@ -108,12 +125,23 @@ def image_data(img) -> dict:
     if a.ndim != 3 or a.shape[2] not in (1, 3):
         raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {np.shape(img)}")
     u8 = (np.clip(np.nan_to_num(a), 0, 1) * 255 + 0.5).astype(np.uint8)
-    return {"height": int(a.shape[0]), "width": int(a.shape[1]), "channels": int(a.shape[2]),
-            "pixels": base64.b64encode(u8.tobytes()).decode("ascii")}
+    return {
+        "height": int(a.shape[0]),
+        "width": int(a.shape[1]),
+        "channels": int(a.shape[2]),
+        "pixels": base64.b64encode(u8.tobytes()).decode("ascii"),
+    }
 
 
-def server_decoder(image, sync: ZSync, labels: Sequence[str], inactive: Sequence[bool], key: str,
-                   height: int = 224, preview_ms: int | None = 100) -> None:
+def server_decoder(
+    image,
+    sync: ZSync,
+    labels: Sequence[str],
+    inactive: Sequence[bool],
+    key: str,
+    height: int = 224,
+    preview_ms: int | None = 100,
+) -> None:
     """The same sliders as latent_decoder, showing an image decoded on the server.
 
     image: E[x|z] for sync.z as a display array, (H, W) grey or (H, W, 3) RGB in [0, 1]
@@ -121,7 +149,9 @@ def server_decoder(image, sync: ZSync, labels: Sequence[str], inactive: Sequence
     come for drag previews too. preview_ms: while a slider is dragged, send z at most this often (one
     request in flight at a time); None: only on release.
     """
-    data = {**_common(sync, labels, inactive, key, height), "image": image_data(image),
-            "preview_ms": None if preview_ms is None else int(preview_ms)}
-    _COMPONENT(key=key, data=data, on_z_change=partial(_on_report, key, sync),
-               on_need_weights_change=lambda: None)
+    data = {
+        **_common(sync, labels, inactive, key, height),
+        "image": image_data(image),
+        "preview_ms": None if preview_ms is None else int(preview_ms),
+    }
+    _COMPONENT(key=key, data=data, on_z_change=partial(_on_report, key, sync), on_need_weights_change=lambda: None)

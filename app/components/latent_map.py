@@ -17,13 +17,14 @@ positions and means, uint8/int16 labels, int32 test indices; pack_data), once pe
 the browser keeps them in a page-wide cache (latent_map/component.js). Hover images the page's
 sprite sheet lacks are asked for by the browser (`need_thumbs`) and answered by `thumbs`.
 """
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
@@ -35,13 +36,14 @@ from app.settings import debug_hooks
 POINT_FIELDS = ("xy", "labels", "index", "means")
 MAP_META = "vae-latent-map"  # names the explorer map in browser events and the sprite registry
 DENSITY_ABOVE = 100_000  # more points than this in view: a density image instead of points
-THUMBS_MAX = 256         # hover images one browser request may ask for
+THUMBS_MAX = 256  # hover images one browser request may ask for
 RENDERERS = ("auto", "webgl", "canvas")  # see pointLayer in latent_map/gl.js
 
 # vae_core/js/project.mjs is the file the node test (and the static export) runs; the component code
 # follows it in one module.
-_COMPONENT = st.components.v2.component("vae_latent_map", **assets(
-    "latent_map", js=["points.mjs", "gl.js", "component.js"], shared=["project.mjs"]))
+_COMPONENT = st.components.v2.component(
+    "vae_latent_map", **assets("latent_map", js=["points.mjs", "gl.js", "component.js"], shared=["project.mjs"])
+)
 
 
 def _b64(a: np.ndarray, dtype: str) -> str:
@@ -53,7 +55,7 @@ def label_dtype(labels: np.ndarray) -> str:
     lo, hi = (int(labels.min()), int(labels.max())) if len(labels) else (0, 0)
     if lo >= 0 and hi <= 255:
         return "u1"
-    return "i2" if -2**15 <= lo and hi < 2**15 else "i4"
+    return "i2" if -(2**15) <= lo and hi < 2**15 else "i4"
 
 
 def points_payload(xy: np.ndarray, labels: np.ndarray, index: np.ndarray, means: np.ndarray) -> dict:
@@ -62,11 +64,19 @@ def points_payload(xy: np.ndarray, labels: np.ndarray, index: np.ndarray, means:
     `id` hashes them."""
     n, k = means.shape
     if xy.shape != (n, 2) or labels.shape != (n,) or index.shape != (n,):
-        raise ValueError(f"map points disagree: xy {xy.shape}, labels {labels.shape}, index {index.shape}, "
-                         f"means {means.shape}")
+        raise ValueError(
+            f"map points disagree: xy {xy.shape}, labels {labels.shape}, index {index.shape}, means {means.shape}"
+        )
     dt = label_dtype(labels)
-    p = {"n_total": int(n), "k": int(k), "xy": _b64(xy, "<f4"), "labels": _b64(labels, "<" + dt), "labels_dtype": dt,
-         "index": _b64(index, "<i4"), "means": _b64(means, "<f4")}
+    p = {
+        "n_total": int(n),
+        "k": int(k),
+        "xy": _b64(xy, "<f4"),
+        "labels": _b64(labels, "<" + dt),
+        "labels_dtype": dt,
+        "index": _b64(index, "<i4"),
+        "means": _b64(means, "<f4"),
+    }
     p["id"] = hashlib.sha1("|".join(p[f] for f in POINT_FIELDS).encode()).hexdigest()[:16]
     return p
 
@@ -78,8 +88,13 @@ def value_colour(name: str, values: np.ndarray, lo_hi: tuple[float, float] | Non
     finite = v[np.isfinite(v)]
     lo, hi = lo_hi if lo_hi is not None else (np.percentile(finite, [1, 99]) if len(finite) else (0.0, 1.0))
     data = _b64(v, "<f4")
-    return {"mode": "value", "name": name, "range": [float(lo), float(hi)], "values": data,
-            "values_id": hashlib.sha1(data.encode()).hexdigest()[:16]}
+    return {
+        "mode": "value",
+        "name": name,
+        "range": [float(lo), float(hi)],
+        "values": data,
+        "values_id": hashlib.sha1(data.encode()).hexdigest()[:16],
+    }
 
 
 LABEL_COLOUR = {"mode": "label"}
@@ -100,8 +115,12 @@ def projection_spec(basis, latent_dim: int) -> dict:
     if kind == "LatentPlane":
         spec = {"kind": "plane", "k": latent_dim}
     elif kind == "PCAProjection":
-        spec = {"kind": "pca", "k": latent_dim, "center": [float(v) for v in basis.center],
-                "components": [float(v) for v in np.asarray(basis.components, np.float64).ravel()]}
+        spec = {
+            "kind": "pca",
+            "k": latent_dim,
+            "center": [float(v) for v in basis.center],
+            "components": [float(v) for v in np.asarray(basis.components, np.float64).ravel()],
+        }
     elif kind == "KNNProjection":
         spec = {"kind": "knn", "k": latent_dim, "nNeighbors": int(basis.n_neighbors)}
     else:
@@ -112,9 +131,14 @@ def projection_spec(basis, latent_dim: int) -> dict:
 def classes_for(labels: np.ndarray) -> list[dict]:
     """Legend entries in label order, in the colours every page gives these labels (app.palette);
     unlabelled points (-1) are one class in the palette's first colour."""
-    return [{"label": int(lab), "name": str(int(lab)) if lab >= 0 else "points",
-             "color": label_colour(lab) if lab >= 0 else LABEL_COLOURS[0]}
-            for lab in sorted(set(np.asarray(labels).tolist()))]
+    return [
+        {
+            "label": int(lab),
+            "name": str(int(lab)) if lab >= 0 else "points",
+            "color": label_colour(lab) if lab >= 0 else LABEL_COLOURS[0],
+        }
+        for lab in sorted(set(np.asarray(labels).tolist()))
+    ]
 
 
 def selected_index(key: str) -> int | None:
@@ -160,11 +184,24 @@ def _want_thumbs(key: str) -> None:
         st.session_state[f"{key}__thumbs_want"] = [int(t) for t in want[:THUMBS_MAX] if isinstance(t, int)]
 
 
-def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axes: tuple[str, str], *,
-               key: str, selected: int | None = None, z=None, z_range: float = 3.0, height: int = 560,
-               on_select: Callable[[], None] | None = None, colour: dict | None = None,
-               thumbs: Callable[[list[int]], dict] | None = None, renderer: str = "auto",
-               report_drawn: bool = False) -> None:
+def latent_map(
+    payload: dict,
+    n: int,
+    projection: dict,
+    classes: list[dict],
+    axes: tuple[str, str],
+    *,
+    key: str,
+    selected: int | None = None,
+    z=None,
+    z_range: float = 3.0,
+    height: int = 560,
+    on_select: Callable[[], None] | None = None,
+    colour: dict | None = None,
+    thumbs: Callable[[list[int]], dict] | None = None,
+    renderer: str = "auto",
+    report_drawn: bool = False,
+) -> None:
     """Draw the first n of the payload's points. selected: ringed test index; z: where the star goes.
     z_range: a clicked mean is clipped to ±z_range before it moves the sliders (their range).
     colour: LABEL_COLOUR (default) or value_colour(...). thumbs(test_indices) -> a hover_sprite dict of
@@ -180,8 +217,11 @@ def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axe
     send = st.session_state.get(sent_key) != payload["id"]
     values = None
     if colour["mode"] == "value":
-        values = {"id": colour["values_id"], "values": colour["values"]} \
-            if st.session_state.get(values_key) != colour["values_id"] else None
+        values = (
+            {"id": colour["values_id"], "values": colour["values"]}
+            if st.session_state.get(values_key) != colour["values_id"]
+            else None
+        )
         colour = {k: v for k, v in colour.items() if k != "values"}
     want = st.session_state.pop(f"{key}__thumbs_want", None)
     blobs = {}
@@ -189,21 +229,39 @@ def latent_map(payload: dict, n: int, projection: dict, classes: list[dict], axe
         blobs.update(_point_blobs(payload["id"], payload))
     if values is not None:
         blobs["values"] = base64.b64decode(values["values"])
-    data = {"key": key, "meta": MAP_META, "points_id": payload["id"],
-            "points": {f: payload[f] for f in ("n_total", "k", "labels_dtype")} if send else None,
-            "n": int(min(n, payload["n_total"])), "proj": projection, "classes": classes, "axes": list(axes),
-            "selected": None if selected is None else int(selected),
-            "z": None if z is None else [float(v) for v in z], "z_range": float(z_range), "height": int(height),
-            "colour": colour, "values": {"id": values["id"]} if values is not None else None,
-            "density_above": DENSITY_ABOVE, "renderer": renderer, "thumbs_on_demand": thumbs is not None,
-            "thumbs": thumbs(want) if want and thumbs is not None else None,
-            "report_drawn": bool(report_drawn), "debug": debug_hooks()}
+    data = {
+        "key": key,
+        "meta": MAP_META,
+        "points_id": payload["id"],
+        "points": {f: payload[f] for f in ("n_total", "k", "labels_dtype")} if send else None,
+        "n": int(min(n, payload["n_total"])),
+        "proj": projection,
+        "classes": classes,
+        "axes": list(axes),
+        "selected": None if selected is None else int(selected),
+        "z": None if z is None else [float(v) for v in z],
+        "z_range": float(z_range),
+        "height": int(height),
+        "colour": colour,
+        "values": {"id": values["id"]} if values is not None else None,
+        "density_above": DENSITY_ABOVE,
+        "renderer": renderer,
+        "thumbs_on_demand": thumbs is not None,
+        "thumbs": thumbs(want) if want and thumbs is not None else None,
+        "report_drawn": bool(report_drawn),
+        "debug": debug_hooks(),
+    }
     # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look
     # for dataframes in it (a dict of lists would make it import pandas on the first paint).
-    _COMPONENT(key=key, data=pack_data(data, blobs), on_select_change=on_select or (lambda: None),
-               on_need_points_change=lambda: _forget_sent(sent_key),
-               on_need_values_change=lambda: _forget_sent(values_key),
-               on_need_thumbs_change=lambda: _want_thumbs(key), on_drawn_change=lambda: None)
+    _COMPONENT(
+        key=key,
+        data=pack_data(data, blobs),
+        on_select_change=on_select or (lambda: None),
+        on_need_points_change=lambda: _forget_sent(sent_key),
+        on_need_values_change=lambda: _forget_sent(values_key),
+        on_need_thumbs_change=lambda: _want_thumbs(key),
+        on_drawn_change=lambda: None,
+    )
     st.session_state[sent_key] = payload["id"]
     if colour["mode"] == "value":
         st.session_state[values_key] = colour["values_id"]

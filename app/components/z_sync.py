@@ -44,6 +44,7 @@ z from slider to picture, in six files:
     app/views/explorer_z.py                       the Explorer's z: the sets, the buttons, server decoding
 (server decoding adds vae_core/latent.py's decode in place of decode.mjs).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,10 +55,10 @@ from vae_core.constants import SLIDER_RANGE
 class ZSync:
     """Python's half: z (clipped to the sliders' range), its revision, and where it came from.
 
-        sync = ZSync([0.0] * k)
-        sync.set(mu, origin="μ of test #12")     # a server-side change: the sliders will move
-        sync.report({"z": [...], "rev": 3})       # a browser report: True if accepted
-        sync.message()                            # {"z": [...], "rev": n} for the browser
+    sync = ZSync([0.0] * k)
+    sync.set(mu, origin="μ of test #12")     # a server-side change: the sliders will move
+    sync.report({"z": [...], "rev": 3})       # a browser report: True if accepted
+    sync.message()                            # {"z": [...], "rev": n} for the browser
     """
 
     def __init__(self, z, slider_range: float = SLIDER_RANGE, origin: str = ""):

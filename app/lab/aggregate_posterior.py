@@ -1,4 +1,5 @@
 """Lab 5 · Aggregate posterior vs prior, and the MMD-VAE (InfoVAE) against the KL objective."""
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,14 @@ from app.lab.widgets import base_caption, dim_names, image_grid, open_runs
 from vae_core.lab.aggregate import AggregateReport, aggregate_report
 from vae_core.lab.sweeps import objective_runs
 
-MAX_DIMS = 16    # histograms shown
+MAX_DIMS = 16  # histograms shown
 COLORS = ("#1f77b4", "#d62728")
 
 
 @dataclass(frozen=True)
 class Sizes:
     n_prior: int = 1000  # prior draws projected onto the map and scored for holes
-    n_show: int = 10     # decoded prior samples shown per row
+    n_show: int = 10  # decoded prior samples shown per row
     seed: int = 0
 
 
@@ -46,47 +47,88 @@ def _histograms(labels, reps: list[AggregateReport]) -> go.Figure:
     k = min(reps[0].zq.shape[1], MAX_DIMS)
     cols = 4
     rows = math.ceil(k / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=dim_names(k),
-                        vertical_spacing=0.08)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=dim_names(k), vertical_spacing=0.08)
     grid = np.linspace(-4, 4, 161)
-    dens = np.exp(-0.5 * grid ** 2) / math.sqrt(2 * math.pi)
+    dens = np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi)
     for d in range(k):
         r, c = d // cols + 1, d % cols + 1
         for i, (lab, r_) in enumerate(zip(labels, reps)):
-            fig.add_histogram(x=np.clip(r_.zq[:, d], -4.5, 4.5), histnorm="probability density",
-                              xbins=dict(start=-4.5, end=4.5, size=0.25), opacity=0.55, name=lab,
-                              marker_color=COLORS[i % 2], legendgroup=lab, showlegend=d == 0, row=r, col=c)
-        fig.add_scatter(x=grid, y=dens, mode="lines", line=dict(color="black", width=1.5), name="N(0, 1)",
-                        legendgroup="prior", showlegend=d == 0, row=r, col=c)
-    fig.update_layout(barmode="overlay", height=170 * rows + 60, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h"))
+            fig.add_histogram(
+                x=np.clip(r_.zq[:, d], -4.5, 4.5),
+                histnorm="probability density",
+                xbins=dict(start=-4.5, end=4.5, size=0.25),
+                opacity=0.55,
+                name=lab,
+                marker_color=COLORS[i % 2],
+                legendgroup=lab,
+                showlegend=d == 0,
+                row=r,
+                col=c,
+            )
+        fig.add_scatter(
+            x=grid,
+            y=dens,
+            mode="lines",
+            line=dict(color="black", width=1.5),
+            name="N(0, 1)",
+            legendgroup="prior",
+            showlegend=d == 0,
+            row=r,
+            col=c,
+        )
+    fig.update_layout(
+        barmode="overlay", height=170 * rows + 60, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h")
+    )
     return fig
 
 
 def _hole_map(v: AggregateReport, title: str) -> go.Figure:
     fig = go.Figure()
-    fig.add_scattergl(x=v.map_mu[:, 0], y=v.map_mu[:, 1], mode="markers", name="test means μ(x)",
-                      marker=dict(size=4, color="rgba(120,120,120,0.45)"))
+    fig.add_scattergl(
+        x=v.map_mu[:, 0],
+        y=v.map_mu[:, 1],
+        mode="markers",
+        name="test means μ(x)",
+        marker=dict(size=4, color="rgba(120,120,120,0.45)"),
+    )
     s = np.clip(v.score, np.quantile(v.score, 0.02), None)
-    fig.add_scattergl(x=v.map_prior[:, 0], y=v.map_prior[:, 1], mode="markers", name="z ~ p(z)",
-                      marker=dict(size=5, color=s, colorscale="RdBu", showscale=True,
-                                  colorbar=dict(title="log Q/p", len=0.8)))
-    fig.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=70, b=10), xaxis_title="PC 1",
-                      yaxis_title="PC 2", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    fig.add_scattergl(
+        x=v.map_prior[:, 0],
+        y=v.map_prior[:, 1],
+        mode="markers",
+        name="z ~ p(z)",
+        marker=dict(size=5, color=s, colorscale="RdBu", showscale=True, colorbar=dict(title="log Q/p", len=0.8)),
+    )
+    fig.update_layout(
+        title=title,
+        height=420,
+        margin=dict(l=10, r=10, t=70, b=10),
+        xaxis_title="PC 1",
+        yaxis_title="PC 2",
+        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"),
+    )
     return fig
 
 
 def _formulas() -> None:
-    st.latex(r"Q(z) = \frac1N\sum_{n=1}^{N} q(z|x_n) \qquad "
-             r"\mathrm{KL}(Q\,\|\,p) = \mathbb{E}_{z\sim Q}\big[\log Q(z) - \log p(z)\big]")
+    st.latex(
+        r"Q(z) = \frac1N\sum_{n=1}^{N} q(z|x_n) \qquad "
+        r"\mathrm{KL}(Q\,\|\,p) = \mathbb{E}_{z\sim Q}\big[\log Q(z) - \log p(z)\big]"
+    )
     st.latex(r"\log Q(z) = \operatorname{logsumexp}_n \log\mathcal{N}(z;\mu_n,\sigma_n^2) - \log N")
-    st.latex(r"\underbrace{\frac1N\sum_n \mathrm{KL}\big(q(z|x_n)\,\|\,p\big)}_{\text{the ELBO's KL}} "
-             r"= \underbrace{I_q(n; z)}_{\le \log N} + \mathrm{KL}(Q\,\|\,p)"
-             r"\qquad\text{(ELBO surgery, Hoffman \& Johnson 2016)}")
-    st.latex(r"\mathrm{MMD}^2(Q, p) = \mathbb{E}\,k(z,z') + \mathbb{E}\,k(\tilde z,\tilde z') - 2\,\mathbb{E}\,k(z,\tilde z),"
-             r"\quad z\sim Q,\ \tilde z\sim p,\quad k(a,b) = e^{-\|a-b\|^2/k}")
-    st.latex(r"\mathcal{L}_{\text{MMD-VAE}} = \mathbb{E}_q[\log p(x|z)] - \lambda\,\mathrm{MMD}^2(Q, p)"
-             r"\qquad\text{(InfoVAE, Zhao et al. 2019; no per-example KL)}")
+    st.latex(
+        r"\underbrace{\frac1N\sum_n \mathrm{KL}\big(q(z|x_n)\,\|\,p\big)}_{\text{the ELBO's KL}} "
+        r"= \underbrace{I_q(n; z)}_{\le \log N} + \mathrm{KL}(Q\,\|\,p)"
+        r"\qquad\text{(ELBO surgery, Hoffman \& Johnson 2016)}"
+    )
+    st.latex(
+        r"\mathrm{MMD}^2(Q, p) = \mathbb{E}\,k(z,z') + \mathbb{E}\,k(\tilde z,\tilde z') - 2\,\mathbb{E}\,k(z,\tilde z),"  # noqa: E501
+        r"\quad z\sim Q,\ \tilde z\sim p,\quad k(a,b) = e^{-\|a-b\|^2/k}"
+    )
+    st.latex(
+        r"\mathcal{L}_{\text{MMD-VAE}} = \mathbb{E}_q[\log p(x|z)] - \lambda\,\mathrm{MMD}^2(Q, p)"
+        r"\qquad\text{(InfoVAE, Zhao et al. 2019; no per-example KL)}"
+    )
 
 
 def _measured(reps: list[AggregateReport], n: int) -> None:
@@ -99,22 +141,28 @@ def _measured(reps: list[AggregateReport], n: int) -> None:
         "N narrow spikes. Any density comparison sees the spikes, in the joint KL and in each 1-D marginal alike "
         f"(Σ_d marginal KL {a.marginal.sum():.2f} vs {b.marginal.sum():.2f}), even where their *spread* matches "
         "N(0, I); that spread is what MMD with its wide kernel, and the histograms' 0.25-wide bins, measure. "
-        "With N test points, KL(Q‖p) ≥ mean KL − log N, and the KL-VAE's I(n; z) is near that ceiling.")
+        "With N test points, KL(Q‖p) ≥ mean KL − log N, and the KL-VAE's I(n; z) is near that ceiling."
+    )
 
 
 def _holes(labels, reps: list[AggregateReport], input_shape, sizes: Sizes) -> None:
     st.subheader("Holes: where the prior puts mass and Q does not")
-    st.markdown(f"{sizes.n_prior} draws z ~ N(0, I) projected by the same PCA as the test means, coloured by "
-                "log Q(z) − log p(z) computed in the full latent space (red = hole: the decoder never saw a "
-                "code there).")
+    st.markdown(
+        f"{sizes.n_prior} draws z ~ N(0, I) projected by the same PCA as the test means, coloured by "
+        "log Q(z) − log p(z) computed in the full latent space (red = hole: the decoder never saw a "
+        "code there)."
+    )
     cols = st.columns(2)
     for i, (lab, v) in enumerate(zip(labels, reps)):
         with cols[i]:
-            st.plotly_chart(view(v, "holes", lambda: _hole_map(v, lab)), key=f"lab5_holes_{i}")
-            st.image(view(v, "images", lambda: image_grid([v.holes, v.dense], input_shape, 36)), clamp=True,
-                     caption=f"Top: the {len(v.holes)} prior draws deepest in holes (log Q/p from "
-                             f"{v.hole_scores[0]:.0f} to {v.hole_scores[-1]:.0f}); bottom: the {len(v.dense)} "
-                             f"best covered (log Q/p {v.dense_scores[0]:.1f} to {v.dense_scores[-1]:.1f}).")
+            st.plotly_chart(view(v, "holes", lambda: _hole_map(v, lab)), key=f"lab5_holes_{i}")  # noqa: B023
+            st.image(
+                view(v, "images", lambda: image_grid([v.holes, v.dense], input_shape, 36)),  # noqa: B023
+                clamp=True,
+                caption=f"Top: the {len(v.holes)} prior draws deepest in holes (log Q/p from "
+                f"{v.hole_scores[0]:.0f} to {v.hole_scores[-1]:.0f}); bottom: the {len(v.dense)} "
+                f"best covered (log Q/p {v.dense_scores[0]:.1f} to {v.dense_scores[-1]:.1f}).",
+            )
 
 
 def render(sizes: Sizes = Sizes()) -> None:
@@ -126,21 +174,28 @@ def render(sizes: Sizes = Sizes()) -> None:
     x = test_targets(ckpt)
     _formulas()
     base = ckpt.train_config
-    lam = st.select_slider("MMD-VAE weight λ (another λ trains a new model through the cache)",
-                           options=sorted({10.0, 100.0, 1000.0, float(base.mmd_weight)}),
-                           value=float(base.mmd_weight), key="lab5_lambda")
+    lam = st.select_slider(
+        "MMD-VAE weight λ (another λ trains a new model through the cache)",
+        options=sorted({10.0, 100.0, 1000.0, float(base.mmd_weight)}),
+        value=float(base.mmd_weight),
+        key="lab5_lambda",
+    )
     runs = objective_runs(ckpt.model_config, base, mmd_weight=lam)
     pair = [runs["vae"], runs["mmd"]]
-    st.caption(base_caption(ckpt, pair) + f" Q is the mixture of the {len(x)} test posteriors; "
-               "KL(Q‖p) uses 2 draws per posterior, MMD one z per test image against as many prior draws.")
+    st.caption(
+        base_caption(ckpt, pair) + f" Q is the mixture of the {len(x)} test posteriors; "
+        "KL(Q‖p) uses 2 draws per posterior, MMD one z per test image against as many prior draws."
+    )
     ckpts = open_runs(pair, data, "lab5")
     if ckpts is None:
         return
     labels = [r.name for r in pair]
     params = {"n_prior": sizes.n_prior, "n_show": sizes.n_show, "seed": sizes.seed}
+
     def compute(model) -> AggregateReport:  # a spinner only while computing
         with st.spinner("Estimating KL(Q‖p) and MMD(Q, p) on the test set…"):
             return aggregate_report(model, x, n_prior=sizes.n_prior, n_show=sizes.n_show, seed=sizes.seed)
+
     reps = [lab_report("lab5", [c.path], params, AggregateReport, lambda c=c: compute(c.model)) for c in ckpts]
     st.table(_table(labels, reps, len(x)))
     _measured(reps, len(x))

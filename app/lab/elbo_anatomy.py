@@ -1,4 +1,5 @@
 """Lab 1 · ELBO anatomy: log p(x), the ELBO and the gap between them, live on one test image."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,40 +20,71 @@ P = "lab1_"  # session-state prefix of this page
 @dataclass(frozen=True)
 class Sizes:
     """Where the sliders start; tests pass smaller ones to render()."""
-    k_max: int = 1000   # largest K of the L_K curves
-    repeats: int = 16   # independent L_K curves (error bars)
-    k_ref: int = 5000   # draws for the log p(x) reference
+
+    k_max: int = 1000  # largest K of the L_K curves
+    repeats: int = 16  # independent L_K curves (error bars)
+    k_ref: int = 5000  # draws for the log p(x) reference
 
 
 def _bound_figure(a) -> go.Figure:
     m, se = a.lk_mean(), a.lk_se()
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=a.k, y=m, mode="lines+markers", name="L_K (mean over repeats)",
-                             error_y=dict(type="data", array=2 * se, visible=True)))
-    fig.add_hline(y=a.log_px, line_dash="dash", line_color="green",
-                  annotation_text=f"log p(x) ≈ {a.log_px:.2f} (K={a.k_ref})")
-    fig.add_hline(y=a.elbo, line_dash="dot", line_color="red", annotation_text=f"ELBO = {a.elbo:.2f}",
-                  annotation_position="bottom right")
-    fig.update_layout(xaxis_type="log", xaxis_title="K (importance samples)", yaxis_title="nats",
-                      title="Importance-weighted bound L_K (error bars: ±2 SE over repeats)",
-                      height=380, margin=dict(t=50, b=40))
+    fig.add_trace(
+        go.Scatter(
+            x=a.k,
+            y=m,
+            mode="lines+markers",
+            name="L_K (mean over repeats)",
+            error_y=dict(type="data", array=2 * se, visible=True),
+        )
+    )
+    fig.add_hline(
+        y=a.log_px, line_dash="dash", line_color="green", annotation_text=f"log p(x) ≈ {a.log_px:.2f} (K={a.k_ref})"
+    )
+    fig.add_hline(
+        y=a.elbo,
+        line_dash="dot",
+        line_color="red",
+        annotation_text=f"ELBO = {a.elbo:.2f}",
+        annotation_position="bottom right",
+    )
+    fig.update_layout(
+        xaxis_type="log",
+        xaxis_title="K (importance samples)",
+        yaxis_title="nats",
+        title="Importance-weighted bound L_K (error bars: ±2 SE over repeats)",
+        height=380,
+        margin=dict(t=50, b=40),
+    )
     return fig
 
 
 def _gap_figure(a) -> go.Figure:
     gap = a.log_px - a.lk_mean()
-    fig = go.Figure(go.Scatter(x=a.k, y=gap, mode="lines+markers", name="log p(x) − L_K",
-                               error_y=dict(type="data", array=2 * a.lk_se(), visible=True)))
+    fig = go.Figure(
+        go.Scatter(
+            x=a.k,
+            y=gap,
+            mode="lines+markers",
+            name="log p(x) − L_K",
+            error_y=dict(type="data", array=2 * a.lk_se(), visible=True),
+        )
+    )
     fig.add_hline(y=0, line_color="grey")
-    fig.update_layout(xaxis_type="log", xaxis_title="K", yaxis_title="gap (nats)",
-                      title="Gap log p(x) − L_K shrinks as K grows", height=380, margin=dict(t=50, b=40))
+    fig.update_layout(
+        xaxis_type="log",
+        xaxis_title="K",
+        yaxis_title="gap (nats)",
+        title="Gap log p(x) − L_K shrinks as K grows",
+        height=380,
+        margin=dict(t=50, b=40),
+    )
     return fig
 
 
 def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int, int]:
     idx, x = example_picker(ckpt, P)
-    k_max = st.select_slider("Largest K for L_K", [10, 30, 100, 300, 1000, 3000], value=sizes.k_max,
-                             key=P + "k_max")
+    k_max = st.select_slider("Largest K for L_K", [10, 30, 100, 300, 1000, 3000], value=sizes.k_max, key=P + "k_max")
     repeats = st.slider("Repeats (error bars)", 2, 32, value=sizes.repeats, key=P + "repeats")
     k_ref = st.select_slider("K for log p(x)", [100, 500, 1000, 5000, 20000], value=sizes.k_ref, key=P + "k_ref")
     return idx, x, k_max, repeats, k_ref
@@ -60,23 +92,35 @@ def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int, int]:
 
 def _identity_section(a: Anatomy) -> None:
     c1, c2, c3 = st.columns(3)
-    c1.metric("log p(x)", f"{a.log_px:.2f} nats", help=f"Importance-sampled with K={a.k_ref} draws from "
-              f"q(z|x); delta-method SE {a.log_px_se:.3f}")
+    c1.metric(
+        "log p(x)",
+        f"{a.log_px:.2f} nats",
+        help=f"Importance-sampled with K={a.k_ref} draws from q(z|x); delta-method SE {a.log_px_se:.3f}",
+    )
     c2.metric("ELBO", f"{a.elbo:.2f} nats", help="E_q log p(x|z) (Monte Carlo) − KL(q‖p(z)) (closed form)")
     c3.metric("gap = KL(q(z|x) ‖ p(z|x))", f"{a.gap:.2f} nats", help="log p(x) − ELBO, always ≥ 0")
     st.markdown("**The identity**, with this image's numbers:")
-    st.latex(r"\log p(x) = \underbrace{\mathbb{E}_{q}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{ELBO}}"
-             r" + \mathrm{KL}(q(z|x)\,\|\,p(z|x))")
+    st.latex(
+        r"\log p(x) = \underbrace{\mathbb{E}_{q}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{ELBO}}"
+        r" + \mathrm{KL}(q(z|x)\,\|\,p(z|x))"
+    )
     st.latex(rf"{a.log_px:.2f} = \underbrace{{{a.recon:.2f} - {a.kl_prior:.2f}}}_{{{a.elbo:.2f}}} + {a.gap:.2f}")
-    st.markdown("**The ELBO is the mean log importance weight** (Jensen: the log of a mean is "
-                "at least the mean of the log):")
-    st.latex(r"w = \frac{p(x|z)\,p(z)}{q(z|x)},\quad z\sim q(z|x):\qquad "
-             r"\mathbb{E}_q[\log w] \;\le\; \log \mathbb{E}_q[w] = \log p(x)")
-    st.latex(rf"\mathbb{{E}}_q[\log w] \approx {a.elbo_logw:.2f} \pm {a.elbo_logw_se:.2f}"
-             rf"\quad(\text{{recon}} - \text{{KL}} = {a.elbo:.2f})"
-             rf"\;\le\; \log \tfrac{{1}}{{K}}\textstyle\sum_k w_k = {a.log_px:.2f}")
-    st.caption(f"Both ELBO readings use the same {a.k_ref} draws; they differ only by Monte Carlo error "
-               f"(± {a.recon_se:.2f} on the reconstruction term).")
+    st.markdown(
+        "**The ELBO is the mean log importance weight** (Jensen: the log of a mean is at least the mean of the log):"
+    )
+    st.latex(
+        r"w = \frac{p(x|z)\,p(z)}{q(z|x)},\quad z\sim q(z|x):\qquad "
+        r"\mathbb{E}_q[\log w] \;\le\; \log \mathbb{E}_q[w] = \log p(x)"
+    )
+    st.latex(
+        rf"\mathbb{{E}}_q[\log w] \approx {a.elbo_logw:.2f} \pm {a.elbo_logw_se:.2f}"
+        rf"\quad(\text{{recon}} - \text{{KL}} = {a.elbo:.2f})"
+        rf"\;\le\; \log \tfrac{{1}}{{K}}\textstyle\sum_k w_k = {a.log_px:.2f}"
+    )
+    st.caption(
+        f"Both ELBO readings use the same {a.k_ref} draws; they differ only by Monte Carlo error "
+        f"(± {a.recon_se:.2f} on the reconstruction term)."
+    )
 
 
 def _bound_section(a: Anatomy) -> None:
@@ -84,18 +128,29 @@ def _bound_section(a: Anatomy) -> None:
     f1.plotly_chart(view(a, "bound", lambda: _bound_figure(a)), key=P + "bound_chart")
     f2.plotly_chart(view(a, "gap", lambda: _gap_figure(a)), key=P + "gap_chart")
     first, last = a.lk_mean()[[0, -1]]
-    st.markdown(f"Gap at K=1: **{a.log_px - first:.2f} nats** · at K={a.k[-1]}: **{a.log_px - last:.2f} nats**. "
-                f"Each of the {len(a.lk)} repeats draws {a.k[-1]} weights and reads L_K off its first K "
-                "(so a curve is smooth in K; repeats are independent).")
+    st.markdown(
+        f"Gap at K=1: **{a.log_px - first:.2f} nats** · at K={a.k[-1]}: **{a.log_px - last:.2f} nats**. "
+        f"Each of the {len(a.lk)} repeats draws {a.k[-1]} weights and reads L_K off its first K "
+        "(so a curve is smooth in K; repeats are independent)."
+    )
     with st.expander("Numbers"):
-        st.dataframe({"K": a.k, "L_K mean": np.round(a.lk_mean(), 3), "± SE": np.round(a.lk_se(), 3),
-                      "log p(x) − L_K": np.round(a.log_px - a.lk_mean(), 3)}, hide_index=True)
+        st.dataframe(
+            {
+                "K": a.k,
+                "L_K mean": np.round(a.lk_mean(), 3),
+                "± SE": np.round(a.lk_se(), 3),
+                "log p(x) − L_K": np.round(a.log_px - a.lk_mean(), 3),
+            },
+            hide_index=True,
+        )
 
 
 def render(sizes: Sizes = Sizes()) -> None:
     st.title("ELBO anatomy")
-    st.markdown("How far is the ELBO below log p(x) for one image, and what closes the gap? "
-                "Every number below is computed from the open model now.")
+    st.markdown(
+        "How far is the ELBO below log p(x) for one image, and what closes the gap? "
+        "Every number below is computed from the open model now."
+    )
     ckpt = current_checkpoint()
     if ckpt is None:
         return
@@ -104,15 +159,21 @@ def render(sizes: Sizes = Sizes()) -> None:
         idx, x, k_max, repeats, k_ref = _controls(ckpt, sizes)
     # the page's prose is drawn before the numbers arrive; the sections fill in below it
     st.subheader("Tightening the bound with K samples")
-    st.latex(r"\mathcal{L}_K = \mathbb{E}\Big[\log \tfrac{1}{K}\textstyle\sum_{k=1}^{K} w_k\Big],\qquad "
-             r"\text{ELBO} = \mathcal{L}_1 \le \mathcal{L}_2 \le \dots \le \mathcal{L}_K \xrightarrow{K\to\infty}"
-             r" \log p(x)")
+    st.latex(
+        r"\mathcal{L}_K = \mathbb{E}\Big[\log \tfrac{1}{K}\textstyle\sum_{k=1}^{K} w_k\Big],\qquad "
+        r"\text{ELBO} = \mathcal{L}_1 \le \mathcal{L}_2 \le \dots \le \mathcal{L}_K \xrightarrow{K\to\infty}"
+        r" \log p(x)"
+    )
     bound = st.container()
     slot, report = lazy_progress(right, "Sampling importance weights…")
     params = {"index": idx, "k_max": k_max, "repeats": repeats, "k_ref": k_ref}
-    a = lab_report("lab1", [ckpt.path], params, Anatomy,
-                   lambda: anatomy(ckpt.model, x, k_max=k_max, repeats=repeats, k_ref=k_ref, seed=idx,
-                                   progress=report))
+    a = lab_report(
+        "lab1",
+        [ckpt.path],
+        params,
+        Anatomy,
+        lambda: anatomy(ckpt.model, x, k_max=k_max, repeats=repeats, k_ref=k_ref, seed=idx, progress=report),
+    )
     slot.empty()
     with right:
         _identity_section(a)

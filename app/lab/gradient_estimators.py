@@ -1,4 +1,5 @@
 """Lab 3 · Gradient estimators: reparameterization vs score function (REINFORCE), measured live."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ SUBSETS = {"last": "last encoder layer", "all": "all encoder parameters"}
 @dataclass(frozen=True)
 class Sizes:
     """Where the controls start; tests pass smaller ones to render()."""
-    batch: int = 8                         # test images in the batch
-    l_max: int = 32                        # largest L (samples of z per example)
-    repeats: int = 32                      # independent repeats per L
-    subset: str = "last"                   # a key of SUBSETS
+
+    batch: int = 8  # test images in the batch
+    l_max: int = 32  # largest L (samples of z per example)
+    repeats: int = 32  # independent repeats per L
+    subset: str = "last"  # a key of SUBSETS
     estimators: tuple = tuple(ESTIMATORS)
 
 
@@ -32,17 +34,34 @@ def _variance_figure(vc) -> go.Figure:
     fig = go.Figure()
     for e, v in vc.variance.items():
         ok = ~np.isnan(v)
-        fig.add_trace(go.Scatter(x=vc.n_samples[ok], y=v[ok], mode="lines+markers", name=LABELS[e],
-                                 line=dict(color=COLORS[e], width=3)))
+        fig.add_trace(
+            go.Scatter(
+                x=vc.n_samples[ok], y=v[ok], mode="lines+markers", name=LABELS[e], line=dict(color=COLORS[e], width=3)
+            )
+        )
         # 1/L reference through the estimator's first point: independent samples average down as 1/L
         l0, v0 = vc.n_samples[ok][0], v[ok][0]
-        fig.add_trace(go.Scatter(x=vc.n_samples[ok], y=v0 * l0 / vc.n_samples[ok], mode="lines",
-                                 line=dict(color=COLORS[e], dash="dot", width=1), showlegend=False,
-                                 hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=vc.n_samples[ok],
+                y=v0 * l0 / vc.n_samples[ok],
+                mode="lines",
+                line=dict(color=COLORS[e], dash="dot", width=1),
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
     fig.update_xaxes(tickvals=list(vc.n_samples))
-    fig.update_layout(xaxis_type="log", yaxis_type="log", xaxis_title="L (samples of z per example)",
-                      yaxis_title="mean per-parameter variance", height=420, margin=dict(t=50, b=40),
-                      title="Gradient variance vs L (dotted: 1/L)", legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(
+        xaxis_type="log",
+        yaxis_type="log",
+        xaxis_title="L (samples of z per example)",
+        yaxis_title="mean per-parameter variance",
+        height=420,
+        margin=dict(t=50, b=40),
+        title="Gradient variance vs L (dotted: 1/L)",
+        legend=dict(orientation="h", y=-0.2),
+    )
     return fig
 
 
@@ -52,28 +71,45 @@ def _mean_figure(vc, n_show: int = 16) -> go.Figure:
     top = np.argsort(-np.abs(vc.mean[ref]))[:n_show]
     fig = go.Figure()
     for j, (e, m) in enumerate(vc.mean.items()):
-        fig.add_trace(go.Scatter(x=np.arange(n_show) + 0.15 * (j - 1), y=m[top], mode="markers", name=LABELS[e],
-                                 marker=dict(color=COLORS[e], size=7),
-                                 error_y=dict(type="data", array=2 * vc.mean_se[e][top], visible=True)))
-    fig.update_layout(xaxis_title=f"the {n_show} parameters with the largest |gradient|",
-                      yaxis_title="mean gradient ± 2 SE", height=420, margin=dict(t=50, b=40),
-                      title=f"Same mean (L = {vc.n_samples[-1]}, {vc.repeats} repeats)",
-                      legend=dict(orientation="h", y=-0.2))
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(n_show) + 0.15 * (j - 1),
+                y=m[top],
+                mode="markers",
+                name=LABELS[e],
+                marker=dict(color=COLORS[e], size=7),
+                error_y=dict(type="data", array=2 * vc.mean_se[e][top], visible=True),
+            )
+        )
+    fig.update_layout(
+        xaxis_title=f"the {n_show} parameters with the largest |gradient|",
+        yaxis_title="mean gradient ± 2 SE",
+        height=420,
+        margin=dict(t=50, b=40),
+        title=f"Same mean (L = {vc.n_samples[-1]}, {vc.repeats} repeats)",
+        legend=dict(orientation="h", y=-0.2),
+    )
     return fig
 
 
 def _controls(n_test: int, sizes: Sizes) -> dict:
     c = st.columns([1, 1, 1, 1, 2])
-    batch = c[0].slider("Batch (test images)", 1, min(64, n_test), value=min(sizes.batch, 64, n_test),
-                        key=P + "batch")
+    batch = c[0].slider("Batch (test images)", 1, min(64, n_test), value=min(sizes.batch, 64, n_test), key=P + "batch")
     l_max = c[1].select_slider("Largest L", [2, 4, 8, 16, 32, 64, 128], value=sizes.l_max, key=P + "l_max")
     repeats = c[2].slider("Repeats", 4, 128, value=sizes.repeats, key=P + "repeats")
-    subset = c[3].radio("Parameters", list(SUBSETS), index=list(SUBSETS).index(sizes.subset),
-                        format_func=SUBSETS.get, key=P + "subset")
-    chosen = c[4].multiselect("Estimators", list(ESTIMATORS), default=list(sizes.estimators),
-                              format_func=LABELS.get, key=P + "estimators")
-    return {"batch": batch, "l_max": l_max, "repeats": repeats, "subset": subset,
-            "estimators": [e for e in ESTIMATORS if e in chosen]}  # in ESTIMATORS order, whatever the clicks
+    subset = c[3].radio(
+        "Parameters", list(SUBSETS), index=list(SUBSETS).index(sizes.subset), format_func=SUBSETS.get, key=P + "subset"
+    )
+    chosen = c[4].multiselect(
+        "Estimators", list(ESTIMATORS), default=list(sizes.estimators), format_func=LABELS.get, key=P + "estimators"
+    )
+    return {
+        "batch": batch,
+        "l_max": l_max,
+        "repeats": repeats,
+        "subset": subset,
+        "estimators": [e for e in ESTIMATORS if e in chosen],
+    }  # in ESTIMATORS order, whatever the clicks
 
 
 def _ratios(vc: VarianceCurves, subset: str) -> None:
@@ -93,35 +129,53 @@ def _agreement(vc: VarianceCurves) -> None:
     for e in vc.mean:
         if e != "reparam":
             a = vc.agreement("reparam", e)
-            rows.append({"compared with reparam": LABELS[e], "parameters": a["n"],
-                         "share with |z| < 2": f"{a['frac_within_2se']:.1%}",
-                         "largest |z|": round(a["max_abs_z"], 2), "mean z": round(a["mean_z"], 3)})
-    st.markdown(f"**Means agree** at L = {vc.n_samples[-1]}: per parameter, z = (difference of means) / "
-                "(its standard error). Unbiased estimators give |z| < 2 for about 95% of the parameters "
-                "(parameters whose gradient is exactly zero in every repeat, e.g. dead ReLUs, are left out).")
+            rows.append(
+                {
+                    "compared with reparam": LABELS[e],
+                    "parameters": a["n"],
+                    "share with |z| < 2": f"{a['frac_within_2se']:.1%}",
+                    "largest |z|": round(a["max_abs_z"], 2),
+                    "mean z": round(a["mean_z"], 3),
+                }
+            )
+    st.markdown(
+        f"**Means agree** at L = {vc.n_samples[-1]}: per parameter, z = (difference of means) / "
+        "(its standard error). Unbiased estimators give |z| < 2 for about 95% of the parameters "
+        "(parameters whose gradient is exactly zero in every repeat, e.g. dead ReLUs, are left out)."
+    )
     st.dataframe(rows, hide_index=True)
 
 
 def _intro() -> None:
-    st.markdown("The encoder is trained through the gradient of an expectation over its own samples. "
-                "Two ways to estimate it from L samples; both are unbiased, their variances differ by orders "
-                "of magnitude. Measured now on the open model, for f(z) = log p(x|z) (the ELBO's "
-                "reconstruction term) and a batch of test images.")
-    st.latex(r"\nabla_\phi\, \mathbb{E}_{q_\phi(z|x)}[f(z)] \approx"
-             r"\underbrace{\frac1L\sum_{l}\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\epsilon_l)}_{\text{reparameterization}}"
-             r"\quad\text{or}\quad"
-             r"\underbrace{\frac1L\sum_{l}\big(f(z_l) - c_l\big)\,\nabla_\phi \log q_\phi(z_l|x)}_{\text{score function}}")
-    st.caption("ε_l ~ N(0, I), z_l ~ q(z|x). c_l = 0 is plain REINFORCE; the leave-one-out baseline "
-               "c_l = mean of f over the other L−1 samples keeps it unbiased and cuts its variance.")
+    st.markdown(
+        "The encoder is trained through the gradient of an expectation over its own samples. "
+        "Two ways to estimate it from L samples; both are unbiased, their variances differ by orders "
+        "of magnitude. Measured now on the open model, for f(z) = log p(x|z) (the ELBO's "
+        "reconstruction term) and a batch of test images."
+    )
+    st.latex(
+        r"\nabla_\phi\, \mathbb{E}_{q_\phi(z|x)}[f(z)] \approx"
+        r"\underbrace{\frac1L\sum_{l}\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\epsilon_l)}_{\text{reparameterization}}"
+        r"\quad\text{or}\quad"
+        r"\underbrace{\frac1L\sum_{l}\big(f(z_l) - c_l\big)\,\nabla_\phi \log q_\phi(z_l|x)}_{\text{score function}}"
+    )
+    st.caption(
+        "ε_l ~ N(0, I), z_l ~ q(z|x). c_l = 0 is plain REINFORCE; the leave-one-out baseline "
+        "c_l = mean of f over the other L−1 samples keeps it unbiased and cuts its variance."
+    )
 
 
 def _notes(vc: VarianceCurves, repeats: int, batch: int) -> None:
-    st.caption("Dotted lines fall as 1/L, the rate for an average of independent samples. The "
-               "leave-one-out baseline beats it: with more samples its baseline gets better too.")
-    st.caption(f"Variance: each of {repeats} independent repeats draws {vc.n_samples[-1]} samples per "
-               "example; its first L give the L-sample estimate. Per-parameter variance over the repeats, "
-               f"averaged over the {vc.n_params:,} parameters (trace of the covariance / P). Gradient of the "
-               f"batch mean over {batch} test images.")
+    st.caption(
+        "Dotted lines fall as 1/L, the rate for an average of independent samples. The "
+        "leave-one-out baseline beats it: with more samples its baseline gets better too."
+    )
+    st.caption(
+        f"Variance: each of {repeats} independent repeats draws {vc.n_samples[-1]} samples per "
+        "example; its first L give the L-sample estimate. Per-parameter variance over the repeats, "
+        f"averaged over the {vc.n_params:,} parameters (trace of the covariance / P). Gradient of the "
+        f"batch mean over {batch} test images."
+    )
 
 
 def render(sizes: Sizes = Sizes()) -> None:
@@ -135,11 +189,22 @@ def render(sizes: Sizes = Sizes()) -> None:
         st.info("Pick at least one estimator.")
         return
     slot, progress = lazy_progress(st, "Sampling gradients…")
-    grid = [2 ** i for i in range(p["l_max"].bit_length())]  # 1, 2, 4, ..., l_max
-    vc = lab_report("lab3", [ckpt.path], p, VarianceCurves,
-                    lambda: variance_curves(ckpt.model, test_targets(ckpt)[:p["batch"]], subset=p["subset"],
-                                            l_grid=grid, repeats=p["repeats"], estimators=tuple(p["estimators"]),
-                                            progress=progress))
+    grid = [2**i for i in range(p["l_max"].bit_length())]  # 1, 2, 4, ..., l_max
+    vc = lab_report(
+        "lab3",
+        [ckpt.path],
+        p,
+        VarianceCurves,
+        lambda: variance_curves(
+            ckpt.model,
+            test_targets(ckpt)[: p["batch"]],
+            subset=p["subset"],
+            l_grid=grid,
+            repeats=p["repeats"],
+            estimators=tuple(p["estimators"]),
+            progress=progress,
+        ),
+    )
     slot.empty()
     _ratios(vc, p["subset"])
     f1, f2 = st.columns(2)

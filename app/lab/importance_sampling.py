@@ -1,4 +1,5 @@
 """Lab 2 · Importance sampling: p(x) from prior draws vs from q(z|x) draws, and their spread."""
+
 from __future__ import annotations
 
 import math
@@ -23,23 +24,47 @@ N_TABLE = 1000  # the table's first row: N where the q-based estimate has settle
 @dataclass(frozen=True)
 class Sizes:
     """Where the controls start; tests pass smaller ones to render()."""
-    n_max: int = 10000   # largest N
-    repeats: int = 5     # independent runs per proposal
-    toy: bool = True     # show the linear-Gaussian toy
+
+    n_max: int = 10000  # largest N
+    repeats: int = 5  # independent runs per proposal
+    toy: bool = True  # show the linear-Gaussian toy
 
 
 def _estimate_figure(curves: dict, reference: float, ref_label: str, title: str) -> go.Figure:
     fig = go.Figure()
     for prop, c in curves.items():
-        for r, row in enumerate(c.log_px):
-            fig.add_trace(go.Scatter(x=c.n, y=row, mode="lines", line=dict(color=COLORS[prop], width=1),
-                                     opacity=0.25, showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=c.n, y=c.log_px.mean(0), mode="lines+markers", name=NAMES[prop],
-                                 line=dict(color=COLORS[prop], width=3),
-                                 error_y=dict(type="data", array=c.spread(), visible=True)))
+        for _r, row in enumerate(c.log_px):
+            fig.add_trace(
+                go.Scatter(
+                    x=c.n,
+                    y=row,
+                    mode="lines",
+                    line=dict(color=COLORS[prop], width=1),
+                    opacity=0.25,
+                    showlegend=False,
+                    hoverinfo="skip",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=c.n,
+                y=c.log_px.mean(0),
+                mode="lines+markers",
+                name=NAMES[prop],
+                line=dict(color=COLORS[prop], width=3),
+                error_y=dict(type="data", array=c.spread(), visible=True),
+            )
+        )
     fig.add_hline(y=reference, line_dash="dash", line_color="green", annotation_text=ref_label)
-    fig.update_layout(xaxis_type="log", xaxis_title="N (samples)", yaxis_title="log p̂(x) (nats)", title=title,
-                      height=400, margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(
+        xaxis_type="log",
+        xaxis_title="N (samples)",
+        yaxis_title="log p̂(x) (nats)",
+        title=title,
+        height=400,
+        margin=dict(t=50, b=40),
+        legend=dict(orientation="h", y=-0.2),
+    )
     return fig
 
 
@@ -48,10 +73,19 @@ def _ess_figure(curves: dict, title: str) -> go.Figure:
     n = next(iter(curves.values())).n
     fig.add_trace(go.Scatter(x=n, y=n, mode="lines", line=dict(color="grey", dash="dot"), name="ESS = N (ideal)"))
     for prop, c in curves.items():
-        fig.add_trace(go.Scatter(x=c.n, y=c.ess.mean(0), mode="lines+markers", name=prop,
-                                 line=dict(color=COLORS[prop])))
-    fig.update_layout(xaxis_type="log", yaxis_type="log", xaxis_title="N", yaxis_title="effective sample size",
-                      title=title, height=400, margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.2))
+        fig.add_trace(
+            go.Scatter(x=c.n, y=c.ess.mean(0), mode="lines+markers", name=prop, line=dict(color=COLORS[prop]))
+        )
+    fig.update_layout(
+        xaxis_type="log",
+        yaxis_type="log",
+        xaxis_title="N",
+        yaxis_title="effective sample size",
+        title=title,
+        height=400,
+        margin=dict(t=50, b=40),
+        legend=dict(orientation="h", y=-0.2),
+    )
     return fig
 
 
@@ -59,9 +93,15 @@ def _summary(curves: dict, n: int) -> list[dict]:
     rows = []
     for prop, c in curves.items():
         j = int(np.searchsorted(c.n, n))
-        rows.append({"proposal": prop, "N": int(c.n[j]), "mean log p̂": round(float(c.log_px[:, j].mean()), 3),
-                     "spread (sd over repeats)": round(float(c.spread()[j]), 3),
-                     "mean ESS": round(float(c.ess[:, j].mean()), 1)})
+        rows.append(
+            {
+                "proposal": prop,
+                "N": int(c.n[j]),
+                "mean log p̂": round(float(c.log_px[:, j].mean()), 3),
+                "spread (sd over repeats)": round(float(c.spread()[j]), 3),
+                "mean ESS": round(float(c.ess[:, j].mean()), 1),
+            }
+        )
     return rows
 
 
@@ -74,20 +114,30 @@ def table_heading(n_max: int, repeats: int) -> tuple[str, list[int]]:
 
 def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int]:
     idx, x = example_picker(ckpt, P)
-    n_max = st.select_slider("Largest N", [100, 1000, 3000, 10000, 30000, 100000], value=sizes.n_max,
-                             key=P + "n_max")
+    n_max = st.select_slider("Largest N", [100, 1000, 3000, 10000, 30000, 100000], value=sizes.n_max, key=P + "n_max")
     repeats = st.slider("Repeats (spread)", 2, 20, value=sizes.repeats, key=P + "repeats")
     return idx, x, n_max, repeats
 
 
 def _model_section(r: ImportanceReport, n_max: int, repeats: int) -> None:
     c1, c2 = st.columns(2)
-    c1.plotly_chart(view(r, "estimates", lambda: _estimate_figure(
-        r.curves, r.reference, f"q-based, pooled: {r.reference:.2f}", "log p̂(x) as N grows")), key=P + "est_chart")
-    c2.plotly_chart(view(r, "ess", lambda: _ess_figure(r.curves, "How many draws carry the estimate")),
-                    key=P + "ess_chart")
-    st.caption(f"Thin lines: each repeat; bars: ±1 sd over repeats. Green: the q-based estimate with all "
-               f"{repeats}×{n_max} draws pooled.")
+    c1.plotly_chart(
+        view(
+            r,
+            "estimates",
+            lambda: _estimate_figure(
+                r.curves, r.reference, f"q-based, pooled: {r.reference:.2f}", "log p̂(x) as N grows"
+            ),
+        ),
+        key=P + "est_chart",
+    )
+    c2.plotly_chart(
+        view(r, "ess", lambda: _ess_figure(r.curves, "How many draws carry the estimate")), key=P + "ess_chart"
+    )
+    st.caption(
+        f"Thin lines: each repeat; bars: ±1 sd over repeats. Green: the q-based estimate with all "
+        f"{repeats}×{n_max} draws pooled."
+    )
     heading, ns = table_heading(n_max, repeats)
     st.markdown(heading)
     st.dataframe([row for n in ns for row in _summary(r.curves, n)], hide_index=True)
@@ -104,34 +154,51 @@ def _why_prior_fails(r: ImportanceReport, n_max: int) -> None:
         f"posterior). At N = {n_max} the prior estimate has ESS **{p_ess:.1f}** and sits **{p_below:.1f} nats** "
         "below the pooled q-based value: unbiased in p(x), but its log is biased low (Jensen) and noisy. "
         f"The q-based estimate is {abs(q.log_px[:, j].mean() - r.reference):.2f} nats from that value already "
-        f"at N = {q.n[j]} (spread {q.spread()[j]:.2f}).")
+        f"at N = {q.n[j]} (spread {q.spread()[j]:.2f})."
+    )
 
 
 def _toy_section(path: str, n_max: int, repeats: int) -> None:
     # the toy does not depend on the open model; its file just lives beside that model's reports
-    t = lab_report("lab2-toy", [path], {"n_max": n_max, "repeats": repeats}, ToyReport,
-                   lambda: toy_report(n_max, repeats))
-    st.markdown("p(z) = N(0, I₂), p(x|z) = N(Wz + b, 0.5² I₄), so p(x) = N(b, WWᵀ + 0.5² I) in closed "
-                "form. q(z|x) is deliberately a bit off (shrunk mean, inflated variance). In two "
-                "dimensions prior draws land near the posterior often enough, and both estimators "
-                "converge to the exact value.")
+    t = lab_report(
+        "lab2-toy", [path], {"n_max": n_max, "repeats": repeats}, ToyReport, lambda: toy_report(n_max, repeats)
+    )
+    st.markdown(
+        "p(z) = N(0, I₂), p(x|z) = N(Wz + b, 0.5² I₄), so p(x) = N(b, WWᵀ + 0.5² I) in closed "
+        "form. q(z|x) is deliberately a bit off (shrunk mean, inflated variance). In two "
+        "dimensions prior draws land near the posterior often enough, and both estimators "
+        "converge to the exact value."
+    )
     t1, t2 = st.columns(2)
-    t1.plotly_chart(view(t, "estimates", lambda: _estimate_figure(
-        t.curves, t.exact, f"exact log p(x) = {t.exact:.3f}", "Toy: log p̂(x)")), key=P + "toy_est_chart")
-    t2.plotly_chart(view(t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size")),
-                    key=P + "toy_ess_chart")
+    t1.plotly_chart(
+        view(
+            t,
+            "estimates",
+            lambda: _estimate_figure(t.curves, t.exact, f"exact log p(x) = {t.exact:.3f}", "Toy: log p̂(x)"),
+        ),
+        key=P + "toy_est_chart",
+    )
+    t2.plotly_chart(
+        view(t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size")), key=P + "toy_ess_chart"
+    )
     st.dataframe(_summary(t.curves, n_max), hide_index=True)
 
 
 def render(sizes: Sizes = Sizes()) -> None:
     st.title("Importance sampling")
-    st.markdown("Two unbiased estimators of the same number p(x). Drawing z from the prior almost never "
-                "hits the small region that explains x; drawing from the encoder's q(z|x) does.")
-    st.latex(r"p(x) = \mathbb{E}_{p(z)}\big[p(x|z)\big] \approx \frac1N\sum_{n} p(x|z_n),\ z_n\sim p(z)"
-             r"\qquad\quad p(x) = \mathbb{E}_{q(z|x)}\Big[\frac{p(x|z)\,p(z)}{q(z|x)}\Big]"
-             r" \approx \frac1N\sum_n w_n,\ z_n\sim q(z|x)")
-    st.latex(r"\log \hat p = \operatorname{logsumexp}_n(\log w_n) - \log N,\qquad "
-             r"\mathrm{ESS} = \frac{(\sum_n w_n)^2}{\sum_n w_n^2}\in[1, N]")
+    st.markdown(
+        "Two unbiased estimators of the same number p(x). Drawing z from the prior almost never "
+        "hits the small region that explains x; drawing from the encoder's q(z|x) does."
+    )
+    st.latex(
+        r"p(x) = \mathbb{E}_{p(z)}\big[p(x|z)\big] \approx \frac1N\sum_{n} p(x|z_n),\ z_n\sim p(z)"
+        r"\qquad\quad p(x) = \mathbb{E}_{q(z|x)}\Big[\frac{p(x|z)\,p(z)}{q(z|x)}\Big]"
+        r" \approx \frac1N\sum_n w_n,\ z_n\sim q(z|x)"
+    )
+    st.latex(
+        r"\log \hat p = \operatorname{logsumexp}_n(\log w_n) - \log N,\qquad "
+        r"\mathrm{ESS} = \frac{(\sum_n w_n)^2}{\sum_n w_n^2}\in[1, N]"
+    )
     ckpt = current_checkpoint()
     if ckpt is None:
         return
@@ -143,9 +210,13 @@ def render(sizes: Sizes = Sizes()) -> None:
     toy_box = st.container()
     slot, progress = lazy_progress(right, "Drawing from both proposals…")
     params = {"index": idx, "n_max": n_max, "repeats": repeats}
-    r = lab_report("lab2", [ckpt.path], params, ImportanceReport,
-                   lambda: importance_report(ckpt.model, x, n_max=n_max, repeats=repeats, seed=idx,
-                                             progress=progress))
+    r = lab_report(
+        "lab2",
+        [ckpt.path],
+        params,
+        ImportanceReport,
+        lambda: importance_report(ckpt.model, x, n_max=n_max, repeats=repeats, seed=idx, progress=progress),
+    )
     slot.empty()
     with right:
         _model_section(r, n_max, repeats)

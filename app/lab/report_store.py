@@ -10,12 +10,14 @@ student sees the same numbers, and a class opening a page together waits for one
 What a page draws from a report alone (a Plotly figure, an image mosaic) is built once per report
 too, with `view(report, name, build)`: building a figure object costs far more than sending it.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import weakref
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import streamlit as st
 
@@ -45,7 +47,7 @@ def _memo(page: str, key: str, compute: Callable[[], T], keep: int) -> T:
         entry = store.get((page, key))
         if entry is None:
             old = [k for k in store if k[0] == page]
-            for k in old[:max(0, len(old) - keep + 1)]:
+            for k in old[: max(0, len(old) - keep + 1)]:
                 del store[k]
             entry = store[(page, key)] = [threading.Lock(), None]
     with entry[0]:  # the first session computes; the others wait for its result
@@ -54,8 +56,7 @@ def _memo(page: str, key: str, compute: Callable[[], T], keep: int) -> T:
         return entry[1]
 
 
-def lab_report(page: str, paths: list[str], params: dict, cls: type[T], compute: Callable[[], T],
-               keep: int = 8) -> T:
+def lab_report(page: str, paths: list[str], params: dict, cls: type[T], compute: Callable[[], T], keep: int = 8) -> T:
     """The `cls` report of `page` for the checkpoint files `paths` and `params` (JSON data, seed
     included): from memory, else from `<paths[0]>.lab-<page>-<key>.npz`, else compute() (then
     stored in both). compute() is where models are loaded: a stored report needs no torch work."""

@@ -3,6 +3,7 @@ opening (or training after a click) a family of lab runs, image mosaics, a label
 
 Models load through app.common.load_model, so they are cached per (path, mtime) and shared read-only.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,12 @@ from vae_core.train import TrainingDivergedError
 def example_picker(ckpt: Checkpoint, prefix: str) -> tuple[int, torch.Tensor]:
     """Test-index picker that shows the chosen target; returns (index, x of shape (1, *input_shape))."""
     x_test = test_targets(ckpt)
-    idx = int(st.number_input("Test example", 0, len(x_test) - 1, 0, key=f"{prefix}index",
-                              help="Index into the model's test set"))
-    x = x_test[idx:idx + 1]
+    idx = int(
+        st.number_input(
+            "Test example", 0, len(x_test) - 1, 0, key=f"{prefix}index", help="Index into the model's test set"
+        )
+    )
+    x = x_test[idx : idx + 1]
     shape = tuple(x.shape[1:])
     if len(shape) == 3 and shape[0] in (1, 3):
         img = x[0].permute(1, 2, 0).squeeze(-1).numpy()
@@ -54,10 +58,12 @@ def open_runs(runs: list[LabRun], data: Dataset, key: str) -> list[LabModel] | N
     missing = [r for r in runs if not is_cached(r, data)]
     if missing:
         epochs = missing[0].train.epochs
-        st.info(f"{len(missing)} of {len(runs)} models for this view are not in the cache yet "
-                f"({', '.join(r.name for r in missing)}; {epochs} epochs each, in "
-                f"`{lab_cache_dir()}`). The shipped default model's sweeps are committed; sweeps derived "
-                f"from another model train once, then open instantly.")
+        st.info(
+            f"{len(missing)} of {len(runs)} models for this view are not in the cache yet "
+            f"({', '.join(r.name for r in missing)}; {epochs} epochs each, in "
+            f"`{lab_cache_dir()}`). The shipped default model's sweeps are committed; sweeps derived "
+            f"from another model train once, then open instantly."
+        )
         if not st.button(f"Train {len(missing)} model(s) now", key=f"{key}_train", type="primary"):
             return None
         bar = st.progress(0.0, text="Starting…")
@@ -92,6 +98,7 @@ def header(path: str, mtime: float) -> dict:
 class LabModel:
     """A lab run's checkpoint: its header is read at once, its weights only when a report is computed
     (a stored report needs none), through the shared read-only model cache."""
+
     name: str
     path: str
     history: list  # one dict per epoch, from the header
@@ -109,9 +116,11 @@ def image_grid(rows: list, input_shape, size: int = 56) -> np.ndarray:
 
 def base_caption(ckpt: Checkpoint, runs: list[LabRun]) -> str:
     tc = runs[0].train
-    return (f"Runs derived from the open model {plain(os.path.basename(ckpt.path or ''))}: same architecture "
-            f"({ckpt.model_config.arch}, hidden {list(ckpt.model_config.hidden)}, z={ckpt.model_config.latent_dim}, "
-            f"{ckpt.model_config.likelihood}), data {plain(tc.dataset)}, seed {tc.seed}, {tc.epochs} epochs each.")
+    return (
+        f"Runs derived from the open model {plain(os.path.basename(ckpt.path or ''))}: same architecture "
+        f"({ckpt.model_config.arch}, hidden {list(ckpt.model_config.hidden)}, z={ckpt.model_config.latent_dim}, "
+        f"{ckpt.model_config.likelihood}), data {plain(tc.dataset)}, seed {tc.seed}, {tc.epochs} epochs each."
+    )
 
 
 def dim_names(k: int) -> list[str]:

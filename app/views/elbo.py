@@ -1,4 +1,5 @@
 """ELBO breakdown: one test example in detail, the whole test set's averages, the training curves."""
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,10 @@ def _set_metrics(m: dict, note: str) -> None:
     if m.get("log_likelihood") is not None and m.get("elbo") is not None:
         c[3].metric(f"log p(x) (K = {m.get('iw_samples')})", f"{m['log_likelihood']:.2f}", help=K_HELP)
         c[4].metric("gap ≈ KL(q(z|x) ‖ p(z|x))", f"{m['log_likelihood'] - m['elbo']:.2f}")
-    st.caption(f"{note} Active units: {m.get('active_units', '?')} of {len(m.get('kl_per_dim', []))} "
-               f"(Var_x E_q[z_d] > {ACTIVE_VAR_THRESHOLD:g}, Burda et al. 2016).")
+    st.caption(
+        f"{note} Active units: {m.get('active_units', '?')} of {len(m.get('kl_per_dim', []))} "
+        f"(Var_x E_q[z_d] > {ACTIVE_VAR_THRESHOLD:g}, Burda et al. 2016)."
+    )
 
 
 def _whole_set(ckpt: Checkpoint) -> None:
@@ -44,8 +47,13 @@ def _whole_set(ckpt: Checkpoint) -> None:
     m = dict(ckpt.metrics)
     note = f"Stored with the checkpoint at the end of training, over {m.get('n', '?')} test examples."
     c1, c2 = st.columns([1, 3])
-    k = c1.select_slider("K for a recomputation", [10, 100, 1000], value=100, key=P + "set_k",
-                         help="K = 1000 over the whole test set takes a while on a CPU.")
+    k = c1.select_slider(
+        "K for a recomputation",
+        [10, 100, 1000],
+        value=100,
+        key=P + "set_k",
+        help="K = 1000 over the whole test set takes a while on a CPU.",
+    )
     if c2.button("Recompute now", key=P + "recompute"):
         st.session_state[P + "recomputed_k"] = k
     rk = st.session_state.get(P + "recomputed_k")
@@ -59,8 +67,14 @@ def _whole_set(ckpt: Checkpoint) -> None:
     _set_metrics(m, note)
     if m.get("kl_per_dim"):
         view = model_view(ckpt)
-        st.plotly_chart(kl_bar(m["kl_per_dim"], view.collapsed, title="Average KL per latent dim "
-                               f"(grey: collapsed, KL < {KL_COLLAPSED_NATS:g} nats or inactive)"), key=P + "set_kl")
+        st.plotly_chart(
+            kl_bar(
+                m["kl_per_dim"],
+                view.collapsed,
+                title=f"Average KL per latent dim (grey: collapsed, KL < {KL_COLLAPSED_NATS:g} nats or inactive)",
+            ),
+            key=P + "set_kl",
+        )
 
 
 def render() -> None:
@@ -68,13 +82,21 @@ def render() -> None:
     ckpt = current_checkpoint()
     if ckpt is None:
         return
-    st.caption(target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize) +
-               ". ELBO = recon − KL ≤ log p(x); the gap is KL(q(z|x) ‖ p(z|x)).")
+    st.caption(
+        target_description(ckpt.model_config.likelihood, ckpt.train_config.binarize)
+        + ". ELBO = recon − KL ≤ log p(x); the gap is KL(q(z|x) ‖ p(z|x))."
+    )
     x = test_targets(ckpt)
     view = model_view(ckpt)
     idx = st.number_input("Test example #", 0, len(x) - 1, value=int(view.index[0]), key=P + "index")
-    render_breakdown(ckpt, x[idx], key=P + "bd", collapsed=view.collapsed, title=f"Test example #{idx}",
-                     original_caption=f"test #{idx}")
+    render_breakdown(
+        ckpt,
+        x[idx],
+        key=P + "bd",
+        collapsed=view.collapsed,
+        title=f"Test example #{idx}",
+        original_caption=f"test #{idx}",
+    )
     st.divider()
     _whole_set(ckpt)
     st.divider()

@@ -7,6 +7,7 @@ is loaded first to encode the test set. A map of more than MAP_ALONE_ABOVE point
 the controls above it) on the session's first run; the rest follows once the browser reports it drawn.
 z (its state, the callbacks that set it, the sliders and the image): app.views.explorer_z.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,7 +24,6 @@ from app.views.latent_data import ModelView, map_view_from_cache
 from app.views.latent_map import MapProjection, current_projection, map_payload, projection_picker
 from app.views.map_extras import colour_options, hover_thumbs, map_colour
 from vae_core.constants import SLIDER_RANGE
-
 
 # A map of more points than this is sent alone on a session's first run, without the controls above it
 # or the panels (torch, the decoder, the hover images, the breakdown): they follow once the browser
@@ -48,6 +48,7 @@ def _let_the_map_out() -> None:
 def _open(path: str):
     """The loaded checkpoint (torch), or None with the reason shown."""
     from app.common import open_checkpoint
+
     return open_checkpoint(path)
 
 
@@ -60,17 +61,29 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
         st.rerun(scope="app")  # the map is drawn (its trigger reran this fragment): now the whole page
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        latent_map(map_payload(proj, view, path), n, projection_spec(proj.basis, view.latent_dim),
-                   classes_for(view.labels[:n]), proj.axes, key=P + "map",
-                   selected=st.session_state.get(P + "selected"), z=z_sync().z,
-                   z_range=SLIDER_RANGE, on_select=functools.partial(on_map_select, view),
-                   colour=map_colour(view, st.session_state.get(P + "colour", "label"), path),
-                   thumbs=functools.partial(hover_thumbs, path), report_drawn=alone)
+        latent_map(
+            map_payload(proj, view, path),
+            n,
+            projection_spec(proj.basis, view.latent_dim),
+            classes_for(view.labels[:n]),
+            proj.axes,
+            key=P + "map",
+            selected=st.session_state.get(P + "selected"),
+            z=z_sync().z,
+            z_range=SLIDER_RANGE,
+            on_select=functools.partial(on_map_select, view),
+            colour=map_colour(view, st.session_state.get(P + "colour", "label"), path),
+            thumbs=functools.partial(hover_thumbs, path),
+            report_drawn=alone,
+        )
         placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
         total = f"{view.n_test:,}" if view.n_test else "?"
-        st.caption(f"Showing **{n:,}** of {total} test points · encoder means μ(x) · ★ = current z{placed} · "
-                   "hover a point to see its image, click it to load its μ · scroll to zoom, drag to pan, "
-                   "double-click to reset, click a label to hide it.", help=proj.help)
+        st.caption(
+            f"Showing **{n:,}** of {total} test points · encoder means μ(x) · ★ = current z{placed} · "
+            "hover a point to see its image, click it to load its μ · scroll to zoom, drag to pan, "
+            "double-click to reset, click a label to hide it.",
+            help=proj.help,
+        )
     if alone:
         st.session_state[P + "map_alone"] = path
         st.caption("Loading the decoder…")
@@ -81,15 +94,18 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
     if ckpt is None:
         return
     from app.views.explorer_panels import render_panels
+
     render_panels(ckpt, view, proj, n, left, right)
 
 
 def _caption(meta: dict) -> str:
     mc, tc, metrics = meta["model_config"], meta["train_config"], meta.get("metrics") or {}
     hidden = "-".join(map(str, mc.get("hidden") or ())) or "linear"
-    return (f"{plain(tc['dataset'])} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
-            f"{mc['likelihood']} · {tc['objective']} β={tc['beta']:g} · "
-            + (f"test ELBO {metrics['elbo']:.1f} nats" if metrics.get("elbo") is not None else "no test ELBO"))
+    return (
+        f"{plain(tc['dataset'])} · {mc['arch'].upper()} {hidden} · latent dim {mc['latent_dim']} · "
+        f"{mc['likelihood']} · {tc['objective']} β={tc['beta']:g} · "
+        + (f"test ELBO {metrics['elbo']:.1f} nats" if metrics.get("elbo") is not None else "no test ELBO")
+    )
 
 
 def render() -> None:
@@ -101,6 +117,7 @@ def render() -> None:
     view = map_view_from_cache(path)
     if view is None:  # no usable projection cache beside the checkpoint: encode the test set (needs the model)
         from app.views.latent_data import model_view, rebuild_bad_cache
+
         ckpt = _open(path)
         if ckpt is None:
             return
@@ -128,9 +145,17 @@ def _controls(box, view: ModelView, path: str, caps: list[int]) -> None:
         projection_picker(view, path, key=P + "projection")
     if len(caps) > 1:
         c2.select_slider(
-            "Points on the map", caps, value=caps[-1], key=P + "cap",
+            "Points on the map",
+            caps,
+            value=caps[-1],
+            key=P + "cap",
             help=f"All {caps[-1]:,} cached test points by default, in a fixed random order (a smaller cap is a "
-            "subset of a larger one). Above 100,000 in view the map shows their density until you zoom in.")
-    c3.selectbox("Colour by", colour_options(view), key=P + "colour",
-                 help="label, ‖μ‖ (distance of the encoder mean from 0), each point's ELBO, KL or "
-                 "importance-sampled log p(x) (computed once per model when first chosen), or one coordinate of μ")
+            "subset of a larger one). Above 100,000 in view the map shows their density until you zoom in.",
+        )
+    c3.selectbox(
+        "Colour by",
+        colour_options(view),
+        key=P + "colour",
+        help="label, ‖μ‖ (distance of the encoder mean from 0), each point's ELBO, KL or "
+        "importance-sampled log p(x) (computed once per model when first chosen), or one coordinate of μ",
+    )

@@ -4,6 +4,7 @@ hover thumbnails and the clicked point's images under the map, finding and compa
 and the CSV export.
 app/views/explorer.py draws the map first and only then imports this module.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,29 +51,40 @@ def _previews(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> Non
         show_image(x, ckpt, f"#{sel}", 84)
     with c[2]:
         show_image(recon, ckpt, "recon.", 84)
-    c[3].markdown(f"**Selected #{sel}** · label {_label_of(view, ckpt, sel)}  \n"
-                  "its ELBO breakdown is below")
+    c[3].markdown(f"**Selected #{sel}** · label {_label_of(view, ckpt, sel)}  \nits ELBO breakdown is below")
 
 
 def _manifold(ckpt: Checkpoint, n: int = 15) -> None:
     """k = 2: decode a grid at Gaussian quantiles (Kingma & Welling 2014, fig. 4)."""
     grid = manifold_grid(n)
     imgs = to_display(decode(ckpt.model, grid), ckpt.model_config.input_shape)
-    st.image(upscale(tile(imgs, pad=1), 720), caption=f"Decoded manifold: z on a {n}×{n} grid at N(0,1) quantiles 5%–95% "
-             "(z1 → right, z2 → up)", clamp=True, width="stretch")
+    st.image(
+        upscale(tile(imgs, pad=1), 720),
+        caption=f"Decoded manifold: z on a {n}×{n} grid at N(0,1) quantiles 5%–95% (z1 → right, z2 → up)",
+        clamp=True,
+        width="stretch",
+    )
 
 
 def _csv_export(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int) -> None:
     csv = _embedding_csv(ckpt.path, os.path.getmtime(ckpt.path), proj.name, n, view, proj)
-    st.download_button(f"map embedding (CSV, {proj.name})", csv, "embedding.csv", "text/csv",
-                       icon=":material/download:", on_click="ignore", key=P + "dl_csv",
-                       help="one row per map point: test index, label, map x, y, then the encoder mean")
+    st.download_button(
+        f"map embedding (CSV, {proj.name})",
+        csv,
+        "embedding.csv",
+        "text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_csv",
+        help="one row per map point: test index, label, map x, y, then the encoder mean",
+    )
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _explorer_html(path: str, mtime: float, _ckpt: Checkpoint) -> bytes:
     """Built once per checkpoint file for all sessions, when the first of them clicks."""
     from vae_core.export_html import explorer_data, explorer_html
+
     data = explorer_data(_ckpt, test_targets(_ckpt), dataset_for(_ckpt).y_test)
     return explorer_html(data).encode("utf-8")
 
@@ -80,19 +92,25 @@ def _explorer_html(path: str, mtime: float, _ckpt: Checkpoint) -> bytes:
 def _html_export(ckpt: Checkpoint) -> None:
     """The same file as `python -m vae_core export-html`: a serverless explorer for a static host."""
     mtime = os.path.getmtime(ckpt.path)
-    st.download_button("standalone explorer (HTML)", lambda: _explorer_html(ckpt.path, mtime, ckpt), "explorer.html",
-                       "text/html", icon=":material/download:", on_click="ignore", key=P + "dl_html",
-                       help="One HTML file, no server needed: the map, sliders, traversal and each test point's "
-                            "ELBO; it opens offline in any browser (decoding runs in the browser). Building it "
-                            "takes a few seconds.")
+    st.download_button(
+        "standalone explorer (HTML)",
+        lambda: _explorer_html(ckpt.path, mtime, ckpt),
+        "explorer.html",
+        "text/html",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_html",
+        help="One HTML file, no server needed: the map, sliders, traversal and each test point's "
+        "ELBO; it opens offline in any browser (decoding runs in the browser). Building it "
+        "takes a few seconds.",
+    )
 
 
 def embedding_csv(view: ModelView, proj: MapProjection, n: int) -> str:
     """One row per map point: test index, label (-1: none), map x, y, then the encoder mean."""
     header = "test_index,label,map_x,map_y," + ",".join(f"mu{d + 1}" for d in range(view.latent_dim))
     rows = np.column_stack([view.index[:n], view.labels[:n], proj.xy[:n], view.means[:n]])
-    return header + "\n" + "\n".join(f"{int(r[0])},{int(r[1])}," + ",".join(f"{v:.6g}" for v in r[2:])
-                                      for r in rows)
+    return header + "\n" + "\n".join(f"{int(r[0])},{int(r[1])}," + ",".join(f"{v:.6g}" for v in r[2:]) for r in rows)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -112,8 +130,15 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
     """Called by the explorer's body fragment once the map has been sent."""
     sel = st.session_state.get(P + "selected")
     with right:
-        st.number_input("Test example #", 0, view.n_test - 1, key=P + "index", on_change=on_index,
-                        args=(ckpt,), help="type an index, or click a point on the map")
+        st.number_input(
+            "Test example #",
+            0,
+            view.n_test - 1,
+            key=P + "index",
+            on_change=on_index,
+            args=(ckpt,),
+            help="type an index, or click a point on the map",
+        )
         z_panel(ckpt, view)
     with left:
         _previews(ckpt, view, n, sel)
@@ -123,9 +148,14 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
     st.divider()
     if sel is not None:
         x = test_targets(ckpt)[sel]
-        render_breakdown(ckpt, x, key=P + "bd", collapsed=view.collapsed,
-                         title=f"ELBO breakdown · test example #{sel}", original_caption=f"test #{sel} (label "
-                         f"{_label_of(view, ckpt, sel)})")
+        render_breakdown(
+            ckpt,
+            x,
+            key=P + "bd",
+            collapsed=view.collapsed,
+            title=f"ELBO breakdown · test example #{sel}",
+            original_caption=f"test #{sel} (label {_label_of(view, ckpt, sel)})",
+        )
     st.divider()
     c = st.columns(2)
     with c[0]:

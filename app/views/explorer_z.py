@@ -19,6 +19,7 @@ Other session-state keys, all prefixed explorer_: selected (test index or None),
 input), draws (sample counter), model (open checkpoint). Import-light (no torch): the page imports
 this module before the map is drawn; the functions that need torch import it themselves.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,9 +66,10 @@ def select_point(ckpt: Checkpoint, test_index: int) -> None:
     """Load the encoder mean of test example `test_index` into the sliders (number input)."""
     from app.common import test_targets
     from vae_core.latent import encode_mean
+
     x = test_targets(ckpt)
     test_index = int(np.clip(test_index, 0, len(x) - 1))
-    _select(test_index, encode_mean(ckpt.model, x[test_index:test_index + 1])[0])
+    _select(test_index, encode_mean(ckpt.model, x[test_index : test_index + 1])[0])
 
 
 def select_row(view: ModelView, row: int) -> None:
@@ -89,6 +91,7 @@ def hand_over(path: str, z, origin: str) -> None:
 def open_in_explorer(path: str, z, origin: str) -> None:
     """hand_over z, then switch to the explorer page (from another page's button; stops this run)."""
     from app.views import PAGES
+
     hand_over(path, z, origin)
     slug, title = next((s, t) for s, t, _, mod in PAGES if mod == "app.views.explorer")
     st.switch_page(st.Page(lambda: None, title=title, url_path=slug))  # pages are matched by url_path
@@ -118,6 +121,7 @@ def on_index(ckpt: Checkpoint) -> None:
 
 def _next_generator() -> torch.Generator:
     import torch
+
     st.session_state[P + "draws"] = st.session_state.get(P + "draws", 0) + 1
     return torch.Generator().manual_seed(st.session_state[P + "draws"])
 
@@ -128,6 +132,7 @@ def on_zero() -> None:
 
 def on_prior() -> None:
     from vae_core.latent import prior_sample
+
     _set(prior_sample(len(z_sync().z), _next_generator()), "a prior sample, z ~ N(0, I)")
 
 
@@ -137,11 +142,13 @@ def on_posterior(ckpt: Checkpoint) -> None:
         return
     from app.common import test_targets
     from vae_core.latent import encode, posterior_sample
-    mu, logvar = encode(ckpt.model, test_targets(ckpt)[idx:idx + 1])
+
+    mu, logvar = encode(ckpt.model, test_targets(ckpt)[idx : idx + 1])
     _set(posterior_sample(mu[0], logvar[0], _next_generator()), f"a posterior sample, z ~ q(z|x) of test #{idx}")
 
 
 # --- the panel --------------------------------------------------------------------------------------
+
 
 def _download_box() -> dict:
     """{"z": ...} read by the download buttons when clicked: a release reruns only _decoder, not the
@@ -156,14 +163,31 @@ def _z_downloads(ckpt: Checkpoint) -> None:
     def png() -> bytes:
         from vae_core.images import png_bytes, to_display
         from vae_core.latent import decode
+
         return png_bytes(to_display(decode(ckpt.model, box["z"]), ckpt.model_config.input_shape), scale=8)
+
     cols = st.container(horizontal=True, gap="small")
-    cols.download_button("image (PNG)", png, "decoded.png", "image/png", icon=":material/download:",
-                         on_click="ignore", key=P + "dl_png", help="the decoded image, 8× enlarged")
-    cols.download_button("z (JSON)",
-                         lambda: z_json(ckpt.path, box["z"]),
-                         "z.json", "application/json", icon=":material/download:", on_click="ignore", key=P + "dl_z",
-                         help="the sliders' z, to share or load back")
+    cols.download_button(
+        "image (PNG)",
+        png,
+        "decoded.png",
+        "image/png",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_png",
+        help="the decoded image, 8× enlarged",
+    )
+    cols.download_button(
+        "z (JSON)",
+        lambda: z_json(ckpt.path, box["z"]),
+        "z.json",
+        "application/json",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_z",
+        help="the sliders' z, to share or load back",
+    )
+
 
 @st.fragment
 def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
@@ -171,6 +195,7 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
     fragment, a few ms of server work. weights: decode in the browser (vae_core.browser payload),
     or None: decode here."""
     from app.components.latent_decoder import latent_decoder, server_decoder
+
     sync = z_sync()
     st.caption(f"Sliders: {sync.origin}")  # after a release too: the report was applied before this rerun
     labels, flags = view.slider_labels(), view.collapsed
@@ -180,13 +205,16 @@ def _decoder(ckpt: Checkpoint, view: ModelView, weights: dict | None) -> None:
         from app.common import one_thread
         from vae_core.images import to_display
         from vae_core.latent import decode
+
         with one_thread():
             img = to_display(decode(ckpt.model, sync.z), ckpt.model_config.input_shape)  # (H, W[, 3])
         server_decoder(img, sync, labels, flags, key=P + "decoder", height=224, preview_ms=PREVIEW_MS)
     if sync.clipped:
         dims = ", ".join(f"z{i + 1}" for i in sync.clipped)
-        st.caption(f"⚠ z was clipped to the sliders' ±{sync.range:g} range in {dims}, so the star sits a "
-                   "little off the selected point.")
+        st.caption(
+            f"⚠ z was clipped to the sliders' ±{sync.range:g} range in {dims}, so the star sits a "
+            "little off the selected point."
+        )
     _download_box()["z"] = list(sync.z)
     keep_in_url(ckpt.path, sync.z, sync.rev, paced=weights is None)
     with st.popover("Copy link", icon=":material/link:"):
@@ -200,26 +228,45 @@ def z_panel(ckpt: Checkpoint, view: ModelView) -> None:
     breakdown. The map's star follows the sliders in the browser."""
     b = st.container(horizontal=True, gap="small")  # a narrow column wraps the buttons instead of cutting "p…"
     b.button("z = 0", on_click=on_zero, key=P + "btn_zero", help="z = 0: the prior's mean")
-    b.button("prior", icon=":material/casino:", on_click=on_prior, key=P + "btn_prior",
-             help="a prior sample: z ~ p(z) = N(0, I)")
+    b.button(
+        "prior",
+        icon=":material/casino:",
+        on_click=on_prior,
+        key=P + "btn_prior",
+        help="a prior sample: z ~ p(z) = N(0, I)",
+    )
     sel = st.session_state.get(P + "selected")
-    b.button("posterior", icon=":material/target:", on_click=on_posterior, args=(ckpt,), key=P + "btn_post",
-             disabled=sel is None,
-             help=f"a posterior sample: z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first")
+    b.button(
+        "posterior",
+        icon=":material/target:",
+        on_click=on_posterior,
+        args=(ckpt,),
+        key=P + "btn_post",
+        disabled=sel is None,
+        help=f"a posterior sample: z ~ q(z|x) of test #{sel}" if sel is not None else "select a point first",
+    )
     from app.components.latent_decoder import browser_weights
+
     weights = browser_weights(ckpt)
     live = weights is not None and st.toggle(
-        "Decode in the browser while dragging", value=True, key=P + "live",
+        "Decode in the browser while dragging",
+        value=True,
+        key=P + "live",
         help="The decoder runs in your browser, so the image follows the slider as you drag. "
-             "Off: the server decodes each z instead.")
+        "Off: the server decodes each z instead.",
+    )
     _decoder(ckpt, view, weights if live else None)
     if not live:
-        st.caption("Decoded on the server: while you drag, the image follows at the server's pace (one "
-                   f"decode at a time, at most every {PREVIEW_MS} ms); on release it shows the final z.")
+        st.caption(
+            "Decoded on the server: while you drag, the image follows at the server's pace (one "
+            f"decode at a time, at most every {PREVIEW_MS} ms); on release it shows the final z."
+        )
     n_coll = sum(view.collapsed)
     if n_coll:
-        st.caption(f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < {KL_COLLAPSED_NATS:g} nats "
-                   "or inactive): moving them changes little.")
+        st.caption(
+            f"{n_coll} of {view.latent_dim} dims are collapsed (average KL < {KL_COLLAPSED_NATS:g} nats "
+            "or inactive): moving them changes little."
+        )
     _z_downloads(ckpt)
     _z_file_loader(ckpt, view)
 
@@ -228,6 +275,7 @@ def on_z_file(path: str, latent_dim: int) -> None:
     """The z.json uploader's callback: a valid file for the open model sets the sliders; one naming
     another listed model is offered as a switch (_z_file_loader); anything else leaves one note."""
     from app.common import checkpoint_listing
+
     st.session_state.pop(P + "z_file_offer", None)
     f = st.session_state.get(P + "z_file")
     if f is None:
@@ -251,8 +299,10 @@ def on_z_file(path: str, latent_dim: int) -> None:
             st.session_state[P + "z_file_offer"] = (other, z)
             note = f"This z was saved from another model, {name}."
         elif len(z) != latent_dim:
-            raise ShareError(f"this file's z has {len(z)} values; the open model has {latent_dim} latent dims"
-                             + (f" ({note[0].lower() + note[1:]})" if note else ""))
+            raise ShareError(
+                f"this file's z has {len(z)} values; the open model has {latent_dim} latent dims"
+                + (f" ({note[0].lower() + note[1:]})" if note else "")
+            )
         else:
             _set(z, "your z.json")
             note = note + ": loaded into the open model." if note else None
@@ -263,16 +313,24 @@ def on_z_file(path: str, latent_dim: int) -> None:
 
 def _z_file_loader(ckpt: Checkpoint, view: ModelView) -> None:
     """Load a saved z.json back into the sliders (or offer its model)."""
-    st.file_uploader("Load a saved z (z.json)", type=["json"], key=P + "z_file", max_upload_size=1,
-                     on_change=on_z_file, args=(ckpt.path, view.latent_dim),
-                     help="A z.json downloaded here: its z goes into the sliders.")
+    st.file_uploader(
+        "Load a saved z (z.json)",
+        type=["json"],
+        key=P + "z_file",
+        max_upload_size=1,
+        on_change=on_z_file,
+        args=(ckpt.path, view.latent_dim),
+        help="A z.json downloaded here: its z goes into the sliders.",
+    )
     note = st.session_state.get(P + "z_file_note")
     if note:
         st.caption(plain(note))
     offer = st.session_state.get(P + "z_file_offer")
-    if offer and st.button(f"Open {os.path.basename(offer[0])} with this z", key=P + "z_file_switch",
-                           icon=":material/swap_horiz:"):
+    if offer and st.button(
+        f"Open {os.path.basename(offer[0])} with this z", key=P + "z_file_switch", icon=":material/swap_horiz:"
+    ):
         from app.common import select_checkpoint
+
         select_checkpoint(offer[0])
         hand_over(offer[0], offer[1], "your z.json")
         st.session_state.pop(P + "z_file_offer", None)

@@ -8,6 +8,7 @@
 Every shown point has a button that selects it (app.views.explorer_z.select_point: its μ goes into
 the sliders). Needs torch (images, select_point): called from app.views.explorer_panels.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,10 +24,10 @@ from vae_core.checkpoints import Checkpoint
 from vae_core.images import to_display, upscale
 from vae_core.point_stats import MAP_IW_SAMPLES, least_likely, nearest_neighbours
 
-GALLERY = 16     # least likely examples shown
-NEIGHBOURS = 8   # nearest neighbours shown
+GALLERY = 16  # least likely examples shown
+NEIGHBOURS = 8  # nearest neighbours shown
 PER_ROW = 8
-LISTED = 60      # test indices listed for a label
+LISTED = 60  # test indices listed for a label
 
 
 def _label(view: ModelView, row: int) -> str:
@@ -42,8 +43,13 @@ def _tiles(ckpt: Checkpoint, view: ModelView, rows: np.ndarray, captions: list[s
         for c, j in zip(cols, range(start, min(start + PER_ROW, len(rows)))):
             c.image(upscale(imgs[j], 84), clamp=True, width="stretch")
             c.caption(plain(captions[j]))
-            c.button("select", key=f"{key}_{int(idx[j])}", on_click=select_point, args=(ckpt, int(idx[j])),
-                     help=plain(f"load the μ of test #{int(idx[j])} into the sliders"))
+            c.button(
+                "select",
+                key=f"{key}_{int(idx[j])}",
+                on_click=select_point,
+                args=(ckpt, int(idx[j])),
+                help=plain(f"load the μ of test #{int(idx[j])} into the sliders"),
+            )
 
 
 def least_likely_rows(view: ModelView, n: int, stats: dict, count: int = GALLERY) -> np.ndarray:
@@ -58,35 +64,56 @@ def _want_stats() -> None:
 def _gallery(ckpt: Checkpoint, view: ModelView, n: int) -> None:
     with st.expander(f"Least likely test examples (lowest log p(x), K = {MAP_IW_SAMPLES})", expanded=False):
         if not st.session_state.get(P + "find_stats") and st.session_state.get(P + "colour") not in STAT_OPTIONS:
-            st.caption("Each map point's importance-sampled log p(x) is computed once per model (a 60k map takes "
-                       "minutes on a laptop CPU), then kept beside the checkpoint.")
+            st.caption(
+                "Each map point's importance-sampled log p(x) is computed once per model (a 60k map takes "
+                "minutes on a laptop CPU), then kept beside the checkpoint."
+            )
             st.button("Find the least likely examples", key=P + "find_go", on_click=_want_stats)
             return
         stats = point_stats_for(view, ckpt.path)
         if stats is None:
             return
         rows = least_likely_rows(view, n, stats)
-        st.caption(f"The {len(rows)} of the {n:,} map points the model finds least likely: outliers, odd "
-                   "writing, or what it models worst.")
-        _tiles(ckpt, view, rows, [f"#{int(view.index[r])} · label {_label(view, r)} · log p(x) "
-                                  f"{stats['log_px'][r]:.1f}" for r in rows], P + "find_ll")
+        st.caption(
+            f"The {len(rows)} of the {n:,} map points the model finds least likely: outliers, odd "
+            "writing, or what it models worst."
+        )
+        _tiles(
+            ckpt,
+            view,
+            rows,
+            [f"#{int(view.index[r])} · label {_label(view, r)} · log p(x) {stats['log_px'][r]:.1f}" for r in rows],
+            P + "find_ll",
+        )
 
 
 def _neighbours(ckpt: Checkpoint, view: ModelView, n: int, sel: int | None) -> None:
     # Off until asked for: eight images and buttons on every click would cost each map click ~200 ms of
     # server time on 2 cores (bench/browser_latency.py, "server caught up").
-    if sel is None or not st.toggle("Nearest neighbours of the selected point", key=P + "find_nn_on",
-                                    help="its 8 nearest map points by distance between encoder means μ"):
+    if sel is None or not st.toggle(
+        "Nearest neighbours of the selected point",
+        key=P + "find_nn_on",
+        help="its 8 nearest map points by distance between encoder means μ",
+    ):
         return
     row = view.row_of(sel)
     if row is None or row >= n:
         st.caption(f"Test #{sel} is not among the {n:,} map points: no neighbours to show.")
         return
     rows, dist = nearest_neighbours(view.means[:n], row, NEIGHBOURS)
-    st.markdown(plain(f"Nearest neighbours of test #{sel} (label {_label(view, row)}) in latent space: "
-                      "Euclidean distance between encoder means μ, among the map points"))
-    _tiles(ckpt, view, rows, [f"#{int(view.index[r])} · label {_label(view, r)} · d {d:.2f}"
-                              for r, d in zip(rows, dist)], P + "find_nn")
+    st.markdown(
+        plain(
+            f"Nearest neighbours of test #{sel} (label {_label(view, row)}) in latent space: "
+            "Euclidean distance between encoder means μ, among the map points"
+        )
+    )
+    _tiles(
+        ckpt,
+        view,
+        rows,
+        [f"#{int(view.index[r])} · label {_label(view, r)} · d {d:.2f}" for r, d in zip(rows, dist)],
+        P + "find_nn",
+    )
 
 
 def _by_label(view: ModelView, n: int) -> None:
@@ -98,8 +125,12 @@ def _by_label(view: ModelView, n: int) -> None:
         rows = np.flatnonzero(view.labels[:n] == lab)
         shown = ", ".join(f"#{int(t)}" for t in np.sort(view.index[rows])[:LISTED])
         more = f" … and {len(rows) - LISTED:,} more" if len(rows) > LISTED else ""
-        st.caption(plain(f"{len(rows):,} map points with label {lab}: {shown}{more}. Type one into "
-                         "“Test example #” to select it; click the other labels in the map's legend to hide them."))
+        st.caption(
+            plain(
+                f"{len(rows):,} map points with label {lab}: {shown}{more}. Type one into "
+                "“Test example #” to select it; click the other labels in the map's legend to hide them."
+            )
+        )
 
 
 def render_find(ckpt: Checkpoint, view: ModelView, n: int) -> None:

@@ -7,6 +7,7 @@ map_view_from_cache builds the same ModelView from the projection cache and the 
 header alone, so the map can be drawn before torch is imported (this module imports it lazily; the
 collapse flags, which need vae_core.latent and so torch, are computed when first asked for).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,11 +31,11 @@ from vae_core.projection_cache import cache_path_for, cache_problem, read_cache
 
 @dataclass(frozen=True)
 class ModelView:
-    index: np.ndarray         # (N,) test-set indices of the map points, in projection.point_order
-    labels: np.ndarray        # (N,) int, -1 without labels
-    means: np.ndarray         # (N, k) encoder means
+    index: np.ndarray  # (N,) test-set indices of the map points, in projection.point_order
+    labels: np.ndarray  # (N,) int, -1 without labels
+    means: np.ndarray  # (N, k) encoder means
     pca: proj.PCAProjection
-    kl_per_dim: list          # average KL per dim over the test set, nats
+    kl_per_dim: list  # average KL per dim over the test set, nats
     n_test: int
 
     @property
@@ -48,12 +49,19 @@ class ModelView:
         import torch
 
         from vae_core.latent import collapsed_dims, mean_variance
-        return collapsed_dims(self.kl_per_dim, mean_variance(torch.from_numpy(np.asarray(self.means, np.float32))),
-                              kl_threshold=KL_COLLAPSED_NATS, var_threshold=ACTIVE_VAR_THRESHOLD)
+
+        return collapsed_dims(
+            self.kl_per_dim,
+            mean_variance(torch.from_numpy(np.asarray(self.means, np.float32))),
+            kl_threshold=KL_COLLAPSED_NATS,
+            var_threshold=ACTIVE_VAR_THRESHOLD,
+        )
 
     def slider_labels(self) -> list[str]:
-        return [f"z{d + 1} · KL {kl:.2f}" + (" · collapsed" if c else "")
-                for d, (kl, c) in enumerate(zip(self.kl_per_dim, self.collapsed))]
+        return [
+            f"z{d + 1} · KL {kl:.2f}" + (" · collapsed" if c else "")
+            for d, (kl, c) in enumerate(zip(self.kl_per_dim, self.collapsed))
+        ]
 
     def row_of(self, test_index: int) -> int | None:
         hits = np.flatnonzero(self.index == test_index)
@@ -65,6 +73,7 @@ def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
     import torch
 
     from vae_core.estimators import evaluate
+
     x = test_targets(_ckpt)
     data = dataset_for(_ckpt)
     cached = read_cache(path)
@@ -73,8 +82,7 @@ def _model_view(path: str, mtime: float, _ckpt: Checkpoint) -> ModelView:
     else:
         index = proj.point_order(len(x))
         means = proj.encode_means(_ckpt.model, x[torch.from_numpy(index)])
-        labels = (data.y_test[torch.from_numpy(index)].numpy() if data.y_test is not None
-                  else np.full(len(index), -1))
+        labels = data.y_test[torch.from_numpy(index)].numpy() if data.y_test is not None else np.full(len(index), -1)
     kl = _ckpt.metrics.get("kl_per_dim")
     if not kl or len(kl) != means.shape[1]:
         kl = evaluate(_ckpt.model, x, iw_samples=0)["kl_per_dim"]
@@ -129,6 +137,7 @@ def map_view_from_cache(path: str) -> ModelView | None:
 
 
 # --- UMAP in a child process -------------------------------------------------------------------
+
 
 @st.cache_resource
 def _umap_jobs() -> tuple[dict, threading.Lock]:

@@ -3,6 +3,7 @@
 Import-light (numpy, no torch, no plotly): the explorer draws its map before torch is imported.
 The plotly map of the other pages is app.views.map_figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,18 +18,20 @@ from app.views.latent_data import ModelView, start_umap, umap_progress, umap_pro
 from vae_core.projection import LatentPlane
 from vae_core.projection_cache import cache_path_for
 
-UMAP_HELP = ("UMAP is fit once on the test-set means (in a background process, cached beside the "
-             "checkpoint). A new z is placed by UMAP's own transform initialisation: the weighted mean "
-             "of the map positions of its 15 nearest means (weights exp(-d/σ) as in UMAP), so it is an "
-             "approximation; a z equal to a plotted mean lands exactly on that point.")
+UMAP_HELP = (
+    "UMAP is fit once on the test-set means (in a background process, cached beside the "
+    "checkpoint). A new z is placed by UMAP's own transform initialisation: the weighted mean "
+    "of the map positions of its 15 nearest means (weights exp(-d/σ) as in UMAP), so it is an "
+    "approximation; a z equal to a plotted mean lands exactly on that point."
+)
 PCA_HELP = "PCA: the exact linear projection of z onto the top two principal axes of the test-set means."
 
 
 @dataclass(frozen=True)
 class MapProjection:
-    name: str            # "latent" | "pca" | "umap"
-    basis: object        # LatentPlane | PCAProjection | KNNProjection (vae_core.projection)
-    xy: np.ndarray       # (N, 2) positions of the map points
+    name: str  # "latent" | "pca" | "umap"
+    basis: object  # LatentPlane | PCAProjection | KNNProjection (vae_core.projection)
+    xy: np.ndarray  # (N, 2) positions of the map points
     axes: tuple[str, str]
     help: str
 
@@ -49,17 +52,28 @@ def current_projection(view: ModelView, ckpt_path: str, key: str) -> MapProjecti
     k = view.latent_dim
     if k <= 2:
         plane = LatentPlane(k)
-        return MapProjection("latent", plane, plane.transform(view.means),
-                             ("z1", "z2" if k == 2 else "(k = 1)"), "The latent plane itself (k ≤ 2).")
+        return MapProjection(
+            "latent",
+            plane,
+            plane.transform(view.means),
+            ("z1", "z2" if k == 2 else "(k = 1)"),
+            "The latent plane itself (k ≤ 2).",
+        )
     umap = umap_projection(ckpt_path)
     if key not in st.session_state:
         st.session_state[key] = "UMAP" if umap is not None else "PCA"
     if st.session_state[key] == "UMAP" and umap is not None:
-        return MapProjection("umap", umap, umap.embedding[: len(view.means)].astype(np.float64),
-                             ("UMAP 1", "UMAP 2"), UMAP_HELP)
+        return MapProjection(
+            "umap", umap, umap.embedding[: len(view.means)].astype(np.float64), ("UMAP 1", "UMAP 2"), UMAP_HELP
+        )
     ev = view.pca.explained
-    return MapProjection("pca", view.pca, view.pca.transform(view.means),
-                         (f"PC1 ({ev[0]:.0%} of variance)", f"PC2 ({ev[1]:.0%})"), PCA_HELP)
+    return MapProjection(
+        "pca",
+        view.pca,
+        view.pca.transform(view.means),
+        (f"PC1 ({ev[0]:.0%} of variance)", f"PC2 ({ev[1]:.0%})"),
+        PCA_HELP,
+    )
 
 
 def projection_picker(view: ModelView, ckpt_path: str, key: str) -> None:
@@ -72,8 +86,9 @@ def projection_picker(view: ModelView, ckpt_path: str, key: str) -> None:
     umap = umap_projection(ckpt_path)
     if key not in st.session_state:
         st.session_state[key] = "UMAP" if umap is not None else "PCA"
-    choice = st.radio("Projection", ["PCA", "UMAP"], key=key, horizontal=True,
-                      help=UMAP_HELP if umap is not None else PCA_HELP)
+    choice = st.radio(
+        "Projection", ["PCA", "UMAP"], key=key, horizontal=True, help=UMAP_HELP if umap is not None else PCA_HELP
+    )
     if choice == "UMAP" and umap is None:
         if umap_status(ckpt_path)[0] == "idle":  # a failed run is retried only on request
             start_umap(ckpt_path)
@@ -98,8 +113,9 @@ def _poll_umap(ckpt_path: str, key: str) -> None:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _payload(path: str, mtime: float, cache_mtime: float, proj_name: str, n: int, _proj: MapProjection,
-             _view: ModelView) -> dict:
+def _payload(
+    path: str, mtime: float, cache_mtime: float, proj_name: str, n: int, _proj: MapProjection, _view: ModelView
+) -> dict:
     return points_payload(_proj.xy, _view.labels, _view.index, _view.means)
 
 

@@ -9,6 +9,7 @@ Hover images: the page sends a sprite sheet of the first HOVER_MAX points' image
 (app.views.explorer_panels); the others are asked for by the browser when hovered, with their map
 neighbours, and answered here (app.components.latent_map's `thumbs`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,11 +39,13 @@ def _point_stats(path: str, mtime: float, index_digest: str, _view: ModelView) -
     """elbo, kl, log_px (N,) of the map points, in map order: from the disk cache (numpy only) or
     computed with the model; _Unavailable if the checkpoint cannot be opened now (the reason is shown)."""
     from vae_core.point_stats import MAP_IW_SAMPLES, read_point_stats
+
     cached = read_point_stats(path, _view.index)
     if cached is not None:
         return cached
     from app.common import open_checkpoint, test_targets
     from vae_core.point_stats import map_point_stats
+
     ckpt = open_checkpoint(path)
     if ckpt is None:  # raised, not returned: a None would be cached until the file changes
         raise _Unavailable
@@ -54,8 +57,11 @@ def point_stats_for(view: ModelView, path: str) -> dict | None:
     they are computed (the first time for this model: a 60k map takes minutes on a laptop CPU); None
     if the checkpoint does not open now (the reason is shown)."""
     from vae_core.point_stats import MAP_IW_SAMPLES
-    with st.spinner(f"Computing each point's ELBO, KL and log p(x) (K = {MAP_IW_SAMPLES}) for "
-                    f"{len(view.index):,} test points, once per model…"):
+
+    with st.spinner(
+        f"Computing each point's ELBO, KL and log p(x) (K = {MAP_IW_SAMPLES}) for "
+        f"{len(view.index):,} test points, once per model…"
+    ):
         try:
             return _point_stats(path, os.path.getmtime(path), _index_digest(view), view)
         except _Unavailable:
@@ -81,8 +87,7 @@ def map_colour(view: ModelView, choice: str, path: str | None = None) -> dict | 
         return None
     if choice in STAT_OPTIONS:
         stats = point_stats_for(view, path) if path is not None else None
-        return None if stats is None else _stat_colour(choice, path, os.path.getmtime(path), _index_digest(view),
-                                                       stats)
+        return None if stats is None else _stat_colour(choice, path, os.path.getmtime(path), _index_digest(view), stats)
     return _value_colour(choice, hashlib.sha1(np.ascontiguousarray(view.means).tobytes()).hexdigest(), view)
 
 
@@ -99,6 +104,7 @@ def hover_thumbs(path: str, test_indices: list[int]) -> dict | None:
     from app.common import open_checkpoint, test_targets
     from app.components.hover_preview import hover_sprite
     from vae_core.images import to_display
+
     ckpt = open_checkpoint(path)
     if ckpt is None:
         return None

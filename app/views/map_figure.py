@@ -2,6 +2,7 @@
 (paths, markers, the current z). The explorer draws its map on a canvas instead
 (app.components.latent_map), so opening the app does not wait for plotly.js.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,17 @@ from app.views.latent_data import ModelView
 from app.views.latent_map import MapProjection
 
 
-def map_figure(proj: MapProjection, view: ModelView, n_points: int, *, current=None, selected_row=None,
-               paths=(), extra=(), height: int = 560) -> go.Figure:
+def map_figure(
+    proj: MapProjection,
+    view: ModelView,
+    n_points: int,
+    *,
+    current=None,
+    selected_row=None,
+    paths=(),
+    extra=(),
+    height: int = 560,
+) -> go.Figure:
     """Scatter of the first n_points map points by label, plus overlays.
 
     current: (2,) position of the slider z (star). paths: [(name, (T, 2), colour)] lines.
@@ -26,28 +36,72 @@ def map_figure(proj: MapProjection, view: ModelView, n_points: int, *, current=N
     fig = go.Figure()
     for c in classes_for(labels):
         m = labels == c["label"]
-        fig.add_trace(scatter(
-            x=xy[m, 0], y=xy[m, 1], mode="markers", name=c["name"],
-            marker=dict(size=6 if n_points <= 3000 else 4, color=c["color"], opacity=0.75),
-            customdata=np.stack([index[m], labels[m]], 1).astype(np.int32),
-            hovertemplate="<b>label %{customdata[1]}</b><br>test #%{customdata[0]}<extra></extra>"))
+        fig.add_trace(
+            scatter(
+                x=xy[m, 0],
+                y=xy[m, 1],
+                mode="markers",
+                name=c["name"],
+                marker=dict(size=6 if n_points <= 3000 else 4, color=c["color"], opacity=0.75),
+                customdata=np.stack([index[m], labels[m]], 1).astype(np.int32),
+                hovertemplate="<b>label %{customdata[1]}</b><br>test #%{customdata[0]}<extra></extra>",
+            )
+        )
     if selected_row is not None and selected_row < n_points:
-        fig.add_trace(go.Scatter(x=[xy[selected_row, 0]], y=[xy[selected_row, 1]], mode="markers",
-                                 name="selected", hoverinfo="skip",
-                                 marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5))))
+        fig.add_trace(
+            go.Scatter(
+                x=[xy[selected_row, 0]],
+                y=[xy[selected_row, 1]],
+                mode="markers",
+                name="selected",
+                hoverinfo="skip",
+                marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5)),
+            )
+        )
     for name, pxy, color in paths:
-        fig.add_trace(go.Scatter(x=pxy[:, 0], y=pxy[:, 1], mode="lines+markers", name=name, hoverinfo="skip",
-                                 line=dict(color=color, width=3), marker=dict(size=5, color=color)))
+        fig.add_trace(
+            go.Scatter(
+                x=pxy[:, 0],
+                y=pxy[:, 1],
+                mode="lines+markers",
+                name=name,
+                hoverinfo="skip",
+                line=dict(color=color, width=3),
+                marker=dict(size=5, color=color),
+            )
+        )
     for name, pt, color, symbol in extra:
-        fig.add_trace(go.Scatter(x=[pt[0]], y=[pt[1]], mode="markers", name=name, hoverinfo="skip",
-                                 marker=dict(size=20, color=color, symbol=symbol, line=dict(color="white", width=1.5))))
+        fig.add_trace(
+            go.Scatter(
+                x=[pt[0]],
+                y=[pt[1]],
+                mode="markers",
+                name=name,
+                hoverinfo="skip",
+                marker=dict(size=20, color=color, symbol=symbol, line=dict(color="white", width=1.5)),
+            )
+        )
     if current is not None:
-        fig.add_trace(go.Scatter(x=[current[0]], y=[current[1]], mode="markers", name="current z",
-                                 hoverinfo="skip", marker=dict(size=22, color="#111", symbol="star",
-                                                               line=dict(color="white", width=1.5))))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="label",
-                      xaxis_title=proj.axes[0], yaxis_title=proj.axes[1], dragmode="pan",
-                      clickmode="event+select", uirevision="keep")
+        fig.add_trace(
+            go.Scatter(
+                x=[current[0]],
+                y=[current[1]],
+                mode="markers",
+                name="current z",
+                hoverinfo="skip",
+                marker=dict(size=22, color="#111", symbol="star", line=dict(color="white", width=1.5)),
+            )
+        )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend_title_text="label",
+        xaxis_title=proj.axes[0],
+        yaxis_title=proj.axes[1],
+        dragmode="pan",
+        clickmode="event+select",
+        uirevision="keep",
+    )
     if equal_aspect(proj.basis):
         fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig

@@ -1,5 +1,6 @@
 """Model card: the open model's data, architecture, objective, results and reproduce command
 (vae_core.model_card), shown as text and offered as a Markdown download."""
+
 from __future__ import annotations
 
 import os
@@ -36,11 +37,18 @@ def render() -> None:
         command = dict(rows).pop("reproduce", None)
         table = [(f, v) for f, v in rows if f != "reproduce"]
         # st.table wraps long values; its cells are Markdown, so every one is escaped to show as typed
-        st.table(pd.DataFrame({"value": [plain(v) for _f, v in table]}, index=[plain(f) for f, _v in table]),
-                 border="horizontal")
+        st.table(
+            pd.DataFrame({"value": [plain(v) for _f, v in table]}, index=[plain(f) for f, _v in table]),
+            border="horizontal",
+        )
         if command is not None:
             st.caption("Reproduce (a cache hit when this checkpoint is in the cache):")
             st.code(command, language="bash", wrap_lines=True)
-    st.download_button("Download the model card (Markdown)", model_card(meta, sha256=sha, file_name=name),
-                       file_name=name.removesuffix(".safetensors") + ".model-card.md", mime="text/markdown",
-                       icon=":material/download:", key="model_card_download")
+    st.download_button(
+        "Download the model card (Markdown)",
+        model_card(meta, sha256=sha, file_name=name),
+        file_name=name.removesuffix(".safetensors") + ".model-card.md",
+        mime="text/markdown",
+        icon=":material/download:",
+        key="model_card_download",
+    )

@@ -4,6 +4,7 @@ All epochs go to the browser once, as a plotly animation (one frame per snapshot
 the figure's own slider run without a server round trip. The Epoch scrubber above it is the server's:
 moving it shows that epoch's numbers and draws the figure at that epoch.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,7 +24,7 @@ from vae_core.constants import KL_COLLAPSED_NATS
 from vae_core.replay import Replay, ReplayError, epoch_mosaic, load_replay, replay_path, with_replays
 
 _EPOCH = "replay_epoch"  # session-state key of the scrubber
-FRAME_MS = 250           # one snapshot per quarter second while playing
+FRAME_MS = 250  # one snapshot per quarter second while playing
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the training replay…")
@@ -34,22 +35,30 @@ def _load(path: str, mtime: float) -> Replay:
 @st.cache_data(max_entries=4, show_spinner=False)
 def _sha256(path: str, mtime: float) -> str:
     from vae_core.model_card import sha256_file
+
     return sha256_file(path)
 
 
 def _png_uri(a: np.ndarray) -> str:
     from vae_core.images import png_bytes
+
     return "data:image/png;base64," + base64.b64encode(png_bytes(a)).decode()
 
 
 def _frame_traces(r: Replay, i: int, labels: list[int]) -> list:
     """Snapshot i's traces, in the figure's trace order: map (one per label), KL bars, epoch marker."""
     xy = r.xy[i]
-    traces = [go.Scatter(x=np.round(xy[r.labels == lab, 0], 3), y=np.round(xy[r.labels == lab, 1], 3))
-              for lab in labels]
+    traces = [
+        go.Scatter(x=np.round(xy[r.labels == lab, 0], 3), y=np.round(xy[r.labels == lab, 1], 3)) for lab in labels
+    ]
     kl = r.kl_per_dim[i]
-    traces.append(go.Bar(x=list(range(len(kl))), y=np.maximum(kl, 1e-4),
-                         marker_color=["#bab0ac" if v < KL_COLLAPSED_NATS else "#4e79a7" for v in kl]))
+    traces.append(
+        go.Bar(
+            x=list(range(len(kl))),
+            y=np.maximum(kl, 1e-4),
+            marker_color=["#bab0ac" if v < KL_COLLAPSED_NATS else "#4e79a7" for v in kl],
+        )
+    )
     lo, hi = float(min(r.elbo.min(), r.recon_nats.min())), float(r.kl.max())
     traces.append(go.Scatter(x=[r.epochs[i]] * 2, y=[lo, hi]))
     return traces
@@ -57,8 +66,19 @@ def _frame_traces(r: Replay, i: int, labels: list[int]) -> list:
 
 def _mosaic(source: str) -> dict:
     """Snapshot images as a layout image filling the top-right subplot (frames swap its source)."""
-    return {"source": source, "xref": "x2 domain", "yref": "y2 domain", "x": 0, "y": 1, "sizex": 1, "sizey": 1,
-                "xanchor": "left", "yanchor": "top", "sizing": "contain", "layer": "above"}
+    return {
+        "source": source,
+        "xref": "x2 domain",
+        "yref": "y2 domain",
+        "x": 0,
+        "y": 1,
+        "sizex": 1,
+        "sizey": 1,
+        "xanchor": "left",
+        "yanchor": "top",
+        "sizing": "contain",
+        "layer": "above",
+    }
 
 
 def _limits(a: np.ndarray) -> list[float]:
@@ -77,21 +97,39 @@ def _add_traces(fig: go.Figure, r: Replay, labels: list[int], start: int, mosaic
     """The figure's traces at epoch `start` (map, KL bars, ELBO curves, image) and one animation frame per epoch."""
     first = _frame_traces(r, start, labels)
     for lab, tr in zip(labels, first):
-        tr.update(mode="markers", name="no label" if lab < 0 else f"label {lab}",
-                  marker={"size": 4, "color": "#888888" if lab < 0 else label_colour(lab), "opacity": 0.7})
+        tr.update(
+            mode="markers",
+            name="no label" if lab < 0 else f"label {lab}",
+            marker={"size": 4, "color": "#888888" if lab < 0 else label_colour(lab), "opacity": 0.7},
+        )
         fig.add_trace(tr, row=1, col=1)
     fig.add_trace(first[len(labels)].update(showlegend=False, name="KL"), row=2, col=1)
-    fig.add_trace(first[len(labels) + 1].update(mode="lines", line={"color": "#333333", "dash": "dot"},
-                                                showlegend=False, name="epoch"), row=2, col=2)
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker={"opacity": 0}, showlegend=False,
-                             hoverinfo="skip"), row=1, col=2)  # gives the image subplot its axes
+    fig.add_trace(
+        first[len(labels) + 1].update(
+            mode="lines", line={"color": "#333333", "dash": "dot"}, showlegend=False, name="epoch"
+        ),
+        row=2,
+        col=2,
+    )
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker={"opacity": 0}, showlegend=False, hoverinfo="skip"),
+        row=1,
+        col=2,
+    )  # gives the image subplot its axes
     fig.add_layout_image(_mosaic(mosaics[start]))
-    for name, ys, colour in (("ELBO", r.elbo, "#4e79a7"), ("recon E_q log p(x|z)", r.recon_nats, "#59a14f"),
-                             ("KL", r.kl, "#e15759")):
+    for name, ys, colour in (
+        ("ELBO", r.elbo, "#4e79a7"),
+        ("recon E_q log p(x|z)", r.recon_nats, "#59a14f"),
+        ("KL", r.kl, "#e15759"),
+    ):
         fig.add_trace(go.Scatter(x=r.epochs, y=ys, mode="lines", name=name, line={"color": colour}), row=2, col=2)
     animated = list(range(len(labels) + 2))
-    fig.frames = [go.Frame(data=_frame_traces(r, i, labels), traces=animated, name=str(e),
-                           layout={"images": [_mosaic(mosaics[i])]}) for i, e in enumerate(r.epochs)]
+    fig.frames = [
+        go.Frame(
+            data=_frame_traces(r, i, labels), traces=animated, name=str(e), layout={"images": [_mosaic(mosaics[i])]}
+        )
+        for i, e in enumerate(r.epochs)
+    ]
 
 
 def _style_axes(fig: go.Figure, r: Replay) -> None:
@@ -104,8 +142,15 @@ def _style_axes(fig: go.Figure, r: Replay) -> None:
     kl_max = float(max(r.kl_per_dim.max(), KL_COLLAPSED_NATS * 10))
     fig.update_yaxes(type="log", range=[-4, np.log10(kl_max) + 0.1], row=2, col=1)
     k = r.kl_per_dim.shape[1]
-    fig.update_xaxes(title_text="latent dimension", range=[-0.5, k - 0.5], tickmode="array",
-                     tickvals=list(range(k)), ticktext=[f"z{d + 1}" for d in range(k)], row=2, col=1)
+    fig.update_xaxes(
+        title_text="latent dimension",
+        range=[-0.5, k - 0.5],
+        tickmode="array",
+        tickvals=list(range(k)),
+        ticktext=[f"z{d + 1}" for d in range(k)],
+        row=2,
+        col=1,
+    )
     fig.add_hline(y=KL_COLLAPSED_NATS, line_dash="dash", line_color="#888888", row=2, col=1)
     fig.update_xaxes(title_text="epoch", row=2, col=2)
 
@@ -115,18 +160,51 @@ def _add_controls(fig: go.Figure, r: Replay, start: int) -> None:
     play = {"frame": {"duration": FRAME_MS, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
     pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
     fig.update_layout(
-        height=880, margin={"l": 10, "r": 10, "t": 90, "b": 110},
+        height=880,
+        margin={"l": 10, "r": 10, "t": 90, "b": 110},
         legend={"orientation": "h", "x": 0, "y": 1.07, "yanchor": "bottom"},
-        updatemenus=[{"type": "buttons", "direction": "left", "x": 0, "y": -0.07, "xanchor": "left", "yanchor": "top",
-                          "showactive": False,
-                          "buttons": [{"label": "Play", "method": "animate", "args": [None, play]},
-                                   {"label": "Pause", "method": "animate", "args": [[None], pause]}]}],
-        sliders=[{"active": start, "x": 0.14, "len": 0.86, "y": -0.05, "yanchor": "top", "pad": {"t": 0, "b": 0},
-                      "currentvalue": {"prefix": "epoch ", "xanchor": "right"},
-                      "steps": [{"label": str(e), "method": "animate",
-                                  "args": [[str(e)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
-                                                       "transition": {"duration": 0}}]}
-                             for e in r.epochs]}])
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "left",
+                "x": 0,
+                "y": -0.07,
+                "xanchor": "left",
+                "yanchor": "top",
+                "showactive": False,
+                "buttons": [
+                    {"label": "Play", "method": "animate", "args": [None, play]},
+                    {"label": "Pause", "method": "animate", "args": [[None], pause]},
+                ],
+            }
+        ],
+        sliders=[
+            {
+                "active": start,
+                "x": 0.14,
+                "len": 0.86,
+                "y": -0.05,
+                "yanchor": "top",
+                "pad": {"t": 0, "b": 0},
+                "currentvalue": {"prefix": "epoch ", "xanchor": "right"},
+                "steps": [
+                    {
+                        "label": str(e),
+                        "method": "animate",
+                        "args": [
+                            [str(e)],
+                            {
+                                "mode": "immediate",
+                                "frame": {"duration": 0, "redraw": True},
+                                "transition": {"duration": 0},
+                            },
+                        ],
+                    }
+                    for e in r.epochs
+                ],
+            }
+        ],
+    )
 
 
 @st.cache_data(max_entries=4, show_spinner="Building the animation…")
@@ -135,11 +213,18 @@ def _figure(path: str, mtime: float, start: int, input_shape: tuple) -> go.Figur
     r = _load(path, mtime)
     labels = sorted({int(v) for v in r.labels})
     mosaics = _mosaics(path, mtime, input_shape)
-    fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12,
-                        subplot_titles=("Test-set μ, final epoch's PCA frame",
-                                        "Decoded z · reconstructions",
-                                        f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
-                                        "Test ELBO terms, nats per example"))
+    fig = make_subplots(
+        rows=2,
+        cols=2,
+        column_widths=[0.55, 0.45],
+        vertical_spacing=0.12,
+        subplot_titles=(
+            "Test-set μ, final epoch's PCA frame",
+            "Decoded z · reconstructions",
+            f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
+            "Test ELBO terms, nats per example",
+        ),
+    )
     _add_traces(fig, r, labels, start, mosaics)
     _style_axes(fig, r)
     _add_controls(fig, r, start)
@@ -151,14 +236,21 @@ def _provenance(r: Replay, meta: dict, sha: str) -> None:
     mine = (meta.get("metrics") or {}).get("elbo")
     theirs = (r.meta.get("final_metrics") or {}).get("elbo")
     if r.meta.get("checkpoint_sha256") != sha:
-        st.warning("This replay was recorded for another file with the same configuration (the checkpoint "
-                   "has been replaced since): it shows how this configuration trains, not these exact weights.")
+        st.warning(
+            "This replay was recorded for another file with the same configuration (the checkpoint "
+            "has been replaced since): it shows how this configuration trains, not these exact weights."
+        )
     elif r.meta["source"] == "rerun":
-        nums = (f" Its final test ELBO is {theirs:.2f} nats; this checkpoint's is {mine:.2f}."
-                if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) else "")
-        st.info("Recorded by training this configuration again with the same seed: the re-run's weights are "
-                "not bit-identical to this checkpoint's (for example, it was trained by an earlier version of the "
-                "training loop), so the replay shows how this configuration trains, not these exact weights." + nums)
+        nums = (
+            f" Its final test ELBO is {theirs:.2f} nats; this checkpoint's is {mine:.2f}."
+            if isinstance(mine, (int, float)) and isinstance(theirs, (int, float))
+            else ""
+        )
+        st.info(
+            "Recorded by training this configuration again with the same seed: the re-run's weights are "
+            "not bit-identical to this checkpoint's (for example, it was trained by an earlier version of the "
+            "training loop), so the replay shows how this configuration trains, not these exact weights." + nums
+        )
     else:
         st.caption("Recorded while this checkpoint trained.")
 
@@ -171,8 +263,12 @@ def _lab_choices() -> dict[str, str]:
             tc = read_metadata(p)["train_config"]
         except CheckpointError:
             continue  # an unreadable lab file is the lab pages' business; it is simply not offered here
-        extras = "".join([f", warm-up {tc['warmup_epochs']:g} epochs" if tc["warmup_epochs"] else "",
-                          f", free bits {tc['free_bits']:g}" if tc["free_bits"] else ""])
+        extras = "".join(
+            [
+                f", warm-up {tc['warmup_epochs']:g} epochs" if tc["warmup_epochs"] else "",
+                f", free bits {tc['free_bits']:g}" if tc["free_bits"] else "",
+            ]
+        )
         out[p] = f"Lab model: {tc['objective']} β = {tc['beta']:g}{extras}, {tc['epochs']} epochs"
     return out
 
@@ -191,9 +287,11 @@ def _checked_replay(path: str, meta: dict) -> tuple[str, Replay] | None:
     """(replay file, replay) when the checkpoint has a readable replay of its own configs; else one message."""
     rpath = replay_path(path)
     if not os.path.exists(rpath):
-        st.info("This model has no training replay. Models trained with the command line's --replay flag "
-                "record one (python -m vae_core train ... --replay); the shipped model and the lab's β = 10 "
-                "model have theirs.")
+        st.info(
+            "This model has no training replay. Models trained with the command line's --replay flag "
+            "record one (python -m vae_core train ... --replay); the shipped model and the lab's β = 10 "
+            "model have theirs."
+        )
         return None
     try:
         r = _load(rpath, os.path.getmtime(rpath))
@@ -201,8 +299,10 @@ def _checked_replay(path: str, meta: dict) -> tuple[str, Replay] | None:
         st.error(f"The training replay of this model cannot be shown: {plain(e)}")
         return None
     if (r.meta.get("model_config"), r.meta.get("train_config")) != (meta["model_config"], meta["train_config"]):
-        st.error(f"The replay file {plain(os.path.basename(rpath))} was recorded for a different model "
-                 f"configuration than this checkpoint's, so it is not shown.")
+        st.error(
+            f"The replay file {plain(os.path.basename(rpath))} was recorded for a different model "
+            f"configuration than this checkpoint's, so it is not shown."
+        )
         return None
     return rpath, r
 
@@ -211,17 +311,24 @@ def _epoch_numbers(r: Replay, epochs: list[int]) -> int:
     """The Epoch scrubber and that epoch's four numbers; returns the chosen snapshot's index."""
     if st.session_state.get(_EPOCH) not in epochs:
         st.session_state[_EPOCH] = epochs[0]
-    e = st.select_slider("Epoch", options=epochs, key=_EPOCH,
-                         help="Shows the chosen epoch's numbers and draws the figure at that epoch; "
-                              "Play and Pause below run in the browser.")
+    e = st.select_slider(
+        "Epoch",
+        options=epochs,
+        key=_EPOCH,
+        help="Shows the chosen epoch's numbers and draws the figure at that epoch; "
+        "Play and Pause below run in the browser.",
+    )
     i = epochs.index(e)
     alive = int((r.kl_per_dim[i] >= KL_COLLAPSED_NATS).sum())
     cols = st.columns(4)
     cols[0].metric(f"Test ELBO, epoch {e}", f"{r.elbo[i]:.2f}")
     cols[1].metric("E_q log p(x|z)", f"{r.recon_nats[i]:.2f}")
     cols[2].metric("KL(q ‖ p)", f"{r.kl[i]:.2f}")
-    cols[3].metric("Dims alive", f"{alive} of {r.kl_per_dim.shape[1]}",
-                   help=f"latent dimensions whose KL is at least {KL_COLLAPSED_NATS:g} nats (below: collapsed)")
+    cols[3].metric(
+        "Dims alive",
+        f"{alive} of {r.kl_per_dim.shape[1]}",
+        help=f"latent dimensions whose KL is at least {KL_COLLAPSED_NATS:g} nats (below: collapsed)",
+    )
     return i
 
 
@@ -239,9 +346,14 @@ def render() -> None:
     _provenance(r, meta, _sha256(path, os.path.getmtime(path)))
     epochs = [int(e) for e in r.epochs]
     i = _epoch_numbers(r, epochs)
-    st.plotly_chart(_figure(rpath, os.path.getmtime(rpath), i, tuple(meta["model_config"]["input_shape"])),
-                    width="stretch", key="replay_figure")
-    st.caption(f"{len(epochs)} snapshots of {len(r.index):,} test points. Each epoch's means are rotated onto "
-               "the final epoch's (orthogonal Procrustes) and drawn in the final epoch's PCA frame, so the map "
-               "moves only as the encoder learns. Images: the decoder means of the same prior draws z at every "
-               "epoch (top) and fixed test images above their reconstructions (bottom).")
+    st.plotly_chart(
+        _figure(rpath, os.path.getmtime(rpath), i, tuple(meta["model_config"]["input_shape"])),
+        width="stretch",
+        key="replay_figure",
+    )
+    st.caption(
+        f"{len(epochs)} snapshots of {len(r.index):,} test points. Each epoch's means are rotated onto "
+        "the final epoch's (orthogonal Procrustes) and drawn in the final epoch's PCA frame, so the map "
+        "moves only as the encoder learns. Images: the decoder means of the same prior draws z at every "
+        "epoch (top) and fixed test images above their reconstructions (bottom)."
+    )

@@ -4,6 +4,7 @@ Jobs live in a process-wide registry (st.cache_resource) keyed by the checkpoint
 two sessions asking for the same config watch one job; across processes train_or_load's file lock
 makes the second wait and load. A cached config loads at once. The page polls with a fragment.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,6 +43,7 @@ class _Cancelled(Exception):
 class Phase:
     """What a job is doing, as the page shows it: "setup", "train" (done/total in epochs),
     "evaluate" (log p(x) on the test set), "map" (the projection cache). Built only by phase_of()."""
+
     phase: str
     done: float
     total: float
@@ -50,16 +52,19 @@ class Phase:
 
 # vae_core.progress phases -> the page's: data moves are part of setup; the map cache's encode and
 # UMAP steps are all "fitting the map".
-_PAGE_PHASE = {"data": "setup", "train": "train", "evaluate": "evaluate", "encode": "map", "map": "map",
-               "place": "map"}
+_PAGE_PHASE = {"data": "setup", "train": "train", "evaluate": "evaluate", "encode": "map", "map": "map", "place": "map"}
 
 
 def phase_of(ev: Progress) -> Phase:
     """The one adapter from vae_core's Progress (vae_core.progress) to what the page shows."""
     phase = _PAGE_PHASE.get(ev.phase, ev.phase)
     if phase == "train":  # in epochs, for the ETA
-        return Phase("train", ev.fraction * ev.epochs, float(ev.epochs),
-                     f"epoch {ev.epoch}/{ev.epochs} · batch loss {ev.loss:.2f}")
+        return Phase(
+            "train",
+            ev.fraction * ev.epochs,
+            float(ev.epochs),
+            f"epoch {ev.epoch}/{ev.epochs} · batch loss {ev.loss:.2f}",
+        )
     if phase == "evaluate":
         return Phase("evaluate", float(ev.done), float(ev.total), "log p(x) on the test set by importance sampling")
     return Phase(phase, float(ev.done), float(ev.total), str(ev.message))
@@ -70,23 +75,26 @@ class Job:
     path: str
     model_cfg: ModelConfig
     train_cfg: TrainConfig
-    status: str = "running"      # running | done | cached | failed | cancelled
+    status: str = "running"  # running | done | cached | failed | cancelled
     phase: Phase = Phase("setup", 0.0, 0.0, "setting up the model and optimiser")
     history: list = field(default_factory=list)
     error: str | None = None
     cancel: bool = False
     started: float = field(default_factory=time.time)
     train_started: float | None = None  # time of the first training event: the ETA's clock ...
-    train_done0: float = 0.0             # ... and the epochs done by then
+    train_done0: float = 0.0  # ... and the epochs done by then
     finished: float | None = None
 
 
 @st.cache_resource
 def _warm_up() -> threading.Thread:
     """torch.optim.Adam's first construction imports torch._dynamo (seconds): do it before a job needs it."""
+
     def work():
         import torch
+
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
     th = threading.Thread(target=work, name="torch-optim-warm-up", daemon=True)
     th.start()
     return th
@@ -119,8 +127,9 @@ def _run(job: Job, data) -> None:
             job.history = list(ev.history)
 
     try:
-        ckpt, cached = train_or_load(job.model_cfg, job.train_cfg, data, progress=progress,
-                                     on_trained=lambda c: _save_map(c, data, job))
+        ckpt, cached = train_or_load(
+            job.model_cfg, job.train_cfg, data, progress=progress, on_trained=lambda c: _save_map(c, data, job)
+        )
         job.history = list(ckpt.history)
         job.status = "cached" if cached else "done"
     except _Cancelled:
@@ -174,15 +183,30 @@ def _dataset_name(choice: str, path: str, upload) -> str | None:
 def _dataset_widgets(col) -> tuple[str, object, str]:
     """The form's first column: dataset choice, its upload and its server path."""
     names = _dataset_choices()
-    ds = col.selectbox("Dataset", names, index=names.index("mnist-5k"), key=P + "dataset",
-                       help="mnist-5k and digits ship with the Python packages; the torchvision sets "
-                            "must already be on the server. Upload: an .npz with x_train, x_test "
-                            "(+ y_train, y_test), or a .zip of an image folder (one subfolder per class).")
-    upload = col.file_uploader("Dataset file (for upload)", type=["npz", "zip"], key=P + "upload",
-                               max_upload_size=MAX_DATASET_UPLOAD_BYTES // 2**20)
-    path = (col.text_input("Path on the server", key=P + "path",
-                           help="Only inside the folders this server allows: "
-                                + ", ".join(allowed_roots())) if SERVER_PATH in names else "")
+    ds = col.selectbox(
+        "Dataset",
+        names,
+        index=names.index("mnist-5k"),
+        key=P + "dataset",
+        help="mnist-5k and digits ship with the Python packages; the torchvision sets "
+        "must already be on the server. Upload: an .npz with x_train, x_test "
+        "(+ y_train, y_test), or a .zip of an image folder (one subfolder per class).",
+    )
+    upload = col.file_uploader(
+        "Dataset file (for upload)",
+        type=["npz", "zip"],
+        key=P + "upload",
+        max_upload_size=MAX_DATASET_UPLOAD_BYTES // 2**20,
+    )
+    path = (
+        col.text_input(
+            "Path on the server",
+            key=P + "path",
+            help="Only inside the folders this server allows: " + ", ".join(allowed_roots()),
+        )
+        if SERVER_PATH in names
+        else ""
+    )
     return ds, upload, path
 
 
@@ -197,8 +221,12 @@ def _form_values() -> dict | None:
         v["hidden"] = c[1].text_input("Hidden widths", "400", key=P + "hidden", help="comma-separated, '' = linear")
         v["k"] = c[2].number_input("Latent dim", 1, 128, 16, key=P + "k", help="2 shows the latent plane directly")
         v["like"] = c[2].selectbox("Likelihood", LIKELIHOODS, key=P + "likelihood")
-        v["binarize"] = c[3].selectbox("Binarize (Bernoulli)", ["dynamic", "fixed", "none"], key=P + "binarize",
-                                       help="dynamic: a fresh Bernoulli draw of each image every epoch (IWAE paper)")
+        v["binarize"] = c[3].selectbox(
+            "Binarize (Bernoulli)",
+            ["dynamic", "fixed", "none"],
+            key=P + "binarize",
+            help="dynamic: a fresh Bernoulli draw of each image every epoch (IWAE paper)",
+        )
         v["objective"] = c[3].selectbox("Objective", OBJECTIVES, key=P + "objective")
         c = st.columns(5)
         v["beta"] = c[0].number_input("β", 0.0, 100.0, 1.0, 0.1, key=P + "beta")
@@ -227,13 +255,22 @@ def _configs(v: dict) -> tuple[ModelConfig, TrainConfig, object] | None:
             data = load_dataset(name, test_fraction=DEFAULT_TRAIN.test_fraction, allowed_roots=allowed_roots())
         like, binarize = v["like"], v["binarize"]
         lik = likelihoods.get(like)
-        tcfg = TrainConfig(dataset=name, epochs=int(v["epochs"]), batch_size=int(v["bs"]), lr=float(v["lr"]),
-                           seed=int(v["seed"]), objective=v["objective"], beta=float(v["beta"]),
-                           warmup_epochs=float(v["warm"]), free_bits=float(v["fb"]),
-                           binarize=lik.binarize_for(binarize if binarize in lik.binarize_options else None))
+        tcfg = TrainConfig(
+            dataset=name,
+            epochs=int(v["epochs"]),
+            batch_size=int(v["bs"]),
+            lr=float(v["lr"]),
+            seed=int(v["seed"]),
+            objective=v["objective"],
+            beta=float(v["beta"]),
+            warmup_epochs=float(v["warm"]),
+            free_bits=float(v["fb"]),
+            binarize=lik.binarize_for(binarize if binarize in lik.binarize_options else None),
+        )
         check_objective_options(tcfg)
-        mcfg = ModelConfig(input_shape=data.input_shape, latent_dim=int(v["k"]), arch=v["arch"], hidden=hid,
-                           likelihood=like)
+        mcfg = ModelConfig(
+            input_shape=data.input_shape, latent_dim=int(v["k"]), arch=v["arch"], hidden=hid, likelihood=like
+        )
         check_for_likelihood(data, like, tcfg.binarize)
     except (DatasetError, ConfigError, ValueError, OSError) as e:
         st.error(f"Cannot train this: {plain(e)}")
@@ -298,8 +335,11 @@ def _watch() -> None:
             select_checkpoint(job.path)
             st.rerun(scope="app")  # the whole app: the sidebar shows the new model at once
         took = f" in {_seconds(job.finished - job.started)}" if job.finished else ""
-        st.success(("Loaded from the cache: " if job.status == "cached" else f"Trained and saved{took}: ") + name
-                   + ". It is now the open model (sidebar).")
+        st.success(
+            ("Loaded from the cache: " if job.status == "cached" else f"Trained and saved{took}: ")
+            + name
+            + ". It is now the open model (sidebar)."
+        )
         explorer_link()
     elif job.status == "cancelled":
         st.warning("Training was cancelled; nothing was saved.")
@@ -319,9 +359,11 @@ def render() -> None:
         return
     current_checkpoint()  # the sidebar picker: training switches it to the new model
     _warm_up()
-    st.caption("Trains in the background (the page stays usable), then joins the checkpoint cache. A "
-               "config that was trained before loads at once; two sessions asking for the same config "
-               "share one training run.")
+    st.caption(
+        "Trains in the background (the page stays usable), then joins the checkpoint cache. A "
+        "config that was trained before loads at once; two sessions asking for the same config "
+        "share one training run."
+    )
     got = _form()
     if got is not None:
         st.session_state.pop(P + "already", None)
@@ -339,7 +381,9 @@ def render() -> None:
             st.info("Another session is training this exact config: showing its progress.")
     already = st.session_state.get(P + "already")
     if already is not None:
-        st.success(f"Already trained: opened {plain(os.path.basename(already))} from the cache (sidebar), "
-                   "nothing to train.", icon=":material/check_circle:")
+        st.success(
+            f"Already trained: opened {plain(os.path.basename(already))} from the cache (sidebar), nothing to train.",
+            icon=":material/check_circle:",
+        )
         explorer_link()
     _watch()

@@ -1,4 +1,5 @@
 """Traversal & interpolation: one row per latent dim (sorted by KL), and lerp / slerp between two points."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,7 @@ P = "traversal_"
 
 
 def _mean_of(ckpt, test_index: int) -> torch.Tensor:
-    return encode_mean(ckpt.model, test_targets(ckpt)[test_index:test_index + 1])[0]
+    return encode_mean(ckpt.model, test_targets(ckpt)[test_index : test_index + 1])[0]
 
 
 def _mosaic(imgs: np.ndarray, image_px: int = 112) -> np.ndarray:
@@ -33,17 +34,23 @@ def _strip_image(ckpt, z: torch.Tensor) -> np.ndarray:
 
 def _traversal(ckpt, view) -> None:
     st.subheader("Latent traversal")
-    st.caption("Each row moves one latent dim from −r to +r while the others stay at the base z; rows are "
-               "sorted by the dim's average KL (most informative first). Collapsed dims barely change.")
+    st.caption(
+        "Each row moves one latent dim from −r to +r while the others stay at the base z; rows are "
+        "sorted by the dim's average KL (most informative first). Collapsed dims barely change."
+    )
     n_test = view.n_test
     c = st.columns(4)
     base = c[0].radio("Base z", ["z = 0", "mean of a test example"], key=P + "base", horizontal=True)
-    idx = c[1].number_input("Test example #", 0, n_test - 1, value=int(view.index[0]), key=P + "base_index",
-                            disabled=base == "z = 0")
+    idx = c[1].number_input(
+        "Test example #", 0, n_test - 1, value=int(view.index[0]), key=P + "base_index", disabled=base == "z = 0"
+    )
     r = c[2].slider("Range r", 0.5, 4.0, 3.0, 0.5, key=P + "range")
     n = c[3].slider("Steps", 5, 15, 9, 2, key=P + "steps")
-    rows = 1 if view.latent_dim == 1 else st.slider("Rows (dims, highest KL first)", 1, view.latent_dim,
-                                                    min(view.latent_dim, 10), key=P + "rows")
+    rows = (
+        1
+        if view.latent_dim == 1
+        else st.slider("Rows (dims, highest KL first)", 1, view.latent_dim, min(view.latent_dim, 10), key=P + "rows")
+    )
     z0 = torch.zeros(view.latent_dim) if base == "z = 0" else _mean_of(ckpt, idx)
     order = np.argsort(view.kl_per_dim)[::-1][:rows].tolist()
     grid = traversal_grid(z0, order, torch.linspace(-r, r, n))
@@ -52,36 +59,61 @@ def _traversal(ckpt, view) -> None:
     for row, d in enumerate(order):
         c1, c2 = st.columns([1, 7], vertical_alignment="center")
         c1.markdown(f"**z{d + 1}** · KL {view.kl_per_dim[d]:.2f}" + (" · *collapsed*" if view.collapsed[d] else ""))
-        c2.image(_mosaic(imgs[row:row + 1]), clamp=True, width="stretch")
+        c2.image(_mosaic(imgs[row : row + 1]), clamp=True, width="stretch")
     img = tile(imgs, pad=1)
-    st.download_button("traversal grid (PNG)", png_bytes(img, scale=4), "traversal.png", "image/png",
-                       icon=":material/download:", on_click="ignore", key=P + "dl_grid")
+    st.download_button(
+        "traversal grid (PNG)",
+        png_bytes(img, scale=4),
+        "traversal.png",
+        "image/png",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_grid",
+    )
 
 
 def _interpolation(ckpt, view) -> None:
     st.subheader("Interpolation between two test examples")
-    st.caption("Linear: z(t) = (1−t) z₀ + t z₁. Spherical (slerp): along the great circle, keeping |z| "
-               "closer to the norms typical of N(0, I) samples (White 2016).")
+    st.caption(
+        "Linear: z(t) = (1−t) z₀ + t z₁. Spherical (slerp): along the great circle, keeping |z| "
+        "closer to the norms typical of N(0, I) samples (White 2016)."
+    )
     n_test = view.n_test
     c = st.columns(3)
     a = c[0].number_input("From test example #", 0, n_test - 1, value=int(view.index[0]), key=P + "from")
-    b = c[1].number_input("To test example #", 0, n_test - 1, value=int(view.index[min(1, len(view.index) - 1)]),
-                          key=P + "to")
+    b = c[1].number_input(
+        "To test example #", 0, n_test - 1, value=int(view.index[min(1, len(view.index) - 1)]), key=P + "to"
+    )
     steps = c[2].slider("Steps", 3, 15, 9, key=P + "isteps")
     z0, z1 = _mean_of(ckpt, a), _mean_of(ckpt, b)
     t = torch.linspace(0, 1, steps)
     paths = {"linear": lerp(z0, z1, t), "slerp": slerp(z0, z1, t)}
     for name, zs in paths.items():
         img = _strip_image(ckpt, zs[None])
-        st.image(img, clamp=True, width="stretch", caption=f"{name}: t = 0 (#{a}) … 1 (#{b}); "
-                 f"|z| from {float(zs.norm(dim=1).min()):.2f} to {float(zs.norm(dim=1).max()):.2f}")
+        st.image(
+            img,
+            clamp=True,
+            width="stretch",
+            caption=f"{name}: t = 0 (#{a}) … 1 (#{b}); "
+            f"|z| from {float(zs.norm(dim=1).min()):.2f} to {float(zs.norm(dim=1).max()):.2f}",
+        )
     proj = choose_projection(view, ckpt.path, key=P + "projection")
-    fig = map_figure(proj, view, len(view.means), paths=[
-        ("linear path", proj.transform(paths["linear"].numpy()), "#111111"),
-        ("slerp path", proj.transform(paths["slerp"].numpy()), "#e15759")], height=480)
+    fig = map_figure(
+        proj,
+        view,
+        len(view.means),
+        paths=[
+            ("linear path", proj.transform(paths["linear"].numpy()), "#111111"),
+            ("slerp path", proj.transform(paths["slerp"].numpy()), "#e15759"),
+        ],
+        height=480,
+    )
     st.plotly_chart(fig, key=P + "map", config={"displaylogo": False})
-    st.caption(f"Both paths drawn on the {proj.name.upper()} map of all {len(view.means):,} map points "
-               "(PCA: exact; UMAP: each path point placed by the kNN transform).", help=proj.help)
+    st.caption(
+        f"Both paths drawn on the {proj.name.upper()} map of all {len(view.means):,} map points "
+        "(PCA: exact; UMAP: each path point placed by the kNN transform).",
+        help=proj.help,
+    )
 
 
 def render() -> None:

@@ -1,4 +1,5 @@
 """Upload or draw: your own image, preprocessed like MNIST, encoded, placed on the map, with its ELBO."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -29,14 +30,19 @@ def _source() -> tuple[bytes | None, str]:
     """(image bytes or None, name) from the uploader or the drawing canvas."""
     tab_up, tab_draw = st.tabs([":material/upload_file: Upload a PNG / JPEG", ":material/draw: Draw"])
     with tab_up:
-        f = st.file_uploader("Image file", type=["png", "jpg", "jpeg"], key=P + "file",
-                             max_upload_size=MAX_UPLOAD_BYTES // 2**20,
-                             help=f"PNG or JPEG, at most {MAX_UPLOAD_BYTES // 2**20} MB. A photo of a digit on "
-                                  "paper works: it is turned grey, inverted if the background is light, cropped "
-                                  "to the ink and centred like MNIST.")
+        f = st.file_uploader(
+            "Image file",
+            type=["png", "jpg", "jpeg"],
+            key=P + "file",
+            max_upload_size=MAX_UPLOAD_BYTES // 2**20,
+            help=f"PNG or JPEG, at most {MAX_UPLOAD_BYTES // 2**20} MB. A photo of a digit on "
+            "paper works: it is turned grey, inverted if the background is light, cropped "
+            "to the ink and centred like MNIST.",
+        )
     with tab_draw:
         try:
             from app.components.draw_canvas import draw_canvas
+
             drawn = draw_canvas(key=P + "canvas")
         except Exception as e:  # no component support: uploading still works
             st.warning(f"The drawing canvas is unavailable here ({type(e).__name__}); upload a file instead.")
@@ -49,11 +55,19 @@ def _source() -> tuple[bytes | None, str]:
 def _options() -> tuple[str, bool]:
     """The preprocessing controls row: (invert choice, crop-and-centre toggle)."""
     c1, c2 = st.columns(2)
-    invert = c1.radio("Invert", ["auto", "yes", "no"], horizontal=True, key=P + "invert",
-                      help="auto: invert when the border is light (dark ink on white paper → MNIST's "
-                           "white-on-black)")
-    center = c2.toggle("Crop and centre like MNIST", value=True, key=P + "center",
-                       help="crop to the ink, scale it into a 20×20 box, centre it by its centre of mass")
+    invert = c1.radio(
+        "Invert",
+        ["auto", "yes", "no"],
+        horizontal=True,
+        key=P + "invert",
+        help="auto: invert when the border is light (dark ink on white paper → MNIST's white-on-black)",
+    )
+    center = c2.toggle(
+        "Crop and centre like MNIST",
+        value=True,
+        key=P + "center",
+        help="crop to the ink, scale it into a 20×20 box, centre it by its centre of mass",
+    )
     return invert, center
 
 
@@ -62,29 +76,50 @@ def _side_panel(ckpt, x, target, mu) -> None:
     shape = ckpt.model_config.input_shape
     tc = ckpt.train_config
     c = st.columns(2)
-    if st.button("Open in explorer", icon=":material/explore:", key=P + "to_explorer",
-                 help="Put this image's μ(x) into the explorer's sliders and go there"):
+    if st.button(
+        "Open in explorer",
+        icon=":material/explore:",
+        key=P + "to_explorer",
+        help="Put this image's μ(x) into the explorer's sliders and go there",
+    ):
         open_in_explorer(ckpt.path, mu[0], "your upload")
     with c[0]:
         show_image(x, ckpt, "preprocessed (grey levels)", 168)
     with c[1]:
-        show_image(target, ckpt, "as the likelihood sees it" + (f" ({tc.binarize} binarized)"
-                   if tc.binarize != "none" else ""), 168)
-    st.download_button("preprocessed image (PNG)", png_bytes(to_display(x, shape), scale=8), "input.png",
-                       "image/png", icon=":material/download:", on_click="ignore", key=P + "dl_png")
-    st.download_button("its z = μ(x) (JSON)", z_json(ckpt.path, mu[0].tolist()),
-                       "z.json", "application/json", icon=":material/download:", on_click="ignore",
-                       key=P + "dl_z")
+        show_image(
+            target,
+            ckpt,
+            "as the likelihood sees it" + (f" ({tc.binarize} binarized)" if tc.binarize != "none" else ""),
+            168,
+        )
+    st.download_button(
+        "preprocessed image (PNG)",
+        png_bytes(to_display(x, shape), scale=8),
+        "input.png",
+        "image/png",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_png",
+    )
+    st.download_button(
+        "its z = μ(x) (JSON)",
+        z_json(ckpt.path, mu[0].tolist()),
+        "z.json",
+        "application/json",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_z",
+    )
 
 
 def _map(proj, view, mu) -> None:
     """The left column's map with the image's μ(x) marked among the test points."""
     xy = proj.transform(mu.numpy())[0]
-    fig = map_figure(proj, view, len(view.means), extra=[("your image μ(x)", xy, "#d62728", "diamond")],
-                     height=460)
+    fig = map_figure(proj, view, len(view.means), extra=[("your image μ(x)", xy, "#d62728", "diamond")], height=460)
     st.plotly_chart(fig, key=P + "map", config={"displaylogo": False})
-    st.caption(f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).",
-               help=proj.help)
+    st.caption(
+        f"◆ = your image's encoder mean among {len(view.means):,} test points ({proj.name.upper()}).", help=proj.help
+    )
 
 
 def render() -> None:
@@ -94,8 +129,10 @@ def render() -> None:
     if ckpt is None:
         return
     shape = ckpt.model_config.input_shape
-    st.caption(f"This model takes {'×'.join(map(str, shape))} inputs. Your image is converted to that "
-               "(grey or RGB, resized, scaled to [0, 1]), encoded, and shown on the map with its ELBO.")
+    st.caption(
+        f"This model takes {'×'.join(map(str, shape))} inputs. Your image is converted to that "
+        "(grey or RGB, resized, scaled to [0, 1]), encoded, and shown on the map with its ELBO."
+    )
     data, name = _source()
     invert, center = _options()
     view = model_view(ckpt)
@@ -119,5 +156,12 @@ def render() -> None:
     with left:
         _map(proj, view, mu)
     st.divider()
-    render_breakdown(ckpt, target, key=P + "bd", collapsed=view.collapsed, title=f"Your image ({plain(name)})",
-                     original_caption="your image (target)", source="your image")
+    render_breakdown(
+        ckpt,
+        target,
+        key=P + "bd",
+        collapsed=view.collapsed,
+        title=f"Your image ({plain(name)})",
+        original_caption="your image (target)",
+        source="your image",
+    )

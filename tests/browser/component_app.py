@@ -6,6 +6,7 @@ with ?preview_ms=<ms> between drag previews (0: none, only on release). Buttons 
 way the Explorer page does (zero, a fixed point); the z Python holds is printed (t-state: its sum).
 Every fifth dim is inactive, with the Explorer's longest label ("… · collapsed").
 """
+
 import os
 
 import streamlit as st

@@ -1,4 +1,5 @@
 """Fixtures for the browser tests: Chromium, `streamlit run` servers, tiny seeded checkpoints."""
+
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     from tests.harness.browser import new_page
+
     p = new_page(browser)
     yield p
     p.close()
@@ -46,8 +48,7 @@ def seeded_checkpoints(folder, specs, **model_kw) -> dict:
         with torch.no_grad():
             for p in model.decoder.parameters():
                 p.mul_(4.0)  # wider logits: visible contrast in the decoded image
-        out[name] = save_checkpoint(str(folder / f"{name}.safetensors"), model,
-                                    TrainConfig(dataset="digits", epochs=1))
+        out[name] = save_checkpoint(str(folder / f"{name}.safetensors"), model, TrainConfig(dataset="digits", epochs=1))
     return out
 
 
@@ -60,5 +61,7 @@ def make_seeded_checkpoints():
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory):
     """MLP VAEs, grey and RGB."""
-    return seeded_checkpoints(tmp_path_factory.mktemp("ckpts"),
-                              [("grey", (1, 10, 12), "bernoulli"), ("rgb", (3, 9, 9), "continuous-bernoulli")])
+    return seeded_checkpoints(
+        tmp_path_factory.mktemp("ckpts"),
+        [("grey", (1, 10, 12), "bernoulli"), ("rgb", (3, 9, 9), "continuous-bernoulli")],
+    )

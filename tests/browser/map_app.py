@@ -6,6 +6,7 @@ Query parameters: ?points=<file.npz> with arrays xy (N, 2), labels (N,), means (
 value. The map is the PCA-like "plane" projection, equal-aspect. Hover images come only on demand (no sprite sheet
 up front). The clicked test index is printed.
 """
+
 import functools
 
 import numpy as np
@@ -42,8 +43,20 @@ pts = _points(path)
 n = int(st.query_params.get("n", len(pts["xy"])))
 colour = value_colour("mean 1", pts["means"][:, 0]) if st.query_params.get("colour") == "value" else None
 k = pts["means"].shape[1]
-latent_map(_payload(path), n, {"kind": "plane", "k": k, "equal_aspect": True}, classes_for(pts["labels"][:n]), ("x", "y"), key="m_map",
-           selected=st.session_state.get("m_selected"), z=None, on_select=_on_select, colour=colour,
-           thumbs=functools.partial(_thumbs, path), renderer=st.query_params.get("renderer", "auto"))
-st.markdown(f"<span data-testid='m-selected'>selected #{st.session_state.get('m_selected')}</span>",
-            unsafe_allow_html=True)
+latent_map(
+    _payload(path),
+    n,
+    {"kind": "plane", "k": k, "equal_aspect": True},
+    classes_for(pts["labels"][:n]),
+    ("x", "y"),
+    key="m_map",
+    selected=st.session_state.get("m_selected"),
+    z=None,
+    on_select=_on_select,
+    colour=colour,
+    thumbs=functools.partial(_thumbs, path),
+    renderer=st.query_params.get("renderer", "auto"),
+)
+st.markdown(
+    f"<span data-testid='m-selected'>selected #{st.session_state.get('m_selected')}</span>", unsafe_allow_html=True
+)

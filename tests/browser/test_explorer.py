@@ -1,4 +1,5 @@
 """The whole app (`streamlit run app/main.py`) in headless Chromium: the Explorer page on the default model."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.harness.browser import (StreamlitServer, canvas_pixels, click_to_sliders_ms, drag_slider, hook,
-                                 map_points, new_page, save_screenshot, slider_values, wait_for_frames)
+from tests.harness.browser import (
+    StreamlitServer,
+    canvas_pixels,
+    click_to_sliders_ms,
+    drag_slider,
+    hook,
+    map_points,
+    new_page,
+    save_screenshot,
+    slider_values,
+    wait_for_frames,
+)
 from vae_core.cache import default_checkpoint_path
 from vae_core.checkpoints import load_checkpoint
 from vae_core.data import eval_targets, load_dataset
@@ -102,7 +113,7 @@ def test_explorer_map_click_loads_the_points_z(page, default_model):
         idx = int(page.get_by_label("Test example #", exact=True).input_value())
         assert idx == point[2] and page.evaluate("window.__vaeMap.selectedIndex()") == idx
         with torch.no_grad():
-            mu = default_model.model.encode(x[idx:idx + 1])[0][0].clamp(-3, 3)
+            mu = default_model.model.encode(x[idx : idx + 1])[0][0].clamp(-3, 3)
         np.testing.assert_allclose(hook(page)["z"], mu.numpy(), atol=1e-5)
         assert slider_values(page) == pytest.approx(mu.tolist(), abs=0.006)
     save_screenshot(page, "explorer_after_click.png")
@@ -112,6 +123,7 @@ def test_the_star_follows_a_drag_where_the_server_would_place_it(page, default_m
     """The decoder announces z while a slider moves (vae:z); the map places the star with its port of
     vae_core.projection (here UMAP's kNN placement over the shipped projection cache)."""
     from vae_core.projection_cache import read_cache
+
     basis = read_cache(default_checkpoint_path()).umap_projection()
     before = page.evaluate("window.__vaeMap.star()")
     drag_slider(page, 2, [0.3, 0.6, 0.9])

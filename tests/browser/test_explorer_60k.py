@@ -2,6 +2,7 @@
 is on the map, a click loads the nearest point under the pointer, and hovering a point beyond the
 page's up-front sprite sheet shows its image, fetched on demand. A tiny seeded model and 8x8 images
 made here (tests.harness.map_bench.explorer_checkpoint writes the dataset, checkpoint and map cache)."""
+
 from __future__ import annotations
 
 import re
@@ -32,16 +33,23 @@ def big(tmp_path_factory):
     images = np.clip(protos[labels] + rng.normal(0, 40, (N, 8, 8)), 0, 255).astype(np.uint8)
     torch.manual_seed(0)
     model = VAE(ModelConfig(input_shape=(1, 8, 8), latent_dim=4, hidden=(32,))).eval()
-    path = explorer_checkpoint(str(folder), model, TrainConfig(dataset="digits", epochs=1), images, labels,
-                               {"kl_per_dim": [1.0, 0.8, 0.5, 0.3]})
+    path = explorer_checkpoint(
+        str(folder),
+        model,
+        TrainConfig(dataset="digits", epochs=1),
+        images,
+        labels,
+        {"kl_per_dim": [1.0, 0.8, 0.5, 0.3]},
+    )
     return folder, path, images
 
 
 @pytest.fixture(scope="module")
 def page(browser, big):
     folder = str(big[0])
-    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder,
-                                                   DEBUG_HOOKS_ENV: "1"}) as s:
+    with StreamlitServer(
+        "app/main.py", env={"VAE_CHECKPOINT_DIR": folder, "VAE_DATA_ROOTS": folder, DEBUG_HOOKS_ENV: "1"}
+    ) as s:
         p = new_page(browser, 1400, 1300)
         p.goto(s.url + "/")
         p.wait_for_function("n => window.__vaeMap && window.__vaeMap.drawn >= n", arg=N, timeout=300_000)
@@ -73,6 +81,7 @@ def test_a_click_loads_the_nearest_point_under_the_pointer(page):
 
 def test_hover_shows_the_image_of_a_point_beyond_the_sprite_sheet(page, big):
     from scipy.spatial import cKDTree
+
     images = big[2]
     xy, index, row = points(page)
     d, _ = cKDTree(xy).query(xy, k=2)

@@ -2,6 +2,7 @@
 every non-file request aborted: map drawn, hover shows the test image, a slider drag changes the
 picture and its pixels are PyTorch's decode, click-to-load, buttons, traversal. For the shipped
 model, an MLP with latent dim 2 and a conv model."""
+
 from __future__ import annotations
 
 import base64
@@ -23,13 +24,14 @@ pytestmark = pytest.mark.browser
 F16_BYTES = 3.0  # float16 weights: pixel values within 2/255 of float32, plus 8-bit rounding on each side
 
 
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, seeded_vae):
     """kind -> (checkpoint path, exported html path)."""
     d = tmp_path_factory.mktemp("export")
-    ckpts = {"mlp-z2": seeded_vae(d, "mlp-z2", "digits", latent_dim=2, hidden=(32,)),
-             "conv": seeded_vae(d, "conv", "mnist-5k", latent_dim=4, arch="conv", hidden=(32,), conv_channels=(8, 16))}
+    ckpts = {
+        "mlp-z2": seeded_vae(d, "mlp-z2", "digits", latent_dim=2, hidden=(32,)),
+        "conv": seeded_vae(d, "conv", "mnist-5k", latent_dim=4, arch="conv", hidden=(32,), conv_channels=(8, 16)),
+    }
     if os.path.exists(default_checkpoint_path()):
         ckpts["shipped"] = default_checkpoint_path()
     out = {}
@@ -47,6 +49,7 @@ def open_offline(page, html_path: str) -> list[str]:
     def route(r):
         asked.append(r.request.url)
         r.continue_() if r.request.url.startswith("file://") else r.abort()
+
     page.route("**/*", route)
     page.goto("file://" + html_path)
     page.wait_for_function("() => window.__vaeExport && window.__vaeExport.ready", timeout=60_000)
@@ -59,7 +62,8 @@ def hook(page) -> dict:
 
 def canvas_rgb(page, testid: str) -> np.ndarray:
     h, w, px = page.locator(f"[data-testid={testid}]").evaluate(
-        "c => [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]")
+        "c => [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]"
+    )
     return np.array(px, dtype=np.float64).reshape(h, w, 4)[..., :3]
 
 
@@ -102,9 +106,13 @@ def test_exported_explorer_works_offline(page, exported, kind):
     x = eval_targets(load_dataset(tc.dataset, test_fraction=tc.test_fraction).x_test, tc.binarize)
     img = to_display(x[test_index], ck.model_config.input_shape)
     img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
-    np.testing.assert_allclose(page.locator("[data-testid=export-tip] canvas").evaluate(
-        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"),
-        np.concatenate([np.round(img * 255), np.full(img.shape[:2] + (1,), 255.0)], axis=2).ravel(), atol=1.0)
+    np.testing.assert_allclose(
+        page.locator("[data-testid=export-tip] canvas").evaluate(
+            "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+        ),
+        np.concatenate([np.round(img * 255), np.full(img.shape[:2] + (1,), 255.0)], axis=2).ravel(),
+        atol=1.0,
+    )
 
     # click: the point's mean goes into the sliders, its stored numbers are shown
     page.mouse.click(*xy)

@@ -1,5 +1,6 @@
 """The latent_decoder component in real headless Chromium (tests/browser/component_app.py): decoding
 in the browser (MLP and conv decoders) and on the server (the fallback; pixels passed as component data)."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.harness.browser import (WebSocketBytes, canvas_pixels, drag_slider, hook, save_screenshot,
-                                 slider, slider_track, slider_values, wait_for_frames)
+from tests.harness.browser import (
+    WebSocketBytes,
+    canvas_pixels,
+    drag_slider,
+    hook,
+    save_screenshot,
+    slider,
+    slider_track,
+    slider_values,
+    wait_for_frames,
+)
 from vae_core.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.browser
@@ -42,8 +52,11 @@ def shown_rgb(page) -> np.ndarray:
 
 def wait_for_python_state(page, total: float) -> None:
     """component_app prints sum(z) as Python holds it."""
-    page.wait_for_function("t => { const e = document.querySelector('[data-testid=t-state]');"
-                           " return e && Math.abs(parseFloat(e.textContent) - t) < 1e-3; }", arg=total)
+    page.wait_for_function(
+        "t => { const e = document.querySelector('[data-testid=t-state]');"
+        " return e && Math.abs(parseFloat(e.textContent) - t) < 1e-3; }",
+        arg=total,
+    )
 
 
 @pytest.mark.parametrize("kind", ["grey", "rgb"])
@@ -151,7 +164,8 @@ def labels_cut_off(page) -> list[str]:
     """Slider labels whose text does not fit in their box."""
     return page.locator(".vae-dec-label").evaluate_all(
         "els => els.filter(e => e.scrollWidth > e.clientWidth || e.scrollHeight > e.clientHeight + 1)"
-        ".map(e => e.textContent)")
+        ".map(e => e.textContent)"
+    )
 
 
 @pytest.mark.parametrize("width", [1024, 1400])
@@ -184,12 +198,16 @@ def test_decoding_is_throttled_to_animation_frames(page, component_server, tiny_
 
 # --- conv decoders in the browser -------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def conv_checkpoints(tmp_path_factory, make_seeded_checkpoints):
     """Conv VAEs: grey 28x28 and RGB 32x32."""
-    return make_seeded_checkpoints(tmp_path_factory.mktemp("conv"),
-                              [("grey", (1, 28, 28), "bernoulli"), ("rgb", (3, 32, 32), "continuous-bernoulli")],
-                              arch="conv", conv_channels=(4, 8))
+    return make_seeded_checkpoints(
+        tmp_path_factory.mktemp("conv"),
+        [("grey", (1, 28, 28), "bernoulli"), ("rgb", (3, 32, 32), "continuous-bernoulli")],
+        arch="conv",
+        conv_channels=(4, 8),
+    )
 
 
 @pytest.mark.parametrize("kind", ["grey", "rgb"])
@@ -210,10 +228,12 @@ def test_conv_decoder_runs_in_the_browser_and_follows_a_drag(page, component_ser
 
 # --- server mode (the fallback: ?server=1 here, the toggle off in the Explorer) ------------------------
 
+
 def open_server_mode(page, server, ckpt: str, preview_ms: int = 100) -> None:
     page.goto(f"{server.url}/?server=1&preview_ms={preview_ms}&ckpt={urllib.parse.quote(ckpt)}")
-    page.wait_for_function("() => window.__vaeDecoder && window.__vaeDecoder.mode === 'server' "
-                           "&& window.__vaeDecoder.frames >= 1")
+    page.wait_for_function(
+        "() => window.__vaeDecoder && window.__vaeDecoder.mode === 'server' && window.__vaeDecoder.frames >= 1"
+    )
 
 
 def server_expected(ckpt_path: str, z: list[float]) -> np.ndarray:
@@ -229,7 +249,7 @@ def wait_for_image_of_sliders(page) -> list[float]:
     """Until the painted image is the one decoded from the z the sliders show; that z."""
     page.wait_for_function("""() => { const h = window.__vaeDecoder, s = [...document.querySelectorAll('*')]
         .map(e => e.shadowRoot).filter(Boolean).flatMap(r => [...r.querySelectorAll('[data-testid^=vae-decoder-slider-]')]);
-      return s.length && s.every((el, i) => parseFloat(el.value) === h.z[i]); }""")
+      return s.length && s.every((el, i) => parseFloat(el.value) === h.z[i]); }""")  # noqa: E501
     return hook(page)["z"]
 
 

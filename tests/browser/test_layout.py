@@ -5,6 +5,7 @@ label is cut short, no horizontal scrollbar, and the first latent slider starts 
 Each run writes its screenshots to tests/browser/screenshots/layout/ (git-ignored); the reviewed
 record is docs/screenshots/ (palette PNGs copied from a run).
 """
+
 from __future__ import annotations
 
 import os
@@ -77,6 +78,7 @@ def screenshots(page, name: str, height: int) -> list[str]:
     """The page a screen at a time (Streamlit scrolls its main section, not the document), saved as
     64-colour palette PNGs: a few tens of kB each."""
     from PIL import Image
+
     os.makedirs(SHOTS, exist_ok=True)
     total = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
     paths = []

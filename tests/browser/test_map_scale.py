@@ -2,6 +2,7 @@
 a click picks the nearest point and the server gets it, hover fetches that point's image on demand,
 colour by value follows viridis, the CPU canvas fallback and the WebGL path both draw, and above
 100k points in view a density image stands in until you zoom in."""
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,9 @@ def points_60k(tmp_path_factory):
 
 def open_map(page, server, path, n, query=""):
     page.goto(f"{server.url}/?points={path}{query}")
-    page.wait_for_function("n => window.__vaeMap && window.__vaeMap.draws >= 1 && window.__vaeMap.drawn >= n",
-                           arg=n, timeout=300_000)
+    page.wait_for_function(
+        "n => window.__vaeMap && window.__vaeMap.draws >= 1 && window.__vaeMap.drawn >= n", arg=n, timeout=300_000
+    )
     return page.evaluate("window.__vaeMap.renderer")
 
 
@@ -55,6 +57,7 @@ def screen_points(page) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def isolated(xy, spacing, count, seed=0):
     """Indices of `count` points with no other point within `spacing` px."""
     from scipy.spatial import cKDTree
+
     d, _ = cKDTree(xy).query(xy, k=2)
     ok = np.flatnonzero(d[:, 1] >= spacing)
     return np.random.default_rng(seed).choice(ok, count, replace=False)
@@ -79,7 +82,7 @@ def test_hover_fetches_the_points_image_on_demand(page, server, points_60k):
     xy, index, _ = screen_points(page)
     tip = page.locator("[data-testid=vae-map-tip] canvas")
     requests = page.evaluate("window.__vaeMap.thumbRequests")
-    for k, i in enumerate(isolated(xy, 12, 2, seed=2)):
+    for _k, i in enumerate(isolated(xy, 12, 2, seed=2)):
         page.mouse.move(*xy[i])
         page.mouse.move(xy[i][0] + 1, xy[i][1])
         deadline = time.monotonic() + 300  # a hang guard
@@ -116,8 +119,9 @@ def test_colour_by_value_follows_viridis_with_a_colour_bar(page, server, points_
     # and that colour is what is on screen at an isolated point (alpha over the white page)
     xy, _, row = screen_points(page)
     for i in isolated(xy, 10, 3, seed=4):
-        shot = Image.open(io.BytesIO(page.screenshot(clip={"x": xy[i][0] - 0.5, "y": xy[i][1] - 0.5,
-                                                           "width": 1, "height": 1})))
+        shot = Image.open(
+            io.BytesIO(page.screenshot(clip={"x": xy[i][0] - 0.5, "y": xy[i][1] - 0.5, "width": 1, "height": 1}))
+        )
         c = np.array(page.evaluate("r => window.__vaeMap.colourOf(r)", int(row[i])), np.float64)
         a = c[3] / 255
         np.testing.assert_allclose(np.array(shot.convert("RGB"))[0, 0], c[:3] * a + 255 * (1 - a), atol=12)

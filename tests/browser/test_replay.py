@@ -1,4 +1,5 @@
 """The Training replay page in Chromium: Play advances the epoch in the browser, Pause stops it."""
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,8 @@ def test_play_advances_the_epoch_and_pause_stops_it(browser):
             page.wait_for_function(
                 "() => [...document.querySelectorAll('text.slider-label')].some(e => "
                 "/^epoch (\\d+)/.test(e.textContent) && +e.textContent.match(/^epoch (\\d+)/)[1] >= 5)",
-                timeout=120_000)
+                timeout=120_000,
+            )
             page.locator("g.updatemenu-button", has_text="Pause").click()
             page.wait_for_timeout(1000)
             stopped = _epoch(page)

@@ -3,6 +3,7 @@ file of every kind (issue 9), every page opened in Chromium. No page may show a 
 lists the good models and marks each bad file; opening a bad one gives one error; file names that
 look like Markdown stay text. A second server with VAE_ALLOW_TRAINING=0 has no Train page.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import time
 import pytest
 
 from app.lab import PAGES as LAB_PAGES
-from tests.harness.browser import StreamlitServer, new_page, save_screenshot
 from app.views import PAGES
+from tests.harness.browser import StreamlitServer, new_page, save_screenshot
 from vae_core.cache import default_checkpoint_path
 from vae_core.projection_cache import cache_path_for
 
@@ -36,8 +37,11 @@ def bad_cache(tmp_path_factory, bad_checkpoints, copy_checkpoint):
         shutil.copy(cache_path_for(shipped), folder)
     os.symlink(os.path.join(os.path.dirname(shipped), "lab"), folder / "lab")
     names = bad_checkpoints(str(folder), good)
-    copy_checkpoint(good, str(folder / "foreign_data.safetensors"),  # trained on a folder no user was given
-              {"train_config": json.dumps({"dataset": "/etc", "epochs": 1})})
+    copy_checkpoint(
+        good,
+        str(folder / "foreign_data.safetensors"),  # trained on a folder no user was given
+        {"train_config": json.dumps({"dataset": "/etc", "epochs": 1})},
+    )
     shutil.copy(good, folder / f"{MD_NAME}.safetensors")
     (folder / ".proj.npz").write_bytes(b"PK\x03\x04 not a zip")  # a stray bad cache file too
     return folder, names
@@ -126,8 +130,9 @@ def test_a_checkpoint_naming_a_server_folder_is_refused(browser, server):
 
 
 def test_training_switched_off_hides_the_train_page(browser, bad_cache):
-    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": str(bad_cache[0]), "VAE_ALLOW_TRAINING": "0"},
-                         timeout=300) as s:
+    with StreamlitServer(
+        "app/main.py", env={"VAE_CHECKPOINT_DIR": str(bad_cache[0]), "VAE_ALLOW_TRAINING": "0"}, timeout=300
+    ) as s:
         page = new_page(browser, 1280, 900)
         try:
             page.goto(s.url + "/elbo")

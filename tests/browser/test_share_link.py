@@ -1,6 +1,7 @@
 """A shared link in headless Chromium against `streamlit run app/main.py`: opening
 /explorer?model=<file name>&z=... shows that model with the sliders at those values, and moving z
 keeps the address bar in step (app/url_state.py)."""
+
 from __future__ import annotations
 
 import re
@@ -39,8 +40,10 @@ def test_a_link_opens_its_model_with_the_sliders_at_its_z(browser, server):
         page.get_by_text("Sliders: from the link").wait_for()
         assert slider_values(page) == pytest.approx([1.5, -0.5, 0.25, -2.0], abs=1e-9)
         picker = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first  # the sidebar's model
-        assert "b_linked" in picker.evaluate("e => e.innerText + [...e.querySelectorAll('input')].map(i => i.value)"
-                                             ".join(' ') + (e.querySelector('[title]') || {}).title")
+        assert "b_linked" in picker.evaluate(
+            "e => e.innerText + [...e.querySelectorAll('input')].map(i => i.value)"
+            ".join(' ') + (e.querySelector('[title]') || {}).title"
+        )
         q = parse_qs(urlparse(page.url).query)
         assert q == {"model": ["b_linked.safetensors"], "z": ["1.5,-0.5,0.25,-2"]}
         page.get_by_role("button", name="z = 0").click()  # a set: the address bar follows

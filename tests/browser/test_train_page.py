@@ -1,6 +1,7 @@
 """The Train page in a browser: the sidebar shows the model just trained at once, and a second click
 on the same config says it is already trained (AppTest cannot see the first: the stale picker
 value lives in the browser)."""
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,8 @@ def wait_idle(page, timeout_s: float = 300) -> None:
 def sidebar_model(page) -> str:
     """What the sidebar picker shows (its text, or its input's value where it is searchable)."""
     return page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first.evaluate(
-        "e => e.textContent + ' ' + [...e.querySelectorAll('input')].map(i => i.value).join(' ')")
+        "e => e.textContent + ' ' + [...e.querySelectorAll('input')].map(i => i.value).join(' ')"
+    )
 
 
 def test_trained_model_shows_in_the_sidebar_and_a_second_click_says_already_trained(browser, server):

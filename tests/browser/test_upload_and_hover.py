@@ -5,6 +5,7 @@ What AppTest cannot do: hover the canvas map (the image preview is drawn in the 
 the canvas component, and hit the browser-side upload limit that streamlit_config.toml sets
 (server.maxUploadSize = 5 MB).
 """
+
 from __future__ import annotations
 
 import io
@@ -30,6 +31,7 @@ MAP_TRACE_JS = """name => { const g = [...document.querySelectorAll('.js-plotly-
 def app_and_browser(browser):
     """`browser` is the session's Chromium (tests/browser/conftest.py): one Playwright per process."""
     from tests.harness.browser import StreamlitServer
+
     if not os.path.exists(default_checkpoint_path()):
         pytest.skip("the shipped default checkpoint is not present")
     with StreamlitServer("app/main.py") as server:
@@ -39,6 +41,7 @@ def app_and_browser(browser):
 @pytest.fixture(scope="module")
 def upload_page(app_and_browser):
     from tests.harness.browser import new_page
+
     server, browser = app_and_browser
     page = new_page(browser, 1400, 1600)
     page.goto(server.url + "/upload")
@@ -49,13 +52,17 @@ def upload_page(app_and_browser):
 
 def test_hovering_a_map_point_shows_its_image(app_and_browser):
     from tests.harness.browser import map_points, new_page, wait_for_map
+
     server, browser = app_and_browser
     page = new_page(browser, 1400, 1100)
     try:
         page.goto(server.url + "/")
         wait_for_map(page)  # the canvas map is drawn, and the sprite sheet of its thumbnails is registered:
-        page.wait_for_function("() => globalThis.__vaeSprites && globalThis.__vaeSprites.get('vae-latent-map')"
-                               " && globalThis.__vaeSprites.get('vae-latent-map').img.complete", timeout=300_000)
+        page.wait_for_function(
+            "() => globalThis.__vaeSprites && globalThis.__vaeSprites.get('vae-latent-map')"
+            " && globalThis.__vaeSprites.get('vae-latent-map').img.complete",
+            timeout=300_000,
+        )
         text = page.locator("[data-testid=hover-preview-text]")  # locators pierce the shadow root
         canvas = page.locator("[data-testid=hover-preview-canvas]")
         tip = page.locator("[data-testid=vae-map-tip]")
@@ -72,10 +79,13 @@ def test_hovering_a_map_point_shows_its_image(app_and_browser):
             idx = int(canvas.get_attribute("data-test-index"))
             assert idx == want and text.inner_text().startswith(f"test #{idx} ")
             assert tip.is_visible() and tip.inner_text().startswith(f"test #{idx} "), "the map's own tooltip"
-            shown = np.array(canvas.evaluate(
-                "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"), np.float64)
-            np.testing.assert_allclose(shown.reshape(28, 28, 4)[..., 0], np.round(targets[idx, 0].numpy() * 255),
-                                       atol=1)
+            shown = np.array(
+                canvas.evaluate("c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"),
+                np.float64,
+            )
+            np.testing.assert_allclose(
+                shown.reshape(28, 28, 4)[..., 0], np.round(targets[idx, 0].numpy() * 255), atol=1
+            )
     finally:
         page.close()
 

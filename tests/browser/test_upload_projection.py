@@ -1,6 +1,7 @@
 """Upload page on the shipped model (its UMAP map cached): each new upload keeps the Projection radio and
 the map in agreement. Before the fix, the second upload showed the radio on PCA over a UMAP map,
 and the third switched the map to PCA."""
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.browser
 def digit_png(col: int) -> bytes:
     """A dark vertical stroke on white paper, at column `col` of 64."""
     a = np.ones((64, 64))
-    a[10:54, col:col + 8] = 0.0
+    a[10:54, col : col + 8] = 0.0
     buf = io.BytesIO()
     Image.fromarray((a * 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
@@ -36,8 +37,10 @@ def wait_idle(page) -> None:
 def shown(page) -> tuple[list[str], list[str]]:
     """(the Projection radio's checked option, the map's x-axis title)."""
     radio = page.locator("[data-testid=stRadio]").filter(has_text="Projection")
-    return (radio.locator("label:has(input:checked)").all_inner_texts(),
-            page.locator(".js-plotly-plot text.xtitle").all_text_contents())
+    return (
+        radio.locator("label:has(input:checked)").all_inner_texts(),
+        page.locator(".js-plotly-plot text.xtitle").all_text_contents(),
+    )
 
 
 def test_the_projection_radio_and_the_map_agree_after_each_upload(browser):
@@ -53,8 +56,9 @@ def test_the_projection_radio_and_the_map_agree_after_each_upload(browser):
             for i, col in enumerate([20, 28, 36]):
                 with page.expect_file_chooser() as chooser:  # as a user does: browse, pick a new file
                     page.locator("[data-testid=stFileUploader] button").last.click()
-                chooser.value.set_files(files=[{"name": f"d{i}.png", "mimeType": "image/png",
-                                                "buffer": digit_png(col)}])
+                chooser.value.set_files(
+                    files=[{"name": f"d{i}.png", "mimeType": "image/png", "buffer": digit_png(col)}]
+                )
                 page.get_by_text(f"Your image (d{i}.png)").wait_for(timeout=300_000)
                 wait_idle(page)
                 assert shown(page) == (["UMAP"], ["UMAP 1"]), (i, shown(page))

@@ -13,6 +13,7 @@ Measurements read the canvas pixels themselves (independent of the component) pl
 component's own hook window.__vaeDecoder = {frames, lastDecodeMs, decodeMs, inputToPaintMs, ...},
 installed because StreamlitServer runs the app with VAE_DEBUG_HOOKS=1 (app.settings.debug_hooks).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,14 @@ from app.settings import DEBUG_HOOKS_ENV
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # tests/harness -> repo root
 # Debian's Chromium (playwright's own browser download cannot work offline); VAE_CHROMIUM overrides it.
 CHROMIUM = os.environ.get("VAE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SCREENSHOT_DIR = os.path.join(REPO, "tests", "browser", "screenshots")
 
 # The decoder component lives in a shadow root; Playwright CSS locators pierce open shadow roots.
@@ -60,10 +67,24 @@ class StreamlitServer:
         self.proc: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)
 
-    def __enter__(self) -> "StreamlitServer":
-        cmd = [sys.executable, "-m", "streamlit", "run", self.script, "--server.headless", "true",
-               "--server.port", str(self.port), "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    def __enter__(self) -> StreamlitServer:
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            self.script,
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
@@ -98,6 +119,7 @@ class StreamlitServer:
 def chromium():
     """Headless Debian Chromium via Playwright; the caller checks CHROMIUM exists."""
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -114,24 +136,26 @@ def new_page(browser, width: int = 1400, height: int = 1000):
 
 def hook(page, key: str | None = None) -> dict:
     """The component's measurement hook (a copy), {} if it is not there yet."""
-    return page.evaluate("k => JSON.parse(JSON.stringify((k ? (window.__vaeDecoders || {})[k] "
-                         ": window.__vaeDecoder) || {}))", key)
+    return page.evaluate(
+        "k => JSON.parse(JSON.stringify((k ? (window.__vaeDecoders || {})[k] : window.__vaeDecoder) || {}))", key
+    )
 
 
 def wait_for_frames(page, at_least: int = 1, timeout_ms: float = 300_000) -> None:
-    page.wait_for_function("n => window.__vaeDecoder && window.__vaeDecoder.frames >= n", arg=at_least,
-                           timeout=timeout_ms)
+    page.wait_for_function(
+        "n => window.__vaeDecoder && window.__vaeDecoder.frames >= n", arg=at_least, timeout=timeout_ms
+    )
 
 
 def canvas_pixels(page) -> list[int]:
     """RGBA bytes of the decoded image, read back from the canvas."""
     return page.locator(CANVAS).first.evaluate(
-        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)")
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+    )
 
 
 def slider_values(page) -> list[float]:
-    return page.locator("[data-testid^=vae-decoder-slider-]").evaluate_all(
-        "els => els.map(e => parseFloat(e.value))")
+    return page.locator("[data-testid^=vae-decoder-slider-]").evaluate_all("els => els.map(e => parseFloat(e.value))")
 
 
 def first_paint_ms(page, url: str, timeout_ms: float = 120_000) -> float:
@@ -185,13 +209,16 @@ def map_points(page, spacing_px: float = 0.0) -> list[list[float]]:
     """Viewport centres [x, y, test index] of the visible map points, except the selected one (a click
     on it changes nothing). spacing_px > 0 keeps only points that far from every other kept one's
     neighbours, so a click cannot land on an overlapping point instead."""
-    pts = page.evaluate("""sp => {
+    pts = page.evaluate(
+        """sp => {
       const h = window.__vaeMap, sel = h.selectedIndex ? h.selectedIndex() : null;
       const all = h.points().filter(p => p.testIndex !== sel);
       if (!(sp > 0)) return all.map(p => [p.x, p.y, p.testIndex]);
       return all.filter(p => all.every(q => q === p || Math.hypot(p.x - q.x, p.y - q.y) >= sp))
                 .map(p => [p.x, p.y, p.testIndex]);
-    }""", spacing_px)
+    }""",
+        spacing_px,
+    )
     return pts
 
 
@@ -225,15 +252,20 @@ def drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) -> dict:
     page.mouse.up()
     frames = h1["frames"] - h0["frames"]
     new = min(frames, len(h1["decodeMs"]))
-    return {"fps": frames / elapsed, "moves": n, "frames": frames,
-            "decode_ms": h1["decodeMs"][-new:] if new else [],
-            "input_to_paint_ms": h1["inputToPaintMs"][-new:] if new else []}
+    return {
+        "fps": frames / elapsed,
+        "moves": n,
+        "frames": frames,
+        "decode_ms": h1["decodeMs"][-new:] if new else [],
+        "input_to_paint_ms": h1["inputToPaintMs"][-new:] if new else [],
+    }
 
 
 def synthetic_drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) -> dict:
     """In-page `input` events on slider `dim` at `hz` for `seconds`: frames per second the component
     draws when input is not limited by the test driver's round trips (rAF caps it at the display rate)."""
-    return page.locator(slider(dim)).evaluate("""(el, [seconds, hz]) => new Promise(resolve => {
+    return page.locator(slider(dim)).evaluate(
+        """(el, [seconds, hz]) => new Promise(resolve => {
       const h = window.__vaeDecoder, f0 = h.frames, t0 = performance.now();
       let n = 0;
       const timer = setInterval(() => {
@@ -248,7 +280,9 @@ def synthetic_drag_fps(page, dim: int, seconds: float = 2.0, hz: float = 120.0) 
         el.dispatchEvent(new Event("input", { bubbles: true }));
         n++;
       }, 1000 / hz);
-    })""", [seconds, hz])
+    })""",
+        [seconds, hz],
+    )
 
 
 def percentiles(xs: list[float]) -> dict:

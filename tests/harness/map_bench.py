@@ -5,6 +5,7 @@ or a pointer move of a drag), then waits two animation frames (the map draws in 
 second runs once that frame is on screen). Playwright only drives the mouse, so its round trips
 are not counted. The floor (two frames of an idle page) is measured the same way on about:blank.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,13 @@ def write_points(path: str, means: np.ndarray, labels: np.ndarray, side: int = 8
     c = means - means.mean(0)
     xy = (c @ np.linalg.svd(c[:5000], full_matrices=False)[2][:2].T).astype(np.float32)
     bits = (np.arange(len(means))[:, None] >> np.arange(side * side)[None]) & 1
-    np.savez(path, xy=xy, labels=np.asarray(labels).astype(np.int64), means=means,
-             images=bits.reshape(-1, side, side).astype(np.float32))
+    np.savez(
+        path,
+        xy=xy,
+        labels=np.asarray(labels).astype(np.int64),
+        means=means,
+        images=bits.reshape(-1, side, side).astype(np.float32),
+    )
     return path
 
 
@@ -66,7 +72,9 @@ def pan_steps(page, n: int) -> list[float]:
     page.mouse.down()
     page.mouse.move(x + 10, y)  # past the 4 px dead zone: the drag has begun
     try:
-        return _steps(page, n, lambda i: page.mouse.move(x + 10 + 5 * ((i % 20) if i % 40 < 20 else 20 - i % 20), y + 2))
+        return _steps(
+            page, n, lambda i: page.mouse.move(x + 10 + 5 * ((i % 20) if i % 40 < 20 else 20 - i % 20), y + 2)
+        )
     finally:
         page.mouse.up()
 
@@ -74,6 +82,7 @@ def pan_steps(page, n: int) -> list[float]:
 def frame_floor_ms(page, n: int) -> dict:
     """Event -> two animation frames on an idle page (nothing drawn): the floor of every step."""
     from tests.harness.browser import percentiles
+
     page.set_content("<div style='width:800px;height:600px'></div>")
     page.mouse.move(400, 300)
     return percentiles(_steps(page, n, lambda i: page.mouse.wheel(0, 120)))
@@ -82,13 +91,13 @@ def frame_floor_ms(page, n: int) -> dict:
 def map_first_paint_ms(page, url: str, n: int, timeout_ms: float = 300_000) -> float:
     """Navigation start -> the map's first frame with all n points drawn, by the page's own clock."""
     page.goto(url)
-    page.wait_for_function("n => window.__vaeMap && window.__vaeMap.draws >= 1 && window.__vaeMap.drawn >= n",
-                           arg=n, timeout=timeout_ms)
+    page.wait_for_function(
+        "n => window.__vaeMap && window.__vaeMap.draws >= 1 && window.__vaeMap.drawn >= n", arg=n, timeout=timeout_ms
+    )
     return page.evaluate("() => window.__vaeMap.firstDrawAt")
 
 
-def explorer_checkpoint(folder: str, model, train_config, images: np.ndarray, labels: np.ndarray,
-                        metrics: dict) -> str:
+def explorer_checkpoint(folder: str, model, train_config, images: np.ndarray, labels: np.ndarray, metrics: dict) -> str:
     """`model` saved in folder as a checkpoint whose test set is `images` (uint8 (N, H, W), written
     beside it as data.npz), with its projection cache (the means of every test point, no UMAP): the
     Explorer at scale, with VAE_CHECKPOINT_DIR = VAE_DATA_ROOTS = folder. metrics: needs kl_per_dim."""
@@ -100,6 +109,7 @@ def explorer_checkpoint(folder: str, model, train_config, images: np.ndarray, la
     from vae_core.checkpoints import save_checkpoint
     from vae_core.data import eval_targets
     from vae_core.projection_build import build_cache
+
     data = os.path.join(folder, "data.npz")
     np.savez(data, x_train=images[:16], y_train=labels[:16], x_test=images, y_test=labels)
     tc = dataclasses.replace(train_config, dataset=data)

@@ -4,6 +4,7 @@ the static export (vae_core.export_html) and the node tests:
     decode.mjs   the decoder payload of vae_core.browser (MLP and conv) -> E[x|z] and RGBA pixels
     project.mjs  vae_core.projection's map math (latent plane, PCA, UMAP's kNN transform)
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Realism of decoded samples is scored without another model (vae_core.lab.compare
 agreement among the nearest training images and the RMS distance to the nearest one; real test
 images are scored the same way as a reference.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,21 +24,23 @@ FITTED = "N(m, C) fitted to codes"
 @dataclass(frozen=True)
 class SampleScore:
     """S shown images out of M scored ones."""
-    images: np.ndarray     # (S, *input_shape)
-    knn: float             # k-NN label agreement in [0, 1]; NaN when the data has no labels
-    pixel_nn: float        # mean RMS distance to the nearest training image
+
+    images: np.ndarray  # (S, *input_shape)
+    knn: float  # k-NN label agreement in [0, 1]; NaN when the data has no labels
+    pixel_nn: float  # mean RMS distance to the nearest training image
 
 
 @dataclass(frozen=True)
 class ModelSide:
     """One model of the pair; N test images, k latent dims, M prior draws."""
-    codes: np.ndarray      # (N, k) test means mu(x) (the AE's codes)
-    map: np.ndarray        # (N, 2) PCA of the codes (the AE's rotated onto the VAE's map)
+
+    codes: np.ndarray  # (N, k) test means mu(x) (the AE's codes)
+    map: np.ndarray  # (N, 2) PCA of the codes (the AE's rotated onto the VAE's map)
     prior_map: np.ndarray  # (M, 2) the shared N(0, I) draws by the same transform
-    mse: float             # per pixel, E[x|z = mu]
-    log_px_z: float        # log p(x|z = mu), nats per example
+    mse: float  # per pixel, E[x|z = mu]
+    log_px_z: float  # log p(x|z = mu), nats per example
     stats: ModelStats
-    code_std: np.ndarray   # (k,) std of the codes per dim (the prior's is 1)
+    code_std: np.ndarray  # (k,) std of the codes per dim (the prior's is 1)
     samplers: dict[str, SampleScore]  # PRIOR for both; FITTED for the AE too
 
 
@@ -45,13 +48,24 @@ class ModelSide:
 class AEReport:
     vae: ModelSide
     ae: ModelSide
-    data: SampleScore      # real test images scored the same way (their first S shown)
+    data: SampleScore  # real test images scored the same way (their first S shown)
 
 
 @torch.no_grad()
-def ae_report(vae, ae, x: torch.Tensor, x_train: torch.Tensor, grey_train: torch.Tensor,
-              grey_test: torch.Tensor, y_train: torch.Tensor | None, *, n_samples: int = 300,
-              n_show: int = 10, knn: int = 10, seed: int = 0) -> AEReport:
+def ae_report(
+    vae,
+    ae,
+    x: torch.Tensor,
+    x_train: torch.Tensor,
+    grey_train: torch.Tensor,
+    grey_test: torch.Tensor,
+    y_train: torch.Tensor | None,
+    *,
+    n_samples: int = 300,
+    n_show: int = 10,
+    knn: int = 10,
+    seed: int = 0,
+) -> AEReport:
     """x, x_train: targets as the likelihood sees them (N, ...); grey_*: the [0, 1] images that
     decoded means are compared with; y_train: labels of grey_train, or None."""
     g = torch.Generator().manual_seed(seed)
@@ -70,9 +84,16 @@ def ae_report(vae, ae, x: torch.Tensor, x_train: torch.Tensor, grey_train: torch
             samplers[FITTED] = sample_gaussian(mean, cov, n_samples, g)
         r = reconstruction_error(model, x)
         c = codes[name]
-        return ModelSide(c.numpy(), maps[name].project(c), maps[name].project(z0), r.mse, r.log_px_z,
-                         summarize(model, x, seed=seed), c.std(0).numpy(),
-                         {s: score(decode(model, z)) for s, z in samplers.items()})
+        return ModelSide(
+            c.numpy(),
+            maps[name].project(c),
+            maps[name].project(z0),
+            r.mse,
+            r.log_px_z,
+            summarize(model, x, seed=seed),
+            c.std(0).numpy(),
+            {s: score(decode(model, z)) for s, z in samplers.items()},
+        )
 
     return AEReport(side("vae", vae), side("ae", ae), score(grey_test[:n_samples]))
 

@@ -8,6 +8,7 @@ is rotated onto a reference map with orthogonal Procrustes on the same N test po
 
 Only a rotation/reflection is applied, never a scale: a map that is smaller (large beta) stays smaller.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,10 +26,10 @@ def _np(x) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Alignment:
-    rotation: np.ndarray     # (2, 2) orthogonal
+    rotation: np.ndarray  # (2, 2) orthogonal
     source_mean: np.ndarray  # (2,)
     target_mean: np.ndarray  # (2,)
-    residual: float          # RMS distance per point after alignment
+    residual: float  # RMS distance per point after alignment
 
     def apply(self, points) -> np.ndarray:
         """(M, 2) points in the source map -> the reference map's frame."""
@@ -49,6 +50,7 @@ def procrustes_align(source, target) -> Alignment:
 @dataclass(frozen=True)
 class LatentMap:
     """A model's PCA map, optionally rotated onto a reference map; projects any latent points."""
+
     pca: PCAProjection
     alignment: Alignment | None = None
 
@@ -65,6 +67,7 @@ def aligned_maps(mus: dict, reference: str) -> dict:
     """
     pcas = {name: fit_pca(_np(mu)) for name, mu in mus.items()}
     ref_map = pcas[reference].transform(_np(mus[reference]))
-    return {name: LatentMap(pca, None if name == reference
-                            else procrustes_align(pca.transform(_np(mus[name])), ref_map))
-            for name, pca in pcas.items()}
+    return {
+        name: LatentMap(pca, None if name == reference else procrustes_align(pca.transform(_np(mus[name])), ref_map))
+        for name, pca in pcas.items()
+    }

@@ -5,6 +5,7 @@ codes can sit anywhere; nothing ties them to N(0, I). Decoding z ~ N(0, I) then 
 decoder never saw a code. Fitting N(m, C) to the AE's codes (m, C: their mean and covariance) is the
 fairest prior an AE can get after the fact.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReconError:
-    mse: float         # mean over examples of (1/D) sum_i (x_i - E[x_i|z=mu])^2
-    log_px_z: float    # mean log p(x|z=mu) in nats/example (the likelihood term at the code mean)
+    mse: float  # mean over examples of (1/D) sum_i (x_i - E[x_i|z=mu])^2
+    log_px_z: float  # mean log p(x|z=mu) in nats/example (the likelihood term at the code mean)
 
 
 @torch.no_grad()
@@ -27,7 +28,7 @@ def reconstruction_error(model: VAE, x: torch.Tensor, batch_size: int = 500) -> 
     """Both errors with z = mu(x): the AE's own decoding path, the VAE's noise-free one."""
     se, lp = [], []
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
+        xb = x[i : i + batch_size]
         mu, _ = model.encode(xb)
         out = model.decode(mu)
         xhat = model.decode_mean(mu)
@@ -44,8 +45,9 @@ def fit_code_gaussian(mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return m, c.to(mu.dtype)
 
 
-def sample_gaussian(mean: torch.Tensor, cov: torch.Tensor, n: int,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_gaussian(
+    mean: torch.Tensor, cov: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """n draws of N(mean, cov) via the Cholesky factor: z = mean + eps L^T. -> (n, k)."""
     chol = torch.linalg.cholesky(cov.double())
     eps = torch.randn((n, len(mean)), generator=generator, dtype=torch.float64)
@@ -59,13 +61,12 @@ def nearest_distance(samples: torch.Tensor, reference: torch.Tensor, chunk: int 
     A decoded prior sample that looks like data has a near neighbour in the test set; garbage does not.
     """
     a, b = samples.flatten(1), reference.flatten(1)
-    d = torch.cat([torch.cdist(a[i:i + chunk], b).min(1).values for i in range(0, len(a), chunk)])
+    d = torch.cat([torch.cdist(a[i : i + chunk], b).min(1).values for i in range(0, len(a), chunk)])
     return d / a.shape[1] ** 0.5
 
 
 @torch.no_grad()
-def knn_label_agreement(samples: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor,
-                        k: int = 10) -> float:
+def knn_label_agreement(samples: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor, k: int = 10) -> float:
     """Mean fraction of each sample's k nearest reference images (pixel L2) that share their majority label.
 
     A cheap realism proxy with no extra model: a clear digit sits among neighbours of one class (real

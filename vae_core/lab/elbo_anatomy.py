@@ -1,10 +1,11 @@
 """The ELBO of one x taken apart, with the importance-weighted bounds that close its gap.
 
-    log w     = log p(x|z) + log p(z) - log q(z|x),  z ~ q(z|x)
-    ELBO      = E_q[log w] = E_q[log p(x|z)] - KL(q(z|x) || p(z))  <=  log E_q[w] = log p(x)   (Jensen)
-    log p(x)  = ELBO + KL(q(z|x) || p(z|x))
-    L_K       = E[log (1/K) sum_k w_k],   ELBO = L_1 <= L_K <= L_{K+1} -> log p(x)   (Burda et al. 2016)
+log w     = log p(x|z) + log p(z) - log q(z|x),  z ~ q(z|x)
+ELBO      = E_q[log w] = E_q[log p(x|z)] - KL(q(z|x) || p(z))  <=  log E_q[w] = log p(x)   (Jensen)
+log p(x)  = ELBO + KL(q(z|x) || p(z|x))
+L_K       = E[log (1/K) sum_k w_k],   ELBO = L_1 <= L_K <= L_{K+1} -> log p(x)   (Burda et al. 2016)
 """
+
 from __future__ import annotations
 
 import math
@@ -19,16 +20,16 @@ from .importance import draw, log_grid, log_mean_exp, log_mean_exp_se, running_l
 
 @dataclass(frozen=True)
 class Anatomy:
-    log_px: float         # log p(x), importance-sampled with k_ref draws from q
-    log_px_se: float      # its delta-method standard error
+    log_px: float  # log p(x), importance-sampled with k_ref draws from q
+    log_px_se: float  # its delta-method standard error
     k_ref: int
-    recon: float          # E_q log p(x|z), Monte Carlo over the k_ref draws
+    recon: float  # E_q log p(x|z), Monte Carlo over the k_ref draws
     recon_se: float
-    kl_prior: float       # KL(q(z|x) || p(z)), closed form
-    elbo_logw: float      # E_q[log w], the same k_ref draws: the ELBO read as a mean log weight
+    kl_prior: float  # KL(q(z|x) || p(z)), closed form
+    elbo_logw: float  # E_q[log w], the same k_ref draws: the ELBO read as a mean log weight
     elbo_logw_se: float
-    k: np.ndarray         # (G,) K grid
-    lk: np.ndarray        # (R, G) L_K per repeat
+    k: np.ndarray  # (G,) K grid
+    lk: np.ndarray  # (R, G) L_K per repeat
 
     @property
     def elbo(self) -> float:
@@ -50,8 +51,9 @@ class Anatomy:
 
 
 @torch.no_grad()
-def anatomy(model, x: torch.Tensor, k_max: int = 1000, repeats: int = 8, k_ref: int = 5000,
-            seed: int = 0, progress=None) -> Anatomy:
+def anatomy(
+    model, x: torch.Tensor, k_max: int = 1000, repeats: int = 8, k_ref: int = 5000, seed: int = 0, progress=None
+) -> Anatomy:
     """Everything the ELBO page shows for one example x (1, *input_shape).
 
     L_K curves: each repeat draws k_max weights; its prefixes give L_K at every K of the grid, so the
@@ -73,8 +75,14 @@ def anatomy(model, x: torch.Tensor, k_max: int = 1000, repeats: int = 8, k_ref: 
             progress((r + 1) / repeats)
     sqrt_n = math.sqrt(k_ref)
     return Anatomy(
-        log_px=float(log_mean_exp(lw)), log_px_se=log_mean_exp_se(lw), k_ref=k_ref,
-        recon=float(ll.mean()), recon_se=float(ll.std() / sqrt_n),
+        log_px=float(log_mean_exp(lw)),
+        log_px_se=log_mean_exp_se(lw),
+        k_ref=k_ref,
+        recon=float(ll.mean()),
+        recon_se=float(ll.std() / sqrt_n),
         kl_prior=float(kl_diag_gaussian(mu, logvar).sum()),
-        elbo_logw=float(lw.mean()), elbo_logw_se=float(lw.std() / sqrt_n),
-        k=grid, lk=torch.stack(curves).numpy())
+        elbo_logw=float(lw.mean()),
+        elbo_logw_se=float(lw.std() / sqrt_n),
+        k=grid,
+        lk=torch.stack(curves).numpy(),
+    )

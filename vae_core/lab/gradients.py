@@ -17,6 +17,7 @@ Variance is measured directly: R independent repeats, each with L_max draws per 
 L draws of a repeat give its L-sample estimate, and the per-parameter variance over the repeats,
 averaged over the parameters (trace(Cov) / P), is the curve.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,22 +59,30 @@ def loo_baseline(f: torch.Tensor, dim: int) -> torch.Tensor:
     return (f.sum(dim, keepdim=True) - f) / (f.shape[dim] - 1)
 
 
-def per_sample_v(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor,
-                 estimator: str, max_decodes: int = 8192):
+def per_sample_v(
+    model,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    eps: torch.Tensor,
+    estimator: str,
+    max_decodes: int = 8192,
+):
     """Per-sample (v_mu, v_logvar), each (R, L, B, k), and f (R, L, B) for eps (R, L, B, k).
     Score estimators get v = d log q / d(mu, logvar) without the factor (f - c): the caller applies
     it, since the baseline c depends on L. Decodes at most max_decodes samples at a time."""
     sigma = torch.exp(0.5 * logvar)
     if estimator != "reparam":
         with torch.no_grad():
-            f = torch.cat([model.log_px_given_z(model.decode(mu + sigma * e), x)
-                           for e in eps.split(_chunk(eps, max_decodes))])
+            f = torch.cat(
+                [model.log_px_given_z(model.decode(mu + sigma * e), x) for e in eps.split(_chunk(eps, max_decodes))]
+            )
         return (eps / sigma, (eps.pow(2) - 1) / 2), f
     dz, f = [], []
     for e in eps.split(_chunk(eps, max_decodes)):
         with torch.enable_grad():
             z = (mu + sigma * e).requires_grad_()
-            fz = model.log_px_given_z(model.decode(z), x)             # (r, L, B)
+            fz = model.log_px_given_z(model.decode(z), x)  # (r, L, B)
             # samples are independent, so one backward of the sum gives every df/dz
             dz.append(torch.autograd.grad(fz.sum(), z)[0])
         f.append(fz.detach())
@@ -87,8 +96,9 @@ def _chunk(eps: torch.Tensor, max_decodes: int) -> int:
 
 
 @torch.no_grad()
-def gradient_samples(model, x: torch.Tensor, params: dict[str, torch.Tensor], estimator: str,
-                     l_grid, repeats: int, generator=None):
+def gradient_samples(
+    model, x: torch.Tensor, params: dict[str, torch.Tensor], estimator: str, l_grid, repeats: int, generator=None
+):
     """Yields (L, (R, P) gradient estimates of grad_phi mean_b E_q[log p(x_b|z)]) for each L of
     l_grid, from R independent repeats of max(l_grid) draws per example (nested prefixes)."""
     if estimator not in ESTIMATORS:
@@ -102,7 +112,7 @@ def gradient_samples(model, x: torch.Tensor, params: dict[str, torch.Tensor], es
         if estimator == "reparam":
             w = torch.ones_like(f[:, :n])
         else:
-            fn = f[:, :n]                                             # (R, L, B)
+            fn = f[:, :n]  # (R, L, B)
             w = fn - loo_baseline(fn, 1) if estimator == "score-loo" else fn
         # cotangents (R, B, k) for mu and logvar: 1/(L B) sum_l w_l v_l per example
         cot = tuple((w[..., None] * v[:, :n]).mean(1) / len(x) for v in (v_mu, v_lv))
@@ -112,10 +122,10 @@ def gradient_samples(model, x: torch.Tensor, params: dict[str, torch.Tensor], es
 
 @dataclass(frozen=True)
 class VarianceCurves:
-    n_samples: np.ndarray            # (G,) L grid
+    n_samples: np.ndarray  # (G,) L grid
     variance: dict[str, np.ndarray]  # estimator -> (G,) mean per-parameter variance (nan where undefined)
-    mean: dict[str, np.ndarray]      # estimator -> (P,) mean gradient over the repeats at the largest L
-    mean_se: dict[str, np.ndarray]   # estimator -> (P,) its standard error
+    mean: dict[str, np.ndarray]  # estimator -> (P,) mean gradient over the repeats at the largest L
+    mean_se: dict[str, np.ndarray]  # estimator -> (P,) its standard error
     repeats: int
     n_params: int
 
@@ -124,12 +134,25 @@ class VarianceCurves:
         For independent estimators, |z| < 2 for about 95% of the parameters."""
         se = np.sqrt(self.mean_se[a] ** 2 + self.mean_se[b] ** 2)
         zs = (self.mean[a] - self.mean[b])[se > 0] / se[se > 0]
-        return {"frac_within_2se": float(np.mean(np.abs(zs) < 2)), "max_abs_z": float(np.abs(zs).max()),
-                "mean_z": float(zs.mean()), "n": int(len(zs))}
+        return {
+            "frac_within_2se": float(np.mean(np.abs(zs) < 2)),
+            "max_abs_z": float(np.abs(zs).max()),
+            "mean_z": float(zs.mean()),
+            "n": int(len(zs)),
+        }
 
 
-def variance_curves(model, x: torch.Tensor, *, subset: str = "last", l_grid=(1, 2, 4, 8, 16, 32),
-                    repeats: int = 32, estimators=ESTIMATORS, seed: int = 0, progress=None) -> VarianceCurves:
+def variance_curves(
+    model,
+    x: torch.Tensor,
+    *,
+    subset: str = "last",
+    l_grid=(1, 2, 4, 8, 16, 32),
+    repeats: int = 32,
+    estimators=ESTIMATORS,
+    seed: int = 0,
+    progress=None,
+) -> VarianceCurves:
     """Measure each estimator's variance at every L of l_grid on batch x (B, ...), each estimator
     with its own independent draws. progress(fraction) after each estimator."""
     if repeats < 2:
@@ -147,7 +170,7 @@ def variance_curves(model, x: torch.Tensor, *, subset: str = "last", l_grid=(1, 
             gr = gr.double()
             var[e][l_grid.index(n)] = float(gr.var(0).mean())
             if n == l_grid[-1]:
-                mean[e], se[e] = gr.mean(0).numpy(), (gr.std(0) / repeats ** 0.5).numpy()
+                mean[e], se[e] = gr.mean(0).numpy(), (gr.std(0) / repeats**0.5).numpy()
         if progress is not None:
             progress((j + 1) / len(estimators))
     return VarianceCurves(np.asarray(l_grid), var, mean, se, repeats, sum(p.numel() for p in params.values()))

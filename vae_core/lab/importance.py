@@ -7,6 +7,7 @@ Both are unbiased for p(x) in linear space; their logs are biased low (Jensen). 
 in log space: log p_hat_N = logsumexp_n(log w_n) - log N. The effective sample size
 ESS = (sum w)^2 / sum w^2 says how many draws actually carry the estimate.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,6 +29,7 @@ PROPOSALS = ("prior", "posterior")
 @dataclass
 class Draws:
     """n draws for one x: the three log densities that make up log w, each (n,)."""
+
     log_px_given_z: torch.Tensor
     log_pz: torch.Tensor
     log_r: torch.Tensor  # log of the proposal density at z
@@ -37,15 +39,16 @@ class Draws:
         return self.log_px_given_z + self.log_pz - self.log_r
 
 
-def draw(model: VAE, x: torch.Tensor, n: int, proposal: str = "posterior", generator=None,
-         chunk: int | None = None) -> Draws:
+def draw(
+    model: VAE, x: torch.Tensor, n: int, proposal: str = "posterior", generator=None, chunk: int | None = None
+) -> Draws:
     """n draws of z from the proposal for one example x (1, *input_shape), in chunks of at most
     FLOATS_PER_PASS decoder outputs. Call under torch.no_grad()."""
     if proposal not in PROPOSALS:
         raise ValueError(f"proposal must be one of {PROPOSALS}, got {proposal!r}")
     if x.shape[0] != 1:
         raise ValueError(f"draw() takes one example with a leading batch dim of 1, got shape {tuple(x.shape)}")
-    mu, logvar = model.encode(x)                                       # (1, k)
+    mu, logvar = model.encode(x)  # (1, k)
     chunk = chunk or max(1, FLOATS_PER_PASS // model.cfg.input_dim)
     parts = []
     for i in range(0, n, chunk):
@@ -56,7 +59,7 @@ def draw(model: VAE, x: torch.Tensor, n: int, proposal: str = "posterior", gener
         else:
             z = torch.randn((m, mu.shape[-1]), generator=generator, dtype=mu.dtype, device=mu.device)
             log_r = log_standard_normal(z)
-        log_lik = model.log_px_given_z(model.decode(z), x)            # (m,)
+        log_lik = model.log_px_given_z(model.decode(z), x)  # (m,)
         parts.append((log_lik, log_standard_normal(z), log_r))
     return Draws(*(torch.cat(p) for p in zip(*parts)))
 
@@ -82,10 +85,11 @@ def log_mean_exp_se(log_w: torch.Tensor) -> float:
 @dataclass
 class EstimatorCurve:
     """log p_hat(x) and ESS at each N of a grid, for several independent repeats."""
+
     proposal: str
-    n: np.ndarray        # (G,) sample sizes
-    log_px: np.ndarray   # (R, G) log p_hat_N per repeat
-    ess: np.ndarray      # (R, G)
+    n: np.ndarray  # (G,) sample sizes
+    log_px: np.ndarray  # (R, G) log p_hat_N per repeat
+    ess: np.ndarray  # (R, G)
 
     def spread(self) -> np.ndarray:
         """(G,) standard deviation over repeats of log p_hat_N."""
@@ -103,8 +107,9 @@ def log_grid(n_max: int, per_decade: int = 4) -> np.ndarray:
 
 
 @torch.no_grad()
-def estimator_curve(model: VAE, x: torch.Tensor, proposal: str, n_max: int, repeats: int,
-                    seed: int = 0, progress=None) -> EstimatorCurve:
+def estimator_curve(
+    model: VAE, x: torch.Tensor, proposal: str, n_max: int, repeats: int, seed: int = 0, progress=None
+) -> EstimatorCurve:
     """R independent runs of N_max draws; each run's prefixes give the estimate at every N of the grid.
     (Prefixes of one run are nested, so curves are smooth in N; repeats are independent.)
     Runs are drawn together in groups of about 1e5 draws; progress(fraction) after each group."""

@@ -8,6 +8,7 @@ It is wrapped as a real `VAE` (linear encoder and decoder, fixed-sigma Gaussian 
 lab estimators run on it unchanged and can be checked against the closed forms. When W has
 orthogonal columns, M is diagonal and a diagonal q(z|x) can equal p(z|x) exactly (gap 0).
 """
+
 from __future__ import annotations
 
 import math
@@ -23,11 +24,12 @@ from ..model import VAE
 class LinearGaussian:
     W: torch.Tensor  # (D, k) decoder weight
     b: torch.Tensor  # (D,) decoder bias
-    s: float         # observation noise std
+    s: float  # observation noise std
 
     @classmethod
-    def random(cls, d: int, k: int, s: float = 0.5, seed: int = 0, orthogonal: bool = True,
-               dtype=torch.float64) -> "LinearGaussian":
+    def random(
+        cls, d: int, k: int, s: float = 0.5, seed: int = 0, orthogonal: bool = True, dtype=torch.float64
+    ) -> LinearGaussian:
         """Random W with column norms in [0.5, 2]; orthogonal columns make p(z|x) diagonal."""
         g = torch.Generator().manual_seed(seed)
         a = torch.randn(d, k, generator=g, dtype=dtype)
@@ -45,10 +47,10 @@ class LinearGaussian:
 
     def precision_m(self) -> torch.Tensor:
         """M = W^T W + s^2 I, (k, k); the posterior covariance is s^2 M^-1."""
-        return self.W.T @ self.W + self.s ** 2 * torch.eye(self.k, dtype=self.W.dtype)
+        return self.W.T @ self.W + self.s**2 * torch.eye(self.k, dtype=self.W.dtype)
 
     def marginal(self) -> torch.distributions.MultivariateNormal:
-        cov = self.W @ self.W.T + self.s ** 2 * torch.eye(self.d, dtype=self.W.dtype)
+        cov = self.W @ self.W.T + self.s**2 * torch.eye(self.d, dtype=self.W.dtype)
         return torch.distributions.MultivariateNormal(self.b, covariance_matrix=cov)
 
     def log_px(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +61,7 @@ class LinearGaussian:
         """p(z|x): mean (B, k) = M^-1 W^T (x - b), covariance (k, k) = s^2 M^-1 (same for every x)."""
         m = self.precision_m()
         mean = torch.linalg.solve(m, self.W.T @ (x.to(self.W.dtype) - self.b).T).T
-        return mean, self.s ** 2 * torch.linalg.inv(m)
+        return mean, self.s**2 * torch.linalg.inv(m)
 
     def kl_q_posterior(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(N(mu, diag e^logvar) || p(z|x)) per example, (B,); equals log p(x) - ELBO.
@@ -69,8 +71,8 @@ class LinearGaussian:
         mean, cov = self.posterior(x)
         mu, logvar = mu.to(cov.dtype), logvar.to(cov.dtype)
         prec = torch.linalg.inv(cov)
-        diff = mean - mu                                              # (B, k)
-        trace = (torch.diagonal(prec) * logvar.exp()).sum(-1)         # tr(S1^-1 diag(var))
+        diff = mean - mu  # (B, k)
+        trace = (torch.diagonal(prec) * logvar.exp()).sum(-1)  # tr(S1^-1 diag(var))
         maha = ((diff @ prec) * diff).sum(-1)
         return 0.5 * (trace + maha - self.k + torch.logdet(cov) - logvar.sum(-1))
 
@@ -82,8 +84,7 @@ class LinearGaussian:
         w = self.W.to(mu.dtype)
         resid = x.to(mu.dtype) - mu @ w.T - self.b.to(mu.dtype)
         spread = (w.pow(2).sum(0) * logvar.exp()).sum(-1)
-        return (-0.5 * self.d * math.log(2 * math.pi * self.s ** 2)
-                - (resid.pow(2).sum(-1) + spread) / (2 * self.s ** 2))
+        return -0.5 * self.d * math.log(2 * math.pi * self.s**2) - (resid.pow(2).sum(-1) + spread) / (2 * self.s**2)
 
     def sample_x(self, n: int, seed: int = 0) -> torch.Tensor:
         """x ~ p(x), (n, D)."""
@@ -99,10 +100,10 @@ class LinearGaussian:
         cfg = ModelConfig(input_shape=(d,), latent_dim=k, hidden=(), likelihood="gaussian", sigma=self.s)
         model = VAE(cfg).to(self.W.dtype)
         m_inv = torch.linalg.inv(self.precision_m())
-        a = mean_scale * m_inv @ self.W.T                               # (k, D): mu = a (x - b)
-        logvar = torch.log(torch.diagonal(self.s ** 2 * m_inv)) + logvar_shift
+        a = mean_scale * m_inv @ self.W.T  # (k, D): mu = a (x - b)
+        logvar = torch.log(torch.diagonal(self.s**2 * m_inv)) + logvar_shift
         with torch.no_grad():
-            enc, dec = model.encoder[0], model.decoder[0]               # Linear(D, 2k), Linear(k, D)
+            enc, dec = model.encoder[0], model.decoder[0]  # Linear(D, 2k), Linear(k, D)
             enc.weight.copy_(torch.cat([a, torch.zeros(k, d, dtype=a.dtype)]))
             enc.bias.copy_(torch.cat([-a @ self.b, logvar]))
             dec.weight.copy_(self.W)

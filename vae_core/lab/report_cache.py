@@ -11,6 +11,7 @@ replaced by {"a": name} and stored under that name; dataclasses are {"d": {field
 themselves (NaN included). Reading rebuilds dataclasses from the type hints of the class the
 caller expects, so a file can name no code to run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,14 +21,15 @@ import os
 import typing
 import warnings
 import zipfile
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from ..fsutil import atomic_write
 
 FORMAT = 1  # part of every key: bump it when a report's fields or their meaning change, so files
-            # written by older code (the shipped ones included) are no longer found and get rebuilt
+# written by older code (the shipped ones included) are no longer found and get rebuilt
 MAX_BYTES = 1 << 28  # uncompressed arrays of one report; a real one is well under 10 MB
 T = TypeVar("T")
 
@@ -47,11 +49,12 @@ def report_key(page: str, checkpoint_shas: list[str], params: dict) -> str:
 
 
 def report_path(checkpoint_path: str, page: str, key: str) -> str:
-    base = checkpoint_path[:-len(".safetensors")] if checkpoint_path.endswith(".safetensors") else checkpoint_path
+    base = checkpoint_path[: -len(".safetensors")] if checkpoint_path.endswith(".safetensors") else checkpoint_path
     return f"{base}.lab-{page}-{key}.npz"
 
 
 # --- codec ----------------------------------------------------------------------------------------
+
 
 def _encode(obj, arrays: dict):
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -116,6 +119,7 @@ def save_report(path: str, report) -> str:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, tree=np.array(tree), **arrays)
+
     return atomic_write(path, write)
 
 
