@@ -31,6 +31,8 @@ OVERLAPS = """() => {
   const out = [], walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
     if (!n.textContent.trim() || !n.parentElement || n.parentElement.closest('style, script')) continue;
+    // a collapsed expander keeps its text in the DOM, laid out but not shown: not an overlap
+    if (n.parentElement.closest('details:not([open])') || !n.parentElement.checkVisibility()) continue;
     const range = document.createRange(); range.selectNodeContents(n);
     for (const t of range.getClientRects()) {
       if (t.width < 1 || t.height < 1) continue;
