@@ -8,6 +8,7 @@ import re
 import numpy as np
 import torch
 
+from tests import test_app as _app_tests
 from tests.test_app import (
     _app,
     _ckpt_path,
@@ -18,6 +19,10 @@ from tests.test_app import (
 from vae_core.point_stats import read_point_stats
 from vae_core.projection import encode_means, point_order
 from vae_core.projection_cache import read_cache
+
+# test_app's fixtures, bound here so pytest finds them by name (an import would look unused to a linter)
+cache_dir = _app_tests.cache_dir
+use_cache = _app_tests.use_cache
 
 
 def _map_points(path: str) -> tuple[np.ndarray, np.ndarray]:
