@@ -9,11 +9,10 @@ record is docs/screenshots/ (palette PNGs copied from a run).
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
-from tests.harness.browser import REPO, StreamlitServer, new_page, slider, wait_for_frames
+from tests.harness.browser import REPO, StreamlitServer, new_page, slider, wait_for_frames, wait_idle
 from vae_core.cache import default_checkpoint_path
 
 pytestmark = pytest.mark.browser
@@ -67,15 +66,6 @@ def app_server(browser):
         yield server
 
 
-def wait_idle(page, timeout_s: float = 300) -> None:
-    """Until Streamlit's running indicator has been gone for three checks in a row (a hang guard only)."""
-    calm, deadline = 0, time.monotonic() + timeout_s
-    while calm < 3:
-        assert time.monotonic() < deadline, "the page never finished running"
-        calm = 0 if page.locator("[data-testid=stStatusWidget]").count() else calm + 1
-        page.wait_for_timeout(500)
-
-
 def screenshots(page, name: str, height: int) -> list[str]:
     """The page a screen at a time (Streamlit scrolls its main section, not the document), saved as
     64-colour palette PNGs: a few tens of kB each."""
@@ -123,6 +113,7 @@ def test_the_root_address_still_opens_the_explorer(browser, app_server):
     try:
         page.goto(app_server.url + "/")
         wait_for_frames(page, 1, timeout_ms=300_000)
+        wait_idle(page)  # the run has finished: app/style.py's CSS (which hides the alias) has arrived
         assert page.get_by_text("Page not found").count() == 0
         nav = page.locator("[data-testid=stSidebarNav]").inner_text()
         assert nav.count("Latent explorer") == 1, nav  # "/explorer" is not listed twice

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import pytest
 
-from tests.harness.browser import StreamlitServer, new_page, save_screenshot
+from tests.harness.browser import StreamlitServer, new_page, save_screenshot, wait_idle
 from vae_core.cache import default_checkpoint_path
 from vae_core.replay import replay_path
 
@@ -25,14 +24,6 @@ def _epoch(page) -> int:
     return int(re.search(r"epoch (\d+)", text).group(1))
 
 
-def _wait_idle(page, timeout_s: float = 300) -> None:
-    calm, deadline = 0, time.monotonic() + timeout_s
-    while calm < 3:
-        assert time.monotonic() < deadline, "the page never finished running"
-        calm = 0 if page.locator("[data-testid=stStatusWidget]").count() else calm + 1
-        page.wait_for_timeout(500)
-
-
 def test_play_advances_the_epoch_and_pause_stops_it(browser):
     if not os.path.exists(replay_path(default_checkpoint_path())):
         pytest.skip("the shipped model's replay is not present")
@@ -41,7 +32,7 @@ def test_play_advances_the_epoch_and_pause_stops_it(browser):
         try:
             page.goto(server.url + "/replay")
             _current(page).wait_for(timeout=300_000)
-            _wait_idle(page)
+            wait_idle(page)
             assert _epoch(page) == 1
             page.locator("g.updatemenu-button", has_text="Play").click()
             page.wait_for_function(

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 
 import pytest
 
 from app.lab import PAGES as LAB_PAGES
 from app.views import PAGES
-from tests.harness.browser import StreamlitServer, new_page, save_screenshot
+from tests.harness.browser import StreamlitServer, new_page, save_screenshot, wait_idle
 from vae_core.cache import default_checkpoint_path
 from vae_core.projection_cache import cache_path_for
 
@@ -53,16 +52,6 @@ def server(browser, bad_cache):
     env.pop("VAE_DATA_ROOTS", None)
     with StreamlitServer("app/main.py", env=env, timeout=300) as s:
         yield s
-
-
-def wait_idle(page, timeout_s: float = 300) -> None:
-    """Until Streamlit's running indicator has been gone for three checks in a row (a hang guard only)."""
-    calm, deadline = 0, time.monotonic() + timeout_s
-    while calm < 3:
-        assert time.monotonic() < deadline, "the page never finished running"
-        busy = page.locator("[data-testid=stStatusWidget]").count() > 0
-        calm = 0 if busy else calm + 1
-        page.wait_for_timeout(500)
 
 
 def no_traceback(page) -> None:

@@ -5,11 +5,10 @@ value lives in the browser)."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
-from tests.harness.browser import StreamlitServer, new_page
+from tests.harness.browser import StreamlitServer, new_page, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -21,14 +20,6 @@ def server(browser, tmp_path_factory, make_seeded_checkpoints):
     with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": str(folder)}) as s:
         s.folder = folder
         yield s
-
-
-def wait_idle(page, timeout_s: float = 300) -> None:
-    calm, deadline = 0, time.monotonic() + timeout_s
-    while calm < 3:
-        assert time.monotonic() < deadline, "the page never finished running"
-        calm = 0 if page.locator("[data-testid=stStatusWidget]").count() else calm + 1
-        page.wait_for_timeout(500)
 
 
 def sidebar_model(page) -> str:

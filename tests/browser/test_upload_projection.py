@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.harness.browser import StreamlitServer, new_page
+from tests.harness.browser import StreamlitServer, new_page, wait_idle
 from vae_core.cache import default_checkpoint_path
 from vae_core.projection_cache import read_cache
 
@@ -25,13 +25,6 @@ def digit_png(col: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((a * 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def wait_idle(page) -> None:
-    calm = 0
-    while calm < 3:
-        calm = 0 if page.locator("[data-testid=stStatusWidget]").count() else calm + 1
-        page.wait_for_timeout(500)
 
 
 def shown(page) -> tuple[list[str], list[str]]:

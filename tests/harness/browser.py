@@ -317,3 +317,12 @@ def save_screenshot(page, name: str, extra_dir: str | None = None) -> str:
         os.makedirs(extra_dir, exist_ok=True)
         page.screenshot(path=os.path.join(extra_dir, name), full_page=True)
     return path
+
+
+def wait_idle(page, timeout_s: float = 300) -> None:
+    """Until Streamlit's running indicator has been gone for three checks in a row (a hang guard only)."""
+    calm, deadline = 0, time.monotonic() + timeout_s
+    while calm < 3:
+        assert time.monotonic() < deadline, "the page never finished running"
+        calm = 0 if page.locator("[data-testid=stStatusWidget]").count() else calm + 1
+        page.wait_for_timeout(500)
