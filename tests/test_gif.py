@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from vae_core.gif import gif_bytes
+from vae_core.gif import gif_bytes, grid_frames
 
 
 def _frames_of(data: bytes) -> tuple[Image.Image, list[np.ndarray]]:
@@ -46,3 +46,16 @@ def test_bad_frames_are_refused():
         gif_bytes(np.zeros((2, 4, 4, 2)))
     with pytest.raises(ValueError):
         gif_bytes(np.zeros((2, 4, 4)), ms_per_frame=0)
+
+
+def test_grid_frames_tiles_each_step_of_every_row():
+    rng = np.random.default_rng(1)
+    images = rng.random((3, 4, 5, 6)).astype(np.float32)  # 3 rows (dims), 4 steps, 5x6 images
+    frames = grid_frames(images, cols=2, pad=1)
+    assert frames.shape == (4, 2 * 5 + 1, 2 * 6 + 1)
+    for t in range(4):
+        np.testing.assert_array_equal(frames[t, :5, :6], images[0, t])
+        np.testing.assert_array_equal(frames[t, :5, 7:], images[1, t])
+        np.testing.assert_array_equal(frames[t, 6:, :6], images[2, t])
+        assert (frames[t, 6:, 7:] == 1).all() and (frames[t, 5] == 1).all()  # empty cell, gap: white
+    assert grid_frames(images).shape == (4, 5, 3 * 6 + 2)  # default: one line

@@ -10,8 +10,11 @@ dim, whose frames do not change, plays as one long frame.
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
+
+from .images import tile
 
 MAX_FRAMES = 200  # a GIF for a download button, not a video
 
@@ -40,3 +43,17 @@ def gif_bytes(frames: np.ndarray, ms_per_frame: int = 150, scale: int = 1, *, lo
         buf, format="GIF", save_all=True, append_images=images[1:], duration=int(ms_per_frame), disposal=1, **extra
     )
     return buf.getvalue()
+
+
+def grid_frames(images: np.ndarray, cols: int | None = None, pad: int = 1) -> np.ndarray:
+    """Rows of image sequences -> one frame per step: (R, T, H, W[, 3]) -> (T, H', W'[, 3]), frame t
+    tiling images[:, t] (row r of the input at grid cell r // cols, r % cols; `cols` defaults to R,
+    one line), empty cells and gaps white. E.g. a traversal (one row per dim) plays all dims at once."""
+    a = np.asarray(images, np.float32)
+    r, t = a.shape[:2]
+    cols = max(1, min(cols or r, r))
+    lines = math.ceil(r / cols)
+    cells = np.ones((lines * cols, *a.shape[1:]), np.float32)  # (lines * cols, T, H, W[, 3])
+    cells[:r] = a
+    cells = cells.reshape(lines, cols, *a.shape[1:])
+    return np.stack([tile(cells[:, :, i], pad=pad) for i in range(t)])
