@@ -182,3 +182,13 @@ def test_a_dataset_without_labels_says_so_and_keeps_analogies(unlabelled):
     at.number_input(key="arith_c_index").set_value(5).run()
     want = _mu(unlabelled, 3) - _mu(unlabelled, 4) + _mu(unlabelled, 5)
     np.testing.assert_allclose(at.session_state["arith_analogy_z"], want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, "conv"])
+def test_the_page_runs_on_one_latent_dim_and_a_conv_model(use_cache, k):
+    at = _app("arithmetic", _ckpt_path(use_cache, k))
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    z = np.asarray(at.session_state["arith_dir_z"])
+    assert z.shape == (1 if k == 1 else 4,) and np.isfinite(z).all()
+    assert len(at.session_state["arith_analogy_z"]) == len(z)
