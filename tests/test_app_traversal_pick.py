@@ -51,12 +51,13 @@ def _map_xy_of(at, test_index: int) -> np.ndarray:
 
 
 def _click(at, test_index: int, label: int) -> None:
-    """What the browser sends when a map point is clicked: the chart's selection, as JSON."""
+    """What the browser sends when a map point is clicked: the chart's selection, as JSON (Chromium
+    sends the point's row of the int32 customdata as an object {"0": index, "1": label})."""
     chart = at.get("plotly_chart")[0].proto.id
     states = at._tree.get_widget_states()
     w = states.widgets.add()
     w.id = chart
-    point = {"curve_number": 0, "point_index": 0, "x": 0.0, "y": 0.0, "customdata": [test_index, label]}
+    point = {"curve_number": 0, "point_index": 0, "x": 0.0, "y": 0.0, "customdata": {"0": test_index, "1": label}}
     w.string_value = json.dumps({"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}})
     at._run(states)
 
@@ -68,6 +69,20 @@ def _map_points(at) -> list[tuple[int, int]]:
         if "customdata" in t:
             out += [(int(i), int(c)) for i, c in _values(t["customdata"])]
     return out
+
+
+def test_a_selection_event_names_the_clicked_test_example():
+    from app.views.traversal import picked_test_index
+
+    def event(*points):
+        return {"selection": {"points": list(points), "point_indices": [], "box": [], "lasso": []}}
+
+    assert picked_test_index(event({"x": 1.0, "customdata": {"0": 494, "1": 3}})) == 494  # as Chromium sends it
+    assert picked_test_index(event({"x": 1.0, "customdata": [12, 3]})) == 12
+    assert picked_test_index(event({"x": 1.0}, {"customdata": [7, 1]})) == 7  # a path point first: skipped
+    assert picked_test_index(event({"x": 1.0})) is None and picked_test_index(event()) is None
+    assert picked_test_index(None) is None and picked_test_index({"selection": {}}) is None
+    assert picked_test_index(event({"customdata": {"a": 1}})) is None
 
 
 def test_clicking_map_points_sets_the_start_then_the_end(use_cache):

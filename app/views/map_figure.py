@@ -81,7 +81,7 @@ def map_figure(
                 name=name,
                 text=[name] if label_extra else None,
                 textposition="top center",
-                textfont=dict(color=color, size=14),
+                textfont=dict(color="#111", size=15),
                 hoverinfo="skip",
                 marker=dict(size=20, color=color, symbol=symbol, line=dict(color="white", width=1.5)),
             )

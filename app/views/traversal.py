@@ -93,11 +93,14 @@ def _traversal(ckpt, view) -> None:
 
 def picked_test_index(event) -> int | None:
     """The test example of the first map point in a plotly selection event, else None. Map points
-    carry customdata [test index, label] (map_figure); the paths and markers carry none."""
+    carry customdata [test index, label] (map_figure); the paths and markers carry none. The browser
+    sends a typed array's row as {"0": index, "1": label}, a plain list as a list."""
     for point in ((event or {}).get("selection") or {}).get("points") or []:
         data = point.get("customdata")
-        if data is not None and len(data) >= 1:
-            return int(data[0])
+        try:
+            return int(data["0"] if isinstance(data, dict) else data[0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
     return None
 
 
@@ -170,7 +173,11 @@ def _interpolation(ckpt, view) -> None:
         label_extra=True,
         height=480,
     )
-    fig.update_traces(unselected=dict(marker=dict(opacity=0.75)))  # a click selects a point: others stay as drawn
+    # a click selects a point in plotly, which would fade all others: keep them (and the labels) as drawn
+    fig.update_traces(unselected=dict(marker=dict(opacity=0.75)))
+    fig.update_traces(
+        unselected=dict(marker=dict(opacity=1), textfont=dict(color="#111")), selector=dict(mode="markers+text")
+    )
     st.plotly_chart(
         fig,
         key=P + "map",
