@@ -8,6 +8,7 @@ PAGES = [
     ("explorer", "Latent explorer", ":material/explore:", "app.views.explorer"),
     ("elbo", "ELBO breakdown", ":material/functions:", "app.views.elbo"),
     ("traversal", "Traversal & interpolation", ":material/animation:", "app.views.traversal"),
+    ("arithmetic", "Latent arithmetic", ":material/calculate:", "app.views.arithmetic"),
     ("upload", "Upload or draw", ":material/draw:", "app.views.upload"),
     ("replay", "Training replay", ":material/replay:", "app.views.replay"),
     ("model-card", "Model card", ":material/description:", "app.views.model_card"),

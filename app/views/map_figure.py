@@ -22,12 +22,14 @@ def map_figure(
     selected_row=None,
     paths=(),
     extra=(),
+    label_extra: bool = False,
     height: int = 560,
 ) -> go.Figure:
     """Scatter of the first n_points map points by label, plus overlays.
 
     current: (2,) position of the slider z (star). paths: [(name, (T, 2), colour)] lines.
-    extra: [(name, (2,), colour, symbol)] single markers (e.g. an uploaded image).
+    extra: [(name, (2,), colour, symbol)] single markers (e.g. an uploaded image); label_extra writes
+    each one's name beside it on the map, not only in the legend.
     Labels in the colours of every page (app.palette, as the explorer's map); a PCA map or the latent
     plane is equal-aspect (one unit of PC1 as long on screen as one of PC2), a UMAP map fills the box.
     """
@@ -75,8 +77,11 @@ def map_figure(
             go.Scatter(
                 x=[pt[0]],
                 y=[pt[1]],
-                mode="markers",
+                mode="markers+text" if label_extra else "markers",
                 name=name,
+                text=[name] if label_extra else None,
+                textposition="top center",
+                textfont=dict(color="#111", size=15),
                 hoverinfo="skip",
                 marker=dict(size=20, color=color, symbol=symbol, line=dict(color="white", width=1.5)),
             )

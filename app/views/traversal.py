@@ -1,6 +1,13 @@
-"""Traversal & interpolation: one row per latent dim (sorted by KL), and lerp / slerp between two points."""
+"""Traversal & interpolation: one row per latent dim (sorted by KL), and lerp / slerp between two points.
+
+The interpolation's endpoints are test examples: typed into the number inputs, or picked by clicking a
+point on the map (the radio says whether a click sets the start or the end; it then alternates).
+Both views export an animated GIF (vae_core.gif), one frame per step.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import streamlit as st
@@ -10,10 +17,16 @@ from app.common import current_checkpoint, test_targets
 from app.views.latent_data import model_view
 from app.views.latent_map import choose_projection
 from app.views.map_figure import map_figure
+from vae_core.gif import gif_bytes, grid_frames
 from vae_core.images import png_bytes, tile, to_display, upscale
 from vae_core.latent import decode, encode_mean, lerp, slerp, traversal_grid
 
 P = "traversal_"
+GIF_SCALE = 4  # GIF pixels per model pixel
+GIF_COLS = 5  # the traversal GIF tiles its rows' images this many to a line
+START, END = "start", "end"
+ENDPOINT_KEYS = {START: P + "from", END: P + "to"}
+ENDPOINT_MARKS = {START: ("#1b9e77", "diamond"), END: ("#7570b3", "square")}  # map marker colour, symbol
 
 
 def _mean_of(ckpt, test_index: int) -> torch.Tensor:
@@ -25,11 +38,6 @@ def _mosaic(imgs: np.ndarray, image_px: int = 112) -> np.ndarray:
     pixels tall (no browser blur): upscale's factor target // longest side is then image_px // H."""
     mosaic = tile(imgs, pad=1)
     return upscale(mosaic, image_px * max(mosaic.shape[:2]) // imgs.shape[2])
-
-
-def _strip_image(ckpt, z: torch.Tensor) -> np.ndarray:
-    """(R, C, k) latents -> one mosaic of decoded images, upscaled."""
-    return _mosaic(to_display(decode(ckpt.model, z), ckpt.model_config.input_shape))
 
 
 def _traversal(ckpt, view) -> None:
@@ -61,7 +69,8 @@ def _traversal(ckpt, view) -> None:
         c1.markdown(f"**z{d + 1}** · KL {view.kl_per_dim[d]:.2f}" + (" · *collapsed*" if view.collapsed[d] else ""))
         c2.image(_mosaic(imgs[row : row + 1]), clamp=True, width="stretch")
     img = tile(imgs, pad=1)
-    st.download_button(
+    c = st.columns(2)
+    c[0].download_button(
         "traversal grid (PNG)",
         png_bytes(img, scale=4),
         "traversal.png",
@@ -70,6 +79,40 @@ def _traversal(ckpt, view) -> None:
         on_click="ignore",
         key=P + "dl_grid",
     )
+    c[1].download_button(
+        "traversal (GIF)",
+        gif_bytes(grid_frames(imgs, cols=GIF_COLS), scale=GIF_SCALE),
+        "traversal.gif",
+        "image/gif",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_gif",
+        help=f"One frame per column: every row's dim at the same value, {GIF_COLS} rows to a line in the order above",
+    )
+
+
+def picked_test_index(event) -> int | None:
+    """The test example of the first map point in a plotly selection event, else None. Map points
+    carry customdata [test index, label] (map_figure); the paths and markers carry none. The browser
+    sends a typed array's row as {"0": index, "1": label}, a plain list as a list."""
+    for point in ((event or {}).get("selection") or {}).get("points") or []:
+        data = point.get("customdata")
+        try:
+            return int(data["0"] if isinstance(data, dict) else data[0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+    return None
+
+
+def _on_map_pick(n_test: int) -> None:
+    """A click on the map (callback, before the run): the clicked test example becomes the endpoint
+    the radio names, and the radio moves on to the other one."""
+    idx = picked_test_index(st.session_state.get(P + "map"))
+    if idx is None or not 0 <= idx < n_test:
+        return
+    which = st.session_state.get(P + "next", START)
+    st.session_state[ENDPOINT_KEYS[which]] = idx
+    st.session_state[P + "next"] = END if which == START else START
 
 
 def _interpolation(ckpt, view) -> None:
@@ -79,25 +122,45 @@ def _interpolation(ckpt, view) -> None:
         "closer to the norms typical of N(0, I) samples (White 2016)."
     )
     n_test = view.n_test
+    defaults = {START: int(view.index[0]), END: int(view.index[min(1, len(view.index) - 1)])}
+    for which, key in ENDPOINT_KEYS.items():  # set here, not by value=: a map click sets them too
+        if not 0 <= st.session_state.get(key, -1) < n_test:  # first visit, or a model with fewer test examples
+            st.session_state[key] = defaults[which]
     c = st.columns(3)
-    a = c[0].number_input("From test example #", 0, n_test - 1, value=int(view.index[0]), key=P + "from")
-    b = c[1].number_input(
-        "To test example #", 0, n_test - 1, value=int(view.index[min(1, len(view.index) - 1)]), key=P + "to"
-    )
+    a = int(c[0].number_input("From test example #", 0, n_test - 1, key=ENDPOINT_KEYS[START]))
+    b = int(c[1].number_input("To test example #", 0, n_test - 1, key=ENDPOINT_KEYS[END]))
     steps = c[2].slider("Steps", 3, 15, 9, key=P + "isteps")
     z0, z1 = _mean_of(ckpt, a), _mean_of(ckpt, b)
     t = torch.linspace(0, 1, steps)
     paths = {"linear": lerp(z0, z1, t), "slerp": slerp(z0, z1, t)}
-    for name, zs in paths.items():
-        img = _strip_image(ckpt, zs[None])
+    imgs = to_display(decode(ckpt.model, torch.stack(list(paths.values()))), ckpt.model_config.input_shape)
+    for row, (name, zs) in enumerate(paths.items()):  # imgs (2, steps, H, W[, 3])
         st.image(
-            img,
+            _mosaic(imgs[row : row + 1]),
             clamp=True,
             width="stretch",
             caption=f"{name}: t = 0 (#{a}) … 1 (#{b}); "
             f"|z| from {float(zs.norm(dim=1).min()):.2f} to {float(zs.norm(dim=1).max()):.2f}",
         )
+    st.download_button(
+        "interpolation (GIF)",
+        gif_bytes(grid_frames(imgs, cols=2), scale=GIF_SCALE),
+        "interpolation.gif",
+        "image/gif",
+        icon=":material/download:",
+        on_click="ignore",
+        key=P + "dl_igif",
+        help="One frame per t: linear on the left, slerp on the right",
+    )
     proj = choose_projection(view, ckpt.path, key=P + "projection")
+    ends = proj.transform(torch.stack([z0, z1]).numpy())
+    st.radio(
+        "Next click on the map sets",
+        [START, END],
+        key=P + "next",
+        horizontal=True,
+        help="Click a point on the map to make it the start or the end; the choice then alternates.",
+    )
     fig = map_figure(
         proj,
         view,
@@ -106,9 +169,22 @@ def _interpolation(ckpt, view) -> None:
             ("linear path", proj.transform(paths["linear"].numpy()), "#111111"),
             ("slerp path", proj.transform(paths["slerp"].numpy()), "#e15759"),
         ],
+        extra=[(w, ends[i], *ENDPOINT_MARKS[w]) for i, w in enumerate((START, END))],
+        label_extra=True,
         height=480,
     )
-    st.plotly_chart(fig, key=P + "map", config={"displaylogo": False})
+    # a click selects a point in plotly, which would fade all others: keep them (and the labels) as drawn
+    fig.update_traces(unselected=dict(marker=dict(opacity=0.75)))
+    fig.update_traces(
+        unselected=dict(marker=dict(opacity=1), textfont=dict(color="#111")), selector=dict(mode="markers+text")
+    )
+    st.plotly_chart(
+        fig,
+        key=P + "map",
+        config={"displaylogo": False},
+        on_select=functools.partial(_on_map_pick, n_test),
+        selection_mode="points",
+    )
     st.caption(
         f"Both paths drawn on the {proj.name.upper()} map of all {len(view.means):,} map points "
         "(PCA: exact; UMAP: each path point placed by the kNN transform).",
