@@ -66,7 +66,7 @@ def test_other_datasets_or_splits_are_refused_with_the_reason():
     assert msg.startswith("Model B was trained on digits (test fraction 0.2, 360 test images), model A on mnist-5k")
     assert "another dataset" in msg and "same dataset and test split" in msg
     assert "another test split" in compatible(_meta(), _meta(test_fraction=0.1, n_test=500))
-    assert "content under the same dataset name" in compatible(_meta(), _meta(fingerprint="other"))
+    assert "other data under the same dataset name" in compatible(_meta(), _meta(fingerprint="other"))
 
 
 def test_a_note_when_the_models_see_different_targets():

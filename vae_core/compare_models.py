@@ -73,18 +73,16 @@ def compatible(meta_a: dict, meta_b: dict) -> str | None:
     vae_core.checkpoints.read_metadata returns them); else the reason, to show as is."""
     da, db = meta_a.get("dataset") or {}, meta_b.get("dataset") or {}
     ta, tb = meta_a.get("train_config") or {}, meta_b.get("train_config") or {}
-    same_data = da.get("name") == db.get("name") and da.get("fingerprint") == db.get("fingerprint")
-    same_split = ta.get("test_fraction") == tb.get("test_fraction") and da.get("n_test") == db.get("n_test")
-    if same_data and same_split:
-        return None
-    if same_data:
-        what = "test split"
-    elif da.get("name") == db.get("name"):
-        what = "content under the same dataset name"
+    if da.get("name") != db.get("name"):
+        what = "another dataset"
+    elif ta.get("test_fraction") != tb.get("test_fraction") or da.get("n_test") != db.get("n_test"):
+        what = "another test split"
+    elif da.get("fingerprint") != db.get("fingerprint"):  # a content hash of the data, split included
+        what = "other data under the same dataset name"
     else:
-        what = "dataset"
+        return None
     return (
-        f"Model B was trained on {_split(meta_b)}, model A on {_split(meta_a)}: another {what}. "
+        f"Model B was trained on {_split(meta_b)}, model A on {_split(meta_a)}: {what}. "
         "Only models trained on the same dataset and test split can be compared point by point "
         "(test example # must be the same image in both)."
     )

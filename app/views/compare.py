@@ -236,7 +236,12 @@ def render() -> None:
         return
     labels = {r["path"]: _label(r) for r in rows}
     paths = list(labels)
-    fits = [r["path"] for r in rows if compatible(meta_a, r) is None]  # listing rows carry the header's fields
+    # listing rows carry the header's fields; the default B: a comparable model, one with A's objective first
+    fits = sorted(
+        (r for r in rows if compatible(meta_a, r) is None),
+        key=lambda r: r["train_config"]["objective"] != meta_a["train_config"]["objective"],
+    )
+    fits = [r["path"] for r in fits]
     if st.session_state.get(P + "model_b") not in paths:
         st.session_state[P + "model_b"] = fits[0] if fits else paths[0]
     row_a = next((r for r in every if r["path"] == ckpt_a.path), None)
