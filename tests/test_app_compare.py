@@ -154,3 +154,16 @@ def test_the_metrics_table_shows_both_models_stored_numbers(models, monkeypatch)
         assert cells[3] == f"{m['log_likelihood']:.2f} (K = {m['iw_samples']})"
         assert cells[4] == f"{m['active_units']} / 3"
     assert os.path.basename(models["a"]) != os.path.basename(models["b"])
+
+
+def test_the_explorers_z_is_offered_and_decoded_when_it_belongs_to_model_a(models, monkeypatch):
+    from app.components.z_sync import ZSync
+
+    at = _app(models, monkeypatch, "b")
+    assert "the explorer's z" not in at.radio(key="compare_z_from").options  # the explorer has no z yet
+    at.session_state["explorer_z"] = ZSync([0.5, -1.25, 2.0])
+    at.session_state["explorer_model"] = models["a"]
+    at.run()
+    at.radio(key="compare_z_from").set_value("the explorer's z").run()
+    assert not at.exception
+    assert any(_text(c).startswith("z = (0.50, -1.25, 2.00), |z| = 2.41: the explorer's z") for c in at.caption)

@@ -30,7 +30,15 @@ from app.views.latent_map import MapProjection, current_projection
 from app.views.map_figure import map_figure
 from vae_core.cache import list_checkpoints
 from vae_core.checkpoints import Checkpoint
-from vae_core.compare_models import METRIC_ROWS, align_maps, compatible, shared_rows, stored_metrics, target_note
+from vae_core.compare_models import (
+    METRIC_ROWS,
+    MapAlignment,
+    align_maps,
+    compatible,
+    shared_rows,
+    stored_metrics,
+    target_note,
+)
 from vae_core.lab.sweeps import lab_cache_dir
 from vae_core.latent import ELBOBreakdown, decode, elbo_breakdown, prior_sample
 
@@ -83,17 +91,13 @@ def _projection(view: ModelView, path: str, which: str, umap: bool) -> MapProjec
     return current_projection(view, path, key)
 
 
-def _maps(ckpt_a, view_a, ckpt_b, view_b) -> tuple[list, np.ndarray]:
-    """Both maps on their shared test points, B's aligned to A's. Returns the two (proj, view) pairs."""
+def _maps(ckpt_a, view_a, ckpt_b, view_b, umap: bool) -> tuple[list, MapAlignment, MapProjection] | None:
+    """Both maps restricted to their shared test points, B's aligned to A's: [(proj, view)] for A and B,
+    the alignment and B's own projection (for its name). None, with a message, when too few are shared."""
     rows_a, rows_b = shared_rows(view_a.index, view_b.index)
     if len(rows_a) < 3:
         st.error("The two maps share fewer than 3 test points: they cannot be aligned.")
-        return [], rows_a
-    umap = st.toggle(
-        "UMAP maps (when both models have one cached)",
-        key=P + "umap",
-        help="PCA by default: each model's own PCA of its test-set means. Models with k ≤ 2 show their latent plane.",
-    )
+        return None
     proj_a = _projection(view_a, ckpt_a.path, "a", umap)
     proj_b = _projection(view_b, ckpt_b.path, "b", umap)
     al = align_maps(proj_a.xy[rows_a], proj_b.xy[rows_b])
@@ -109,39 +113,60 @@ def _maps(ckpt_a, view_a, ckpt_b, view_b) -> tuple[list, np.ndarray]:
             view_b, index=view_b.index[rows_b], labels=view_b.labels[rows_b], means=view_b.means[rows_b]
         ),
     )
-    st.caption(
-        f"Alignment residual {al.residual:.3f} ({al.relative:.1%} of the spread of A's map): B's "
-        f"{proj_b.name.upper()} map rotated, reflected, scaled and shifted onto A's {proj_a.name.upper()} map "
-        f"by similarity Procrustes on the {len(rows_a):,} test points both maps show (RMS distance per point, "
-        "in A's map units; 0 % = the same layout, 100 % = nothing in common). Latent dims may differ: the 2-D "
-        "maps are aligned, not the latents.",
-    )
-    return [pair_a, pair_b], rows_a
+    return [pair_a, pair_b], al, proj_b
+
+
+def _clicked_test_number(point: dict) -> int | None:
+    """The test # of a clicked map point: customdata[0] (app.views.map_figure), which plotly's event sends
+    as a list, or as an object keyed "0", "1" when the figure carried customdata as a typed array."""
+    cd = point.get("customdata")
+    if isinstance(cd, dict):
+        cd = cd.get("0", cd.get(0))
+    elif isinstance(cd, (list, tuple)):
+        cd = cd[0] if cd else None
+    try:
+        return int(cd) if cd is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _on_map(which: str) -> None:
-    """A click on a map point selects its test example (customdata[0], app.views.map_figure)."""
+    """A click on a map point selects its test example. A callback runs outside the page's guard, so an
+    event of another shape is ignored, never raised."""
     event = st.session_state.get(f"{P}map_{which}") or {}
-    points = (event.get("selection") or {}).get("points") or []
-    for pt in points:
-        cd = pt.get("customdata")
-        if cd:
-            st.session_state[P + "index"] = int(cd[0])
+    for point in (event.get("selection") or {}).get("points") or []:
+        n = _clicked_test_number(point) if isinstance(point, dict) else None
+        if n is not None:
+            st.session_state[P + "index"] = n
             return
 
 
-def _show_map(column, name: str, which: str, proj: MapProjection, view: ModelView, test_index: int) -> None:
-    with column:
-        st.markdown(f"**{name}**")
-        fig = map_figure(proj, view, len(view.means), selected_row=view.row_of(test_index), height=380)
-        fig.update_layout(showlegend=which == "b", legend=dict(font=dict(size=11)))
-        st.plotly_chart(
-            fig,
-            key=f"{P}map_{which}",
-            on_select=lambda: _on_map(which),
-            selection_mode="points",
-            config={"displaylogo": False},
-        )
+def _show_map(name: str, which: str, proj: MapProjection, view: ModelView, test_index: int, box) -> None:
+    """One map, clickable; box: (x range, y range) shared by both maps, so aligned points sit in the same
+    place on screen."""
+    st.markdown(f"**{name}**")
+    fig = map_figure(proj, view, len(view.means), selected_row=view.row_of(test_index), height=400)
+    fig.update_layout(
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11), title_text=""),
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
+    fig.update_xaxes(range=box[0])
+    fig.update_yaxes(range=box[1])
+    st.plotly_chart(
+        fig,
+        key=f"{P}map_{which}",
+        on_select=lambda: _on_map(which),
+        selection_mode="points",
+        config={"displaylogo": False},
+    )
+
+
+def _box(*xys: np.ndarray) -> tuple[list, list]:
+    """Axis ranges covering every map point, with a 5 % margin."""
+    xy = np.concatenate(xys)
+    lo, hi = xy.min(0), xy.max(0)
+    pad = 0.05 * np.maximum(hi - lo, 1e-9)
+    return [float(lo[0] - pad[0]), float(hi[0] + pad[0])], [float(lo[1] - pad[1]), float(hi[1] + pad[1])]
 
 
 def _point_panel(column, name: str, ckpt: Checkpoint, b: ELBOBreakdown, test_index: int) -> None:
@@ -149,9 +174,9 @@ def _point_panel(column, name: str, ckpt: Checkpoint, b: ELBOBreakdown, test_ind
         st.markdown(f"**{name}** · test #{test_index}")
         c1, c2 = st.columns(2)
         with c1:
-            show_image(test_targets(ckpt)[test_index], ckpt, "x as this model sees it", 120)
+            show_image(test_targets(ckpt)[test_index], ckpt, "input x", 120)
         with c2:
-            show_image(b.reconstruction, ckpt, "reconstruction E[x | z = μ]", 120)
+            show_image(b.reconstruction, ckpt, "E[x | z = μ]", 120)
         m = st.columns(2)
         m[0].metric("ELBO", f"{b.elbo:.2f}")
         m[1].metric(f"log p(x) (K = {b.k})", f"{b.log_px:.2f}", help=K_HELP)
@@ -163,18 +188,16 @@ def _point_panel(column, name: str, ckpt: Checkpoint, b: ELBOBreakdown, test_ind
 def _same_z(ckpt_a: Checkpoint, ckpt_b: Checkpoint, b_a: ELBOBreakdown, b_b: ELBOBreakdown, test_index: int) -> None:
     st.subheader("The same z decoded by both")
     ka, kb = ckpt_a.model_config.latent_dim, ckpt_b.model_config.latent_dim
-    cols = st.columns(2)
     if ka != kb:
         st.info(
             f"A has {ka} latent dims and B has {kb}: the same z cannot be fed to both decoders. Shown instead: "
             f"each model's own μ of test #{test_index}, decoded by its own decoder.",
             icon=":material/info:",
         )
+        cols = st.columns(2)
         for col, name, ckpt, b in ((cols[0], "A", ckpt_a, b_a), (cols[1], "B", ckpt_b, b_b)):
             with col:
-                show_image(
-                    b.reconstruction, ckpt, f"{name}: decoder_{name}(μ_{name}(x)), |μ| = {float(b.mu.norm()):.2f}"
-                )
+                show_image(b.reconstruction, ckpt, f"{name}'s decoder at {name}'s μ(x), |μ| = {float(b.mu.norm()):.2f}")
         return
     options = [Z_MU_A, Z_ZERO, Z_PRIOR]
     explorer_z = st.session_state.get(EXPLORER + "z")
@@ -198,6 +221,7 @@ def _same_z(ckpt_a: Checkpoint, ckpt_b: Checkpoint, b_a: ELBOBreakdown, b_b: ELB
     )
     with one_thread():
         imgs = [decode(ckpt_a.model, z[None])[0], decode(ckpt_b.model, z[None])[0]]
+    cols = st.columns(2)
     for col, name, ckpt, img in ((cols[0], "A", ckpt_a, imgs[0]), (cols[1], "B", ckpt_b, imgs[1])):
         with col:
             show_image(img, ckpt, f"decoded by {name}: E[x | z]")
@@ -236,10 +260,13 @@ def render() -> None:
         return
     labels = {r["path"]: _label(r) for r in rows}
     paths = list(labels)
-    # listing rows carry the header's fields; the default B: a comparable model, one with A's objective first
+    # listing rows carry the header's fields; the default B: a comparable model, one with A's objective and β first
     fits = sorted(
         (r for r in rows if compatible(meta_a, r) is None),
-        key=lambda r: r["train_config"]["objective"] != meta_a["train_config"]["objective"],
+        key=lambda r: (
+            r["train_config"]["objective"] != meta_a["train_config"]["objective"],
+            r["train_config"]["beta"] != meta_a["train_config"]["beta"],
+        ),
     )
     fits = [r["path"] for r in fits]
     if st.session_state.get(P + "model_b") not in paths:
@@ -247,7 +274,8 @@ def render() -> None:
     row_a = next((r for r in every if r["path"] == ckpt_a.path), None)
     if row_a is not None:
         st.caption(f"Model A, the open model (sidebar): {plain(_label(row_a))}")
-    path_b = st.selectbox(
+    top = st.columns([3, 1])
+    path_b = top[0].selectbox(
         "Model B",
         paths,
         format_func=labels.get,
@@ -275,7 +303,7 @@ def render() -> None:
         st.session_state[P + "index"] = int(sel) if isinstance(sel, int) and 0 <= sel < n_test else int(view_a.index[0])
     st.session_state[P + "index"] = min(max(int(st.session_state[P + "index"]), 0), n_test - 1)
     test_index = int(
-        st.number_input(
+        top[1].number_input(
             "Test example #",
             0,
             n_test - 1,
@@ -283,11 +311,28 @@ def render() -> None:
             help="The same test image in both models; or click a point on either map.",
         )
     )
-    pairs, _ = _maps(ckpt_a, view_a, ckpt_b, view_b)
-    if pairs:
-        cols = st.columns(2)
-        _show_map(cols[0], "A (open model)", "a", *pairs[0], test_index)
-        _show_map(cols[1], "B, aligned to A", "b", *pairs[1], test_index)
+    maps_slot = st.container()  # filled once the toggle below is read
+    umap = st.toggle(
+        "UMAP maps (when both models have one cached)",
+        key=P + "umap",
+        help="PCA by default: each model's own PCA of its test-set means. Models with k ≤ 2 show their latent plane.",
+    )
+    maps = _maps(ckpt_a, view_a, ckpt_b, view_b, umap)
+    if maps is not None:
+        pairs, al, proj_b = maps
+        box = _box(pairs[0][0].xy, pairs[1][0].xy)
+        cols = maps_slot.columns(2)
+        with cols[0]:
+            _show_map("A (open model)", "a", *pairs[0], test_index, box)
+        with cols[1]:
+            _show_map("B, aligned to A", "b", *pairs[1], test_index, box)
+        st.caption(
+            f"Alignment residual {al.residual:.3f} ({al.relative:.1%} of the spread of A's map): B's "
+            f"{proj_b.name.upper()} map rotated, reflected, scaled (×{al.scale:.2g}) and shifted onto A's "
+            f"{pairs[0][0].name.upper()} map by similarity Procrustes on the {len(pairs[0][1].index):,} test "
+            "points both maps show (RMS distance per point, in A's map units; 0 % = the same layout, 100 % = "
+            "nothing in common). Latent dims may differ: the 2-D maps are aligned, not the latents."
+        )
     b_a, b_b = point_numbers(ckpt_a, test_index), point_numbers(ckpt_b, test_index)
     st.subheader(f"Test example #{test_index} in both")
     st.caption(f"Nats for this one example; recon and log p(x) from the same K = {K_DEFAULT} draws z ~ q(z|x).")
