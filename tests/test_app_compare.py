@@ -3,7 +3,7 @@ the estimator's, the alignment residual shown is the one of the two maps, the sa
 decoders, and models on other data are refused with the reason.
 
 Four tiny MLPs trained here on the embedded `digits` set (no download): A and B (k = 3, seeds 0 and 1),
-C (k = 2) and D (k = 3 on another test split)."""
+C (k = 2) and D (k = 3 on another test split), and a copy of B with NaN weights."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ TIMEOUT = 600  # a hang guard per AppTest run, not a speed limit (loaded 2-core 
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict:
+def models(tmp_path_factory, copy_checkpoint) -> dict:
     folder = tmp_path_factory.mktemp("ckpts")
     data = load_dataset("digits")
     out = {}
@@ -41,6 +41,8 @@ def models(tmp_path_factory) -> dict:
             final_iw_samples=5,
         )
         out[name] = ck.path
+    # listed before the others (its header reads), but its weights do not load: never the default B
+    out["nan"] = copy_checkpoint(out["b"], str(folder / "a_nan_weights.safetensors"), nan=True)
     out["folder"] = str(folder)
     return out
 
@@ -134,14 +136,16 @@ def test_a_model_on_another_test_split_is_refused_with_the_reason(models, monkey
     assert len(errors) == 1 and "another test split" in errors[0], errors
     assert "Only models trained on the same dataset and test split can be compared point by point" in errors[0]
     assert not at.metric  # nothing compared
-    # the default B, with no choice made, is a comparable model
+    # the default B, with no choice made, is a comparable model that opens (not the NaN copy listed first)
     monkeypatch.setenv("VAE_CHECKPOINT_DIR", models["folder"])
     at2 = AppTest.from_string(
         "import streamlit as st\nfrom app.views import compare\n"
         f"st.session_state.setdefault('sidebar_model_path', {models['a']!r})\ncompare.render()\n",
         default_timeout=TIMEOUT,
     ).run()
+    assert at2.selectbox(key="compare_model_b").options[0].startswith("a_nan_weights")
     assert at2.selectbox(key="compare_model_b").value in (models["b"], models["c"])
+    assert not at2.error and len(at2.metric) == 8
 
 
 def test_the_metrics_table_shows_both_models_stored_numbers(models, monkeypatch):

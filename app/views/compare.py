@@ -17,7 +17,9 @@ from app.common import (
     checkpoint_listing,
     checkpoint_metadata,
     current_checkpoint,
+    dataset_for,
     explorer_link,
+    load_model,
     one_thread,
     open_checkpoint,
     test_targets,
@@ -29,7 +31,7 @@ from app.views.latent_data import ModelView, model_view
 from app.views.latent_map import MapProjection, current_projection
 from app.views.map_figure import map_figure
 from vae_core.cache import list_checkpoints
-from vae_core.checkpoints import Checkpoint
+from vae_core.checkpoints import Checkpoint, CheckpointError
 from vae_core.compare_models import (
     METRIC_ROWS,
     MapAlignment,
@@ -70,6 +72,20 @@ def _rows() -> list[dict]:
 def _label(row: dict) -> str:
     where = "lab/" if os.path.dirname(row["path"]) == lab_cache_dir() else ""
     return where + checkpoint_label(row)
+
+
+def _first_that_opens(paths: list[str], tries: int = 5) -> str | None:
+    """The default B: the first of paths whose weights load and whose dataset is available (a listed
+    file can still fail: NaN weights, data on a folder the server does not allow), quietly."""
+    from vae_core.data import DatasetError
+
+    for path in paths[:tries]:
+        try:
+            dataset_for(load_model(path, os.path.getmtime(path)))
+            return path
+        except (CheckpointError, DatasetError, OSError):
+            continue
+    return None
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
@@ -270,7 +286,7 @@ def render() -> None:
     )
     fits = [r["path"] for r in fits]
     if st.session_state.get(P + "model_b") not in paths:
-        st.session_state[P + "model_b"] = fits[0] if fits else paths[0]
+        st.session_state[P + "model_b"] = _first_that_opens(fits) or paths[0]
     row_a = next((r for r in every if r["path"] == ckpt_a.path), None)
     if row_a is not None:
         st.caption(f"Model A, the open model (sidebar): {plain(_label(row_a))}")
