@@ -69,9 +69,20 @@ def _rows() -> list[dict]:
     return [r for r in rows + _lab_rows(lab, _signature(lab)) if "error" not in r]
 
 
-def _label(row: dict) -> str:
+def _label(row: dict, dataset_a: str | None = None) -> str:
+    """A picker row, short enough for a projector's 1024 px: the file (lab/ for the lab's models), its
+    latent dim, objective and β, test ELBO; the dataset only when it is not A's (the sidebar's label
+    says everything, checkpoint_label)."""
+    if dataset_a is None:
+        return checkpoint_label(row)
+    mc, tc = row["model_config"], row["train_config"]
     where = "lab/" if os.path.dirname(row["path"]) == lab_cache_dir() else ""
-    return where + checkpoint_label(row)
+    elbo = row.get("test_elbo")
+    return " · ".join(
+        [where + os.path.basename(row["path"])[:-12], f"z={mc['latent_dim']}", f"{tc['objective']} β={tc['beta']:g}"]
+        + ([str(tc["dataset"])] if tc["dataset"] != dataset_a else [])
+        + [f"ELBO {elbo:.1f}" if elbo is not None else "no ELBO"]
+    )
 
 
 def _first_that_opens(paths: list[str], tries: int = 5) -> str | None:
@@ -274,7 +285,7 @@ def render() -> None:
     if not rows or meta_a is None:
         st.info("No other model in the checkpoint folder to compare with: train one on the Train page.")
         return
-    labels = {r["path"]: _label(r) for r in rows}
+    labels = {r["path"]: _label(r, meta_a["train_config"]["dataset"]) for r in rows}
     paths = list(labels)
     # listing rows carry the header's fields; the default B: a comparable model, one with A's objective and β first
     fits = sorted(
@@ -290,7 +301,7 @@ def render() -> None:
     row_a = next((r for r in every if r["path"] == ckpt_a.path), None)
     if row_a is not None:
         st.caption(f"Model A, the open model (sidebar): {plain(_label(row_a))}")
-    top = st.columns([3, 1])
+    top = st.columns([4, 1])
     path_b = top[0].selectbox(
         "Model B",
         paths,
