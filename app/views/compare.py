@@ -106,7 +106,7 @@ def _point(path: str, mtime: float, test_index: int, k: int, _model, _x: torch.T
         return elbo_breakdown(_model, _x, k=k)
 
 
-def point_numbers(ckpt: Checkpoint, test_index: int, k: int = K_DEFAULT) -> ELBOBreakdown:
+def _point_numbers(ckpt: Checkpoint, test_index: int, k: int = K_DEFAULT) -> ELBOBreakdown:
     x = test_targets(ckpt)[test_index]
     return _point(ckpt.path, os.path.getmtime(ckpt.path), test_index, k, ckpt.model, x)
 
@@ -360,7 +360,7 @@ def render() -> None:
             "points both maps show (RMS distance per point, in A's map units; 0 % = the same layout, 100 % = "
             "nothing in common). Latent dims may differ: the 2-D maps are aligned, not the latents."
         )
-    b_a, b_b = point_numbers(ckpt_a, test_index), point_numbers(ckpt_b, test_index)
+    b_a, b_b = _point_numbers(ckpt_a, test_index), _point_numbers(ckpt_b, test_index)
     st.subheader(f"Test example #{test_index} in both")
     st.caption(f"Nats for this one example; recon and log p(x) from the same K = {K_DEFAULT} draws z ~ q(z|x).")
     cols = st.columns(2)
