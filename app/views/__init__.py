@@ -6,6 +6,7 @@ Modules are named, not imported: a page's imports (torch, plotly...) load only w
 # (url slug, title, icon, module)
 PAGES = [
     ("explorer", "Latent explorer", ":material/explore:", "app.views.explorer"),
+    ("compare", "Compare two models", ":material/compare:", "app.views.compare"),
     ("elbo", "ELBO breakdown", ":material/functions:", "app.views.elbo"),
     ("traversal", "Traversal & interpolation", ":material/animation:", "app.views.traversal"),
     ("arithmetic", "Latent arithmetic", ":material/calculate:", "app.views.arithmetic"),
