@@ -244,6 +244,11 @@ def explorer_link(label: str = "Open it in the explorer") -> None:
     )
 
 
+def page_link(url_path: str, title: str, label: str, icon: str) -> None:
+    """A link to another page by its url_path (app/views PAGES), without importing it."""
+    st.page_link(st.Page(_no_page, title=title, url_path=url_path), label=label, icon=icon)
+
+
 def _no_page() -> None:
-    """The link's target stands for the explorer page app/main.py registers under EXPLORER_PATH:
+    """A link's target stands for the page app/main.py registers under its url_path:
     Streamlit resolves a link by its url_path, never calls this."""

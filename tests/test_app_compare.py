@@ -171,3 +171,18 @@ def test_the_explorers_z_is_offered_and_decoded_when_it_belongs_to_model_a(model
     at.radio(key="compare_z_from").set_value("the explorer's z").run()
     assert not at.exception
     assert any(_text(c).startswith("z = (0.50, -1.25, 2.00), |z| = 2.41: the explorer's z") for c in at.caption)
+
+
+def test_the_explorer_links_to_the_compare_page(models, monkeypatch):
+    """The explorer's panels end with a link to this page (pages never import each other: by url_path)."""
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", models["folder"])
+    script = (
+        "import streamlit as st\nfrom app.views import explorer\n"
+        f"st.session_state.setdefault('sidebar_model_path', {models['a']!r})\n"
+        "st.set_page_config(layout='wide')\nexplorer.render()\n"
+    )
+    at = AppTest.from_string(script, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    links = [(e.proto.label, e.proto.page) for e in at.get("page_link")]
+    assert any(page.endswith("compare") and "Compare" in label for label, page in links), links

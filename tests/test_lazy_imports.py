@@ -54,7 +54,7 @@ def test_first_paint_imports_and_calls_leave_torch_unloaded():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"torch": False, "rows": got["rows"], "umap": True, "view": True, "pages": 14}
+    assert got == {"torch": False, "rows": got["rows"], "umap": True, "view": True, "pages": 15}
     assert got["rows"] >= 1
 
 

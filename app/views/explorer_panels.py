@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app.common import dataset_for, one_thread, test_targets
+from app.common import dataset_for, one_thread, page_link, test_targets
 from app.components.hover_preview import hover_preview, hover_sprite
 from app.views.breakdown import render_breakdown, show_image
 from app.views.explorer_z import P, on_index, z_panel
@@ -157,6 +157,12 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
             original_caption=f"test #{sel} (label {_label_of(view, ckpt, sel)})",
         )
     st.divider()
+    page_link(
+        "compare",
+        "Compare two models",
+        "Compare with another model (the same point, aligned maps)",
+        ":material/compare:",
+    )
     c = st.columns(2)
     with c[0]:
         _csv_export(ckpt, view, proj, n)
