@@ -158,5 +158,5 @@ def render_uncertainty(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n
     map_cloud(cloud, map_payload(proj, view, ckpt.path)["id"], sel, key=P + "cloud")
     if post is None:
         return
-    with st.expander("q(z|x) on a latent plane", icon=":material/blur_on:"):
+    with st.expander("q(z|x) on a latent plane"):
         _plane(view, n, post, sel)
