@@ -115,6 +115,21 @@ def plane_figure(view: ModelView, n: int, post: Posterior, dims: tuple[int, int]
     return fig
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _plane_figure(
+    path: str,
+    mtime: float,
+    test_index: int,
+    dims: tuple[int, int],
+    n: int,
+    colour: str,
+    _view: ModelView,
+    _post: Posterior,
+) -> go.Figure:
+    """Built once per point and plane for all sessions (plotly validates every property). Read-only."""
+    return plane_figure(_view, n, _post, dims, colour)
+
+
 def plane_caption(post: Posterior, dims: tuple[int, int], test_index: int) -> str:
     i, j = dims
     nums = "; ".join(f"z{d + 1}: μ = {post.mu[d]:.4f}, σ = {post.sigma[d]:.4f}" for d in (i, j))
@@ -125,7 +140,7 @@ def plane_caption(post: Posterior, dims: tuple[int, int], test_index: int) -> st
     )
 
 
-def _plane(view: ModelView, n: int, post: Posterior, sel: int) -> None:
+def _plane(path: str, view: ModelView, n: int, post: Posterior, sel: int) -> None:
     k = view.latent_dim
     if k < 2:
         st.caption(f"One latent dimension: q(z|x) = N(μ = {post.mu[0]:.4f}, σ = {post.sigma[0]:.4f}²).")
@@ -140,7 +155,8 @@ def _plane(view: ModelView, n: int, post: Posterior, sel: int) -> None:
         return
     row = view.row_of(sel)
     colour = label_colour(view.labels[row]) if row is not None and view.labels[row] >= 0 else "#4e79a7"
-    st.plotly_chart(plane_figure(view, n, post, (i, j), colour), key=P + "unc_fig")
+    mtime = os.path.getmtime(path)
+    st.plotly_chart(_plane_figure(path, mtime, sel, (i, j), n, colour, view, post), key=P + "unc_fig")
     st.caption(plane_caption(post, (i, j), sel))
 
 
@@ -159,4 +175,4 @@ def render_uncertainty(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n
     if post is None:
         return
     with st.expander("q(z|x) on a latent plane"):
-        _plane(view, n, post, sel)
+        _plane(ckpt.path, view, n, post, sel)
