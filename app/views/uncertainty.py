@@ -101,7 +101,7 @@ def plane_figure(view: ModelView, n: int, post: Posterior, dims: tuple[int, int]
         y=[mu[1]],
         mode="markers",
         name="μ(x)",
-        marker=dict(size=12, symbol="x", color="#222"),
+        marker=dict(size=9, symbol="x", color="#222"),
         hovertemplate="μ (%{x:.3f}, %{y:.3f})<extra></extra>",
     )
     fig.update_layout(
@@ -166,8 +166,9 @@ def render_uncertainty(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n
         "Show q(z|x) samples",
         value=True,
         key=P + "cloud_on",
-        help=f"{SAMPLES} draws z ~ q(z|x) = N(μ, diag σ²) of the selected point, placed on the map by its "
-        "projection: how sure the encoder is where this image lies",
+        help=f"{SAMPLES} draws z ~ q(z|x) = N(μ, diag σ²) of the selected point, placed on the map as the ★ is: "
+        "how sure the encoder is where this image lies. PCA places them exactly; UMAP by its kNN rule, so a "
+        "draw off the data lands near the test points it is closest to, and the cloud need not centre on the point.",
     )
     post = posterior(ckpt, sel) if sel is not None else None
     cloud = post.z if post is not None and on else None

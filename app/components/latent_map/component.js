@@ -479,11 +479,11 @@ class LatentMap {
     const dots = cloudDots(cloud, this.data.points_id, sel, this.transform(), b), ctx = this.ctx;
     this.hook.cloudDrawn = dots.length;
     if (!dots.length) return;
-    ctx.save();
-    ctx.globalAlpha = 0.45; ctx.fillStyle = ink;
+    ctx.save();  // dark dots with a light rim: visible over points of any colour
     ctx.beginPath();
-    for (const [sx, sy] of dots) { ctx.moveTo(sx + 2.2, sy); ctx.arc(sx, sy, 2.2, 0, 2 * Math.PI); }
-    ctx.fill();
+    for (const [sx, sy] of dots) { ctx.moveTo(sx + 2.4, sy); ctx.arc(sx, sy, 2.4, 0, 2 * Math.PI); }
+    ctx.globalAlpha = 0.7; ctx.fillStyle = ink; ctx.fill();
+    ctx.globalAlpha = 0.8; ctx.strokeStyle = "#fff"; ctx.lineWidth = 0.8; ctx.stroke();
     ctx.restore();
   }
 
