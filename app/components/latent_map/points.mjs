@@ -175,9 +175,9 @@ export function edgeMarker(sx, sy, b, inset = 14) {
 }
 
 // The selected point's posterior samples (latent_map.py map_cloud: {points_id, testIndex, z}, with
-// xy: their map positions, flat [x0, y0, x1, y1, ...], added by the map) as screen dots [[sx, sy], ...] inside the plot box b under
-// transform t: none unless the cloud is of this point set and of the point selected now (a click
-// moves the ring at once; the new point's cloud follows with the panels).
+// xy: their map positions, flat [x0, y0, x1, y1, ...], added by the map) as screen dots
+// [[sx, sy], ...] inside the plot box b under transform t: none unless the cloud is of this point set
+// and of the point selected now (a click moves the ring at once; its cloud follows with the panels).
 export function cloudDots(cloud, pointsId, selectedIndex, t, b) {
   if (!cloud || !cloud.xy || cloud.points_id !== pointsId || cloud.testIndex !== selectedIndex) return [];
   const out = [];
