@@ -16,6 +16,7 @@ from vae_core.latent import posterior_samples
 from vae_core.projection import encode_means, fit_pca, point_order
 
 pytestmark = pytest.mark.browser
+PlaywrightTimeout = pytest.importorskip("playwright.sync_api", reason="python playwright is not installed").TimeoutError
 DIMMED = [170, 170, 170, 38]  # app/components/latent_map/points.mjs
 
 
@@ -64,6 +65,27 @@ def _check_cloud(page, path: str, test_index: int) -> np.ndarray:
     return labels
 
 
+def _pick_label(page, name: str) -> None:
+    """Open "Map points by label" and pick `name` in its box. The dropdown is opened again if a rerun
+    (the decoder reporting z after a click) closed it before the option was clicked."""
+    box = page.locator("[data-testid=stExpander]").filter(has_text="Map points by label")
+    box.locator("summary").click()
+    select = box.locator("[data-testid=stSelectbox]")
+    select.wait_for(state="visible")
+    for _ in range(4):
+        wait_idle(page)
+        select.click()
+        option = page.get_by_role("option", name=name, exact=True)
+        try:
+            option.wait_for(timeout=60_000)  # a hang guard: the dropdown opens in the browser
+            option.click(timeout=60_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    save_screenshot(page, "label_pick_failed.png")
+    raise AssertionError(f"could not pick label {name} in 'Map points by label'")
+
+
 def test_label_highlight_and_posterior_cloud(browser, server, model_path):
     path = model_path[0]
     page = new_page(browser, 1024, 768)
@@ -83,10 +105,7 @@ def test_label_highlight_and_posterior_cloud(browser, server, model_path):
         rows = page.evaluate("() => window.__vaeMap.points().map(p => [p.row, p.testIndex])")
         colour = lambda r: page.evaluate("r => window.__vaeMap.colourOf(r)", r)  # noqa: E731
         assert all(colour(r) != DIMMED for r, _ in rows[:40])
-        box = page.locator("[data-testid=stExpander]").filter(has_text="Map points by label")
-        box.locator("summary").click()
-        box.locator("[data-testid=stSelectbox]").click()
-        page.get_by_role("option", name="3", exact=True).click()
+        _pick_label(page, "3")
         page.wait_for_function("() => window.__vaeMap.highlight === 3", timeout=300_000)
         wait_idle(page)
         checked = {True: 0, False: 0}
