@@ -53,6 +53,16 @@ def posterior_sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Ge
     return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
 
 
+@torch.no_grad()
+def posterior_samples(model: VAE, x: torch.Tensor, s: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """S draws z ~ q(z|x) = N(mu, diag sigma^2) for one x (*input_shape): (S, k). The
+    reparameterization of Kingma & Welling 2014 (eq. 10), z = mu + sigma * eps, eps ~ N(0, I),
+    sigma = exp(logvar / 2); a seeded generator gives the same cloud on every call."""
+    mu, logvar = encode(model, torch.as_tensor(x, dtype=torch.float32).unsqueeze(0))  # (1, k) each
+    eps = torch.randn((s, mu.shape[-1]), generator=generator)  # (S, k)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(1 - t) z0 + t z1 for each t: (k,), (k,), (T,) -> (T, k)."""
     t = torch.as_tensor(t, dtype=z0.dtype)[:, None]

@@ -10,12 +10,16 @@ purpose (numpy only): the page draws the map before torch is imported.
 
     latent_map(payload, n=2000, projection=projection_spec(basis, k), classes=..., axes=(..),
                selected=12, z=[...], key="explorer_map", on_select=callback,
-               colour=value_colour("‖μ‖", values), thumbs=lambda test_indices: hover_sprite(...))
+               colour=value_colour("‖μ‖", values), thumbs=lambda test_indices: hover_sprite(...),
+               highlight=3)
+    map_cloud(z_samples, points_id, test_index, key="explorer_cloud")  # later, once the model is loaded
 
 In on_select, `selected_index(key)` is the clicked test index. Points go as raw binary (float32
 positions and means, uint8/int16 labels, int32 test indices; pack_data), once per session and content hash;
 the browser keeps them in a page-wide cache (latent_map/component.js). Hover images the page's
 sprite sheet lacks are asked for by the browser (`need_thumbs`) and answered by `thumbs`.
+`highlight` (a label) fades the other labels; `map_cloud` (a second, tiny component) gives the map the
+selected point's posterior samples z, which the browser places and draws as dots around it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
-from app.components.assets import assets
+from app.components.assets import assets, read_asset
 from app.palette import LABEL_COLOURS, label_colour
 from app.settings import debug_hooks
 
@@ -43,6 +47,10 @@ RENDERERS = ("auto", "webgl", "canvas")  # see pointLayer in latent_map/gl.js
 # follows it in one module.
 _COMPONENT = st.components.v2.component(
     "vae_latent_map", **assets("latent_map", js=["points.mjs", "gl.js", "component.js"], shared=["project.mjs"])
+)
+# No element of its own: it hands the samples to the map (latent_map/cloud.js; points.mjs for unpack)
+_CLOUD = st.components.v2.component(
+    "vae_map_cloud", js=read_asset("latent_map", "points.mjs") + "\n" + read_asset("latent_map", "cloud.js")
 )
 
 
@@ -201,6 +209,7 @@ def latent_map(
     thumbs: Callable[[list[int]], dict] | None = None,
     renderer: str = "auto",
     report_drawn: bool = False,
+    highlight: int | None = None,
 ) -> None:
     """Draw the first n of the payload's points. selected: ringed test index; z: where the star goes.
     z_range: a clicked mean is clipped to ±z_range before it moves the sliders (their range).
@@ -209,7 +218,9 @@ def latent_map(
     renderer: "auto" (WebGL on a GPU, else the CPU canvas path), "webgl" (whenever present) or
     "canvas" (the CPU fallback, always). report_drawn: the browser reruns the page (the `drawn` trigger)
     once it has drawn its first frame of a new point set, so the page can send what comes after the map
-    then. The measurement hooks (window.__vaeMap) are installed when app.settings.debug_hooks()."""
+    then. highlight: a label drawn in full colour while the others are faded (None: no label singled
+    out); a small parameter, so changing it does not resend the points. The measurement hooks
+    (window.__vaeMap) are installed when app.settings.debug_hooks()."""
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
     colour = colour or LABEL_COLOUR
@@ -249,6 +260,7 @@ def latent_map(
         "thumbs_on_demand": thumbs is not None,
         "thumbs": thumbs(want) if want and thumbs is not None else None,
         "report_drawn": bool(report_drawn),
+        "highlight": None if highlight is None else int(highlight),
         "debug": debug_hooks(),
     }
     # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look
@@ -265,3 +277,20 @@ def latent_map(
     st.session_state[sent_key] = payload["id"]
     if colour["mode"] == "value":
         st.session_state[values_key] = colour["values_id"]
+
+
+def map_cloud(z: np.ndarray | None, points_id: str, test_index: int | None, *, key: str) -> None:
+    """Give the map (MAP_META) the selected point's posterior samples z (S, k), drawn as small dots
+    around it; None draws none. The browser places them as it places the star (project.mjs, the map's
+    own projection: exact for the latent plane and PCA, UMAP's kNN transform otherwise). The map draws
+    them only while test_index is its selected point and points_id (points_payload's id) its point set,
+    so a cloud sent for an earlier click or another projection is not shown. Call it after latent_map:
+    the samples need the model, and the map does not wait for them."""
+    rows = None if z is None else [[round(float(v), 5) for v in row] for row in np.asarray(z, np.float64)]
+    cloud = {
+        "meta": MAP_META,
+        "points_id": points_id,
+        "testIndex": None if test_index is None else int(test_index),
+        "z": rows,
+    }
+    _CLOUD(key=key, data=pack_data(cloud, {}))  # bytes, as the map's data: no dataframe sniffing of lists

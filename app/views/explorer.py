@@ -75,6 +75,7 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
             colour=map_colour(view, st.session_state.get(P + "colour", "label"), path),
             thumbs=functools.partial(hover_thumbs, path),
             report_drawn=alone,
+            highlight=st.session_state.get(P + "find_label"),  # app.views.find's label box, drawn under the map
         )
         placed = " (drawn directly)" if proj.name == "latent" else f", placed by {proj.name.upper()}"
         total = f"{view.n_test:,}" if view.n_test else "?"

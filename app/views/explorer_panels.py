@@ -1,7 +1,7 @@
 """Explorer panels that need the model (torch): the decoder column (app.views.explorer_z.z_panel), the
 hover thumbnails and the clicked point's images under the map, finding and comparing points
-(app.views.find: neighbours, least likely gallery, by label), the 2-D manifold, the ELBO breakdown
-and the CSV export.
+(app.views.find: neighbours, least likely gallery, by label), the selected point's q(z|x)
+(app.views.uncertainty), the 2-D manifold, the ELBO breakdown and the CSV export.
 app/views/explorer.py draws the map first and only then imports this module.
 """
 
@@ -20,6 +20,7 @@ from app.views.explorer_z import P, on_index, z_panel
 from app.views.find import render_find
 from app.views.latent_data import ModelView
 from app.views.latent_map import MapProjection
+from app.views.uncertainty import render_uncertainty
 from vae_core.checkpoints import Checkpoint
 from vae_core.images import tile, to_display, upscale
 from vae_core.latent import decode, manifold_grid, reconstruct
@@ -142,6 +143,7 @@ def render_panels(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n: int
         z_panel(ckpt, view)
     with left:
         _previews(ckpt, view, n, sel)
+        render_uncertainty(ckpt, view, proj, n, sel)
         render_find(ckpt, view, n)
         if view.latent_dim == 2:
             _manifold(ckpt)

@@ -4,7 +4,7 @@
   (vae_core.point_stats, computed on request, then cached beside the checkpoint), a gallery.
 - The selected point's nearest neighbours in latent space, by Euclidean distance between encoder
   means μ, among the points on the map (vae_core.point_stats.nearest_neighbours).
-- The map points with a given label, by test index.
+- The map points with a given label, by test index; the map highlights that label (app.views.explorer).
 Every shown point has a button that selects it (app.views.explorer_z.select_point: its μ goes into
 the sliders). Needs torch (images, select_point): called from app.views.explorer_panels.
 """
@@ -121,14 +121,25 @@ def _by_label(view: ModelView, n: int) -> None:
     if not labels:
         return
     with st.expander("Map points by label"):
-        lab = st.selectbox("Label", labels, key=P + "find_label")
+        # read by app.views.explorer before it draws the map (this box is drawn under it): the map
+        # shows the picked label in full colour and fades the others
+        lab = st.selectbox(
+            "Label",
+            [None, *labels],
+            format_func=lambda v: "none (all labels in colour)" if v is None else str(v),
+            key=P + "find_label",
+            help="highlight one label on the map: its points in full colour, the others faded",
+        )
+        if lab is None:
+            st.caption("Pick a label to highlight its points on the map and list their test indices.")
+            return
         rows = np.flatnonzero(view.labels[:n] == lab)
         shown = ", ".join(f"#{int(t)}" for t in np.sort(view.index[rows])[:LISTED])
         more = f" … and {len(rows) - LISTED:,} more" if len(rows) > LISTED else ""
         st.caption(
             plain(
-                f"{len(rows):,} map points with label {lab}: {shown}{more}. Type one into "
-                "“Test example #” to select it; click the other labels in the map's legend to hide them."
+                f"{len(rows):,} map points with label {lab}: {shown}{more}. The map shows them in colour and "
+                "fades the other labels. Type one into “Test example #” to select it."
             )
         )
 

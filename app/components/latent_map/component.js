@@ -16,6 +16,11 @@
 //   3. sets the `select` trigger (test index) so Python loads the point (previews, ELBO breakdown).
 // The star follows `vae:z` events (the decoder's sliders while dragging) through the same projection
 // as the server (project.mjs mirrors vae_core/projection.py).
+// Overlays: data.highlight (a label, from the explorer's "Map points by label") draws the other
+// labels dimmed (points.mjs pointColours) and names it in the legend; the selected point's q(z|x)
+// samples z arrive after the map, from the panels (latent_map.py map_cloud -> cloud.js: the page-wide
+// CLOUDS and a `vae:cloud` event), are placed by project() as the star is, and drawn as small dots
+// around it (points.mjs cloudDots).
 //
 // PCA and latent-plane maps are equal-aspect (one data unit as many px across as up: viewTransform);
 // a star outside the visible map is marked at the border, with an arrow pointing to it (edgeMarker).
@@ -31,6 +36,7 @@
 const POINT_SETS = (globalThis.__vaePointSets ??= new Map());  // points id -> parsed arrays
 const VALUE_SETS = (globalThis.__vaeValueSets ??= new Map());  // values id -> Float32Array
 const THUMBS = (globalThis.__vaeThumbs ??= new Map());         // meta -> Map(test index -> thumbnail)
+const CLOUDS = (globalThis.__vaeClouds ??= new Map());         // meta -> the selected point's samples (cloud.js)
 const MARGIN = { left: 52, right: 10, top: 10, bottom: 40 };
 const HIT_PX = 9;         // a click/hover within this many CSS px of a point picks it
 const THUMB_BATCH = 64;   // hover images asked for at once: the hovered point and its map neighbours
@@ -69,6 +75,9 @@ class LatentMap {
                   visibleRange: () => this.visibleRange(),
                   selectedIndex: () => (this.selectedRow === null ? null : this.pts.index[this.selectedRow]),
                   colourOf: (row) => Array.from(this.colours.subarray(4 * row, 4 * row + 4)),
+                  highlight: null, cloudDrawn: 0,  // the highlighted label; q(z|x) dots drawn in the last frame
+                  cloud: () => { const c = CLOUDS.get(this.data.meta);  // the last cloud and where it was placed
+                                 return c ? { testIndex: c.testIndex, n: c.z ? c.z.length : 0, xy: c.xy || null } : null; },
                   pick: (x, y) => { const r = this.canvas.getBoundingClientRect(), row = this.nearest(x - r.left, y - r.top);
                                     return row === null ? null : this.pts.index[row]; } };
     // Streamlit may call the cleanup between updates, so the listener removes itself once the
@@ -78,6 +87,11 @@ class LatentMap {
       this.setStarFromZ(e.detail && e.detail.z);
     };
     window.addEventListener("vae:z", this.onZ);
+    this.onCloud = (e) => {
+      if (!this.root.isConnected) { window.removeEventListener("vae:cloud", this.onCloud); return; }
+      if (this.data && e.detail && e.detail.meta === this.data.meta) this.schedule();
+    };
+    window.addEventListener("vae:cloud", this.onCloud);
     this.bindPointer();
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.root);
@@ -89,6 +103,7 @@ class LatentMap {
     this.th = null;  // re-read the theme's colours on the next draw
     this.setTriggerValue = setTriggerValue;
     this.hook.key = data.key;
+    this.hook.highlight = data.highlight ?? null;
     if (data.debug) globalThis.__vaeMap = this.hook;
     if (!this.hook.firstDataAt) this.hook.firstDataAt = performance.now();
     if (data.points && !POINT_SETS.has(data.points_id)) {
@@ -322,7 +337,8 @@ class LatentMap {
 
   // --- legend ------------------------------------------------------------------------------------------
   renderLegend() {
-    const { classes, colour } = this.data, sig = JSON.stringify([classes, colour.mode, colour.name, colour.range]);
+    const { classes, colour } = this.data, lit = this.data.highlight ?? null;
+    const sig = JSON.stringify([classes, colour.mode, colour.name, colour.range, lit]);
     if (this.legendSig === sig) return;
     this.legendSig = sig;
     this.legend.replaceChildren();
@@ -354,12 +370,19 @@ class LatentMap {
       if (colour.mode === "label") b.append(sw);
       b.append(document.createTextNode(c.name));
       b.classList.toggle("off", this.hidden.has(c.label));
+      if (lit !== null) b.classList.toggle(c.label === lit ? "lit" : "dim", true);
       b.addEventListener("click", () => {
         if (this.hidden.has(c.label)) this.hidden.delete(c.label); else this.hidden.add(c.label);
         b.classList.toggle("off", this.hidden.has(c.label));
         this.schedule();
       });
       this.legend.append(b);
+    }
+    if (lit !== null) {  // which label "Map points by label" highlights
+      const note = document.createElement("span");
+      note.className = "vae-map-legend-title"; note.dataset.testid = "vae-map-highlight";
+      note.textContent = `· highlighting ${classes.find((c) => c.label === lit)?.name ?? lit}, others faded`;
+      this.legend.append(note);
     }
   }
 
@@ -370,10 +393,11 @@ class LatentMap {
 
   updateColours() {  // per-point RGBA, uploaded only when the colouring or the hidden labels change
     const { classes, colour } = this.data;
-    const sig = JSON.stringify([this.data.points_id, this.n, classes, colour, [...this.hidden]]);
+    const lit = this.data.highlight ?? null;
+    const sig = JSON.stringify([this.data.points_id, this.n, classes, colour, [...this.hidden], lit]);
     if (sig === this.colourSig) return;
     this.colourSig = sig;
-    this.colours = pointColours(this.n, this.pts.labels, classes, this.hidden, colour, this.values);
+    this.colours = pointColours(this.n, this.pts.labels, classes, this.hidden, colour, this.values, 191, lit);
     this.layer.setColours(this.colours);
     let drawn = 0;
     for (let i = 0; i < this.n; i++) if (this.colours[4 * i + 3]) drawn++;
@@ -437,6 +461,7 @@ class LatentMap {
     ctx.textBaseline = "middle"; ctx.fillText(axes[1], 0, 0); ctx.restore();
     ctx.save();
     ctx.beginPath(); ctx.rect(b.x, b.y, b.w, b.h); ctx.clip();
+    this.drawCloud(b, th.ink);
     if (this.hover !== null) this.ring(this.hover, 7, "rgba(0,0,0,0.55)", 1.5);
     if (this.selectedRow !== null) this.ring(this.selectedRow, 9, th.ink, 2.5);
     const at = this.star && this.toScreen(this.star);
@@ -444,6 +469,22 @@ class LatentMap {
     if (at && !this.offMap) this.drawStar(at, th.ink);
     ctx.restore();
     if (this.offMap) this.drawOffMap(this.offMap, th.ink);
+  }
+
+  drawCloud(b, ink) {  // the selected point's q(z|x) samples: small translucent dots, under the ring and star
+    const sel = this.selectedRow === null ? null : this.pts.index[this.selectedRow], cloud = CLOUDS.get(this.data.meta);
+    if (cloud && cloud.z && !cloud.xy && cloud.points_id === this.data.points_id) {
+      cloud.xy = cloud.z.flatMap((z) => project(this.proj, z));  // placed as the star is, once per cloud
+    }
+    const dots = cloudDots(cloud, this.data.points_id, sel, this.transform(), b), ctx = this.ctx;
+    this.hook.cloudDrawn = dots.length;
+    if (!dots.length) return;
+    ctx.save();  // dark dots with a light rim: visible over points of any colour
+    ctx.beginPath();
+    for (const [sx, sy] of dots) { ctx.moveTo(sx + 2.4, sy); ctx.arc(sx, sy, 2.4, 0, 2 * Math.PI); }
+    ctx.globalAlpha = 0.7; ctx.fillStyle = ink; ctx.fill();
+    ctx.globalAlpha = 0.8; ctx.strokeStyle = "#fff"; ctx.lineWidth = 0.8; ctx.stroke();
+    ctx.restore();
   }
 
   drawOffMap({ x, y, angle }, ink) {  // the star, small, at the border, and an arrow from it towards the star

@@ -32,16 +32,23 @@ export function hexRgb(hex) {
   return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
 }
 
+// A point of another label than the highlighted one: light grey, nearly transparent (still drawn and
+// picked, so the highlighted label stands out against the shape of the whole map).
+export const DIMMED = [170, 170, 170, 38];
+
 // RGBA per point (Uint8Array, 4n). colour: {mode: "label"} or {mode: "value", range: [lo, hi]}
-// with values (Float32Array). A hidden label gets alpha 0 (not drawn, not picked).
-export function pointColours(n, labels, classes, hidden, colour, values, alpha = 191) {
+// with values (Float32Array). A hidden label gets alpha 0 (not drawn, not picked). highlight: a label
+// (the others get DIMMED), or null for none.
+export function pointColours(n, labels, classes, hidden, colour, values, alpha = 191, highlight = null) {
   const out = new Uint8Array(4 * n), byLabel = new Map(classes.map((c) => [c.label, hexRgb(c.color)]));
   const byValue = colour && colour.mode === "value" && values;
   const [lo, hi] = byValue ? colour.range : [0, 1], span = hi > lo ? hi - lo : 1;
+  const dim = highlight !== null && highlight !== undefined;
   for (let i = 0; i < n; i++) {
+    const hide = hidden.has(labels[i]);
+    if (dim && !hide && labels[i] !== highlight) { out.set(DIMMED, 4 * i); continue; }
     const rgb = byValue ? ramp((values[i] - lo) / span) : byLabel.get(labels[i]) || [128, 128, 128];
-    out[4 * i] = rgb[0]; out[4 * i + 1] = rgb[1]; out[4 * i + 2] = rgb[2];
-    out[4 * i + 3] = hidden.has(labels[i]) ? 0 : alpha;
+    out[4 * i] = rgb[0]; out[4 * i + 1] = rgb[1]; out[4 * i + 2] = rgb[2]; out[4 * i + 3] = hide ? 0 : alpha;
   }
   return out;
 }
@@ -165,4 +172,18 @@ export function edgeMarker(sx, sy, b, inset = 14) {
   const hw = Math.max(1, b.w / 2 - inset), hh = Math.max(1, b.h / 2 - inset);
   const s = Math.min(dx ? hw / Math.abs(dx) : Infinity, dy ? hh / Math.abs(dy) : Infinity);
   return { x: cx + dx * s, y: cy + dy * s, angle: Math.atan2(dy, dx) };
+}
+
+// The selected point's posterior samples (latent_map.py map_cloud: {points_id, testIndex, z}, with
+// xy: their map positions, flat [x0, y0, x1, y1, ...], added by the map) as screen dots
+// [[sx, sy], ...] inside the plot box b under transform t: none unless the cloud is of this point set
+// and of the point selected now (a click moves the ring at once; its cloud follows with the panels).
+export function cloudDots(cloud, pointsId, selectedIndex, t, b) {
+  if (!cloud || !cloud.xy || cloud.points_id !== pointsId || cloud.testIndex !== selectedIndex) return [];
+  const out = [];
+  for (let i = 0; i + 1 < cloud.xy.length; i += 2) {
+    const sx = t.ax * cloud.xy[i] + t.bx, sy = t.ay * cloud.xy[i + 1] + t.by;
+    if (sx >= b.x && sx <= b.x + b.w && sy >= b.y && sy <= b.y + b.h) out.push([sx, sy]);
+  }
+  return out;
 }
