@@ -50,6 +50,10 @@ def test_the_selected_points_posterior_is_the_encoders(use_cache):
     with torch.no_grad():
         mu, logvar = model.encode(x[17][None])
     mu, sigma = mu[0].numpy(), torch.exp(0.5 * logvar[0]).numpy()
+    # the panel is off by default (no plotly chart on the explorer until asked for), then switched on
+    assert not any(c.value.startswith("Test #17 · ") for c in at.caption)
+    at.toggle(key="explorer_unc_plane").set_value(True).run()
+    _no_exception(at)
     # the panel: the two dims of highest average KL by default, with the encoder's numbers
     text = next(c.value for c in at.caption if c.value.startswith("Test #17 · "))
     nums = _numbers(text)

@@ -175,5 +175,13 @@ def render_uncertainty(ckpt: Checkpoint, view: ModelView, proj: MapProjection, n
     map_cloud(cloud, map_payload(proj, view, ckpt.path)["id"], sel, key=P + "cloud")
     if post is None:
         return
-    with st.expander("q(z|x) on a latent plane"):
+    # A toggle, not an expander: a closed expander's chart is still sent, and plotly.js would then load
+    # on every explorer visit and each click would send ~55 kB (the map and the sliders avoid plotly).
+    if st.toggle(
+        "Show q(z|x) on a latent plane",
+        value=False,
+        key=P + "unc_plane",
+        help="Two latent dims of your choice: the selected point's μ, its 1σ and 2σ ellipses, the same "
+        "q(z|x) samples, and the prior's unit circle.",
+    ):
         _plane(ckpt.path, view, n, post, sel)
