@@ -141,6 +141,11 @@ def label_colour_map(labels) -> dict[str, str]:
     return {str(int(v)): label_colour(int(v)) for v in sorted({int(v) for v in labels})}
 
 
+# colours of a chart's series (models, β values) in order: the category10 palette the lab's Plotly
+# charts used, so lines and bars of the same series match across a page's charts
+SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
 @dataclass(frozen=True)
 class Line:
     """One series of a line_chart: y over x, with optional error bars (y ± err)."""
@@ -225,3 +230,74 @@ def line_chart(
             layers.append(text.encode(x=alt.X("x:Q", scale=xs), y="y:Q", text="label:N"))
     heading = alt.TitleParams(title, subtitle=subtitle) if subtitle else title
     return alt.layer(*layers).properties(title=heading, height=height)
+
+
+def bar_chart(
+    groups: list[str],
+    values: list,
+    categories: list[str],
+    title: str,
+    x_title: str,
+    log: bool = False,
+    threshold: tuple[float, str] | None = None,
+    height: int = 340,
+) -> alt.LayerChart:
+    """Grouped bars: values[g][c] for group g (a colour, in the legend) at category c (the x axis).
+    threshold = (y, name): a dashed rule across the plot, named in the subtitle, clear of the bars."""
+    df = pd.DataFrame(
+        [
+            {"group": g, "category": c, "value": float(v)}
+            for g, row in zip(groups, values)
+            for c, v in zip(categories, row)
+        ]
+    )
+    y = alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log else alt.Scale())
+    bars = (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("category:N", sort=categories, title=x_title, axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("group:N", sort=groups),
+            y=y,
+            color=alt.Color(
+                "group:N",
+                scale=alt.Scale(domain=groups, range=list(SERIES_COLOURS[: len(groups)])),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=["group:N", "category:N", alt.Tooltip("value:Q", format=".4g")],
+        )
+    )
+    layers = [bars]
+    subtitle = ""
+    if threshold is not None:
+        rule = pd.DataFrame({"value": [threshold[0]], "name": [threshold[1]]})
+        layers.append(alt.Chart(rule).mark_rule(color="black", strokeDash=[6, 4]).encode(y="value:Q"))
+        subtitle = f"dashed: {threshold[1]}"
+    heading = alt.TitleParams(title, subtitle=subtitle) if subtitle else title
+    return alt.layer(*layers).properties(title=heading, height=height)
+
+
+def square_domains(*xys: np.ndarray, pad: float = 0.05) -> tuple[list[float], list[float]]:
+    """x and y domains of equal span around the points (n, 2), so a square chart has equal aspect."""
+    xy = np.concatenate([np.asarray(a, float).reshape(-1, 2) for a in xys])
+    lo, hi = xy.min(0), xy.max(0)
+    mid, half = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + pad)
+    return [float(mid[0] - half), float(mid[0] + half)], [float(mid[1] - half), float(mid[1] + half)]
+
+
+def label_points(xy: np.ndarray, y, name: str = "μ(x), label {}") -> tuple[pd.DataFrame, alt.Color]:
+    """(frame with x, y, series, colour encoding): points coloured by label with app.palette's colours,
+    one legend entry per label; y None -> one grey series."""
+    if y is None:
+        series, colours = np.full(len(xy), "test codes μ(x)", dtype=object), {"test codes μ(x)": "#888888"}
+    else:
+        labels = np.asarray(y).astype(int)
+        colours = {name.format(k): c for k, c in label_colour_map(labels).items()}
+        series = np.array([name.format(v) for v in labels], dtype=object)
+    df = pd.DataFrame({"x": np.asarray(xy[:, 0], float), "y": np.asarray(xy[:, 1], float), "series": series})
+    colour = alt.Color(
+        "series:N",
+        scale=alt.Scale(domain=list(colours), range=list(colours.values())),
+        legend=alt.Legend(title=None, labelFontSize=10, orient="bottom", columns=4),
+    )
+    return df, colour
