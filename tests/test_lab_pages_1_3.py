@@ -59,7 +59,9 @@ def test_elbo_anatomy_page(tiny_cache):
     assert ref == pytest.approx(log_px, abs=0.006)  # the dashed line is the metric's log p(x)
     assert rules[f"ELBO = {elbo:.2f}"] == pytest.approx(elbo, abs=0.006)
     (curve,) = [f for f in _chart_frames(gap) if "lo" in f]  # gap log p(x) - L_K with its error bars
-    assert curve.x.iloc[0] == 1 and curve.x.iloc[-1] == 30 and (curve.hi >= curve.y).all() and (curve.lo <= curve.y).all()
+    assert (
+        curve.x.iloc[0] == 1 and curve.x.iloc[-1] == 30 and (curve.hi >= curve.y).all() and (curve.lo <= curve.y).all()
+    )
     at.run()  # a rerun reuses the stored result and redraws it
     _ok(at)
     assert [m.value for m in at.metric][0] == f"{log_px:.2f} nats"
@@ -102,8 +104,9 @@ def test_importance_sampling_page(tiny_cache):
     # issue 12.7: N_max = 100 is one table size, said once (it read "At N = 100 and N = 100")
     assert "At **N = 100** (2 repeats each):" in [m.value for m in at.markdown]
     assert list(rows["N"]) == [100, 100]
-    titles = [json.loads(c.proto.spec)["title"] for c in at.get("vega_lite_chart")]
-    assert max(len(t) for t in titles) <= 40, titles  # a half-width chart shows its whole title
+    titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart")]
+    assert " ".join(titles[1]) == "How many draws carry the estimate"
+    assert max(len(line) for t in titles for line in t) <= 40, titles  # a half-width chart shows its whole title
     at.toggle(key="lab2_toy").set_value(False).run()  # rerun without resampling, toy hidden
     _ok(at)
     assert len(at.get("vega_lite_chart")) == 2

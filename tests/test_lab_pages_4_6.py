@@ -113,7 +113,7 @@ def test_beta_collapse_charts_name_dims_and_colour_labels_like_the_explorer(ship
             assert list(g.category) == [f"z{d}" for d in range(1, 17)], key
     spec, au = _chart(at, "lab4_au_dims")
     assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "rule"]  # no text over the bars
-    assert spec["title"]["subtitle"] == "dashed: active-unit threshold 0.01"
+    assert spec["title"]["subtitle"] == ["dashed: active-unit threshold 0.01"]
     assert list(au.loc[au.name.notna(), "value"]) == [0.01]
     # the KL bars sum to the sweep table's KL per model
     _, kl = _chart(at, "lab4_kl_dims")

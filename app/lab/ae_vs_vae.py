@@ -11,7 +11,7 @@ import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import LabModel, base_caption, image_grid, label_points, open_runs, square_domains
+from app.lab.widgets import LabModel, base_caption, heading, image_grid, label_points, open_runs, square_domains
 from vae_core.data import eval_targets
 from vae_core.lab.ae_report import PRIOR, AEReport, ModelSide, SampleScore, ae_report, interpolation
 from vae_core.lab.sweeps import objective_runs
@@ -49,7 +49,7 @@ def map_figure(side: ModelSide, y, title: str) -> alt.LayerChart:
     return alt.layer(
         alt.Chart(prior).mark_point(shape="cross", size=20, color="black", opacity=0.35).encode(x=x, y=yy),
         alt.Chart(codes).mark_circle(size=14, opacity=0.7).encode(x=x, y=yy, color=colour, tooltip=["series:N"]),
-    ).properties(title=alt.TitleParams(title, subtitle="crosses: z ~ N(0, I)"), height=300, width=300)
+    ).properties(title=heading(title, "crosses: z ~ N(0, I)"), height=300, width=300)
 
 
 def _recon_section(names: list[str], r: AEReport) -> None:

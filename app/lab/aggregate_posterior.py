@@ -12,7 +12,7 @@ import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import base_caption, dim_names, image_grid, open_runs
+from app.lab.widgets import base_caption, dim_names, heading, image_grid, open_runs
 from vae_core.lab.aggregate import AggregateReport, aggregate_report
 from vae_core.lab.sweeps import objective_runs
 
@@ -67,7 +67,7 @@ def _histograms(labels, reps: list[AggregateReport]) -> alt.FacetChart:
         alt.Chart()
         .transform_filter(alt.datum.series != "N(0, 1)")
         .mark_bar(opacity=0.55, binSpacing=0)
-        .encode(x=x, x2="x2:Q", y=alt.Y("y:Q", title=None, stack=None), color=colour)
+        .encode(x=x, x2="x2:Q", y=alt.Y("y:Q", title=None, stack=None), y2=alt.datum(0), color=colour)
     )
     prior = (
         alt.Chart()
@@ -97,7 +97,7 @@ def _hole_map(v: AggregateReport, title: str) -> alt.LayerChart:
             color=alt.Color("score:Q", scale=alt.Scale(scheme="redblue"), title="log Q/p"),
             tooltip=[alt.Tooltip("score:Q", title="log Q/p", format=".1f")],
         ),
-    ).properties(title=alt.TitleParams(title, subtitle="grey: test means μ(x); coloured: z ~ p(z)"), height=420)
+    ).properties(title=heading(title, "grey: test means μ(x); coloured: z ~ p(z)"), height=420)
 
 
 def _formulas() -> None:

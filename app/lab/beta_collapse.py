@@ -68,7 +68,7 @@ def per_dim_figure(labels, values: list, title: str, log: bool = False, threshol
     return bar_chart(list(labels), [list(v) for v in values], names, title, "latent dim", log=log, threshold=limit)
 
 
-def _maps_figure(labels, maps, y) -> alt.HConcatChart:
+def _maps_figure(labels, maps, y) -> alt.ConcatChart:
     """One map per model side by side, coloured by label with the explorer's colours, equal aspect."""
     xd, yd = square_domains(*maps)
     x = alt.X("x:Q", title="PC 1", scale=alt.Scale(domain=xd, nice=False))
@@ -77,8 +77,8 @@ def _maps_figure(labels, maps, y) -> alt.HConcatChart:
     for lab, xy in zip(labels, maps):
         df, colour = label_points(xy, y, "label {}")
         chart = alt.Chart(df).mark_circle(size=10, opacity=0.6).encode(x=x, y=yy, color=colour, tooltip=["series:N"])
-        charts.append(chart.properties(title=lab, width=170, height=170))
-    return alt.hconcat(*charts)
+        charts.append(chart.properties(title=lab, width=230, height=230))
+    return alt.concat(*charts, columns=2)  # 2 x 2: four maps side by side do not fit 1024 px
 
 
 def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:

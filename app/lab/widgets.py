@@ -13,6 +13,7 @@ Models load through app.common.load_model, so they are cached per (path, mtime) 
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 
 import altair as alt
@@ -173,6 +174,12 @@ class Rule:
     dash: bool = True
 
 
+def heading(title: str, subtitle: str = "", width: int = 34) -> alt.TitleParams:
+    """A chart title wrapped onto lines of at most `width` characters: Vega cuts a long title off at
+    the chart's edge, and a half-width chart at 1024 px is about 350 px wide."""
+    return alt.TitleParams(textwrap.wrap(title, width) or [""], subtitle=textwrap.wrap(subtitle, 50) or [])
+
+
 def line_chart(
     lines: list[Line],
     title: str,
@@ -228,8 +235,7 @@ def line_chart(
         if r.label:
             text = alt.Chart(df).mark_text(align="right", baseline="bottom", dy=-3, color=r.colour, fontSize=12)
             layers.append(text.encode(x=alt.X("x:Q", scale=xs), y="y:Q", text="label:N"))
-    heading = alt.TitleParams(title, subtitle=subtitle) if subtitle else title
-    return alt.layer(*layers).properties(title=heading, height=height)
+    return alt.layer(*layers).properties(title=heading(title, subtitle), height=height)
 
 
 def bar_chart(
@@ -252,10 +258,17 @@ def bar_chart(
         ]
     )
     y = alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log else alt.Scale())
+    enc = {}
+    if log:  # a log axis has no 0: bars rise from the decade below the smallest positive value
+        positive = df.value[df.value > 0]
+        floor = 10.0 ** np.floor(np.log10(positive.min())) if len(positive) else 1e-6
+        df["value"] = df.value.where(df.value > 0)
+        enc["y2"] = alt.datum(float(floor))
     bars = (
         alt.Chart(df)
         .mark_bar()
         .encode(
+            **enc,
             x=alt.X("category:N", sort=categories, title=x_title, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("group:N", sort=groups),
             y=y,
@@ -273,8 +286,7 @@ def bar_chart(
         rule = pd.DataFrame({"value": [threshold[0]], "name": [threshold[1]]})
         layers.append(alt.Chart(rule).mark_rule(color="black", strokeDash=[6, 4]).encode(y="value:Q"))
         subtitle = f"dashed: {threshold[1]}"
-    heading = alt.TitleParams(title, subtitle=subtitle) if subtitle else title
-    return alt.layer(*layers).properties(title=heading, height=height)
+    return alt.layer(*layers).properties(title=heading(title, subtitle), height=height)
 
 
 def square_domains(*xys: np.ndarray, pad: float = 0.05) -> tuple[list[float], list[float]]:
@@ -298,6 +310,6 @@ def label_points(xy: np.ndarray, y, name: str = "μ(x), label {}") -> tuple[pd.D
     colour = alt.Color(
         "series:N",
         scale=alt.Scale(domain=list(colours), range=list(colours.values())),
-        legend=alt.Legend(title=None, labelFontSize=10, orient="bottom", columns=4),
+        legend=alt.Legend(title=None, labelFontSize=10, orient="bottom", columns=3),
     )
     return df, colour
