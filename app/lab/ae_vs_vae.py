@@ -49,7 +49,12 @@ def map_figure(side: ModelSide, y, title: str) -> alt.LayerChart:
     return alt.layer(
         alt.Chart(prior).mark_point(shape="cross", size=20, color="black", opacity=0.35).encode(x=x, y=yy),
         alt.Chart(codes).mark_circle(size=14, opacity=0.7).encode(x=x, y=yy, color=colour, tooltip=["series:N"]),
-    ).properties(title=heading(title, "crosses: z ~ N(0, I)"), height=300, width=300)
+    ).properties(
+        title=heading(title, "crosses: z ~ N(0, I)"),
+        height=260,
+        width=260,
+        autosize=alt.AutoSizeParams(type="pad"),  # the plot itself square; title and legend around it
+    )
 
 
 def _recon_section(names: list[str], r: AEReport) -> None:

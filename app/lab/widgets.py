@@ -174,10 +174,10 @@ class Rule:
     dash: bool = True
 
 
-def heading(title: str, subtitle: str = "", width: int = 34) -> alt.TitleParams:
+def heading(title: str, subtitle: str = "", width: int = 28) -> alt.TitleParams:
     """A chart title wrapped onto lines of at most `width` characters: Vega cuts a long title off at
-    the chart's edge, and a half-width chart at 1024 px is about 350 px wide."""
-    return alt.TitleParams(textwrap.wrap(title, width) or [""], subtitle=textwrap.wrap(subtitle, 50) or [])
+    the chart's edge, and a half-width chart at 1024 px is 260-350 px wide."""
+    return alt.TitleParams(textwrap.wrap(title, width) or [""], subtitle=textwrap.wrap(subtitle, 40) or [])
 
 
 def line_chart(
