@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
+from app.lab.charts import heading, label_points, square_domains
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import LabModel, base_caption, heading, image_grid, label_points, open_runs, square_domains
+from app.lab.widgets import LabModel, base_caption, image_grid, open_runs
 from vae_core.data import eval_targets
 from vae_core.lab.ae_report import PRIOR, AEReport, ModelSide, SampleScore, ae_report, interpolation
 from vae_core.lab.sweeps import objective_runs

@@ -11,8 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
+from app.lab.charts import heading
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import base_caption, dim_names, heading, image_grid, open_runs
+from app.lab.widgets import base_caption, dim_names, image_grid, open_runs
 from vae_core.lab.aggregate import AggregateReport, aggregate_report
 from vae_core.lab.sweeps import objective_runs
 

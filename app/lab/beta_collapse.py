@@ -9,20 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
+from app.lab.charts import SERIES_COLOURS, Line, bar_chart, label_points, line_chart, square_domains
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import (
-    SERIES_COLOURS,
-    LabModel,
-    Line,
-    bar_chart,
-    base_caption,
-    dim_names,
-    image_grid,
-    label_points,
-    line_chart,
-    open_runs,
-    square_domains,
-)
+from app.lab.widgets import LabModel, base_caption, dim_names, image_grid, open_runs
 from vae_core.checkpoints import Checkpoint
 from vae_core.constants import ACTIVE_VAR_THRESHOLD
 from vae_core.lab.beta_report import SweepReport, sweep_report

@@ -10,8 +10,9 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint
+from app.lab.charts import Line, Rule, line_chart
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import Line, Rule, example_picker, lazy_progress, line_chart
+from app.lab.widgets import example_picker, lazy_progress
 from vae_core.lab.elbo_anatomy import Anatomy, anatomy
 
 P = "lab1_"  # session-state prefix of this page

@@ -9,8 +9,9 @@ import numpy as np
 import streamlit as st
 
 from app.common import current_checkpoint, test_targets
+from app.lab.charts import Line, line_chart
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import Line, lazy_progress, line_chart
+from app.lab.widgets import lazy_progress
 from vae_core.lab.gradients import ESTIMATORS, VarianceCurves, variance_curves
 
 P = "lab3_"
