@@ -1,16 +1,25 @@
 """Lab pages: seconds from navigation to page complete, in headless Chromium against a warm server.
 
 Page complete = Streamlit's script state is back to notRunning (its running indicator has stopped)
-and every Plotly chart on the page has drawn its SVG. Three visits per page, on a copy of the shipped
-checkpoint and its committed lab runs:
+and everything visible in the page's main area is drawn: no loading skeleton left (Streamlit shows one
+while it fetches an element's code, e.g. the 4.6 MB Plotly chunk, which may arrive seconds after the
+script has finished), every Plotly chart has its SVG, every Vega-Lite chart its canvas or SVG, every
+image has loaded. Elements that are not shown (a collapsed expander, another tab) are not waited for.
+Visits per page, on a copy of the shipped checkpoint and its committed lab runs:
 
     computed      first visit with no lab report on disk: the numbers are computed (and stored)
     first visit   a fresh server process (warmed on the explorer), the reports read from disk
-    second visit  a new tab on the same server (median of --rounds)
+    second visit  a new browser context on the same server, so an empty browser cache: the frontend's
+                  JavaScript is fetched and compiled again (median of --rounds)
+    cached tab    a new tab in a browser that has opened every page once (its HTTP and code caches
+                  warm), as a student's second visit is (median of --rounds)
+
+With --load N, N busy-loop processes run for the whole measurement (started and killed here), for the
+"no page more than 3x slower under load than idle" half of the target.
 
 Target (issue 12.6): every page complete <= 1.5 s on an idle machine with a warm server. Others may
 share the machine: the load average is printed and recorded. Usage:
-    python bench/lab_pages.py [--rounds 3] [--smoke] [--results PATH]
+    python bench/lab_pages.py [--rounds 3] [--load N] [--smoke] [--results PATH]
 """
 
 from __future__ import annotations
@@ -35,8 +44,13 @@ TARGET_S = 1.5
 FAILED: set[str] = set()  # slugs of pages that showed an exception
 DONE_JS = """() => {
   const app = document.querySelector('[data-testid=stApp]');
-  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  return [...document.querySelectorAll('[data-testid=stPlotlyChart]')].every(c => c.querySelector('.main-svg'));
+  const main = document.querySelector('[data-testid=stMain]');
+  if (!app || !main || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  const shown = (sel) => [...main.querySelectorAll(sel)].filter(e => e.checkVisibility());
+  return shown('[data-testid=stSkeleton]').length === 0
+    && shown('[data-testid=stPlotlyChart]').every(c => c.querySelector('.main-svg'))
+    && shown('[data-testid=stVegaLiteChart]').every(c => c.querySelector('canvas, svg.marks'))
+    && shown('img').every(i => i.complete);
 }"""
 
 
@@ -93,9 +107,11 @@ def streamlit_server(cache_dir: str, app_root: str = REPO, timeout_s: float = 60
             proc.kill()
 
 
-def complete_s(browser, url: str, timeout_ms: float = 600_000) -> float:
-    """Navigation start to page complete, in a new tab (closed after), seconds."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def complete_s(browser, url: str, timeout_ms: float = 120_000) -> float:
+    """Navigation start to page complete, in a new tab (closed after), seconds. `browser` is a Browser
+    (the tab gets a new context: an empty cache) or a BrowserContext (its caches are shared)."""
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
     try:
         t0 = time.perf_counter()
         page.goto(url)
@@ -119,6 +135,28 @@ def lab_cache_copy(tmp: str) -> str:
     return d
 
 
+def _busy(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@contextlib.contextmanager
+def cpu_load(n: int, max_s: float = 3600):
+    """n busy-loop processes (each also stops by itself after max_s), killed on exit."""
+    import multiprocessing as mp
+
+    procs = [mp.get_context("spawn").Process(target=_busy, args=(max_s,), daemon=True) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.join(10)
+
+
 def main(argv=None) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -128,11 +166,14 @@ def main(argv=None) -> None:
     # the lab table is read from this checkout; --app-root serves another one with the same pages
     p.add_argument("--rounds", type=int, default=3, help="second visits per page (median)")
     p.add_argument("--app-root", default=REPO, help="the checkout whose app is served (e.g. main, for a before/after)")
+    p.add_argument("--load", type=int, default=0, help="busy-loop processes running during the measurement")
     args = p.parse_args(argv)
     load_before = bl.load_avg()
     title = "lab_pages, seconds from navigation to page complete (headless Chromium, warm server), app of " + (
         os.path.relpath(args.app_root, REPO) if args.app_root != REPO else "this checkout"
     )
+    if args.load:
+        title += f", {args.load} busy-loop processes running"
     if not os.path.exists(CHROMIUM):
         bl.append_results(args.results, title, f"{CHROMIUM} is missing: not measured", load_before, args.smoke)
         raise SystemExit(f"{CHROMIUM} is missing")
@@ -140,7 +181,7 @@ def main(argv=None) -> None:
     pages = (PAGES[:1] if args.smoke else PAGES) + reference
     rounds = 1 if args.smoke else args.rounds
     times = {slug: {} for slug, *_ in pages}
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw, cpu_load(args.load):
         cache = lab_cache_copy(tmp)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         for phase in ("computed", "first visit"):  # two server processes: the second finds the reports on disk
@@ -154,6 +195,13 @@ def main(argv=None) -> None:
                     for slug, name, *_ in pages:
                         times[slug]["second"] = bl.median([complete_s(browser, f"{url}/{slug}") for _ in range(rounds)])
                         print(f"  {name}: second visit {times[slug]['second']:.2f} s", flush=True)
+                    tabs = browser.new_context()  # one browser profile: its caches fill on the first visits
+                    for slug, *_ in pages:
+                        complete_s(tabs, f"{url}/{slug}")
+                    for slug, name, *_ in pages:
+                        times[slug]["tab"] = bl.median([complete_s(tabs, f"{url}/{slug}") for _ in range(rounds)])
+                        print(f"  {name}: cached tab {times[slug]['tab']:.2f} s", flush=True)
+                    tabs.close()
         browser.close()
     rows = [
         [
@@ -161,6 +209,7 @@ def main(argv=None) -> None:
             t["computed"],
             t["first visit"],
             t["second"],
+            t["tab"],
             "exception shown" if slug in FAILED else "yes" if max(t["first visit"], t["second"]) <= TARGET_S else "no",
         ]
         for (slug, name, *_), t in zip(pages, times.values())
@@ -170,8 +219,9 @@ def main(argv=None) -> None:
             "page",
             "computed, s",
             "first visit (reports on disk), s",
-            f"second visit, s (median of {rounds})",
-            f"<= {TARGET_S} s",
+            f"second visit, empty browser cache, s (median of {rounds})",
+            f"cached tab, s (median of {rounds})",
+            f"<= {TARGET_S} s (first and second visit)",
         ],
         rows,
     )

@@ -39,6 +39,13 @@ def _ok(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def _chart_frames(chart) -> list:
+    """The data tables a Vega-Lite chart element sends to the browser (Arrow IPC), as DataFrames."""
+    import pyarrow as pa
+
+    return [pa.ipc.open_stream(d.data.data).read_pandas() for d in chart.proto.datasets]
+
+
 def test_elbo_anatomy_page(tiny_cache):
     at = _run("app.lab.elbo_anatomy", {"k_max": 30, "repeats": 3, "k_ref": 500})
     _ok(at)
@@ -46,7 +53,15 @@ def test_elbo_anatomy_page(tiny_cache):
     assert labels == ["log p(x)", "ELBO", "gap = KL(q(z|x) ‖ p(z|x))"]
     log_px, elbo, gap = (float(m.value.split()[0]) for m in at.metric)
     assert abs(log_px - (elbo + gap)) < 0.02  # the identity the page states, on its own numbers
-    assert len(at.get("plotly_chart")) == 2
+    bound, gap = at.get("vega_lite_chart")
+    rules = {r.label: r.y for f in _chart_frames(bound) if "label" in f for r in f.itertuples()}
+    (ref,) = [y for label, y in rules.items() if label.startswith("log p(x) ≈")]
+    assert ref == pytest.approx(log_px, abs=0.006)  # the dashed line is the metric's log p(x)
+    assert rules[f"ELBO = {elbo:.2f}"] == pytest.approx(elbo, abs=0.006)
+    (curve,) = [f for f in _chart_frames(gap) if "lo" in f]  # gap log p(x) - L_K with its error bars
+    assert (
+        curve.x.iloc[0] == 1 and curve.x.iloc[-1] == 30 and (curve.hi >= curve.y).all() and (curve.lo <= curve.y).all()
+    )
     at.run()  # a rerun reuses the stored result and redraws it
     _ok(at)
     assert [m.value for m in at.metric][0] == f"{log_px:.2f} nats"
@@ -83,24 +98,25 @@ def test_a_damaged_report_file_is_rebuilt_and_the_page_shows_the_same_numbers(ti
 def test_importance_sampling_page(tiny_cache):
     at = _run("app.lab.importance_sampling", {"n_max": 100, "repeats": 2, "toy": True})
     _ok(at)
-    assert len(at.get("plotly_chart")) == 4  # model: estimates + ESS; toy: estimates + ESS
+    assert len(at.get("vega_lite_chart")) == 4  # model: estimates + ESS; toy: estimates + ESS
     rows = at.dataframe[0].value
     assert set(rows["proposal"]) == {"prior", "posterior"}
     # issue 12.7: N_max = 100 is one table size, said once (it read "At N = 100 and N = 100")
     assert "At **N = 100** (2 repeats each):" in [m.value for m in at.markdown]
     assert list(rows["N"]) == [100, 100]
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-    assert max(len(t) for t in titles) <= 40, titles  # a half-width chart shows its whole title
+    titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart")]
+    assert " ".join(titles[1]) == "How many draws carry the estimate"
+    assert max(len(line) for t in titles for line in t) <= 40, titles  # a half-width chart shows its whole title
     at.toggle(key="lab2_toy").set_value(False).run()  # rerun without resampling, toy hidden
     _ok(at)
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 2
 
 
 def test_gradient_estimators_page(tiny_cache):
     at = _run("app.lab.gradient_estimators", {"batch": 2, "l_max": 4, "repeats": 4, "subset": "all"})
     _ok(at)
     assert [m.label for m in at.metric][:2] == ["score / reparam variance at L=1", "score+LOO / reparam at L=2"]
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 2
     at.multiselect(key="lab3_estimators").set_value([]).run()
     _ok(at)
     assert "Pick at least one estimator." in [i.value for i in at.info]

@@ -10,6 +10,7 @@ import json
 import os
 import re
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -35,10 +36,39 @@ def _ok(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def _figure(at: AppTest, key: str) -> dict:
-    """The plotly figure (data, layout) a chart element sends to the browser."""
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
-    return json.loads(chart.proto.spec)
+# the page's Vega-Lite charts in page order (their element ids do not carry the key)
+CHARTS = {
+    "app.lab.beta_collapse": ["lab4_kl_dims", "lab4_au_dims", "lab4_maps", "lab4_collapse_dims", "lab4_collapse_hist"],
+    "app.lab.aggregate_posterior": ["lab5_hist", "lab5_holes_0", "lab5_holes_1"],
+    "app.lab.ae_vs_vae": ["lab6_map_vae", "lab6_map_ae"],
+}
+
+
+def _chart(at: AppTest, key: str) -> tuple[dict, pd.DataFrame]:
+    """(Vega-Lite spec, its data tables concatenated) a chart element sends to the browser."""
+    import pyarrow as pa
+
+    (page,) = [p for p, keys in CHARTS.items() if key in keys]
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == len(CHARTS[page])
+    chart = charts[CHARTS[page].index(key)]
+    frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in chart.proto.datasets]
+    return json.loads(chart.proto.spec), pd.concat(frames, ignore_index=True)
+
+
+def _colours(spec) -> dict:
+    """{series: colour} from every colour scale with an explicit domain and range in the spec."""
+    out = {}
+    if isinstance(spec, dict):
+        scale = spec.get("color", {}).get("scale", {}) if isinstance(spec.get("color"), dict) else {}
+        if "domain" in scale and "range" in scale:
+            out.update(zip(scale["domain"], scale["range"]))
+        for v in spec.values():
+            out.update(_colours(v))
+    elif isinstance(spec, list):
+        for v in spec:
+            out.update(_colours(v))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +105,23 @@ def test_beta_collapse_charts_name_dims_and_colour_labels_like_the_explorer(ship
     drawn over the bars; the maps use the explorer's label colours."""
     at = _run("app.lab.beta_collapse")
     _ok(at)
+    sweep = at.dataframe[0].value
     for key in ("lab4_kl_dims", "lab4_au_dims", "lab4_collapse_dims"):
-        bars = [t for t in _figure(at, key)["data"] if t["type"] == "bar"]
-        assert bars and all(t["x"] == [f"z{d}" for d in range(1, 17)] for t in bars), key
-    au = _figure(at, "lab4_au_dims")
-    assert not au["layout"].get("annotations")
-    assert "active-unit threshold 0.01" in [t.get("name") for t in au["data"]]
-    assert [s["y0"] for s in au["layout"]["shapes"]] == [0.01]
-    maps = [t for t in _figure(at, "lab4_maps")["data"] if t.get("legendgroup", "").isdigit()]
-    assert len({t["legendgroup"] for t in maps}) == 10
-    assert all(t["marker"]["color"] == label_colour(int(t["legendgroup"])) for t in maps)
+        spec, bars = _chart(at, key)
+        bars = bars[bars.category.notna()]
+        for _, g in bars.groupby("group"):
+            assert list(g.category) == [f"z{d}" for d in range(1, 17)], key
+    spec, au = _chart(at, "lab4_au_dims")
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "rule"]  # no text over the bars
+    assert spec["title"]["subtitle"] == ["dashed: active-unit threshold 0.01"]
+    assert list(au.loc[au.name.notna(), "value"]) == [0.01]
+    # the KL bars sum to the sweep table's KL per model
+    _, kl = _chart(at, "lab4_kl_dims")
+    totals = kl.groupby("group")["value"].sum()
+    assert [round(totals[b], 1) for b in sweep.index] == pytest.approx(list(sweep["KL"]), abs=0.2)
+    spec, maps = _chart(at, "lab4_maps")
+    assert set(maps.series) == {f"label {d}" for d in range(10)}
+    assert _colours(spec) == {f"label {d}": label_colour(d) for d in range(10)}
 
 
 def test_aggregate_posterior_page_on_shipped_models(shipped):
@@ -96,9 +133,11 @@ def test_aggregate_posterior_page_on_shipped_models(shipped):
     assert "Σ_d KL(Q_d‖N(0,1)) over the 1-D marginals" in table.index
     mmd = [float(v) for v in table.loc["MMD²(Q, p)"]]
     assert mmd[1] < mmd[0]  # the MMD-VAE matches the prior better in MMD, the quantity it trains on
-    assert len(at.get("plotly_chart")) == 3  # histograms + one hole map per model
-    hist = _figure(at, "lab5_hist")
-    assert [a["text"] for a in hist["layout"]["annotations"]] == [f"z{d}" for d in range(1, 17)]
+    assert len(at.get("vega_lite_chart")) == 3  # histograms + one hole map per model
+    spec, hist = _chart(at, "lab5_hist")
+    assert spec["facet"]["sort"] == [f"z{d}" for d in range(1, 17)] and set(hist.dim) == set(spec["facet"]["sort"])
+    for _, h in hist[hist.series != "N(0, 1)"].groupby(["dim", "series"]):
+        assert ((h.x2 - h.x) * h.y).sum() == pytest.approx(1.0)  # a density over the clipped range
 
 
 def test_ae_vs_vae_page_on_shipped_models(shipped):
@@ -110,9 +149,9 @@ def test_ae_vs_vae_page_on_shipped_models(shipped):
     samples = at.dataframe[1].value
     assert len(samples) == 4 and "real test images (reference)" in samples.index
     for key in ("lab6_map_vae", "lab6_map_ae"):  # issue 12.7: a colour legend, the explorer's colours
-        codes = [t for t in _figure(at, key)["data"] if t["name"].startswith("μ(x), label ")]
-        assert [t["name"] for t in codes] == [f"μ(x), label {d}" for d in range(10)]
-        assert all(t["marker"]["color"] == label_colour(d) and t.get("showlegend", True) for d, t in enumerate(codes))
+        spec, points = _chart(at, key)
+        assert _colours(spec) == {f"μ(x), label {d}": label_colour(d) for d in range(10)}
+        assert set(points.series) == {f"μ(x), label {d}" for d in range(10)} | {"z ~ N(0, I)"}
     at.number_input(key="lab6_to").set_value(7).run()
     _ok(at)
 

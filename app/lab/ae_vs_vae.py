@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
+import altair as alt
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
+from app.lab.charts import heading, label_points, square_domains
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import LabModel, base_caption, image_grid, label_colour_map, open_runs
+from app.lab.widgets import LabModel, base_caption, image_grid, open_runs
 from vae_core.data import eval_targets
 from vae_core.lab.ae_report import PRIOR, AEReport, ModelSide, SampleScore, ae_report, interpolation
 from vae_core.lab.sweeps import objective_runs
@@ -39,38 +39,23 @@ def _formulas() -> None:
     )
 
 
-def map_figure(side: ModelSide, y, title: str) -> go.Figure:
-    """Test codes coloured by label (app.palette, one legend entry per label) over the prior draws."""
-    fig = go.Figure()
-    fig.add_scattergl(
-        x=side.prior_map[:, 0],
-        y=side.prior_map[:, 1],
-        mode="markers",
-        name="z ~ N(0, I)",
-        marker=dict(size=4, color="rgba(0,0,0,0.35)", symbol="x"),
+def map_figure(side: ModelSide, y, title: str) -> alt.LayerChart:
+    """Test codes coloured by label (app.palette, one legend entry per label) over the prior draws;
+    equal aspect (same span on both axes, square plot)."""
+    xd, yd = square_domains(side.map, side.prior_map)
+    x = alt.X("x:Q", title="PC 1", scale=alt.Scale(domain=xd, nice=False))
+    yy = alt.Y("y:Q", title="PC 2", scale=alt.Scale(domain=yd, nice=False))
+    codes, colour = label_points(side.map, y)
+    prior = pd.DataFrame({"x": side.prior_map[:, 0], "y": side.prior_map[:, 1], "series": "z ~ N(0, I)"})
+    return alt.layer(
+        alt.Chart(prior).mark_point(shape="cross", size=20, color="black", opacity=0.35).encode(x=x, y=yy),
+        alt.Chart(codes).mark_circle(size=14, opacity=0.7).encode(x=x, y=yy, color=colour, tooltip=["series:N"]),
+    ).properties(
+        title=heading(title, "crosses: z ~ N(0, I)"),
+        height=260,
+        width=260,
+        autosize=alt.AutoSizeParams(type="pad"),  # the plot itself square; title and legend around it
     )
-    labels = y.numpy() if y is not None else np.full(len(side.map), -1)
-    colours = label_colour_map(labels) if y is not None else {"-1": "#888888"}
-    for lab, colour in colours.items():
-        on = labels == int(lab)
-        fig.add_scattergl(
-            x=side.map[on, 0],
-            y=side.map[on, 1],
-            mode="markers",
-            legendgroup="codes",
-            name=f"μ(x), label {lab}" if y is not None else "test codes μ(x)",
-            marker=dict(size=4, color=colour, opacity=0.7),
-        )
-    fig.update_layout(
-        title=title,
-        height=420,
-        margin=dict(l=10, r=10, t=50, b=10),
-        xaxis_title="PC 1",
-        yaxis_title="PC 2",
-        legend=dict(font=dict(size=10)),
-    )
-    fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return fig
 
 
 def _recon_section(names: list[str], r: AEReport) -> None:
@@ -98,13 +83,17 @@ def _recon_section(names: list[str], r: AEReport) -> None:
 def _maps_section(names: list[str], r: AEReport, y) -> None:
     st.subheader("Latent maps")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(
-        view(r, "vae map", lambda: map_figure(r.vae, y, f"{names[0]}: PCA of test means")), key="lab6_map_vae"
+    c1.altair_chart(
+        view(r, "vae map", lambda: map_figure(r.vae, y, f"{names[0]}: PCA of test means")),
+        key="lab6_map_vae",
+        width="content",  # a square plot: equal aspect
     )
-    c2.plotly_chart(
-        view(r, "ae map", lambda: map_figure(r.ae, y, f"{names[1]}: PCA of codes,<br>rotated onto the VAE map")),
+    c2.altair_chart(
+        view(r, "ae map", lambda: map_figure(r.ae, y, f"{names[1]}: PCA of codes")),
         key="lab6_map_ae",
+        width="content",  # a square plot: equal aspect
     )
+    st.caption("The autoencoder's codes are rotated onto the VAE map (orthogonal Procrustes).")
 
 
 def _samples_section(names: list[str], r: AEReport, input_shape, sizes: Sizes) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from app.common import current_checkpoint, dataset_for, test_targets
+from app.lab.charts import heading
 from app.lab.report_store import lab_report, view
 from app.lab.widgets import base_caption, dim_names, image_grid, open_runs
 from vae_core.lab.aggregate import AggregateReport, aggregate_report
@@ -43,71 +43,62 @@ def _table(labels, reps: list[AggregateReport], n: int) -> pd.DataFrame:
     return pd.DataFrame(rows, index=labels).T.rename_axis("quantity")
 
 
-def _histograms(labels, reps: list[AggregateReport]) -> go.Figure:
+def _histograms(labels, reps: list[AggregateReport]) -> alt.FacetChart:
+    """Per latent dim: each model's histogram of z ~ Q (density, bins of 0.25 on [-4.5, 4.5], values
+    clipped into it) over the N(0, 1) density, 4 dims a row."""
     k = min(reps[0].zq.shape[1], MAX_DIMS)
-    cols = 4
-    rows = math.ceil(k / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=dim_names(k), vertical_spacing=0.08)
+    names = dim_names(k)
+    edges = np.arange(-4.5, 4.5 + 0.125, 0.25)  # 36 bins
     grid = np.linspace(-4, 4, 161)
     dens = np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi)
+    frames = []
     for d in range(k):
-        r, c = d // cols + 1, d % cols + 1
-        for i, (lab, r_) in enumerate(zip(labels, reps)):
-            fig.add_histogram(
-                x=np.clip(r_.zq[:, d], -4.5, 4.5),
-                histnorm="probability density",
-                xbins=dict(start=-4.5, end=4.5, size=0.25),
-                opacity=0.55,
-                name=lab,
-                marker_color=COLORS[i % 2],
-                legendgroup=lab,
-                showlegend=d == 0,
-                row=r,
-                col=c,
-            )
-        fig.add_scatter(
-            x=grid,
-            y=dens,
-            mode="lines",
-            line=dict(color="black", width=1.5),
-            name="N(0, 1)",
-            legendgroup="prior",
-            showlegend=d == 0,
-            row=r,
-            col=c,
-        )
-    fig.update_layout(
-        barmode="overlay", height=170 * rows + 60, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h")
+        for lab, r_ in zip(labels, reps):
+            h, _ = np.histogram(np.clip(r_.zq[:, d], -4.5, 4.5), bins=edges, density=True)
+            frames.append(pd.DataFrame({"dim": names[d], "series": lab, "x": edges[:-1], "x2": edges[1:], "y": h}))
+        frames.append(pd.DataFrame({"dim": names[d], "series": "N(0, 1)", "x": grid, "x2": grid, "y": dens}))
+    df = pd.concat(frames, ignore_index=True)
+    colour = alt.Color(
+        "series:N",
+        scale=alt.Scale(domain=[*labels, "N(0, 1)"], range=[*COLORS[: len(labels)], "black"]),
+        legend=alt.Legend(orient="top", title=None),
     )
-    return fig
+    x = alt.X("x:Q", title=None, scale=alt.Scale(domain=[-4.5, 4.5], nice=False))
+    bars = (
+        alt.Chart()
+        .transform_filter(alt.datum.series != "N(0, 1)")
+        .mark_bar(opacity=0.55, binSpacing=0)
+        .encode(x=x, x2="x2:Q", y=alt.Y("y:Q", title=None, stack=None), y2=alt.datum(0), color=colour)
+    )
+    prior = (
+        alt.Chart()
+        .transform_filter(alt.datum.series == "N(0, 1)")
+        .mark_line(strokeWidth=1.5)
+        .encode(x=x, y="y:Q", color=colour)
+    )
+    return (
+        alt.layer(bars, prior, data=df)
+        .properties(width=150, height=110)
+        .facet(facet=alt.Facet("dim:N", sort=names, title=None), columns=4)
+    )
 
 
-def _hole_map(v: AggregateReport, title: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_scattergl(
-        x=v.map_mu[:, 0],
-        y=v.map_mu[:, 1],
-        mode="markers",
-        name="test means μ(x)",
-        marker=dict(size=4, color="rgba(120,120,120,0.45)"),
-    )
+def _hole_map(v: AggregateReport, title: str) -> alt.LayerChart:
+    means = pd.DataFrame({"x": v.map_mu[:, 0], "y": v.map_mu[:, 1]})
     s = np.clip(v.score, np.quantile(v.score, 0.02), None)
-    fig.add_scattergl(
-        x=v.map_prior[:, 0],
-        y=v.map_prior[:, 1],
-        mode="markers",
-        name="z ~ p(z)",
-        marker=dict(size=5, color=s, colorscale="RdBu", showscale=True, colorbar=dict(title="log Q/p", len=0.8)),
-    )
-    fig.update_layout(
-        title=title,
-        height=420,
-        margin=dict(l=10, r=10, t=70, b=10),
-        xaxis_title="PC 1",
-        yaxis_title="PC 2",
-        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"),
-    )
-    return fig
+    prior = pd.DataFrame({"x": v.map_prior[:, 0], "y": v.map_prior[:, 1], "score": s})
+    x, y = alt.X("x:Q", title="PC 1"), alt.Y("y:Q", title="PC 2")
+    return alt.layer(
+        alt.Chart(means).mark_circle(size=12, color="grey", opacity=0.45).encode(x=x, y=y),
+        alt.Chart(prior)
+        .mark_circle(size=22)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color("score:Q", scale=alt.Scale(scheme="redblue"), title="log Q/p"),
+            tooltip=[alt.Tooltip("score:Q", title="log Q/p", format=".1f")],
+        ),
+    ).properties(title=heading(title, "grey: test means μ(x); coloured: z ~ p(z)"), height=420)
 
 
 def _formulas() -> None:
@@ -155,7 +146,7 @@ def _holes(labels, reps: list[AggregateReport], input_shape, sizes: Sizes) -> No
     cols = st.columns(2)
     for i, (lab, v) in enumerate(zip(labels, reps)):
         with cols[i]:
-            st.plotly_chart(view(v, "holes", lambda: _hole_map(v, lab)), key=f"lab5_holes_{i}")  # noqa: B023
+            st.altair_chart(view(v, "holes", lambda: _hole_map(v, lab)), key=f"lab5_holes_{i}")  # noqa: B023
             st.image(
                 view(v, "images", lambda: image_grid([v.holes, v.dense], input_shape, 36)),  # noqa: B023
                 clamp=True,
@@ -200,5 +191,5 @@ def render(sizes: Sizes = Sizes()) -> None:
     st.table(_table(labels, reps, len(x)))
     _measured(reps, len(x))
     st.subheader("Per-dimension histograms of z ~ Q against N(0, 1)")
-    st.plotly_chart(view(reps[1], "histograms with " + labels[0], lambda: _histograms(labels, reps)), key="lab5_hist")
+    st.altair_chart(view(reps[1], "histograms with " + labels[0], lambda: _histograms(labels, reps)), key="lab5_hist")
     _holes(labels, reps, ckpt.model_config.input_shape, sizes)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import altair as alt
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
+from app.lab.charts import SERIES_COLOURS, Line, bar_chart, label_points, line_chart, square_domains
 from app.lab.report_store import lab_report, view
-from app.lab.widgets import LabModel, base_caption, dim_names, image_grid, label_colour_map, open_runs
+from app.lab.widgets import LabModel, base_caption, dim_names, image_grid, open_runs
 from vae_core.checkpoints import Checkpoint
 from vae_core.constants import ACTIVE_VAR_THRESHOLD
 from vae_core.lab.beta_report import SweepReport, sweep_report
@@ -49,58 +49,25 @@ def _rounded(labels, stats) -> pd.DataFrame:
     return _table(labels, stats).round(2)
 
 
-def per_dim_figure(labels, values: list, title: str, log: bool = False, threshold=None) -> go.Figure:
-    """Grouped bars of one per-dim statistic, dims named z1..zk; the threshold is a legend entry, not
-    a label drawn over the bars."""
-    fig = go.Figure()
+def per_dim_figure(labels, values: list, title: str, log: bool = False, threshold=None) -> alt.LayerChart:
+    """Grouped bars of one per-dim statistic, dims named z1..zk; the threshold is a dashed rule named in
+    the subtitle, not a label drawn over the bars."""
+    limit = None if threshold is None else (threshold, f"active-unit threshold {threshold:g}")
     names = dim_names(len(values[0]))
-    for lab, v in zip(labels, values):
-        fig.add_bar(x=names, y=list(v), name=lab)
-    if threshold is not None:  # the line spans the plot; its name goes in the legend, clear of the bars
-        line = dict(color="black", dash="dash", width=1.5)
-        fig.add_hline(y=threshold, line=line)
-        fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=f"active-unit threshold {threshold:g}")
-    fig.update_layout(
-        barmode="group",
-        title=title,
-        height=340,
-        margin=dict(l=10, r=10, t=40, b=10),
-        xaxis_title="latent dim",
-        legend=dict(orientation="h", y=-0.3),
-    )
-    if log:
-        fig.update_yaxes(type="log")
-    return fig
+    return bar_chart(list(labels), [list(v) for v in values], names, title, "latent dim", log=log, threshold=limit)
 
 
-def _maps_figure(labels, maps, y) -> go.Figure:
-    frames = []
+def _maps_figure(labels, maps, y) -> alt.ConcatChart:
+    """One map per model side by side, coloured by label with the explorer's colours, equal aspect."""
+    xd, yd = square_domains(*maps)
+    x = alt.X("x:Q", title="PC 1", scale=alt.Scale(domain=xd, nice=False))
+    yy = alt.Y("y:Q", title="PC 2", scale=alt.Scale(domain=yd, nice=False))
+    charts = []
     for lab, xy in zip(labels, maps):
-        frames.append(
-            pd.DataFrame(
-                {
-                    "PC 1": xy[:, 0],
-                    "PC 2": xy[:, 1],
-                    "model": lab,
-                    "label": [str(int(v)) for v in y] if y is not None else "?",
-                }
-            )
-        )
-    colours = label_colour_map(y) if y is not None else {"?": "#888888"}
-    fig = px.scatter(
-        pd.concat(frames),
-        x="PC 1",
-        y="PC 2",
-        color="label",
-        facet_col="model",
-        opacity=0.6,
-        color_discrete_map=colours,
-        category_orders={"label": list(colours), "model": labels},
-        height=330,
-    )
-    fig.update_traces(marker=dict(size=4))
-    fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
-    return fig
+        df, colour = label_points(xy, y, "label {}")
+        chart = alt.Chart(df).mark_circle(size=10, opacity=0.6).encode(x=x, y=yy, color=colour, tooltip=["series:N"])
+        charts.append(chart.properties(title=lab, width=230, height=230))
+    return alt.concat(*charts, columns=2)  # 2 x 2: four maps side by side do not fit 1024 px
 
 
 def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
@@ -140,11 +107,11 @@ def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
 def _sweep_pictures(labels: list[str], rep: SweepReport, data, shape, ref: str, sizes: Sizes) -> None:
     stats = rep.stats
     c1, c2 = st.columns(2)
-    c1.plotly_chart(
+    c1.altair_chart(
         view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)")),
         key="lab4_kl_dims",
     )
-    c2.plotly_chart(
+    c2.altair_chart(
         view(
             rep,
             "au",
@@ -162,7 +129,7 @@ def _sweep_pictures(labels: list[str], rep: SweepReport, data, shape, ref: str, 
         f"**Latent maps** — PCA of each model's test means μ, rotated (orthogonal Procrustes) onto "
         f"the {ref} map; no rescaling, so a shrinking map is real."
     )
-    st.plotly_chart(view(rep, "maps", lambda: _maps_figure(labels, rep.maps, data.y_test)), key="lab4_maps")
+    st.altair_chart(view(rep, "maps", lambda: _maps_figure(labels, rep.maps, data.y_test)), key="lab4_maps")
     c1, c2 = st.columns(2)
     c1.image(
         view(rep, "recons", lambda: image_grid([data.x_test[: sizes.n_show]] + list(rep.recons), shape, 40)),
@@ -176,18 +143,12 @@ def _sweep_pictures(labels: list[str], rep: SweepReport, data, shape, ref: str, 
     )
 
 
-def _history_figure(labels, ckpts, field: str, title: str) -> go.Figure:
-    fig = go.Figure()
-    for lab, c in zip(labels, ckpts):
-        fig.add_scatter(x=[h["epoch"] for h in c.history], y=[h[field] for h in c.history], name=lab, mode="lines")
-    fig.update_layout(
-        title=title,
-        height=320,
-        margin=dict(l=10, r=10, t=40, b=10),
-        xaxis_title="epoch",
-        legend=dict(orientation="h", y=-0.3),
-    )
-    return fig
+def _history_figure(labels, ckpts, field: str, title: str) -> alt.LayerChart:
+    lines = [
+        Line(lab, [h["epoch"] for h in c.history], [h[field] for h in c.history], colour, points=False)
+        for lab, c, colour in zip(labels, ckpts, SERIES_COLOURS)
+    ]
+    return line_chart(lines, title, "epoch", field, height=320)
 
 
 def _collapse_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
@@ -226,11 +187,11 @@ def _collapse_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
         )
     )
     c1, c2 = st.columns(2)
-    c1.plotly_chart(
+    c1.altair_chart(
         view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)")),
         key="lab4_collapse_dims",
     )
-    c2.plotly_chart(
+    c2.altair_chart(
         view(
             rep,
             "history",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from app.common import current_checkpoint
+from app.lab.charts import Line, Rule, line_chart
 from app.lab.report_store import lab_report, view
 from app.lab.widgets import example_picker, lazy_progress
 from vae_core.lab.elbo_anatomy import Anatomy, anatomy
@@ -26,60 +27,32 @@ class Sizes:
     k_ref: int = 5000  # draws for the log p(x) reference
 
 
-def _bound_figure(a) -> go.Figure:
+def _bound_figure(a) -> alt.LayerChart:
     m, se = a.lk_mean(), a.lk_se()
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=a.k,
-            y=m,
-            mode="lines+markers",
-            name="L_K (mean over repeats)",
-            error_y=dict(type="data", array=2 * se, visible=True),
-        )
+    return line_chart(
+        [Line("L_K (mean over repeats)", a.k, m, err=2 * se)],
+        "Importance-weighted bound L_K",
+        "K (importance samples)",
+        "nats",
+        log_x=True,
+        subtitle="error bars: ±2 SE over repeats",
+        rules=(
+            Rule(a.log_px, f"log p(x) ≈ {a.log_px:.2f} (K={a.k_ref})", "green"),
+            Rule(a.elbo, f"ELBO = {a.elbo:.2f}", "red"),
+        ),
     )
-    fig.add_hline(
-        y=a.log_px, line_dash="dash", line_color="green", annotation_text=f"log p(x) ≈ {a.log_px:.2f} (K={a.k_ref})"
-    )
-    fig.add_hline(
-        y=a.elbo,
-        line_dash="dot",
-        line_color="red",
-        annotation_text=f"ELBO = {a.elbo:.2f}",
-        annotation_position="bottom right",
-    )
-    fig.update_layout(
-        xaxis_type="log",
-        xaxis_title="K (importance samples)",
-        yaxis_title="nats",
-        title="Importance-weighted bound L_K (error bars: ±2 SE over repeats)",
-        height=380,
-        margin=dict(t=50, b=40),
-    )
-    return fig
 
 
-def _gap_figure(a) -> go.Figure:
+def _gap_figure(a) -> alt.LayerChart:
     gap = a.log_px - a.lk_mean()
-    fig = go.Figure(
-        go.Scatter(
-            x=a.k,
-            y=gap,
-            mode="lines+markers",
-            name="log p(x) − L_K",
-            error_y=dict(type="data", array=2 * a.lk_se(), visible=True),
-        )
+    return line_chart(
+        [Line("log p(x) − L_K", a.k, gap, err=2 * a.lk_se())],
+        "Gap log p(x) − L_K shrinks with K",
+        "K",
+        "gap (nats)",
+        log_x=True,
+        rules=(Rule(0.0, "", "grey", dash=False),),
     )
-    fig.add_hline(y=0, line_color="grey")
-    fig.update_layout(
-        xaxis_type="log",
-        xaxis_title="K",
-        yaxis_title="gap (nats)",
-        title="Gap log p(x) − L_K shrinks as K grows",
-        height=380,
-        margin=dict(t=50, b=40),
-    )
-    return fig
 
 
 def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int, int]:
@@ -125,8 +98,8 @@ def _identity_section(a: Anatomy) -> None:
 
 def _bound_section(a: Anatomy) -> None:
     f1, f2 = st.columns(2)
-    f1.plotly_chart(view(a, "bound", lambda: _bound_figure(a)), key=P + "bound_chart")
-    f2.plotly_chart(view(a, "gap", lambda: _gap_figure(a)), key=P + "gap_chart")
+    f1.altair_chart(view(a, "bound", lambda: _bound_figure(a)), key=P + "bound_chart")
+    f2.altair_chart(view(a, "gap", lambda: _gap_figure(a)), key=P + "gap_chart")
     first, last = a.lk_mean()[[0, -1]]
     st.markdown(
         f"Gap at K=1: **{a.log_px - first:.2f} nats** · at K={a.k[-1]}: **{a.log_px - last:.2f} nats**. "

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import current_checkpoint, test_targets
+from app.lab.charts import Line, line_chart
 from app.lab.report_store import lab_report, view
 from app.lab.widgets import lazy_progress
 from vae_core.lab.gradients import ESTIMATORS, VarianceCurves, variance_curves
@@ -30,66 +31,40 @@ class Sizes:
     estimators: tuple = tuple(ESTIMATORS)
 
 
-def _variance_figure(vc) -> go.Figure:
-    fig = go.Figure()
+def _variance_figure(vc) -> alt.LayerChart:
+    lines = []
     for e, v in vc.variance.items():
         ok = ~np.isnan(v)
-        fig.add_trace(
-            go.Scatter(
-                x=vc.n_samples[ok], y=v[ok], mode="lines+markers", name=LABELS[e], line=dict(color=COLORS[e], width=3)
-            )
-        )
+        n, v = vc.n_samples[ok], v[ok]
+        lines.append(Line(LABELS[e], n, v, COLORS[e], width=3))
         # 1/L reference through the estimator's first point: independent samples average down as 1/L
-        l0, v0 = vc.n_samples[ok][0], v[ok][0]
-        fig.add_trace(
-            go.Scatter(
-                x=vc.n_samples[ok],
-                y=v0 * l0 / vc.n_samples[ok],
-                mode="lines",
-                line=dict(color=COLORS[e], dash="dot", width=1),
-                showlegend=False,
-                hoverinfo="skip",
-            )
-        )
-    fig.update_xaxes(tickvals=list(vc.n_samples))
-    fig.update_layout(
-        xaxis_type="log",
-        yaxis_type="log",
-        xaxis_title="L (samples of z per example)",
-        yaxis_title="mean per-parameter variance",
+        lines.append(Line(f"{e} 1/L", n, v[0] * n[0] / n, COLORS[e], points=False, dash=True, width=1, legend=False))
+    return line_chart(
+        lines,
+        "Gradient variance vs L (dotted: 1/L)",
+        "L (samples of z per example)",
+        "mean per-parameter variance",
+        log_x=True,
+        log_y=True,
         height=420,
-        margin=dict(t=50, b=40),
-        title="Gradient variance vs L (dotted: 1/L)",
-        legend=dict(orientation="h", y=-0.2),
     )
-    return fig
 
 
-def _mean_figure(vc, n_show: int = 16) -> go.Figure:
+def _mean_figure(vc, n_show: int = 16) -> alt.LayerChart:
     """The parameters with the largest reparameterization gradient: each estimator's mean ± 2 SE."""
     ref = "reparam" if "reparam" in vc.mean else next(iter(vc.mean))
     top = np.argsort(-np.abs(vc.mean[ref]))[:n_show]
-    fig = go.Figure()
-    for j, (e, m) in enumerate(vc.mean.items()):
-        fig.add_trace(
-            go.Scatter(
-                x=np.arange(n_show) + 0.15 * (j - 1),
-                y=m[top],
-                mode="markers",
-                name=LABELS[e],
-                marker=dict(color=COLORS[e], size=7),
-                error_y=dict(type="data", array=2 * vc.mean_se[e][top], visible=True),
-            )
-        )
-    fig.update_layout(
-        xaxis_title=f"the {n_show} parameters with the largest |gradient|",
-        yaxis_title="mean gradient ± 2 SE",
+    lines = [
+        Line(LABELS[e], np.arange(n_show) + 0.15 * (j - 1), m[top], COLORS[e], err=2 * vc.mean_se[e][top], line=False)
+        for j, (e, m) in enumerate(vc.mean.items())
+    ]
+    return line_chart(
+        lines,
+        f"Same mean (L = {vc.n_samples[-1]}, {vc.repeats} repeats)",
+        f"the {n_show} parameters with the largest |gradient|",
+        "mean gradient ± 2 SE",
         height=420,
-        margin=dict(t=50, b=40),
-        title=f"Same mean (L = {vc.n_samples[-1]}, {vc.repeats} repeats)",
-        legend=dict(orientation="h", y=-0.2),
     )
-    return fig
 
 
 def _controls(n_test: int, sizes: Sizes) -> dict:
@@ -208,7 +183,7 @@ def render(sizes: Sizes = Sizes()) -> None:
     slot.empty()
     _ratios(vc, p["subset"])
     f1, f2 = st.columns(2)
-    f1.plotly_chart(view(vc, "variance", lambda: _variance_figure(vc)), key=P + "var_chart")
-    f2.plotly_chart(view(vc, "mean", lambda: _mean_figure(vc)), key=P + "mean_chart")
+    f1.altair_chart(view(vc, "variance", lambda: _variance_figure(vc)), key=P + "var_chart")
+    f2.altair_chart(view(vc, "mean", lambda: _mean_figure(vc)), key=P + "mean_chart")
     _agreement(vc)
     _notes(vc, p["repeats"], p["batch"])

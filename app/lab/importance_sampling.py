@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from app.common import current_checkpoint
+from app.lab.charts import Line, Rule, line_chart
 from app.lab.report_store import lab_report, view
 from app.lab.widgets import example_picker, lazy_progress
 from vae_core.lab.importance_report import ImportanceReport, ToyReport, importance_report, toy_report
@@ -30,63 +31,28 @@ class Sizes:
     toy: bool = True  # show the linear-Gaussian toy
 
 
-def _estimate_figure(curves: dict, reference: float, ref_label: str, title: str) -> go.Figure:
-    fig = go.Figure()
+def _estimate_figure(curves: dict, reference: float, ref_label: str, title: str) -> alt.LayerChart:
+    lines = []
     for prop, c in curves.items():
-        for _r, row in enumerate(c.log_px):
-            fig.add_trace(
-                go.Scatter(
-                    x=c.n,
-                    y=row,
-                    mode="lines",
-                    line=dict(color=COLORS[prop], width=1),
-                    opacity=0.25,
-                    showlegend=False,
-                    hoverinfo="skip",
-                )
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=c.n,
-                y=c.log_px.mean(0),
-                mode="lines+markers",
-                name=NAMES[prop],
-                line=dict(color=COLORS[prop], width=3),
-                error_y=dict(type="data", array=c.spread(), visible=True),
-            )
-        )
-    fig.add_hline(y=reference, line_dash="dash", line_color="green", annotation_text=ref_label)
-    fig.update_layout(
-        xaxis_type="log",
-        xaxis_title="N (samples)",
-        yaxis_title="log p̂(x) (nats)",
-        title=title,
+        for r, row in enumerate(c.log_px):  # each repeat, thin
+            lines.append(Line(f"{prop} {r}", c.n, row, COLORS[prop], points=False, width=1, opacity=0.25, legend=False))
+        lines.append(Line(NAMES[prop], c.n, c.log_px.mean(0), COLORS[prop], err=c.spread(), width=3))
+    return line_chart(
+        lines,
+        title,
+        "N (samples)",
+        "log p̂(x) (nats)",
+        log_x=True,
+        rules=(Rule(reference, ref_label, "green"),),
         height=400,
-        margin=dict(t=50, b=40),
-        legend=dict(orientation="h", y=-0.2),
     )
-    return fig
 
 
-def _ess_figure(curves: dict, title: str) -> go.Figure:
-    fig = go.Figure()
+def _ess_figure(curves: dict, title: str) -> alt.LayerChart:
     n = next(iter(curves.values())).n
-    fig.add_trace(go.Scatter(x=n, y=n, mode="lines", line=dict(color="grey", dash="dot"), name="ESS = N (ideal)"))
-    for prop, c in curves.items():
-        fig.add_trace(
-            go.Scatter(x=c.n, y=c.ess.mean(0), mode="lines+markers", name=prop, line=dict(color=COLORS[prop]))
-        )
-    fig.update_layout(
-        xaxis_type="log",
-        yaxis_type="log",
-        xaxis_title="N",
-        yaxis_title="effective sample size",
-        title=title,
-        height=400,
-        margin=dict(t=50, b=40),
-        legend=dict(orientation="h", y=-0.2),
-    )
-    return fig
+    lines = [Line("ESS = N (ideal)", n, n, "grey", points=False, dash=True, width=1.5)]
+    lines += [Line(prop, c.n, c.ess.mean(0), COLORS[prop]) for prop, c in curves.items()]
+    return line_chart(lines, title, "N", "effective sample size", log_x=True, log_y=True, height=400)
 
 
 def _summary(curves: dict, n: int) -> list[dict]:
@@ -121,7 +87,7 @@ def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int]:
 
 def _model_section(r: ImportanceReport, n_max: int, repeats: int) -> None:
     c1, c2 = st.columns(2)
-    c1.plotly_chart(
+    c1.altair_chart(
         view(
             r,
             "estimates",
@@ -131,7 +97,7 @@ def _model_section(r: ImportanceReport, n_max: int, repeats: int) -> None:
         ),
         key=P + "est_chart",
     )
-    c2.plotly_chart(
+    c2.altair_chart(
         view(r, "ess", lambda: _ess_figure(r.curves, "How many draws carry the estimate")), key=P + "ess_chart"
     )
     st.caption(
@@ -170,7 +136,7 @@ def _toy_section(path: str, n_max: int, repeats: int) -> None:
         "converge to the exact value."
     )
     t1, t2 = st.columns(2)
-    t1.plotly_chart(
+    t1.altair_chart(
         view(
             t,
             "estimates",
@@ -178,7 +144,7 @@ def _toy_section(path: str, n_max: int, repeats: int) -> None:
         ),
         key=P + "toy_est_chart",
     )
-    t2.plotly_chart(
+    t2.altair_chart(
         view(t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size")), key=P + "toy_ess_chart"
     )
     st.dataframe(_summary(t.curves, n_max), hide_index=True)

@@ -1,5 +1,5 @@
 """Widgets the lab pages share: a test-example picker, a progress bar drawn only while work runs,
-opening (or training after a click) a family of lab runs, image mosaics, a label-coloured legend.
+opening (or training after a click) a family of lab runs, image mosaics. The lab's charts are in app/lab/charts.py.
 
 Models load through app.common.load_model, so they are cached per (path, mtime) and shared read-only.
 """
@@ -14,7 +14,6 @@ import streamlit as st
 import torch
 
 from app.common import load_model, test_targets
-from app.palette import label_colour
 from app.safe import plain
 from vae_core.checkpoints import Checkpoint, CheckpointError, read_metadata
 from vae_core.data import target_description
@@ -126,8 +125,3 @@ def base_caption(ckpt: Checkpoint, runs: list[LabRun]) -> str:
 def dim_names(k: int) -> list[str]:
     """z1 .. zk: latent dims numbered from 1, as the explorer's sliders are."""
     return [f"z{d + 1}" for d in range(k)]
-
-
-def label_colour_map(labels) -> dict[str, str]:
-    """{str(label): colour} from app.palette, so a digit has one colour on every page."""
-    return {str(int(v)): label_colour(int(v)) for v in sorted({int(v) for v in labels})}
