@@ -48,7 +48,12 @@ CSS = f"""
 [data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem !important; padding-bottom: 3rem !important; }}
 [data-testid="stMainBlockContainer"] h1 {{ font-size: 2rem; padding: 0.25rem 0 0.5rem 0; }}
 
+/* Display formulas (st.latex, the lab pages) scroll sideways instead of being cut off at a projector's
+   width (KaTeX never wraps a display formula), and are a little smaller there. */
+.katex-display {{ overflow-x: auto; overflow-y: hidden; padding-bottom: 0.25rem; }}
+
 @media (max-width: {NARROW_PX}px) {{
+  .katex-display {{ font-size: 0.86em; }}
   [data-testid="stMainBlockContainer"] {{ padding-left: 1.5rem !important; padding-right: 1.5rem !important; }}
   section[data-testid="stSidebar"][aria-expanded="true"], section[data-testid="stSidebar"][data-collapsed="false"] {{
     width: 256px !important; min-width: 256px !important;

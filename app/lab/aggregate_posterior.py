@@ -102,6 +102,8 @@ def _hole_map(v: AggregateReport, title: str) -> alt.LayerChart:
 
 
 def _formulas() -> None:
+    # each formula on its own line and the citations as text: at 1024 px (a projector) a display
+    # formula wider than the column is cut off, not wrapped
     st.latex(
         r"Q(z) = \frac1N\sum_{n=1}^{N} q(z|x_n) \qquad "
         r"\mathrm{KL}(Q\,\|\,p) = \mathbb{E}_{z\sim Q}\big[\log Q(z) - \log p(z)\big]"
@@ -110,16 +112,14 @@ def _formulas() -> None:
     st.latex(
         r"\underbrace{\frac1N\sum_n \mathrm{KL}\big(q(z|x_n)\,\|\,p\big)}_{\text{the ELBO's KL}} "
         r"= \underbrace{I_q(n; z)}_{\le \log N} + \mathrm{KL}(Q\,\|\,p)"
-        r"\qquad\text{(ELBO surgery, Hoffman \& Johnson 2016)}"
     )
+    st.caption("ELBO surgery (Hoffman & Johnson 2016).")
     st.latex(
-        r"\mathrm{MMD}^2(Q, p) = \mathbb{E}\,k(z,z') + \mathbb{E}\,k(\tilde z,\tilde z') - 2\,\mathbb{E}\,k(z,\tilde z),"  # noqa: E501
-        r"\quad z\sim Q,\ \tilde z\sim p,\quad k(a,b) = e^{-\|a-b\|^2/k}"
+        r"\mathrm{MMD}^2(Q, p) = \mathbb{E}\,k(z,z') + \mathbb{E}\,k(\tilde z,\tilde z') - 2\,\mathbb{E}\,k(z,\tilde z)"
     )
-    st.latex(
-        r"\mathcal{L}_{\text{MMD-VAE}} = \mathbb{E}_q[\log p(x|z)] - \lambda\,\mathrm{MMD}^2(Q, p)"
-        r"\qquad\text{(InfoVAE, Zhao et al. 2019; no per-example KL)}"
-    )
+    st.latex(r"z\sim Q,\ \tilde z\sim p,\quad k(a,b) = e^{-\|a-b\|^2/k}")
+    st.latex(r"\mathcal{L}_{\text{MMD-VAE}} = \mathbb{E}_q[\log p(x|z)] - \lambda\,\mathrm{MMD}^2(Q, p)")
+    st.caption("InfoVAE (Zhao et al. 2019): no per-example KL.")
 
 
 def _measured(reps: list[AggregateReport], n: int) -> None:

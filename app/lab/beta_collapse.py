@@ -72,9 +72,12 @@ def _maps_figure(labels, maps, y) -> alt.ConcatChart:
 
 def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     st.subheader("The β sweep")
+    # two lines, not one: on one line the formula is wider than a 1024 px projector's column
     st.latex(
         r"\mathcal{L}_\beta(x) = \mathbb{E}_{q(z|x)}[\log p(x|z)] - \beta\,"
-        r"\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big),\qquad "
+        r"\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)"
+    )
+    st.latex(
         r"\mathrm{KL} = \sum_{d=1}^{k}\mathrm{KL}_d,\quad "
         r"\mathrm{KL}_d = \tfrac12\big(\mu_d^2 + \sigma_d^2 - 1 - \log\sigma_d^2\big)"
     )
