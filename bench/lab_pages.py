@@ -28,12 +28,9 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import benchlib as bl
 
@@ -58,53 +55,11 @@ DONE_JS = """() => {
 def streamlit_server(cache_dir: str, app_root: str = REPO, timeout_s: float = 600):
     """`streamlit run app/main.py` of the checkout `app_root` on a free port, VAE_CHECKPOINT_DIR =
     cache_dir; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "VAE_CHECKPOINT_DIR": cache_dir, "VAE_ALLOW_TRAINING": "0", "PYTHONPATH": app_root}
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app/main.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=app_root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise SystemExit(f"streamlit did not start:\n{log.read().decode(errors='replace')[-3000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            time.sleep(0.25)
-        yield url
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
+    from tests.harness.browser import StreamlitServer
+
+    env = {"VAE_CHECKPOINT_DIR": cache_dir, "VAE_ALLOW_TRAINING": "0", "PYTHONPATH": app_root, "VAE_DEBUG_HOOKS": "0"}
+    with StreamlitServer("app/main.py", env=env, timeout=timeout_s, root=app_root) as s:
+        yield s.url
 
 
 def complete_s(browser, url: str, timeout_ms: float = 120_000) -> float:

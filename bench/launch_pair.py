@@ -12,54 +12,26 @@ previous server leaves behind over both checkouts.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 import benchlib as bl
 
 
-def serve(root: str, cache: str) -> tuple[subprocess.Popen, str]:
-    from tests.harness.browser import free_port
-
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": root, "VAE_CHECKPOINT_DIR": cache, "VAE_DEBUG_HOOKS": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    cmd += ["--server.fileWatcherType", "none"]
-    p = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600  # hang guard
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
-                return p, url
-        except OSError:
-            time.sleep(0.1)
-    p.terminate()
-    raise TimeoutError(f"{root}: no /_stcore/health in 600 s")
-
-
 def launch(browser, root: str, cache: str) -> tuple[float, float]:
     """Seconds from navigation to the map drawn: the server's first session, then a second one."""
-    from tests.harness.browser import new_page, wait_for_map
+    from tests.harness.browser import StreamlitServer, new_page, wait_for_map
 
-    p, url = serve(root, cache)
-    try:
-        out = []
+    out = []
+    with StreamlitServer("app/main.py", env={"VAE_CHECKPOINT_DIR": cache}, root=root) as s:
         for _ in range(2):
             page = new_page(browser)
             t0 = time.perf_counter()
-            page.goto(url + "/")
+            page.goto(s.url + "/")
             wait_for_map(page)
             out.append(time.perf_counter() - t0)
             page.close()
-        return out[0], out[1]
-    finally:
-        p.terminate()
-        p.wait()
+    return out[0], out[1]
 
 
 def main() -> None:

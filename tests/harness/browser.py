@@ -59,9 +59,13 @@ class StreamlitServer:
     """`streamlit run <script>` on a free port, from the repo root; waits for /_stcore/health.
     The components' measurement hooks are on (VAE_DEBUG_HOOKS=1) unless env says otherwise."""
 
-    def __init__(self, script: str, env: dict | None = None, timeout: float = 600.0):
-        self.script, self.timeout = script, timeout
+    def __init__(self, script: str, env: dict | None = None, timeout: float = 600.0, root: str = REPO):
+        """root: the checkout to run (another one, e.g. a worktree of the code before a change, runs
+        with its own root first on PYTHONPATH, not the editable install's)."""
+        self.script, self.timeout, self.root = script, timeout, root
         self.env = {**os.environ, DEBUG_HOOKS_ENV: "1", **(env or {})}
+        if root != REPO:
+            self.env["PYTHONPATH"] = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -85,7 +89,7 @@ class StreamlitServer:
             "--server.fileWatcherType",
             "none",
         ]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
