@@ -4,6 +4,7 @@ page first runs, so the explorer paints without waiting for the other pages' imp
 import gc
 import os
 import sys
+import threading
 from importlib import import_module
 
 # Run the code beside this file, not another checkout's installed in the same venv (editable install).
@@ -44,15 +45,37 @@ def _sweep_once() -> list[str]:
 
 
 def _process_setup() -> None:
-    """The app's one process-wide setting, made here at the end of a run and nowhere else.
+    """The app's process-wide settings, made here at the end of a run and nowhere else.
 
     Once torch is loaded (by the first page that needs a model), move everything alive out of the
     cyclic collector's sight: torch's modules live as long as the server, and each full pass would
     otherwise walk ~300k objects. Frozen objects are still freed by reference counting. Done once:
     gc.get_freeze_count() > 0 afterwards. (Streamlit's own collection after every rerun is off:
-    streamlit_config.toml, runner.postScriptGC.)"""
+    streamlit_config.toml, runner.postScriptGC.) And then, once, the lab pages are imported in the
+    background (_warm_lab_pages)."""
     if "torch" in sys.modules and gc.get_freeze_count() == 0:
         gc.freeze()
+    if "torch" in sys.modules:
+        _warm_lab_pages()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_lab_pages() -> threading.Thread:
+    """Once per process: import the lab pages (altair, vae_core.lab: ~0.9 s on the 2-core machine)
+    in a background thread, so that a student's first click on a lab page does not wait for them.
+    Started once a page has loaded torch, so never during the explorer's torch-free first paint. An
+    import that fails here fails again, with its message, when its page runs."""
+
+    def run() -> None:
+        for *_, module in LAB_PAGES:
+            try:
+                import_module(module)
+            except Exception:  # noqa: BLE001  (its page shows the error)
+                pass
+
+    thread = threading.Thread(target=run, name="warm-lab-pages", daemon=True)
+    thread.start()
+    return thread
 
 
 def pages(table):

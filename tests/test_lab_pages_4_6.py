@@ -10,6 +10,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -135,9 +136,11 @@ def test_aggregate_posterior_page_on_shipped_models(shipped):
     assert mmd[1] < mmd[0]  # the MMD-VAE matches the prior better in MMD, the quantity it trains on
     assert len(at.get("vega_lite_chart")) == 3  # histograms + one hole map per model
     spec, hist = _chart(at, "lab5_hist")
-    assert spec["facet"]["sort"] == [f"z{d}" for d in range(1, 17)] and set(hist.dim) == set(spec["facet"]["sort"])
-    for _, h in hist[hist.series != "N(0, 1)"].groupby(["dim", "series"]):
+    bars, curve = hist[hist.series != "N(0, 1)"], hist[hist.series == "N(0, 1)"]
+    assert spec["facet"]["sort"] == [f"z{d}" for d in range(1, 17)] and set(bars.dim) == set(spec["facet"]["sort"])
+    for _, h in bars.groupby(["dim", "series"]):
         assert ((h.x2 - h.x) * h.y).sum() == pytest.approx(1.0)  # a density over the clipped range
+    assert np.allclose(curve.y, np.exp(-0.5 * curve.x**2) / np.sqrt(2 * np.pi))  # one N(0, 1) curve, every cell
 
 
 def test_ae_vs_vae_page_on_shipped_models(shipped):

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
-from app.lab.charts import heading, label_points, square_domains
+from app.lab.charts import heading, label_points, show, square_domains
 from app.lab.report_store import lab_report, view
 from app.lab.widgets import LabModel, base_caption, image_grid, open_runs
 from vae_core.data import eval_targets
@@ -83,13 +83,19 @@ def _recon_section(names: list[str], r: AEReport) -> None:
 def _maps_section(names: list[str], r: AEReport, y) -> None:
     st.subheader("Latent maps")
     c1, c2 = st.columns(2)
-    c1.altair_chart(
-        view(r, "vae map", lambda: map_figure(r.vae, y, f"{names[0]}: PCA of test means")),
+    show(
+        c1,
+        r,
+        "vae map",
+        lambda: map_figure(r.vae, y, f"{names[0]}: PCA of test means"),
         key="lab6_map_vae",
         width="content",  # a square plot: equal aspect
     )
-    c2.altair_chart(
-        view(r, "ae map", lambda: map_figure(r.ae, y, f"{names[1]}: PCA of codes")),
+    show(
+        c2,
+        r,
+        "ae map",
+        lambda: map_figure(r.ae, y, f"{names[1]}: PCA of codes"),
         key="lab6_map_ae",
         width="content",  # a square plot: equal aspect
     )

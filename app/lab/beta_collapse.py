@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import current_checkpoint, dataset_for, test_targets
-from app.lab.charts import SERIES_COLOURS, Line, bar_chart, label_points, line_chart, square_domains
+from app.lab.charts import SERIES_COLOURS, Line, bar_chart, label_points, line_chart, show, square_domains
 from app.lab.report_store import lab_report, view
 from app.lab.widgets import LabModel, base_caption, dim_names, image_grid, open_runs
 from vae_core.checkpoints import Checkpoint
@@ -110,21 +110,23 @@ def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
 def _sweep_pictures(labels: list[str], rep: SweepReport, data, shape, ref: str, sizes: Sizes) -> None:
     stats = rep.stats
     c1, c2 = st.columns(2)
-    c1.altair_chart(
-        view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)")),
+    show(
+        c1,
+        rep,
+        "kl",
+        lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)"),
         key="lab4_kl_dims",
     )
-    c2.altair_chart(
-        view(
-            rep,
-            "au",
-            lambda: per_dim_figure(
-                labels,
-                [s.mu_var for s in stats],
-                "A_d = Var_x(μ_d) (log scale)",
-                log=True,
-                threshold=ACTIVE_VAR_THRESHOLD,
-            ),
+    show(
+        c2,
+        rep,
+        "au",
+        lambda: per_dim_figure(
+            labels,
+            [s.mu_var for s in stats],
+            "A_d = Var_x(μ_d) (log scale)",
+            log=True,
+            threshold=ACTIVE_VAR_THRESHOLD,
         ),
         key="lab4_au_dims",
     )
@@ -132,7 +134,7 @@ def _sweep_pictures(labels: list[str], rep: SweepReport, data, shape, ref: str, 
         f"**Latent maps** — PCA of each model's test means μ, rotated (orthogonal Procrustes) onto "
         f"the {ref} map; no rescaling, so a shrinking map is real."
     )
-    st.altair_chart(view(rep, "maps", lambda: _maps_figure(labels, rep.maps, data.y_test)), key="lab4_maps")
+    show(st, rep, "maps", lambda: _maps_figure(labels, rep.maps, data.y_test), key="lab4_maps")
     c1, c2 = st.columns(2)
     c1.image(
         view(rep, "recons", lambda: image_grid([data.x_test[: sizes.n_show]] + list(rep.recons), shape, 40)),
@@ -190,16 +192,18 @@ def _collapse_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
         )
     )
     c1, c2 = st.columns(2)
-    c1.altair_chart(
-        view(rep, "kl", lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)")),
+    show(
+        c1,
+        rep,
+        "kl",
+        lambda: per_dim_figure(labels, [s.kl_per_dim for s in stats], "KL per latent dim (nats)"),
         key="lab4_collapse_dims",
     )
-    c2.altair_chart(
-        view(
-            rep,
-            "history",
-            lambda: _history_figure(labels, ckpts, "test_kl", "Test KL during training (recorded per epoch)"),
-        ),
+    show(
+        c2,
+        rep,
+        "history",
+        lambda: _history_figure(labels, ckpts, "test_kl", "Test KL during training (recorded per epoch)"),
         key="lab4_collapse_hist",
     )
 

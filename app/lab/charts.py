@@ -1,5 +1,5 @@
-"""The lab's charts in Vega-Lite (st.altair_chart): lines with error bars and labelled rules, grouped
-bars, label-coloured maps with equal aspect.
+"""The lab's charts in Vega-Lite: lines with error bars and labelled rules, grouped bars,
+label-coloured maps with equal aspect; and `show`, which draws one from its report's cached spec.
 
 Not Plotly: a tab that shows one Plotly chart first fetches and compiles Streamlit's 4.6 MB Plotly
 chunk. In headless Chromium on the 2-core machine (load ~5, a new browser context each time) a page
@@ -16,11 +16,30 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from app.lab.report_store import view
 from app.palette import label_colour
 
 # colours of a chart's series (models, β values) in order: the category10 palette the lab's Plotly
 # charts used, so lines and bars of the same series match across a page's charts
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def vega_lite(chart: alt.TopLevelMixin) -> dict:
+    """The Vega-Lite spec st.altair_chart sends for `chart`, its tables as Arrow IPC bytes (which
+    st.vega_lite_chart passes on as they are). Altair's to_dict validates the whole spec against the
+    JSON schema on every call: 0.1-0.2 s a chart, 95% of lab 2's script time, each rerun."""
+    from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec  # Streamlit's own converter
+
+    return _convert_altair_to_vega_lite_spec(chart)
+
+
+def show(where, report, name: str, build, key: str, **options) -> None:
+    """Draw the chart build() makes from `report` in `where` (st or a column), with st.vega_lite_chart's
+    `options` (width): its spec is built once per report and `name` (report_store.view, shared by
+    every session), so a rerun only sends it."""
+    spec = view(report, name + " (Vega-Lite)", lambda: vega_lite(build()))
+    spec = {**spec, "datasets": dict(spec["datasets"])}  # a copy: st may edit the spec it is given
+    where.vega_lite_chart(spec, key=key, **options)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint
-from app.lab.charts import Line, Rule, line_chart
-from app.lab.report_store import lab_report, view
+from app.lab.charts import Line, Rule, line_chart, show
+from app.lab.report_store import lab_report
 from app.lab.widgets import example_picker, lazy_progress
 from vae_core.lab.elbo_anatomy import Anatomy, anatomy
 
@@ -100,8 +100,8 @@ def _identity_section(a: Anatomy) -> None:
 
 def _bound_section(a: Anatomy) -> None:
     f1, f2 = st.columns(2)
-    f1.altair_chart(view(a, "bound", lambda: _bound_figure(a)), key=P + "bound_chart")
-    f2.altair_chart(view(a, "gap", lambda: _gap_figure(a)), key=P + "gap_chart")
+    show(f1, a, "bound", lambda: _bound_figure(a), key=P + "bound_chart")
+    show(f2, a, "gap", lambda: _gap_figure(a), key=P + "gap_chart")
     first, last = a.lk_mean()[[0, -1]]
     st.markdown(
         f"Gap at K=1: **{a.log_px - first:.2f} nats** · at K={a.k[-1]}: **{a.log_px - last:.2f} nats**. "

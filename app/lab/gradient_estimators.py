@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from app.common import current_checkpoint, test_targets
-from app.lab.charts import Line, line_chart
-from app.lab.report_store import lab_report, view
+from app.lab.charts import Line, line_chart, show
+from app.lab.report_store import lab_report
 from app.lab.widgets import lazy_progress
 from vae_core.lab.gradients import ESTIMATORS, VarianceCurves, variance_curves
 
@@ -183,7 +183,7 @@ def render(sizes: Sizes = Sizes()) -> None:
     slot.empty()
     _ratios(vc, p["subset"])
     f1, f2 = st.columns(2)
-    f1.altair_chart(view(vc, "variance", lambda: _variance_figure(vc)), key=P + "var_chart")
-    f2.altair_chart(view(vc, "mean", lambda: _mean_figure(vc)), key=P + "mean_chart")
+    show(f1, vc, "variance", lambda: _variance_figure(vc), key=P + "var_chart")
+    show(f2, vc, "mean", lambda: _mean_figure(vc), key=P + "mean_chart")
     _agreement(vc)
     _notes(vc, p["repeats"], p["batch"])

@@ -11,8 +11,8 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint
-from app.lab.charts import Line, Rule, line_chart
-from app.lab.report_store import lab_report, view
+from app.lab.charts import Line, Rule, line_chart, show
+from app.lab.report_store import lab_report
 from app.lab.widgets import example_picker, lazy_progress
 from vae_core.lab.importance_report import ImportanceReport, ToyReport, importance_report, toy_report
 
@@ -87,19 +87,14 @@ def _controls(ckpt, sizes: Sizes) -> tuple[int, torch.Tensor, int, int]:
 
 def _model_section(r: ImportanceReport, n_max: int, repeats: int) -> None:
     c1, c2 = st.columns(2)
-    c1.altair_chart(
-        view(
-            r,
-            "estimates",
-            lambda: _estimate_figure(
-                r.curves, r.reference, f"q-based, pooled: {r.reference:.2f}", "log p̂(x) as N grows"
-            ),
-        ),
+    show(
+        c1,
+        r,
+        "estimates",
+        lambda: _estimate_figure(r.curves, r.reference, f"q-based, pooled: {r.reference:.2f}", "log p̂(x) as N grows"),
         key=P + "est_chart",
     )
-    c2.altair_chart(
-        view(r, "ess", lambda: _ess_figure(r.curves, "How many draws carry the estimate")), key=P + "ess_chart"
-    )
+    show(c2, r, "ess", lambda: _ess_figure(r.curves, "How many draws carry the estimate"), key=P + "ess_chart")
     st.caption(
         f"Thin lines: each repeat; bars: ±1 sd over repeats. Green: the q-based estimate with all "
         f"{repeats}×{n_max} draws pooled."
@@ -136,17 +131,14 @@ def _toy_section(path: str, n_max: int, repeats: int) -> None:
         "converge to the exact value."
     )
     t1, t2 = st.columns(2)
-    t1.altair_chart(
-        view(
-            t,
-            "estimates",
-            lambda: _estimate_figure(t.curves, t.exact, f"exact log p(x) = {t.exact:.3f}", "Toy: log p̂(x)"),
-        ),
+    show(
+        t1,
+        t,
+        "estimates",
+        lambda: _estimate_figure(t.curves, t.exact, f"exact log p(x) = {t.exact:.3f}", "Toy: log p̂(x)"),
         key=P + "toy_est_chart",
     )
-    t2.altair_chart(
-        view(t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size")), key=P + "toy_ess_chart"
-    )
+    show(t2, t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size"), key=P + "toy_ess_chart")
     st.dataframe(_summary(t.curves, n_max), hide_index=True)
 
 
