@@ -27,10 +27,17 @@ SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
 def vega_lite(chart: alt.TopLevelMixin) -> dict:
     """The Vega-Lite spec st.altair_chart sends for `chart`, its tables as Arrow IPC bytes (which
     st.vega_lite_chart passes on as they are). Altair's to_dict validates the whole spec against the
-    JSON schema on every call: 0.1-0.2 s a chart, 95% of lab 2's script time, each rerun."""
+    JSON schema on every call: 0.1-0.2 s a chart, 95% of lab 2's script time, each rerun.
+
+    Drawn on a canvas: with Vega's default SVG every point of a map is a DOM element with its own
+    attributes, which the browser lays out and styles (Streamlit itself switches to canvas only past
+    2,000 points a layer; lab 5's maps have two layers of 1,000)."""
     from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec  # Streamlit's own converter
 
-    return _convert_altair_to_vega_lite_spec(chart)
+    spec = _convert_altair_to_vega_lite_spec(chart)
+    meta = spec.setdefault("usermeta", {})
+    meta["embedOptions"] = {**meta.get("embedOptions", {}), "renderer": "canvas"}
+    return spec
 
 
 def show(where, report, name: str, build, key: str, **options) -> None:
