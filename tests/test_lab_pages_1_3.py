@@ -99,7 +99,7 @@ def test_importance_sampling_page(tiny_cache):
     at = _run("app.lab.importance_sampling", {"n_max": 100, "repeats": 2, "toy": True})
     _ok(at)
     assert len(at.get("vega_lite_chart")) == 4  # model: estimates + ESS; toy: estimates + ESS
-    rows = at.dataframe[0].value
+    rows = at.table[0].value.reset_index()
     assert set(rows["proposal"]) == {"prior", "posterior"}
     # issue 12.7: N_max = 100 is one table size, said once (it read "At N = 100 and N = 100")
     assert "At **N = 100** (2 repeats each):" in [m.value for m in at.markdown]

@@ -85,7 +85,7 @@ def test_beta_collapse_page_on_shipped_sweeps(shipped):
     at = _run("app.lab.beta_collapse")
     _ok(at)
     assert not at.button, "every default run should open from the committed checkpoints"
-    sweep = at.dataframe[0].value
+    sweep = at.table[0].value
     assert list(sweep.index) == ["β=0.1", "β=1", "β=4", "β=10"]
     kl = list(sweep["KL"])
     assert kl == sorted(kl, reverse=True) and kl[0] > 5 * kl[-1]
@@ -93,7 +93,7 @@ def test_beta_collapse_page_on_shipped_sweeps(shipped):
     assert au == sorted(au, reverse=True)
     line = next(m.value for m in at.markdown if m.value.startswith("Active units per β"))
     assert [int(v) for v in re.findall(r": (\d+)\*\*", line)] == au
-    collapse = at.dataframe[1].value
+    collapse = at.table[1].value
     assert collapse["KL"].iloc[2] > 2 * collapse["KL"].iloc[0]  # free bits keep information in the code
     assert at.metric[0].value == "784"  # effective beta of a mean-BCE loss for 28x28 inputs
     assert float(at.metric[1].value) < 0.05  # ...and that model's measured KL
@@ -106,7 +106,7 @@ def test_beta_collapse_charts_name_dims_and_colour_labels_like_the_explorer(ship
     drawn over the bars; the maps use the explorer's label colours."""
     at = _run("app.lab.beta_collapse")
     _ok(at)
-    sweep = at.dataframe[0].value
+    sweep = at.table[0].value
     for key in ("lab4_kl_dims", "lab4_au_dims", "lab4_collapse_dims"):
         spec, bars = _chart(at, key)
         bars = bars[bars.category.notna()]
@@ -147,9 +147,9 @@ def test_ae_vs_vae_page_on_shipped_models(shipped):
     at = _run("app.lab.ae_vs_vae")
     _ok(at)
     assert not at.button
-    recon = at.dataframe[0].value
+    recon = at.table[0].value
     assert list(recon.index) == ["VAE (KL, β=1)", "Autoencoder"]
-    samples = at.dataframe[1].value
+    samples = at.table[1].value
     assert len(samples) == 4 and "real test images (reference)" in samples.index
     for key in ("lab6_map_vae", "lab6_map_ae"):  # issue 12.7: a colour legend, the explorer's colours
         spec, points = _chart(at, key)
@@ -175,10 +175,10 @@ def test_ae_vs_vae_page_trains_missing_runs_with_progress(tiny_cache):
     at = _run("app.lab.ae_vs_vae")
     _ok(at)
     assert [b.label for b in at.button] == ["Train 2 model(s) now"]
-    assert not at.dataframe
+    assert not at.table
     at.button[0].click().run()
     _ok(at)
     files = sorted(os.listdir(os.path.join(tiny_cache, "lab")))
     assert len([f for f in files if f.endswith(".safetensors")]) == 2  # the VAE and the AE, 30 epochs each
     assert len([f for f in files if ".lab-lab6-" in f]) == 1  # and the page's report, beside the VAE
-    assert not at.button and len(at.dataframe) == 2
+    assert not at.button and len(at.table) == 2

@@ -61,7 +61,7 @@ def map_figure(side: ModelSide, y, title: str) -> alt.LayerChart:
 def _recon_section(names: list[str], r: AEReport) -> None:
     v, a = r.vae, r.ae
     st.subheader("Reconstruction error (test set, z = μ(x))")
-    st.dataframe(
+    st.table(
         pd.DataFrame(
             {
                 "model": names,
@@ -113,7 +113,7 @@ def _samples_section(names: list[str], r: AEReport, input_shape, sizes: Sizes) -
         caption="Rows: " + " · ".join(name for name, _ in rows),
     )
     rows.append(("real test images (reference)", r.data))
-    st.dataframe(
+    st.table(
         pd.DataFrame(
             {
                 "images": [name for name, _ in rows],

@@ -45,8 +45,9 @@ def _table(labels, stats: tuple[ModelStats, ...]) -> pd.DataFrame:
     ).set_index("model")
 
 
-def _rounded(labels, stats) -> pd.DataFrame:
-    return _table(labels, stats).round(2)
+def _rounded(labels, stats):
+    """The table shown to 2 decimals (a static st.table: lab pages load no data-grid code)."""
+    return _table(labels, stats).style.format(precision=2)
 
 
 def per_dim_figure(labels, values: list, title: str, log: bool = False, threshold=None) -> alt.LayerChart:
@@ -97,7 +98,7 @@ def _sweep_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     ref = next((i for i, r in enumerate(runs) if r.train.beta == 1.0), 0)
     rep = _report("sweep", ckpts, x, sizes, reference=ref)
     stats = rep.stats
-    st.dataframe(_rounded(labels, stats))
+    st.table(_rounded(labels, stats))
     au = [s.active_units for s in stats]
     st.markdown(
         "Active units per β: "
@@ -177,7 +178,7 @@ def _collapse_section(ckpt: Checkpoint, data, x, sizes: Sizes) -> None:
     labels = [r.name for r in runs]
     rep = _report("collapse", ckpts, x, sizes)
     stats = rep.stats
-    st.dataframe(_rounded(labels, stats))
+    st.table(_rounded(labels, stats))
     kl = [s.kl for s in stats]
     au = [s.active_units for s in stats]
     st.markdown(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import altair as alt
-import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -109,15 +109,10 @@ def _bound_section(a: Anatomy) -> None:
         "(so a curve is smooth in K; repeats are independent)."
     )
     with st.expander("Numbers"):
-        st.dataframe(
-            {
-                "K": a.k,
-                "L_K mean": np.round(a.lk_mean(), 3),
-                "± SE": np.round(a.lk_se(), 3),
-                "log p(x) − L_K": np.round(a.log_px - a.lk_mean(), 3),
-            },
-            hide_index=True,
+        numbers = pd.DataFrame(
+            {"K": a.k, "L_K mean": a.lk_mean(), "± SE": a.lk_se(), "log p(x) − L_K": a.log_px - a.lk_mean()}
         )
+        st.table(numbers.set_index("K").style.format(precision=3))
 
 
 def render(sizes: Sizes = Sizes()) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import altair as alt
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app.common import current_checkpoint, test_targets
@@ -118,7 +119,7 @@ def _agreement(vc: VarianceCurves) -> None:
         "(its standard error). Unbiased estimators give |z| < 2 for about 95% of the parameters "
         "(parameters whose gradient is exactly zero in every repeat, e.g. dead ReLUs, are left out)."
     )
-    st.dataframe(rows, hide_index=True)
+    st.table(pd.DataFrame(rows).set_index("compared with reparam").style.format(precision=3))
 
 
 def _intro() -> None:

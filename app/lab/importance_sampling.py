@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import altair as alt
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -71,6 +72,11 @@ def _summary(curves: dict, n: int) -> list[dict]:
     return rows
 
 
+def _shown(rows: list[dict]):
+    """_summary's rows as a static table (lab pages load no data-grid code), one proposal a row."""
+    return pd.DataFrame(rows).set_index("proposal").style.format({"mean ESS": "{:.1f}"}, precision=3)
+
+
 def table_heading(n_max: int, repeats: int) -> tuple[str, list[int]]:
     """The table's heading and its sample sizes: N_TABLE and n_max, or n_max alone when they meet."""
     ns = [N_TABLE, n_max] if n_max > N_TABLE else [n_max]
@@ -101,7 +107,7 @@ def _model_section(r: ImportanceReport, n_max: int, repeats: int) -> None:
     )
     heading, ns = table_heading(n_max, repeats)
     st.markdown(heading)
-    st.dataframe([row for n in ns for row in _summary(r.curves, n)], hide_index=True)
+    st.table(_shown([row for n in ns for row in _summary(r.curves, n)]))
 
 
 def _why_prior_fails(r: ImportanceReport, n_max: int) -> None:
@@ -139,7 +145,7 @@ def _toy_section(path: str, n_max: int, repeats: int) -> None:
         key=P + "toy_est_chart",
     )
     show(t2, t, "ess", lambda: _ess_figure(t.curves, "Toy: effective sample size"), key=P + "toy_ess_chart")
-    st.dataframe(_summary(t.curves, n_max), hide_index=True)
+    st.table(_shown(_summary(t.curves, n_max)))
 
 
 def render(sizes: Sizes = Sizes()) -> None:
