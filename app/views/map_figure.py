@@ -24,6 +24,7 @@ def map_figure(
     extra=(),
     label_extra: bool = False,
     height: int = 560,
+    webgl: bool | None = None,
 ) -> go.Figure:
     """Scatter of the first n_points map points by label, plus overlays.
 
@@ -32,9 +33,11 @@ def map_figure(
     each one's name beside it on the map, not only in the legend.
     Labels in the colours of every page (app.palette, as the explorer's map); a PCA map or the latent
     plane is equal-aspect (one unit of PC1 as long on screen as one of PC2), a UMAP map fills the box.
+    webgl: the label points drawn by WebGL (Scattergl) instead of one SVG element each; None: above
+    3,000 points.
     """
     xy, labels, index = proj.xy[:n_points], view.labels[:n_points], view.index[:n_points]
-    scatter = go.Scattergl if n_points > 3000 else go.Scatter
+    scatter = go.Scattergl if (n_points > 3000 if webgl is None else webgl) else go.Scatter
     fig = go.Figure()
     for c in classes_for(labels):
         m = labels == c["label"]
