@@ -20,13 +20,16 @@ breakdown for reference), each starting from the page before it:
                   frontend boots as well, ~1 s on this machine for a page with only a title (median of
                   --rounds; not the target's measure)
 
+With --all-pages the other explore pages follow (compare, traversal, …; not the explorer, which
+each tab opens first, nor Train, switched off here).
+
 With --load N, after the idle rounds N busy-loop processes start (here, killed at the end) and the
 "new student" and "again" rounds run once more on the same server: the table adds their ratio to
 the idle rounds, for the "no page more than 3x slower under load than idle" half of the target.
 
 Target (issue 12.6): every page complete <= 1.5 s on an idle machine with a warm server (first visit,
 new student, again). Others may share the machine: the load average is printed and recorded. Usage:
-    python bench/lab_pages.py [--rounds 3] [--load N] [--smoke] [--results PATH]
+    python bench/lab_pages.py [--rounds 3] [--load N] [--all-pages] [--smoke] [--results PATH]
 """
 
 from __future__ import annotations
@@ -202,6 +205,7 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=3, help="rounds of the median columns")
     p.add_argument("--app-root", default=REPO, help="the checkout whose app is served (e.g. main, for a before/after)")
     p.add_argument("--load", type=int, default=0, help="busy-loop processes for the loaded rounds (0: none)")
+    p.add_argument("--all-pages", action="store_true", help="every page of the sidebar, not only the lab's")
     args = p.parse_args(argv)
     load_before = bl.load_avg()
     title = "lab_pages, seconds from a sidebar click to page complete (headless Chromium, warm server), app of " + (
@@ -212,7 +216,11 @@ def main(argv=None) -> None:
     if not os.path.exists(CHROMIUM):
         bl.append_results(args.results, title, f"{CHROMIUM} is missing: not measured", load_before, args.smoke)
         raise SystemExit(f"{CHROMIUM} is missing")
+    from app.views import PAGES as EXPLORE
+
     pages = (PAGES[:2] if args.smoke else PAGES) + [("elbo", "ELBO breakdown (an explore page, for reference)")]
+    if args.all_pages:  # the other explore pages; not the explorer (the tab opens on it), nor Train (off here)
+        pages += [(slug, title) for slug, title, *_ in EXPLORE if slug not in ("explorer", "elbo", "train")]
     slugs = [slug for slug, *_ in pages]
     rounds = 1 if args.smoke else args.rounds
     root = os.path.abspath(args.app_root)

@@ -61,3 +61,19 @@ def test_map_scale_browser_smoke(tmp_path):
         cells = [c.strip() for c in row.split("|")[1:-1]]
         assert cells[1] in ("canvas", "webgl", "webgl2")
         assert all(float(c.replace(",", "")) > 0 for c in cells[2:7])
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_lab_pages_smoke(tmp_path):
+    """Two servers (reports computed, then read from disk), a student clicking through labs 1-2 and
+    the ELBO breakdown: a row per page, every time measured, no page showing an exception."""
+    if not have_chromium():
+        pytest.skip("Chromium is missing (tests/harness/browser.py CHROMIUM)")
+    out, text = run_bench("lab_pages.py", tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| 1 · ") or line.startswith("| 2 · ")]
+    assert len(rows) == 2, text
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(float(c) > 0 for c in cells[1:6]), row  # computed, first, new student, again, full load
+        assert cells[6] in ("yes", "no"), row  # "exception shown" would fail here
