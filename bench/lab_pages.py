@@ -154,8 +154,14 @@ def student_round(browser, url: str, slugs: list[str]) -> tuple[dict, dict]:
 
 
 def lab_cache_copy(tmp: str) -> str:
-    """The shipped checkpoint, its projection cache and its lab runs, without any lab report files."""
+    """The shipped checkpoint, its projection cache, its training replay and its lab runs, without any
+    lab report files."""
+    from vae_core.cache import default_checkpoint_path
+    from vae_core.replay import replay_path
+
     d = bl.shipped_cache_dir(tmp)
+    if os.path.exists(replay_path(default_checkpoint_path())):
+        shutil.copy(replay_path(default_checkpoint_path()), d)
     os.makedirs(os.path.join(d, "lab"), exist_ok=True)
     for f in glob.glob(os.path.join(REPO, "checkpoints", "lab", "*.safetensors")):
         shutil.copy(f, os.path.join(d, "lab"))
