@@ -53,10 +53,11 @@ def _process_setup() -> None:
     gc.get_freeze_count() > 0 afterwards. (Streamlit's own collection after every rerun is off:
     streamlit_config.toml, runner.postScriptGC.) And then, once, the lab pages are imported in the
     background (_warm_lab_pages)."""
-    if "torch" in sys.modules and gc.get_freeze_count() == 0:
+    if "torch" not in sys.modules:
+        return
+    if gc.get_freeze_count() == 0:
         gc.freeze()
-    if "torch" in sys.modules:
-        _warm_lab_pages()
+    _warm_lab_pages()
 
 
 @st.cache_resource(show_spinner=False)

@@ -72,20 +72,20 @@ def streamlit_server(cache_dir: str, app_root: str = REPO, timeout_s: float = 60
         yield s.url
 
 
+def _note_exception(page, slug: str, where: str = "") -> None:
+    """A page that shows an exception is timed all the same, and said: a page that fails is not a fast page."""
+    errors = page.locator(f"{where} [data-testid=stException]".strip())
+    if errors.count():
+        print(f"  !! {slug} shows an exception: {errors.first.inner_text()[:300]!r}", flush=True)
+        FAILED.add(slug)
+
+
 def complete_s(browser, url: str, timeout_ms: float = 120_000) -> float:
     """Navigation start to page complete, in a new tab (closed after), seconds. `browser` is a Browser
     (the tab gets a new context: an empty cache) or a BrowserContext (its caches are shared)."""
-    page = browser.new_page()
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    page, dt = open_tab(browser, url, timeout_ms)
     try:
-        t0 = time.perf_counter()
-        page.goto(url)
-        page.wait_for_function(DONE_JS, timeout=timeout_ms, polling=20)
-        dt = time.perf_counter() - t0
-        errors = page.locator("[data-testid=stException]")
-        if errors.count():  # timed all the same, and said: a page that fails is not a fast page
-            print(f"  !! {url} shows an exception: {errors.first.inner_text()[:300]!r}", flush=True)
-            FAILED.add(url.rsplit("/", 1)[-1])
+        _note_exception(page, url.rsplit("/", 1)[-1])
         return dt
     finally:
         page.close()
@@ -114,12 +114,14 @@ NAV_DONE_JS = (
 
 
 def open_tab(context, url: str, timeout_ms: float = 120_000):
-    """A new tab of `context` showing `url` complete (the explorer, for a student's first page)."""
+    """(a new tab of `context` showing `url` complete, seconds from navigation start to complete).
+    `context` is a Browser (the tab gets a new context) or a BrowserContext."""
     page = context.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
+    t0 = time.perf_counter()
     page.goto(url)
     page.wait_for_function(DONE_JS, timeout=timeout_ms, polling=20)
-    return page
+    return page, time.perf_counter() - t0
 
 
 def navigate_s(page, slug: str, timeout_ms: float = 120_000) -> float:
@@ -130,10 +132,7 @@ def navigate_s(page, slug: str, timeout_ms: float = 120_000) -> float:
     page.click(f'[data-testid=stSidebarNav] a[href$="/{slug}"]')
     page.wait_for_function(NAV_DONE_JS, arg=slug, timeout=timeout_ms, polling=10)
     dt = time.perf_counter() - t0
-    errors = page.locator("[data-testid=stMain] [data-testid=stException]")
-    if errors.count():  # timed all the same, and said: a page that fails is not a fast page
-        print(f"  !! {slug} shows an exception: {errors.first.inner_text()[:300]!r}", flush=True)
-        FAILED.add(slug)
+    _note_exception(page, slug, "[data-testid=stMain]")
     return dt
 
 
@@ -147,7 +146,7 @@ def student_round(browser, url: str, slugs: list[str]) -> tuple[dict, dict]:
     pages twice: (first pass, second pass), {slug: seconds} each."""
     ctx = browser.new_context()
     try:
-        page = open_tab(ctx, url + "/")
+        page, _ = open_tab(ctx, url + "/")
         return click_through(page, slugs), click_through(page, slugs)
     finally:
         ctx.close()
@@ -235,10 +234,10 @@ def main(argv=None) -> None:
         cache = lab_cache_copy(tmp)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         with streamlit_server(cache, root) as url:  # no report on disk: each first visit computes
-            computed = click_through(open_tab(browser.new_context(), url + "/"), slugs)
+            computed = click_through(open_tab(browser.new_context(), url + "/")[0], slugs)
             print("computed:", {k: round(v, 2) for k, v in computed.items()}, flush=True)
         with streamlit_server(cache, root) as url:  # a fresh process: the reports are read from disk
-            tab = open_tab(browser.new_context(), url + "/")
+            tab, _ = open_tab(browser.new_context(), url + "/")
             print(f"fresh server, explorer open (load {bl.load_avg()})", flush=True)
             first = click_through(tab, slugs)
             print("first visit:", {k: round(v, 2) for k, v in first.items()}, flush=True)

@@ -8,12 +8,15 @@ import pytest
 
 from tests.harness.bench_run import have_chromium, run_bench
 
+needs_chromium = pytest.mark.skipif(
+    not have_chromium(), reason="Chromium is missing (tests/harness/browser.py CHROMIUM)"
+)
+
 
 @pytest.mark.browser
 @pytest.mark.slow
+@needs_chromium
 def test_browser_latency_smoke(tmp_path):
-    if not have_chromium():
-        pytest.skip("Chromium is missing (tests/harness/browser.py CHROMIUM)")
     out, text = run_bench("browser_latency.py", tmp_path)
     assert "slider drag: mouse move -> new frame painted" in text
     assert "map click -> sliders show the point" in text
@@ -21,9 +24,8 @@ def test_browser_latency_smoke(tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.slow
+@needs_chromium
 def test_app_memory_smoke(tmp_path):
-    if not have_chromium():
-        pytest.skip("Chromium is missing (tests/harness/browser.py CHROMIUM)")
     out, text = run_bench("app_memory.py", tmp_path)
     assert "server peak RSS (VmHWM)" in text
     assert "(2,000 points)" in text
@@ -51,9 +53,8 @@ def test_export_html_smoke(tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.slow
+@needs_chromium
 def test_map_scale_browser_smoke(tmp_path):
-    if not have_chromium():
-        pytest.skip("Chromium is missing (tests/harness/browser.py CHROMIUM)")
     out, text = run_bench("map_scale.py", tmp_path, "--only", "browser")
     assert "Two-frame floor" in text
     for n in ("300", "2,000"):  # one row per size: renderer, first paint, zoom and pan percentiles
@@ -65,11 +66,10 @@ def test_map_scale_browser_smoke(tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.slow
+@needs_chromium
 def test_lab_pages_smoke(tmp_path):
     """Two servers (reports computed, then read from disk), a student clicking through labs 1-2 and
     the ELBO breakdown: a row per page, every time measured, no page showing an exception."""
-    if not have_chromium():
-        pytest.skip("Chromium is missing (tests/harness/browser.py CHROMIUM)")
     out, text = run_bench("lab_pages.py", tmp_path)
     rows = [line for line in text.splitlines() if line.startswith("| 1 · ") or line.startswith("| 2 · ")]
     assert len(rows) == 2, text
