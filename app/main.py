@@ -14,7 +14,7 @@ if sys.path[:1] != [_ROOT]:
 
 import streamlit as st  # noqa: E402
 
-from app.common import EXPLORER_PATH  # noqa: E402
+from app.common import EXPLORER_PATH, checkpoint_listing  # noqa: E402
 from app.lab import PAGES as LAB_PAGES  # noqa: E402
 from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
@@ -51,21 +51,22 @@ def _process_setup() -> None:
     cyclic collector's sight: torch's modules live as long as the server, and each full pass would
     otherwise walk ~300k objects. Frozen objects are still freed by reference counting. Done once:
     gc.get_freeze_count() > 0 afterwards. (Streamlit's own collection after every rerun is off:
-    streamlit_config.toml, runner.postScriptGC.) And then, once, the lab pages are imported in the
-    background (_warm_lab_pages)."""
+    streamlit_config.toml, runner.postScriptGC.) And then, once, the lab pages are imported and the
+    open model's training replay is built in the background (_warm_pages)."""
     if "torch" not in sys.modules:
         return
     if gc.get_freeze_count() == 0:
         gc.freeze()
-    _warm_lab_pages()
+    _warm_pages(checkpoint_listing()[1])
 
 
 @st.cache_resource(show_spinner=False)
-def _warm_lab_pages() -> threading.Thread:
-    """Once per process: import the lab pages (altair, vae_core.lab: ~0.9 s on the 2-core machine)
-    in a background thread, so that a student's first click on a lab page does not wait for them.
-    Started once a page has loaded torch, so never during the explorer's torch-free first paint. An
-    import that fails here fails again, with its message, when its page runs."""
+def _warm_pages(model_path: str | None) -> threading.Thread:
+    """Once per process: import the lab pages (altair, vae_core.lab: ~0.9 s on the 2-core machine) and
+    build the open model's replay figure (~1 s) in a background thread, so that a student's first click
+    on those pages does not wait for them. Started once a page has loaded torch, so never during the
+    explorer's torch-free first paint; keyed by the model, which is the shipped default for a class. A
+    step that fails here fails again, with its message, when its page runs."""
 
     def run() -> None:
         for *_, module in LAB_PAGES:
@@ -73,8 +74,13 @@ def _warm_lab_pages() -> threading.Thread:
                 import_module(module)
             except Exception:  # noqa: BLE001  (its page shows the error)
                 pass
+        if model_path is not None:
+            try:
+                import_module("app.views.replay").warm(model_path)
+            except Exception:  # noqa: BLE001  (the replay page shows the error)
+                pass
 
-    thread = threading.Thread(target=run, name="warm-lab-pages", daemon=True)
+    thread = threading.Thread(target=run, name="warm-pages", daemon=True)
     thread.start()
     return thread
 

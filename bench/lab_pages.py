@@ -29,7 +29,7 @@ the idle rounds, for the "no page more than 3x slower under load than idle" half
 
 Target (issue 12.6): every page complete <= 1.5 s on an idle machine with a warm server (first visit,
 new student, again). Others may share the machine: the load average is printed and recorded. Usage:
-    python bench/lab_pages.py [--rounds 3] [--load N] [--all-pages] [--smoke] [--results PATH]
+    python bench/lab_pages.py [--rounds 3] [--load N] [--all-pages | --pages a,b] [--smoke] [--results PATH]
 """
 
 from __future__ import annotations
@@ -211,6 +211,7 @@ def main(argv=None) -> None:
     p.add_argument("--app-root", default=REPO, help="the checkout whose app is served (e.g. main, for a before/after)")
     p.add_argument("--load", type=int, default=0, help="busy-loop processes for the loaded rounds (0: none)")
     p.add_argument("--all-pages", action="store_true", help="every page of the sidebar, not only the lab's")
+    p.add_argument("--pages", help="only these pages, by address, comma-separated (e.g. replay,compare,elbo)")
     args = p.parse_args(argv)
     load_before = bl.load_avg()
     title = "lab_pages, seconds from a sidebar click to page complete (headless Chromium, warm server), app of " + (
@@ -226,6 +227,13 @@ def main(argv=None) -> None:
     pages = (PAGES[:2] if args.smoke else PAGES) + [("elbo", "ELBO breakdown (an explore page, for reference)")]
     if args.all_pages:  # the other explore pages; not the explorer (the tab opens on it), nor Train (off here)
         pages += [(slug, title) for slug, title, *_ in EXPLORE if slug not in ("explorer", "elbo", "train")]
+    if args.pages:
+        wanted = args.pages.split(",")
+        known = {pg[0]: pg for pg in [(s, t) for s, t, *_ in EXPLORE] + pages}  # every explore page, and the lab's
+        pages = [known[s] for s in wanted if s in known]
+        if {pg[0] for pg in pages} != set(wanted):
+            raise SystemExit(f"--pages: no page at {sorted(set(wanted) - {pg[0] for pg in pages})}")
+        title += ", pages " + args.pages
     slugs = [slug for slug, *_ in pages]
     rounds = 1 if args.smoke else args.rounds
     root = os.path.abspath(args.app_root)

@@ -165,3 +165,75 @@ def test_the_lab_beta_10_replay_is_offered_and_shows_collapse():
     alive = int((r.kl_per_dim[-1] >= 0.01).sum())
     assert _metrics(at)["Dims alive"] == f"{alive} of 16" and alive < 16  # dimensions collapsed as it trained
     assert _metrics(at)[f"Test ELBO, epoch {r.epochs[-1]}"] == f"{r.elbo[-1]:.2f}"
+
+
+def test_the_replay_spec_is_valid_plotly_at_every_epoch():
+    """The prebuilt spec (plain lists, sent unvalidated) is a figure plotly accepts, and drawn at snapshot i
+    its animated traces hold frame i's data: what the browser shows before Play equals frame i."""
+    import plotly.graph_objects as go
+
+    from app.views import replay
+
+    path = default_checkpoint_path()
+    rpath = replay_path(path)
+    r = load_replay(rpath)
+    spec, sheet = replay._built.__wrapped__(rpath, os.path.getmtime(rpath), (1, 28, 28))
+    assert [f["name"] for f in spec["frames"]] == [str(e) for e in r.epochs]
+    go.Figure(spec)  # raises on any property plotly does not know, in the traces, layout and every frame
+    labels = len(set(r.labels.tolist()))
+    for i in (0, 37, len(r.epochs) - 1):
+        at = replay._at(spec, sheet, "/media/x.png", i)
+        go.Figure(at)
+        frame = at["frames"][i]
+        for t, d in zip(frame["traces"], frame["data"]):
+            assert all(at["data"][t][k] == v for k, v in d.items())
+        assert at["layout"]["sliders"][0]["active"] == i and at["layout"]["images"] == frame["layout"]["images"]
+        xy = np.concatenate([np.c_[at["data"][j]["x"], at["data"][j]["y"]] for j in range(labels)])
+        np.testing.assert_allclose(np.sort(xy, axis=0), np.sort(r.xy[i], axis=0), atol=6e-4)
+    assert spec["layout"]["sliders"][0]["active"] == 0 and "images" not in spec["layout"]  # cache unchanged
+
+
+def test_each_frame_shows_its_own_snapshot_from_the_sheet():
+    """Frame k places the sheet so that the image subplot's unit square, [0, 1]², holds exactly tile k, and
+    tile k is snapshot k's mosaic (framed by one white pixel)."""
+    import io
+
+    from PIL import Image
+
+    from app.views import replay
+    from vae_core.replay import epoch_mosaic
+
+    rpath = replay_path(default_checkpoint_path())
+    r = load_replay(rpath)
+    spec, sheet = replay._built.__wrapped__(rpath, os.path.getmtime(rpath), (1, 28, 28))
+    png = np.asarray(Image.open(io.BytesIO(sheet.png)))
+    th, tw = png.shape[0] // sheet.rows, png.shape[1] // sheet.cols
+    assert sheet.cols * sheet.rows >= len(r.epochs) and sheet.aspect == th / tw
+    frames = replay._at(spec, sheet, "/media/x.png", 0)["frames"]
+    for k in (0, 1, 11, len(r.epochs) - 1):
+        img = frames[k]["layout"]["images"][0]
+        # the sheet spans [x, x + cols] and [y - rows, y]; tile (row, col) is [x + col, x + col + 1] and
+        # [y - row - 1, y - row] in data units
+        col, row = -img["x"], img["y"] - 1
+        assert (img["sizex"], img["sizey"], img["xref"], img["yref"]) == (sheet.cols, sheet.rows, "x2", "y2")
+        tile = png[row * th : (row + 1) * th, col * tw : (col + 1) * tw]
+        want = np.round(np.pad(epoch_mosaic(r, k, (1, 28, 28)), 1, constant_values=1.0) * 255)
+        np.testing.assert_allclose(tile, want, atol=1)
+    axes = spec["layout"]["xaxis2"], spec["layout"]["yaxis2"]
+    assert [a["range"] for a in axes] == [[0, 1], [0, 1]] and axes[1]["scaleratio"] == sheet.aspect
+
+
+def test_warm_builds_the_figure_the_page_then_reads(monkeypatch):
+    """app/main.py's background thread calls replay.warm(open model): the page's next _built is a cache hit."""
+    from unittest import mock
+
+    from app.views import replay
+
+    path = default_checkpoint_path()
+    rpath = replay_path(path)
+    replay._built.clear()
+    replay.warm(path)
+    with mock.patch.object(replay, "_sheet", side_effect=AssertionError("built again")):
+        spec, sheet = replay._built(rpath, os.path.getmtime(rpath), (1, 28, 28))
+    assert len(spec["frames"]) == len(load_replay(rpath).epochs) and sheet.png.startswith(b"\x89PNG")
+    replay.warm(str(os.path.join(os.path.dirname(rpath), "no-such-model.safetensors")))  # no replay: nothing

@@ -13,9 +13,12 @@ from __future__ import annotations
 import io
 import os
 import stat
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made or read: showing numpy images needs none
+    import torch
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 FORMATS = ("PNG", "JPEG", "MPO")  # MPO: the JPEG variant many phone cameras write
@@ -222,13 +225,20 @@ def preprocess(img, input_shape: tuple[int, ...], *, invert: str = "auto", cente
         x = np.clip(1.0 - a if invert == "yes" else a, 0, 1).transpose(2, 0, 1)
     else:
         raise ImageError(f"cannot feed an image to a model with {c} channels")
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(x, np.float32)).reshape(input_shape)
 
 
-def to_display(x: torch.Tensor, input_shape: tuple[int, ...]) -> np.ndarray:
+def to_display(x: torch.Tensor | np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     """Model-space images (..., *input_shape) -> (..., H, W) grey or (..., H, W, 3) RGB in [0, 1].
     Flat inputs are shown as a square when D is a square number, else as a 1-pixel-high strip."""
-    a = torch.as_tensor(x).detach().float().clamp(0, 1).cpu().numpy()
+    if isinstance(x, np.ndarray):  # e.g. a replay's stored snapshots: no torch needed (nor loaded)
+        a = np.clip(x.astype(np.float32, copy=False), 0, 1)
+    else:
+        import torch
+
+        a = torch.as_tensor(x).detach().float().clamp(0, 1).cpu().numpy()
     if len(input_shape) == 1:
         d = input_shape[0]
         side = int(round(d**0.5))
