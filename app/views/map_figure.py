@@ -13,6 +13,19 @@ from app.views.latent_data import ModelView
 from app.views.latent_map import MapProjection
 
 
+def ring(pt) -> dict:
+    """The selected point's ring at pt (2,), as a plain plotly trace (a cached figure's spec takes it too)."""
+    return {
+        "type": "scatter",
+        "x": [float(pt[0])],
+        "y": [float(pt[1])],
+        "mode": "markers",
+        "name": "selected",
+        "hoverinfo": "skip",
+        "marker": {"size": 18, "color": "rgba(0,0,0,0)", "line": {"color": "black", "width": 2.5}},
+    }
+
+
 def map_figure(
     proj: MapProjection,
     view: ModelView,
@@ -53,16 +66,7 @@ def map_figure(
             )
         )
     if selected_row is not None and selected_row < n_points:
-        fig.add_trace(
-            go.Scatter(
-                x=[xy[selected_row, 0]],
-                y=[xy[selected_row, 1]],
-                mode="markers",
-                name="selected",
-                hoverinfo="skip",
-                marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5)),
-            )
-        )
+        fig.add_trace(go.Scatter(ring(xy[selected_row])))
     for name, pxy, color in paths:
         fig.add_trace(
             go.Scatter(
