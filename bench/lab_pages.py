@@ -227,12 +227,12 @@ def main(argv=None) -> None:
     pages = (PAGES[:2] if args.smoke else PAGES) + [("elbo", "ELBO breakdown (an explore page, for reference)")]
     if args.all_pages:  # the other explore pages; not the explorer (the tab opens on it), nor Train (off here)
         pages += [(slug, title) for slug, title, *_ in EXPLORE if slug not in ("explorer", "elbo", "train")]
-    if args.pages:
-        wanted = args.pages.split(",")
-        known = {pg[0]: pg for pg in [(s, t) for s, t, *_ in EXPLORE] + pages}  # every explore page, and the lab's
-        pages = [known[s] for s in wanted if s in known]
-        if {pg[0] for pg in pages} != set(wanted):
-            raise SystemExit(f"--pages: no page at {sorted(set(wanted) - {pg[0] for pg in pages})}")
+    if args.pages:  # in the order --all-pages visits them: a page's first visit may load a chunk for the next
+        wanted = set(args.pages.split(","))
+        every = pages + [(s, t) for s, t, *_ in EXPLORE if s not in {pg[0] for pg in pages}]
+        pages = [pg for pg in every if pg[0] in wanted]
+        if {pg[0] for pg in pages} != wanted:
+            raise SystemExit(f"--pages: no page at {sorted(wanted - {pg[0] for pg in pages})}")
         title += ", pages " + args.pages
     slugs = [slug for slug, *_ in pages]
     rounds = 1 if args.smoke else args.rounds
