@@ -173,9 +173,9 @@ def _on_map(which: str) -> None:
 def _map_spec(key: tuple, _proj: MapProjection, _view: ModelView, _box: tuple) -> dict:
     """One map without its ring, as plotly JSON: built once per (A, B, their file times, projections, which)
     and shared by every session (0.1 s a map, on every click before). Read-only."""
-    # WebGL: two maps of SVG points cost this page ~0.7 s in the browser (1,000 points each, click ->
-    # page complete 1.5-1.8 s -> 0.8-1.1 s on the 2-core machine)
-    fig = map_figure(_proj, _view, len(_view.means), height=400, webgl=True)
+    # SVG, not WebGL: each WebGL figure costs a context (~0.3 s in Chromium's software rendering); with
+    # the figures cached, two SVG maps of 1,000 points open faster (bench/RESULTS.md, "SVG against WebGL")
+    fig = map_figure(_proj, _view, len(_view.means), height=400, webgl=False)
     fig.update_layout(
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11), title_text=""),
         margin=dict(l=10, r=10, t=40, b=10),

@@ -50,8 +50,8 @@ RINGS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
 })"""
 
 
-# Page positions of every 7th label point inside a plotly map's plot area (WebGL points have no
-# element to locate): from the trace data through the axes' data -> pixel maps.
+# Page positions of every 7th label point inside a plotly map's plot area, from the trace data through the
+# axes' data -> pixel maps (whether plotly draws the points as SVG or by WebGL).
 POINTS = """gd => {
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
   const inside = (p, a) => p > a._offset + 5 && p < a._offset + a._length - 5;
@@ -90,7 +90,7 @@ def test_two_maps_two_decoders_and_a_click_selects_the_point_on_both(browser, se
         # hover a point on B's map (plotly shows its test #), then click it
         b_map = maps.nth(1)
         b_map.scroll_into_view_if_needed()
-        assert b_map.locator(".gl-canvas").count() > 0  # its points are drawn by WebGL, not as SVG
+        assert b_map.locator(".scatterlayer .point").count() > 100  # its points, drawn as SVG
         target = None
         for x, y in b_map.evaluate(POINTS):
             page.mouse.move(x, y)
