@@ -14,7 +14,7 @@ import torch
 
 from app.settings import DEBUG_HOOKS_ENV
 from app.views.explorer_panels import HOVER_MAX
-from tests.harness.browser import StreamlitServer, new_page
+from tests.harness.browser import StreamlitServer, new_page, wait_idle
 from tests.harness.map_bench import explorer_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.model import VAE
@@ -53,6 +53,11 @@ def page(browser, big):
         p = new_page(browser, 1400, 1300)
         p.goto(s.url + "/")
         p.wait_for_function("n => window.__vaeMap && window.__vaeMap.drawn >= n", arg=N, timeout=300_000)
+        # a map this big goes out alone first; the rest of the page (the controls above the map among it)
+        # follows once torch is loaded, and moves the map down: wait for it, so that points() are where
+        # a click lands
+        p.get_by_text("Loading the decoder…").wait_for(state="detached", timeout=300_000)
+        wait_idle(p)
         yield p
         p.close()
 
