@@ -195,7 +195,7 @@ def test_the_replay_spec_is_valid_plotly_at_every_epoch():
 
 def test_each_frame_shows_its_own_snapshot_from_the_sheet():
     """Frame k places the sheet so that the image subplot's unit square, [0, 1]², holds exactly tile k, and
-    tile k is snapshot k's mosaic (framed by one white pixel)."""
+    tile k is snapshot k's mosaic."""
     import io
 
     from PIL import Image
@@ -207,20 +207,21 @@ def test_each_frame_shows_its_own_snapshot_from_the_sheet():
     r = load_replay(rpath)
     spec, sheet = replay._built.__wrapped__(rpath, os.path.getmtime(rpath), (1, 28, 28))
     png = np.asarray(Image.open(io.BytesIO(sheet.png)))
-    th, tw = png.shape[0] // sheet.rows, png.shape[1] // sheet.cols
-    assert sheet.cols * sheet.rows >= len(r.epochs) and sheet.aspect == th / tw
+    th, tw = epoch_mosaic(r, 0, (1, 28, 28)).shape
+    assert (sheet.tile_h, sheet.tile_w) == (th, tw) and sheet.cols * sheet.rows >= len(r.epochs)
     frames = replay._at(spec, sheet, "/media/x.png", 0)["frames"]
     for k in (0, 1, 11, len(r.epochs) - 1):
         img = frames[k]["layout"]["images"][0]
-        # the sheet spans [x, x + cols] and [y - rows, y]; tile (row, col) is [x + col, x + col + 1] and
-        # [y - row - 1, y - row] in data units
-        col, row = -img["x"], img["y"] - 1
-        assert (img["sizex"], img["sizey"], img["xref"], img["yref"]) == (sheet.cols, sheet.rows, "x2", "y2")
-        tile = png[row * th : (row + 1) * th, col * tw : (col + 1) * tw]
-        want = np.round(np.pad(epoch_mosaic(r, k, (1, 28, 28)), 1, constant_values=1.0) * 255)
-        np.testing.assert_allclose(tile, want, atol=1)
+        assert (img["xref"], img["yref"], img["sizing"]) == ("x2", "y2", "stretch")
+        # the sheet spans [x, x + sizex] and [y - sizey, y] in data units, one unit per tile_w (tile_h) px
+        assert np.isclose(png.shape[1] / img["sizex"], tw) and np.isclose(png.shape[0] / img["sizey"], th)
+        row, col = divmod(k, sheet.cols)
+        left, top = col * (tw + 1), row * (th + 1)  # tile k's pixels in the sheet
+        assert np.isclose(img["x"] + left / tw, 0) and np.isclose(img["y"] - top / th, 1)
+        want = np.round(epoch_mosaic(r, k, (1, 28, 28)) * 255)
+        np.testing.assert_allclose(png[top : top + th, left : left + tw], want, atol=1)
     axes = spec["layout"]["xaxis2"], spec["layout"]["yaxis2"]
-    assert [a["range"] for a in axes] == [[0, 1], [0, 1]] and axes[1]["scaleratio"] == sheet.aspect
+    assert [a["range"] for a in axes] == [[0, 1], [0, 1]] and axes[1]["scaleratio"] == th / tw
 
 
 def test_warm_builds_the_figure_the_page_then_reads(monkeypatch):

@@ -49,25 +49,22 @@ def _sha256(path: str, mtime: float) -> str:
 
 @dataclass(frozen=True)
 class _Sheet:
-    """Every snapshot's images in one PNG: tile i at row i // cols, column i % cols, each tile framed by
-    a white pixel (so a rounding error at the subplot's edge shows white, not the next tile)."""
+    """Every snapshot's images in one PNG (vae_core.images.sprite_sheet): tile i at row i // cols, column
+    i % cols, tiles of tile_w x tile_h pixels, 1 px white gaps between them."""
 
     png: bytes
     cols: int
     rows: int
-    aspect: float  # a tile's height / width
+    tile_w: int
+    tile_h: int
 
 
 def _sheet(r: Replay, input_shape: tuple) -> _Sheet:
-    from vae_core.images import png_bytes, tile
+    from vae_core.images import sprite_sheet
 
     tiles = np.stack([epoch_mosaic(r, i, input_shape) for i in range(len(r.epochs))])  # (n, H, W[, 3])
-    tiles = np.pad(tiles, [(0, 0), (1, 1), (1, 1)] + [(0, 0)] * (tiles.ndim - 3), constant_values=1.0)
-    n, h, w = tiles.shape[:3]
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    tiles = np.concatenate([tiles, np.ones((rows * cols - n, *tiles.shape[1:]), tiles.dtype)])
-    return _Sheet(png_bytes(tile(tiles.reshape(rows, cols, *tiles.shape[1:]), pad=0)), cols, rows, h / w)
+    png, cols = sprite_sheet(tiles)
+    return _Sheet(png, cols, math.ceil(len(tiles) / cols), tiles.shape[2], tiles.shape[1])
 
 
 def _sheet_url(sheet: _Sheet) -> str:
@@ -82,17 +79,19 @@ def _sheet_url(sheet: _Sheet) -> str:
 
 
 def _snapshot_image(source: str, sheet: _Sheet, i: int) -> dict:
-    """The sheet as a layout image in the image subplot's data units (one tile = the unit square), moved so
-    that tile i fills [0, 1]²; plotly clips an image placed by axes (not by domain) to its subplot."""
+    """The sheet as a layout image in the image subplot's data units (a tile's width and height = 1), moved
+    so that tile i fills [0, 1]²; plotly clips an image placed by axes (not by domain) to its subplot, and
+    the 1 px gaps around a tile are white."""
     row, col = divmod(i, sheet.cols)
+    sx, sy = (sheet.tile_w + 1) / sheet.tile_w, (sheet.tile_h + 1) / sheet.tile_h  # tile pitch, in tiles
     return {
         "source": source,
         "xref": "x2",
         "yref": "y2",
-        "x": -col,
-        "y": row + 1,  # the sheet's top edge; y grows upwards, tile rows downwards
-        "sizex": sheet.cols,
-        "sizey": sheet.rows,
+        "x": -col * sx,
+        "y": 1 + row * sy,  # the sheet's top edge; y grows upwards, tile rows downwards
+        "sizex": sheet.cols * sx - 1 / sheet.tile_w,  # the sheet's width: cols tiles and cols - 1 gaps
+        "sizey": sheet.rows * sy - 1 / sheet.tile_h,
         "sizing": "stretch",
         "xanchor": "left",
         "yanchor": "top",
@@ -272,7 +271,7 @@ def _built(path: str, mtime: float, input_shape: tuple) -> tuple[dict, _Sheet]:
         ),
     )
     _add_traces(fig, r, labels)
-    _style_axes(fig, r, sheet.aspect)
+    _style_axes(fig, r, sheet.tile_h / sheet.tile_w)
     _add_controls(fig, r)
     return {**fig.to_dict(), "frames": _frames(r, labels)}, sheet
 
