@@ -122,3 +122,22 @@ def test_sprite_sheet_places_image_i_at_row_i_div_cols():
         r, c = divmod(i, cols)
         np.testing.assert_allclose(sheet[r * 4 : r * 4 + 3, c * 5 : c * 5 + 4], i / 10, atol=1 / 255)
     assert (sheet[2 * 4 :, 1 * 5 :] == 1).all()  # the unused cells are white paper
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4), (3, 4, 4), (16,), (15,)])
+def test_to_display_takes_numpy_as_it_takes_tensors(shape):
+    """A replay's stored snapshots are numpy: shown without torch, exactly as the same tensor is."""
+    import torch
+
+    x = np.random.default_rng(0).uniform(-0.5, 1.5, (2, *shape)).astype(np.float32)
+    np.testing.assert_array_equal(images.to_display(x, shape), images.to_display(torch.from_numpy(x), shape))
+
+
+def test_importing_images_loads_no_torch():
+    """The replay page draws its snapshots torch-free: importing vae_core.images must not import torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, vae_core.images, vae_core.replay; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
+    assert out.stdout.strip() == "False"
