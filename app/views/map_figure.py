@@ -14,7 +14,7 @@ from app.views.latent_map import MapProjection
 
 
 def ring(pt) -> dict:
-    """The selected point's ring at pt (2,), as a plain plotly trace (a cached figure's spec takes it too)."""
+    """The selected point's ring at pt (2,), as a plain plotly trace, added per run to a cached map spec."""
     return {
         "type": "scatter",
         "x": [float(pt[0])],
@@ -32,7 +32,6 @@ def map_figure(
     n_points: int,
     *,
     current=None,
-    selected_row=None,
     paths=(),
     extra=(),
     label_extra: bool = False,
@@ -65,8 +64,6 @@ def map_figure(
                 hovertemplate="<b>label %{customdata[1]}</b><br>test #%{customdata[0]}<extra></extra>",
             )
         )
-    if selected_row is not None and selected_row < n_points:
-        fig.add_trace(go.Scatter(ring(xy[selected_row])))
     for name, pxy, color in paths:
         fig.add_trace(
             go.Scatter(
