@@ -5,8 +5,9 @@ running indicator stops).
 Page complete = Streamlit's script ran after the click and its state is back to notRunning (the
 running indicator has stopped), and everything visible in the page's main area is drawn: no loading
 skeleton left (Streamlit shows one while it fetches an element's code, e.g. the ~1 MB Vega-Lite
-chunk), every Plotly chart has its SVG, every Vega-Lite chart its canvas or SVG, every image has
-loaded. Elements not shown (a collapsed expander, another tab) are not waited for. On a copy of the
+chunk), every Plotly chart has its SVG, every Vega-Lite chart its canvas or SVG, every canvas map
+(app.components.latent_map) its legend (written in the same call that draws its first frame), every
+image has loaded. Elements not shown (a collapsed expander, another tab) are not waited for. On a copy of the
 shipped checkpoint and its committed lab runs, visits in page order (lab 1 .. lab 6, then the ELBO
 breakdown for reference), each starting from the page before it:
 
@@ -57,6 +58,10 @@ DONE_JS = """() => {
   return shown('[data-testid=stSkeleton]').length === 0
     && shown('[data-testid=stPlotlyChart]').every(c => c.querySelector('.main-svg'))
     && shown('[data-testid=stVegaLiteChart]').every(c => c.querySelector('canvas, svg.marks'))
+    && shown('[data-testid=stBidiComponentIsolated]').every(c => {  // a component's shadow root
+      const map = c.shadowRoot && c.shadowRoot.querySelector('[data-testid=vae-latent-map]');
+      return !map || map.querySelector('.vae-map-legend > *');
+    })
     && shown('img').every(i => i.complete);
 }"""
 

@@ -7,6 +7,7 @@ C (k = 2) and D (k = 3 on another test split), and a copy of B with NaN weights.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -186,3 +187,72 @@ def test_the_explorer_links_to_the_compare_page(models, monkeypatch):
     assert not at.exception, [e.message for e in at.exception]
     links = [(e.proto.label, e.proto.page) for e in at.get("page_link")]
     assert any(page.endswith("compare") and "Compare" in label for label, page in links), links
+
+
+def _maps(at: AppTest) -> dict[str, dict]:
+    """The two canvas maps the page sent, by their key's last letter (a, b)."""
+    from tests.test_app import _unpack
+
+    maps = {}
+    for el in at.get("bidi_component"):
+        if el.proto.component_name == "vae_latent_map":
+            data = _unpack(el.proto.bytes)
+            maps[data["key"][-1]] = data
+    return maps
+
+
+def test_both_maps_are_canvas_maps_in_one_box_with_the_point_ringed(models, monkeypatch):
+    """The maps are the explorer's canvas map: A's PCA map and B's aligned onto it, drawn in the same data
+    box, the same test point ringed, no star (neither map places a z), and no server path in what the
+    browser gets."""
+    at = _app(models, monkeypatch, "b")
+    maps = _maps(at)
+    assert set(maps) == {"a", "b"}
+    a, b = maps["a"], maps["b"]
+    assert a["meta"] != b["meta"] and a["proj"]["kind"] == b["proj"]["kind"] == "none"
+    assert a["proj"]["equal_aspect"] and b["proj"]["equal_aspect"]  # PCA maps: one unit as long across as up
+    assert a["view"] == b["view"] and a["z"] is None and b["z"] is None
+    first = at.number_input(key="compare_index").value
+    assert a["selected"] == b["selected"] == first
+    xy_a = np.frombuffer(a["_blobs"]["points.xy"], "<f4").reshape(-1, 2)
+    xy_b = np.frombuffer(b["_blobs"]["points.xy"], "<f4").reshape(-1, 2)
+    want = align_maps(_pca_map(models["a"]), _pca_map(models["b"]))
+    np.testing.assert_allclose(xy_a, _pca_map(models["a"]), atol=1e-4)
+    np.testing.assert_allclose(xy_b, want.aligned, atol=1e-4)
+    both = np.concatenate([xy_a, xy_b])
+    assert a["view"]["x0"] < both[:, 0].min() and a["view"]["x1"] > both[:, 0].max()
+    assert a["view"]["y0"] < both[:, 1].min() and a["view"]["y1"] > both[:, 1].max()
+    for data in (a, b):
+        assert models["folder"] not in json.dumps({k: v for k, v in data.items() if k != "_blobs"})
+
+
+def test_a_click_on_either_map_selects_that_test_point_on_both(models, monkeypatch):
+    """A click arrives as the map's trigger {"select": test #}; its callback selects that test point, and
+    the next run rings it on both maps and shows both models' numbers for it."""
+    monkeypatch.setenv("VAE_CHECKPOINT_DIR", models["folder"])
+
+    def script(a: str, b: str) -> None:
+        import streamlit as st
+
+        from app.views import compare
+
+        st.session_state.setdefault("sidebar_model_path", a)
+        st.session_state.setdefault("compare_model_b", b)
+        click = st.session_state.pop("click", None)
+        if click is not None:  # what the browser's trigger does before the run: the callback
+            st.session_state["compare_map_b"] = {"select": click}
+            compare._on_map("b")
+            del st.session_state["compare_map_b"]
+        compare.render()
+
+    at = AppTest.from_function(script, args=(models["a"], models["b"]), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    target = int(np.frombuffer(_maps(at)["b"]["_blobs"]["points.index"], "<i4")[7])
+    assert target != at.number_input(key="compare_index").value
+    at.session_state["click"] = target
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.number_input(key="compare_index").value == target
+    assert {m["selected"] for m in _maps(at).values()} == {target}
+    assert any(f"Test example #{target} in both" in h.value for h in at.subheader)

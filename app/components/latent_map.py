@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Callable
 
@@ -136,6 +137,22 @@ def projection_spec(basis, latent_dim: int) -> dict:
     return {**spec, "equal_aspect": equal_aspect(basis)}
 
 
+def file_scope(path: str) -> str:
+    """A thumbs_scope for hover images read from the checkpoint `path`: changes with the file, and
+    does not show the browser the server's path."""
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        mtime = 0.0
+    return hashlib.sha1(f"{path}|{mtime!r}".encode()).hexdigest()[:16]
+
+
+def points_only(equal: bool) -> dict:
+    """The projection of a map that places no z: no star, no posterior cloud (the compare page's maps,
+    whose B is aligned onto A and so has no projection of its own). equal: draw it equal-aspect."""
+    return {"kind": "none", "k": 0, "equal_aspect": bool(equal)}
+
+
 def classes_for(labels: np.ndarray) -> list[dict]:
     """Legend entries in label order, in the colours every page gives these labels (app.palette);
     unlabelled points (-1) are one class in the palette's first colour."""
@@ -210,6 +227,9 @@ def latent_map(
     renderer: str = "auto",
     report_drawn: bool = False,
     highlight: int | None = None,
+    meta: str = MAP_META,
+    view: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    thumbs_scope: str = "",
 ) -> None:
     """Draw the first n of the payload's points. selected: ringed test index; z: where the star goes.
     z_range: a clicked mean is clipped to ±z_range before it moves the sliders (their range).
@@ -219,8 +239,12 @@ def latent_map(
     "canvas" (the CPU fallback, always). report_drawn: the browser reruns the page (the `drawn` trigger)
     once it has drawn its first frame of a new point set, so the page can send what comes after the map
     then. highlight: a label drawn in full colour while the others are faded (None: no label singled
-    out); a small parameter, so changing it does not resend the points. The measurement hooks
-    (window.__vaeMap) are installed when app.settings.debug_hooks()."""
+    out); a small parameter, so changing it does not resend the points. meta: names the map in browser
+    events and hover-image caches (MAP_META: the explorer's, which the decoder and previews listen to).
+    view: ((x0, x1), (y0, y1)), the data rectangle shown first and on "reset view" (None: fit the points),
+    e.g. one box for two maps. thumbs_scope: what the hover images belong to (e.g. the checkpoint file):
+    a test index's image cached in the browser is reused only within one scope. The measurement hooks
+    (window.__vaeMap for MAP_META, window.__vaeMaps[key]) are installed when app.settings.debug_hooks()."""
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
     colour = colour or LABEL_COLOUR
@@ -242,7 +266,7 @@ def latent_map(
         blobs["values"] = base64.b64decode(values["values"])
     data = {
         "key": key,
-        "meta": MAP_META,
+        "meta": meta,
         "points_id": payload["id"],
         "points": {f: payload[f] for f in ("n_total", "k", "labels_dtype")} if send else None,
         "n": int(min(n, payload["n_total"])),
@@ -261,6 +285,10 @@ def latent_map(
         "thumbs": thumbs(want) if want and thumbs is not None else None,
         "report_drawn": bool(report_drawn),
         "highlight": None if highlight is None else int(highlight),
+        "view": None
+        if view is None
+        else {"x0": float(view[0][0]), "x1": float(view[0][1]), "y0": float(view[1][0]), "y1": float(view[1][1])},
+        "thumbs_scope": str(thumbs_scope),
         "debug": debug_hooks(),
     }
     # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look

@@ -5,6 +5,7 @@ the same test point in both with its ELBO terms, the same z decoded by both, and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -24,13 +25,21 @@ from app.common import (
     open_checkpoint,
     test_targets,
 )
-from app.plotly_spec import Prebuilt
+from app.components.latent_map import (
+    classes_for,
+    equal_aspect,
+    file_scope,
+    latent_map,
+    points_only,
+    points_payload,
+    selected_index,
+)
 from app.safe import plain
 from app.views.breakdown import K_DEFAULT, K_HELP, show_image
 from app.views.explorer_z import P as EXPLORER
 from app.views.latent_data import ModelView, model_view
 from app.views.latent_map import MapProjection, current_projection
-from app.views.map_figure import map_figure, ring
+from app.views.map_extras import hover_thumbs
 from vae_core.cache import list_checkpoints
 from vae_core.checkpoints import Checkpoint, CheckpointError
 from vae_core.compare_models import (
@@ -144,61 +153,41 @@ def _maps(ckpt_a, view_a, ckpt_b, view_b, umap: bool) -> tuple[list, MapAlignmen
     return [pair_a, pair_b], al, proj_b
 
 
-def _clicked_test_number(point: dict) -> int | None:
-    """The test # of a clicked map point: customdata[0] (app.views.map_figure), which plotly's event sends
-    as a list, or as an object keyed "0", "1" when the figure carried customdata as a typed array."""
-    cd = point.get("customdata")
-    if isinstance(cd, dict):
-        cd = cd.get("0", cd.get(0))
-    elif isinstance(cd, (list, tuple)):
-        cd = cd[0] if cd else None
-    try:
-        return int(cd) if cd is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 def _on_map(which: str) -> None:
-    """A click on a map point selects its test example. A callback runs outside the page's guard, so an
-    event of another shape is ignored, never raised."""
-    event = st.session_state.get(f"{P}map_{which}") or {}
-    for point in (event.get("selection") or {}).get("points") or []:
-        n = _clicked_test_number(point) if isinstance(point, dict) else None
-        if n is not None:
-            st.session_state[P + "index"] = n
-            return
+    """A click on a map point selects its test example."""
+    n = selected_index(f"{P}map_{which}")
+    if n is not None:
+        st.session_state[P + "index"] = n
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _map_spec(key: tuple, _proj: MapProjection, _view: ModelView, _box: tuple) -> dict:
-    """One map without its ring, as plotly JSON: built once per (A, B, their file times, projections, which)
-    and shared by every session (0.1 s a map, on every click before). Read-only."""
-    # SVG, not WebGL: each WebGL figure costs a context (~0.3 s in Chromium's software rendering); with
-    # the figures cached, two SVG maps of 1,000 points open faster (bench/RESULTS.md, "SVG against WebGL")
-    fig = map_figure(_proj, _view, len(_view.means), height=400, webgl=False)
-    fig.update_layout(
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=11), title_text=""),
-        margin=dict(l=10, r=10, t=40, b=10),
-    )
-    fig.update_xaxes(range=_box[0])
-    fig.update_yaxes(range=_box[1])
-    return fig.to_dict()
+def _points(key: tuple, _proj: MapProjection, _view: ModelView) -> dict:
+    """One map's point set (latent_map.points_payload), encoded once per (A, B, their file times,
+    projections, which) for every session; each session sends it to its browser once."""
+    return points_payload(_proj.xy, _view.labels, _view.index, _view.means)
 
 
 def _show_map(name: str, which: str, proj: MapProjection, view: ModelView, test_index: int, box, key: tuple) -> None:
     """One map, clickable, with the test point ringed; box: (x range, y range) shared by both maps, so
-    aligned points sit in the same place on screen. key: what the map is a function of (`_map_spec`)."""
+    aligned points sit in the same place on screen. key: what the map is a function of (`_points`).
+    The explorer's canvas map (app.components.latent_map): no plotly figure to theme and draw twice per
+    visit in the browser (~0.5 s a map on a 2-core machine); hovering shows the test image."""
     st.markdown(f"**{name}**")
-    spec = _map_spec((*key, which), proj, view, box)
-    row = view.row_of(test_index)
-    if row is not None:
-        spec = {**spec, "data": [*spec["data"], ring(proj.xy[row])]}
-    st.plotly_chart(
-        Prebuilt(spec),
+    path = key[0 if which == "a" else 1][0]
+    latent_map(
+        _points((*key, which), proj, view),
+        len(view.means),
+        points_only(equal_aspect(proj.basis)),  # B is aligned onto A: neither map places a z
+        classes_for(view.labels),
+        proj.axes,
         key=f"{P}map_{which}",
-        on_select=lambda: _on_map(which),
-        selection_mode="points",
-        config={"displaylogo": False},
+        meta=f"vae-compare-{which}",
+        selected=test_index,
+        height=400,
+        on_select=functools.partial(_on_map, which),
+        thumbs=functools.partial(hover_thumbs, path),
+        thumbs_scope=file_scope(path),
+        view=box,
     )
 
 

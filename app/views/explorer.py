@@ -17,7 +17,7 @@ import time
 import streamlit as st
 
 from app.common import checkpoint_metadata, pick_checkpoint_path
-from app.components.latent_map import classes_for, latent_map, projection_spec
+from app.components.latent_map import classes_for, file_scope, latent_map, projection_spec
 from app.safe import plain
 from app.views.explorer_z import P, on_map_select, reset_for, z_sync
 from app.views.latent_data import ModelView, map_view_from_cache
@@ -74,6 +74,7 @@ def _body(path: str, view: ModelView, proj: MapProjection, n: int) -> None:
             on_select=functools.partial(on_map_select, view),
             colour=map_colour(view, st.session_state.get(P + "colour", "label"), path),
             thumbs=functools.partial(hover_thumbs, path),
+            thumbs_scope=file_scope(path),
             report_drawn=alone,
             highlight=st.session_state.get(P + "find_label"),  # app.views.find's label box, drawn under the map
         )

@@ -13,19 +13,6 @@ from app.views.latent_data import ModelView
 from app.views.latent_map import MapProjection
 
 
-def ring(pt) -> dict:
-    """The selected point's ring at pt (2,), as a plain plotly trace, added per run to a cached map spec."""
-    return {
-        "type": "scatter",
-        "x": [float(pt[0])],
-        "y": [float(pt[1])],
-        "mode": "markers",
-        "name": "selected",
-        "hoverinfo": "skip",
-        "marker": {"size": 18, "color": "rgba(0,0,0,0)", "line": {"color": "black", "width": 2.5}},
-    }
-
-
 def map_figure(
     proj: MapProjection,
     view: ModelView,

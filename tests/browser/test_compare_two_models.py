@@ -1,6 +1,7 @@
 """Compare two models (issue 12 item 13) in headless Chromium at 1024x768, against `streamlit run
 app/main.py` over a folder of two tiny digits models trained here: both maps and both decoded images
-appear, and a click on a point of B's map selects that test example on both maps and in both panels."""
+appear, and a click on a point of B's map selects that test example on both maps and in both panels. The maps
+are the explorer's canvas map (app.components.latent_map)."""
 
 from __future__ import annotations
 
@@ -32,39 +33,10 @@ def server(browser, tmp_path_factory):
         yield s
 
 
-# Per plotly map on the page: the test # and position of the ring ("selected" trace), and the position of
-# the point that carries that test # (customdata[0], app.views.map_figure) in the label traces.
-RINGS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
-  const data = gd._fullData;  // decoded arrays (gd.data may hold plotly's base64 'bdata' form)
-  const ring = data.find(t => t.name === 'selected');
-  if (!ring) return null;
-  let best = -1, dmin = Infinity;
-  for (const t of data) {
-    if (!t.customdata) continue;
-    for (let i = 0; i < t.customdata.length; i++) {
-      const d = Math.hypot(t.x[i] - ring.x[0], t.y[i] - ring.y[0]);
-      if (d < dmin) { dmin = d; best = t.customdata[i][0]; }
-    }
-  }
-  return dmin < 1e-9 ? best : -1;
-})"""
-
-
-# Page positions of every 7th label point inside a plotly map's plot area, from the trace data through the
-# axes' data -> pixel maps (whether plotly draws the points as SVG or by WebGL).
-POINTS = """gd => {
-  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
-  const inside = (p, a) => p > a._offset + 5 && p < a._offset + a._length - 5;
-  const out = [];
-  for (const t of gd._fullData) {
-    if (!t.customdata) continue;
-    for (let i = 0; i < t.x.length; i += 7) {
-      const px = xa._offset + xa.l2p(t.x[i]), py = ya._offset + ya.l2p(t.y[i]);
-      if (inside(px, xa) && inside(py, ya)) out.push([box.left + px, box.top + py]);
-    }
-  }
-  return out;
-}"""
+# The two canvas maps' hooks (app/components/latent_map/component.js, window.__vaeMaps by key)
+HOOKS = "() => ['compare_map_a', 'compare_map_b'].map(k => window.__vaeMaps && window.__vaeMaps[k])"
+DRAWN = "() => (" + HOOKS + ")().every(h => h && h.drawn > 0)"
+SELECTED = "() => (" + HOOKS + ")().map(h => h.selectedIndex())"
 
 
 def _test_number(page) -> int:
@@ -77,28 +49,35 @@ def test_two_maps_two_decoders_and_a_click_selects_the_point_on_both(browser, se
         page.goto(server.url + "/compare")
         wait_idle(page)
         page.get_by_text("B, aligned to A").wait_for()
-        maps = page.locator(".js-plotly-plot")
-        assert maps.count() == 2
+        page.wait_for_function(DRAWN)
+        assert page.locator("[data-testid=vae-latent-map]").count() == 2
         first = _test_number(page)
-        assert page.evaluate(RINGS) == [first, first]  # the same test point ringed on both maps
+        assert page.evaluate(SELECTED) == [first, first]  # the same test point ringed on both maps
         page.get_by_text("Alignment residual").wait_for()
         for name in ("A", "B"):  # the same z, decoded by both models
             img = page.locator("[data-testid=stImage]").filter(has_text=f"decoded by {name}: E[x | z]").locator("img")
             assert img.count() == 1 and img.evaluate("i => i.complete && i.naturalWidth > 0")
+        # both maps show one data box: a test point and its aligned counterpart sit at the same place in each
+        scales = page.evaluate("() => (" + HOOKS + ")().map(h => [h.scale(), h.visibleRange()])")
+        assert scales[0] == scales[1]
         save_screenshot(page, "compare_1024x768.png")
 
-        # hover a point on B's map (plotly shows its test #), then click it
-        b_map = maps.nth(1)
+        # hover a point on B's map (the tooltip names its test #), then click it
+        b_map = page.locator("[data-testid=vae-latent-map]").nth(1)
         b_map.scroll_into_view_if_needed()
-        assert b_map.locator(".scatterlayer .point").count() > 100  # its points, drawn as SVG
+        points = page.evaluate(
+            "s => window.__vaeMaps.compare_map_b.points().filter(p => p.testIndex !== s).map(p => [p.x, p.y])",
+            first,
+        )
+        assert len(points) > 100
         target = None
-        for x, y in b_map.evaluate(POINTS):
+        for x, y in points[::7]:
             page.mouse.move(x, y)
-            label = page.locator(".hoverlayer .hovertext").first
-            label.wait_for()
-            n = int(re.search(r"test #(\d+)", label.text_content()).group(1))  # SVG text: no inner_text
-            if n != first:
-                target = (x, y, n)
+            tip = b_map.locator("[data-testid=vae-map-tip]")
+            page.wait_for_function("t => t.style.visibility === 'visible'", arg=tip.element_handle())
+            m = re.search(r"test #(\d+)", tip.inner_text())
+            if m and int(m.group(1)) != first:
+                target = (x, y, int(m.group(1)))
                 break
         assert target is not None, "no other point to click"
         x, y, n = target
@@ -111,7 +90,8 @@ def test_two_maps_two_decoders_and_a_click_selects_the_point_on_both(browser, se
         )
         wait_idle(page)
         assert _test_number(page) == n
-        assert page.evaluate(RINGS) == [n, n]  # ringed on A's map as on B's
+        assert page.evaluate(SELECTED) == [n, n]  # ringed on A's map as on B's
+        assert page.evaluate("() => (" + HOOKS + ")().map(h => h.star())") == [None, None]  # no z on these maps
         page.get_by_text(f"Test example #{n} in both").wait_for()
         assert page.get_by_text(f"A · test #{n}").count() == 1 and page.get_by_text(f"B · test #{n}").count() == 1
     finally:

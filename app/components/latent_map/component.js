@@ -26,7 +26,10 @@
 // a star outside the visible map is marked at the border, with an arrow pointing to it (edgeMarker).
 // When the page asks for it (data.report_drawn), the first frame with a new point set is reported
 // (the `drawn` trigger): the explorer sends its panels only then, so the map comes first.
-// Measurement hooks (window.__vaeMap, read by tests and bench/) exist only with data.debug
+// A map given data.view starts on (and resets to) that data rectangle instead of fitting its points; a
+// map whose projection is {kind: "none"} places no z (no star, no cloud): the compare page's two maps.
+// Measurement hooks (window.__vaeMap for the explorer's, window.__vaeMaps[key] for every map; read by
+// tests and bench/) exist only with data.debug
 // (VAE_DEBUG_HOOKS=1 on the server).
 //
 // Streamlit calls the default export again on the same DOM whenever `data` changes; the instance
@@ -35,7 +38,7 @@
 
 const POINT_SETS = (globalThis.__vaePointSets ??= new Map());  // points id -> parsed arrays
 const VALUE_SETS = (globalThis.__vaeValueSets ??= new Map());  // values id -> Float32Array
-const THUMBS = (globalThis.__vaeThumbs ??= new Map());         // meta -> Map(test index -> thumbnail)
+const THUMBS = (globalThis.__vaeThumbs ??= new Map());         // meta|thumbs_scope -> Map(test index -> thumbnail)
 const CLOUDS = (globalThis.__vaeClouds ??= new Map());         // meta -> the selected point's samples (cloud.js)
 const MARGIN = { left: 52, right: 10, top: 10, bottom: 40 };
 const HIT_PX = 9;         // a click/hover within this many CSS px of a point picks it
@@ -104,7 +107,10 @@ class LatentMap {
     this.setTriggerValue = setTriggerValue;
     this.hook.key = data.key;
     this.hook.highlight = data.highlight ?? null;
-    if (data.debug) globalThis.__vaeMap = this.hook;
+    if (data.debug) {  // the explorer's map as before; every map by its key (the compare page has two)
+      if (data.meta === "vae-latent-map") globalThis.__vaeMap = this.hook;
+      (globalThis.__vaeMaps ??= {})[data.key] = this.hook;
+    }
     if (!this.hook.firstDataAt) this.hook.firstDataAt = performance.now();
     if (data.points && !POINT_SETS.has(data.points_id)) {
       const t0 = performance.now();
@@ -135,7 +141,7 @@ class LatentMap {
       this.colourSig = null;
     }
     this.values = valuesId ? VALUE_SETS.get(valuesId) : null;
-    const viewKey = `${data.points_id}:${n}`;
+    const viewKey = `${data.points_id}:${n}:${JSON.stringify(data.view ?? null)}`;
     if (this.viewFor !== viewKey) { this.viewFor = viewKey; this.view = this.fit(); }
     this.canvas.style.height = `${data.height}px`;
     this.renderLegend();
@@ -149,6 +155,7 @@ class LatentMap {
 
   // --- geometry ---------------------------------------------------------------------------------
   fit() {
+    if (this.data.view) return { ...this.data.view };  // the page's box (two maps that share one)
     const g = this.grid, x0 = g.x0, y0 = g.y0, x1 = g.x0 + g.cw * g.side, y1 = g.y0 + g.ch * g.side;
     const px = 0.05 * (x1 - x0), py = 0.05 * (y1 - y0);
     return { x0: x0 - px, x1: x1 + px, y0: y0 - py, y1: y1 + py };
@@ -196,8 +203,10 @@ class LatentMap {
   }
 
   // --- z and selection -----------------------------------------------------------------------------
+  placesZ() { return !!this.proj && this.proj.kind !== "none"; }  // "none": a map of points only, no star
+
   setStarFromZ(z, redraw = true) {
-    if (!this.proj || !Array.isArray(z) || z.length !== this.proj.k) return;
+    if (!this.placesZ() || !Array.isArray(z) || z.length !== this.proj.k) return;
     const p = project(this.proj, z);
     if (!Number.isFinite(p[0]) || !Number.isFinite(p[1])) return;
     this.star = p;
@@ -208,7 +217,7 @@ class LatentMap {
     const { k, means, index, xy } = this.pts, lim = this.data.z_range;
     const z = Array.from(means.subarray(row * k, (row + 1) * k), (v) => Math.max(-lim, Math.min(lim, v)));
     this.selectedRow = row;
-    this.star = [xy[2 * row], xy[2 * row + 1]];
+    if (this.placesZ()) this.star = [xy[2 * row], xy[2 * row + 1]];
     this.hook.selects++;
     this.hook.lastSelectAt = performance.now();
     this.schedule();
@@ -260,9 +269,12 @@ class LatentMap {
   }
 
   // --- hover images ------------------------------------------------------------------------------------
+  // a test index names an image only within one model's test set: another model's images are another cache
+  thumbsKey() { return `${this.data.meta}|${this.data.thumbs_scope ?? ""}`; }
+
   addThumbs(t) {  // a sprite sheet of some points' images from Python (data.thumbs)
-    if (!THUMBS.has(this.data.meta)) THUMBS.set(this.data.meta, new Map());
-    const cache = THUMBS.get(this.data.meta);
+    if (!THUMBS.has(this.thumbsKey())) THUMBS.set(this.thumbsKey(), new Map());
+    const cache = THUMBS.get(this.thumbsKey());
     if (cache.has(`sheet:${t.id}`)) return;
     const img = new Image();
     img.onload = () => { if (this.hover !== null) this.announceHover(this.hover); };
@@ -284,14 +296,14 @@ class LatentMap {
       return { img: sheet.img, sx: (cell % sheet.cols) * (sheet.w + 1), sy: Math.floor(cell / sheet.cols) * (sheet.h + 1),
                w: sheet.w, h: sheet.h };
     }
-    const t = THUMBS.get(this.data.meta), th = t && t.get(testIndex);
+    const t = THUMBS.get(this.thumbsKey()), th = t && t.get(testIndex);
     if (th) return th.img.complete && th.img.naturalWidth ? th : null;
     if (this.data.thumbs_on_demand && !this.asked.has(testIndex)) this.askThumbs(testIndex);
     return null;
   }
 
   askThumbs(testIndex) {  // the hovered point and its nearest map neighbours whose images are missing
-    const row = this.pts.index.indexOf(testIndex), have = THUMBS.get(this.data.meta);
+    const row = this.pts.index.indexOf(testIndex), have = THUMBS.get(this.thumbsKey());
     const want = neighbours(this.grid, this.pts.xy, row, 4 * THUMB_BATCH, this.visible).map((r) => this.pts.index[r])
       .filter((t) => !(have && have.has(t)) && !this.asked.has(t)).slice(0, THUMB_BATCH);
     for (const t of want) this.asked.add(t);
