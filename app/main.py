@@ -15,6 +15,7 @@ if sys.path[:1] != [_ROOT]:
 import streamlit as st  # noqa: E402
 
 from app.common import EXPLORER_PATH, checkpoint_listing  # noqa: E402
+from app.components.prefetch import prefetch_element_code  # noqa: E402
 from app.lab import PAGES as LAB_PAGES  # noqa: E402
 from app.safe import guarded  # noqa: E402
 from app.settings import training_allowed  # noqa: E402
@@ -112,4 +113,5 @@ inject_style()
 nav = st.navigation({"Explore": explore_pages(), "Lab": pages(LAB_PAGES)}, expanded=True)
 nav.run()
 show_notes(link_notes)
+prefetch_element_code()  # the browser fetches the code of other pages' elements while idle (hidden)
 _process_setup()  # not reached when the run stops early (st.rerun, st.stop): the next full run does it

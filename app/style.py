@@ -14,6 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.common import EXPLORER_PATH
+from app.components.prefetch import KEY as PREFETCH_KEY
 
 # Narrow windows: a 1024 px projector keeps 1024 - 300 (sidebar) - 2 * 80 (padding) = 564 px for the
 # page at Streamlit's defaults. A slimmer sidebar and padding leave ~720 px.
@@ -27,6 +28,9 @@ PREVIEW_COLUMN = '> [data-testid="stColumn"] ' + HOVER_CHILD
 CSS = f"""
 /* "/explorer" runs the same page as "/" (app/main.py): list it once. */
 [data-testid="stSidebarNav"] li:has(a[href$="/{EXPLORER_PATH}"]) {{ display: none; }}
+
+/* The element-code prefetcher (app/components/prefetch.py) draws nothing: no empty row at the page's end. */
+.st-key-{PREFETCH_KEY} {{ display: none; }}
 
 /* Images follow their column: max-width only on the img is not enough, the container keeps the
    requested width (84 px in a 38 px column) and the image spills over the text beside it. */

@@ -180,5 +180,6 @@ def test_ae_vs_vae_page_trains_missing_runs_with_progress(tiny_cache):
     _ok(at)
     files = sorted(os.listdir(os.path.join(tiny_cache, "lab")))
     assert len([f for f in files if f.endswith(".safetensors")]) == 2  # the VAE and the AE, 30 epochs each
-    assert len([f for f in files if ".lab-lab6-" in f]) == 1  # and the page's report, beside the VAE
+    assert len([f for f in files if ".lab-lab6-" in f and f.endswith(".npz")]) == 1  # the page's report, beside the VAE
+    assert len([f for f in files if ".lab-lab6-" in f and ".view-" in f]) == 2  # and its two charts' specs
     assert not at.button and len(at.table) == 2

@@ -16,7 +16,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from app import palette
 from app.lab.report_store import view
+from app.lab.spec_store import stored_spec
 from app.palette import label_colour
 
 # colours of a chart's series (models, β values) in order: the category10 palette the lab's Plotly
@@ -43,8 +45,10 @@ def vega_lite(chart: alt.TopLevelMixin) -> dict:
 def show(where, report, name: str, build, key: str, **options) -> None:
     """Draw the chart build() makes from `report` in `where` (st or a column), with st.vega_lite_chart's
     `options` (width): its spec is built once per report and `name` (report_store.view, shared by
-    every session), so a rerun only sends it."""
-    spec = view(report, name + " (Vega-Lite)", lambda: vega_lite(build()))
+    every session), so a rerun only sends it, and kept on disk beside the report (spec_store), so a
+    restarted server reads it instead of building it again."""
+    code = [build.__code__.co_filename, __file__, palette.__file__]  # the page's drawing code and the helpers'
+    spec = view(report, name + " (Vega-Lite)", lambda: stored_spec(report, name, lambda: vega_lite(build()), code))
     spec = {**spec, "datasets": dict(spec["datasets"])}  # a copy: st may edit the spec it is given
     where.vega_lite_chart(spec, key=key, **options)
 

@@ -63,12 +63,33 @@ def lab_report(page: str, paths: list[str], params: dict, cls: type[T], compute:
     shas = [_sha(p, os.path.getmtime(p)) for p in paths]
     key = report_key(page, shas, params)
     path = report_path(paths[0], page, key)
-    return _memo(page, key, lambda: cached_report(path, cls, compute), keep)
+    report = _memo(page, key, lambda: cached_report(path, cls, compute), keep)
+    _remember_file(report, path)
+    return report
+
+
+def _remember_file(report, path: str) -> None:
+    views, lock = _shared_views()
+    with lock:
+        if (id(report), _FILE) not in views:
+            _forget_with(report, views, lock)
+            views[(id(report), _FILE)] = path
+
+
+def report_file(report) -> str | None:
+    """The file `report` (from lab_report) is stored in, or None (a report made elsewhere)."""
+    views, lock = _shared_views()
+    with lock:
+        return views.get((id(report), _FILE))
+
+
+_FILE = "\0file"  # the views-table entry of a report's file (no view is named so)
 
 
 @st.cache_resource(show_spinner=False)
 def _shared_views() -> tuple[dict, threading.RLock]:
-    """Process-wide: (id(report), name) -> a view of that report; an entry goes with its report.
+    """Process-wide: (id(report), name) -> a view of that report, and (id(report), _FILE) -> the file
+    it is stored in; an entry goes with its report.
     Reentrant: a report may be collected (and its views dropped) while this thread holds the lock."""
     return {}, threading.RLock()
 
@@ -89,6 +110,11 @@ def view(report, name: str, build: Callable[[], V]) -> V:
             return views[key]
     value = build()  # outside the lock: two sessions may build the same view once each, harmlessly
     with lock:
-        if not any(k[0] == id(report) for k in views):  # the first view of this report: forget them with it
-            weakref.finalize(report, _drop_views, views, lock, id(report))
+        _forget_with(report, views, lock)
         return views.setdefault(key, value)
+
+
+def _forget_with(report, views: dict, lock) -> None:
+    """Drop the report's entries when it is collected: registered with its first entry (lock held)."""
+    if not any(k[0] == id(report) for k in views):
+        weakref.finalize(report, _drop_views, views, lock, id(report))

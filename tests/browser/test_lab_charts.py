@@ -53,3 +53,27 @@ def test_lab_page_draws_its_charts_without_the_plotly_chunk(browser, server, slu
         save_screenshot(page, f"{slug}-1024.png")  # for review at projector width
     finally:
         page.close()
+
+
+def test_the_lab_pages_element_code_is_fetched_while_the_explorer_is_idle(browser, server):
+    """app.components.prefetch: on the explorer, once idle, the browser imports the element code the lab
+    pages need (Vega-Lite, tables, LaTeX, ...); lab 1 opened afterwards fetches none of it again."""
+    from app.components.prefetch import chunk_files
+
+    page = new_page(browser, 1024, 768)
+    try:
+        page.goto(server.url + "/")
+        wait_idle(page)
+        page.wait_for_function("() => globalThis.__vaePrefetch && globalThis.__vaePrefetch.finished", timeout=300_000)
+        state = page.evaluate("globalThis.__vaePrefetch")
+        assert state["failed"] == [] and sorted(state["loaded"]) == sorted(chunk_files())
+        before = page.evaluate("() => performance.getEntriesByType('resource').length")
+        page.click('[data-testid=stSidebarNav] a[href$="/lab-elbo"]')
+        page.wait_for_function(DRAWN_JS, arg=PAGES["lab-elbo"], timeout=300_000)
+        wait_idle(page)
+        after = page.evaluate("n => performance.getEntriesByType('resource').slice(n).map(r => r.name)", before)
+        again = [u for u in after if any(u.endswith("/" + f) for f in chunk_files())]
+        assert again == [], again
+        assert page.locator("[data-testid=stException]").count() == 0
+    finally:
+        page.close()
