@@ -62,6 +62,11 @@ def test_elbo_anatomy_page(tiny_cache):
     assert (
         curve.x.iloc[0] == 1 and curve.x.iloc[-1] == 30 and (curve.hi >= curve.y).all() and (curve.lo <= curve.y).all()
     )
+    (table,) = [m.value for m in at.markdown if m.value.startswith("| K | L_K mean")]  # under "Numbers"
+    cells = [[float(c) for c in line.strip("| ").split(" | ")] for line in table.splitlines()[2:]]
+    assert [c[0] for c in cells] == curve.x.tolist()  # one row per K of the curves
+    for _k, mean, se, gap_k in cells:
+        assert gap_k == pytest.approx(log_px - mean, abs=0.012) and se >= 0  # the gap is log p(x) − L_K
     at.run()  # a rerun reuses the stored result and redraws it
     _ok(at)
     assert [m.value for m in at.metric][0] == f"{log_px:.2f} nats"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import altair as alt
-import pandas as pd
 import streamlit as st
 import torch
 
@@ -109,10 +108,17 @@ def _bound_section(a: Anatomy) -> None:
         "(so a curve is smooth in K; repeats are independent)."
     )
     with st.expander("Numbers"):
-        numbers = pd.DataFrame(
-            {"K": a.k, "L_K mean": a.lk_mean(), "± SE": a.lk_se(), "log p(x) − L_K": a.log_px - a.lk_mean()}
-        )
-        st.table(numbers.set_index("K").style.format(precision=3))
+        st.markdown(numbers_table(a))
+
+
+def numbers_table(a: Anatomy) -> str:
+    """The L_K curve as a Markdown table (K, mean, ± SE, gap), numbers only. Not st.table: the first page
+    a student opens would also fetch and run the Arrow table code (~0.25 s in Chromium on a 2-core
+    machine, bench/lab_pages.py) for a table that stays folded."""
+    rows = ["| K | L_K mean | ± SE | log p(x) − L_K |", "|---:|---:|---:|---:|"]
+    for k, m, se in zip(a.k.tolist(), a.lk_mean().tolist(), a.lk_se().tolist()):
+        rows.append(f"| {int(k)} | {m:.3f} | {se:.3f} | {a.log_px - m:.3f} |")
+    return "\n".join(rows)
 
 
 def render(sizes: Sizes = Sizes()) -> None:
