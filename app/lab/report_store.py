@@ -68,6 +68,9 @@ def lab_report(page: str, paths: list[str], params: dict, cls: type[T], compute:
     return report
 
 
+_FILE = "\0file"  # the views-table entry of a report's file (no view is named so)
+
+
 def _remember_file(report, path: str) -> None:
     views, lock = _shared_views()
     with lock:
@@ -81,9 +84,6 @@ def report_file(report) -> str | None:
     views, lock = _shared_views()
     with lock:
         return views.get((id(report), _FILE))
-
-
-_FILE = "\0file"  # the views-table entry of a report's file (no view is named so)
 
 
 @st.cache_resource(show_spinner=False)

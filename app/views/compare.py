@@ -167,13 +167,15 @@ def _points(key: tuple, _proj: MapProjection, _view: ModelView) -> dict:
     return points_payload(_proj.xy, _view.labels, _view.index, _view.means)
 
 
-def _show_map(name: str, which: str, proj: MapProjection, view: ModelView, test_index: int, box, key: tuple) -> None:
-    """One map, clickable, with the test point ringed; box: (x range, y range) shared by both maps, so
-    aligned points sit in the same place on screen. key: what the map is a function of (`_points`).
-    The explorer's canvas map (app.components.latent_map): no plotly figure to theme and draw twice per
-    visit in the browser (~0.5 s a map on a 2-core machine); hovering shows the test image."""
+def _show_map(
+    name: str, which: str, path: str, proj: MapProjection, view: ModelView, test_index: int, box, key: tuple
+) -> None:
+    """One map of the model at `path`, clickable, with the test point ringed; box: (x range, y range)
+    shared by both maps, so aligned points sit in the same place on screen. key: what the map is a
+    function of (`_points`). The explorer's canvas map (app.components.latent_map): no plotly figure
+    to theme and draw twice per visit in the browser (~0.5 s a map on a 2-core machine); hovering
+    shows the test image."""
     st.markdown(f"**{name}**")
-    path = key[0 if which == "a" else 1][0]
     latent_map(
         _points((*key, which), proj, view),
         len(view.means),
@@ -354,9 +356,9 @@ def render() -> None:
         cols = maps_slot.columns(2)
         key = tuple((c.path, os.path.getmtime(c.path)) for c in (ckpt_a, ckpt_b)) + (pairs[0][0].name, proj_b.name)
         with cols[0]:
-            _show_map("A (open model)", "a", *pairs[0], test_index, box, key)
+            _show_map("A (open model)", "a", ckpt_a.path, *pairs[0], test_index, box, key)
         with cols[1]:
-            _show_map("B, aligned to A", "b", *pairs[1], test_index, box, key)
+            _show_map("B, aligned to A", "b", ckpt_b.path, *pairs[1], test_index, box, key)
         st.caption(
             f"Alignment residual {al.residual:.3f} ({al.relative:.1%} of the spread of A's map): B's "
             f"{proj_b.name.upper()} map rotated, reflected, scaled (×{al.scale:.2g}) and shifted onto A's "
