@@ -332,7 +332,9 @@ def _zip(entries: dict) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for name, data in entries.items():
-            z.writestr(name, data)
+            # a fixed time stamp: the bytes name the test (its parameter), and pytest-xdist's workers, which
+            # collect at different seconds, must collect the same tests
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     return buf.getvalue()
 
 
@@ -372,6 +374,7 @@ def test_a_good_npz_upload_is_stored_and_trained_on(monkeypatch, tmp_path, grey_
         ("pickle.npz", b"\x80\x04\x95" + b"\x00" * 40, "not a readable zip"),
         ("empty.npz", b"", "empty"),
     ],
+    ids=["slip.zip", "abs.zip", "pickle.npz", "empty.npz"],
 )
 def test_a_bad_upload_is_refused_naming_it(monkeypatch, tmp_path, name, data, problem):
     at = _upload(monkeypatch, tmp_path, name, data)

@@ -92,7 +92,8 @@ def stored_spec(report, name: str, build: Callable[[], dict], code: list[str]) -
     rpath = report_file(report)
     if rpath is None:  # not a stored report: nowhere to keep it
         return build()
-    path = spec_path(rpath, spec_key(name, [*code, inspect.getsourcefile(type(report))]))
+    report_code = inspect.getsourcefile(type(report))  # its methods may compute what a chart shows
+    path = spec_path(rpath, spec_key(name, [f for f in (*code, report_code) if f]))
     spec = _read(path)
     if spec is not None:
         return spec
