@@ -57,7 +57,8 @@ def main(out: str) -> None:
         same = True
     if world.is_main:
         torch.save({"grads": grads, "ranks_equal": same}, out)
-    ddp.shutdown(world)
+    del step  # DDP's reducer holds the group
+    ddp.shutdown(world, wait_for_all=True)
 
 
 if __name__ == "__main__":

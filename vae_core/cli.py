@@ -251,8 +251,11 @@ def _train(a) -> int:
 
     world = ddp.world_from_env()
     dev = ddp.init(world, a.device, a.dist_timeout)
+    done = False
     try:
-        return _train_rank(a, world, dev)
+        code = _train_rank(a, world, dev)
+        done = True
+        return code
     except Exception as e:
         if world.distributed and ddp.is_group_failure(e):
             raise ddp.GroupFailure(
@@ -260,7 +263,7 @@ def _train(a) -> int:
             ) from None
         raise
     finally:
-        ddp.shutdown(world)
+        ddp.shutdown(world, wait_for_all=done)
 
 
 def _train_configs(a):

@@ -117,8 +117,18 @@ def init(world: World, requested_device: str, timeout_s: float = DEFAULT_TIMEOUT
     return dev
 
 
-def shutdown(world: World) -> None:
+def shutdown(world: World, *, wait_for_all: bool = False) -> None:
+    """Leave the process group. wait_for_all (the normal end of a job, every rank alive): first meet the
+    other ranks at a barrier. Without it a rank that leaves early closes its gloo connections while another
+    rank still uses them, and that rank can abort in C++ ("terminate called without an active exception",
+    SIGABRT; seen in tests/test_distributed.py). Not after a failure: the barrier would wait for a dead
+    rank until the timeout."""
     if world.distributed and dist.is_initialized():
+        if wait_for_all:
+            try:
+                dist.barrier()
+            except (RuntimeError, dist.DistError):  # a rank failed after all: leave as after a failure
+                pass
         dist.destroy_process_group()
 
 
