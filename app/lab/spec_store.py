@@ -27,7 +27,7 @@ import altair as alt
 import streamlit as st
 
 from app.lab.report_store import report_file
-from vae_core.fsutil import StorageError, atomic_write_bytes
+from vae_core.fsutil import atomic_write_bytes
 
 FORMAT = 1
 MAX_BYTES = 1 << 25  # a lab chart's file is well under 1 MB
@@ -102,6 +102,6 @@ def stored_spec(report, name: str, build: Callable[[], dict], code: list[str]) -
     if data is not None:
         try:
             atomic_write_bytes(path, data)
-        except (StorageError, OSError):  # a read-only folder: this process keeps it in memory
+        except OSError:  # StorageError included: a read-only folder; this process keeps it in memory
             pass
     return spec
