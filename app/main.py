@@ -64,7 +64,7 @@ def _process_setup() -> None:
 @st.cache_resource(show_spinner=False)
 def _warm_pages(model_path: str | None) -> threading.Thread:
     """Once per process: import the lab pages (altair, vae_core.lab: ~0.9 s on the 2-core machine) and
-    build the open model's replay figure (~1 s) in a background thread, so that a student's first click
+    build the open model's replay player data (~0.5 s) in a background thread, so that a student's first click
     on those pages does not wait for them. Started once a page has loaded torch, so never during the
     explorer's torch-free first paint; keyed by the model, which is the shipped default for a class. A
     step that fails here fails again, with its message, when its page runs."""

@@ -59,8 +59,9 @@ DONE_JS = """() => {
     && shown('[data-testid=stPlotlyChart]').every(c => c.querySelector('.main-svg'))
     && shown('[data-testid=stVegaLiteChart]').every(c => c.querySelector('canvas, svg.marks'))
     && shown('[data-testid=stBidiComponentIsolated]').every(c => {  // a component's shadow root
-      const map = c.shadowRoot && c.shadowRoot.querySelector('[data-testid=vae-latent-map]');
-      return !map || map.querySelector('.vae-map-legend > *');
+      const root = c.shadowRoot, map = root && root.querySelector('[data-testid=vae-latent-map]');
+      const replay = root && root.querySelector('[data-testid=vae-replay]');
+      return (!map || map.querySelector('.vae-map-legend > *')) && (!replay || replay.dataset.ready === '1');
     })
     && shown('img').every(i => i.complete);
 }"""

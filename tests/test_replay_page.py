@@ -3,7 +3,6 @@ animation there; a missing, corrupt or foreign replay gives one message, never a
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -36,15 +35,11 @@ def _metrics(at) -> dict:
     return {m.label: m.value for m in at.metric}
 
 
-def _values(v) -> np.ndarray:
-    """A plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)}."""
-    if isinstance(v, dict):
-        return np.frombuffer(base64.b64decode(v["bdata"]), np.dtype(v["dtype"]))
-    return np.asarray(v)
+def _player(at) -> dict:
+    """The replay player's data in the last run: its header, the raw arrays under "_blobs"."""
+    from tests.test_app import _component_data
 
-
-def _figure(at) -> dict:
-    return json.loads(at.get("plotly_chart")[0].proto.spec)
+    return _component_data(at, "vae_replay_player")
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +87,16 @@ def test_scrubber_shows_epoch_k_on_the_shipped_model():
     r = load_replay(replay_path(path))
     at = _app(path)
     assert _metrics(at)["Test ELBO, epoch 1"] == f"{r.elbo[0]:.2f}"
+    first = _player(at)
+    assert first["index"] == 0 and first["replay"]["epochs"] == r.epochs.tolist()
+    assert set(first["_blobs"]) == {"xy", "labels", "index", "kl_per_dim", "sheet"}
     at.select_slider(key="replay_epoch").set_value(37).run()
     i = list(r.epochs).index(37)
     m = _metrics(at)
     assert m["Test ELBO, epoch 37"] == f"{r.elbo[i]:.2f}" and m["KL(q ‖ p)"] == f"{r.kl[i]:.2f}"
     assert m["E_q log p(x|z)"] == f"{r.recon_nats[i]:.2f}"
-    fig = _figure(at)
-    assert fig["layout"]["sliders"][0]["active"] == i and len(fig["frames"]) == len(r.epochs)
-    kl_bars = next(t for t in fig["data"] if t["type"] == "bar")
-    np.testing.assert_allclose(_values(kl_bars["y"]), np.maximum(r.kl_per_dim[i], 1e-4), rtol=1e-6)
+    p = _player(at)
+    assert p["index"] == i and "replay" not in p and not p["_blobs"]  # the arrays went once, on the first run
     assert "Its final test ELBO is" in at.info[0].value  # the shipped replay is a labelled re-run
 
 
@@ -108,10 +104,10 @@ def test_recorded_replay_page(tiny, monkeypatch):
     monkeypatch.setenv(cache_mod.CACHE_DIR_ENV, os.path.dirname(tiny))
     at = _app(tiny)
     assert at.caption[0].value == "Recorded while this checkpoint trained."
+    assert [c["label"] for c in _player(at)["replay"]["classes"]] == [0, 1, 2, 3]
     at.select_slider(key="replay_epoch").set_value(3).run()
     r = load_replay(replay_path(tiny))
-    assert _metrics(at)["Test ELBO, epoch 3"] == f"{r.elbo[2]:.2f}"
-    assert [t["name"] for t in _figure(at)["data"][:4]] == [f"label {k}" for k in range(4)]
+    assert _metrics(at)["Test ELBO, epoch 3"] == f"{r.elbo[2]:.2f}" and _player(at)["index"] == 2
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "foreign", "replaced"])
@@ -167,74 +163,68 @@ def test_the_lab_beta_10_replay_is_offered_and_shows_collapse():
     assert _metrics(at)[f"Test ELBO, epoch {r.epochs[-1]}"] == f"{r.elbo[-1]:.2f}"
 
 
-def test_the_replay_spec_is_valid_plotly_at_every_epoch():
-    """The prebuilt spec (plain lists, sent unvalidated) is a figure plotly accepts, and drawn at snapshot i
-    its animated traces hold frame i's data: what the browser shows before Play equals frame i."""
-    import plotly.graph_objects as go
-
-    from app.views import replay
-
+def test_the_scrubber_follows_where_the_player_stopped_and_lost_data_is_sent_again():
+    """The player's `epoch_at` trigger (Pause, the last snapshot, its slider released, a click on its
+    ELBO chart) moves the page's scrubber and numbers there, and sends no arrays again; its `need_data`
+    trigger (a tab that lost them) has the next run send them."""
     path = default_checkpoint_path()
-    rpath = replay_path(path)
-    r = load_replay(rpath)
-    spec, sheet = replay._built.__wrapped__(rpath, os.path.getmtime(rpath), (1, 28, 28))
-    assert [f["name"] for f in spec["frames"]] == [str(e) for e in r.epochs]
-    go.Figure(spec)  # raises on any property plotly does not know, in the traces, layout and every frame
-    labels = len(set(r.labels.tolist()))
-    for i in (0, 37, len(r.epochs) - 1):
-        at = replay._at(spec, sheet, "/media/x.png", i)
-        go.Figure(at)
-        frame = at["frames"][i]
-        for t, d in zip(frame["traces"], frame["data"]):
-            assert all(at["data"][t][k] == v for k, v in d.items())
-        assert at["layout"]["sliders"][0]["active"] == i and at["layout"]["images"] == frame["layout"]["images"]
-        xy = np.concatenate([np.c_[at["data"][j]["x"], at["data"][j]["y"]] for j in range(labels)])
-        np.testing.assert_allclose(np.sort(xy, axis=0), np.sort(r.xy[i], axis=0), atol=6e-4)
-    assert spec["layout"]["sliders"][0]["active"] == 0 and "images" not in spec["layout"]  # cache unchanged
+    r = load_replay(replay_path(path))
+
+    def script(model: str) -> None:
+        import os
+
+        import streamlit as st
+
+        from app.components import replay_player as rp
+        from app.views import replay
+        from vae_core.replay import replay_path
+
+        st.session_state.setdefault("sidebar_model_path", model)
+        st.set_page_config(layout="wide")
+        event = st.session_state.pop("event", None)
+        if event is not None:  # what the browser's trigger does before the run: the callback
+            st.session_state["replay_player"] = dict([event])
+            if event[0] == "epoch_at":
+                replay._follow_player(
+                    [int(e) for e in replay._load(replay_path(model), os.path.getmtime(replay_path(model))).epochs]
+                )
+            else:
+                rp._forget_sent("replay_player__sent")
+            del st.session_state["replay_player"]
+        replay.render()
+
+    at = AppTest.from_function(script, args=(path,), default_timeout=TIMEOUT)
+    at.run()
+    assert "replay" in _player(at)
+    at.session_state["event"] = ("epoch_at", 41)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    e = int(r.epochs[41])
+    assert (
+        at.select_slider(key="replay_epoch").value == e and _metrics(at)[f"Test ELBO, epoch {e}"] == f"{r.elbo[41]:.2f}"
+    )
+    p = _player(at)
+    assert p["index"] == 41 and "replay" not in p
+    at.session_state["event"] = ("epoch_at", 10_000)  # out of range: ignored
+    at.run()
+    assert at.select_slider(key="replay_epoch").value == e
+    at.session_state["event"] = ("need_data", "x")
+    at.run()
+    assert _player(at)["replay"]["epochs"] == r.epochs.tolist() and _player(at)["_blobs"]
 
 
-def test_each_frame_shows_its_own_snapshot_from_the_sheet():
-    """Frame k places the sheet so that the image subplot's unit square, [0, 1]², holds exactly tile k, and
-    tile k is snapshot k's mosaic."""
-    import io
-
-    from PIL import Image
-
-    from app.views import replay
-    from vae_core.replay import epoch_mosaic
-
-    rpath = replay_path(default_checkpoint_path())
-    r = load_replay(rpath)
-    spec, sheet = replay._built.__wrapped__(rpath, os.path.getmtime(rpath), (1, 28, 28))
-    png = np.asarray(Image.open(io.BytesIO(sheet.png)))
-    th, tw = epoch_mosaic(r, 0, (1, 28, 28)).shape
-    assert (sheet.tile_h, sheet.tile_w) == (th, tw) and sheet.cols * sheet.rows >= len(r.epochs)
-    frames = replay._at(spec, sheet, "/media/x.png", 0)["frames"]
-    for k in (0, 1, 11, len(r.epochs) - 1):
-        img = frames[k]["layout"]["images"][0]
-        assert (img["xref"], img["yref"], img["sizing"]) == ("x2", "y2", "stretch")
-        # the sheet spans [x, x + sizex] and [y - sizey, y] in data units, one unit per tile_w (tile_h) px
-        assert np.isclose(png.shape[1] / img["sizex"], tw) and np.isclose(png.shape[0] / img["sizey"], th)
-        row, col = divmod(k, sheet.cols)
-        left, top = col * (tw + 1), row * (th + 1)  # tile k's pixels in the sheet
-        assert np.isclose(img["x"] + left / tw, 0) and np.isclose(img["y"] - top / th, 1)
-        want = np.round(epoch_mosaic(r, k, (1, 28, 28)) * 255)
-        np.testing.assert_allclose(png[top : top + th, left : left + tw], want, atol=1)
-    axes = spec["layout"]["xaxis2"], spec["layout"]["yaxis2"]
-    assert [a["range"] for a in axes] == [[0, 1], [0, 1]] and axes[1]["scaleratio"] == th / tw
-
-
-def test_warm_builds_the_figure_the_page_then_reads(monkeypatch):
+def test_warm_builds_the_player_data_the_page_then_reads(monkeypatch):
     """app/main.py's background thread calls replay.warm(open model): the page's next _built is a cache hit."""
     from unittest import mock
 
+    from app.components import replay_player
     from app.views import replay
 
     path = default_checkpoint_path()
     rpath = replay_path(path)
     replay._built.clear()
     replay.warm(path)
-    with mock.patch.object(replay, "_sheet", side_effect=AssertionError("built again")):
-        spec, sheet = replay._built(rpath, os.path.getmtime(rpath), (1, 28, 28))
-    assert len(spec["frames"]) == len(load_replay(rpath).epochs) and sheet.png.startswith(b"\x89PNG")
+    with mock.patch.object(replay_player, "snapshot_sheet", side_effect=AssertionError("built again")):
+        data = replay._built(rpath, os.path.getmtime(rpath), (1, 28, 28))
+    assert data.header["epochs"] == load_replay(rpath).epochs.tolist() and data.blobs["sheet"].startswith(b"\x89PNG")
     replay.warm(str(os.path.join(os.path.dirname(rpath), "no-such-model.safetensors")))  # no replay: nothing

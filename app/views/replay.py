@@ -1,38 +1,33 @@
 """Training replay: the open model's per-epoch snapshots (vae_core.replay), played in the browser.
 
-All epochs go to the browser once, as a plotly animation (one frame per snapshot): Play / Pause and
-the figure's own slider run without a server round trip. The Epoch scrubber above it is the server's:
-moving it shows that epoch's numbers and draws the figure at that epoch.
-
-The snapshots' images travel as one PNG sheet from Streamlit's media endpoint, not inside the figure:
-the frontend re-themes a plotly figure by ~40 string replacements over its whole JSON, and 100 inline
-PNGs made that JSON 4 MB (about 0.6 s of the browser's time on every visit). Each frame moves the
-sheet so that its snapshot's tile fills the image subplot, which clips the rest.
+All snapshots go to the browser once per session (app.components.replay_player): Play / Pause, the
+player's own slider and a click on its ELBO chart run without a server round trip. The Epoch scrubber
+above it is the server's: moving it shows that epoch's numbers and moves the player there.
 """
 
 from __future__ import annotations
 
-import base64
-import math
 import os
-from dataclasses import dataclass
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from app.common import checkpoint_metadata, pick_checkpoint_path
-from app.palette import label_colour
-from app.plotly_spec import Prebuilt
+from app.components.replay_player import PlayerData, player_data, replay_player, seek_index
 from app.safe import plain
 from vae_core import cache as cache_module
 from vae_core.checkpoints import CheckpointError, read_metadata
 from vae_core.constants import KL_COLLAPSED_NATS
-from vae_core.replay import Replay, ReplayError, epoch_mosaic, load_replay, replay_path, with_replays
+from vae_core.replay import Replay, ReplayError, load_replay, replay_path, with_replays
 
 _EPOCH = "replay_epoch"  # session-state key of the scrubber
-FRAME_MS = 250  # one snapshot per quarter second while playing
+_PLAYER = "replay_player"
+
+
+def _follow_player(epochs: list[int]) -> None:
+    """on_seek: the player stopped at another snapshot; the scrubber (and so the numbers) go there too."""
+    i = seek_index(_PLAYER, len(epochs))
+    if i is not None:
+        st.session_state[_EPOCH] = epochs[i]
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the training replay…")
@@ -47,257 +42,15 @@ def _sha256(path: str, mtime: float) -> str:
     return sha256_file(path)
 
 
-@dataclass(frozen=True)
-class _Sheet:
-    """Every snapshot's images in one PNG (vae_core.images.sprite_sheet): tile i at row i // cols, column
-    i % cols, tiles of tile_w x tile_h pixels, 1 px white gaps between them."""
-
-    png: bytes
-    cols: int
-    rows: int
-    tile_w: int
-    tile_h: int
-
-
-def _sheet(r: Replay, input_shape: tuple) -> _Sheet:
-    from vae_core.images import sprite_sheet
-
-    tiles = np.stack([epoch_mosaic(r, i, input_shape) for i in range(len(r.epochs))])  # (n, H, W[, 3])
-    png, cols = sprite_sheet(tiles)
-    return _Sheet(png, cols, math.ceil(len(tiles) / cols), tiles.shape[2], tiles.shape[1])
-
-
-def _sheet_url(sheet: _Sheet) -> str:
-    """Where the browser fetches the sheet: Streamlit's media endpoint, under an address that is the hash
-    of the bytes (the same for every session). Registered again on every run, as st.image does, so that
-    it is kept while the page shows it. Inline (a data URI) where no server runs."""
-    from streamlit import runtime
-
-    if runtime.exists():
-        return runtime.get_instance().media_file_mgr.add(sheet.png, "image/png", "replay-snapshot-sheet")
-    return "data:image/png;base64," + base64.b64encode(sheet.png).decode()
-
-
-def _snapshot_image(source: str, sheet: _Sheet, i: int) -> dict:
-    """The sheet as a layout image in the image subplot's data units (a tile's width and height = 1), moved
-    so that tile i fills [0, 1]²; plotly clips an image placed by axes (not by domain) to its subplot, and
-    the 1 px gaps around a tile are white."""
-    row, col = divmod(i, sheet.cols)
-    sx, sy = (sheet.tile_w + 1) / sheet.tile_w, (sheet.tile_h + 1) / sheet.tile_h  # tile pitch, in tiles
-    return {
-        "source": source,
-        "xref": "x2",
-        "yref": "y2",
-        "x": -col * sx,
-        "y": 1 + row * sy,  # the sheet's top edge; y grows upwards, tile rows downwards
-        "sizex": sheet.cols * sx - 1 / sheet.tile_w,  # the sheet's width: cols tiles and cols - 1 gaps
-        "sizey": sheet.rows * sy - 1 / sheet.tile_h,
-        "sizing": "stretch",
-        "xanchor": "left",
-        "yanchor": "top",
-        "layer": "above",
-    }
-
-
-def _frame_data(r: Replay, i: int, labels: list[int]) -> list[dict]:
-    """Snapshot i's animated data as plain JSON, in the figure's trace order: map (one trace per label),
-    KL bars, epoch marker. Frame i of the animation, and the figure's own traces when drawn at i."""
-    xy = np.round(r.xy[i].astype(np.float64), 3)  # float64 first: 0.123, not float32's 0.12300000339
-    data: list[dict] = [{"x": xy[r.labels == lab, 0].tolist(), "y": xy[r.labels == lab, 1].tolist()} for lab in labels]
-    kl = r.kl_per_dim[i].astype(np.float64)
-    colours = ["#bab0ac" if v < KL_COLLAPSED_NATS else "#4e79a7" for v in kl]
-    data.append({"x": list(range(len(kl))), "y": np.maximum(kl, 1e-4).tolist(), "marker": {"color": colours}})
-    lo, hi = float(min(r.elbo.min(), r.recon_nats.min())), float(r.kl.max())
-    data.append({"x": [int(r.epochs[i])] * 2, "y": [lo, hi]})
-    return data
-
-
-def _limits(a: np.ndarray) -> list[float]:
-    lo, hi = float(a.min()), float(a.max())
-    pad = 0.05 * (hi - lo or 1.0)
-    return [lo - pad, hi + pad]
-
-
-def _add_traces(fig: go.Figure, r: Replay, labels: list[int]) -> None:
-    """The figure's traces at snapshot 0 (map, KL bars, ELBO curves), styled; frames and image come after."""
-    first = _frame_data(r, 0, labels)
-    for lab, d in zip(labels, first):
-        fig.add_trace(
-            go.Scatter(
-                **d,
-                mode="markers",
-                name="no label" if lab < 0 else f"label {lab}",
-                marker={"size": 4, "color": "#888888" if lab < 0 else label_colour(lab), "opacity": 0.7},
-            ),
-            row=1,
-            col=1,
-        )
-    fig.add_trace(go.Bar(**first[len(labels)], showlegend=False, name="KL"), row=2, col=1)
-    fig.add_trace(
-        go.Scatter(
-            **first[len(labels) + 1],
-            mode="lines",
-            line={"color": "#333333", "dash": "dot"},
-            showlegend=False,
-            name="epoch",
-        ),
-        row=2,
-        col=2,
-    )
-    fig.add_trace(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker={"opacity": 0}, showlegend=False, hoverinfo="skip"),
-        row=1,
-        col=2,
-    )  # gives the image subplot its axes
-    for name, ys, colour in (
-        ("ELBO", r.elbo, "#4e79a7"),
-        ("recon E_q log p(x|z)", r.recon_nats, "#59a14f"),
-        ("KL", r.kl, "#e15759"),
-    ):
-        fig.add_trace(go.Scatter(x=r.epochs, y=ys, mode="lines", name=name, line={"color": colour}), row=2, col=2)
-
-
-def _frames(r: Replay, labels: list[int]) -> list[dict]:
-    """One animation frame per snapshot, as plain JSON: the animated traces' data (its image: `_at`)."""
-    animated = list(range(len(labels) + 2))  # the map's traces, the KL bars, the epoch marker
-    return [
-        {
-            "name": str(e),
-            "traces": animated,
-            "data": _frame_data(r, i, labels),
-        }
-        for i, e in enumerate(r.epochs)
-    ]
-
-
-def _style_axes(fig: go.Figure, r: Replay, tile_aspect: float) -> None:
-    """The four subplots' axes: fixed map limits, hidden image axes (one tile, its own aspect), log KL
-    axis, epoch axis."""
-    xr, yr = _limits(r.xy[..., 0]), _limits(r.xy[..., 1])
-    fig.update_xaxes(range=xr, title_text="PC 1", row=1, col=1)
-    fig.update_yaxes(range=yr, title_text="PC 2", scaleanchor="x", scaleratio=1, row=1, col=1)
-    # constrain="domain": the subplot shrinks to the tile's aspect (the default widens the range instead,
-    # which would show the neighbouring tiles)
-    fig.update_xaxes(visible=False, range=[0, 1], constrain="domain", row=1, col=2)
-    fig.update_yaxes(
-        visible=False, range=[0, 1], scaleanchor="x2", scaleratio=tile_aspect, constrain="domain", row=1, col=2
-    )
-    kl_max = float(max(r.kl_per_dim.max(), KL_COLLAPSED_NATS * 10))
-    fig.update_yaxes(type="log", range=[-4, np.log10(kl_max) + 0.1], row=2, col=1)
-    k = r.kl_per_dim.shape[1]
-    fig.update_xaxes(
-        title_text="latent dimension",
-        range=[-0.5, k - 0.5],
-        tickmode="array",
-        tickvals=list(range(k)),
-        ticktext=[f"z{d + 1}" for d in range(k)],
-        row=2,
-        col=1,
-    )
-    fig.add_hline(y=KL_COLLAPSED_NATS, line_dash="dash", line_color="#888888", row=2, col=1)
-    fig.update_xaxes(title_text="epoch", row=2, col=2)
-
-
-def _add_controls(fig: go.Figure, r: Replay) -> None:
-    """The layout with the browser-side Play / Pause buttons and the epoch slider."""
-    play = {"frame": {"duration": FRAME_MS, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
-    pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
-    fig.update_layout(
-        height=880,
-        margin={"l": 10, "r": 10, "t": 90, "b": 110},
-        legend={"orientation": "h", "x": 0, "y": 1.07, "yanchor": "bottom"},
-        updatemenus=[
-            {
-                "type": "buttons",
-                "direction": "left",
-                "x": 0,
-                "y": -0.07,
-                "xanchor": "left",
-                "yanchor": "top",
-                "showactive": False,
-                "buttons": [
-                    {"label": "Play", "method": "animate", "args": [None, play]},
-                    {"label": "Pause", "method": "animate", "args": [[None], pause]},
-                ],
-            }
-        ],
-        sliders=[
-            {
-                "active": 0,
-                "x": 0.14,
-                "len": 0.86,
-                "y": -0.05,
-                "yanchor": "top",
-                "pad": {"t": 0, "b": 0},
-                "currentvalue": {"prefix": "epoch ", "xanchor": "right"},
-                "steps": [
-                    {
-                        "label": str(e),
-                        "method": "animate",
-                        "args": [
-                            [str(e)],
-                            {
-                                "mode": "immediate",
-                                "frame": {"duration": 0, "redraw": True},
-                                "transition": {"duration": 0},
-                            },
-                        ],
-                    }
-                    for e in r.epochs
-                ],
-            }
-        ],
-    )
-
-
 @st.cache_resource(max_entries=4, show_spinner=False)  # the page's st.spinner: warm() runs it off-script
-def _built(path: str, mtime: float, input_shape: tuple) -> tuple[dict, _Sheet]:
-    """(the replay figure as plotly JSON: 2×2 subplots at snapshot 0, one frame per snapshot, no image
-    yet; the snapshots' image sheet). Built once per replay file (~1 s) and shared by every session,
-    unpickled by none: read-only."""
-    r = _load(path, mtime)
-    labels = sorted({int(v) for v in r.labels})
-    sheet = _sheet(r, input_shape)
-    fig = make_subplots(
-        rows=2,
-        cols=2,
-        column_widths=[0.55, 0.45],
-        vertical_spacing=0.12,
-        subplot_titles=(
-            "Test-set μ, final epoch's PCA frame",
-            "Decoded z · reconstructions",
-            f"KL per dimension, nats (grey: < {KL_COLLAPSED_NATS:g}, collapsed)",
-            "Test ELBO terms, nats per example",
-        ),
-    )
-    _add_traces(fig, r, labels)
-    _style_axes(fig, r, sheet.tile_h / sheet.tile_w)
-    _add_controls(fig, r)
-    return {**fig.to_dict(), "frames": _frames(r, labels)}, sheet
-
-
-def _at(spec: dict, sheet: _Sheet, source: str, i: int) -> dict:
-    """`spec` drawn at snapshot i, its image sheet at `source`: frame i's data in the animated traces, the
-    sheet placed at tile i, the slider at i, and every frame placing the sheet at its own tile.
-
-    New dicts down to what changes; everything else is shared with the cached spec, unchanged.
-    """
-    frames = spec["frames"]
-    data = list(spec["data"])
-    for t, d in zip(frames[i]["traces"], frames[i]["data"]):
-        data[t] = {**data[t], **d}
-    layout = spec["layout"]
-    layout = {
-        **layout,
-        "images": [_snapshot_image(source, sheet, i)],
-        "sliders": [{**layout["sliders"][0], "active": i}],
-    }
-    frames = [{**f, "layout": {"images": [_snapshot_image(source, sheet, k)]}} for k, f in enumerate(frames)]
-    return {**spec, "data": data, "layout": layout, "frames": frames}
+def _built(path: str, mtime: float, input_shape: tuple) -> PlayerData:
+    """The player's data for replay file `path` (its image sheet: ~0.5 s). Built once per file and shared
+    by every session, unpickled by none: read-only."""
+    return player_data(_load(path, mtime), input_shape)
 
 
 def warm(path: str) -> None:
-    """Build checkpoint `path`'s replay figure into the cache, if it has a readable replay: run in a
+    """Build checkpoint `path`'s replay player data into the cache, if it has a readable replay: run in a
     background thread (app/main.py), so the first student to open the page does not wait for it."""
     rpath = replay_path(path)
     if os.path.exists(rpath):
@@ -388,8 +141,8 @@ def _epoch_numbers(r: Replay, epochs: list[int]) -> int:
         "Epoch",
         options=epochs,
         key=_EPOCH,
-        help="Shows the chosen epoch's numbers and draws the figure at that epoch; "
-        "Play and Pause below run in the browser.",
+        help="Shows the chosen epoch's numbers and moves the player below to that epoch; "
+        "its Play, Pause and slider run in the browser.",
     )
     i = epochs.index(e)
     alive = int((r.kl_per_dim[i] >= KL_COLLAPSED_NATS).sum())
@@ -406,7 +159,7 @@ def _epoch_numbers(r: Replay, epochs: list[int]) -> int:
 
 
 def render() -> None:
-    """The Training replay page: source, provenance, epoch numbers, then the animated figure."""
+    """The Training replay page: source, provenance, epoch numbers, then the player."""
     st.title("Training replay")
     path = _chosen_path()
     meta = checkpoint_metadata(path) if path is not None else None
@@ -419,9 +172,9 @@ def render() -> None:
     _provenance(r, meta, _sha256(path, os.path.getmtime(path)))
     epochs = [int(e) for e in r.epochs]
     i = _epoch_numbers(r, epochs)
-    with st.spinner("Building the animation…"):  # shown only past 0.5 s: a build, not a cache hit
-        spec, sheet = _built(rpath, os.path.getmtime(rpath), tuple(meta["model_config"]["input_shape"]))
-    st.plotly_chart(Prebuilt(_at(spec, sheet, _sheet_url(sheet), i)), width="stretch", key="replay_figure")
+    with st.spinner("Preparing the replay…"):  # shown only past 0.5 s: a build, not a cache hit
+        data = _built(rpath, os.path.getmtime(rpath), tuple(meta["model_config"]["input_shape"]))
+    replay_player(data, i, key=_PLAYER, on_seek=lambda: _follow_player(epochs))
     st.caption(
         f"{len(epochs)} snapshots of {len(r.index):,} test points. Each epoch's means are rotated onto "
         "the final epoch's (orthogonal Procrustes) and drawn in the final epoch's PCA frame, so the map "
