@@ -1,22 +1,22 @@
 """Traversal page (issue 12 item 11): interpolation endpoints picked by clicking map points, marked
 "start" and "end" on the map; GIF exports of the traversal and the interpolation.
 
-AppTest has no plotly click: a click is sent as the widget state the browser would send (the plotly
-selection event as JSON under the chart's widget id), through AppTest's own run with widget states."""
+The map is the explorer's canvas map (app.components.latent_map). AppTest has no browser: a click is
+what the map's `select` trigger does before a run, its callback with the clicked test index in the
+map's state (as tests/test_app_compare.py does)."""
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 
 import numpy as np
 import torch
 from PIL import Image, ImageSequence
+from streamlit.testing.v1 import AppTest
 
 from tests import test_app as _app_tests
 from tests import test_app_arithmetic as _arith
-from tests.test_app import _app, _ckpt_path, _no_exception, _targets_and_model
+from tests.test_app import TIMEOUT, _app, _ckpt_path, _component_data, _no_exception, _targets_and_model
 from tests.test_app_arithmetic import _download
 from vae_core.images import to_display
 from vae_core.latent import decode, encode_mean, lerp, slerp
@@ -27,96 +27,82 @@ use_cache = _app_tests.use_cache
 media = _arith.media
 
 
-def _values(v) -> np.ndarray:
-    """A plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)[, "shape"]}."""
-    if isinstance(v, dict):
-        a = np.frombuffer(base64.b64decode(v["bdata"]), np.dtype(v["dtype"]))
-        return a.reshape([int(s) for s in str(v["shape"]).split(",")]) if "shape" in v else a
-    return np.asarray(v)
+def _page(model: str) -> None:
+    """The traversal page; a test index put under "click" is clicked on the map before the run."""
+    import streamlit as st
+
+    from app.views import traversal
+
+    st.session_state.setdefault("sidebar_model_path", model)
+    st.set_page_config(layout="wide")
+    click = st.session_state.pop("click", None)
+    if click is not None:
+        st.session_state["traversal_map"] = {"select": click}
+        traversal._on_map_pick(10**9)
+        del st.session_state["traversal_map"]
+    traversal.render()
 
 
-def _traces(at) -> dict:
-    return {t.get("name"): t for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+def _click(at: AppTest, test_index: int) -> None:
+    at.session_state["click"] = int(test_index)
+    at.run()
+    _no_exception(at)
 
 
-def _map_xy_of(at, test_index: int) -> np.ndarray:
-    """Where the map draws test example `test_index` (its point carries customdata [index, label])."""
-    for t in _traces(at).values():
-        if "customdata" in t:
-            cd = _values(t["customdata"])
-            hits = np.flatnonzero(cd[:, 0] == test_index)
-            if len(hits):
-                return np.array([_values(t["x"])[hits[0]], _values(t["y"])[hits[0]]], np.float64)
-    raise AssertionError(f"test #{test_index} is not on the map")
-
-
-def _click(at, test_index: int, label: int) -> None:
-    """What the browser sends when a map point is clicked: the chart's selection, as JSON (Chromium
-    sends the point's row of the int32 customdata as an object {"0": index, "1": label})."""
-    chart = at.get("plotly_chart")[0].proto.id
-    states = at._tree.get_widget_states()
-    w = states.widgets.add()
-    w.id = chart
-    point = {"curve_number": 0, "point_index": 0, "x": 0.0, "y": 0.0, "customdata": {"0": test_index, "1": label}}
-    w.string_value = json.dumps({"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}})
-    at._run(states)
-
-
-def _map_points(at) -> list[tuple[int, int]]:
-    """(test index, label) of the map points, in trace order."""
-    out = []
-    for t in _traces(at).values():
-        if "customdata" in t:
-            out += [(int(i), int(c)) for i, c in _values(t["customdata"])]
-    return out
-
-
-def test_a_selection_event_names_the_clicked_test_example():
-    from app.views.traversal import picked_test_index
-
-    def event(*points):
-        return {"selection": {"points": list(points), "point_indices": [], "box": [], "lasso": []}}
-
-    assert picked_test_index(event({"x": 1.0, "customdata": {"0": 494, "1": 3}})) == 494  # as Chromium sends it
-    assert picked_test_index(event({"x": 1.0, "customdata": [12, 3]})) == 12
-    assert picked_test_index(event({"x": 1.0}, {"customdata": [7, 1]})) == 7  # a path point first: skipped
-    assert picked_test_index(event({"x": 1.0})) is None and picked_test_index(event()) is None
-    assert picked_test_index(None) is None and picked_test_index({"selection": {}}) is None
-    assert picked_test_index(event({"customdata": {"a": 1}})) is None
+def _map(at: AppTest) -> dict:
+    return _component_data(at, "vae_latent_map")
 
 
 def test_clicking_map_points_sets_the_start_then_the_end(use_cache):
     path = _ckpt_path(use_cache, 3)
-    at = _app("traversal", path)
+    at = AppTest.from_function(_page, args=(path,), default_timeout=TIMEOUT)
+    at.run()
     _no_exception(at)
+    first_map = _map(at)
+    index = np.frombuffer(first_map["_blobs"]["points.index"], "<i4")
+    xy = np.frombuffer(first_map["_blobs"]["points.xy"], "<f4").reshape(-1, 2)
+    where = {int(i): xy[r] for r, i in enumerate(index)}
     a0, b0 = at.number_input(key="traversal_from").value, at.number_input(key="traversal_to").value
     assert at.radio(key="traversal_next").value == "start"
-    points = [p for p in _map_points(at) if p[0] not in (a0, b0)]
+    points = [int(i) for i in index if i not in (a0, b0)]
     first, second = points[5], points[17]
-    _click(at, *first)
-    _no_exception(at)
-    assert at.number_input(key="traversal_from").value == first[0]
+    _click(at, first)
+    assert at.number_input(key="traversal_from").value == first
     assert at.number_input(key="traversal_to").value == b0  # the end stays
     assert at.radio(key="traversal_next").value == "end"
-    _click(at, *second)
-    assert at.number_input(key="traversal_to").value == second[0]
-    assert at.number_input(key="traversal_from").value == first[0]
+    _click(at, second)
+    assert at.number_input(key="traversal_to").value == second
+    assert at.number_input(key="traversal_from").value == first
     assert at.radio(key="traversal_next").value == "start"
     # the markers sit on the clicked points, and the paths run from one to the other
-    tr = _traces(at)
-    for name, idx in (("start", first[0]), ("end", second[0])):
-        assert tr[name]["text"] == [name] and "text" in tr[name]["mode"]
-        xy = np.array([_values(tr[name]["x"])[0], _values(tr[name]["y"])[0]])
-        np.testing.assert_allclose(xy, _map_xy_of(at, idx), atol=1e-4)
-    line = np.stack([_values(tr["linear path"]["x"]), _values(tr["linear path"]["y"])], 1)
-    np.testing.assert_allclose(line[0], _map_xy_of(at, first[0]), atol=1e-4)
-    np.testing.assert_allclose(line[-1], _map_xy_of(at, second[0]), atol=1e-4)
+    m = _map(at)
+    assert m["points"] is None and not m["_blobs"]  # the points went once, on the first run
+    marks = {o["name"]: o for o in m["overlays"]["marks"]}
+    for name, idx in (("start", first), ("end", second)):
+        assert marks[name]["text"] == name
+        np.testing.assert_allclose(marks[name]["xy"], where[idx], atol=1e-4)
+    paths = {o["name"]: np.array(o["xy"]) for o in m["overlays"]["paths"]}
+    assert set(paths) == {"linear path", "slerp path"}
+    for line in paths.values():
+        assert len(line) == at.slider(key="traversal_isteps").value
+        np.testing.assert_allclose(line[0], where[first], atol=1e-4)
+        np.testing.assert_allclose(line[-1], where[second], atol=1e-4)
     # a typed number still works, and the next click goes to the radio's choice
     at.number_input(key="traversal_to").set_value(b0).run()
     at.radio(key="traversal_next").set_value("end").run()
-    _click(at, *points[2])
-    assert at.number_input(key="traversal_to").value == points[2][0]
-    assert at.number_input(key="traversal_from").value == first[0]
+    _click(at, points[2])
+    assert at.number_input(key="traversal_to").value == points[2]
+    assert at.number_input(key="traversal_from").value == first
+
+
+def test_a_click_outside_the_test_set_changes_nothing(use_cache):
+    path = _ckpt_path(use_cache, 3)
+    at = AppTest.from_function(_page, args=(path,), default_timeout=TIMEOUT)
+    at.run()
+    before = at.number_input(key="traversal_from").value, at.number_input(key="traversal_to").value
+    _click(at, -4)
+    assert (at.number_input(key="traversal_from").value, at.number_input(key="traversal_to").value) == before
+    assert at.radio(key="traversal_next").value == "start"
 
 
 def _gif_frames(data: bytes) -> tuple[tuple[int, int], list[np.ndarray]]:

@@ -153,6 +153,29 @@ def points_only(equal: bool) -> dict:
     return {"kind": "none", "k": 0, "equal_aspect": bool(equal)}
 
 
+MARK_SYMBOLS = ("circle", "diamond", "square")
+
+
+def overlay_path(name: str, xy, color: str) -> dict:
+    """A line over the map through the points xy (T, 2), in data units (e.g. an interpolation path)."""
+    a = np.asarray(xy, np.float64).reshape(-1, 2)
+    return {"name": str(name), "color": str(color), "xy": [[round(float(x), 6), round(float(y), 6)] for x, y in a]}
+
+
+def overlay_mark(name: str, xy, color: str, symbol: str = "circle", text: str = "") -> dict:
+    """A single marker over the map at xy (2,), with `text` written beside it (e.g. "start")."""
+    if symbol not in MARK_SYMBOLS:
+        raise ValueError(f"symbol must be one of {MARK_SYMBOLS}, got {symbol!r}")
+    x, y = (float(v) for v in np.asarray(xy, np.float64).reshape(2))
+    return {
+        "name": str(name),
+        "color": str(color),
+        "symbol": symbol,
+        "text": str(text),
+        "xy": [round(x, 6), round(y, 6)],
+    }
+
+
 def classes_for(labels: np.ndarray) -> list[dict]:
     """Legend entries in label order, in the colours every page gives these labels (app.palette);
     unlabelled points (-1) are one class in the palette's first colour."""
@@ -230,6 +253,7 @@ def latent_map(
     meta: str = MAP_META,
     view: tuple[tuple[float, float], tuple[float, float]] | None = None,
     thumbs_scope: str = "",
+    overlays: tuple[list[dict], list[dict]] | None = None,
 ) -> None:
     """Draw the first n of the payload's points. selected: ringed test index; z: where the star goes.
     z_range: a clicked mean is clipped to ±z_range before it moves the sliders (their range).
@@ -243,7 +267,9 @@ def latent_map(
     events and hover-image caches (MAP_META: the explorer's, which the decoder and previews listen to).
     view: ((x0, x1), (y0, y1)), the data rectangle shown first and on "reset view" (None: fit the points),
     e.g. one box for two maps. thumbs_scope: what the hover images belong to (e.g. the checkpoint file):
-    a test index's image cached in the browser is reused only within one scope. The measurement hooks
+    a test index's image cached in the browser is reused only within one scope. overlays: (paths, marks)
+    drawn over the points and named in the legend (overlay_path, overlay_mark; small: they travel with
+    every rerun, the points do not). The measurement hooks
     (window.__vaeMap for MAP_META, window.__vaeMaps[key]) are installed when app.settings.debug_hooks()."""
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
@@ -289,6 +315,7 @@ def latent_map(
         if view is None
         else {"x0": float(view[0][0]), "x1": float(view[0][1]), "y0": float(view[1][0]), "y1": float(view[1][1])},
         "thumbs_scope": str(thumbs_scope),
+        "overlays": None if overlays is None else {"paths": list(overlays[0]), "marks": list(overlays[1])},
         "debug": debug_hooks(),
     }
     # Raw bytes (pack_data), not JSON: no base64 to inflate and decode, and Streamlit does not look

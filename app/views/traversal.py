@@ -14,9 +14,19 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint, test_targets
+from app.components.latent_map import (
+    classes_for,
+    equal_aspect,
+    file_scope,
+    latent_map,
+    overlay_mark,
+    overlay_path,
+    points_only,
+    selected_index,
+)
 from app.views.latent_data import model_view
-from app.views.latent_map import choose_projection
-from app.views.map_figure import map_figure
+from app.views.latent_map import choose_projection, map_payload
+from app.views.map_extras import hover_thumbs
 from vae_core.gif import gif_bytes, grid_frames
 from vae_core.images import png_bytes, tile, to_display, upscale
 from vae_core.latent import decode, encode_mean, lerp, slerp, traversal_grid
@@ -27,6 +37,7 @@ GIF_COLS = 5  # the traversal GIF tiles its rows' images this many to a line
 START, END = "start", "end"
 ENDPOINT_KEYS = {START: P + "from", END: P + "to"}
 ENDPOINT_MARKS = {START: ("#1b9e77", "diamond"), END: ("#7570b3", "square")}  # map marker colour, symbol
+PATH_COLOURS = {"linear": "#111111", "slerp": "#e15759"}
 
 
 def _mean_of(ckpt, test_index: int) -> torch.Tensor:
@@ -91,23 +102,10 @@ def _traversal(ckpt, view) -> None:
     )
 
 
-def picked_test_index(event) -> int | None:
-    """The test example of the first map point in a plotly selection event, else None. Map points
-    carry customdata [test index, label] (map_figure); the paths and markers carry none. The browser
-    sends a typed array's row as {"0": index, "1": label}, a plain list as a list."""
-    for point in ((event or {}).get("selection") or {}).get("points") or []:
-        data = point.get("customdata")
-        try:
-            return int(data["0"] if isinstance(data, dict) else data[0])
-        except (KeyError, IndexError, TypeError, ValueError):
-            continue
-    return None
-
-
 def _on_map_pick(n_test: int) -> None:
     """A click on the map (callback, before the run): the clicked test example becomes the endpoint
     the radio names, and the radio moves on to the other one."""
-    idx = picked_test_index(st.session_state.get(P + "map"))
+    idx = selected_index(P + "map")
     if idx is None or not 0 <= idx < n_test:
         return
     which = st.session_state.get(P + "next", START)
@@ -161,29 +159,27 @@ def _interpolation(ckpt, view) -> None:
         horizontal=True,
         help="Click a point on the map to make it the start or the end; the choice then alternates.",
     )
-    fig = map_figure(
-        proj,
-        view,
+    # The explorer's canvas map, not a plotly figure: drawing ~1,000 points through plotly.js took
+    # 0.6-0.9 s of this page's visit on a 2-core machine (bench/lab_pages.py); a click picks a point at once.
+    latent_map(
+        map_payload(proj, view, ckpt.path),
         len(view.means),
-        paths=[
-            ("linear path", proj.transform(paths["linear"].numpy()), "#111111"),
-            ("slerp path", proj.transform(paths["slerp"].numpy()), "#e15759"),
-        ],
-        extra=[(w, ends[i], *ENDPOINT_MARKS[w]) for i, w in enumerate((START, END))],
-        label_extra=True,
-        height=480,
-    )
-    # a click selects a point in plotly, which would fade all others: keep them (and the labels) as drawn
-    fig.update_traces(unselected=dict(marker=dict(opacity=0.75)))
-    fig.update_traces(
-        unselected=dict(marker=dict(opacity=1), textfont=dict(color="#111")), selector=dict(mode="markers+text")
-    )
-    st.plotly_chart(
-        fig,
+        points_only(equal_aspect(proj.basis)),  # no star: the paths and their ends are the overlays
+        classes_for(view.labels),
+        proj.axes,
         key=P + "map",
-        config={"displaylogo": False},
+        meta="vae-traversal-map",
+        height=480,
         on_select=functools.partial(_on_map_pick, n_test),
-        selection_mode="points",
+        thumbs=functools.partial(hover_thumbs, ckpt.path),
+        thumbs_scope=file_scope(ckpt.path),
+        overlays=(
+            [
+                overlay_path(f"{name} path", proj.transform(zs.numpy()), PATH_COLOURS[name])
+                for name, zs in paths.items()
+            ],
+            [overlay_mark(w, ends[i], *ENDPOINT_MARKS[w], text=w) for i, w in enumerate((START, END))],
+        ),
     )
     st.caption(
         f"Both paths drawn on the {proj.name.upper()} map of all {len(view.means):,} map points "

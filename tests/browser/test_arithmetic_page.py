@@ -2,7 +2,7 @@
 against `streamlit run app/main.py` with the shipped model, at a projector's 1024×768.
 
 What AppTest cannot show: the page laid out (no exception, no cut-off button label, no horizontal
-scrollbar), a real slider key press moving z, and a real click on the plotly map."""
+scrollbar), a real slider key press moving z, and a real click on the traversal page's canvas map."""
 
 from __future__ import annotations
 
@@ -24,20 +24,6 @@ CUT_LABELS = """() => [...document.querySelectorAll('.stButton button, .stDownlo
   .map(e => e.textContent.trim())"""
 H_SCROLL = """() => { const m = document.querySelector('[data-testid=stMain]');
   return m.scrollWidth - m.clientWidth; }"""
-
-# Viewport centres [x, y, test index] of the plotly map's data points that have no other point within
-# 12 px (a click cannot hit a neighbour instead), from plotly's own axes (l2p: data -> axis pixels).
-ISOLATED_POINTS = """() => {
-  const g = document.querySelector('.js-plotly-plot'), L = g._fullLayout, box = g.getBoundingClientRect();
-  const pts = [];
-  for (const t of g._fullData) {
-    if (!t.customdata || !t.visible) continue;
-    for (let i = 0; i < t.x.length; i++)
-      pts.push([box.left + L.xaxis._offset + L.xaxis.l2p(t.x[i]), box.top + L.yaxis._offset + L.yaxis.l2p(t.y[i]),
-                Number(t.customdata[i][0])]);
-  }
-  return pts.filter(p => pts.every(q => q === p || Math.hypot(p[0] - q[0], p[1] - q[1]) >= 12));
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +64,26 @@ def test_the_arithmetic_page_at_1024x768(browser, app_server):
 
 
 def test_clicking_the_traversal_map_sets_the_start(browser, app_server):
+    """A real click on the traversal page's canvas map makes that point the start; the "start" mark
+    then sits on it."""
+    hook = "window.__vaeMaps && window.__vaeMaps.traversal_map"
     page = new_page(browser, 1024, 768)
     try:
         page.goto(app_server.url + "/traversal")
-        page.locator(".js-plotly-plot").first.wait_for()
+        page.wait_for_function(f"() => {hook} && {hook}.drawn > 0")
         wait_idle(page)
         start = page.get_by_label("From test example #")
         end = page.get_by_label("To test example #")
         before = (start.input_value(), end.input_value())
-        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+        page.locator("[data-testid=vae-map-canvas]").first.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
-        points = [p for p in page.evaluate(ISOLATED_POINTS) if str(p[2]) not in before]
         h = page.viewport_size["height"]
-        x, y, idx = next(p for p in points if 60 < p[1] < h - 20)  # on screen, below any plotly toolbar
+        points = page.evaluate(
+            f"""() => {{ const all = {hook}.points();
+              return all.filter(p => all.every(q => q === p || Math.hypot(p.x - q.x, p.y - q.y) >= 12))
+                        .map(p => [p.x, p.y, p.testIndex]); }}"""
+        )
+        x, y, idx = next(p for p in points if str(p[2]) not in before and 60 < p[1] < h - 20)
         page.mouse.click(x, y)
         page.wait_for_function(
             "([want]) => [...document.querySelectorAll('input')].some(e => e.getAttribute('aria-label') "
@@ -100,8 +93,11 @@ def test_clicking_the_traversal_map_sets_the_start(browser, app_server):
         wait_idle(page)
         assert start.input_value() == str(idx) and end.input_value() == before[1]
         _no_error(page)
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.js-plotly-plot')].some(g => g.data.some(t => t.name === 'start'))"
+        page.wait_for_function(  # the start mark is drawn where the clicked point is
+            f"([x, y]) => {hook}.overlayMarks().some(m => m.text === 'start' && Math.hypot(m.x - x, m.y - y) < 2)",
+            arg=[x, y],
         )
+        os.makedirs(SCREENSHOT_DIR, exist_ok=True)
+        page.screenshot(path=os.path.join(SCREENSHOT_DIR, "traversal_map_1024x768.png"))
     finally:
         page.close()

@@ -81,6 +81,7 @@ class LatentMap {
                   highlight: null, cloudDrawn: 0,  // the highlighted label; q(z|x) dots drawn in the last frame
                   cloud: () => { const c = CLOUDS.get(this.data.meta);  // the last cloud and where it was placed
                                  return c ? { testIndex: c.testIndex, n: c.z ? c.z.length : 0, xy: c.xy || null } : null; },
+                  overlayMarks: () => this.overlayMarks(),  // [{name, text, x, y}] in the viewport
                   pick: (x, y) => { const r = this.canvas.getBoundingClientRect(), row = this.nearest(x - r.left, y - r.top);
                                     return row === null ? null : this.pts.index[row]; } };
     // Streamlit may call the cleanup between updates, so the listener removes itself once the
@@ -350,7 +351,9 @@ class LatentMap {
   // --- legend ------------------------------------------------------------------------------------------
   renderLegend() {
     const { classes, colour } = this.data, lit = this.data.highlight ?? null;
-    const sig = JSON.stringify([classes, colour.mode, colour.name, colour.range, lit]);
+    const overlays = this.data.overlays || { paths: [], marks: [] };
+    const sig = JSON.stringify([classes, colour.mode, colour.name, colour.range, lit,
+                                overlays.paths.map((o) => [o.name, o.color]), overlays.marks.map((o) => [o.name, o.color, o.symbol])]);
     if (this.legendSig === sig) return;
     this.legendSig = sig;
     this.legend.replaceChildren();
@@ -364,6 +367,14 @@ class LatentMap {
       title.textContent = colour.name;
       bar.append(title, fmt(colour.range[0]), ramp, fmt(colour.range[1]));
       this.legend.append(bar);
+    }
+    for (const o of [...overlays.paths, ...overlays.marks]) {  // what is drawn over the points (not toggled)
+      const item = document.createElement("span"), sw = document.createElement("span");
+      item.className = "vae-map-legend-item vae-map-overlay-item";
+      sw.className = o.symbol ? `vae-map-mark-swatch ${o.symbol}` : "vae-map-line-swatch";
+      sw.style.background = o.color;
+      item.append(sw, document.createTextNode(o.name));
+      this.legend.append(item);
     }
     if (classes.length < 2) return;
     const title = document.createElement("span");
@@ -474,6 +485,7 @@ class LatentMap {
     ctx.save();
     ctx.beginPath(); ctx.rect(b.x, b.y, b.w, b.h); ctx.clip();
     this.drawCloud(b, th.ink);
+    this.drawOverlays(th);
     if (this.hover !== null) this.ring(this.hover, 7, "rgba(0,0,0,0.55)", 1.5);
     if (this.selectedRow !== null) this.ring(this.selectedRow, 9, th.ink, 2.5);
     const at = this.star && this.toScreen(this.star);
@@ -497,6 +509,42 @@ class LatentMap {
     ctx.globalAlpha = 0.7; ctx.fillStyle = ink; ctx.fill();
     ctx.globalAlpha = 0.8; ctx.strokeStyle = "#fff"; ctx.lineWidth = 0.8; ctx.stroke();
     ctx.restore();
+  }
+
+  // data.overlays: {paths: [{name, color, xy: [[x, y], ...]}], marks: [{name, color, symbol, text, xy: [x, y]}]}
+  // in data units: lines (e.g. an interpolation path) and single markers (its ends, an uploaded image's
+  // mean), drawn over the points; a mark's text is written beside it.
+  drawOverlays(th) {
+    const o = this.data.overlays, ctx = this.ctx;
+    if (!o) return;
+    ctx.save();
+    ctx.lineJoin = "round"; ctx.lineWidth = 2.2;
+    for (const p of o.paths) {
+      ctx.beginPath();
+      p.xy.forEach((q, j) => { const [sx, sy] = this.toScreen(q); if (j) ctx.lineTo(sx, sy); else ctx.moveTo(sx, sy); });
+      ctx.strokeStyle = "#fff"; ctx.globalAlpha = 0.8; ctx.lineWidth = 4.5; ctx.stroke();  // a halo over any points
+      ctx.strokeStyle = p.color; ctx.globalAlpha = 1; ctx.lineWidth = 2.2; ctx.stroke();
+    }
+    ctx.font = `600 12px ${th.font}`; ctx.textAlign = "left"; ctx.textBaseline = "middle";
+    for (const m of o.marks) {
+      const [sx, sy] = this.toScreen(m.xy), r = 7;
+      ctx.beginPath();
+      if (m.symbol === "diamond") { ctx.moveTo(sx, sy - r * 1.25); ctx.lineTo(sx + r, sy); ctx.lineTo(sx, sy + r * 1.25); ctx.lineTo(sx - r, sy); ctx.closePath(); }
+      else if (m.symbol === "square") ctx.rect(sx - r * 0.85, sy - r * 0.85, r * 1.7, r * 1.7);
+      else ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+      ctx.fillStyle = m.color; ctx.fill();
+      ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5; ctx.stroke();
+      if (m.text) {
+        ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.85)"; ctx.strokeText(m.text, sx + r + 4, sy);
+        ctx.fillStyle = th.ink; ctx.fillText(m.text, sx + r + 4, sy);
+      }
+    }
+    ctx.restore();
+  }
+
+  overlayMarks() {
+    const o = this.data && this.data.overlays, r = this.canvas.getBoundingClientRect();
+    return o ? o.marks.map((m) => { const [sx, sy] = this.toScreen(m.xy); return { name: m.name, text: m.text, x: r.left + sx, y: r.top + sy }; }) : [];
   }
 
   drawOffMap({ x, y, angle }, ink) {  // the star, small, at the border, and an arrow from it towards the star

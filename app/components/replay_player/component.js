@@ -65,6 +65,7 @@ class ReplayPlayer {
 
   update(data, setTriggerValue) {
     this.setTriggerValue = setTriggerValue;
+    this.resize.observe(this.root);  // again: a no-op unless a cleanup disconnected it
     if (data.replay && !REPLAYS.has(data.id)) REPLAYS.set(data.id, parseReplay(data));
     const rec = REPLAYS.get(data.id);
     if (data.debug) globalThis.__vaeReplay = this.hook;
