@@ -1,5 +1,5 @@
 """The map's data on the server side: the collapse flags (vae_core.latent's rule and named thresholds),
-which maps are equal-aspect (the component and the plotly map_figure), the shared label palette, the
+which maps are equal-aspect, the overlays, the shared label palette, the
 measurement-hooks flag in the component's data, and the Explorer sending a big map alone first."""
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from streamlit.testing.v1 import AppTest
 from app.components.latent_map import classes_for, equal_aspect, projection_spec
 from app.palette import label_colour
 from app.views.latent_data import ModelView
-from app.views.latent_map import MapProjection
-from app.views.map_figure import map_figure
 from vae_core.constants import ACTIVE_VAR_THRESHOLD, KL_COLLAPSED_NATS
 from vae_core.latent import collapsed_dims, mean_variance
 from vae_core.projection import KNNProjection, LatentPlane, fit_pca
@@ -52,19 +50,18 @@ def test_pca_and_the_latent_plane_are_equal_aspect_umap_is_not():
     assert [projection_spec(b, 4)["equal_aspect"] for b in (pca, plane, knn)] == [True, True, False]
 
 
-def test_map_figure_is_equal_aspect_for_pca_and_coloured_by_the_shared_palette():
-    rng = np.random.default_rng(1)
-    means = rng.normal(size=(300, 3)) * [4.0, 0.2, 0.1]  # PC2's range is a twentieth of PC1's
-    labels = rng.integers(0, 10, 300)
-    view = _view(means, [1.0] * 3, labels)
-    pca = MapProjection("pca", view.pca, view.pca.transform(view.means), ("PC1", "PC2"), "")
-    fig = map_figure(pca, view, 300, current=np.array([50.0, 0.0]))
-    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1
-    points = [t for t in fig.data if t.name not in ("current z", "selected")]
-    assert {t.name: t.marker.color for t in points} == {str(c): label_colour(c) for c in sorted(set(labels))}
-    knn = KNNProjection(view.means, pca.xy.astype(np.float32), n_neighbors=5)
-    umap = MapProjection("umap", knn, pca.xy, ("UMAP 1", "UMAP 2"), "")
-    assert map_figure(umap, view, 300).layout.yaxis.scaleanchor is None
+def test_overlays_and_legend_colours_are_the_shared_palette():
+    """classes_for gives every page the same colour per label; overlay paths and marks are plain JSON
+    in data units, and a mark refuses a symbol the browser cannot draw."""
+    from app.components.latent_map import overlay_mark, overlay_path
+
+    path = overlay_path("linear path", np.array([[0.0, 1.0], [2.5, -1.0]], np.float32), "#111111")
+    assert path == {"name": "linear path", "color": "#111111", "xy": [[0.0, 1.0], [2.5, -1.0]]}
+    mark = overlay_mark("start", np.array([1.5, 2.0]), "#1b9e77", "diamond", text="start")
+    assert mark["xy"] == [1.5, 2.0] and mark["symbol"] == "diamond" and mark["text"] == "start"
+    json.dumps([path, mark])
+    with pytest.raises(ValueError, match="symbol must be one of"):
+        overlay_mark("x", [0, 0], "#000", "star")
     assert [c["color"] for c in classes_for(np.array([7, 1]))] == [label_colour(1), label_colour(7)]
 
 

@@ -1,7 +1,7 @@
 """The explorer's latent map: which projection is in use, and the point set sent to the canvas map.
 
 Import-light (numpy, no torch, no plotly): the explorer draws its map before torch is imported.
-The plotly map of the other pages is app.views.map_figure.
+Every page that shows the map draws it with app.components.latent_map.
 """
 
 from __future__ import annotations

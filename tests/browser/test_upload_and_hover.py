@@ -23,8 +23,8 @@ from vae_core.data import eval_targets, load_dataset
 
 pytestmark = pytest.mark.browser
 
-MAP_TRACE_JS = """name => { const g = [...document.querySelectorAll('.js-plotly-plot')][0];
-  const t = g && g.data.find(d => d.name === name); return t ? [t.x[0], t.y[0]] : null; }"""
+MAP_TRACE_JS = """name => { const m = window.__vaeMaps && window.__vaeMaps.upload_map;
+  const o = m && m.overlayMarks().find(d => d.name === name); return o ? [o.x, o.y] : null; }"""
 
 
 @pytest.fixture(scope="module")

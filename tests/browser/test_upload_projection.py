@@ -32,7 +32,9 @@ def shown(page) -> tuple[list[str], list[str]]:
     radio = page.locator("[data-testid=stRadio]").filter(has_text="Projection")
     return (
         radio.locator("label:has(input:checked)").all_inner_texts(),
-        page.locator(".js-plotly-plot text.xtitle").all_text_contents(),
+        page.evaluate(
+            "() => { const m = window.__vaeMaps && window.__vaeMaps.upload_map; return m ? [m.axes()[0]] : []; }"
+        ),
     )
 
 

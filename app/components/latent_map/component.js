@@ -81,7 +81,8 @@ class LatentMap {
                   highlight: null, cloudDrawn: 0,  // the highlighted label; q(z|x) dots drawn in the last frame
                   cloud: () => { const c = CLOUDS.get(this.data.meta);  // the last cloud and where it was placed
                                  return c ? { testIndex: c.testIndex, n: c.z ? c.z.length : 0, xy: c.xy || null } : null; },
-                  overlayMarks: () => this.overlayMarks(),  // [{name, text, x, y}] in the viewport
+                  overlayMarks: () => this.overlayMarks(),
+                  axes: () => [...this.data.axes],  // the axis titles drawn  // [{name, text, x, y}] in the viewport
                   pick: (x, y) => { const r = this.canvas.getBoundingClientRect(), row = this.nearest(x - r.left, y - r.top);
                                     return row === null ? null : this.pts.index[row]; } };
     // Streamlit may call the cleanup between updates, so the listener removes itself once the
