@@ -98,3 +98,44 @@ def test_play_pause_scrub_and_hover(browser, size):
             save_screenshot(page, f"replay_{size[0]}x{size[1]}.png")
         finally:
             page.close()
+
+
+def test_switching_to_the_lab_beta_10_replay_redraws_the_player(browser):
+    """ "Replay of" another model sends that replay: the player's epochs, numbers and KL axis are its own
+    (the β = 10 model ends with collapsed dimensions)."""
+    from vae_core.cache import default_cache_dir
+    from vae_core.replay import with_replays
+
+    lab = [
+        r
+        for r in map(load_replay, map(replay_path, with_replays(os.path.join(default_cache_dir(), "lab"))))
+        if r.meta["train_config"]["beta"] == 10.0
+        and not r.meta["train_config"]["warmup_epochs"]
+        and not r.meta["train_config"]["free_bits"]
+    ]
+    if not lab:
+        pytest.skip("the lab's β = 10 replay is not present")
+    (r,) = lab
+    alive = int((r.kl_per_dim[-1] >= 0.01).sum())
+    with StreamlitServer("app/main.py", timeout=300) as server:
+        page = new_page(browser, 1280, 900)
+        try:
+            page.goto(server.url + "/replay")
+            page.locator(READY).wait_for(timeout=300_000)
+            wait_idle(page)
+            page.locator("[data-testid=stSelectbox]").filter(has_text="Replay of").click()
+            page.get_by_role("option").filter(has_text=re.compile(r"β = 10,(?!.*(warm-up|free bits))")).click()
+            wait_idle(page)
+            page.locator("[data-testid=stSlider] input[type=range]").first.focus()
+            page.keyboard.press("End")
+            page.wait_for_function(
+                "(e) => window.__vaeReplay.epoch === e", arg=int(r.epochs[-1]), timeout=120_000, polling=50
+            )
+            page.locator(READY).wait_for(timeout=120_000)
+            readout = page.locator("[data-testid=vae-replay-readout]").text_content()
+            assert f"{alive} of 16 dimensions alive" in readout and alive < 16
+            assert f"ELBO {r.elbo[-1]:.2f}".replace("-", "\u2212") in readout
+            assert page.locator("[data-testid=stException]").count() == 0
+            save_screenshot(page, "replay_beta10_1280x900.png")
+        finally:
+            page.close()

@@ -76,6 +76,7 @@ class ReplayPlayer {
     this.frameMs = data.frame_ms;
     if (this.id !== data.id) {
       this.id = data.id; this.rec = rec; this.h = rec.h; this.hidden.clear(); this.hoverRow = null;
+      this.klRange = this.yRange = null;  // the axes of another replay
       this.slider.max = String(this.h.epochs.length - 1);
       this.root.querySelector(".vae-replay-kl-title").textContent =
         `KL per dimension, nats (grey: < ${this.h.collapsed}, collapsed)`;
