@@ -10,21 +10,19 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image, ImageSequence
 from streamlit.testing.v1 import AppTest
 
 from tests import test_app as _app_tests
-from tests import test_app_arithmetic as _arith
 from tests.test_app import TIMEOUT, _app, _ckpt_path, _component_data, _no_exception, _targets_and_model
-from tests.test_app_arithmetic import _download
 from vae_core.images import to_display
 from vae_core.latent import decode, encode_mean, lerp, slerp
 
 # fixtures of other test modules, bound here so pytest finds them by name
 cache_dir = _app_tests.cache_dir
 use_cache = _app_tests.use_cache
-media = _arith.media
 
 
 def _page(model: str) -> None:
@@ -105,12 +103,39 @@ def test_a_click_outside_the_test_set_changes_nothing(use_cache):
     assert at.radio(key="traversal_next").value == "start"
 
 
+@pytest.fixture
+def deferred(monkeypatch) -> list:
+    """The media file managers AppTest makes (one per run), kept so a test can run a download button's
+    deferred callable after the run, as the server does when the button is clicked."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.testing.v1 import app_test
+
+    made = []
+
+    class Kept(MediaFileManager):
+        def __init__(self, storage):
+            super().__init__(storage)
+            made.append(self)
+
+    monkeypatch.setattr(app_test, "MediaFileManager", Kept)
+    return made
+
+
+def _deferred_download(at: AppTest, managers: list, key: str) -> bytes:
+    """The bytes download button `key` (with a callable as its data) gives when clicked."""
+    (btn,) = [e for e in at.get("download_button") if e.proto.id.endswith(key)]
+    assert btn.proto.deferred_file_id and not btn.proto.url  # nothing made before the click
+    mgr = managers[-1]
+    url = mgr.execute_deferred(btn.proto.deferred_file_id)
+    return mgr._storage.get_file(url.rsplit("/", 1)[1].split(".")[0]).content
+
+
 def _gif_frames(data: bytes) -> tuple[tuple[int, int], list[np.ndarray]]:
     img = Image.open(io.BytesIO(data))
     return img.size, [np.asarray(f.convert("L"), np.float32) / 255 for f in ImageSequence.Iterator(img)]
 
 
-def test_gif_exports_have_one_frame_per_step(use_cache, media):
+def test_gif_exports_have_one_frame_per_step(use_cache, deferred):
     path = _ckpt_path(use_cache, 2)  # k = 2: two traversal rows
     at = _app("traversal", path)
     at.slider(key="traversal_steps").set_value(7)
@@ -120,7 +145,7 @@ def test_gif_exports_have_one_frame_per_step(use_cache, media):
     shape = (1, 8, 8)  # digits
 
     # traversal from z = 0: frame j shows both dims at value v_j (rows in KL order, side by side)
-    size, frames = _gif_frames(_download(at, media, "traversal_dl_gif"))
+    size, frames = _gif_frames(_deferred_download(at, deferred, "traversal_dl_gif"))
     assert len(frames) == 7 and size == ((2 * 8 + 1) * 4, 8 * 4)
     values = torch.linspace(-3, 3, 7)
     first_row_dim = int(at.markdown[0].value.split("**z")[1].split("**")[0]) - 1  # "**z2** · KL ..."
@@ -131,11 +156,14 @@ def test_gif_exports_have_one_frame_per_step(use_cache, media):
         np.testing.assert_allclose(f[::4, :32:4], w, atol=1 / 255 + 1e-3)
     assert np.abs(frames[0] - frames[-1]).max() > 0.02
 
+    png = Image.open(io.BytesIO(_deferred_download(at, deferred, "traversal_dl_grid")))
+    assert png.format == "PNG" and png.size == ((7 * 9 - 1) * 4, (2 * 9 - 1) * 4)  # 2 rows of 7, 1 px gaps, x4
+
     # interpolation: frame t is lerp (left) and slerp (right) at t
     a, b = at.number_input(key="traversal_from").value, at.number_input(key="traversal_to").value
     mu = encode_mean(model, x[[a, b]])
     t = torch.linspace(0, 1, 5)
-    size, frames = _gif_frames(_download(at, media, "traversal_dl_igif"))
+    size, frames = _gif_frames(_deferred_download(at, deferred, "traversal_dl_igif"))
     assert len(frames) == 5 and size == ((2 * 8 + 1) * 4, 8 * 4)
     lin, sl = (
         to_display(decode(model, lerp(mu[0], mu[1], t)), shape),
