@@ -7,7 +7,9 @@ map's state (as tests/test_app_compare.py does)."""
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 
 import numpy as np
 import pytest
@@ -148,13 +150,24 @@ def test_gif_exports_have_one_frame_per_step(use_cache, deferred):
     size, frames = _gif_frames(_deferred_download(at, deferred, "traversal_dl_gif"))
     assert len(frames) == 7 and size == ((2 * 8 + 1) * 4, 8 * 4)
     values = torch.linspace(-3, 3, 7)
-    first_row_dim = int(at.markdown[0].value.split("**z")[1].split("**")[0]) - 1  # "**z2** · KL ..."
+    rows = at.get("html")[0].proto.body  # the traversal rows: labels beside their strips
+    first_row_dim = int(re.search(r'data-dim="(\d+)"', rows).group(1)) - 1
+    assert rows.count("<img") == 2 and rows.count("data:image/png;base64,") == 2
     z = torch.zeros(7, 2)
     z[:, first_row_dim] = values
     want = to_display(decode(model, z), shape)
     for f, w in zip(frames, want):
         np.testing.assert_allclose(f[::4, :32:4], w, atol=1 / 255 + 1e-3)
     assert np.abs(frames[0] - frames[-1]).max() > 0.02
+    # the first strip on the page is the same row: 7 images with 1 px gaps, upscaled by a whole factor
+    src = re.search(r'src="data:image/png;base64,([^"]+)"', rows).group(1)
+    strip = np.asarray(Image.open(io.BytesIO(base64.b64decode(src))).convert("L"), np.float32) / 255
+    f = strip.shape[0] // 8
+    assert strip.shape == (8 * f, (7 * 9 - 1) * f)
+    for j, w in enumerate(want):
+        np.testing.assert_allclose(
+            strip[::f, ::f][:, 9 * j : 9 * j + 8], w[0] if w.ndim == 3 else w, atol=1 / 255 + 1e-3
+        )
 
     png = Image.open(io.BytesIO(_deferred_download(at, deferred, "traversal_dl_grid")))
     assert png.format == "PNG" and png.size == ((7 * 9 - 1) * 4, (2 * 9 - 1) * 4)  # 2 rows of 7, 1 px gaps, x4

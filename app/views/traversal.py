@@ -7,7 +7,9 @@ Both views export an animated GIF (vae_core.gif), one frame per step.
 
 from __future__ import annotations
 
+import base64
 import functools
+import os
 
 import numpy as np
 import streamlit as st
@@ -56,6 +58,53 @@ def _gif(imgs: np.ndarray, cols: int) -> bytes:
     return gif_bytes(grid_frames(imgs, cols=cols), scale=GIF_SCALE)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _traversal_rows(
+    path: str, mtime: float, base_index: int | None, r: float, n: int, rows: int, _ckpt, _view
+) -> tuple[np.ndarray, list[int], str]:
+    """(images (rows, n, H, W[, 3]), the rows' dims, highest KL first, their HTML) from z = 0 (base_index
+    None) or test example base_index's mean. Deterministic: computed once per model file and settings for
+    every session (a class opening the page with the default settings decodes once)."""
+    z0 = torch.zeros(_view.latent_dim) if base_index is None else _mean_of(_ckpt, base_index)
+    order = np.argsort(_view.kl_per_dim)[::-1][:rows].tolist()
+    grid = traversal_grid(z0, order, torch.linspace(-r, r, n))
+    imgs = to_display(decode(_ckpt.model, grid), _ckpt.model_config.input_shape)
+    return imgs, order, _rows_html(imgs, order, _view)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _interpolation_paths(path: str, mtime: float, a: int, b: int, steps: int, _ckpt) -> tuple[dict, np.ndarray]:
+    """({"linear": z (steps, k), "slerp": z (steps, k)} between test examples a and b's means, and their
+    decoded images (2, steps, H, W[, 3])), once per model file and endpoints for every session."""
+    z0, z1 = _mean_of(_ckpt, a), _mean_of(_ckpt, b)
+    t = torch.linspace(0, 1, steps)
+    paths = {"linear": lerp(z0, z1, t), "slerp": slerp(z0, z1, t)}
+    imgs = to_display(decode(_ckpt.model, torch.stack(list(paths.values()))), _ckpt.model_config.input_shape)
+    return {name: zs.numpy() for name, zs in paths.items()}, imgs
+
+
+def _rows_html(imgs: np.ndarray, order: list[int], view) -> str:
+    """The traversal rows as one element: a grid of "z_d · KL" labels beside their image strips, the
+    strips inline as PNG. One element instead of a row of columns, a Markdown label and an image per
+    dimension: on a loaded 2-core machine those ten rows took ~0.4 s of the page's visit in the browser
+    (bench/lab_pages.py), and each image was one more request. The labels are numbers the page makes,
+    not user text."""
+    cells = []
+    for row, d in enumerate(order):
+        note = " · <i>collapsed</i>" if view.collapsed[d] else ""
+        png = base64.b64encode(png_bytes(_mosaic(imgs[row : row + 1]))).decode("ascii")
+        cells.append(
+            f'<div class="vae-trav-label" data-dim="{d + 1}"><b>z{d + 1}</b> · KL {view.kl_per_dim[d]:.2f}{note}</div>'
+            f'<img class="vae-trav-strip" alt="z{d + 1} from −r to +r" src="data:image/png;base64,{png}">'
+        )
+    return (
+        '<div class="vae-traversal" style="display:grid; grid-template-columns:max-content minmax(0, 1fr);'
+        ' gap:0.3rem 0.9rem; align-items:center">'
+        + "".join(cells)
+        + "</div><style>.vae-traversal img { width: 100%; height: auto; display: block; }</style>"
+    )
+
+
 def _traversal(ckpt, view) -> None:
     st.subheader("Latent traversal")
     st.caption(
@@ -75,15 +124,18 @@ def _traversal(ckpt, view) -> None:
         if view.latent_dim == 1
         else st.slider("Rows (dims, highest KL first)", 1, view.latent_dim, min(view.latent_dim, 10), key=P + "rows")
     )
-    z0 = torch.zeros(view.latent_dim) if base == "z = 0" else _mean_of(ckpt, idx)
-    order = np.argsort(view.kl_per_dim)[::-1][:rows].tolist()
-    grid = traversal_grid(z0, order, torch.linspace(-r, r, n))
-    imgs = to_display(decode(ckpt.model, grid), ckpt.model_config.input_shape)  # (rows, n, H, W[, 3])
+    imgs, order, html = _traversal_rows(
+        ckpt.path,
+        os.path.getmtime(ckpt.path),
+        None if base == "z = 0" else int(idx),
+        float(r),
+        int(n),
+        int(rows),
+        ckpt,
+        view,
+    )
     st.caption(f"columns: z_d = −{r:g} … +{r:g}")
-    for row, d in enumerate(order):
-        c1, c2 = st.columns([1, 7], vertical_alignment="center")
-        c1.markdown(f"**z{d + 1}** · KL {view.kl_per_dim[d]:.2f}" + (" · *collapsed*" if view.collapsed[d] else ""))
-        c2.image(_mosaic(imgs[row : row + 1]), clamp=True, width="stretch")
+    st.html(html)
     # The files are made when a button is clicked (a callable: Streamlit runs it then), not on every
     # run: encoding the two GIFs and the PNG was half of this page's script time (~0.07 of 0.15 s).
     c = st.columns(2)
@@ -134,17 +186,14 @@ def _interpolation(ckpt, view) -> None:
     a = int(c[0].number_input("From test example #", 0, n_test - 1, key=ENDPOINT_KEYS[START]))
     b = int(c[1].number_input("To test example #", 0, n_test - 1, key=ENDPOINT_KEYS[END]))
     steps = c[2].slider("Steps", 3, 15, 9, key=P + "isteps")
-    z0, z1 = _mean_of(ckpt, a), _mean_of(ckpt, b)
-    t = torch.linspace(0, 1, steps)
-    paths = {"linear": lerp(z0, z1, t), "slerp": slerp(z0, z1, t)}
-    imgs = to_display(decode(ckpt.model, torch.stack(list(paths.values()))), ckpt.model_config.input_shape)
+    paths, imgs = _interpolation_paths(ckpt.path, os.path.getmtime(ckpt.path), a, b, int(steps), ckpt)
     for row, (name, zs) in enumerate(paths.items()):  # imgs (2, steps, H, W[, 3])
         st.image(
             _mosaic(imgs[row : row + 1]),
             clamp=True,
             width="stretch",
             caption=f"{name}: t = 0 (#{a}) … 1 (#{b}); "
-            f"|z| from {float(zs.norm(dim=1).min()):.2f} to {float(zs.norm(dim=1).max()):.2f}",
+            f"|z| from {float(np.linalg.norm(zs, axis=1).min()):.2f} to {float(np.linalg.norm(zs, axis=1).max()):.2f}",
         )
     st.download_button(
         "interpolation (GIF)",
@@ -157,7 +206,10 @@ def _interpolation(ckpt, view) -> None:
         help="One frame per t: linear on the left, slerp on the right",
     )
     proj = choose_projection(view, ckpt.path, key=P + "projection")
-    ends = proj.transform(torch.stack([z0, z1]).numpy())
+    # both paths placed in one call (UMAP's kNN transform fits a kernel width per call); a path starts
+    # at z0 and ends at z1, so its ends are the endpoints' places
+    placed = np.split(proj.transform(np.concatenate(list(paths.values()))), len(paths))
+    ends = placed[0][[0, -1]]
     st.radio(
         "Next click on the map sets",
         [START, END],
@@ -180,10 +232,7 @@ def _interpolation(ckpt, view) -> None:
         thumbs=functools.partial(hover_thumbs, ckpt.path),
         thumbs_scope=file_scope(ckpt.path),
         overlays=(
-            [
-                overlay_path(f"{name} path", proj.transform(zs.numpy()), PATH_COLOURS[name])
-                for name, zs in paths.items()
-            ],
+            [overlay_path(f"{name} path", xy, PATH_COLOURS[name]) for name, xy in zip(paths, placed)],
             [overlay_mark(w, ends[i], *ENDPOINT_MARKS[w], text=w) for i, w in enumerate((START, END))],
         ),
     )
