@@ -6,15 +6,24 @@ Every page that shows the map draws it with app.components.latent_map.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
-from app.components.latent_map import points_payload
+from app.components.latent_map import (
+    classes_for,
+    equal_aspect,
+    file_scope,
+    latent_map,
+    points_only,
+    points_payload,
+)
 from app.safe import plain
 from app.views.latent_data import ModelView, start_umap, umap_progress, umap_projection, umap_status
+from app.views.map_extras import hover_thumbs
 from vae_core.projection import LatentPlane
 from vae_core.projection_cache import cache_path_for
 
@@ -131,3 +140,23 @@ def map_payload(proj: MapProjection, view: ModelView, ckpt_path: str) -> dict:
         except OSError:  # no projection cache: the view was encoded from the checkpoint alone
             mtimes.append(0.0)
     return _payload(ckpt_path, *mtimes, proj.name, len(view.means), proj, view)
+
+
+def test_points_map(
+    proj: MapProjection, view: ModelView, ckpt_path: str, *, key: str, meta: str, height: int, **kw
+) -> None:
+    """A page's map of the test points under `proj` (the traversal's, the upload page's): the canvas
+    map with hover images and no star; kw goes to latent_map (on_select, overlays, ...)."""
+    latent_map(
+        map_payload(proj, view, ckpt_path),
+        len(view.means),
+        points_only(equal_aspect(proj.basis)),
+        classes_for(view.labels),
+        proj.axes,
+        key=key,
+        meta=meta,
+        height=height,
+        thumbs=functools.partial(hover_thumbs, ckpt_path),
+        thumbs_scope=file_scope(ckpt_path),
+        **kw,
+    )

@@ -16,19 +16,9 @@ import streamlit as st
 import torch
 
 from app.common import current_checkpoint, test_targets
-from app.components.latent_map import (
-    classes_for,
-    equal_aspect,
-    file_scope,
-    latent_map,
-    overlay_mark,
-    overlay_path,
-    points_only,
-    selected_index,
-)
+from app.components.latent_map import overlay_mark, overlay_path, selected_index
 from app.views.latent_data import model_view
-from app.views.latent_map import choose_projection, map_payload
-from app.views.map_extras import hover_thumbs
+from app.views.latent_map import choose_projection, test_points_map
 from vae_core.gif import gif_bytes, grid_frames
 from vae_core.images import png_bytes, tile, to_display, upscale
 from vae_core.latent import decode, encode_mean, lerp, slerp, traversal_grid
@@ -219,18 +209,14 @@ def _interpolation(ckpt, view) -> None:
     )
     # The explorer's canvas map, not a plotly figure: drawing ~1,000 points through plotly.js took
     # 0.6-0.9 s of this page's visit on a 2-core machine (bench/lab_pages.py); a click picks a point at once.
-    latent_map(
-        map_payload(proj, view, ckpt.path),
-        len(view.means),
-        points_only(equal_aspect(proj.basis)),  # no star: the paths and their ends are the overlays
-        classes_for(view.labels),
-        proj.axes,
+    test_points_map(
+        proj,
+        view,
+        ckpt.path,
         key=P + "map",
         meta="vae-traversal-map",
         height=480,
         on_select=functools.partial(_on_map_pick, n_test),
-        thumbs=functools.partial(hover_thumbs, ckpt.path),
-        thumbs_scope=file_scope(ckpt.path),
         overlays=(
             [overlay_path(f"{name} path", xy, PATH_COLOURS[name]) for name, xy in zip(paths, placed)],
             [overlay_mark(w, ends[i], *ENDPOINT_MARKS[w], text=w) for i, w in enumerate((START, END))],

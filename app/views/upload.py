@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-
 import streamlit as st
 
 from app.common import current_checkpoint
-from app.components.latent_map import classes_for, equal_aspect, file_scope, latent_map, overlay_mark, points_only
+from app.components.latent_map import overlay_mark
 from app.safe import plain
 from app.views.breakdown import render_breakdown, show_image
 from app.views.explorer_z import open_in_explorer
 from app.views.latent_data import model_view
-from app.views.latent_map import choose_projection, map_payload
-from app.views.map_extras import hover_thumbs
+from app.views.latent_map import choose_projection, test_points_map
 from app.z_share import z_json
 from vae_core.data import eval_targets
 from vae_core.images import (
@@ -119,17 +116,13 @@ def _map(proj, view, mu, ckpt_path: str) -> None:
     """The left column's map (the explorer's canvas map) with the image's μ(x) marked among the test
     points; hovering a point shows its test image."""
     xy = proj.transform(mu.numpy())[0]
-    latent_map(
-        map_payload(proj, view, ckpt_path),
-        len(view.means),
-        points_only(equal_aspect(proj.basis)),
-        classes_for(view.labels),
-        proj.axes,
+    test_points_map(
+        proj,
+        view,
+        ckpt_path,
         key=P + "map",
         meta="vae-upload-map",
         height=460,
-        thumbs=functools.partial(hover_thumbs, ckpt_path),
-        thumbs_scope=file_scope(ckpt_path),
         overlays=([], [overlay_mark("your image μ(x)", xy, "#d62728", "diamond")]),
     )
     st.caption(
