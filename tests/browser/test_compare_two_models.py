@@ -80,7 +80,15 @@ def test_two_maps_two_decoders_and_a_click_selects_the_point_on_both(browser, se
                 target = (x, y, int(m.group(1)))
                 break
         assert target is not None, "no other point to click"
-        x, y, n = target
+        _, _, n = target
+        # hovering asked the server for images (a rerun per batch): click once the page has settled, where
+        # the point is then (a rerun above the map can move it)
+        wait_idle(page)
+        x, y = page.evaluate(
+            "n => { const p = window.__vaeMaps.compare_map_b.points().find(p => p.testIndex === n);"
+            " return [p.x, p.y]; }",
+            n,
+        )
         page.mouse.click(x, y)
         page.wait_for_function(  # the input is replaced while the page reruns: null meanwhile
             "n => (e => e !== null && e.value === String(n))"
