@@ -104,7 +104,10 @@ def explore_pages() -> list:
     return [home] + pages(PAGES[1:]) + [alias]
 
 
-st.set_page_config(page_title="VAE latent-space explorer", page_icon=":material/explore:", layout="wide")
+# The tab icon is a file of the app's own: a Material icon as page_icon is fetched from Google's font
+# CDN by the browser (fonts.gstatic.com), which a classroom without internet cannot reach.
+FAVICON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "favicon.png")
+st.set_page_config(page_title="VAE latent-space explorer", page_icon=FAVICON, layout="wide")
 open_link()  # once per session: ?model=&z= select the model and set the explorer's z
 link_notes = st.container()  # at the top, filled after the page ran: its z changes clear the notes
 
