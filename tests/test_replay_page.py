@@ -189,7 +189,7 @@ def test_the_scrubber_follows_where_the_player_stopped_and_lost_data_is_sent_aga
                     [int(e) for e in replay._load(replay_path(model), os.path.getmtime(replay_path(model))).epochs]
                 )
             else:
-                rp._forget_sent("replay_player__sent")
+                rp.forget_sent("replay_player__sent")
             del st.session_state["replay_player"]
         replay.render()
 

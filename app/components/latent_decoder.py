@@ -34,6 +34,7 @@ import numpy as np
 import streamlit as st
 
 from app.components.assets import assets
+from app.components.latent_map import forget_sent
 from app.components.z_sync import ZSync
 from app.settings import debug_hooks
 from vae_core.browser import decoder_payload, supports_browser_decoding
@@ -54,10 +55,6 @@ def _payload(path: str, mtime: float, _ckpt: Checkpoint) -> dict | None:
 def browser_weights(ckpt: Checkpoint) -> dict | None:
     """The checkpoint's decoder payload (cached per file), or None if it cannot decode in the browser."""
     return _payload(ckpt.path, os.path.getmtime(ckpt.path), ckpt)
-
-
-def _forget_sent(sent_key: str) -> None:
-    st.session_state.pop(sent_key, None)
 
 
 def _on_report(key: str, sync: ZSync) -> None:
@@ -111,7 +108,7 @@ def latent_decoder(
         key=key,
         data=data,
         on_z_change=partial(_on_report, key, sync),
-        on_need_weights_change=partial(_forget_sent, sent_key),
+        on_need_weights_change=partial(forget_sent, sent_key),
     )
     st.session_state[sent_key] = weights["id"]
 

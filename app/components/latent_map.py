@@ -221,7 +221,9 @@ def _point_blobs(points_id: str, _payload: dict) -> dict[str, bytes]:
     return {f"points.{f}": base64.b64decode(_payload[f]) for f in POINT_FIELDS}
 
 
-def _forget_sent(sent_key: str) -> None:
+def forget_sent(sent_key: str) -> None:
+    """A component's `need_...` trigger: the browser lost what this session marked as sent under
+    sent_key, so the next run sends it again."""
     st.session_state.pop(sent_key, None)
 
 
@@ -324,8 +326,8 @@ def latent_map(
         key=key,
         data=pack_data(data, blobs),
         on_select_change=on_select or (lambda: None),
-        on_need_points_change=lambda: _forget_sent(sent_key),
-        on_need_values_change=lambda: _forget_sent(values_key),
+        on_need_points_change=lambda: forget_sent(sent_key),
+        on_need_values_change=lambda: forget_sent(values_key),
         on_need_thumbs_change=lambda: _want_thumbs(key),
         on_drawn_change=lambda: None,
     )

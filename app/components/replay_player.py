@@ -30,7 +30,7 @@ import numpy as np
 import streamlit as st
 
 from app.components.assets import read_asset
-from app.components.latent_map import classes_for, label_dtype, pack_data
+from app.components.latent_map import classes_for, forget_sent, label_dtype, pack_data
 from app.settings import debug_hooks
 from vae_core.constants import KL_COLLAPSED_NATS
 from vae_core.js import js_source
@@ -135,13 +135,8 @@ def player_data(r: Replay, input_shape: tuple) -> PlayerData:
         "axes": list(AXES),
         "sheet": {"cols": sheet.cols, "rows": sheet.rows, "tile_w": sheet.tile_w, "tile_h": sheet.tile_h},
         "collapsed": KL_COLLAPSED_NATS,
-        "explained": _rounded(r.explained),
     }
     return PlayerData(digest.hexdigest()[:16], header, blobs)
-
-
-def _forget_sent(sent_key: str) -> None:
-    st.session_state.pop(sent_key, None)
 
 
 def seek_index(key: str, n: int) -> int | None:
@@ -176,7 +171,7 @@ def replay_player(
     _COMPONENT(
         key=key,
         data=pack_data(header, data.blobs if send else {}),
-        on_need_data_change=lambda: _forget_sent(sent_key),
+        on_need_data_change=lambda: forget_sent(sent_key),
         on_epoch_at_change=on_seek or (lambda: None),
     )
     st.session_state[sent_key] = data.id
